@@ -1,0 +1,48 @@
+# The README's commands. `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+INSTALLED := $(VENV)/.installed
+TEST_INSTALLED := $(VENV)/.test-installed
+
+.PHONY: install run test test-services lint bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(TEST_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: install
+	$(BIN)/tracker migrate
+	$(BIN)/tracker serve
+
+# System services and packages the suite needs: PostgreSQL running, Debian's chromium.
+test-services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start
+	@command -v chromium >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
+test: $(TEST_INSTALLED) test-services
+	$(PY) -m pytest
+
+lint: $(TEST_INSTALLED)
+	$(BIN)/ruff check tracker tests bench migrations
+	$(BIN)/ruff format --check tracker tests bench migrations
+	$(BIN)/mypy
+
+bench: $(TEST_INSTALLED)
+	@echo "No benchmarks yet."
+
+clean:
+	rm -rf $(VENV) build *.egg-info

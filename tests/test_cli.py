@@ -1,0 +1,111 @@
+"""The `tracker` command, run as a user runs it: a subprocess with settings in the env."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ADMIN_COMMANDS = [
+    [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
+    ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"], ["apikeys"],
+    ["apikeys", "create"], ["apikeys", "list"],
+]  # fmt: skip
+
+
+def run(args, env, input=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tracker.cli", *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def env(database_url, tmp_path):
+    environ = dict(os.environ)
+    environ.update(TRACKER_DATABASE_URL=database_url, TRACKER_DATA_DIR=str(tmp_path / "data"))
+    environ.pop("TRACKER_CONFIG", None)
+    return environ
+
+
+@pytest.mark.parametrize("args", ADMIN_COMMANDS, ids=lambda a: " ".join(a) or "tracker")
+def test_every_command_has_help(args):
+    result = run([*args, "--help"], env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert len(result.stdout.splitlines()) >= 4
+
+
+def test_site_user_and_key_lifecycle(env):
+    assert run(["migrate"], env).returncode == 0
+    added = run(["sites", "add", "Example.COM", "--timezone", "Europe/Paris"], env)
+    assert added.returncode == 0, added.stderr
+    assert 'data-site="example.com"' in added.stdout
+    listed = run(["sites", "list"], env).stdout
+    assert "example.com" in listed and "Europe/Paris" in listed
+
+    assert (
+        run(
+            ["users", "add", "Ann@Example.com", "--password", "long enough", "--admin"], env
+        ).returncode
+        == 0
+    )
+    assert "ann@example.com" in run(["users", "list"], env).stdout
+
+    key = run(["apikeys", "create", "ann@example.com", "--name", "ci"], env)
+    assert key.returncode == 0
+    plain = key.stdout.strip()
+    assert plain.startswith("trk_") and len(plain) > 30
+    keys = run(["apikeys", "list"], env).stdout
+    assert plain[:12] in keys and plain not in keys  # only the prefix is shown
+
+    assert run(["sites", "delete", "example.com"], env, input="n\n").returncode == 1
+    assert "example.com" in run(["sites", "list"], env).stdout
+    assert run(["sites", "delete", "example.com"], env, input="y\n").returncode == 0
+    assert "No sites yet" in run(["sites", "list"], env).stdout
+
+
+def test_users_add_prompts_for_password(env):
+    result = run(["users", "add", "bob@example.com"], env, input="s3cret-pass\ns3cret-pass\n")
+    assert result.returncode == 0, result.stderr
+    assert "bob@example.com" in run(["users", "list"], env).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sites", "add", "not a domain"], "is not a valid domain"),
+        (["sites", "add", "ok.example", "--timezone", "Mars/Olympus"], "not a known time zone"),
+        (["sites", "delete", "missing.example", "--yes"], "no site 'missing.example'"),
+        (["users", "add", "not-an-email", "--password", "long enough"], "not a valid email"),
+        (["users", "add", "c@example.com", "--password", "short"], "at least 8 characters"),
+        (["apikeys", "create", "nobody@example.com"], "no user with email"),
+    ],
+)
+def test_bad_input_is_one_line_error(env, args, message):
+    result = run(args, env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_duplicates_are_refused(env):
+    run(["sites", "add", "dup.example"], env)
+    result = run(["sites", "add", "dup.example"], env)
+    assert result.returncode == 1 and "already exists" in result.stderr
+    run(["users", "add", "d@example.com", "--password", "long enough"], env)
+    result = run(["users", "add", "d@example.com", "--password", "long enough"], env)
+    assert result.returncode == 1 and "already exists" in result.stderr
+
+
+def test_unreachable_database_is_one_line_error(tmp_path):
+    environ = dict(os.environ, TRACKER_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/x")
+    result = run(["sites", "list"], environ)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: database unavailable")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,48 @@
+"""The app factory: small setup steps, nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from tracker.config import Settings, ensure_secret_key, load_settings
+from tracker.db import Database
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = ensure_secret_key(settings or load_settings())
+    app = Flask(
+        __name__,
+        static_folder="web/static",
+        static_url_path="/assets",
+        template_folder="web/templates",
+    )
+    _setup_config(app, settings)
+    _setup_logging(settings)
+    _setup_database(app, settings)
+    _setup_web(app)
+    return app
+
+
+def _setup_config(app: Flask, settings: Settings) -> None:
+    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["WTF_CSRF_TIME_LIMIT"] = None
+    app.extensions["tracker.settings"] = settings
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper())
+
+
+def _setup_database(app: Flask, settings: Settings) -> None:
+    db = Database(settings.resolved_database_url())
+    app.extensions["tracker.db"] = db
+
+
+def _setup_web(app: Flask) -> None:
+    from tracker.web import init_web
+
+    init_web(app)

@@ -1,0 +1,165 @@
+"""`tracker sites`, `tracker users` and `tracker apikeys`: account and site administration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracker.accounts import AccountError, create_api_key, create_user, find_user
+from tracker.cli.context import CliContext, pass_context
+from tracker.db.models import ApiKey, User
+from tracker.sites import SiteError, add_site, delete_site, find_site, list_sites
+
+
+@contextmanager
+def _session(ctx: CliContext) -> Iterator[Session]:
+    """A transaction whose user-facing errors become one-line CLI errors."""
+    try:
+        with ctx.db.session() as session:
+            yield session
+    except (AccountError, SiteError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _table(rows: list[tuple[Any, ...]], headers: tuple[str, ...]) -> None:
+    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _user_or_fail(session: Session, email: str) -> User:
+    user = find_user(session, email)
+    if user is None:
+        raise click.ClickException(f"no user with email {email!r}")
+    return user
+
+
+@click.group()
+def sites() -> None:
+    """Add, list and delete the sites being measured."""
+
+
+@sites.command("add")
+@click.argument("domain")
+@click.option("--timezone", default="UTC", show_default=True, help="Site time zone (IANA name).")
+@click.option("--owner", metavar="EMAIL", help="User who owns the site (admins see all sites).")
+@pass_context
+def sites_add(ctx: CliContext, domain: str, timezone: str, owner: str | None) -> None:
+    """Register DOMAIN (e.g. example.com) and print its script tag."""
+    with _session(ctx) as session:
+        owner_user = _user_or_fail(session, owner) if owner else None
+        site = add_site(session, domain, timezone=timezone, owner=owner_user)
+        domain = site.domain
+    click.echo(f"Added {domain}. Script tag:")
+    click.echo(
+        f'<script defer data-site="{domain}" src="https://YOUR-TRACKER-HOST/tracker.js"></script>'
+    )
+
+
+@sites.command("list")
+@pass_context
+def sites_list(ctx: CliContext) -> None:
+    """List every site."""
+    with _session(ctx) as session:
+        rows = [(s.domain, s.timezone, "yes" if s.public else "no") for s in list_sites(session)]
+    if not rows:
+        click.echo("No sites yet. Add one with: tracker sites add example.com")
+        return
+    _table(rows, ("DOMAIN", "TIMEZONE", "PUBLIC"))
+
+
+@sites.command("delete")
+@click.argument("domain")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def sites_delete(ctx: CliContext, domain: str, yes: bool) -> None:
+    """Delete DOMAIN and all its stored data."""
+    with _session(ctx) as session:
+        site = find_site(session, domain)
+        if site is None:
+            raise click.ClickException(f"no site {domain!r}")
+        if not yes:
+            click.confirm(f"Delete {site.domain} and all its data?", abort=True)
+        delete_site(session, site)
+    click.echo(f"Deleted {domain}.")
+
+
+@click.group()
+def users() -> None:
+    """Add and list user accounts."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--password", help="Password (prompted for, hidden, when omitted).")
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@pass_context
+def users_add(ctx: CliContext, email: str, password: str | None, admin: bool) -> None:
+    """Create a user who can log in with EMAIL."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _session(ctx) as session:
+        user = create_user(session, email, password, is_admin=admin)
+        email = user.email
+    click.echo(f"Added {'admin ' if admin else ''}user {email}.")
+
+
+@users.command("list")
+@pass_context
+def users_list(ctx: CliContext) -> None:
+    """List users."""
+    with _session(ctx) as session:
+        rows = [
+            (u.email, "yes" if u.is_admin else "no", u.created_at.strftime("%Y-%m-%d"))
+            for u in session.scalars(select(User).order_by(User.email))
+        ]
+    if not rows:
+        click.echo("No users yet. Add one with: tracker users add you@example.com --admin")
+        return
+    _table(rows, ("EMAIL", "ADMIN", "CREATED"))
+
+
+@click.group()
+def apikeys() -> None:
+    """Create and list API keys (Stats API and trusted ingestion)."""
+
+
+@apikeys.command("create")
+@click.argument("email")
+@click.option("--name", default="", help="A label to recognise the key by.")
+@pass_context
+def apikeys_create(ctx: CliContext, email: str, name: str) -> None:
+    """Create an API key for the user EMAIL; it is printed once, store it now."""
+    with _session(ctx) as session:
+        _key, plain = create_api_key(session, _user_or_fail(session, email), name)
+    click.echo(plain)
+
+
+@apikeys.command("list")
+@pass_context
+def apikeys_list(ctx: CliContext) -> None:
+    """List API keys (their prefixes; the keys themselves are not stored)."""
+    with _session(ctx) as session:
+        query = select(ApiKey, User.email).join(User).order_by(User.email, ApiKey.id)
+        rows = [
+            (
+                f"{k.prefix}…",
+                email,
+                k.name,
+                k.created_at.strftime("%Y-%m-%d"),
+                k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
+            )
+            for k, email in session.execute(query)
+        ]
+    if not rows:
+        click.echo("No API keys yet. Create one with: tracker apikeys create you@example.com")
+        return
+    _table(rows, ("KEY", "USER", "NAME", "CREATED", "LAST USED"))
+
+
+COMMANDS: list[Callable[..., Any]] = [sites, users, apikeys]

@@ -1,0 +1,155 @@
+"""Settings: one frozen dataclass, loaded from TOML and overridden by environment variables.
+
+Every field has a default and help text; `config.example.toml` lists them all (a test checks).
+Environment variables are the field name upper-cased with a `TRACKER_` prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TRACKER_"
+CONFIG_ENV = "TRACKER_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A setting could not be read; the message names the setting."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, list | tuple):
+        value = tuple(default)
+        return field(default_factory=lambda: value, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = _setting(
+        "data", "Directory for the SQLite database, the generated secret key and spool files."
+    )
+    database_url: str = _setting(
+        "",
+        "SQLAlchemy URL. Empty means SQLite at <data_dir>/tracker.db. "
+        "PostgreSQL: postgresql+psycopg://user:password@host/dbname",
+    )
+    secret_key: str = _setting(
+        "",
+        "Signs login sessions and CSRF tokens. Empty: generated once into <data_dir>/secret_key.",
+    )
+    host: str = _setting("127.0.0.1", "Address `tracker serve` listens on.")
+    port: int = _setting(8000, "Port `tracker serve` listens on.")
+    workers: int = _setting(2, "Gunicorn worker processes for `tracker serve`.")
+    threads: int = _setting(8, "Threads per gunicorn worker (gthread worker class).")
+    base_url: str = _setting(
+        "",
+        "Public URL of this server, used in the script tag shown to users. Empty: the request's.",
+    )
+    visit_timeout_minutes: int = _setting(
+        30, "A visitor's events with no gap longer than this form one visit."
+    )
+    geoip_path: str = _setting(
+        "", "Path to a MaxMind/DB-IP .mmdb (City or Country). Empty: no geolocation."
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        [],
+        "Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed. "
+        "Environment: comma-separated.",
+    )
+    max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
+    scheduler_enabled: bool = _setting(
+        True, "Run background jobs (salt rotation, rollups, retention) inside the server."
+    )
+    log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'tracker.db'}"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def _coerce(name: str, annotation: str, raw: Any) -> Any:
+    try:
+        if annotation == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if annotation == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if annotation.startswith("tuple"):
+            if isinstance(raw, str):
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
+            if isinstance(raw, list | tuple):
+                return tuple(str(part) for part in raw)
+            raise ValueError(raw)
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"setting {name!r}: {raw!r} is not a valid {annotation}") from None
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file (argument or $TRACKER_CONFIG), then TRACKER_* variables."""
+    environ = os.environ if environ is None else environ
+    path = config_path or environ.get(CONFIG_ENV)
+    values: dict[str, Any] = {}
+    known = {f.name: str(f.type) for f in setting_fields()}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        for key, raw in data.items():
+            if key not in known:
+                raise ConfigError(f"config file {str(path)!r}: unknown setting {key!r}")
+            values[key] = _coerce(key, known[key], raw)
+    for name, annotation in known.items():
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _coerce(env_name, annotation, environ[env_name])
+    return Settings(**values)
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Return settings with a secret key, generating one into the data dir on first use."""
+    if settings.secret_key:
+        return settings
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_file = data_dir / "secret_key"
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # another process made it first; read theirs
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return settings.with_overrides(secret_key=key_file.read_text().strip())

@@ -1,0 +1,210 @@
+"""SQLAlchemy models: the whole schema. Alembic migrations in migrations/ must match it.
+
+Times on the two big tables (events, visits) are integers: milliseconds since the Unix epoch,
+UTC. Integers compare and bucket identically on SQLite and PostgreSQL, and the stats layer
+turns them into days and hours of the site's time zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """Only a SHA-256 of the key is kept; `prefix` lets a person recognise it in lists."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Page hosts allowed to send events besides the domain and its subdomains.
+    allowed_hostnames: Mapped[list[str]] = mapped_column(JSON, default=list)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether share links may download raw events (issue: export).
+    shared_export: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SharedLink(Base):
+    __tablename__ = "shared_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DailySalt(Base):
+    """The secret mixed into visitor ids for one UTC day; deleted after two days."""
+
+    __tablename__ = "daily_salts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class DropCount(Base):
+    """Events answered 202 but not stored (bots, spam...), counted per site, day and reason."""
+
+    __tablename__ = "drop_counts"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Visit(Base):
+    """One visit (session): maintained incrementally by the sessions module as events arrive."""
+
+    __tablename__ = "visits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    visitor_id: Mapped[int] = mapped_column(BigInteger)
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    last_ms: Mapped[int] = mapped_column(BigInteger)
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    entry_page: Mapped[str] = mapped_column(String(2000), default="")
+    exit_page: Mapped[str] = mapped_column(String(2000), default="")
+    pageviews: Mapped[int] = mapped_column(Integer, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    interactions: Mapped[int] = mapped_column(Integer, default=0)
+    is_bounce: Mapped[bool] = mapped_column(Boolean, default=True)
+    duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    source: Mapped[str] = mapped_column(String(255), default="Direct / None")
+    referrer: Mapped[str] = mapped_column(String(2000), default="")
+    channel: Mapped[str] = mapped_column(String(64), default="Direct")
+    utm_source: Mapped[str] = mapped_column(String(255), default="")
+    utm_medium: Mapped[str] = mapped_column(String(255), default="")
+    utm_campaign: Mapped[str] = mapped_column(String(255), default="")
+    utm_term: Mapped[str] = mapped_column(String(255), default="")
+    utm_content: Mapped[str] = mapped_column(String(255), default="")
+    click_id: Mapped[str] = mapped_column(String(255), default="")
+    country: Mapped[str] = mapped_column(String(2), default="")
+    region: Mapped[str] = mapped_column(String(128), default="")
+    city: Mapped[str] = mapped_column(String(128), default="")
+    browser: Mapped[str] = mapped_column(String(64), default="")
+    browser_version: Mapped[str] = mapped_column(String(32), default="")
+    os: Mapped[str] = mapped_column(String(64), default="")
+    os_version: Mapped[str] = mapped_column(String(32), default="")
+    device: Mapped[str] = mapped_column(String(16), default="")
+    screen: Mapped[str] = mapped_column(String(16), default="")
+
+    __table_args__ = (
+        Index("ix_visits_site_started", "site_id", "started_ms"),
+        # Visit assignment looks up a visitor's latest visit on a site.
+        Index("ix_visits_site_visitor_last", "site_id", "visitor_id", "last_ms"),
+    )
+
+
+class Event(Base):
+    """One stored event. Pageview rows also carry their resolved time on page.
+
+    `engaged_ms`/`scroll` on a pageview row are the maxima its engagement beacons reported;
+    `time_on_page_ms` is that engaged time, else the time until the visit's next pageview,
+    else NULL (unknown, excluded from averages).
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"))
+    visitor_id: Mapped[int] = mapped_column(BigInteger)
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    path: Mapped[str] = mapped_column(String(2000), default="")
+    query: Mapped[str] = mapped_column(String(2000), default="")
+    title: Mapped[str] = mapped_column(String(500), default="")
+    referrer: Mapped[str] = mapped_column(String(2000), default="")
+    target: Mapped[str] = mapped_column(String(2000), default="")
+    props: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    engaged_ms: Mapped[int | None] = mapped_column(BigInteger)
+    scroll: Mapped[int | None] = mapped_column(SmallInteger)
+    time_on_page_ms: Mapped[int | None] = mapped_column(BigInteger)
+    pageview_id: Mapped[str] = mapped_column(String(64), default="")
+
+    __table_args__ = (
+        Index("ix_events_site_time", "site_id", "timestamp_ms"),
+        Index("ix_events_visit", "visit_id"),
+    )
+
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "DailySalt",
+    "DropCount",
+    "Event",
+    "SharedLink",
+    "Site",
+    "User",
+    "Visit",
+    "utcnow",
+]

@@ -1,0 +1,85 @@
+"""Sites: validation of domains and time zones, adding, listing, deleting, access checks."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tracker.db.models import DropCount, Event, SharedLink, Site, User, Visit
+
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?$"
+)
+
+
+class SiteError(ValueError):
+    """A user-facing problem with a site operation."""
+
+
+def normalize_domain(domain: str) -> str:
+    cleaned = domain.strip().lower()
+    cleaned = re.sub(r"^https?://", "", cleaned).rstrip("/")
+    if cleaned.startswith("www."):
+        cleaned = cleaned[4:]
+    if not DOMAIN_RE.match(cleaned) or "." not in cleaned and cleaned != "localhost":
+        raise SiteError(f"{domain!r} is not a valid domain (expected something like example.com)")
+    return cleaned
+
+
+def validate_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SiteError(f"{name!r} is not a known time zone (e.g. Europe/Paris, UTC)") from None
+    if name not in available_timezones() and name != "UTC":
+        raise SiteError(f"{name!r} is not a known time zone (e.g. Europe/Paris, UTC)")
+    return name
+
+
+def find_site(session: Session, domain: str) -> Site | None:
+    return session.scalar(select(Site).where(Site.domain == domain.strip().lower()))
+
+
+def add_site(
+    session: Session, domain: str, *, timezone: str = "UTC", owner: User | None = None
+) -> Site:
+    domain = normalize_domain(domain)
+    timezone = validate_timezone(timezone)
+    if find_site(session, domain):
+        raise SiteError(f"site {domain!r} already exists")
+    site = Site(
+        domain=domain,
+        timezone=timezone,
+        allowed_hostnames=[],
+        owner_id=owner.id if owner else None,
+    )
+    session.add(site)
+    session.flush()
+    return site
+
+
+def delete_site(session: Session, site: Site) -> None:
+    """Delete a site and all its data, children first (works without FK cascades too)."""
+    for model in (Event, Visit, DropCount, SharedLink):
+        session.execute(delete(model).where(model.site_id == site.id))
+    session.delete(site)
+
+
+def list_sites(session: Session, user: User | None = None) -> list[Site]:
+    """All sites for an admin (or the CLI, user=None); owned sites for anyone else."""
+    query = select(Site).order_by(Site.domain)
+    if user is not None and not user.is_admin:
+        query = query.where(Site.owner_id == user.id)
+    return list(session.scalars(query))
+
+
+def can_manage(user: User | None, site: Site) -> bool:
+    return user is not None and (user.is_admin or site.owner_id == user.id)
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,120 @@
+"""First run (create the first admin), login and logout."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from tracker.accounts import (
+    MIN_PASSWORD_LENGTH,
+    AccountError,
+    authenticate,
+    create_user,
+    user_count,
+)
+from tracker.db.models import User
+from tracker.web.context import get_db
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please log in to see this page."
+
+
+class LoggedInUser(UserMixin):
+    """What the session knows of a user; loaded fresh from the database each request."""
+
+    def __init__(self, user: User) -> None:
+        self.id = user.id
+        self.email = user.email
+        self.is_admin = user.is_admin
+        self.record = user
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> LoggedInUser | None:
+    with get_db().session() as session:
+        user = session.get(User, int(user_id))
+        return LoggedInUser(user) if user else None
+
+
+def init_login(app: Flask) -> None:
+    login_manager.init_app(app)
+
+
+class SetupForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)]
+    )
+    confirm = PasswordField(
+        "Confirm password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")]
+    )
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+def _no_users_yet() -> bool:
+    with get_db().session() as session:
+        return user_count(session) == 0
+
+
+@bp.route("/", methods=["GET"])
+def index():
+    if _no_users_yet():
+        return redirect(url_for("auth.setup"))
+    if current_user.is_authenticated:
+        return redirect(url_for("sites.index"))
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    if not _no_users_yet():
+        return redirect(url_for("auth.login"))
+    form = SetupForm()
+    if form.validate_on_submit():
+        try:
+            with get_db().session() as session:
+                user = create_user(session, form.email.data, form.password.data, is_admin=True)
+                login_user(LoggedInUser(user))
+        except AccountError as exc:
+            form.email.errors = [str(exc)]
+        else:
+            flash("Welcome! Add your first site below.")
+            return redirect(url_for("sites.index"))
+    return render_template("setup.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if _no_users_yet():
+        return redirect(url_for("auth.setup"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        with get_db().session() as session:
+            user = authenticate(session, form.email.data, form.password.data)
+        if user:
+            login_user(LoggedInUser(user))
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors = ["Wrong email or password."]
+    return render_template("login.html", form=form), 400 if form.errors else 200
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths, so a crafted ?next= cannot send users elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("sites.index")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -162,4 +162,4 @@ def apikeys_list(ctx: CliContext) -> None:
     _table(rows, ("KEY", "USER", "NAME", "CREATED", "LAST USED"))
 
 
-COMMANDS: list[Callable[..., Any]] = [sites, users, apikeys]
+COMMANDS: list[click.Command] = [sites, users, apikeys]

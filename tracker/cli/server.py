@@ -41,4 +41,4 @@ def _describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-COMMANDS = [migrate, serve]
+COMMANDS: list[click.Command] = [migrate, serve]

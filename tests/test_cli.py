@@ -1,10 +1,16 @@
-"""The `tracker` command, run as a user runs it: a subprocess with settings in the env."""
+"""The `tracker` command, in-process through click's runner with settings in the environment.
+
+One test runs the installed console script as a subprocess, as a user would.
+"""
 
 import os
+import shutil
 import subprocess
-import sys
 
 import pytest
+from click.testing import CliRunner
+
+from tracker.cli import cli
 
 ADMIN_COMMANDS = [
     [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
@@ -13,28 +19,30 @@ ADMIN_COMMANDS = [
 ]  # fmt: skip
 
 
+class Outcome:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
 def run(args, env, input=None):
-    return subprocess.run(
-        [sys.executable, "-m", "tracker.cli", *args],
-        env=env,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = CliRunner().invoke(cli, args, env=env, input=input, prog_name="tracker")
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Outcome(result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture
 def env(database_url, tmp_path):
-    environ = dict(os.environ)
-    environ.update(TRACKER_DATABASE_URL=database_url, TRACKER_DATA_DIR=str(tmp_path / "data"))
-    environ.pop("TRACKER_CONFIG", None)
-    return environ
+    return {
+        "TRACKER_DATABASE_URL": database_url,
+        "TRACKER_DATA_DIR": str(tmp_path / "data"),
+        "TRACKER_CONFIG": None,
+    }
 
 
 @pytest.mark.parametrize("args", ADMIN_COMMANDS, ids=lambda a: " ".join(a) or "tracker")
 def test_every_command_has_help(args):
-    result = run([*args, "--help"], env=dict(os.environ))
+    result = run([*args, "--help"], env={})
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
     assert len(result.stdout.splitlines()) >= 4
@@ -103,9 +111,21 @@ def test_duplicates_are_refused(env):
     assert result.returncode == 1 and "already exists" in result.stderr
 
 
-def test_unreachable_database_is_one_line_error(tmp_path):
+def test_console_script_reports_unreachable_database_in_one_line():
     environ = dict(os.environ, TRACKER_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/x")
-    result = run(["sites", "list"], environ)
+    script = shutil.which("tracker")
+    assert script, "the tracker console script is not installed"
+    result = subprocess.run(
+        [script, "sites", "list"], env=environ, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("Error: database unavailable")
-    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_file_is_one_line_error(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("port = 'eighty'\n")
+    result = run(["--config", str(config), "sites", "list"], env={})
+    assert result.returncode == 1
+    assert "setting 'port'" in result.stderr

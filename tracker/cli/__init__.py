@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 from sqlalchemy.exc import OperationalError
 
 from tracker.cli import admin, server
-from tracker.cli.context import pass_context  # noqa: F401  (re-exported for sub-modules)
+from tracker.cli.context import CliContext
 from tracker.config import ConfigError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class TrackerGroup(click.Group):
+    """Turns expected failures (bad settings, no database) into one-line errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OperationalError as exc:
+            first_line = str(exc.orig).strip().splitlines()[0]
+            raise click.ClickException(f"database unavailable: {first_line}") from None
+
+
+@click.group(cls=TrackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -26,8 +39,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
     Settings come from --config and TRACKER_* environment variables.
     """
-    from tracker.cli.context import CliContext
-
     ctx.obj = CliContext(config_path)
 
 
@@ -36,17 +47,4 @@ for command in (*server.COMMANDS, *admin.COMMANDS):
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    except OperationalError as exc:
-        click.echo(f"Error: database unavailable: {exc.orig}", err=True)
-        sys.exit(1)
+    cli.main(prog_name="tracker")

@@ -24,6 +24,8 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
+            # One shared default socket path would clash between instances on one host.
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

@@ -1,0 +1,38 @@
+"""The stats query layer: Query(site, period, metrics, dimensions, filters) -> rows.
+
+The stats page, the JSON API and the CSV export use only what this package exports:
+`parse_query` (URL parameters -> Query, or QueryError), `run` (Query -> Result) and the
+real-time helpers. All SQL for reports lives here.
+"""
+
+from tracker.stats.dimensions import DIMENSIONS, Dimension, dimension
+from tracker.stats.filters import Filter
+from tracker.stats.metrics import METRICS, Metric
+from tracker.stats.periods import COMPARISONS, PERIODS, Period
+from tracker.stats.query import Query, QueryError, SiteRef, parse_query, site_ref
+from tracker.stats.realtime import Realtime, current_visitors, realtime
+from tracker.stats.run import Result, first_day, run, time_buckets
+
+__all__ = [
+    "COMPARISONS",
+    "DIMENSIONS",
+    "METRICS",
+    "PERIODS",
+    "Dimension",
+    "Filter",
+    "Metric",
+    "Period",
+    "Query",
+    "QueryError",
+    "Realtime",
+    "Result",
+    "SiteRef",
+    "current_visitors",
+    "dimension",
+    "first_day",
+    "parse_query",
+    "realtime",
+    "run",
+    "site_ref",
+    "time_buckets",
+]

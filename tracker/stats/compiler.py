@@ -1,0 +1,244 @@
+"""The compiler: a Query to SQLAlchemy Core, one function for every report.
+
+Shape of every statement (the same on SQLite and PostgreSQL):
+
+    outer:   GROUP BY dimensions -> SUM(parts), ORDER BY, LIMIT n+1 OFFSET
+      from   per-bucket rows: dimension values, a bucket (local day, or hour), parts
+             = raw rows grouped per bucket (this module)
+               UNION ALL pre-aggregated days (rollups module)
+
+Raw rows are visits (visit dimensions and filters only) or events joined to their visit
+(event dimensions, event filters, or parts only events have). Both select visits by their
+start: a visit and all its events belong to the period and the day of its first event.
+Distinct visitors are counted per bucket (a local day, or an hour) and then summed: visitor
+ids rotate daily, so the sum is the definition, and it adds across rollups and raw days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+)
+
+from tracker.db.models import Event, Visit
+from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.filters import compile_filters
+from tracker.stats.metrics import EVENT_PARTS, METRICS
+from tracker.stats.periods import DAY_MS, HOUR_MS, day_number, month_start, offset_segments
+from tracker.stats.query import Query
+
+visits = Visit.__table__
+events = Event.__table__
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the per-bucket rows must carry for a query."""
+
+    dims: tuple[str, ...]  # non-time dimensions, in query order (columns d0, d1, ...)
+    parts: tuple[str, ...]
+    bucket: str  # "day" or "hour"
+
+
+def plan_for(query: Query, parts: tuple[str, ...]) -> Plan:
+    dims = tuple(d for d in query.dimensions if not DIMENSIONS[d].is_time)
+    return Plan(dims, parts, "hour" if query.time_dimension == "time:hour" else "day")
+
+
+def dim_key(index: int) -> str:
+    return f"d{index}"
+
+
+def needs_events(query: Query, parts: Sequence[str]) -> bool:
+    return (
+        any(DIMENSIONS[d].is_event for d in query.dimensions)
+        or any(DIMENSIONS[f.dimension].is_event for f in query.filters)
+        or any(p in EVENT_PARTS for p in parts)
+    )
+
+
+def dimension_column(name: str) -> ColumnElement:
+    dim = DIMENSIONS[name]
+    return (events if dim.is_event else visits).c[dim.column]
+
+
+def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz) -> ColumnElement:  # noqa: ANN001
+    """The site's UTC offset (ms) at `ts`: a CASE over the few DST changes in range.
+
+    # TRICKY: neither database knows the site's zone rules portably, so Python finds the
+    changes and the database only compares integers.
+    """
+    segments = offset_segments(start_ms, end_ms, tz)
+    if len(segments) == 1:
+        return literal(segments[0][1], BigInteger)
+    whens = [
+        (ts < nxt, literal(off, BigInteger))
+        for (_, off), (nxt, _) in zip(segments, segments[1:], strict=False)
+    ]
+    return case(*whens, else_=literal(segments[-1][1], BigInteger))
+
+
+def bucket_expr(ts: ColumnElement, plan: Plan, query: Query) -> ColumnElement:
+    off = offset_expr(ts, query.period.start_ms, query.period.end_ms, query.site.tz)
+    if plan.bucket == "hour":
+        # The UTC start of the local hour: distinct for the repeated hour of a fall-back day.
+        return ((ts + off) // HOUR_MS) * HOUR_MS - off
+    return (ts + off) // DAY_MS
+
+
+def _ranges_clause(ts: ColumnElement, ranges: Sequence[tuple[int, int]]) -> ColumnElement[bool]:
+    if not ranges:
+        return false()
+    return or_(*(and_(ts >= lo, ts < hi) for lo, hi in ranges))
+
+
+def raw_buckets(
+    query: Query,
+    plan: Plan,
+    ranges: Sequence[tuple[int, int]],
+    extra: ColumnElement[bool] | None = None,
+) -> Select:
+    """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms)."""
+    where = [visits.c.site_id == query.site.id, _ranges_clause(visits.c.started_ms, ranges)]
+    flt = compile_filters(query.filters, dimension_column)
+    if flt is not None:
+        where.append(flt)
+    if extra is not None:
+        where.append(extra)
+    bucket = bucket_expr(visits.c.started_ms, plan, query).label("bucket")
+    dims = [dimension_column(d).label(dim_key(i)) for i, d in enumerate(plan.dims)]
+    if not needs_events(query, plan.parts):
+        return _visit_buckets(plan, dims, bucket, where)
+    return _event_buckets(query, plan, dims, bucket, where)
+
+
+def _visit_buckets(plan: Plan, dims: list, bucket: ColumnElement, where: list) -> Select:  # noqa: ANN001
+    exprs = {
+        "visitors": func.count(visits.c.visitor_id.distinct()),
+        "visits": func.count(),
+        "bounces": func.sum(case((visits.c.is_bounce, 1), else_=0)),
+        "pageviews": func.sum(visits.c.pageviews),
+        "duration_ms": func.sum(visits.c.duration_ms),
+    }
+    keys = [*dims, bucket]
+    stmt = select(*keys, *(exprs[p].label(p) for p in plan.parts)).where(*where)
+    return stmt.group_by(*(k.element for k in keys))
+
+
+def _event_kinds(query: Query) -> tuple[str, ...] | None:
+    """Kinds an event row must have: those every event dimension and filter agree on."""
+    kinds: set[str] | None = None
+    names = [*query.dimensions, *(f.dimension for f in query.filters)]
+    for dim in (DIMENSIONS[n] for n in names):
+        if dim.is_event and dim.kinds:
+            kinds = set(dim.kinds) if kinds is None else kinds & set(dim.kinds)
+    return None if kinds is None else tuple(sorted(kinds))
+
+
+def _event_buckets(query: Query, plan: Plan, dims: list, bucket, where: list) -> Select:  # noqa: ANN001
+    """Events grouped per visit first (visit facts once), then per bucket."""
+    kinds = _event_kinds(query)
+    if kinds is not None:
+        where = [*where, events.c.kind.in_(kinds) if kinds else false()]
+    is_pageview = events.c.kind == "pageview"
+    keys = [*dims, bucket]
+    per_visit = (
+        select(
+            *keys,
+            visits.c.visitor_id,
+            case((visits.c.is_bounce, 1), else_=0).label("bounce"),
+            visits.c.duration_ms,
+            func.sum(case((is_pageview, 1), else_=0)).label("pageviews"),
+            func.sum(case((events.c.kind != "engagement", 1), else_=0)).label("events"),
+            func.sum(case((is_pageview, events.c.time_on_page_ms))).label("top_ms"),
+            func.count(case((is_pageview, events.c.time_on_page_ms))).label("top_known"),
+        )
+        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
+        .where(*where)
+        .group_by(*(k.element for k in keys), visits.c.id)
+        .subquery("per_visit")
+    )
+    c = per_visit.c
+    exprs = {
+        "visitors": func.count(c.visitor_id.distinct()),
+        "visits": func.count(),
+        "bounces": func.sum(c.bounce),
+        "pageviews": func.sum(c.pageviews),
+        "events": func.sum(c.events),
+        "duration_ms": func.sum(c.duration_ms),
+        "time_on_page_ms": func.coalesce(func.sum(c.top_ms), 0),
+        "time_on_page_known": func.sum(c.top_known),
+    }
+    outer_keys = [c[dim_key(i)] for i in range(len(plan.dims))] + [c.bucket]
+    stmt = select(*outer_keys, *(exprs[p].label(p) for p in plan.parts))
+    return stmt.group_by(*outer_keys)
+
+
+def _time_key(query: Query, bucket: ColumnElement) -> ColumnElement:
+    if query.time_dimension == "time:week":
+        # Day 0 (1970-01-01) was a Thursday: (n + 3) % 7 is the weekday, Monday = 0.
+        return bucket - (bucket + 3) % 7
+    if query.time_dimension == "time:month":
+        starts = _month_starts(query.period.start, query.period.end)
+        whens = [(bucket >= n, literal(n)) for n in reversed(starts[1:])]
+        return case(*whens, else_=literal(starts[0])) if whens else literal(starts[0])
+    return bucket
+
+
+def _month_starts(start: date, end: date) -> list[int]:
+    starts, day = [], month_start(start)
+    while day <= end:
+        starts.append(day_number(day))
+        day = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+    return starts
+
+
+def outer(query: Query, plan: Plan, source: Select, *, paged: bool = True) -> Select:
+    """Sum the per-bucket rows by dimension, order and page them (LIMIT n+1: is there more?)."""
+    src = source.subquery("buckets")
+    sums = {p: cast(func.sum(src.c[p]), BigInteger) for p in plan.parts}
+    keys: dict[str, ColumnElement] = {}
+    non_time = iter(range(len(plan.dims)))
+    for name in query.dimensions:
+        if DIMENSIONS[name].is_time:
+            keys[name] = _time_key(query, src.c.bucket)
+        else:
+            keys[name] = src.c[dim_key(next(non_time))]
+    labelled = [expr.label(f"k{i}") for i, expr in enumerate(keys.values())]
+    stmt = select(*labelled, *(s.label(p) for p, s in sums.items())).group_by(*keys.values())
+    stmt = stmt.order_by(*_order(query, keys, sums))
+    if paged and query.limit:
+        stmt = stmt.limit(query.limit + 1).offset(query.offset)
+    return stmt
+
+
+def _order(query: Query, keys: dict[str, ColumnElement], sums: dict) -> list:  # noqa: ANN001
+    order = list(query.order_by)
+    if not order:
+        if query.time_dimension:
+            order = [(query.time_dimension, "asc")]
+        else:
+            order = [(query.metrics[0], "desc")]
+    clauses = []
+    for name, direction in order:
+        expr = keys[name] if name in keys else METRICS[name].sort_key(sums)
+        clauses.append(
+            expr.desc().nulls_last() if direction == "desc" else expr.asc().nulls_first()
+        )
+    # Ties break on the dimension values so pages never overlap or skip rows.
+    clauses.extend(k.asc() for k in keys.values())
+    return clauses

@@ -1,0 +1,82 @@
+"""Dimensions: the one table of what a report can be broken down and filtered by.
+
+Names are namespaced (`visit:source`, `event:page`, `time:day`) and used the same way in
+URLs, the API, CSV headers and templates. `short` is the URL filter parameter
+(`?source=Google`). Visit dimensions read the visits table; event dimensions read events
+(joined to their visit) and only the event kinds that carry the value: a page is a
+pageview's path, a link target belongs to clicks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    short: str
+    label: str
+    column: str
+    # Event kinds a row must have for an event dimension; () means any kind.
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def scope(self) -> str:
+        return self.name.split(":", 1)[0]
+
+    @property
+    def is_time(self) -> bool:
+        return self.scope == "time"
+
+    @property
+    def is_event(self) -> bool:
+        return self.scope == "event"
+
+
+_PAGEVIEW = ("pageview",)
+_INTERACTIONS = ("click", "event")
+
+DIMENSIONS: dict[str, Dimension] = {
+    d.name: d
+    for d in (
+        Dimension("event:page", "page", "Page", "path", _PAGEVIEW),
+        Dimension("visit:entry_page", "entry_page", "Entry page", "entry_page"),
+        Dimension("visit:exit_page", "exit_page", "Exit page", "exit_page"),
+        Dimension("visit:source", "source", "Source", "source"),
+        Dimension("visit:referrer", "referrer", "Referrer", "referrer"),
+        Dimension("visit:channel", "channel", "Channel", "channel"),
+        Dimension("visit:utm_source", "utm_source", "UTM source", "utm_source"),
+        Dimension("visit:utm_medium", "utm_medium", "UTM medium", "utm_medium"),
+        Dimension("visit:utm_campaign", "utm_campaign", "UTM campaign", "utm_campaign"),
+        Dimension("visit:utm_term", "utm_term", "UTM term", "utm_term"),
+        Dimension("visit:utm_content", "utm_content", "UTM content", "utm_content"),
+        Dimension("visit:country", "country", "Country", "country"),
+        Dimension("visit:region", "region", "Region", "region"),
+        Dimension("visit:city", "city", "City", "city"),
+        Dimension("visit:browser", "browser", "Browser", "browser"),
+        Dimension("visit:browser_version", "browser_version", "Browser version", "browser_version"),
+        Dimension("visit:os", "os", "Operating system", "os"),
+        Dimension("visit:os_version", "os_version", "OS version", "os_version"),
+        Dimension("visit:device", "device", "Device", "device"),
+        Dimension("event:name", "event", "Event", "name", _INTERACTIONS),
+        Dimension("event:target", "target", "Link target", "target", ("click",)),
+        Dimension("event:hostname", "hostname", "Hostname", "hostname", _PAGEVIEW),
+        Dimension("time:hour", "hour", "Hour", ""),
+        Dimension("time:day", "day", "Day", ""),
+        Dimension("time:week", "week", "Week", ""),
+        Dimension("time:month", "month", "Month", ""),
+    )
+}
+
+BY_SHORT: dict[str, Dimension] = {d.short: d for d in DIMENSIONS.values() if not d.is_time}
+TIME_DIMENSIONS = tuple(name for name, d in DIMENSIONS.items() if d.is_time)
+# Breakdowns kept pre-aggregated per day (see rollups); "" is the unbroken total.
+ROLLUP_DIMENSIONS = ("",) + tuple(name for name, d in DIMENSIONS.items() if not d.is_time)
+
+
+def dimension(name: str) -> Dimension:
+    """The dimension for a full name or its short alias; KeyError if unknown."""
+    if name in DIMENSIONS:
+        return DIMENSIONS[name]
+    return BY_SHORT[name]

@@ -1,0 +1,122 @@
+"""Metrics: a registry of additive parts, combined into ratios last.
+
+Every stored number a report needs is one of PARTS, a plain sum that adds across days,
+rollups and raw rows (visitors too: ids rotate daily, so distinct visitors are counted per
+day of the site and summed). A metric names the parts it reads and how to combine them;
+ratios (bounce rate, views per visit, durations) are computed once, after every sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Float, Numeric, cast, func, literal
+
+PARTS = (
+    "visitors",
+    "visits",
+    "bounces",
+    "pageviews",
+    "events",
+    "duration_ms",
+    "time_on_page_ms",
+    "time_on_page_known",
+)
+# Parts only event rows can give (the visits table has no per-page times or event kinds).
+EVENT_PARTS = frozenset({"events", "time_on_page_ms", "time_on_page_known"})
+
+Value = int | float | None
+
+
+def _ratio(num: str, den: str, scale: float, digits: int) -> Callable[[Mapping[str, int]], Value]:
+    def combine(parts: Mapping[str, int]) -> Value:
+        if not parts[den]:
+            return None
+        return round(parts[num] * scale / parts[den], digits)
+
+    return combine
+
+
+def _count(part: str) -> Callable[[Mapping[str, int]], Value]:
+    return lambda parts: int(parts[part])
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    parts: tuple[str, ...]
+    combine: Callable[[Mapping[str, int]], Value]
+    # How a change against the comparison period is shown: "percent" or "points".
+    change: str = "percent"
+    # Higher is better (green arrow) except for bounce rate.
+    higher_is_better: bool = True
+
+    def sort_key(self, sums: Mapping[str, ColumnElement]) -> ColumnElement:
+        """The metric as a SQL expression over summed parts, to ORDER BY before LIMIT."""
+        if len(self.parts) == 1:
+            return sums[self.parts[0]]
+        num, den = sums[self.parts[0]], sums[self.parts[1]]
+        return cast(num, Float) / func.nullif(cast(den, Numeric), literal(0))
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("visitors", "Visitors", ("visitors",), _count("visitors")),
+        Metric("visits", "Visits", ("visits",), _count("visits")),
+        Metric("pageviews", "Pageviews", ("pageviews",), _count("pageviews")),
+        Metric(
+            "views_per_visit",
+            "Views per visit",
+            ("pageviews", "visits"),
+            _ratio("pageviews", "visits", 1, 2),
+        ),
+        Metric(
+            "bounce_rate",
+            "Bounce rate",
+            ("bounces", "visits"),
+            _ratio("bounces", "visits", 100, 1),
+            change="points",
+            higher_is_better=False,
+        ),
+        Metric(
+            "visit_duration",
+            "Visit duration",
+            ("duration_ms", "visits"),
+            _ratio("duration_ms", "visits", 0.001, 1),
+        ),
+        Metric(
+            "time_on_page",
+            "Time on page",
+            ("time_on_page_ms", "time_on_page_known"),
+            _ratio("time_on_page_ms", "time_on_page_known", 0.001, 1),
+        ),
+        Metric("events", "Events", ("events",), _count("events")),
+    )
+}
+
+
+def parts_for(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The parts the metrics need, in PARTS order."""
+    needed = {p for m in metrics for p in METRICS[m].parts}
+    return tuple(p for p in PARTS if p in needed)
+
+
+def combine(metrics: tuple[str, ...], parts: Mapping[str, int]) -> dict[str, Value]:
+    return {m: METRICS[m].combine(parts) for m in metrics}
+
+
+def change(metric: str, current: Value, previous: Value) -> Value:
+    """Change against the comparison period: percent for counts, points for rates.
+
+    None when it cannot be said (no previous value, or a percent change from zero).
+    """
+    if current is None or previous is None:
+        return None
+    if METRICS[metric].change == "points":
+        return round(current - previous, 1)
+    if previous == 0:
+        return None if current else 0
+    return round((current - previous) * 100 / previous)

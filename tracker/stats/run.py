@@ -1,0 +1,185 @@
+"""Running a Query: the one call views make. Rows, time series, comparisons.
+
+`run(db, query)` sums additive parts in SQL (from rollups where they cover the period,
+raw rows elsewhere), combines them into metrics, fills empty time buckets with zeros, and,
+when the query compares, runs the same query over the comparison period and attaches each
+row's previous value and change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, func, select, tuple_
+
+from tracker.db import Database
+from tracker.stats.compiler import dimension_column, outer, plan_for, raw_buckets, visits
+from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.metrics import PARTS, change, combine, parts_for
+from tracker.stats.periods import (
+    Period,
+    day_from_number,
+    hour_starts,
+    local_label,
+    month_start,
+    shift_months,
+    week_start,
+)
+from tracker.stats.query import Query, SiteLike, site_ref
+
+
+@dataclass
+class Result:
+    """Rows of `{dimension: value, metric: value}`; with a comparison, each row also has
+    `comparison` ({metric: previous value}) and `change` ({metric: change})."""
+
+    rows: list[dict[str, Any]]
+    query: Query
+    has_more: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    comparison: Result | None = None
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        """The single row of a query without dimensions."""
+        return self.rows[0] if self.rows else {}
+
+
+def run(db: Database, query: Query) -> Result:
+    with db.engine.connect() as conn:
+        result = _run(conn, query)
+        if query.compare and query.compare_period:
+            restrict = _row_keys(result)
+            result.comparison = _run(conn, _comparison_query(query), restrict)
+            _attach_comparison(result, result.comparison)
+    return result
+
+
+def first_day(db: Database, site: SiteLike) -> date | None:
+    """The local day of the site's first visit (where period=all starts), None if none."""
+    ref = site_ref(site)
+    with db.engine.connect() as conn:
+        first = conn.scalar(select(func.min(visits.c.started_ms)).where(visits.c.site_id == ref.id))
+    if first is None:
+        return None
+    return datetime.fromtimestamp(first / 1000, UTC).astimezone(ref.tz).date()
+
+
+def _row_keys(result: Result) -> list[tuple[Any, ...]]:
+    """The non-time dimension values of the rows shown (empty when there are none)."""
+    keys = [d for d in result.query.dimensions if not DIMENSIONS[d].is_time]
+    if not keys:
+        return []
+    return [tuple(row[k] for k in keys) for row in result.rows]
+
+
+def _run(
+    conn: Connection, query: Query, restrict: Sequence[tuple[Any, ...]] | None = None
+) -> Result:
+    parts = parts_for(query.metrics)
+    plan = plan_for(query, parts)
+    extra = _restriction(query, restrict)
+    source = raw_buckets(query, plan, [(query.period.start_ms, query.period.end_ms)], extra)
+    used = "raw"
+    raw = conn.execute(outer(query, plan, source)).all()
+    has_more = bool(query.limit) and len(raw) > (query.limit or 0)
+    if has_more:
+        raw = raw[: query.limit]
+    rows = []
+    for record in raw:
+        values = record._mapping
+        row: dict[str, Any] = {
+            name: _dimension_value(name, values[f"k{i}"], query)
+            for i, name in enumerate(query.dimensions)
+        }
+        row.update(combine(query.metrics, {p: int(values[p] or 0) for p in parts}))
+        rows.append(row)
+    if not query.dimensions and not rows:
+        rows = [combine(query.metrics, dict.fromkeys(PARTS, 0))]
+    if query.dimensions == (query.time_dimension,) and query.time_dimension:
+        rows = _fill_series(query, rows)
+    meta = {"source": used, "period": query.period, "compare_period": query.compare_period}
+    return Result(rows=rows, query=query, has_more=has_more, meta=meta)
+
+
+def _restriction(
+    query: Query, restrict: Sequence[tuple[Any, ...]] | None
+) -> ColumnElement[bool] | None:
+    """Limit a comparison breakdown to the rows the current period showed."""
+    if restrict is None:
+        return None
+    names = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
+    columns = [dimension_column(d) for d in names]
+    if len(columns) == 1:
+        return columns[0].in_([r[0] for r in restrict])
+    return tuple_(*columns).in_(restrict)
+
+
+def _dimension_value(name: str, value: Any, query: Query) -> Any:
+    if name == "time:hour":
+        return local_label(int(value), query.site.tz)
+    if DIMENSIONS[name].is_time:
+        return day_from_number(int(value)).isoformat()
+    return value
+
+
+def time_buckets(query: Query, period: Period | None = None) -> list[str]:
+    """Every bucket label of the period for the query's time dimension, in order."""
+    period = period or query.period
+    dim = query.time_dimension
+    if dim == "time:hour":
+        tz = query.site.tz
+        return [local_label(t, tz) for t in hour_starts(period.start_ms, period.end_ms, tz)]
+    labels: list[str] = []
+    day = period.start
+    while day <= period.end:
+        if dim == "time:day":
+            labels.append(day.isoformat())
+            day += timedelta(days=1)
+        elif dim == "time:week":
+            labels.append(week_start(day).isoformat())
+            day = week_start(day) + timedelta(days=7)
+        else:
+            labels.append(month_start(day).isoformat())
+            day = shift_months(month_start(day), 1)
+    return labels
+
+
+def _fill_series(query: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    dim = query.time_dimension
+    assert dim is not None
+    found = {row[dim]: row for row in rows}
+    zero = combine(query.metrics, dict.fromkeys(PARTS, 0))
+    return [found.get(label) or {dim: label, **zero} for label in time_buckets(query)]
+
+
+def _comparison_query(query: Query) -> Query:
+    assert query.compare_period is not None
+    return dataclasses.replace(
+        query,
+        period=query.compare_period,
+        compare=None,
+        compare_period=None,
+        offset=0,
+        limit=None,
+    )
+
+
+def _attach_comparison(result: Result, previous: Result) -> None:
+    query = result.query
+    keys = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
+    if query.time_dimension and not keys:
+        # Time series line up by position: day 1 against day 1 of the previous period.
+        pairs = list(zip(result.rows, previous.rows + [{}] * len(result.rows), strict=False))
+    else:
+        by_key = {tuple(r[k] for k in keys): r for r in previous.rows}
+        pairs = [(row, by_key.get(tuple(row[k] for k in keys), {})) for row in result.rows]
+    zero = combine(query.metrics, dict.fromkeys(PARTS, 0))
+    for row, found in pairs:
+        old = found or zero
+        row["comparison"] = {m: old.get(m) for m in query.metrics}
+        row["change"] = {m: change(m, row[m], old.get(m)) for m in query.metrics}

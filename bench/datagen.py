@@ -1,0 +1,535 @@
+"""A stats dataset of N events over 30 days, written straight into the tables, cached.
+
+Visits and events follow the collector's semantics (tracker/db/models.py, DESIGN.md's metric
+definitions), so stats queries do realistic work: visitors return within a day (ids rotate
+daily), a visit is a run of events with no 30-minute gap, its first pageview carries the
+source (referrer, UTM, click id), engagement beacons repeat their pageview's pageview_id and
+set the pageview's engaged time and scroll, clicks and custom events are interactions,
+bounce = fewer than two pageviews and no interaction, time on page = engaged time, else the
+time to the next pageview, else unknown; visit duration = the sum of known times on page.
+
+The SQLite file is built once per (size, schema revision, generator version) under
+bench/cache/ and reused; `python -m bench.datagen 10M` builds one ahead of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic.script import ScriptDirectory
+
+from bench.common import BENCH_SITE, CACHE_DIR, parse_count
+from tracker.accounts import create_api_key, create_user
+from tracker.db import Database
+from tracker.db.migrate import alembic_config, upgrade
+from tracker.db.models import Event, Visit
+from tracker.sites import add_site
+
+GENERATOR_VERSION = 1
+DAYS = 30
+DAY_MS = 86_400_000
+VISIT_GAP_MS = 30 * 60_000
+SEED = 20251122
+HOST = BENCH_SITE
+ORIGIN = f"https://{HOST}"
+
+# (weight, referrer, source, channel, utm_source, utm_medium, utm_campaign, utm_term,
+#  utm_content, click_id, landing query)
+SOURCES = [
+    (30, "https://www.google.com/", "Google", "Organic Search", "", "", "", "", "", "", ""),
+    (25, "", "Direct / None", "Direct", "", "", "", "", "", "", ""),
+    (5, "https://www.bing.com/", "Bing", "Organic Search", "", "", "", "", "", "", ""),
+    (2, "https://duckduckgo.com/", "DuckDuckGo", "Organic Search", "", "", "", "", "", "", ""),
+    (5, "https://www.facebook.com/", "Facebook", "Organic Social", "", "", "", "", "", "", ""),
+    (2, "https://t.co/", "X (Twitter)", "Organic Social", "", "", "", "", "", "", ""),
+    (2, "https://www.linkedin.com/", "LinkedIn", "Organic Social", "", "", "", "", "", "", ""),
+    (2, "https://www.reddit.com/", "Reddit", "Organic Social", "", "", "", "", "", "", ""),
+    (2, "https://chatgpt.com/", "ChatGPT", "AI Assistants", "", "", "", "", "", "", ""),
+    (1, "https://www.perplexity.ai/", "Perplexity", "AI Assistants", "", "", "", "", "", "", ""),
+    (1, "https://www.youtube.com/", "YouTube", "Organic Video", "", "", "", "", "", "", ""),
+    (3, "https://news.ycombinator.com/", "Hacker News", "Referral", "", "", "", "", "", "", ""),
+    (
+        2,
+        "https://blog.partner.example/",
+        "blog.partner.example",
+        "Referral",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ),
+    (
+        4,
+        "https://www.google.com/",
+        "google",
+        "Paid Search",
+        "google",
+        "cpc",
+        "brand",
+        "acme",
+        "",
+        "Cj0KCQiA",
+        "?utm_source=google&utm_medium=cpc&utm_campaign=brand&utm_term=acme&gclid=Cj0KCQiA",
+    ),
+    (
+        2,
+        "https://www.bing.com/",
+        "bing",
+        "Paid Search",
+        "bing",
+        "cpc",
+        "brand",
+        "",
+        "",
+        "8f3a2b",
+        "?utm_source=bing&utm_medium=cpc&utm_campaign=brand&msclkid=8f3a2b",
+    ),
+    (
+        3,
+        "https://www.facebook.com/",
+        "facebook",
+        "Paid Social",
+        "facebook",
+        "paid_social",
+        "black_friday",
+        "",
+        "",
+        "IwAR2x",
+        "?utm_source=facebook&utm_medium=paid_social&utm_campaign=black_friday&fbclid=IwAR2x",
+    ),
+    (
+        3,
+        "",
+        "newsletter",
+        "Email",
+        "newsletter",
+        "email",
+        "weekly",
+        "",
+        "header",
+        "",
+        "?utm_source=newsletter&utm_medium=email&utm_campaign=weekly&utm_content=header",
+    ),
+    (
+        1,
+        "https://partner.example/",
+        "partner",
+        "Affiliates",
+        "partner",
+        "affiliate",
+        "q4",
+        "",
+        "",
+        "",
+        "?utm_source=partner&utm_medium=affiliate&utm_campaign=q4",
+    ),
+]
+# (weight, browser, version, os, os version, device, screen)
+DEVICES = [
+    (30, "Chrome", "131", "Windows", "10", "desktop", "desktop"),
+    (8, "Edge", "130", "Windows", "10", "desktop", "desktop"),
+    (6, "Firefox", "133", "Windows", "10", "desktop", "desktop"),
+    (10, "Safari", "18", "macOS", "10.15", "desktop", "laptop"),
+    (6, "Chrome", "131", "macOS", "10.15", "desktop", "laptop"),
+    (3, "Chrome", "131", "Linux", "", "desktop", "desktop"),
+    (15, "Mobile Safari", "18", "iOS", "18.1", "mobile", "mobile"),
+    (14, "Chrome Mobile", "131", "Android", "14", "mobile", "mobile"),
+    (3, "Samsung Internet", "26", "Android", "13", "mobile", "mobile"),
+    (2, "Instagram", "354", "iOS", "17.5", "mobile", "mobile"),
+    (3, "Mobile Safari", "17", "iOS", "17.6", "tablet", "tablet"),
+]
+# (weight, country, region, city)
+PLACES = [
+    (25, "US", "California", "San Francisco"),
+    (10, "US", "New York", "New York"),
+    (12, "FR", "Île-de-France", "Paris"),
+    (10, "DE", "Berlin", "Berlin"),
+    (8, "GB", "England", "London"),
+    (5, "ES", "Madrid", "Madrid"),
+    (5, "IN", "Karnataka", "Bengaluru"),
+    (4, "BR", "São Paulo", "São Paulo"),
+    (4, "CA", "Ontario", "Toronto"),
+    (3, "JP", "Tokyo", "Tokyo"),
+    (6, "", "", ""),
+]
+TOPICS = ["analytics", "privacy", "campaigns", "seo", "ads", "cookies", "dashboards", "gdpr"]
+PATHS = (
+    ["/", "/pricing", "/features", "/about", "/contact", "/signup", "/login"]
+    + [f"/blog/{t}-{i}" for t in TOPICS for i in range(1, 31)]
+    + [f"/docs/{t}/{i}" for t in TOPICS for i in range(1, 11)]
+)
+# Zipf-like popularity: the home page and a few posts take most views.
+PATH_WEIGHTS = [1 / (rank + 1) ** 0.9 for rank in range(len(PATHS))]
+TARGETS = [
+    "https://github.com/acme/tool",
+    "https://twitter.com/acme",
+    f"{ORIGIN}/files/report-2025.pdf",
+    f"{ORIGIN}/files/pricing.xlsx",
+]
+EVENT_NAMES = ["Signup", "Add to cart", "Newsletter", "Play video"]
+PLANS = ["free", "pro", "team", "enterprise"]
+# Share of a day's visits starting in each UTC hour: quiet nights, busy afternoons.
+HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]
+
+VISIT_COLUMNS = [c.name for c in Visit.__table__.columns]
+EVENT_COLUMNS = [c.name for c in Event.__table__.columns if c.name != "id"]
+# Generator._event builds rows positionally (speed): this is the order it assumes.
+assert EVENT_COLUMNS == [
+    "site_id",
+    "visit_id",
+    "visitor_id",
+    "timestamp_ms",
+    "kind",
+    "name",
+    "hostname",
+    "path",
+    "query",
+    "title",
+    "referrer",
+    "target",
+    "props",
+    "engaged_ms",
+    "scroll",
+    "time_on_page_ms",
+    "pageview_id",
+], f"models.Event changed: update bench/datagen.py ({EVENT_COLUMNS})"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A generated database and what a benchmark needs to query it."""
+
+    path: Path
+    site: str
+    first_day: str
+    last_day: str
+    events: int
+    visits: int
+    api_key: str
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+
+def schema_head() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or "none"
+
+
+def _weighted(table: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:
+    return [row[1:] for row in table], [row[0] for row in table]
+
+
+class Generator:
+    """Visits and events, one UTC day at a time, deterministic for a seed."""
+
+    def __init__(self, site_id: int, first_day: date, total_events: int, seed: int = SEED) -> None:
+        self.rng = random.Random(seed)
+        self.site_id = site_id
+        self.first_day = first_day
+        self.total_events = total_events
+        self.sources, self.source_w = _weighted(SOURCES)
+        self.devices, self.device_w = _weighted(DEVICES)
+        self.places, self.place_w = _weighted(PLACES)
+        self.next_visit_id = 1
+
+    def days(self) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+        """(visit rows, event rows) per day; weekdays busier than weekends."""
+        factors = [
+            0.7 if (self.first_day + timedelta(d)).weekday() >= 5 else 1.1 for d in range(DAYS)
+        ]
+        scale = self.total_events / sum(factors)
+        made = 0
+        for offset, factor in enumerate(factors):
+            quota = round(scale * factor) if offset < DAYS - 1 else self.total_events - made
+            day = self.first_day + timedelta(offset)
+            start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+            visits, events = self._day(start, quota)
+            made += len(events)
+            yield visits, events
+
+    def _day(self, day_ms: int, quota: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        rng = self.rng
+        starts: list[int] = []
+        visits: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        # (last_ms, visitor_id, device, place) of the day's visits, for returning visitors.
+        seen: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]] = []
+        hours = rng.choices(range(24), HOURLY, k=max(quota // 3, 1))
+        while len(events) < quota:
+            hour = hours[len(starts) % len(hours)]
+            started = day_ms + hour * 3_600_000 + rng.randrange(3_600_000)
+            starts.append(started)
+            visitor, device, place = rng.getrandbits(62), None, None
+            if seen and rng.random() < 0.25:
+                last, old_visitor, old_device, old_place = rng.choice(seen)
+                if last + VISIT_GAP_MS < started:
+                    visitor, device, place = old_visitor, old_device, old_place
+            device = device or rng.choices(self.devices, self.device_w)[0]
+            place = place or rng.choices(self.places, self.place_w)[0]
+            visit, visit_events = self._visit(visitor, started, device, place)
+            seen.append((visit[VISIT_COLUMNS.index("last_ms")], visitor, device, place))
+            visits.append(visit)
+            events.extend(visit_events)
+        events.sort(key=lambda row: row[3])
+        return visits, events
+
+    def _visit(
+        self, visitor: int, started: int, device: tuple[Any, ...], place: tuple[Any, ...]
+    ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        rng = self.rng
+        visit_id = self.next_visit_id
+        self.next_visit_id += 1
+        (
+            referrer,
+            source,
+            channel,
+            u_source,
+            u_medium,
+            u_campaign,
+            u_term,
+            u_content,
+            click_id,
+            query,
+        ) = rng.choices(self.sources, self.source_w)[0]
+        pageviews = 1 if rng.random() < 0.45 else 2 + min(int(rng.expovariate(0.6)), 12)
+        paths = rng.choices(PATHS, PATH_WEIGHTS, k=pageviews)
+        events: list[tuple[Any, ...]] = []
+        interactions = duration = 0
+        now = started
+        previous_path = ""
+        for index, path in enumerate(paths):
+            pageview_id = f"{rng.getrandbits(64):016x}"
+            is_last = index == pageviews - 1
+            gap = int(rng.lognormvariate(10.3, 1.0))  # median ~30 s to the next pageview
+            engaged = scroll = None
+            extra: list[tuple[Any, ...]] = []
+            if rng.random() < 0.75:  # the page reported engagement (hidden, left...)
+                engaged = min(int(gap * rng.uniform(0.3, 0.95)), 1_800_000)
+                scroll = rng.randint(10, 100)
+                beacons = [engaged] if rng.random() < 0.8 else [engaged // 2, engaged]
+                for value in beacons:
+                    extra.append(
+                        self._event(
+                            visit_id,
+                            visitor,
+                            now + value + 200,
+                            "engagement",
+                            path=path,
+                            engaged=value,
+                            scroll=scroll,
+                            pageview_id=pageview_id,
+                        )
+                    )
+            if rng.random() < 0.08:
+                interactions += 1
+                extra.append(
+                    self._event(
+                        visit_id,
+                        visitor,
+                        now + rng.randrange(1000, gap + 2000),
+                        "click",
+                        path=path,
+                        target=rng.choice(TARGETS),
+                        pageview_id=pageview_id,
+                    )
+                )
+            if rng.random() < 0.04:
+                interactions += 1
+                props = json.dumps({"plan": rng.choice(PLANS)})
+                extra.append(
+                    self._event(
+                        visit_id,
+                        visitor,
+                        now + rng.randrange(1000, gap + 2000),
+                        "event",
+                        path=path,
+                        name=rng.choice(EVENT_NAMES),
+                        props=props,
+                        pageview_id=pageview_id,
+                    )
+                )
+            on_page = engaged if engaged is not None else (None if is_last else gap)
+            duration += on_page or 0
+            events.append(
+                self._event(
+                    visit_id,
+                    visitor,
+                    now,
+                    "pageview",
+                    path=path,
+                    query=query if index == 0 else "",
+                    referrer=referrer if index == 0 else ORIGIN + previous_path,
+                    title=f"Page {path}",
+                    engaged=engaged,
+                    scroll=scroll,
+                    on_page=on_page,
+                    pageview_id=pageview_id,
+                )
+            )
+            events.extend(extra)
+            previous_path = path
+            if not is_last:
+                now += gap
+        last_ms = max(row[3] for row in events)
+        browser, browser_version, os_name, os_version, device_type, screen = device
+        country, region, city = place
+        values = {
+            "id": visit_id,
+            "site_id": self.site_id,
+            "visitor_id": visitor,
+            "started_ms": started,
+            "last_ms": last_ms,
+            "hostname": HOST,
+            "entry_page": paths[0],
+            "exit_page": paths[-1],
+            "pageviews": pageviews,
+            "events": len(events),
+            "interactions": interactions,
+            "is_bounce": pageviews < 2 and interactions == 0,
+            "duration_ms": duration,
+            "source": source,
+            "referrer": referrer,
+            "channel": channel,
+            "utm_source": u_source,
+            "utm_medium": u_medium,
+            "utm_campaign": u_campaign,
+            "utm_term": u_term,
+            "utm_content": u_content,
+            "click_id": click_id,
+            "country": country,
+            "region": region,
+            "city": city,
+            "browser": browser,
+            "browser_version": browser_version,
+            "os": os_name,
+            "os_version": os_version,
+            "device": device_type,
+            "screen": screen,
+        }
+        return tuple(values[c] for c in VISIT_COLUMNS), events
+
+    def _event(
+        self,
+        visit_id: int,
+        visitor: int,
+        at: int,
+        kind: str,
+        *,
+        path: str,
+        name: str = "",
+        query: str = "",
+        title: str = "",
+        referrer: str = "",
+        target: str = "",
+        props: str | None = None,
+        engaged: int | None = None,
+        scroll: int | None = None,
+        on_page: int | None = None,
+        pageview_id: str = "",
+    ) -> tuple[Any, ...]:
+        # Order: EVENT_COLUMNS (models.Event without id).
+        return (
+            self.site_id,
+            visit_id,
+            visitor,
+            at,
+            kind,
+            name,
+            HOST,
+            path,
+            query,
+            title,
+            referrer,
+            target,
+            props,
+            engaged,
+            scroll,
+            on_page,
+            pageview_id,
+        )
+
+
+def dataset(events: int, *, log: bool = True) -> Dataset:
+    """The cached dataset of `events` events, built first when missing."""
+    path = CACHE_DIR / f"events-{events}-schema{schema_head()}-gen{GENERATOR_VERSION}.db"
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        build(path, events, log=log)
+    return Dataset(path=path, **json.loads(meta.read_text()))
+
+
+def build(path: Path, events: int, *, log: bool = True) -> None:
+    began = time.monotonic()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    for old in path.parent.glob(partial.name + "*"):
+        old.unlink()
+    url = f"sqlite:///{partial}"
+    upgrade(url)
+    site_id, api_key = _accounts(url)
+    last_day = datetime.now(UTC).date() - timedelta(days=1)
+    first_day = last_day - timedelta(days=DAYS - 1)
+    generator = Generator(site_id, first_day, events)
+    visits = made = 0
+    conn = sqlite3.connect(partial)
+    conn.execute("PRAGMA synchronous=OFF")  # a half-built file is thrown away anyway
+    insert_visit = _insert("visits", VISIT_COLUMNS)
+    insert_event = _insert("events", EVENT_COLUMNS)
+    for day, (visit_rows, event_rows) in enumerate(generator.days(), start=1):
+        with conn:
+            conn.executemany(insert_visit, visit_rows)
+            conn.executemany(insert_event, event_rows)
+        visits += len(visit_rows)
+        made += len(event_rows)
+        if log:
+            print(
+                f"\r[datagen] day {day}/{DAYS}: {made:,} events, {visits:,} visits",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    info = Dataset(
+        partial, BENCH_SITE, first_day.isoformat(), last_day.isoformat(), made, visits, api_key
+    )
+    partial.rename(path)
+    meta = {k: v for k, v in asdict(info).items() if k != "path"}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    if log:
+        print(f"\n[datagen] {path.name} built in {time.monotonic() - began:.0f} s", file=sys.stderr)
+
+
+def _insert(table: str, columns: list[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _accounts(url: str) -> tuple[int, str]:
+    """The site (public, so its page needs no login) and an API key for the Stats API."""
+    db = Database(url)
+    with db.session() as session:
+        user = create_user(session, "bench@example.com", "bench-password", is_admin=True)
+        site = add_site(session, BENCH_SITE, owner=user)
+        site.public = True
+        _key, plain = create_api_key(session, user, "bench")
+        site_id = site.id
+    db.dispose()
+    return site_id, plain
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:] or ["1M"]:
+        print(dataset(parse_count(arg)).path)

@@ -1,0 +1,267 @@
+"""Ingest throughput and latency: `tracker serve` against the bare Flask floor, with wrk.
+
+For each connection count and repetition, the bare app, then the collector on each database,
+take turns (so machine noise hits all alike). Every 2xx must be stored: rows are counted
+before and after each run. Afterwards: resident memory per worker and bytes per event.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from bench.common import (
+    BENCH_SITE,
+    BIN,
+    REPO,
+    Figure,
+    Options,
+    Server,
+    Unavailable,
+    count_rows,
+    free_port,
+    median,
+    postgres_database,
+    server_env,
+    serving,
+    sqlite_url,
+    tracker_cli,
+    tracker_serve,
+)
+
+LUA = REPO / "bench" / "events.lua"
+WRK_THREADS = 2
+WARMUP_S = 2.0
+EVENTS_PER_S_TARGET = 3000
+P99_MS_TARGET = 50
+RATIO_TARGET = 0.6
+PG_DATABASE = "tracker_bench_ingest"
+
+
+@dataclass
+class WrkRun:
+    seconds: float
+    sent: int
+    ok: int
+    bad: int
+    last_bad_status: int
+    p50_ms: float
+    p99_ms: float
+    stored: int = 0
+
+    @property
+    def per_second(self) -> float:
+        return self.ok / self.seconds
+
+
+def require_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        raise Unavailable("wrk is not installed (`make bench` installs it: apt-get install wrk)")
+    return path
+
+
+def run_wrk(base_url: str, connections: int, seconds: float) -> WrkRun:
+    argv = [
+        require_wrk(),
+        f"-t{WRK_THREADS}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        base_url,
+        "--",
+        BENCH_SITE,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    return WrkRun(
+        seconds=data["duration_us"] / 1e6,
+        sent=data["sent"],
+        ok=data["ok"],
+        bad=data["bad"] + sum(data["errors"].values()) - data["errors"]["status"],
+        last_bad_status=data["last_bad_status"],
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+    )
+
+
+def settled_count(database_url: str) -> int:
+    """Rows once requests cut in flight at the end of a run have finished."""
+    previous = -1
+    for _ in range(40):
+        current = count_rows(database_url)
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(0.5)
+    return current
+
+
+def measured_run(server: Server, database_url: str, connections: int, seconds: float) -> WrkRun:
+    before = settled_count(database_url)
+    run = run_wrk(server.base, connections, seconds)
+    run.stored = settled_count(database_url) - before
+    return run
+
+
+def prepare_database(name: str, workdir: Path) -> str:
+    """A fresh, migrated database with the benchmark site; its URL."""
+    data_dir = workdir / f"ingest-{name}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if name == "sqlite":
+        url = sqlite_url(data_dir / "tracker.db")
+    else:
+        url = postgres_database(PG_DATABASE, fresh=True)
+    tracker_cli(data_dir, url, "migrate")
+    tracker_cli(data_dir, url, "sites", "add", BENCH_SITE)
+    return url
+
+
+def bytes_on_disk(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                path = Path(engine.url.database or "")
+                return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+            return int(conn.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+    finally:
+        engine.dispose()
+
+
+def run(opts: Options) -> list[Figure]:
+    require_wrk()
+    urls: dict[str, str] = {}
+    figures: list[Figure] = []
+    for name in opts.databases:
+        try:
+            urls[name] = prepare_database(name, opts.workdir)
+        except Unavailable as exc:
+            figures.append(Figure(f"ingest {name}", "events/s", float("nan"), "", note=str(exc)))
+    runs: dict[tuple[str, int], list[WrkRun]] = {}
+    with ExitStack() as stack:
+        port = free_port()
+        bare = stack.enter_context(
+            serving(
+                [str(BIN / "python"), "-m", "bench.bare_app"],
+                server_env(opts.workdir, "", port),
+                port,
+                opts.workdir / "bare.log",
+            )
+        )
+        servers: dict[str, Server] = {"bare": bare}
+        for name, url in urls.items():
+            data_dir = opts.workdir / f"ingest-{name}"
+            servers[name] = stack.enter_context(tracker_serve(data_dir, url))
+        for server in servers.values():
+            run_wrk(server.base, opts.connections[0], WARMUP_S)  # caches, pools, page cache
+        for connections in opts.connections:
+            for _ in range(opts.reps):
+                for name, server in servers.items():
+                    if name == "bare":
+                        result = run_wrk(server.base, connections, opts.duration)
+                    else:
+                        result = measured_run(server, urls[name], connections, opts.duration)
+                    runs.setdefault((name, connections), []).append(result)
+        rss = {name: server.worker_rss_mb() for name, server in servers.items()}
+    for name, url in urls.items():
+        for connections in opts.connections:
+            figures += _ingest_figures(
+                name, connections, runs[name, connections], runs["bare", connections]
+            )
+        stored = count_rows(url)
+        figures.append(
+            Figure(
+                f"footprint {name}",
+                "RSS per worker",
+                max(rss[name]),
+                "MB",
+                baseline=max(rss["bare"]),
+                baseline_name="bare Flask worker",
+                note=f"after the ingest runs; workers: {', '.join(f'{m:.0f}' for m in rss[name])}",
+            )
+        )
+        figures.append(
+            Figure(
+                f"footprint {name}",
+                "DB bytes per event",
+                bytes_on_disk(url) / max(stored, 1),
+                "B",
+                note=f"{stored:,} events stored by the collector",
+            )
+        )
+    return figures
+
+
+def _ingest_figures(
+    name: str, connections: int, runs: list[WrkRun], bare: list[WrkRun]
+) -> list[Figure]:
+    bench = f"ingest {name}, {connections} conn"
+    eps = median([r.per_second for r in runs])
+    bare_eps = median([r.per_second for r in bare])
+    ratio = eps / bare_eps
+    p99 = median([r.p99_ms for r in runs])
+    ok = sum(r.ok for r in runs)
+    stored = sum(r.stored for r in runs)
+    sent = sum(r.sent for r in runs)
+    bad = sum(r.bad for r in runs)
+    answers = f"{ok:,} answered 2xx, {stored:,} stored, {sent - ok:,} cut in flight at the end"
+    if bad:
+        answers += f", {bad:,} failed (last status {max(r.last_bad_status for r in runs)})"
+    return [
+        Figure(
+            bench,
+            "events/s",
+            eps,
+            "/s",
+            baseline=bare_eps,
+            baseline_name="bare Flask 204",
+            target=f">= {EVENTS_PER_S_TARGET}, ratio >= {RATIO_TARGET}",
+            passed=name != "sqlite" or (eps >= EVENTS_PER_S_TARGET and ratio >= RATIO_TARGET),
+            samples=[r.per_second for r in runs],
+        ),
+        Figure(
+            bench,
+            "p50 latency",
+            median([r.p50_ms for r in runs]),
+            "ms",
+            baseline=median([r.p50_ms for r in bare]),
+            baseline_name="bare Flask 204",
+            samples=[r.p50_ms for r in runs],
+        ),
+        Figure(
+            bench,
+            "p99 latency",
+            p99,
+            "ms",
+            baseline=median([r.p99_ms for r in bare]),
+            baseline_name="bare Flask 204",
+            target=f"<= {P99_MS_TARGET}" if connections >= 64 else "",
+            passed=p99 <= P99_MS_TARGET if connections >= 64 else None,
+            samples=[r.p99_ms for r in runs],
+        ),
+        Figure(
+            bench,
+            "stored / 2xx",
+            stored / max(ok, 1),
+            "",
+            target="1 (up to the cut)",
+            # Requests cut in flight when wrk stops may be stored without their answer read.
+            passed=bad == 0 and ok <= stored <= sent,
+            note=answers,
+        ),
+    ]

@@ -1,0 +1,118 @@
+"""Stats latency: the stats page and the Stats API over 30 days of the generated dataset.
+
+`tracker serve` runs on the cached dataset (bench/datagen.py); each request is timed from
+the client, sequentially, after one warm-up request; the figure is the median. The baseline,
+timed in the same run, is the raw query the design notes say a page cannot afford per report:
+count(distinct visitor) over the same 30 days of raw events, straight from sqlite3.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import date, datetime, time as dtime, timedelta, UTC
+from urllib.parse import urlencode
+
+from bench import datagen
+from bench.common import Figure, Options, http, median, tracker_serve
+
+PAGE_TARGET_MS = {1_000_000: 150.0, 10_000_000: 1000.0}
+
+
+def _day_ms(day: str, *, end: bool = False) -> int:
+    moment = datetime.combine(date.fromisoformat(day) + timedelta(days=int(end)), dtime(), UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def raw_distinct_visitors_ms(data: datagen.Dataset) -> float:
+    conn = sqlite3.connect(data.path)
+    began = time.perf_counter()
+    conn.execute(
+        "SELECT count(DISTINCT visitor_id) FROM events WHERE site_id = 1"
+        " AND timestamp_ms >= ? AND timestamp_ms < ?",
+        (_day_ms(data.first_day), _day_ms(data.last_day, end=True)),
+    ).fetchone()
+    elapsed = (time.perf_counter() - began) * 1000
+    conn.close()
+    return elapsed
+
+
+def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, path and query, headers) of each timed request."""
+    period = {"period": "custom", "from": data.first_day, "to": data.last_day}
+    api_period = {"site_id": data.site, "period": "custom", "date": f"{data.first_day},{data.last_day}"}
+    auth = {"Authorization": f"Bearer {data.api_key}"}
+    metrics = "visitors,visits,pageviews,bounce_rate,visit_duration"
+    return [
+        ("page", f"/sites/{data.site}?{urlencode(period)}", {}),
+        ("page, filtered", f"/sites/{data.site}?{urlencode({**period, 'source': 'Google'})}", {}),
+        (
+            "API aggregate",
+            f"/api/v1/stats/aggregate?{urlencode({**api_period, 'metrics': metrics})}",
+            auth,
+        ),
+        (
+            "API aggregate, filtered",
+            "/api/v1/stats/aggregate?"
+            + urlencode({**api_period, "metrics": metrics, "filters": "visit:source==Google"}),
+            auth,
+        ),
+        (
+            "API breakdown",
+            "/api/v1/stats/breakdown?"
+            + urlencode({**api_period, "property": "visit:source", "metrics": metrics}),
+            auth,
+        ),
+        (
+            "API breakdown, filtered",
+            "/api/v1/stats/breakdown?"
+            + urlencode(
+                {
+                    **api_period,
+                    "property": "event:page",
+                    "metrics": "visitors,pageviews",
+                    "filters": "visit:source==Google",
+                }
+            ),
+            auth,
+        ),
+    ]
+
+
+def run(opts: Options) -> list[Figure]:
+    data = datagen.dataset(opts.events)
+    size = f"{data.events / 1e6:g}M events" if data.events >= 1e6 else f"{data.events:,} events"
+    baseline = median([raw_distinct_visitors_ms(data) for _ in range(opts.stats_reps)])
+    figures: list[Figure] = []
+    with tracker_serve(opts.workdir / "stats", data.url) as server:
+        for name, path, headers in requests(data):
+            began = time.perf_counter()
+            status, _ = http("GET", server.base + path, headers=headers)
+            cold = (time.perf_counter() - began) * 1000
+            if status != 200:
+                figures.append(
+                    Figure(f"stats {size}", name, float("nan"), "ms", note=f"{path} answered {status}")
+                )
+                continue
+            samples = []
+            for _ in range(opts.stats_reps):
+                began = time.perf_counter()
+                http("GET", server.base + path, headers=headers)
+                samples.append((time.perf_counter() - began) * 1000)
+            value = median(samples)
+            limit = PAGE_TARGET_MS.get(opts.events) if name.startswith("page") else None
+            figures.append(
+                Figure(
+                    f"stats {size}",
+                    name,
+                    value,
+                    "ms",
+                    baseline=baseline,
+                    baseline_name="raw count(distinct visitor)",
+                    target=f"<= {limit:g}" if limit else "",
+                    passed=value <= limit if limit else None,
+                    note=f"first request {cold:.0f} ms",
+                    samples=samples,
+                )
+            )
+    return figures

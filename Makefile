@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
+# Extra flags for `make bench`, e.g. BENCH_ARGS="--full --events 10M" (see bench/run.py).
+BENCH_ARGS ?=
 
 .PHONY: install run test test-services lint bench clean
 
@@ -41,8 +44,15 @@ lint: $(TEST_INSTALLED)
 	$(BIN)/ruff format --check tracker tests bench migrations
 	$(BIN)/mypy
 
-bench: $(TEST_INSTALLED)
-	@echo "No benchmarks yet."
+$(BENCH_INSTALLED): $(TEST_INSTALLED)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# Benchmarks (not tests): one table, also written to bench/results/latest.json.
+bench: $(BENCH_INSTALLED) test-services
+	@command -v wrk >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

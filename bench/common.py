@@ -192,6 +192,7 @@ def tracker_serve(
     """`tracker serve` on its own port, data directory and database."""
     port = free_port()
     env = server_env(data_dir, database_url, port, workers)
+    data_dir.mkdir(parents=True, exist_ok=True)
     with serving([str(BIN / "tracker"), "serve"], env, port, data_dir / log_name) as server:
         yield server
 

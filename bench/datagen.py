@@ -252,8 +252,11 @@ class Generator:
         ]
         scale = self.total_events / sum(factors)
         made = 0
+        planned = 0.0
         for offset, factor in enumerate(factors):
-            quota = round(scale * factor) if offset < DAYS - 1 else self.total_events - made
+            # Each day aims at the running total, so one visit's overshoot is not repeated.
+            planned += scale * factor
+            quota = round(planned) - made
             day = self.first_day + timedelta(offset)
             start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
             visits, events = self._day(start, quota)
@@ -494,12 +497,9 @@ def build(path: Path, events: int, *, log: bool = True) -> None:
             conn.executemany(insert_event, event_rows)
         visits += len(visit_rows)
         made += len(event_rows)
-        if log:
+        if log and day % 10 == 0:
             print(
-                f"\r[datagen] day {day}/{DAYS}: {made:,} events, {visits:,} visits",
-                end="",
-                file=sys.stderr,
-                flush=True,
+                f"[datagen] day {day}/{DAYS}: {made:,} events, {visits:,} visits", file=sys.stderr
             )
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -510,7 +510,7 @@ def build(path: Path, events: int, *, log: bool = True) -> None:
     meta = {k: v for k, v in asdict(info).items() if k != "path"}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     if log:
-        print(f"\n[datagen] {path.name} built in {time.monotonic() - began:.0f} s", file=sys.stderr)
+        print(f"[datagen] {path.name} built in {time.monotonic() - began:.0f} s", file=sys.stderr)
 
 
 def _insert(table: str, columns: list[str]) -> str:

@@ -12,6 +12,7 @@ import csv
 import io
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
@@ -42,10 +43,13 @@ def download(url: str, headers: dict[str, str]) -> tuple[int, int, float]:
     request = urllib.request.Request(url, headers=headers)
     began = time.perf_counter()
     lines = 0
-    with urllib.request.urlopen(request, timeout=600) as response:
-        status = response.status
-        while chunk := response.read(CHUNK):
-            lines += chunk.count(b"\n")
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            status = response.status
+            while chunk := response.read(CHUNK):
+                lines += chunk.count(b"\n")
+    except urllib.error.HTTPError as exc:
+        return exc.code, 0, 0.0
     return status, lines, time.perf_counter() - began
 
 

@@ -219,7 +219,9 @@ def _ingest_figures(
     stored = sum(r.stored for r in runs)
     sent = sum(r.sent for r in runs)
     bad = sum(r.bad for r in runs)
-    answers = f"{ok:,} answered 2xx, {stored:,} stored, {sent - ok:,} cut in flight at the end"
+    answers = (
+        f"{ok:,} answered 2xx, {stored:,} stored, {sent - ok - bad:,} cut in flight at the end"
+    )
     if bad:
         answers += f", {bad:,} failed (last status {max(r.last_bad_status for r in runs)})"
     return [
@@ -230,8 +232,10 @@ def _ingest_figures(
             "/s",
             baseline=bare_eps,
             baseline_name="bare Flask 204",
-            target=f">= {EVENTS_PER_S_TARGET}, ratio >= {RATIO_TARGET}",
-            passed=name != "sqlite" or (eps >= EVENTS_PER_S_TARGET and ratio >= RATIO_TARGET),
+            target=f">= {EVENTS_PER_S_TARGET}, ratio >= {RATIO_TARGET}" if name == "sqlite" else "",
+            passed=eps >= EVENTS_PER_S_TARGET and ratio >= RATIO_TARGET
+            if name == "sqlite"
+            else None,
             samples=[r.per_second for r in runs],
         ),
         Figure(

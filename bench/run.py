@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import export, ingest, script, stats
+from bench import export, ingest, profile, script, stats
 from bench.common import REPO, Figure, Options, Unavailable, parse_count
 
 BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
@@ -33,13 +33,17 @@ BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
     "ingest": ingest.run,
     "stats": stats.run,
     "export": export.run,
+    "profile": profile.run,
 }
+DEFAULT = ",".join(BENCHMARKS)
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="benchmarks to run")
+    parser.add_argument(
+        "--only", default=DEFAULT, help=f"benchmarks to run, of: {', '.join(BENCHMARKS)}"
+    )
     parser.add_argument("--events", type=parse_count, default=1_000_000, help="stats dataset")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per ingest run")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (medians reported)")
@@ -113,6 +117,7 @@ def table(figures: list[Figure]) -> str:
 def main(argv: list[str] | None = None) -> list[Figure]:
     args = parse_args(argv)
     started = datetime.now(UTC)
+    info = machine()
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as workdir:
         opts = Options(
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     result = {
         "started": started.isoformat(timespec="seconds"),
         "seconds": round((datetime.now(UTC) - started).total_seconds()),
-        "machine": machine(),
+        "machine": info,
         "options": {k: v for k, v in vars(args).items() if k != "out"},
         "figures": [f.as_dict() for f in figures],
     }

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import date, datetime, time as dtime, timedelta, UTC
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from urllib.parse import urlencode
 
 from bench import datagen
 from bench.common import Figure, Options, http, median, tracker_serve
+from tracker.db import Database
+from tracker.stats import SiteRef, parse_query
+from tracker.stats import run as run_query
 
 PAGE_TARGET_MS = {1_000_000: 150.0, 10_000_000: 1000.0}
 
@@ -37,10 +41,48 @@ def raw_distinct_visitors_ms(data: datagen.Dataset) -> float:
     return elapsed
 
 
+# In-process queries through tracker.stats (no HTTP, no template): where a page's time goes.
+QUERIES = {
+    "query: totals": {"metrics": "visitors,visits,pageviews,bounce_rate,visit_duration"},
+    "query: by day": {"metrics": "visitors,pageviews", "dimension": "time:day"},
+    "query: by source": {
+        "metrics": "visitors,visits,bounce_rate",
+        "dimension": "visit:source",
+        "limit": "10",
+    },
+    "query: by page": {"metrics": "visitors,pageviews", "dimension": "event:page", "limit": "10"},
+    "query: by page, filtered": {
+        "metrics": "visitors,pageviews",
+        "dimension": "event:page",
+        "limit": "10",
+        "source": "Google",
+    },
+}
+
+
+def query_samples(data: datagen.Dataset, reps: int) -> dict[str, list[float]]:
+    db = Database(data.url)
+    site = SiteRef(1, data.site, "UTC")
+    period = {"period": "custom", "from": data.first_day, "to": data.last_day}
+    samples: dict[str, list[float]] = {}
+    for name, args in QUERIES.items():
+        query = parse_query(site, {**period, **args})
+        for _ in range(reps):
+            began = time.perf_counter()
+            run_query(db, query)
+            samples.setdefault(name, []).append((time.perf_counter() - began) * 1000)
+    db.dispose()
+    return samples
+
+
 def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
     """(name, path and query, headers) of each timed request."""
     period = {"period": "custom", "from": data.first_day, "to": data.last_day}
-    api_period = {"site_id": data.site, "period": "custom", "date": f"{data.first_day},{data.last_day}"}
+    api_period = {
+        "site_id": data.site,
+        "period": "custom",
+        "date": f"{data.first_day},{data.last_day}",
+    }
     auth = {"Authorization": f"Bearer {data.api_key}"}
     metrics = "visitors,visits,pageviews,bounce_rate,visit_duration"
     return [
@@ -83,7 +125,18 @@ def run(opts: Options) -> list[Figure]:
     data = datagen.dataset(opts.events)
     size = f"{data.events / 1e6:g}M events" if data.events >= 1e6 else f"{data.events:,} events"
     baseline = median([raw_distinct_visitors_ms(data) for _ in range(opts.stats_reps)])
-    figures: list[Figure] = []
+    figures = [
+        Figure(
+            f"stats {size}",
+            name,
+            median(samples),
+            "ms",
+            baseline=baseline,
+            baseline_name="raw count(distinct visitor)",
+            samples=samples,
+        )
+        for name, samples in query_samples(data, opts.stats_reps).items()
+    ]
     with tracker_serve(opts.workdir / "stats", data.url) as server:
         for name, path, headers in requests(data):
             began = time.perf_counter()
@@ -91,7 +144,13 @@ def run(opts: Options) -> list[Figure]:
             cold = (time.perf_counter() - began) * 1000
             if status != 200:
                 figures.append(
-                    Figure(f"stats {size}", name, float("nan"), "ms", note=f"{path} answered {status}")
+                    Figure(
+                        f"stats {size}",
+                        name,
+                        float("nan"),
+                        "ms",
+                        note=f"GET {path.split('?')[0]} answered {status}",
+                    )
                 )
                 continue
             samples = []

@@ -1,0 +1,108 @@
+"""Where ingest time goes: py-spy samples `tracker serve`'s workers under wrk load.
+
+Only samples of threads holding the GIL count (--gil): with gthread workers, that is the
+Python work that limits throughput. Each sample is charged to the package of its innermost
+frame (sqlalchemy, tracker, werkzeug...), and the tracker functions on the stack are totalled
+inclusively. The full listing goes to bench/results/ingest-profile.txt.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from collections import Counter
+
+from bench.common import BIN, REPO, Figure, Options, Unavailable, tracker_serve
+from bench.ingest import prepare_database, run_wrk
+
+REPORT = REPO / "bench" / "results" / "ingest-profile.txt"
+FRAME_RE = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
+TOP = 6
+
+
+def _package(file: str) -> str:
+    """'sqlalchemy/engine/base.py' -> 'sqlalchemy'; stdlib modules keep their module name."""
+    head = file.split("/", 1)[0]
+    return head.removesuffix(".py") or "?"
+
+
+def summarize(folded: str) -> tuple[Counter[str], Counter[str], int]:
+    """(samples by innermost package, inclusive samples by tracker function, total)."""
+    packages: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0
+    for line in folded.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [m for m in (FRAME_RE.match(f) for f in stack.split(";")) if m]
+        if not frames:
+            continue
+        total += count
+        packages[_package(frames[-1]["file"])] += count
+        seen = {f"{m['func']} ({m['file']})" for m in frames if m["file"].startswith("tracker/")}
+        for name in seen:
+            ours[name] += count
+    return packages, ours, total
+
+
+def run(opts: Options) -> list[Figure]:
+    py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if py_spy is None:
+        raise Unavailable("py-spy is not installed (`make bench` installs it)")
+    url = prepare_database("sqlite", opts.workdir / "profile")
+    seconds = max(opts.duration, 3.0)
+    raw = opts.workdir / "profile.folded"
+    with tracker_serve(opts.workdir / "profile" / "server", url) as server:
+        run_wrk(server.base, 64, 1.0)  # warm caches before sampling
+        load = threading.Thread(target=run_wrk, args=(server.base, 64, seconds + 2))
+        load.start()
+        done = subprocess.run(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--subprocesses",
+                "--gil",
+                "--nonblocking",
+                "--rate",
+                "200",
+                "--duration",
+                str(int(seconds)),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        load.join()
+    if done.returncode != 0 or not raw.exists():
+        raise Unavailable(f"py-spy failed: {done.stderr.strip()[-300:]}")
+    packages, ours, total = summarize(raw.read_text())
+    _write_report(packages, ours, total)
+    return [
+        Figure(
+            "ingest profile",
+            f"time in {name}",
+            100 * count / total,
+            "%",
+            note=f"{total:,} GIL samples; see {REPORT.relative_to(REPO)}" if i == 0 else "",
+        )
+        for i, (name, count) in enumerate(packages.most_common(TOP))
+    ]
+
+
+def _write_report(packages: Counter[str], ours: Counter[str], total: int) -> None:
+    lines = [f"py-spy, GIL-holding samples of tracker serve under wrk: {total:,}", ""]
+    lines.append("By innermost package:")
+    lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in packages.most_common(15)]
+    lines += ["", "tracker functions, inclusive:"]
+    lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in ours.most_common(25)]
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,117 @@
+"""The benchmark harness runs (tiny sizes, no timing asserted), and its dataset is honest.
+
+The generated dataset must obey the collector's visit semantics, or stats benchmarks would
+time unrealistic queries: each visit's counters must agree with its own events.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench import datagen, profile
+from bench.common import parse_count
+from bench.run import main
+from tracker.db import Database
+from tracker.stats import SiteRef, parse_query, run
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datagen.Dataset:
+    monkeypatch.setattr(datagen, "CACHE_DIR", tmp_path / "cache")
+    return datagen.dataset(3000, log=False)
+
+
+def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
+    # Whole visits only: the last one may end a few events past the size asked for.
+    assert 3000 <= tiny.events < 3100
+    assert datagen.dataset(3000, log=False) == tiny  # reused, not rebuilt
+    with sqlite3.connect(tiny.path) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (tiny.events,)
+        assert conn.execute("SELECT count(*) FROM visits").fetchone() == (tiny.visits,)
+
+
+def test_visits_agree_with_their_events(tiny: datagen.Dataset) -> None:
+    with sqlite3.connect(tiny.path) as conn:
+        mismatches = conn.execute(
+            """
+            SELECT v.id FROM visits v JOIN (
+                SELECT visit_id,
+                       sum(kind = 'pageview') AS pageviews,
+                       count(*) AS events,
+                       sum(kind IN ('click', 'event')) AS interactions,
+                       coalesce(sum(CASE WHEN kind = 'pageview' THEN time_on_page_ms END), 0)
+                           AS duration,
+                       min(timestamp_ms) AS first_ms,
+                       max(timestamp_ms) AS last_ms
+                FROM events GROUP BY visit_id
+            ) e ON e.visit_id = v.id
+            WHERE v.pageviews != e.pageviews OR v.events != e.events
+               OR v.interactions != e.interactions OR v.duration_ms != e.duration
+               OR v.started_ms != e.first_ms OR v.last_ms != e.last_ms
+               OR v.is_bounce != (e.pageviews < 2 AND e.interactions = 0)
+            """
+        ).fetchall()
+        # Engagement beacons repeat a pageview's id and never exceed its engaged time.
+        orphans = conn.execute(
+            """
+            SELECT count(*) FROM events g WHERE g.kind = 'engagement' AND NOT EXISTS (
+                SELECT 1 FROM events p WHERE p.kind = 'pageview'
+                AND p.pageview_id = g.pageview_id AND p.engaged_ms >= g.engaged_ms)
+            """
+        ).fetchone()
+    assert mismatches == []
+    assert orphans == (0,)
+
+
+def test_stats_layer_reads_the_dataset(tiny: datagen.Dataset) -> None:
+    db = Database(tiny.url)
+    site = SiteRef(1, tiny.site, "UTC")
+    period = {"period": "custom", "from": tiny.first_day, "to": tiny.last_day}
+    totals = run(db, parse_query(site, {**period, "metrics": "visits,pageviews"})).totals
+    db.dispose()
+    with sqlite3.connect(tiny.path) as conn:
+        pageviews = conn.execute("SELECT count(*) FROM events WHERE kind = 'pageview'").fetchone()
+    assert totals["visits"] == tiny.visits
+    assert totals["pageviews"] == pageviews[0]
+
+
+def test_parse_count() -> None:
+    assert [parse_count(t) for t in ("5000", "250k", "1M", "1.5m")] == [
+        5000,
+        250_000,
+        1_000_000,
+        1_500_000,
+    ]
+    with pytest.raises(ValueError, match="'ten' is not a count"):
+        parse_count("ten")
+
+
+def test_profile_summary_charges_innermost_package() -> None:
+    folded = "\n".join(
+        [
+            "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:5);"
+            "execute (sqlalchemy/engine/base.py:9) 30",
+            "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:7) 10",
+        ]
+    )
+    packages, ours, total = profile.summarize(folded)
+    assert total == 40
+    assert packages == {"sqlalchemy": 30, "tracker": 10}
+    assert ours == {"ingest (tracker/ingest.py)": 40}
+
+
+@pytest.mark.slow
+def test_harness_runs_tiny(
+    tiny: datagen.Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "latest.json"
+    main(["--tiny", "--only", "script,stats,export", "--databases", "sqlite", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpus"] >= 1
+    names = {(f["bench"], f["metric"]) for f in result["figures"]}
+    assert (f"stats {tiny.events:,} events", "query: totals") in names
+    assert "benchmark" in capsys.readouterr().out  # the table was printed

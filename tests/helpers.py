@@ -1,14 +1,18 @@
-"""Small helpers shared by tests: users, logins and CSRF tokens."""
+"""Small helpers shared by tests: users, logins, CSRF tokens, and `store_events`."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 
-from tracker.accounts import create_user
+from tracker.accounts import create_api_key, create_user, find_user
 from tracker.db import Database
 from tracker.db.models import User
+from tracker.sites import add_site, find_site
 
 CSRF_RE = re.compile(
     r'name="csrf_token" type="hidden" value="([^"]+)"|'
@@ -39,3 +43,68 @@ def log_in(client: FlaskClient, user: User) -> None:
     with client.session_transaction() as session:
         session["_user_id"] = str(user.id)
         session["_fresh"] = True
+
+
+DEFAULT_IP = "203.0.113.7"  # TEST-NET-3: public-looking, never routed
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
+STORE_EVENTS_USER = "store-events@example.com"
+
+
+def _store_events_key(app: Flask) -> str:
+    key = app.extensions.get("tests.store_events_key")
+    if key is None:
+        db: Database = app.extensions["tracker.db"]
+        with db.session() as session:
+            user = find_user(session, STORE_EVENTS_USER) or create_user(
+                session, STORE_EVENTS_USER, "store-events-password", is_admin=True
+            )
+            _, key = create_api_key(session, user, "store_events")
+        app.extensions["tests.store_events_key"] = key
+    return key
+
+
+def store_events(app: Flask, events: list[dict[str, Any]], *, site: str | None = None) -> None:
+    """Store events through the real collector: POST /api/events with an API key, 202 asserted.
+
+    Each dict is an event of the ingestion protocol (DESIGN.md) plus the trusted fields
+    `timestamp` (ISO 8601 with offset, e.g. "2026-03-02T09:00:00Z"), `ip` and `user_agent`.
+    Defaults: `site` from the keyword (else the event's own), `type` "pageview",
+    `url` "https://<site>/", `timestamp` now, `ip` DEFAULT_IP, `user_agent` a desktop Chrome
+    (DEFAULT_USER_AGENT). Sites that do not exist yet are created (time zone UTC). Events are
+    sent in timestamp order, 1,000 per batch, and go through the whole pipeline: bots and
+    spam are dropped, visits are assigned exactly as for live traffic. Same ip + user_agent
+    on the same UTC day = same visitor.
+
+        store_events(app, [
+            {"url": "https://example.com/?utm_source=news", "timestamp": "2026-03-02T09:00:00Z"},
+            {"url": "https://example.com/pricing", "timestamp": "2026-03-02T09:01:00Z"},
+            {"type": "click", "url": "https://example.com/pricing", "name": "Buy",
+             "timestamp": "2026-03-02T09:01:30Z"},
+        ], site="example.com")
+    """
+    prepared = []
+    for event in events:
+        full = dict(event)
+        if site is not None:
+            full.setdefault("site", site)
+        assert full.get("site"), "store_events: give site= or a 'site' in each event"
+        full.setdefault("type", "pageview")
+        full.setdefault("url", f"https://{full['site']}/")
+        full.setdefault("timestamp", datetime.now(UTC).isoformat())
+        full.setdefault("ip", DEFAULT_IP)
+        full.setdefault("user_agent", DEFAULT_USER_AGENT)
+        prepared.append(full)
+    prepared.sort(key=lambda e: datetime.fromisoformat(e["timestamp"]))
+    db: Database = app.extensions["tracker.db"]
+    with db.session() as session:
+        for domain in {e["site"] for e in prepared}:
+            if find_site(session, domain) is None:
+                add_site(session, domain)
+    headers = {"Authorization": f"Bearer {_store_events_key(app)}"}
+    client = app.test_client()
+    for start in range(0, len(prepared), 1000):
+        response = client.post("/api/events", json=prepared[start : start + 1000], headers=headers)
+        assert response.status_code == 202, response.get_data(as_text=True)

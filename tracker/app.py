@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _setup_logging(settings)
     _setup_database(app, settings)
     _setup_web(app)
+    _setup_ingest(app)
     return app
 
 
@@ -46,3 +47,9 @@ def _setup_web(app: Flask) -> None:
     from tracker.web import init_web
 
     init_web(app)
+
+
+def _setup_ingest(app: Flask) -> None:
+    from tracker.ingest import init_ingest
+
+    init_ingest(app)

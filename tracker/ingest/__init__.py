@@ -1,0 +1,16 @@
+"""The collector: parse -> validate -> site gate -> drop bots and spam -> enrich -> store.
+
+`init_ingest(app)` registers the HTTP endpoints and the per-process group-commit writer.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_ingest(app: Flask) -> None:
+    from tracker.ingest import views
+    from tracker.ingest.pipeline import Pipeline
+
+    app.extensions["tracker.ingest"] = Pipeline.for_app(app)
+    views.register(app)

@@ -1,0 +1,193 @@
+"""Parse and validate one event of the ingestion protocol (DESIGN.md) into `IncomingEvent`.
+
+Malformed input raises `EventError` naming the field; over-long text is truncated to the
+limits below rather than refused, because beacons cannot fix what the page gives them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+KINDS = frozenset({"pageview", "click", "event", "engagement"})
+MAX_URL = 2000
+MAX_TITLE = 500
+MAX_NAME = 200
+MAX_PAGEVIEW_ID = 64
+MAX_PROPS = 30
+MAX_PROP_KEY = 100
+MAX_PROP_VALUE = 500
+MAX_USER_AGENT = 1000
+MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
+FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
+TRUSTED_FIELDS = ("timestamp", "ip", "user_agent")
+
+
+class EventError(ValueError):
+    """Malformed input; the message names the field and says what is wrong."""
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    site: str
+    kind: str
+    url: str
+    hostname: str
+    path: str
+    query: str
+    referrer: str = ""
+    title: str = ""
+    screen: int | None = None
+    name: str = ""
+    target: str = ""
+    props: dict[str, str] | None = None
+    engaged_ms: int | None = None
+    scroll: int | None = None
+    pageview_id: str = ""
+    # Only from trusted (API key) requests; None means "take it from the request".
+    timestamp_ms: int | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise EventError("body is not valid JSON") from None
+
+
+def _text(data: dict[str, Any], field: str, limit: int) -> str:
+    value = data.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise EventError(f"{field}: must be a string")
+    return value.strip()[:limit]
+
+
+def _int(data: dict[str, Any], field: str, low: int, high: int) -> int | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventError(f"{field}: must be a number")
+    if not low <= value <= high:
+        raise EventError(f"{field}: must be between {low} and {high}")
+    return int(value)
+
+
+def _http_url(value: str, field: str) -> tuple[str, str, str]:
+    """(hostname, path, query) of an http(s) URL, or EventError."""
+    try:
+        parts = urlsplit(value)
+        hostname = (parts.hostname or "").lower()
+    except ValueError:
+        raise EventError(f"{field}: not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise EventError(f"{field}: must be an http(s) URL")
+    return hostname, parts.path or "/", parts.query
+
+
+def _props(value: Any) -> dict[str, str] | None:
+    """Flat string map: scalars stringified, nested values dropped, at most MAX_PROPS keys."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise EventError("props: must be an object of string values")
+    props: dict[str, str] = {}
+    for key, item in value.items():
+        if len(props) >= MAX_PROPS:
+            break
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, int | float):
+            item = str(item)
+        elif not isinstance(item, str):
+            continue  # objects, lists and nulls are not flat properties
+        props[str(key)[:MAX_PROP_KEY]] = item[:MAX_PROP_VALUE]
+    return props or None
+
+
+def parse_timestamp(value: Any, now_ms: int) -> int:
+    if not isinstance(value, str):
+        raise EventError("timestamp: must be an ISO 8601 string, e.g. 2026-01-31T09:30:00Z")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise EventError(
+            "timestamp: not ISO 8601, expected e.g. 2026-01-31T09:30:00+01:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise EventError("timestamp: needs a UTC offset, e.g. 2026-01-31T09:30:00Z")
+    ms = int(moment.timestamp() * 1000)
+    if ms > now_ms + FUTURE_SKEW_MS:
+        raise EventError("timestamp: is in the future")
+    return ms
+
+
+def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
+    """Validate one decoded JSON event. Trusted-only fields are ignored unless `trusted`."""
+    if not isinstance(data, dict):
+        raise EventError("event must be a JSON object")
+    site = _text(data, "site", 253).lower()
+    if not site:
+        raise EventError("site: is required")
+    kind = data.get("type")
+    if kind not in KINDS:
+        raise EventError(f"type: must be one of {', '.join(sorted(KINDS))}")
+    url = data.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise EventError("url: is required")
+    url = url.strip()
+    if len(url) > MAX_URL:
+        raise EventError(f"url: longer than {MAX_URL} characters")
+    hostname, path, query = _http_url(url, "url")
+    name = _text(data, "name", MAX_NAME)
+    if kind == "event" and not name:
+        raise EventError("name: is required for type=event")
+    engaged_ms = _int(data, "engaged_ms", 0, MAX_ENGAGED_MS)
+    scroll = _int(data, "scroll", 0, 100)
+    pageview_id = _text(data, "pageview_id", MAX_PAGEVIEW_ID)
+    if kind == "engagement":
+        if engaged_ms is None and scroll is None:
+            raise EventError("engaged_ms: an engagement needs engaged_ms or scroll")
+        if not pageview_id:
+            raise EventError("pageview_id: is required for type=engagement")
+    target = _text(data, "target", MAX_URL)
+    event = IncomingEvent(
+        site=site,
+        kind=kind,
+        url=url,
+        hostname=hostname,
+        path=path[:MAX_URL],
+        query=query[:MAX_URL],
+        referrer=_text(data, "referrer", MAX_URL),
+        title=_text(data, "title", MAX_TITLE),
+        screen=_int(data, "screen", 0, 100_000),
+        name=name,
+        target=target,
+        props=_props(data.get("props")),
+        engaged_ms=engaged_ms,
+        scroll=scroll,
+        pageview_id=pageview_id,
+    )
+    if not trusted:
+        return event
+    return _with_trusted_fields(event, data, now_ms)
+
+
+def _with_trusted_fields(event: IncomingEvent, data: dict[str, Any], now_ms: int) -> IncomingEvent:
+    timestamp_ms = parse_timestamp(data["timestamp"], now_ms) if "timestamp" in data else None
+    ip = _text(data, "ip", 45) or None
+    user_agent = _text(data, "user_agent", MAX_USER_AGENT) if "user_agent" in data else None
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise EventError("ip: not an IPv4 or IPv6 address") from None
+    return replace(event, timestamp_ms=timestamp_ms, ip=ip, user_agent=user_agent)

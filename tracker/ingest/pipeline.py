@@ -1,0 +1,162 @@
+"""The ingest pipeline: validated events in, hits handed to the writer, drops counted.
+
+    gate -> drop_bot -> drop_spam -> put_device -> put_geo -> put_source -> put_visitor -> store
+
+Each step is a small function of the event and what the steps before it found. A request's
+events are all accepted or all rejected (403), never half; bots and spam are answered
+like anything else and only counted, per site, day and reason, in `drop_counts`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from tracker.enrich.geo import GeoIP
+from tracker.enrich.source import attribute, clean_referrer, referrer_host
+from tracker.enrich.useragent import parse_user_agent, screen_class
+from tracker.enrich.visitor import Salts, visitor_id
+from tracker.ingest.bots import is_bot_user_agent
+from tracker.ingest.client import Network, parse_networks
+from tracker.ingest.gate import SiteCache, SiteInfo
+from tracker.ingest.parse import IncomingEvent
+from tracker.ingest.spam import is_spam_referrer
+from tracker.ingest.store import DropKey, utc_day
+from tracker.ingest.writer import GroupCommitWriter
+from tracker.sessions import Hit
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from tracker.db import Database
+    from tracker.db.models import User
+
+# How long a request waits for its transaction before answering 503.
+STORE_WAIT_SECONDS = 10.0
+
+
+class Rejected(Exception):
+    """The request is refused (403); the message says why, without revealing other sites."""
+
+
+@dataclass(frozen=True)
+class Client:
+    ip: str
+    user_agent: str
+    prefetch: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: int
+    dropped: Counter[str]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        visit_timeout_minutes: int,
+        geoip_path: str = "",
+        trusted_proxies: tuple[str, ...] = (),
+    ) -> None:
+        self.db = db
+        self.sites = SiteCache(db)
+        self.salts = Salts(db)
+        self.geo = GeoIP(geoip_path)
+        self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
+        self.writer = GroupCommitWriter(
+            db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=STORE_WAIT_SECONDS
+        )
+
+    @classmethod
+    def for_app(cls, app: Flask) -> Pipeline:
+        settings = app.extensions["tracker.settings"]
+        return cls(
+            app.extensions["tracker.db"],
+            visit_timeout_minutes=settings.visit_timeout_minutes,
+            geoip_path=settings.geoip_path,
+            trusted_proxies=settings.trusted_proxies,
+        )
+
+    def accept(
+        self, events: list[IncomingEvent], client: Client, user: User | None = None
+    ) -> Outcome:
+        """Gate every event, then store the kept ones and count the dropped ones durably."""
+        sites = [self.gate(event, user) for event in events]
+        hits: list[Hit] = []
+        drops: Counter[DropKey] = Counter()
+        dropped: Counter[str] = Counter()
+        received = now_ms()
+        for event, site in zip(events, sites, strict=True):
+            timestamp_ms = event.timestamp_ms if event.timestamp_ms is not None else received
+            reason = self.drop_reason(event, client)
+            if reason:
+                drops[(site.id, utc_day(timestamp_ms), reason)] += 1
+                dropped[reason] += 1
+            else:
+                hits.append(self.enrich(event, site, client, timestamp_ms))
+        self.writer.submit(hits, drops)
+        return Outcome(accepted=len(hits), dropped=dropped)
+
+    def gate(self, event: IncomingEvent, user: User | None) -> SiteInfo:
+        site = self.sites.get(event.site)
+        if site is None:
+            raise Rejected(f"site: {event.site!r} is not a site registered here")
+        if user is not None and not (user.is_admin or site.owner_id == user.id):
+            raise Rejected(f"site: this API key may not send events for {event.site!r}")
+        if not site.allows_host(event.hostname):
+            raise Rejected(f"url: host {event.hostname!r} is not allowed for {site.domain!r}")
+        return site
+
+    def drop_reason(self, event: IncomingEvent, client: Client) -> str | None:
+        user_agent = event.user_agent if event.user_agent is not None else client.user_agent
+        if client.prefetch or is_bot_user_agent(user_agent):
+            return "bot"
+        if event.referrer and is_spam_referrer(event.referrer):
+            return "spam"
+        return None
+
+    def enrich(self, event: IncomingEvent, site: SiteInfo, client: Client, ts: int) -> Hit:
+        ip = event.ip or client.ip
+        user_agent = event.user_agent if event.user_agent is not None else client.user_agent
+        day = utc_day(ts)
+        ids = [visitor_id(self.salts.for_day(day), site.id, ip, user_agent)]
+        yesterday = self.salts.existing(day - timedelta(days=1))
+        if yesterday is not None:
+            ids.append(visitor_id(yesterday, site.id, ip, user_agent))
+        same_site = _is_same_site(event, site)
+        return Hit(
+            site_id=site.id,
+            visitor_ids=tuple(ids),
+            timestamp_ms=ts,
+            kind=event.kind,
+            hostname=event.hostname,
+            path=event.path,
+            query=event.query,
+            attribution=attribute(event.query, event.referrer, same_site),
+            device=parse_user_agent(user_agent),
+            place=self.geo.lookup(ip),
+            screen=screen_class(event.screen),
+            title=event.title,
+            referrer="" if same_site else clean_referrer(event.referrer),
+            name=event.name,
+            target=event.target,
+            props=event.props,
+            engaged_ms=event.engaged_ms,
+            scroll=event.scroll,
+            pageview_id=event.pageview_id,
+        )
+
+
+def _is_same_site(event: IncomingEvent, site: SiteInfo) -> bool:
+    host = referrer_host(event.referrer)
+    return bool(host) and (host == event.hostname.removeprefix("www.") or site.allows_host(host))

@@ -1,0 +1,223 @@
+"""HTTP endpoints of the collector: POST /api/event, POST /api/events, GET /api/pixel.gif.
+
+Answers: 202 accepted (bots and spam too, so they learn nothing); 400 malformed, with
+{"error": "..."} naming the field; 401 bad API key; 403 unknown site or page host not
+allowed; 413 body too large; 503 with Retry-After when the database cannot take events.
+Any origin may post (CORS, no credentials); text/plain bodies need no preflight.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from tracker.accounts import user_for_api_key
+from tracker.db.models import User
+from tracker.ingest.bots import is_prefetch
+from tracker.ingest.client import client_ip
+from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
+from tracker.ingest.pipeline import Client, Outcome, Pipeline, Rejected, now_ms
+from tracker.ingest.writer import StoreFailed, StoreUnavailable
+
+bp = Blueprint("ingest", __name__)
+
+MAX_BATCH_EVENTS = 1000
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+RETRY_AFTER_SECONDS = 30
+API_KEY_CACHE_SECONDS = 60.0
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def _pipeline() -> Pipeline:
+    return current_app.extensions["tracker.ingest"]
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify(error=message), status
+
+
+@bp.after_request
+def _cors(response: Response) -> Response:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+    response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+@bp.errorhandler(EventError)
+def _bad_event(exc: EventError) -> tuple[Response, int]:
+    return _error(400, str(exc))
+
+
+@bp.errorhandler(Unauthorized)
+def _unauthorized(exc: Unauthorized) -> tuple[Response, int]:
+    return _error(401, str(exc))
+
+
+@bp.errorhandler(Rejected)
+def _rejected(exc: Rejected) -> tuple[Response, int]:
+    return _error(403, str(exc))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
+    return _error(413, "body: larger than the limit of this endpoint")
+
+
+@bp.errorhandler(StoreUnavailable)
+def _unavailable(exc: StoreUnavailable) -> Response:
+    response = jsonify(error="the database is unavailable; retry later")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+@bp.errorhandler(StoreFailed)
+def _failed(exc: StoreFailed) -> tuple[Response, int]:
+    return _error(500, str(exc))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _client() -> Client:
+    pipeline = _pipeline()
+    return Client(
+        ip=client_ip(
+            request.remote_addr or "",
+            request.headers.get("X-Forwarded-For", ""),
+            pipeline.trusted_proxies,
+        ),
+        user_agent=request.headers.get("User-Agent", ""),
+        prefetch=is_prefetch(request.headers),
+    )
+
+
+class _KeyCache:
+    """API key -> user for a minute: trusted senders post often, the key table rarely changes."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, User]] = {}
+        self.lock = threading.Lock()
+
+    def user(self, key: str) -> User | None:
+        entry = self.entries.get(key)
+        if entry and entry[0] > time.monotonic():
+            return entry[1]
+        with _pipeline().db.session() as session:
+            user = user_for_api_key(session, key)
+        if user is not None:
+            with self.lock:
+                self.entries[key] = (time.monotonic() + API_KEY_CACHE_SECONDS, user)
+        return user
+
+
+def _trusted_user() -> User | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("Authorization: expected 'Bearer <API key>'")
+    cache: _KeyCache = current_app.extensions["tracker.ingest.keys"]
+    user = cache.user(key.strip())
+    if user is None:
+        raise Unauthorized("Authorization: unknown API key")
+    return user
+
+
+def _body(limit: int) -> bytes:
+    request.max_content_length = limit
+    return request.get_data(cache=False)
+
+
+@bp.post("/api/event")
+def event() -> tuple[Response, int]:
+    """One event, JSON (text/plain or application/json)."""
+    settings = current_app.extensions["tracker.settings"]
+    body = _body(settings.max_body_bytes)
+    user = _trusted_user()
+    parsed = parse_event(decode_json(body), trusted=user is not None, now_ms=now_ms())
+    _pipeline().accept([parsed], _client(), user)
+    return jsonify(status="accepted"), 202
+
+
+@bp.post("/api/events")
+def events() -> tuple[Response, int]:
+    """A trusted batch: a JSON array or NDJSON, up to MAX_BATCH_EVENTS events."""
+    user = _trusted_user()
+    if user is None:
+        raise Unauthorized("Authorization: the batch endpoint needs 'Bearer <API key>'")
+    items = _batch_items(_body(MAX_BATCH_BYTES))
+    received = now_ms()
+    parsed: list[IncomingEvent] = []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(parse_event(item, trusted=True, now_ms=received))
+        except EventError as exc:
+            raise EventError(f"events[{index}].{exc}") from None
+    outcome = _pipeline().accept(parsed, _client(), user)
+    return _summary(outcome), 202
+
+
+def _batch_items(body: bytes) -> list[Any]:
+    text = body.lstrip()
+    if text.startswith(b"["):
+        items = decode_json(text)
+    else:
+        items = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    raise EventError(f"line {number}: not valid JSON") from None
+    if not isinstance(items, list) or not items:
+        raise EventError("body: expected a JSON array or NDJSON of events")
+    if len(items) > MAX_BATCH_EVENTS:
+        raise EventError(f"body: at most {MAX_BATCH_EVENTS} events per batch")
+    return items
+
+
+def _summary(outcome: Outcome) -> Response:
+    return jsonify(accepted=outcome.accepted, dropped=dict(outcome.dropped))
+
+
+@bp.get("/api/pixel.gif")
+def pixel() -> Response:
+    """A pageview for clients without JavaScript; always answers the GIF."""
+    response = Response(GIF, mimetype="image/gif")
+    response.headers["Cache-Control"] = "no-store"
+    data = {
+        "site": request.args.get("site", ""),
+        "type": "pageview",
+        "url": request.args.get("url", ""),
+        "referrer": request.args.get("referrer", ""),
+    }
+    try:
+        parsed = parse_event(data, trusted=False, now_ms=now_ms())
+        _pipeline().accept([parsed], _client())
+    except (EventError, Rejected, StoreUnavailable, StoreFailed):
+        pass  # the image is all the page wants; nothing to tell it
+    return response
+
+
+def register(app: Flask) -> None:
+    app.extensions["tracker.ingest.keys"] = _KeyCache()
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt(bp)  # beacons and servers post here, not our forms
+    app.register_blueprint(bp)

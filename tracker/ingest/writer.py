@@ -1,0 +1,189 @@
+"""Group commit: one writer thread per process stores everyone's events in shared transactions.
+
+A request hands its hits to the writer and waits; the writer takes every job queued so far
+(up to MAX_BATCH events), stores them in one transaction, commits, then wakes the waiting
+requests. So a 202 is only sent for committed events, and under load hundreds of events
+share one commit instead of paying one each. The thread starts on the first job and stops
+after a few idle seconds (nothing runs at import or fork time, nothing lingers in tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tracker.db import Database
+from tracker.ingest.store import DropKey, store_hits
+from tracker.sessions import Hit
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000  # events per transaction; bigger batches only delay the first answers
+IDLE_SECONDS = 5.0
+
+
+class StoreUnavailable(Exception):
+    """The database could not take the events in time; the client should retry later."""
+
+
+class StoreFailed(Exception):
+    """These events could not be stored (a bug or a vanished site); retrying will not help."""
+
+
+@dataclass(eq=False)
+class Job:
+    hits: list[Hit]
+    drops: Counter[DropKey]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+    abandoned: bool = False  # the request gave up waiting; do not store it any more
+
+    @property
+    def size(self) -> int:
+        return max(1, len(self.hits))
+
+
+class GroupCommitWriter:
+    def __init__(self, db: Database, timeout_ms: int, wait_seconds: float) -> None:
+        self.db = db
+        self.timeout_ms = timeout_ms
+        self.wait_seconds = wait_seconds
+        self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pending = 0  # jobs submitted and not yet finished
+
+    def submit(self, hits: list[Hit], drops: Counter[DropKey] | None = None) -> None:
+        """Store hits and drop counts durably, or raise StoreUnavailable / StoreFailed."""
+        job = Job(hits, drops or Counter())
+        with self._lock:
+            self._pending += 1
+            self._queue.put(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="tracker-writer", daemon=True
+                )
+                self._thread.start()
+        if not job.done.wait(self.wait_seconds):
+            job.abandoned = True
+            raise StoreUnavailable("the database did not answer in time")
+        if job.error is not None:
+            raise job.error
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every submitted job is finished (used at shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._pending == 0:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        try:
+            while True:
+                jobs = self._take()
+                if jobs is None:
+                    return
+                conn = self._commit(conn, jobs)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _take(self) -> list[Job] | None:
+        """Block for one job, then take whatever else is already queued."""
+        try:
+            first = self._queue.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            with self._lock:
+                if self._queue.empty():
+                    self._thread = None
+                    return None
+            first = self._queue.get()
+        jobs, size = [first], first.size
+        while size < MAX_BATCH:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            jobs.append(job)
+            size += job.size
+        return jobs
+
+    def _commit(self, conn: Connection | None, jobs: list[Job]) -> Connection | None:
+        live = [job for job in jobs if not job.abandoned]
+        if live:
+            try:
+                conn = conn or self.db.engine.connect()
+                self._transaction(conn, live)
+            except Exception as exc:  # noqa: BLE001 - every failure must reach the requests
+                _discard(conn)
+                conn = None
+                if _unavailable(exc):
+                    log.warning("database unavailable, %d requests get 503: %s", len(live), exc)
+                    for job in live:
+                        job.error = StoreUnavailable("the database is unavailable")
+                else:
+                    log.warning("batch failed (%s); storing its requests one by one", exc)
+                    conn = self._one_by_one(live)
+        self._finish(jobs)
+        return conn
+
+    def _transaction(self, conn: Connection, jobs: list[Job]) -> None:
+        if self.db.is_sqlite:
+            # Take the write lock before reading visits, so no other process changes them.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        drops: Counter[DropKey] = Counter()
+        for job in jobs:
+            drops.update(job.drops)
+        store_hits(conn, [hit for job in jobs for hit in job.hits], self.timeout_ms, drops)
+        conn.commit()
+
+    def _one_by_one(self, jobs: list[Job]) -> Connection | None:
+        """A batch failed on bad data: store each job alone so only the bad one fails."""
+        conn: Connection | None = None
+        for job in jobs:
+            try:
+                conn = conn or self.db.engine.connect()
+                self._transaction(conn, [job])
+            except Exception as exc:  # noqa: BLE001
+                _discard(conn)
+                conn = None
+                if _unavailable(exc):
+                    job.error = StoreUnavailable("the database is unavailable")
+                else:
+                    log.exception("could not store %d events", len(job.hits))
+                    job.error = StoreFailed("the events could not be stored")
+        return conn
+
+    def _finish(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            job.done.set()
+        with self._lock:
+            self._pending -= len(jobs)
+
+
+def _unavailable(exc: Exception) -> bool:
+    """Lock timeouts, refused or lost connections: worth a retry, unlike bad data."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def _discard(conn: Connection | None) -> None:
+    """Roll back and close a connection after a failure."""
+    if conn is not None:
+        try:
+            conn.rollback()
+            conn.close()
+        except Exception:  # noqa: BLE001 - the connection is broken anyway
+            conn.invalidate()

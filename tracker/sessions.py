@@ -1,0 +1,283 @@
+"""Visits: which visit an event belongs to, and each visit's metrics, per DESIGN.md.
+
+Pure logic over in-memory state; tracker.ingest.store loads the state a batch needs,
+runs `VisitAssigner.add` on each event in timestamp order, and writes the result back.
+
+- A visitor's events on a site with no gap over the timeout form one visit; a pageview
+  that lands with another campaign (`utm_campaign`, `utm_source`) or a new click id starts
+  a new one. A plain external referrer mid-visit (a payment page coming back) does not.
+- Bounce: fewer than two pageviews and no interaction (click or custom event).
+- Time on page: the largest `engaged_ms` its engagement beacons reported; without any, the
+  time until the visit's next pageview; else unknown (NULL).
+- Duration: the sum of the known times on page. Engagement updates it but is no interaction.
+- Engagement beacons are folded into their pageview row (by `pageview_id`), not stored as
+  rows of their own; one that names no known pageview is dropped ("no_pageview").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracker.enrich.geo import Place
+from tracker.enrich.source import Attribution
+from tracker.enrich.useragent import DeviceInfo
+
+INTERACTIONS = frozenset({"click", "event"})
+
+
+@dataclass(frozen=True)
+class Hit:
+    """An enriched, accepted event on its way to a visit (no IP or user agent left)."""
+
+    site_id: int
+    # Today's id first; then the id under yesterday's salt, so visits continue past midnight.
+    visitor_ids: tuple[int, ...]
+    timestamp_ms: int
+    kind: str
+    hostname: str
+    path: str
+    query: str
+    attribution: Attribution
+    device: DeviceInfo
+    place: Place
+    screen: str = ""
+    title: str = ""
+    referrer: str = ""
+    name: str = ""
+    target: str = ""
+    props: dict[str, str] | None = None
+    engaged_ms: int | None = None
+    scroll: int | None = None
+    pageview_id: str = ""
+
+
+# Visit columns that visit assignment changes after creation.
+VISIT_MUTABLE = (
+    "started_ms",
+    "last_ms",
+    "entry_page",
+    "exit_page",
+    "pageviews",
+    "events",
+    "interactions",
+    "is_bounce",
+    "duration_ms",
+)
+
+
+@dataclass(eq=False)
+class VisitState:
+    """A visit row being updated: `row` holds its columns; `id` is None until inserted."""
+
+    row: dict[str, Any]
+    id: int | None = None
+    dirty: bool = False
+    pageviews: list[PageviewState] = field(default_factory=list)
+    last_pageview_ms: int = -1
+
+
+@dataclass(eq=False)
+class PageviewState:
+    """A pageview row whose engagement and time on page may still change."""
+
+    visit: VisitState
+    row: dict[str, Any]  # the event row (new) or its mutable columns (loaded, with "id")
+    is_new: bool
+    dirty: bool = False
+
+
+class VisitAssigner:
+    def __init__(
+        self, timeout_ms: int, visits: list[VisitState], pageviews: list[PageviewState]
+    ) -> None:
+        self.timeout_ms = timeout_ms
+        self.by_visitor: dict[tuple[int, int], list[VisitState]] = {}
+        self.by_pageview_id: dict[tuple[int, str], PageviewState] = {}
+        self.new_visits: list[VisitState] = []
+        self.new_events: list[tuple[VisitState, dict[str, Any]]] = []
+        self.loaded_pageviews = pageviews
+        for visit in visits:
+            self._index_visit(visit)
+        for pageview in pageviews:
+            pageview.visit.pageviews.append(pageview)
+            ts = pageview.row["timestamp_ms"]
+            pageview.visit.last_pageview_ms = max(pageview.visit.last_pageview_ms, ts)
+            self._index_pageview(pageview)
+
+    def _index_visit(self, visit: VisitState) -> None:
+        key = (visit.row["site_id"], visit.row["visitor_id"])
+        self.by_visitor.setdefault(key, []).append(visit)
+
+    def _index_pageview(self, pageview: PageviewState) -> None:
+        pageview_id = pageview.row.get("pageview_id")
+        if pageview_id:
+            self.by_pageview_id[(pageview.visit.row["site_id"], pageview_id)] = pageview
+
+    def add(self, hit: Hit) -> str | None:
+        """Apply one event; returns a drop reason when it cannot be stored."""
+        if hit.kind == "engagement":
+            return self._engage(hit)
+        visit = self._current_visit(hit) or self._new_visit(hit)
+        self._record(visit, hit)
+        return None
+
+    def _current_visit(self, hit: Hit) -> VisitState | None:
+        candidates = [
+            visit
+            for visitor_id in hit.visitor_ids
+            for visit in self.by_visitor.get((hit.site_id, visitor_id), ())
+        ]
+        if not candidates:
+            return None
+        visit = max(candidates, key=lambda v: v.row["last_ms"])
+        row = visit.row
+        ts = hit.timestamp_ms
+        if ts - row["last_ms"] > self.timeout_ms or row["started_ms"] - ts > self.timeout_ms:
+            return None
+        if hit.kind == "pageview" and campaign_changed(row, hit.attribution):
+            return None
+        return visit
+
+    def _new_visit(self, hit: Hit) -> VisitState:
+        a, d, p = hit.attribution, hit.device, hit.place
+        visit = VisitState(
+            row={
+                "site_id": hit.site_id,
+                "visitor_id": hit.visitor_ids[0],
+                "started_ms": hit.timestamp_ms,
+                "last_ms": hit.timestamp_ms,
+                "hostname": hit.hostname,
+                "entry_page": "",
+                "exit_page": "",
+                "pageviews": 0,
+                "events": 0,
+                "interactions": 0,
+                "is_bounce": True,
+                "duration_ms": 0,
+                "source": a.source,
+                "referrer": a.referrer,
+                "channel": a.channel,
+                "utm_source": a.utm_source,
+                "utm_medium": a.utm_medium,
+                "utm_campaign": a.utm_campaign,
+                "utm_term": a.utm_term,
+                "utm_content": a.utm_content,
+                "click_id": a.click_id,
+                "country": p.country,
+                "region": p.region,
+                "city": p.city,
+                "browser": d.browser,
+                "browser_version": d.browser_version,
+                "os": d.os,
+                "os_version": d.os_version,
+                "device": d.device,
+                "screen": hit.screen,
+            }
+        )
+        self.new_visits.append(visit)
+        self._index_visit(visit)
+        return visit
+
+    def _record(self, visit: VisitState, hit: Hit) -> None:
+        row = visit.row
+        ts = hit.timestamp_ms
+        row["last_ms"] = max(row["last_ms"], ts)
+        row["started_ms"] = min(row["started_ms"], ts)
+        row["events"] += 1
+        event = {
+            "site_id": hit.site_id,
+            "visitor_id": row["visitor_id"],
+            "timestamp_ms": ts,
+            "kind": hit.kind,
+            "name": hit.name,
+            "hostname": hit.hostname,
+            "path": hit.path,
+            "query": hit.query,
+            "title": hit.title,
+            "referrer": hit.referrer,
+            "target": hit.target,
+            "props": hit.props,
+            "engaged_ms": None,
+            "scroll": None,
+            "time_on_page_ms": None,
+            "pageview_id": hit.pageview_id,
+        }
+        if hit.kind == "pageview":
+            self._add_pageview(visit, event)
+        else:
+            row["interactions"] += 1
+        row["is_bounce"] = row["pageviews"] < 2 and row["interactions"] == 0
+        visit.dirty = True
+        self.new_events.append((visit, event))
+
+    def _add_pageview(self, visit: VisitState, event: dict[str, Any]) -> None:
+        row = visit.row
+        ts = event["timestamp_ms"]
+        previous = max(
+            (p for p in visit.pageviews if p.row["timestamp_ms"] <= ts),
+            key=lambda p: p.row["timestamp_ms"],
+            default=None,
+        )
+        if previous is not None and previous.row["time_on_page_ms"] is None:
+            # No engagement beacon for the previous page: its time is the gap to this one.
+            gap = ts - previous.row["timestamp_ms"]
+            _set_time_on_page(previous, gap)
+        if row["pageviews"] == 0:
+            row["entry_page"] = event["path"]
+        if ts >= visit.last_pageview_ms:
+            row["exit_page"] = event["path"]
+            visit.last_pageview_ms = ts
+        row["pageviews"] += 1
+        pageview = PageviewState(visit=visit, row=event, is_new=True)
+        visit.pageviews.append(pageview)
+        self._index_pageview(pageview)
+
+    def _engage(self, hit: Hit) -> str | None:
+        pageview = self.by_pageview_id.get((hit.site_id, hit.pageview_id))
+        if pageview is None:
+            return "no_pageview"
+        row = pageview.row
+        if hit.engaged_ms is not None and (
+            row["engaged_ms"] is None or hit.engaged_ms > row["engaged_ms"]
+        ):
+            row["engaged_ms"] = hit.engaged_ms
+            _set_time_on_page(pageview, hit.engaged_ms)
+        if hit.scroll is not None and (row["scroll"] is None or hit.scroll > row["scroll"]):
+            row["scroll"] = hit.scroll
+            pageview.dirty = True
+        visit = pageview.visit
+        if 0 <= hit.timestamp_ms - visit.row["last_ms"] <= self.timeout_ms:
+            # Reading keeps the visit alive, but engagement is no interaction: no un-bounce.
+            visit.row["last_ms"] = hit.timestamp_ms
+            visit.dirty = True
+        return None
+
+    def changed_pageviews(self) -> list[PageviewState]:
+        return [p for p in self.loaded_pageviews if p.dirty]
+
+    def changed_visits(self) -> list[VisitState]:
+        seen = {id(v) for v in self.new_visits}
+        return [
+            v for group in self.by_visitor.values() for v in group if v.dirty and id(v) not in seen
+        ]
+
+
+def _set_time_on_page(pageview: PageviewState, ms: int) -> None:
+    old = pageview.row["time_on_page_ms"] or 0
+    pageview.row["time_on_page_ms"] = ms
+    pageview.visit.row["duration_ms"] += ms - old
+    pageview.visit.dirty = True
+    pageview.dirty = True
+
+
+def campaign_changed(visit_row: dict[str, Any], attribution: Attribution) -> bool:
+    """A landing with another campaign or a new click id is a new visit (as in Matomo)."""
+    return any(
+        value and value != visit_row[name]
+        for name, value in (
+            ("utm_campaign", attribution.utm_campaign),
+            ("utm_source", attribution.utm_source),
+            ("click_id", attribution.click_id),
+        )
+    )

@@ -23,6 +23,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     _setup_database(app, settings)
     _setup_web(app)
     _setup_ingest(app)
+    if settings.scheduler_enabled:
+        _setup_jobs(app)
     return app
 
 
@@ -53,3 +55,9 @@ def _setup_ingest(app: Flask) -> None:
     from tracker.ingest import init_ingest
 
     init_ingest(app)
+
+
+def _setup_jobs(app: Flask) -> None:
+    from tracker.jobs import start_scheduler
+
+    start_scheduler(app)

@@ -1,0 +1,100 @@
+"""A real browser (Debian's chromium via Playwright) posts events cross-origin."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from tests.helpers import DEFAULT_USER_AGENT
+from tracker.db.models import Event
+from tracker.sites import add_site
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+PAGE = """<!doctype html><title>Shop</title><script>
+const collector = new URLSearchParams(location.search).get("collector");
+const event = (type, name) => JSON.stringify(
+  {site: "localhost", type, name, url: location.href, referrer: "https://www.bing.com/"});
+window.results = Promise.all([
+  fetch(collector + "/api/event", {method: "POST", body: event("pageview"),
+        headers: {"Content-Type": "text/plain"}}).then(r => r.status),
+  fetch(collector + "/api/event", {method: "POST", body: event("event", "Signup"),
+        headers: {"Content-Type": "application/json"}}).then(r => r.status),
+  Promise.resolve(navigator.sendBeacon(collector + "/api/event", event("click", "Buy"))),
+]);
+</script>"""
+
+
+@pytest.fixture
+def collector(app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def page_origin() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            body = PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://localhost:{server.server_port}"
+    server.shutdown()
+
+
+def test_browser_posts_cross_origin(app: Flask, collector: str, page_origin: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    db = app.extensions["tracker.db"]
+    with db.session() as session:
+        add_site(session, "localhost")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=LAUNCH_ARGS)
+        try:
+            # A headless browser's own user agent is (rightly) treated as a bot.
+            context = browser.new_context(user_agent=DEFAULT_USER_AGENT)
+            page = context.new_page()
+            page.goto(f"{page_origin}/shop?collector={collector}")
+            assert page.evaluate("window.results") == [202, 202, True]
+        finally:
+            browser.close()
+    with db.session() as session:
+        # sendBeacon returns before its request is done; wait for the row, bounded.
+        for _ in range(100):
+            rows = list(session.scalars(select(Event).order_by(Event.kind)))
+            if len(rows) == 3:
+                break
+            session.rollback()
+            threading.Event().wait(0.05)
+        assert sorted((e.kind, e.name, e.path) for e in rows) == [
+            ("click", "Buy", "/shop"),
+            ("event", "Signup", "/shop"),
+            ("pageview", "", "/shop"),
+        ]

@@ -1,0 +1,62 @@
+"""The job table, the scheduler start-up, and `tracker jobs`."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from tracker.cli import cli
+from tracker.db import Database
+from tracker.db.models import DailySalt
+from tracker.enrich.visitor import ensure_salt
+from tracker.jobs import JOBS, find_job
+
+
+def salt_days(db: Database) -> list[date]:
+    with db.session() as session:
+        return sorted(session.scalars(select(DailySalt.day)))
+
+
+def test_rotate_salts_job_keeps_today_and_yesterday(app, db: Database) -> None:
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    for day in (date(2020, 1, 1), yesterday - timedelta(days=1), yesterday):
+        ensure_salt(db, day)
+    find_job("rotate_salts").func(db, app.extensions["tracker.settings"])
+    assert salt_days(db) == [yesterday, today]
+
+
+def test_job_names_are_unique() -> None:
+    names = [job.name for job in JOBS]
+    assert len(names) == len(set(names))
+
+
+def test_scheduler_starts_only_when_enabled(make_app, db: Database) -> None:
+    quiet = make_app()
+    assert "tracker.scheduler" not in quiet.extensions
+    busy = make_app(scheduler_enabled=True)
+    scheduler = busy.extensions["tracker.scheduler"]
+    try:
+        assert {job.id for job in scheduler.get_jobs()} == {job.name for job in JOBS}
+        deadline = time.monotonic() + 10
+        while not salt_days(db) and time.monotonic() < deadline:
+            time.sleep(0.05)  # rotate_salts runs at start, in the scheduler's thread
+    finally:
+        scheduler.shutdown(wait=True)
+    assert salt_days(db) == [datetime.now(UTC).date()]
+
+
+def test_cli_runs_a_job(database_url: str, tmp_path) -> None:
+    env = {"TRACKER_DATABASE_URL": database_url, "TRACKER_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    result = runner.invoke(cli, ["jobs", "run", "rotate_salts"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output == "Ran rotate_salts.\n"
+    missing = runner.invoke(cli, ["jobs", "run", "nope"], env=env)
+    assert missing.exit_code == 1
+    assert "no job named 'nope'" in missing.output
+    listed = runner.invoke(cli, ["jobs", "list"], env=env)
+    assert "rotate_salts  cron minute=0" in listed.output

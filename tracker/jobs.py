@@ -1,0 +1,76 @@
+"""Background jobs, declared as a table: name, function, schedule (GoatCounter's cron/).
+
+Each job is a plain, idempotent function of (database, settings): tests and
+`tracker jobs run NAME` call it directly; `start_scheduler` runs the table with
+APScheduler inside each server process when `scheduler_enabled` is set. Running a job
+twice, or in two processes at once, must be harmless. To add a job, append a row to JOBS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask
+
+from tracker.config import Settings
+from tracker.db import Database
+from tracker.enrich.visitor import rotate_salts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: Callable[[Database, Settings], None]
+    trigger: str  # an APScheduler trigger: "interval" or "cron"
+    schedule: dict[str, Any] = field(default_factory=dict)  # the trigger's arguments
+    run_at_start: bool = False
+
+
+def rotate_salts_job(db: Database, settings: Settings) -> None:
+    """Today's visitor-id salt exists; salts older than yesterday are gone."""
+    rotate_salts(db, datetime.now(UTC).date())
+
+
+JOBS: list[Job] = [
+    # Hourly rather than once at midnight, so a server that was down at midnight catches up.
+    Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
+]
+
+
+def find_job(name: str) -> Job:
+    for job in JOBS:
+        if job.name == name:
+            return job
+    raise KeyError(f"no job named {name!r} (known: {', '.join(j.name for j in JOBS)})")
+
+
+def _guarded(job: Job, db: Database, settings: Settings) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job.func(db, settings)
+        except Exception:  # noqa: BLE001 - a failing job must not stop the scheduler
+            log.exception("job %s failed", job.name)
+
+    return run
+
+
+def start_scheduler(app: Flask) -> BackgroundScheduler:
+    db: Database = app.extensions["tracker.db"]
+    settings: Settings = app.extensions["tracker.settings"]
+    scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
+    for job in JOBS:
+        run = _guarded(job, db, settings)
+        extra: dict[str, Any] = {"next_run_time": datetime.now(UTC)} if job.run_at_start else {}
+        scheduler.add_job(
+            run, job.trigger, id=job.name, coalesce=True, max_instances=1, **job.schedule, **extra
+        )
+    scheduler.start()
+    app.extensions["tracker.scheduler"] = scheduler
+    return scheduler

@@ -8,8 +8,9 @@ set the pageview's engaged time and scroll, clicks and custom events are interac
 bounce = fewer than two pageviews and no interaction, time on page = engaged time, else the
 time to the next pageview, else unknown; visit duration = the sum of known times on page.
 
-The SQLite file is built once per (size, schema revision, generator version) under
-bench/cache/ and reused; `python -m bench.datagen 10M` builds one ahead of a run.
+The SQLite file is built once per (size, generator version) under bench/cache/ and reused;
+each use first migrates it to the current schema (as an upgrade would a real database).
+`python -m bench.datagen 10M` builds one ahead of a run.
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic.script import ScriptDirectory
-
 from bench.common import BENCH_SITE, CACHE_DIR, parse_count
 from tracker.accounts import create_api_key, create_user
 from tracker.db import Database
-from tracker.db.migrate import alembic_config, upgrade
+from tracker.db.migrate import upgrade
 from tracker.db.models import Event, Visit
 from tracker.sites import add_site
 
@@ -222,10 +221,6 @@ class Dataset:
     @property
     def url(self) -> str:
         return f"sqlite:///{self.path}"
-
-
-def schema_head() -> str:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or "none"
 
 
 def _weighted(table: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:
@@ -467,10 +462,11 @@ class Generator:
 
 def dataset(events: int, *, log: bool = True) -> Dataset:
     """The cached dataset of `events` events, built first when missing."""
-    path = CACHE_DIR / f"events-{events}-schema{schema_head()}-gen{GENERATOR_VERSION}.db"
+    path = CACHE_DIR / f"events-{events}-gen{GENERATOR_VERSION}.db"
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         build(path, events, log=log)
+    upgrade(f"sqlite:///{path}")
     return Dataset(path=path, **json.loads(meta.read_text()))
 
 

@@ -117,6 +117,17 @@ def measured_run(server: Server, database_url: str, connections: int, seconds: f
     return run
 
 
+def dropped(database_url: str) -> dict[str, int]:
+    """Events the collector answered 202 but did not store, by reason (bots, spam...)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT reason, sum(count) FROM drop_counts GROUP BY reason"))
+            return {reason: int(total) for reason, total in rows}
+    finally:
+        engine.dispose()
+
+
 def prepare_database(name: str, workdir: Path) -> str:
     """A fresh, migrated database with the benchmark site; its URL."""
     data_dir = workdir / f"ingest-{name}"
@@ -184,6 +195,10 @@ def run(opts: Options) -> list[Figure]:
                 name, connections, runs[name, connections], runs["bare", connections]
             )
         stored = count_rows(url)
+        if drops := dropped(url):
+            figures[-1].note += "; dropped by the collector: " + ", ".join(
+                f"{count:,} {reason}" for reason, count in drops.items()
+            )
         figures.append(
             Figure(
                 f"footprint {name}",

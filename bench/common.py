@@ -21,7 +21,8 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CACHE_DIR = REPO / "bench" / "cache"
+BENCH_DIR = REPO / "bench"
+CACHE_DIR = BENCH_DIR / "cache"
 PG_ADMIN_URL = os.environ.get(
     "TRACKER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -126,9 +127,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode}; see {self._log.name}"
-                )
+                self._log.flush()
+                tail = Path(self._log.name).read_text(errors="replace").strip().splitlines()[-5:]
+                raise RuntimeError(f"server exited with {self.proc.returncode}: " + "\n".join(tail))
             try:
                 status, _ = http("GET", self.base + path, timeout=2)
                 if status < 500 and len(self.worker_pids()) > 0:

@@ -26,14 +26,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_SITE, CACHE_DIR, parse_count
+from bench.common import BENCH_DIR, BENCH_SITE, CACHE_DIR, parse_count
 from tracker.accounts import create_api_key, create_user
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.db.models import Event, Visit
+from tracker.enrich.source import Attribution, attribute, clean_referrer
+from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
 from tracker.sites import add_site
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DAYS = 30
 DAY_MS = 86_400_000
 VISIT_GAP_MS = 30 * 60_000
@@ -41,114 +43,14 @@ SEED = 20251122
 HOST = BENCH_SITE
 ORIGIN = f"https://{HOST}"
 
-# (weight, referrer, source, channel, utm_source, utm_medium, utm_campaign, utm_term,
-#  utm_content, click_id, landing query)
-SOURCES = [
-    (30, "https://www.google.com/", "Google", "Organic Search", "", "", "", "", "", "", ""),
-    (25, "", "Direct / None", "Direct", "", "", "", "", "", "", ""),
-    (5, "https://www.bing.com/", "Bing", "Organic Search", "", "", "", "", "", "", ""),
-    (2, "https://duckduckgo.com/", "DuckDuckGo", "Organic Search", "", "", "", "", "", "", ""),
-    (5, "https://www.facebook.com/", "Facebook", "Organic Social", "", "", "", "", "", "", ""),
-    (2, "https://t.co/", "X (Twitter)", "Organic Social", "", "", "", "", "", "", ""),
-    (2, "https://www.linkedin.com/", "LinkedIn", "Organic Social", "", "", "", "", "", "", ""),
-    (2, "https://www.reddit.com/", "Reddit", "Organic Social", "", "", "", "", "", "", ""),
-    (2, "https://chatgpt.com/", "ChatGPT", "AI Assistants", "", "", "", "", "", "", ""),
-    (1, "https://www.perplexity.ai/", "Perplexity", "AI Assistants", "", "", "", "", "", "", ""),
-    (1, "https://www.youtube.com/", "YouTube", "Organic Video", "", "", "", "", "", "", ""),
-    (3, "https://news.ycombinator.com/", "Hacker News", "Referral", "", "", "", "", "", "", ""),
-    (
-        2,
-        "https://blog.partner.example/",
-        "blog.partner.example",
-        "Referral",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-    ),
-    (
-        4,
-        "https://www.google.com/",
-        "google",
-        "Paid Search",
-        "google",
-        "cpc",
-        "brand",
-        "acme",
-        "",
-        "Cj0KCQiA",
-        "?utm_source=google&utm_medium=cpc&utm_campaign=brand&utm_term=acme&gclid=Cj0KCQiA",
-    ),
-    (
-        2,
-        "https://www.bing.com/",
-        "bing",
-        "Paid Search",
-        "bing",
-        "cpc",
-        "brand",
-        "",
-        "",
-        "8f3a2b",
-        "?utm_source=bing&utm_medium=cpc&utm_campaign=brand&msclkid=8f3a2b",
-    ),
-    (
-        3,
-        "https://www.facebook.com/",
-        "facebook",
-        "Paid Social",
-        "facebook",
-        "paid_social",
-        "black_friday",
-        "",
-        "",
-        "IwAR2x",
-        "?utm_source=facebook&utm_medium=paid_social&utm_campaign=black_friday&fbclid=IwAR2x",
-    ),
-    (
-        3,
-        "",
-        "newsletter",
-        "Email",
-        "newsletter",
-        "email",
-        "weekly",
-        "",
-        "header",
-        "",
-        "?utm_source=newsletter&utm_medium=email&utm_campaign=weekly&utm_content=header",
-    ),
-    (
-        1,
-        "https://partner.example/",
-        "partner",
-        "Affiliates",
-        "partner",
-        "affiliate",
-        "q4",
-        "",
-        "",
-        "",
-        "?utm_source=partner&utm_medium=affiliate&utm_campaign=q4",
-    ),
+# Shared with bench/events.lua (the live load): user agents and landings (referrer, query).
+USER_AGENTS = (BENCH_DIR / "user_agents.txt").read_text().splitlines()
+LANDINGS = [
+    tuple(line.split("\t", 1))
+    for line in (BENCH_DIR / "landings.tsv").read_text().splitlines()
+    if not line.startswith("#")
 ]
-# (weight, browser, version, os, os version, device, screen)
-DEVICES = [
-    (30, "Chrome", "131", "Windows", "10", "desktop", "desktop"),
-    (8, "Edge", "130", "Windows", "10", "desktop", "desktop"),
-    (6, "Firefox", "133", "Windows", "10", "desktop", "desktop"),
-    (10, "Safari", "18", "macOS", "10.15", "desktop", "laptop"),
-    (6, "Chrome", "131", "macOS", "10.15", "desktop", "laptop"),
-    (3, "Chrome", "131", "Linux", "", "desktop", "desktop"),
-    (15, "Mobile Safari", "18", "iOS", "18.1", "mobile", "mobile"),
-    (14, "Chrome Mobile", "131", "Android", "14", "mobile", "mobile"),
-    (3, "Samsung Internet", "26", "Android", "13", "mobile", "mobile"),
-    (2, "Instagram", "354", "iOS", "17.5", "mobile", "mobile"),
-    (3, "Mobile Safari", "17", "iOS", "17.6", "tablet", "tablet"),
-]
+SCREEN_WIDTHS = [360, 375, 390, 412, 768, 820, 1280, 1366, 1440, 1536, 1920, 2560]
 # (weight, country, region, city)
 PLACES = [
     (25, "US", "California", "San Francisco"),
@@ -183,6 +85,7 @@ PLANS = ["free", "pro", "team", "enterprise"]
 HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]
 
 VISIT_COLUMNS = [c.name for c in Visit.__table__.columns]
+LAST_MS = VISIT_COLUMNS.index("last_ms")
 EVENT_COLUMNS = [c.name for c in Event.__table__.columns if c.name != "id"]
 # Generator._event builds rows positionally (speed): this is the order it assumes.
 assert EVENT_COLUMNS == [
@@ -223,21 +126,32 @@ class Dataset:
         return f"sqlite:///{self.path}"
 
 
-def _weighted(table: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[int]]:
-    return [row[1:] for row in table], [row[0] for row in table]
+@dataclass(frozen=True)
+class Landing:
+    attribution: Attribution
+    referrer: str  # as the collector stores it on the landing pageview
+    query: str
 
 
 class Generator:
-    """Visits and events, one UTC day at a time, deterministic for a seed."""
+    """Visits and events, one UTC day at a time, deterministic for a seed.
+
+    Sources, channels and devices come from the collector's own enrichment functions
+    applied to the same user agents and landings the live load (events.lua) sends.
+    """
 
     def __init__(self, site_id: int, first_day: date, total_events: int, seed: int = SEED) -> None:
         self.rng = random.Random(seed)
         self.site_id = site_id
         self.first_day = first_day
         self.total_events = total_events
-        self.sources, self.source_w = _weighted(SOURCES)
-        self.devices, self.device_w = _weighted(DEVICES)
-        self.places, self.place_w = _weighted(PLACES)
+        self.landings = [
+            Landing(attribute(query, referrer, False), clean_referrer(referrer), query)
+            for referrer, query in LANDINGS
+        ]
+        devices = [parse_user_agent(ua) for ua in USER_AGENTS]
+        self.devices = [d for d in devices if not d.is_bot]
+        self.places, self.place_w = [p[1:] for p in PLACES], [p[0] for p in PLACES]
         self.next_visit_id = 1
 
     def days(self) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
@@ -260,116 +174,100 @@ class Generator:
 
     def _day(self, day_ms: int, quota: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         rng = self.rng
-        starts: list[int] = []
         visits: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
-        # (last_ms, visitor_id, device, place) of the day's visits, for returning visitors.
-        seen: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]] = []
-        hours = rng.choices(range(24), HOURLY, k=max(quota // 3, 1))
+        # (last_ms, visitor_id, device, screen, place) of the day's visits: returning visitors
+        # keep their device and place, and come back after the visit timeout.
+        seen: list[tuple[int, int, DeviceInfo, str, tuple[str, ...]]] = []
         while len(events) < quota:
-            hour = hours[len(starts) % len(hours)]
+            hour = rng.choices(range(24), HOURLY)[0]
             started = day_ms + hour * 3_600_000 + rng.randrange(3_600_000)
-            starts.append(started)
-            visitor, device, place = rng.getrandbits(62), None, None
-            if seen and rng.random() < 0.25:
-                last, old_visitor, old_device, old_place = rng.choice(seen)
-                if last + VISIT_GAP_MS < started:
-                    visitor, device, place = old_visitor, old_device, old_place
-            device = device or rng.choices(self.devices, self.device_w)[0]
-            place = place or rng.choices(self.places, self.place_w)[0]
-            visit, visit_events = self._visit(visitor, started, device, place)
-            seen.append((visit[VISIT_COLUMNS.index("last_ms")], visitor, device, place))
+            returning = rng.choice(seen) if seen and rng.random() < 0.25 else None
+            if returning and returning[0] + VISIT_GAP_MS < started:
+                _last, visitor, device, screen, place = returning
+            else:
+                visitor = rng.getrandbits(62)
+                device = rng.choice(self.devices)
+                screen = screen_class(rng.choice(SCREEN_WIDTHS))
+                place = rng.choices(self.places, self.place_w)[0]
+            visit, visit_events = self._visit(visitor, started, device, screen, place)
+            seen.append((visit[LAST_MS], visitor, device, screen, place))
             visits.append(visit)
             events.extend(visit_events)
         events.sort(key=lambda row: row[3])
         return visits, events
 
     def _visit(
-        self, visitor: int, started: int, device: tuple[Any, ...], place: tuple[Any, ...]
+        self,
+        visitor: int,
+        started: int,
+        device: DeviceInfo,
+        screen: str,
+        place: tuple[str, ...],
     ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
         rng = self.rng
         visit_id = self.next_visit_id
         self.next_visit_id += 1
-        (
-            referrer,
-            source,
-            channel,
-            u_source,
-            u_medium,
-            u_campaign,
-            u_term,
-            u_content,
-            click_id,
-            query,
-        ) = rng.choices(self.sources, self.source_w)[0]
+        landing = rng.choice(self.landings)
         pageviews = 1 if rng.random() < 0.45 else 2 + min(int(rng.expovariate(0.6)), 12)
         paths = rng.choices(PATHS, PATH_WEIGHTS, k=pageviews)
         events: list[tuple[Any, ...]] = []
         interactions = duration = 0
-        now = started
-        previous_path = ""
+        now = last_ms = started
         for index, path in enumerate(paths):
             pageview_id = f"{rng.getrandbits(64):016x}"
-            is_last = index == pageviews - 1
-            gap = int(rng.lognormvariate(10.3, 1.0))  # median ~30 s to the next pageview
+            gap = 1000 + int(rng.lognormvariate(10.3, 1.0))  # median ~30 s to the next page
             engaged = scroll = None
-            extra: list[tuple[Any, ...]] = []
-            if rng.random() < 0.75:  # the page reported engagement (hidden, left...)
-                engaged = min(int(gap * rng.uniform(0.3, 0.95)), 1_800_000)
+            if rng.random() < 0.75:
+                # The page reported foreground time (tab hidden, left): its engagement beacons
+                # are folded into this row, the last one arriving before the next pageview.
+                engaged = int((gap - 500) * rng.uniform(0.3, 1.0))
                 scroll = rng.randint(10, 100)
-                beacons = [engaged] if rng.random() < 0.8 else [engaged // 2, engaged]
-                for value in beacons:
-                    extra.append(
-                        self._event(
-                            visit_id,
-                            visitor,
-                            now + value + 200,
-                            "engagement",
-                            path=path,
-                            engaged=value,
-                            scroll=scroll,
-                            pageview_id=pageview_id,
+                last_ms = max(last_ms, now + engaged)
+            for kind in ("click", "event"):
+                if rng.random() < (0.08 if kind == "click" else 0.04):
+                    interactions += 1
+                    at = now + rng.randrange(500, gap)
+                    last_ms = max(last_ms, at)
+                    if kind == "click":
+                        events.append(
+                            self._event(
+                                visit_id,
+                                visitor,
+                                at,
+                                "click",
+                                path,
+                                target=rng.choice(TARGETS),
+                                pageview_id=pageview_id,
+                            )
                         )
-                    )
-            if rng.random() < 0.08:
-                interactions += 1
-                extra.append(
-                    self._event(
-                        visit_id,
-                        visitor,
-                        now + rng.randrange(1000, gap + 2000),
-                        "click",
-                        path=path,
-                        target=rng.choice(TARGETS),
-                        pageview_id=pageview_id,
-                    )
-                )
-            if rng.random() < 0.04:
-                interactions += 1
-                props = json.dumps({"plan": rng.choice(PLANS)})
-                extra.append(
-                    self._event(
-                        visit_id,
-                        visitor,
-                        now + rng.randrange(1000, gap + 2000),
-                        "event",
-                        path=path,
-                        name=rng.choice(EVENT_NAMES),
-                        props=props,
-                        pageview_id=pageview_id,
-                    )
-                )
+                    else:
+                        events.append(
+                            self._event(
+                                visit_id,
+                                visitor,
+                                at,
+                                "event",
+                                path,
+                                name=rng.choice(EVENT_NAMES),
+                                props=json.dumps({"plan": rng.choice(PLANS)}),
+                                pageview_id=pageview_id,
+                            )
+                        )
+            is_last = index == pageviews - 1
+            # Time on page: engaged time, else the gap to the next pageview, else unknown.
             on_page = engaged if engaged is not None else (None if is_last else gap)
             duration += on_page or 0
+            first = index == 0
             events.append(
                 self._event(
                     visit_id,
                     visitor,
                     now,
                     "pageview",
-                    path=path,
-                    query=query if index == 0 else "",
-                    referrer=referrer if index == 0 else ORIGIN + previous_path,
+                    path,
+                    query=landing.query if first else "",
+                    referrer=landing.referrer if first else "",  # same-site referrers are dropped
                     title=f"Page {path}",
                     engaged=engaged,
                     scroll=scroll,
@@ -377,12 +275,10 @@ class Generator:
                     pageview_id=pageview_id,
                 )
             )
-            events.extend(extra)
-            previous_path = path
             if not is_last:
                 now += gap
-        last_ms = max(row[3] for row in events)
-        browser, browser_version, os_name, os_version, device_type, screen = device
+                last_ms = max(last_ms, now)
+        a = landing.attribution
         country, region, city = place
         values = {
             "id": visit_id,
@@ -398,23 +294,23 @@ class Generator:
             "interactions": interactions,
             "is_bounce": pageviews < 2 and interactions == 0,
             "duration_ms": duration,
-            "source": source,
-            "referrer": referrer,
-            "channel": channel,
-            "utm_source": u_source,
-            "utm_medium": u_medium,
-            "utm_campaign": u_campaign,
-            "utm_term": u_term,
-            "utm_content": u_content,
-            "click_id": click_id,
+            "source": a.source,
+            "referrer": a.referrer,
+            "channel": a.channel,
+            "utm_source": a.utm_source,
+            "utm_medium": a.utm_medium,
+            "utm_campaign": a.utm_campaign,
+            "utm_term": a.utm_term,
+            "utm_content": a.utm_content,
+            "click_id": a.click_id,
             "country": country,
             "region": region,
             "city": city,
-            "browser": browser,
-            "browser_version": browser_version,
-            "os": os_name,
-            "os_version": os_version,
-            "device": device_type,
+            "browser": device.browser,
+            "browser_version": device.browser_version,
+            "os": device.os,
+            "os_version": device.os_version,
+            "device": device.device,
             "screen": screen,
         }
         return tuple(values[c] for c in VISIT_COLUMNS), events
@@ -425,8 +321,8 @@ class Generator:
         visitor: int,
         at: int,
         kind: str,
-        *,
         path: str,
+        *,
         name: str = "",
         query: str = "",
         title: str = "",

@@ -5,8 +5,25 @@
 -- beacons and clicks that repeat the pageview's pageview_id, sometimes a custom event with
 -- props, then leaves and is replaced by a new visitor (new address and user agent).
 -- Client addresses vary through X-Forwarded-For (the bench server trusts loopback).
--- Usage: wrk -s bench/events.lua URL -- [site]
+-- Engagement and clicks only go to a pageview sent over half a second ago, as a real page's
+-- would: a visitor picked sooner makes room for a new one (the pool grows with the rate).
+--
+-- Usage: wrk -d DURATION -s bench/events.lua URL -- SITE BENCH_DIR ACTIVE_SECONDS
+-- Each connection stops sending after ACTIVE_SECONDS (shorter than wrk's DURATION), so no
+-- request is cut in flight and every answer is counted: stored rows can be checked exactly.
 -- At the end it prints one line, "BENCH_JSON {...}", that bench/ingest.py reads.
+
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local timespec = ffi.new("bench_timespec")
+
+local function now()
+  ffi.C.clock_gettime(1, timespec) -- CLOCK_MONOTONIC
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
+end
 
 local threads = {}
 
@@ -18,65 +35,10 @@ end
 local site = "bench.example"
 local origin = "https://bench.example"
 
-local user_agents = {
-  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",
-  "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
-  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36 OPR/114.0.0.0",
-  "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
-  "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-  "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.6; rv:132.0) Gecko/20100101 Firefox/132.0",
-  "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-  "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
-  "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 354.0.0.29.90 (iPhone14,5; iOS 17_5; en_US; en; scale=3.00; 1170x2532; 653402876)",
-  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/480.0.0.41.98;FBBV/651520151;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/17.4;FBSS/3;FBCR/;FBID/phone;FBLC/en_US;FBOP/5]",
-  "Mozilla/5.0 (iPad; CPU OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
-  "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.39 Mobile Safari/537.36",
-  "Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.6723.102 Mobile Safari/537.36",
-  "Mozilla/5.0 (Linux; Android 13; SM-A536B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36",
-  "Mozilla/5.0 (Linux; Android 12; Redmi Note 11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.6668.100 Mobile Safari/537.36",
-  "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0",
-  "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-  "Mozilla/5.0 (Linux; Android 13; M2101K6G Build/TKQ1.221013.002; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/130.0.6723.107 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/487.0.0.45.68;]",
-  "Mozilla/5.0 (Linux; Android 14; CPH2581) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 LinkedInApp/9.30.1234",
-}
-
--- A landing: where the visit comes from (referrer) and what the landing URL carries.
-local landings = {
-  {"https://www.google.com/", ""},
-  {"https://www.google.com/", ""},
-  {"https://www.google.com/", ""},
-  {"https://www.google.co.uk/", ""},
-  {"https://www.bing.com/", ""},
-  {"https://duckduckgo.com/", ""},
-  {"", ""},
-  {"", ""},
-  {"", ""},
-  {"https://www.facebook.com/", ""},
-  {"https://l.instagram.com/", ""},
-  {"https://t.co/x1y2z3", ""},
-  {"https://www.linkedin.com/", ""},
-  {"https://www.reddit.com/r/analytics/", ""},
-  {"https://news.ycombinator.com/", ""},
-  {"https://chatgpt.com/", ""},
-  {"https://www.perplexity.ai/", ""},
-  {"https://www.youtube.com/", ""},
-  {"https://blog.partner.example/review", ""},
-  {"https://github.com/acme/tool", ""},
-  {"https://www.google.com/", "?gclid=Cj0KCQiA" },
-  {"https://www.google.com/", "?utm_source=google&utm_medium=cpc&utm_campaign=brand&utm_term=acme"},
-  {"https://www.bing.com/", "?msclkid=8f3a2b&utm_source=bing&utm_medium=cpc&utm_campaign=brand"},
-  {"https://www.facebook.com/", "?utm_source=facebook&utm_medium=paid_social&utm_campaign=black_friday&fbclid=IwAR2x"},
-  {"", "?utm_source=newsletter&utm_medium=email&utm_campaign=weekly_42&utm_content=header"},
-  {"", "?utm_source=newsletter&utm_medium=email&utm_campaign=weekly_43&utm_content=footer"},
-  {"https://www.instagram.com/", "?utm_source=instagram&utm_medium=social&utm_campaign=launch"},
-  {"", "?ref=producthunt"},
-  {"https://partner.example/", "?utm_source=partner&utm_medium=affiliate&utm_campaign=q4"},
-}
+-- Shared with bench/datagen.py: bench/user_agents.txt and bench/landings.tsv.
+local user_agents = {}
+-- A landing: where the visit comes from ({referrer, "?query" or ""}), one entry per share.
+local landings = {}
 
 local sections = {"/", "/pricing", "/features", "/about", "/contact", "/signup", "/login"}
 local topics = {"analytics", "privacy", "campaigns", "seo", "ads", "cookies", "dashboards", "gdpr"}
@@ -88,8 +50,12 @@ local screens = {360, 375, 390, 412, 768, 820, 1280, 1366, 1440, 1536, 1920, 256
 local first_octets = {2, 5, 24, 31, 37, 46, 50, 62, 68, 73, 78, 81, 86, 91, 98, 104, 109, 142, 151, 176, 185, 189, 193, 201, 212, 217}
 
 local visitors = {}
-local pool = 400
-sent, ok, bad, last_bad = 0, 0, 0, 0
+local FRESH_S = 0.5
+local MAX_VISITORS = 100000
+local active_seconds = 1e9
+local deadline = nil
+sent, sent_engagement, ok, bad, last_bad = 0, 0, 0, 0, 0
+first_at, last_at = 0, 0
 
 local function pick(list)
   return list[math.random(#list)]
@@ -121,18 +87,27 @@ local function new_visitor()
     screen = pick(screens),
     pages_left = math.random(1, 6),
     pv = nil,
+    pv_at = 0,
     path = nil,
     engaged = 0,
   }
 end
 
 function init(args)
-  if args[1] then
-    site = args[1]
-    origin = "https://" .. site
+  site = args[1]
+  origin = "https://" .. site
+  for line in io.lines(args[2] .. "/user_agents.txt") do
+    table.insert(user_agents, line)
   end
+  for line in io.lines(args[2] .. "/landings.tsv") do
+    if line:sub(1, 1) ~= "#" then
+      local referrer, query = line:match("^([^\t]*)\t?(.*)$")
+      table.insert(landings, {referrer, query ~= "" and "?" .. query or ""})
+    end
+  end
+  active_seconds = tonumber(args[3])
   math.randomseed(os.time() * 100 + tid)
-  for i = 1, pool do
+  for i = 1, 50 do
     visitors[i] = new_visitor()
   end
 end
@@ -146,7 +121,7 @@ local function pageview(v)
   else
     referrer, url = origin .. v.path, origin .. path
   end
-  v.pv, v.path, v.engaged = hex(16), path, 0
+  v.pv, v.pv_at, v.path, v.engaged = hex(16), now(), path, 0
   v.pages_left = v.pages_left - 1
   return '{"site":"' .. site .. '","type":"pageview","url":"' .. url .. '","referrer":"' .. referrer
     .. '","title":"Page ' .. path .. '","screen":' .. v.screen .. ',"pageview_id":"' .. v.pv .. '"}'
@@ -176,11 +151,20 @@ local function custom(v)
 end
 
 function request()
-  local i = math.random(pool)
+  local at = now()
+  if deadline == nil then
+    deadline = at + active_seconds
+    first_at = at
+  end
+  local i = math.random(#visitors)
   local v = visitors[i]
   local r = math.random()
   local body
-  if v.pv == nil or r < 0.5 then
+  if v.pv ~= nil and at - v.pv_at < FRESH_S and #visitors < MAX_VISITORS then
+    v = new_visitor()
+    table.insert(visitors, v)
+    body = pageview(v)
+  elseif v.pv == nil or r < 0.5 or at - v.pv_at < FRESH_S then
     if v.pv ~= nil and v.pages_left <= 0 then
       v = new_visitor()
       visitors[i] = v
@@ -188,6 +172,7 @@ function request()
     body = pageview(v)
   elseif r < 0.8 then
     body = engagement(v)
+    sent_engagement = sent_engagement + 1
   elseif r < 0.93 then
     body = click(v)
   else
@@ -202,7 +187,16 @@ function request()
   }, body)
 end
 
+-- Past the deadline a connection waits out the run instead of sending (nothing is cut).
+function delay()
+  if deadline ~= nil and now() >= deadline then
+    return 3600000
+  end
+  return 0
+end
+
 function response(status, headers, body)
+  last_at = now()
   if status >= 200 and status < 300 then
     ok = ok + 1
   else
@@ -212,19 +206,24 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local s, o, b, lb = 0, 0, 0, 0
+  local s, se, o, b, lb = 0, 0, 0, 0, 0
+  local first, last = math.huge, 0
   for _, thread in ipairs(threads) do
     s = s + thread:get("sent")
+    se = se + thread:get("sent_engagement")
+    first = math.min(first, thread:get("first_at"))
+    last = math.max(last, thread:get("last_at"))
     o = o + thread:get("ok")
     b = b + thread:get("bad")
     if thread:get("last_bad") ~= 0 then lb = thread:get("last_bad") end
   end
   local e = summary.errors
   io.write(string.format(
-    'BENCH_JSON {"duration_us":%d,"requests":%d,"sent":%d,"ok":%d,"bad":%d,"last_bad_status":%d,'
+    'BENCH_JSON {"duration_us":%d,"active_s":%.6f,"requests":%d,"sent":%d,"sent_engagement":%d,'
+      .. '"ok":%d,"bad":%d,"last_bad_status":%d,'
       .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
       .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
-    summary.duration, summary.requests, s, o, b, lb,
+    summary.duration, last - first, summary.requests, s, se, o, b, lb,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end

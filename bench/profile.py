@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 
 from bench.common import BIN, REPO, Figure, Options, Unavailable, tracker_serve
 from bench.ingest import prepare_database, run_wrk
@@ -28,11 +29,17 @@ def _package(file: str) -> str:
     return head.removesuffix(".py") or "?"
 
 
-def summarize(folded: str) -> tuple[Counter[str], Counter[str], int]:
-    """(samples by innermost package, inclusive samples by tracker function, total)."""
-    packages: Counter[str] = Counter()
-    ours: Counter[str] = Counter()
-    total = 0
+@dataclass
+class Summary:
+    total: int = 0
+    packages: Counter[str] = field(default_factory=Counter)  # by innermost frame's package
+    leaves: Counter[str] = field(default_factory=Counter)  # by innermost function
+    ours: Counter[str] = field(default_factory=Counter)  # tracker functions, inclusive
+
+
+def summarize(folded: str) -> Summary:
+    """Totals of py-spy's folded stacks ("frame;frame;... count" lines)."""
+    summary = Summary()
     for line in folded.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -41,12 +48,14 @@ def summarize(folded: str) -> tuple[Counter[str], Counter[str], int]:
         frames = [m for m in (FRAME_RE.match(f) for f in stack.split(";")) if m]
         if not frames:
             continue
-        total += count
-        packages[_package(frames[-1]["file"])] += count
+        summary.total += count
+        leaf = frames[-1]
+        summary.packages[_package(leaf["file"])] += count
+        summary.leaves[f"{leaf['func']} ({leaf['file']})"] += count
         seen = {f"{m['func']} ({m['file']})" for m in frames if m["file"].startswith("tracker/")}
         for name in seen:
-            ours[name] += count
-    return packages, ours, total
+            summary.ours[name] += count
+    return summary
 
 
 def run(opts: Options) -> list[Figure]:
@@ -84,8 +93,9 @@ def run(opts: Options) -> list[Figure]:
         load.join()
     if done.returncode != 0 or not raw.exists():
         raise Unavailable(f"py-spy failed: {done.stderr.strip()[-300:]}")
-    packages, ours, total = summarize(raw.read_text())
-    _write_report(packages, ours, total)
+    summary = summarize(raw.read_text())
+    _write_report(summary)
+    total = summary.total
     return [
         Figure(
             "ingest profile",
@@ -94,15 +104,19 @@ def run(opts: Options) -> list[Figure]:
             "%",
             note=f"{total:,} GIL samples; see {REPORT.relative_to(REPO)}" if i == 0 else "",
         )
-        for i, (name, count) in enumerate(packages.most_common(TOP))
+        for i, (name, count) in enumerate(summary.packages.most_common(TOP))
     ]
 
 
-def _write_report(packages: Counter[str], ours: Counter[str], total: int) -> None:
-    lines = [f"py-spy, GIL-holding samples of tracker serve under wrk: {total:,}", ""]
-    lines.append("By innermost package:")
-    lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in packages.most_common(15)]
-    lines += ["", "tracker functions, inclusive:"]
-    lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in ours.most_common(25)]
+def _write_report(summary: Summary) -> None:
+    total = summary.total
+    lines = [f"py-spy, GIL-holding samples of tracker serve under wrk: {total:,}"]
+    for title, counter, top in (
+        ("By innermost package", summary.packages, 15),
+        ("By innermost function", summary.leaves, 20),
+        ("tracker functions, inclusive", summary.ours, 25),
+    ):
+        lines += ["", f"{title}:"]
+        lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines) + "\n")

@@ -97,10 +97,14 @@ def test_profile_summary_charges_innermost_package() -> None:
             "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:7) 10",
         ]
     )
-    packages, ours, total = profile.summarize(folded)
-    assert total == 40
-    assert packages == {"sqlalchemy": 30, "tracker": 10}
-    assert ours == {"ingest (tracker/ingest.py)": 40}
+    summary = profile.summarize(folded)
+    assert summary.total == 40
+    assert summary.packages == {"sqlalchemy": 30, "tracker": 10}
+    assert summary.leaves == {
+        "execute (sqlalchemy/engine/base.py)": 30,
+        "ingest (tracker/ingest.py)": 10,
+    }
+    assert summary.ours == {"ingest (tracker/ingest.py)": 40}
 
 
 @pytest.mark.slow

@@ -10,8 +10,10 @@ TEST_INSTALLED := $(VENV)/.test-installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 # Extra flags for `make bench`, e.g. BENCH_ARGS="--full --events 10M" (see bench/run.py).
 BENCH_ARGS ?=
+# npm ci writes this file; the beacon's minifier (terser, pinned in package-lock.json).
+NODE_INSTALLED := node_modules/.package-lock.json
 
-.PHONY: install run test test-services lint bench clean
+.PHONY: install run test test-services lint bench beacon clean
 
 install: $(INSTALLED)
 
@@ -36,7 +38,16 @@ test-services:
 	@command -v chromium >/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
-test: $(TEST_INSTALLED) test-services
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+# The served beacon is built from its readable source and committed (no Node at run time).
+beacon: static/tracker.js
+
+static/tracker.js: static/src/tracker.js static/terser.json $(NODE_INSTALLED)
+	npm run --silent build > $@.tmp && mv $@.tmp $@
+
+test: $(TEST_INSTALLED) $(NODE_INSTALLED) test-services
 	$(PY) -m pytest
 
 lint: $(TEST_INSTALLED)
@@ -55,4 +66,4 @@ bench: $(BENCH_INSTALLED) test-services
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info node_modules

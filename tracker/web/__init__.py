@@ -6,6 +6,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from tracker.web import auth, health, sites
+from tracker.web.beacon import init_beacon
 
 csrf = CSRFProtect()
 
@@ -16,3 +17,4 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(sites.bp)
+    init_beacon(app)

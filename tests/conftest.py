@@ -29,6 +29,8 @@ PG_ADMIN_URL = os.environ.get(
     "TRACKER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = bool(os.environ.get("CI"))
+# Real-browser fixtures: `browser`, `live_server`, `test_site`.
+pytest_plugins = ["tests.browser"]
 
 
 def _postgres_unavailable(reason: str) -> None:

@@ -136,6 +136,7 @@
         }
         send("event", { name: tagged.getAttribute("data-track"), props });
       } else if (link?.host) {
+        // Only http(s) links have a host (not mailto:, tel:, javascript:).
         const download =
           link.hasAttribute("download") ||
           downloadExtensions.includes(link.pathname.split(".").pop().toLowerCase());
@@ -145,11 +146,8 @@
       }
     };
 
-    const track = (name, options) => {
-      const props = {};
-      for (const key in options?.props) props[key] = String(options.props[key]);
-      send("event", { name, props });
-    };
+    // The collector turns numbers and booleans into strings and drops nested values.
+    const track = (name, options) => send("event", { name, props: options?.props });
 
     const start = () => {
       for (const method of ["pushState", "replaceState"]) {
@@ -171,7 +169,10 @@
       listen(window, "focus", tick);
       listen(window, "blur", tick);
       listen(window, "scroll", measureScroll, { passive: true });
-      listen(window, "pagehide", sendEngagement);
+      listen(window, "pagehide", () => {
+        sendEngagement();
+        foregroundSince = 0; // leaving: the moments until the page is hidden are not engagement
+      });
       // A back/forward-cache restore is a new view of the page.
       listen(window, "pageshow", (event) => event.persisted && pageview(document.referrer));
 

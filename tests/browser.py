@@ -1,0 +1,117 @@
+"""Real-browser test harness: Debian's chromium through Playwright, live HTTP servers.
+
+Fixtures (a pytest plugin, loaded by conftest.py):
+- `browser`: one headless chromium for the session (Debian's /usr/bin/chromium, never a
+  downloaded one); tests open their own context (`browser.new_context()`).
+- `live_server`: the app from `make_app`, served over real HTTP in a thread.
+- `test_site`: a small site on another port (so another origin than the collector) whose
+  pages tests define; it also records what pages post to its `/record`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+T = TypeVar("T")
+
+
+class LiveServer:
+    """A WSGI app on a free 127.0.0.1 port, served by a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class TestSite:
+    """Pages keyed by path (HTML or bytes), plus `/record`, which keeps POSTed JSON bodies."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[bytes, str]] = {}
+        self.recorded: list[Any] = []
+        self.server = LiveServer(self._wsgi)
+        self.url = self.server.url
+
+    def page(self, path: str, body: str | bytes, mimetype: str = "text/html") -> str:
+        """Serve `body` at `path`; returns the page's full URL."""
+        data = body.encode() if isinstance(body, str) else body
+        self.pages[path] = (data, mimetype)
+        return self.url + path
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        if request.path == "/record" and request.method == "POST":
+            self.recorded.append(json.loads(request.get_data(as_text=True)))
+            return Response(status=204)(environ, start_response)
+        page = self.pages.get(request.path)
+        if page is None:
+            return Response("not found", status=404)(environ, start_response)
+        return Response(page[0], mimetype=page[1])(environ, start_response)
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Poll until `probe()` is truthy (beacons arrive asynchronously); its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM):
+        message = f"{CHROMIUM} missing: `make test` installs Debian's chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    server = LiveServer(app)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def test_site() -> Iterator[TestSite]:
+    site = TestSite()
+    yield site
+    site.server.stop()

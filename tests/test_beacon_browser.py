@@ -1,0 +1,449 @@
+"""The beacon in a real browser: a test site on one origin, the collector on another.
+
+Each test loads pages that carry the script tag, acts like a visitor, then asserts on what the
+collector stored. The beacon itself is the subject, so one database backend is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.browser import CHROMIUM, LAUNCH_ARGS, LiveServer, TestSite, wait_for
+from tracker.db import Database
+from tracker.db.models import Event, Site, Visit
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+
+SITE = "shop.test"
+# The collector drops headless browsers as bots; the visitor here is a person's Chrome.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+QUEUE_SNIPPET = (
+    "<script>window.tracker=window.tracker||function(){(tracker.q=tracker.q||[]).push(arguments)}"
+    "</script>"
+)
+
+
+@dataclass
+class Visitor:
+    """One browser context and page, with what the page logged and requested."""
+
+    context: Any
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)
+
+
+@pytest.fixture
+def collector(live_server: LiveServer, db: Database) -> LiveServer:
+    with db.session() as session:
+        # The test site is served from 127.0.0.1, which the site allows besides its domain.
+        session.add(Site(domain=SITE, timezone="UTC", allowed_hostnames=["127.0.0.1"]))
+    return live_server
+
+
+@pytest.fixture
+def visit(browser: Any) -> Iterator[Callable[..., Visitor]]:
+    """Open a visitor's page; any console error or uncaught exception fails the test."""
+    visitors: list[Visitor] = []
+
+    def open_page(**context_options: Any) -> Visitor:
+        context = browser.new_context(user_agent=USER_AGENT, **context_options)
+        page = context.new_page()
+        visitor = Visitor(context, page)
+        page.on("console", lambda m: m.type == "error" and visitor.errors.append(m.text))
+        page.on("pageerror", lambda exc: visitor.errors.append(str(exc)))
+        page.on("request", lambda request: visitor.requests.append(request))
+        visitors.append(visitor)
+        return visitor
+
+    yield open_page
+    for visitor in visitors:
+        visitor.context.close()
+    assert [e for v in visitors for e in v.errors] == [], "the host page logged errors"
+
+
+def tag(collector: LiveServer, **attrs: str | bool) -> str:
+    """The script tag, as the README gives it, plus data- attributes (True: present, empty)."""
+    extra = "".join(
+        f" data-{name.replace('_', '-')}" + ("" if value is True else f'="{value}"')
+        for name, value in {"allow_local": True, **attrs}.items()
+        if value is not False
+    )
+    return f'<script defer data-site="{SITE}"{extra} src="{collector.url}/tracker.js"></script>'
+
+
+def html(title: str, head: str, body: str = "") -> str:
+    # The empty icon keeps the browser from requesting /favicon.ico (a 404 is a console error).
+    return (
+        f'<!doctype html><html><head><title>{title}</title><link rel="icon" href="data:,">'
+        f"{head}</head><body>{body}</body></html>"
+    )
+
+
+def events(db: Database, kind: str | None = None) -> list[Event]:
+    query = select(Event).order_by(Event.id)
+    if kind:
+        query = query.where(Event.kind == kind)
+    with db.session() as session:
+        return list(session.scalars(query))
+
+
+def wait_events(db: Database, count: int, kind: str | None = None) -> list[Event]:
+    """The stored events once at least `count` (of `kind`) arrived; beacons are asynchronous."""
+    found = wait_for(lambda: len(rows := events(db, kind)) >= count and rows)
+    assert found, f"expected {count} {kind or 'events'}, stored: {describe(events(db))}"
+    return found
+
+
+def describe(rows: list[Event]) -> list[tuple[str, str, str]]:
+    return [(e.kind, e.path, e.name) for e in rows]
+
+
+def engaged_ms(db: Database, pageview_id: str) -> int | None:
+    """The largest engagement reported for one pageview (the collector keeps the maximum)."""
+    values = [e.engaged_ms for e in events(db) if e.pageview_id == pageview_id]
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def test_pageview_with_referrer_utm_and_page_details(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    url = test_site.page("/landing", html("Spring sale", tag(collector)))
+    visitor = visit(viewport={"width": 1111, "height": 700})
+    visitor.page.goto(
+        url + "?utm_source=newsletter&utm_medium=email&utm_campaign=spring#top",
+        referer="https://news.example/article?id=3",
+    )
+
+    [pageview] = wait_events(db, 1)
+    assert pageview.kind == "pageview"
+    assert (pageview.hostname, pageview.path) == ("127.0.0.1", "/landing")
+    assert pageview.query == "utm_source=newsletter&utm_medium=email&utm_campaign=spring"
+    assert pageview.referrer == "https://news.example/article?id=3"
+    assert pageview.title == "Spring sale"
+    assert len(pageview.pageview_id) >= 8
+    with db.session() as session:
+        [stored_visit] = session.scalars(select(Visit)).all()
+    assert (stored_visit.utm_source, stored_visit.utm_medium, stored_visit.utm_campaign) == (
+        "newsletter",
+        "email",
+        "spring",
+    )
+    assert stored_visit.entry_page == "/landing"
+    # The fragment is not the route here, and may hold secrets: it never leaves the page.
+    posted = [r.post_data for r in visitor.requests if r.method == "POST"]
+    assert posted and not any("#top" in body for body in posted)
+
+
+def test_spa_push_replace_and_back(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    url = test_site.page("/app/", html("App", tag(collector)))
+    page = visit().page
+    page.goto(url)
+    wait_events(db, 1, "pageview")
+
+    page.evaluate("history.pushState({}, '', '/app/products')")
+    page.evaluate("history.replaceState({}, '', '/app/products?sort=price')")  # same path
+    page.evaluate("history.pushState({}, '', '/app/products?sort=price#reviews')")  # same path
+    page.evaluate("history.replaceState({}, '', '/app/cart')")
+    wait_events(db, 3, "pageview")
+    page.go_back()  # popstate: /app/products?sort=price (the replaced entry is gone)
+    page.go_back()  # same path, only the fragment goes: no pageview
+    page.go_back()  # /app/
+
+    pageviews = wait_events(db, 5, "pageview")
+    assert [(e.path, e.query) for e in pageviews] == [
+        ("/app/", ""),
+        ("/app/products", ""),
+        ("/app/cart", ""),
+        ("/app/products", "sort=price"),
+        ("/app/", ""),
+    ]
+    # Each SPA page's referrer is the page before it.
+    assert [e.referrer for e in pageviews[1:3]] == [url, test_site.url + "/app/products"]
+    assert len({e.pageview_id for e in pageviews}) == 5
+    # The engagement of each page left by a navigation was sent before the next pageview.
+    engagements = wait_events(db, 4, "engagement")
+    assert [e.pageview_id for e in engagements] == [e.pageview_id for e in pageviews[:4]]
+    assert [e.path for e in engagements] == ["/app/", "/app/products", "/app/cart", "/app/products"]
+
+
+def test_hash_routing_counts_fragment_routes(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    url = test_site.page("/", html("Hash app", tag(collector, hash=True)))
+    page = visit().page
+    page.goto(url + "#/home")
+    wait_events(db, 1, "pageview")
+    page.evaluate("location.hash = '#/pricing'")
+    wait_events(db, 2, "pageview")
+    page.evaluate("history.pushState({}, '', '/#/signup')")
+    page.go_back()
+
+    pageviews = wait_events(db, 4, "pageview")
+    assert [e.path for e in pageviews] == ["/#/home", "/#/pricing", "/#/signup", "/#/pricing"]
+
+
+def test_outbound_and_download_clicks_let_navigation_happen(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    partner = "https://partner.example/offer?ref=shop"
+    body = (
+        f'<a id="out" href="{partner}">partner</a>'
+        f'<a id="blank" href="{partner}" target="_blank">partner in a new tab</a>'
+        f'<a id="prevented" href="{partner}" onclick="event.preventDefault()">handled</a>'
+        '<a id="pdf" href="/files/price-list.pdf">price list</a>'
+        '<a id="same" href="/about">about</a>'
+        '<a id="mail" href="mailto:sales@shop.test">mail</a>'
+    )
+    url = test_site.page("/", html("Shop", tag(collector), body))
+    test_site.page("/files/price-list.pdf", b"%PDF-1.4 test", "application/octet-stream")
+    test_site.page("/about", html("About", ""))
+    visitor = visit()
+    # The partner site answers locally (no traffic leaves the machine).
+    visitor.context.route(
+        "https://partner.example/**", lambda route: route.fulfill(body="partner", status=200)
+    )
+    page = visitor.page
+    page.goto(url)
+    wait_events(db, 1, "pageview")
+
+    with page.expect_download() as download:
+        page.click("#pdf")
+    assert download.value.url == test_site.url + "/files/price-list.pdf"
+    with visitor.context.expect_page() as popup:
+        page.click("#blank")
+    assert popup.value.url == partner
+    with visitor.context.expect_page() as popup:
+        page.click("#out", button="middle")
+    assert popup.value.url == partner
+    with visitor.context.expect_page() as popup:
+        page.click("#out", modifiers=["Control"])
+    assert popup.value.url == partner
+    page.click("#prevented")  # the page's own handler decides: it stays here
+    page.click("#mail")
+    assert page.url == url
+    page.click("#same")  # internal link: a normal navigation, no click event
+    page.wait_for_url(test_site.url + "/about")
+    page.go_back()
+    with page.expect_navigation():
+        page.click("#out")
+    assert page.url == partner
+
+    clicks = wait_events(db, 6, "click")
+    assert [(e.name, e.target) for e in clicks] == [
+        ("File Download", test_site.url + "/files/price-list.pdf"),
+        ("Outbound Link", partner),
+        ("Outbound Link", partner),
+        ("Outbound Link", partner),
+        ("Outbound Link", partner),
+        ("Outbound Link", partner),
+    ]
+    pageviews = events(db, "pageview")
+    assert [e.path for e in pageviews] == ["/", "/"]  # /about has no tag; back reloads /
+    assert {e.pageview_id for e in clicks[:5]} == {pageviews[0].pageview_id}
+    assert clicks[5].pageview_id == pageviews[1].pageview_id
+
+
+def test_tagged_elements_and_js_api_send_named_events_with_props(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    body = (
+        '<button data-track="Signup" data-track-plan="pro" data-track-billing-period="yearly">'
+        '<span id="inside">Start trial</span></button>'
+        '<a id="tagged-link" href="https://partner.example/" data-track="Partner">partner</a>'
+    )
+    url = test_site.page("/pricing", html("Pricing", tag(collector), body))
+    visitor = visit()
+    visitor.context.route("https://partner.example/**", lambda route: route.fulfill(body="ok"))
+    page = visitor.page
+    page.goto(url)
+    [pageview] = wait_events(db, 1, "pageview")
+
+    page.click("#inside")
+    page.evaluate("tracker('Purchase', {props: {amount: 42, currency: 'EUR', paid: true}})")
+    page.evaluate("tracker('Newsletter')")
+    with page.expect_navigation():
+        page.click("#tagged-link")  # tagged: its name replaces the automatic outbound click
+
+    named = wait_events(db, 4, "event")
+    assert [(e.name, e.props) for e in named] == [
+        ("Signup", {"plan": "pro", "billing-period": "yearly"}),
+        ("Purchase", {"amount": "42", "currency": "EUR", "paid": "true"}),
+        ("Newsletter", None),
+        ("Partner", None),
+    ]
+    assert {e.pageview_id for e in named} == {pageview.pageview_id}
+    assert all(e.path == "/pricing" for e in named)
+    assert events(db, "click") == []
+
+
+def test_calls_queued_before_the_script_loads_are_sent(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    head = (
+        QUEUE_SNIPPET
+        + "<script>tracker('Early', {props: {step: '1'}}); tracker('Earlier still?')</script>"
+        + tag(collector)
+    )
+    page = visit().page
+    page.goto(test_site.page("/", html("Queue", head)))
+
+    stored = wait_events(db, 3)
+    assert [(e.kind, e.name, e.props) for e in stored] == [
+        ("pageview", "", None),
+        ("event", "Early", {"step": "1"}),
+        ("event", "Earlier still?", None),
+    ]
+    assert len({e.pageview_id for e in stored}) == 1
+
+
+# Hides or shows the page as the browser would (headless chromium is always visible and
+# focused), and answers the page's own clock at that moment.
+SET_VISIBILITY = """hidden => {
+    Object.defineProperty(document, 'visibilityState',
+        {configurable: true, get: () => hidden ? 'hidden' : 'visible'});
+    Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
+    document.dispatchEvent(new Event('visibilitychange'));
+    return performance.now();
+}"""
+SET_FOCUS = """focused => {
+    document.hasFocus = () => focused;
+    window.dispatchEvent(new Event(focused ? 'focus' : 'blur'));
+    return performance.now();
+}"""
+# The page reports its clock when it is left, so the test knows the real visible time.
+REPORT_LEAVING = (
+    "<script>addEventListener('pagehide', () => navigator.sendBeacon('/record', "
+    "JSON.stringify({left: performance.now()})))</script>"
+)
+
+
+def test_engagement_counts_only_visible_and_focused_time(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    url = test_site.page(
+        "/article",
+        html("Article", REPORT_LEAVING + tag(collector), '<div style="height:5000px">text</div>'),
+    )
+    test_site.page("/next", html("Next", ""))
+    page = visit(viewport={"width": 1000, "height": 1000}).page
+    page.goto(url)
+    [pageview] = wait_events(db, 1, "pageview")
+
+    page.wait_for_timeout(1200)
+    hidden_at = page.evaluate(SET_VISIBILITY, True)
+    first = wait_events(db, 1, "engagement")[0]
+    page.wait_for_timeout(600)  # hidden: not counted
+    shown_at = page.evaluate(SET_VISIBILITY, False)
+    page.wait_for_timeout(600)
+    blurred_at = page.evaluate(SET_FOCUS, False)
+    page.wait_for_timeout(600)  # another window has focus: not counted
+    focused_at = page.evaluate(SET_FOCUS, True)
+    page.mouse.wheel(0, 1500)  # to 2,500 px of 5,000
+    page.wait_for_timeout(1200)
+    page.goto(test_site.url + "/next")  # leaving: pagehide, then hidden, as for real
+
+    left_at = wait_for(lambda: test_site.recorded)[0]["left"]
+    visible = hidden_at + (blurred_at - shown_at) + (left_at - focused_at)
+    # The first report covers the time until the page was hidden; since navigation start, so
+    # the beacon's own start-up delay (a few ms) counts against it.
+    assert first.pageview_id == pageview.pageview_id
+    assert first.engaged_ms == pytest.approx(hidden_at, rel=0.05)
+    assert first.scroll == 20  # 1,000 px of 5,000 in view
+    total = wait_for(
+        lambda: (ms := engaged_ms(db, pageview.pageview_id)) and ms > first.engaged_ms and ms
+    )
+    assert total == pytest.approx(visible, rel=0.05)
+    last = events(db, "engagement")[-1]
+    assert last.scroll == 50
+
+
+def test_back_forward_cache_restore_counts_a_pageview(
+    collector: LiveServer, test_site: TestSite, db: Database
+):
+    from playwright.sync_api import sync_playwright
+
+    restore_flag = (
+        "<script>addEventListener('pageshow', e => window.restored = e.persisted)</script>"
+    )
+    url = test_site.page("/", html("Home", restore_flag + tag(collector)))
+    next_url = test_site.page("/next", html("Next", ""))
+    # Playwright turns the back/forward cache off by default; visitors' browsers have it on.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=LAUNCH_ARGS,
+            ignore_default_args=["--disable-back-forward-cache"],
+        )
+        page = browser.new_context(user_agent=USER_AGENT).new_page()
+        page.goto(url)
+        wait_events(db, 1, "pageview")
+        page.goto(next_url)
+        page.go_back(wait_until="commit")  # a restore fires no load event
+        restored = page.wait_for_function("window.restored !== undefined").json_value()
+        pageviews = wait_events(db, 2, "pageview")
+        browser.close()
+    assert restored is True
+    assert [e.path for e in pageviews] == ["/", "/"]
+    assert pageviews[0].pageview_id != pageviews[1].pageview_id
+
+
+@pytest.mark.parametrize(
+    ("init_script", "attrs"),
+    [
+        pytest.param("localStorage.tracker_ignore = 'true'", {}, id="opted-out"),
+        pytest.param(
+            "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})",
+            {"respect_dnt": True},
+            id="do-not-track",
+        ),
+        pytest.param(
+            "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})",
+            {"respect_dnt": True},
+            id="global-privacy-control",
+        ),
+        pytest.param("", {"allow_local": False}, id="automation-without-allow-local"),
+    ],
+)
+def test_no_request_at_all_when_the_visitor_is_not_to_be_tracked(
+    collector: LiveServer,
+    test_site: TestSite,
+    db: Database,
+    visit: Callable[..., Visitor],
+    init_script: str,
+    attrs: dict[str, bool],
+):
+    body = '<a id="out" href="https://partner.example/">out</a><button data-track="B">b</button>'
+    head = QUEUE_SNIPPET + "<script>tracker('Queued')</script>" + tag(collector, **attrs)
+    url = test_site.page("/", html("Private", head, body))
+    visitor = visit()
+    visitor.context.route("https://partner.example/**", lambda route: route.fulfill(body="ok"))
+    if init_script:
+        visitor.context.add_init_script(init_script)
+    page = visitor.page
+    page.goto(url)
+    page.click("button")
+    page.evaluate("tracker('Later', {props: {a: 'b'}})")
+    page.evaluate("history.pushState({}, '', '/elsewhere')")
+    page.evaluate(SET_VISIBILITY, True)
+    with page.expect_navigation():
+        page.click("#out")
+
+    to_collector = [r.url for r in visitor.requests if r.url.startswith(collector.url)]
+    assert to_collector == [collector.url + "/tracker.js"]
+    assert events(db) == []

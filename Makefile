@@ -39,6 +39,8 @@ test-services:
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
 $(NODE_INSTALLED): package.json package-lock.json
+	@command -v npm >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null)
 	npm ci --no-audit --no-fund --loglevel=error
 
 # The served beacon is built from its readable source and committed (no Node at run time).

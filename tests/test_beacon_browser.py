@@ -299,6 +299,7 @@ def test_calls_queued_before_the_script_loads_are_sent(
         QUEUE_SNIPPET
         + "<script>tracker('Early', {props: {step: '1'}}); tracker('Earlier still?')</script>"
         + tag(collector)
+        + tag(collector)  # pasted twice: still counted once
     )
     page = visit().page
     page.goto(test_site.page("/", html("Queue", head)))
@@ -338,14 +339,18 @@ def test_engagement_counts_only_visible_and_focused_time(
 ):
     url = test_site.page(
         "/article",
-        html("Article", REPORT_LEAVING + tag(collector), '<div style="height:5000px">text</div>'),
+        html(
+            "Article",
+            "<style>body{margin:0}</style>" + REPORT_LEAVING + tag(collector),
+            '<div style="height:5000px">text</div>',
+        ),
     )
     test_site.page("/next", html("Next", ""))
     page = visit(viewport={"width": 1000, "height": 1000}).page
     page.goto(url)
     [pageview] = wait_events(db, 1, "pageview")
 
-    page.wait_for_timeout(1200)
+    page.wait_for_timeout(2500)
     hidden_at = page.evaluate(SET_VISIBILITY, True)
     first = wait_events(db, 1, "engagement")[0]
     page.wait_for_timeout(600)  # hidden: not counted
@@ -354,14 +359,14 @@ def test_engagement_counts_only_visible_and_focused_time(
     blurred_at = page.evaluate(SET_FOCUS, False)
     page.wait_for_timeout(600)  # another window has focus: not counted
     focused_at = page.evaluate(SET_FOCUS, True)
-    page.mouse.wheel(0, 1500)  # to 2,500 px of 5,000
-    page.wait_for_timeout(1200)
+    page.evaluate("scrollTo(0, 1500)")  # in view down to 2,500 px of 5,000
+    page.wait_for_timeout(1500)
     page.goto(test_site.url + "/next")  # leaving: pagehide, then hidden, as for real
 
     left_at = wait_for(lambda: test_site.recorded)[0]["left"]
     visible = hidden_at + (blurred_at - shown_at) + (left_at - focused_at)
-    # The first report covers the time until the page was hidden; since navigation start, so
-    # the beacon's own start-up delay (a few ms) counts against it.
+    # The page was visible from navigation start; the beacon's own start-up (a few ms) counts
+    # against it.
     assert first.pageview_id == pageview.pageview_id
     assert first.engaged_ms == pytest.approx(hidden_at, rel=0.05)
     assert first.scroll == 20  # 1,000 px of 5,000 in view

@@ -24,6 +24,8 @@
     target.addEventListener(type, guard(handler), options);
 
   try {
+    // The tag pasted twice (by hand and by a tag manager) must not count everything twice.
+    if (window.tracker?.loaded) return;
     const script = document.currentScript;
     const attr = (name) => script.getAttribute("data-" + name);
     const flag = (name) => attr(name) != null;
@@ -126,7 +128,7 @@
     };
 
     const onClick = (event) => {
-      if (event.type == "auxclick" && event.button != 1) return; // middle click opens a link
+      if (event.button > 1) return; // auxclick: only the middle button opens a link
       const tagged = event.target.closest("[data-track]");
       const link = event.target.closest("a[href]");
       if (tagged) {
@@ -178,6 +180,7 @@
 
       const queued = window.tracker?.q || [];
       window.tracker = guard(track);
+      window.tracker.loaded = 1;
       pageview(document.referrer);
       for (const args of queued) window.tracker(...args);
     };

@@ -2,7 +2,8 @@
 
 Fixtures (a pytest plugin, loaded by conftest.py):
 - `browser`: one headless chromium for the session (Debian's /usr/bin/chromium, never a
-  downloaded one); tests open their own context (`browser.new_context()`).
+  downloaded one) that presents itself as a desktop Chrome (`USER_AGENT`); tests open their
+  own context (`browser.new_context()`).
 - `live_server`: the app from `make_app`, served over real HTTP in a thread.
 - `test_site`: a small site on another port (so another origin than the collector) whose
   pages tests define; it also records what pages post to its `/record`.
@@ -32,6 +33,12 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# A person's Chrome: the collector drops headless browsers as bots. Set for the whole browser,
+# because a per-context override does not reach beacons sent while a page unloads.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
 T = TypeVar("T")
 
 
@@ -98,7 +105,9 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*LAUNCH_ARGS, f"--user-agent={USER_AGENT}"]
+        )
         yield browser
         browser.close()
 

@@ -92,7 +92,7 @@
           Math.round(
             ((window.scrollY + window.innerHeight) * 100) / document.documentElement.scrollHeight
           )
-        ) || 0
+        )
       );
     };
 
@@ -119,13 +119,13 @@
     };
 
     // Single-page apps: a new pageview when the route changes (not on a query-only change).
-    const routeChanged = () => {
+    const routeChanged = guard(() => {
       if (routeKey() != pageKey) {
         const previousUrl = pageUrl;
         sendEngagement();
         pageview(previousUrl);
       }
-    };
+    });
 
     const onClick = (event) => {
       if (event.button > 1) return; // auxclick: only the middle button opens a link
@@ -151,12 +151,12 @@
     // The collector turns numbers and booleans into strings and drops nested values.
     const track = (name, options) => send("event", { name, props: options?.props });
 
-    const start = () => {
+    const start = (firstPaint) => {
       for (const method of ["pushState", "replaceState"]) {
         const original = history[method];
         history[method] = function (...args) {
           const result = original.apply(this, args); // the page's own errors still surface
-          guard(routeChanged)();
+          routeChanged();
           return result;
         };
       }
@@ -182,11 +182,13 @@
       window.tracker = guard(track);
       window.tracker.loaded = 1;
       pageview(document.referrer);
+      // The visitor has been looking at the page since it first painted, before this ran.
+      if (foregroundSince && firstPaint) foregroundSince = firstPaint;
       for (const args of queued) window.tracker(...args);
     };
 
     // A prerendered page the visitor may never see is counted once it is shown.
-    if (document.prerendering) listen(document, "prerenderingchange", start, { once: true });
-    else start();
+    if (document.prerendering) listen(document, "prerenderingchange", () => start());
+    else start(performance.getEntriesByName("first-contentful-paint")[0]?.startTime);
   } catch {}
 })(window, document);

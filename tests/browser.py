@@ -24,6 +24,8 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.helpers import DEFAULT_USER_AGENT
+
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [
     "--headless",
@@ -35,10 +37,7 @@ LAUNCH_ARGS = [
 ]
 # A person's Chrome: the collector drops headless browsers as bots. Set for the whole browser,
 # because a per-context override does not reach beacons sent while a page unloads.
-USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36"
-)
+USER_AGENT = DEFAULT_USER_AGENT
 T = TypeVar("T")
 
 

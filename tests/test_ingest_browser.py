@@ -1,10 +1,14 @@
-"""A real browser (Debian's chromium via Playwright) posts events cross-origin."""
+"""A real browser (Debian's chromium via Playwright) posts events cross-origin.
+
+`browser` is the shared session browser (tests/browser.py): one Playwright per session.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,15 +20,6 @@ from tracker.db.models import Event
 from tracker.sites import add_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 PAGE = """<!doctype html><title>Shop</title><script>
 const collector = new URLSearchParams(location.search).get("collector");
@@ -69,22 +64,20 @@ def page_origin() -> Iterator[str]:
     server.shutdown()
 
 
-def test_browser_posts_cross_origin(app: Flask, collector: str, page_origin: str) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_browser_posts_cross_origin(
+    app: Flask, collector: str, page_origin: str, browser: Any
+) -> None:
     db = app.extensions["tracker.db"]
     with db.session() as session:
         add_site(session, "localhost")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=LAUNCH_ARGS)
-        try:
-            # A headless browser's own user agent is (rightly) treated as a bot.
-            context = browser.new_context(user_agent=DEFAULT_USER_AGENT)
-            page = context.new_page()
-            page.goto(f"{page_origin}/shop?collector={collector}")
-            assert page.evaluate("window.results") == [202, 202, True]
-        finally:
-            browser.close()
+    # A headless browser's own user agent is (rightly) treated as a bot.
+    context = browser.new_context(user_agent=DEFAULT_USER_AGENT)
+    try:
+        page = context.new_page()
+        page.goto(f"{page_origin}/shop?collector={collector}")
+        assert page.evaluate("window.results") == [202, 202, True]
+    finally:
+        context.close()
     with db.session() as session:
         # sendBeacon returns before its request is done; wait for the row, bounded.
         for _ in range(100):

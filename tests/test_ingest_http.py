@@ -96,6 +96,24 @@ def test_pageview_is_stored_with_its_fields(client: FlaskClient, db: Database, s
         assert event.visit_id == visit.id and event.visitor_id == visit.visitor_id
 
 
+@pytest.mark.parametrize(
+    ("url", "path", "query"),
+    [
+        ("https://example.com/#/pricing", "/#/pricing", ""),
+        ("https://example.com/app/#!/team?x=1", "/app/#!/team?x=1", ""),
+        ("https://example.com/app/?lang=fr#/team", "/app/#/team", "lang=fr"),
+        ("https://example.com/docs#install", "/docs", ""),  # an anchor, not a route
+    ],
+)
+def test_hash_routes_are_part_of_the_path(
+    client: FlaskClient, db: Database, site: str, url: str, path: str, query: str
+) -> None:
+    response = post(client, {"site": site, "type": "pageview", "url": url})
+    assert response.status_code == 202
+    [event] = events(db)
+    assert (event.path, event.query) == (path, query)
+
+
 def test_json_content_type_and_click_with_props(
     client: FlaskClient, db: Database, site: str
 ) -> None:

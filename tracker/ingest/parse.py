@@ -25,6 +25,7 @@ MAX_USER_AGENT = 1000
 MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
 FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
 TRUSTED_FIELDS = ("timestamp", "ip", "user_agent")
+HASH_ROUTE_PREFIXES = ("/", "!/")
 
 
 class EventError(ValueError):
@@ -82,7 +83,11 @@ def _int(data: dict[str, Any], field: str, low: int, high: int) -> int | None:
 
 
 def _http_url(value: str, field: str) -> tuple[str, str, str]:
-    """(hostname, path, query) of an http(s) URL, or EventError."""
+    """(hostname, path, query) of an http(s) URL, or EventError.
+
+    A hash route ("#/pricing", "#!/pricing") belongs to the path: the beacon sends fragments
+    only for sites whose tag has data-hash. Other fragments ("#top") are anchors, not pages.
+    """
     try:
         parts = urlsplit(value)
         hostname = (parts.hostname or "").lower()
@@ -90,7 +95,10 @@ def _http_url(value: str, field: str) -> tuple[str, str, str]:
         raise EventError(f"{field}: not a valid URL") from None
     if parts.scheme not in ("http", "https") or not hostname:
         raise EventError(f"{field}: must be an http(s) URL")
-    return hostname, parts.path or "/", parts.query
+    path = parts.path or "/"
+    if parts.fragment.startswith(HASH_ROUTE_PREFIXES):
+        path += "#" + parts.fragment
+    return hostname, path, parts.query
 
 
 def _props(value: Any) -> dict[str, str] | None:

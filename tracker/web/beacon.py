@@ -61,4 +61,5 @@ def tracker_js() -> Response:
     response.access_control_allow_origin = "*"
     # Pages that isolate themselves (Cross-Origin-Embedder-Policy) may still load it.
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    return response.make_conditional(request)
+    response.make_conditional(request)  # 304 when If-None-Match names this ETag
+    return response

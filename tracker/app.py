@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _setup_database(app, settings)
     _setup_web(app)
     _setup_ingest(app)
+    _setup_api(app)
     if settings.scheduler_enabled:
         _setup_jobs(app)
     return app
@@ -61,3 +62,9 @@ def _setup_jobs(app: Flask) -> None:
     from tracker.jobs import start_scheduler
 
     start_scheduler(app)
+
+
+def _setup_api(app: Flask) -> None:
+    from tracker.api import init_api
+
+    init_api(app)

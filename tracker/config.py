@@ -64,6 +64,9 @@ class Settings:
         "Environment: comma-separated.",
     )
     max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
+    api_rate_limit: int = _setting(
+        600, "Stats API requests each API key may make per hour (per server process)."
+    )
     scheduler_enabled: bool = _setting(
         True, "Run background jobs (salt rotation, rollups, retention) inside the server."
     )

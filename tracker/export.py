@@ -20,6 +20,10 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tracker.db import Database
+from tracker.stats import EVENT_FIELDS, VISIT_FIELDS, Query, event_rows, visit_rows
+from tracker.stats.rows import Batch
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -41,7 +45,7 @@ class Column:
     kind: Kind = Kind.TEXT
 
 
-_T, _N = Kind.TEXT, Kind.NUMBER
+_N = Kind.NUMBER
 
 _VISIT_ORIGIN = (
     Column("source", "source"),
@@ -243,3 +247,35 @@ def download_name(domain: str, table: str, first: date, last: date) -> str:
     """`example.com-events-2026-11-01-to-2026-11-30.csv`: names the site, table and range."""
     safe_domain = re.sub(r"[^a-z0-9.-]+", "_", domain.lower())
     return f"{safe_domain}-{table}-{first.isoformat()}-to-{last.isoformat()}.csv"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One exportable table: its CSV columns and where its rows come from."""
+
+    name: str
+    columns: tuple[Column, ...]
+    fields: tuple[str, ...]
+    rows: Callable[[Database, Query], Iterator[Batch]]
+    time_field: str  # rows come in the order of this field (epoch ms)
+
+
+TABLES: dict[str, Table] = {
+    "events": Table("events", EVENT_COLUMNS, EVENT_FIELDS, event_rows, "timestamp_ms"),
+    "visits": Table("visits", VISIT_COLUMNS, VISIT_FIELDS, visit_rows, "started_ms"),
+}
+
+
+def export_csv(
+    db: Database,
+    query: Query,
+    table: Table,
+    watch: Callable[[Iterator[Batch]], Iterator[Batch]] = iter,
+) -> Iterator[str]:
+    """The CSV text of `table` for `query`, chunk by chunk; `watch` may observe the batches."""
+    batches = watch(table.rows(db, query))
+    return csv_chunks(table.columns, table.fields, batches, query.site.timezone)
+
+
+def export_filename(query: Query, table: Table) -> str:
+    return download_name(query.site.domain, table.name, query.period.start, query.period.end)

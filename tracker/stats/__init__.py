@@ -6,18 +6,22 @@ real-time helpers. All SQL for reports lives here.
 """
 
 from tracker.stats.dimensions import DIMENSIONS, Dimension, dimension
+from tracker.stats.expression import parse_expression
 from tracker.stats.filters import Filter
 from tracker.stats.metrics import METRICS, Metric
 from tracker.stats.periods import COMPARISONS, PERIODS, Period
 from tracker.stats.query import Query, QueryError, SiteRef, parse_query, site_ref
 from tracker.stats.realtime import Realtime, current_visitors, realtime
+from tracker.stats.rows import EVENT_FIELDS, VISIT_FIELDS, event_rows, visit_rows
 from tracker.stats.run import Result, first_day, run, time_buckets
 
 __all__ = [
     "COMPARISONS",
     "DIMENSIONS",
+    "EVENT_FIELDS",
     "METRICS",
     "PERIODS",
+    "VISIT_FIELDS",
     "Dimension",
     "Filter",
     "Metric",
@@ -29,10 +33,13 @@ __all__ = [
     "SiteRef",
     "current_visitors",
     "dimension",
+    "event_rows",
     "first_day",
+    "parse_expression",
     "parse_query",
     "realtime",
     "run",
     "site_ref",
     "time_buckets",
+    "visit_rows",
 ]

@@ -139,7 +139,7 @@ def _visit_buckets(plan: Plan, dims: list, bucket: ColumnElement, where: list) -
     return stmt.group_by(*(k.element for k in keys))
 
 
-def _event_kinds(query: Query) -> tuple[str, ...] | None:
+def event_kinds(query: Query) -> tuple[str, ...] | None:
     """Kinds an event row must have: those every event dimension and filter agree on."""
     kinds: set[str] | None = None
     names = [*query.dimensions, *(f.dimension for f in query.filters)]
@@ -151,7 +151,7 @@ def _event_kinds(query: Query) -> tuple[str, ...] | None:
 
 def _event_buckets(query: Query, plan: Plan, dims: list, bucket, where: list) -> Select:  # noqa: ANN001
     """Events grouped per visit first (visit facts once), then per bucket."""
-    kinds = _event_kinds(query)
+    kinds = event_kinds(query)
     if kinds is not None:
         where = [*where, events.c.kind.in_(kinds) if kinds else false()]
     is_pageview = events.c.kind == "pageview"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from tracker.web import auth, health, sites
+from tracker.web import auth, export, health, sites
 from tracker.web.beacon import init_beacon
 
 csrf = CSRFProtect()
@@ -17,4 +17,5 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(sites.bp)
+    app.register_blueprint(export.bp)
     init_beacon(app)

@@ -108,3 +108,46 @@ def store_events(app: Flask, events: list[dict[str, Any]], *, site: str | None =
     for start in range(0, len(prepared), 1000):
         response = client.post("/api/events", json=prepared[start : start + 1000], headers=headers)
         assert response.status_code == 202, response.get_data(as_text=True)
+
+
+# A small, fully known traffic fixture for the export and Stats API tests (2026-03-02/03,
+# site in Europe/Paris). Visits: A (2 pages + a click, 60 s), B (bounce, 12 s engaged),
+# C (a page and a custom event, next day). Another site gets one pageview that must never show.
+EXPORT_SITE = "shop.example"
+EXPORT_TITLE = 'Pricing, "best" plans\nfor 🎉 teams'
+EXPORT_FORMULA_TITLE = "=cmd|' /C calc'!A0"
+_IP_A, _IP_B, _IP_C = "203.0.113.7", "203.0.113.20", "203.0.113.30"
+
+
+def store_export_fixture(app: Flask, owner: User | None = None) -> None:
+    db: Database = app.extensions["tracker.db"]
+    with db.session() as session:
+        owner_record = session.get(User, owner.id) if owner else None
+        add_site(session, EXPORT_SITE, timezone="Europe/Paris", owner=owner_record)
+    base = f"https://{EXPORT_SITE}"
+    store_events(
+        app,
+        [
+            {"url": f"{base}/?utm_source=news&utm_campaign=spring", "ip": _IP_A,
+             "referrer": "https://mail.example.org/", "title": "Home",
+             "timestamp": "2026-03-02T09:00:00Z", "pageview_id": "a1"},
+            {"url": f"{base}/pricing", "ip": _IP_A, "title": EXPORT_TITLE,
+             "referrer": f"{base}/", "timestamp": "2026-03-02T09:01:00Z", "pageview_id": "a2"},
+            {"type": "click", "url": f"{base}/pricing", "ip": _IP_A, "name": "Buy",
+             "target": "https://pay.example.net/checkout", "pageview_id": "a2",
+             "timestamp": "2026-03-02T09:01:30Z"},
+            {"url": f"{base}/blog/post", "ip": _IP_B, "referrer": "https://www.google.com/",
+             "title": EXPORT_FORMULA_TITLE, "timestamp": "2026-03-02T10:00:00Z",
+             "pageview_id": "b1"},
+            {"type": "engagement", "url": f"{base}/blog/post", "ip": _IP_B, "pageview_id": "b1",
+             "engaged_ms": 12000, "scroll": 80, "timestamp": "2026-03-02T10:00:20Z"},
+            {"url": f"{base}/blog/post", "ip": _IP_C, "referrer": "https://www.google.com/",
+             "title": "Post", "timestamp": "2026-03-03T08:00:00Z", "pageview_id": "c1"},
+            {"type": "event", "url": f"{base}/blog/post", "ip": _IP_C, "name": "Signup",
+             "props": {"plan": "pro, annual"}, "pageview_id": "c1",
+             "timestamp": "2026-03-03T08:00:40Z"},
+            {"site": "other.example", "url": "https://other.example/",
+             "timestamp": "2026-03-02T09:30:00Z"},
+        ],
+        site=EXPORT_SITE,
+    )  # fmt: skip

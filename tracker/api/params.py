@@ -81,8 +81,15 @@ def breakdown_property(args: Mapping[str, str]) -> str:
     return name
 
 
-def breakdown_limit(args: Mapping[str, str]) -> str:
-    raw = args.get("limit") or str(BREAKDOWN_LIMIT)
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BREAKDOWN_LIMIT:
-        raise QueryError(f"limit: {raw!r} is not a whole number from 1 to {MAX_BREAKDOWN_LIMIT}.")
-    return raw
+def _whole(args: Mapping[str, str], name: str, default: int, high: int) -> int:
+    raw = args.get(name) or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise QueryError(f"{name}: {raw!r} is not a whole number from 1 to {high}.")
+    return int(raw)
+
+
+def breakdown_paging(args: Mapping[str, str]) -> dict[str, str]:
+    """`limit` and 1-based `page` as the stats layer's limit and offset."""
+    limit = _whole(args, "limit", BREAKDOWN_LIMIT, MAX_BREAKDOWN_LIMIT)
+    page = _whole(args, "page", 1, 1_000_000)
+    return {"limit": str(limit), "offset": str((page - 1) * limit)}

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, NotFound, TooManyRequests, Unauth
 from tracker.accounts import hash_api_key
 from tracker.api.openapi import openapi_document
 from tracker.api.params import (
-    breakdown_limit,
+    breakdown_paging,
     breakdown_property,
     interval_dimension,
     property_key,
@@ -126,8 +126,7 @@ def breakdown() -> ResponseReturnValue:
         request.args,
         first_day=first_day(get_db(), site),
         dimension=prop,
-        limit=breakdown_limit(request.args),
-        page=request.args.get("page") or "1",
+        **breakdown_paging(request.args),
     )
     key = property_key(prop)
     rows = run(get_db(), query).rows

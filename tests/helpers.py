@@ -119,11 +119,19 @@ EXPORT_FORMULA_TITLE = "=cmd|' /C calc'!A0"
 _IP_A, _IP_B, _IP_C = "203.0.113.7", "203.0.113.20", "203.0.113.30"
 
 
-def store_export_fixture(app: Flask, owner: User | None = None) -> None:
+def add_export_site(app: Flask, owner: User | None = None) -> None:
     db: Database = app.extensions["tracker.db"]
     with db.session() as session:
         owner_record = session.get(User, owner.id) if owner else None
         add_site(session, EXPORT_SITE, timezone="Europe/Paris", owner=owner_record)
+
+
+def store_export_fixture(app: Flask, owner: User | None = None) -> None:
+    add_export_site(app, owner)
+    store_export_events(app)
+
+
+def store_export_events(app: Flask) -> None:
     base = f"https://{EXPORT_SITE}"
     store_events(
         app,

@@ -135,7 +135,7 @@ def test_missing_fields_are_a_programming_error() -> None:
 def test_chunks_are_lazy_one_per_batch() -> None:
     consumed: list[int] = []
 
-    def batches():  # type: ignore[no-untyped-def]
+    def batches():
         for i in range(3):
             consumed.append(i)
             yield [("/", "", 1000 * i, None, None, None)]

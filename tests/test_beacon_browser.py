@@ -16,6 +16,7 @@ from sqlalchemy import select
 from tests.browser import CHROMIUM, LAUNCH_ARGS, USER_AGENT, LiveServer, TestSite, wait_for
 from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
+from tracker.web.beacon import BEACON_PATH
 
 pytestmark = [
     pytest.mark.browser,
@@ -261,6 +262,31 @@ def test_outbound_and_download_clicks_let_navigation_happen(
     assert [e.path for e in pageviews] == ["/", "/"]  # /about has no tag; back reloads /
     assert {e.pageview_id for e in clicks[:5]} == {pageviews[0].pageview_id}
     assert clicks[5].pageview_id == pageviews[1].pageview_id
+
+
+def test_data_api_and_data_downloads_configure_the_script(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    # Self-hosted copy of the script (first-party path), posting to the collector by data-api.
+    test_site.page("/js/t.js", BEACON_PATH.read_bytes(), "application/javascript")
+    head = (
+        f'<script defer data-site="{SITE}" data-allow-local data-api="{collector.url}/api/event"'
+        ' data-downloads="epub,mobi" src="/js/t.js"></script>'
+    )
+    body = '<a id="pdf" href="/guide.pdf">pdf</a><a id="epub" href="/guide.epub">epub</a>'
+    test_site.page("/guide.pdf", b"%PDF", "application/octet-stream")
+    test_site.page("/guide.epub", b"epub", "application/octet-stream")
+    page = visit().page
+    page.goto(test_site.page("/", html("Guide", head, body)))
+    wait_events(db, 1, "pageview")
+    for link in ("#pdf", "#epub"):
+        with page.expect_download():
+            page.click(link)
+
+    [click] = wait_events(db, 1, "click")
+    assert (click.name, click.target) == ("File Download", test_site.url + "/guide.epub")
+    page.wait_for_timeout(300)  # time for a click on the .pdf link to arrive, were it sent
+    assert len(events(db, "click")) == 1
 
 
 def test_tagged_elements_and_js_api_send_named_events_with_props(

@@ -27,20 +27,19 @@
     // The tag pasted twice (by hand and by a tag manager) must not count everything twice.
     if (window.tracker?.loaded) return;
     const script = document.currentScript;
-    const attr = (name) => script.getAttribute("data-" + name);
-    const flag = (name) => attr(name) != null;
+    const config = script.dataset; // data-site -> config.site, data-allow-local -> allowLocal
 
     let optedOut;
     try {
       // The site owner's own visits: localStorage.tracker_ignore = "true" in the console.
       optedOut = localStorage.tracker_ignore == "true";
     } catch {} // storage can be blocked (sandboxed frames, strict privacy settings)
-    if (flag("respect-dnt") && (navigator.doNotTrack == "1" || navigator.globalPrivacyControl)) {
+    if ("respectDnt" in config && (navigator.doNotTrack == "1" || navigator.globalPrivacyControl)) {
       optedOut = 1;
     }
     // Development copies and headless automation would pollute real numbers.
     if (
-      !flag("allow-local") &&
+      !("allowLocal" in config) &&
       (/^(localhost|127\..*|\[::1\])$/.test(location.hostname) ||
         location.protocol == "file:" ||
         navigator.webdriver)
@@ -52,11 +51,11 @@
       return;
     }
 
-    const site = attr("site");
-    const endpoint = attr("api") || new URL(script.src).origin + "/api/event";
-    const hashRouting = flag("hash");
+    const site = config.site;
+    const endpoint = config.api || new URL(script.src).origin + "/api/event";
+    const hashRouting = "hash" in config;
     const downloadExtensions = (
-      attr("downloads") || "pdf,docx,xlsx,pptx,csv,txt,zip,rar,7z,gz,dmg,exe,apk,mp3,mp4,mov"
+      config.downloads || "pdf,docx,xlsx,pptx,csv,txt,zip,rar,7z,gz,dmg,exe,apk,mp3,mp4,mov"
     ).split(",");
 
     // The current page load (or SPA page): what its clicks and engagement repeat.

@@ -1,12 +1,13 @@
-"""The web UI: first run, login, the list of sites, and health. Views stay thin."""
+"""The web UI: first run, login, sites, stats pages, site settings, and health. Views stay thin."""
 
 from __future__ import annotations
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from tracker.web import auth, health, sites
+from tracker.web import auth, health, settings, sites, stats
 from tracker.web.beacon import init_beacon
+from tracker.web.format import init_format
 
 csrf = CSRFProtect()
 
@@ -14,7 +15,10 @@ csrf = CSRFProtect()
 def init_web(app: Flask) -> None:
     csrf.init_app(app)
     auth.init_login(app)
+    init_format(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(sites.bp)
+    app.register_blueprint(stats.bp)
+    app.register_blueprint(settings.bp)
     init_beacon(app)

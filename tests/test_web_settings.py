@@ -27,7 +27,9 @@ def test_save_settings(owner_client, db):
         data={
             "csrf_token": token,
             "timezone": "America/New_York",
-            "allowed_hostnames": "Checkout.Example.NET\nhttps://www.shop-example.com/, checkout.example.net",
+            "allowed_hostnames": (
+                "Checkout.Example.NET\nhttps://www.shop-example.com/, checkout.example.net"
+            ),
             "public": "y",
             "shared_export": "y",
         },

@@ -7,13 +7,13 @@ Each form posts to its own URL and carries a CSRF token (Flask-WTF checks every 
 from __future__ import annotations
 
 from functools import cache
+from zoneinfo import available_timezones
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
-from zoneinfo import available_timezones
 
 from tracker.sites import (
     SiteError,

@@ -54,13 +54,18 @@ class Chart:
         return max(0.0, point.x_pct * VIEW_W / 100 - self.column_width / 2)
 
 
-def nice_ceiling(value: float) -> tuple[float, float]:
-    """A round axis maximum >= value and its step, so gridlines fall on 1/2/2.5/5 x 10^n."""
+def nice_ceiling(value: float, integral: bool = False) -> tuple[float, float]:
+    """A round axis maximum >= value and its step, so gridlines fall on 1/2/2.5/5 x 10^n.
+
+    `integral` (counts) keeps steps whole: 3 visitors do not need a 0.75 gridline.
+    """
     if value <= 0:
         return 4.0, 1.0
     raw_step = value / 4
     magnitude = 10 ** math.floor(math.log10(raw_step))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw_step)
+    if integral:
+        step = max(1, math.ceil(step))
     return step * math.ceil(value / step - 1e-9), step
 
 
@@ -120,7 +125,7 @@ def line_chart(
     same) are the shorter texts under the x axis ("3 Nov").
     """
     known = [v for v in (*values, *(compare_values or ())) if v is not None]
-    top, step = nice_ceiling(max(known, default=0.0))
+    top, step = nice_ceiling(max(known, default=0.0), all(float(v).is_integer() for v in known))
     steps = round(top / step)
     y_ticks = [Tick(_y(k * step, top) / VIEW_H * 100, fmt(k * step)) for k in range(steps + 1)]
     points = []

@@ -3,7 +3,7 @@
 import pytest
 
 from tracker.web.chart import line_chart, nice_ceiling
-from tracker.web.format import change, compact, duration, percent
+from tracker.web.format import compact, duration, metric_change, percent
 
 
 @pytest.mark.parametrize(
@@ -57,11 +57,19 @@ def test_long_series_keeps_a_few_axis_labels_and_single_point_is_centered():
     [
         (compact, 0, "0"), (compact, 999, "999"), (compact, 1234, "1.2k"), (compact, 1000, "1k"),
         (compact, 12_345, "12k"), (compact, 2_500_000, "2.5M"), (compact, 1.25, "1.2"),
-        (compact, None, "—"), (percent, 0.416, "42%"), (percent, None, "—"),
-        (duration, 0, "0s"), (duration, 45_400, "45s"), (duration, 125_000, "2m 05s"),
-        (duration, 3_725_000, "1h 02m"), (change, 0.123, "+12%"), (change, -0.5, "-50%"),
-        (change, 0.001, "0%"), (change, None, ""),
+        (compact, None, "—"), (percent, 41.6, "42%"), (percent, None, "—"),
+        (duration, 0, "0s"), (duration, 45.4, "45s"), (duration, 125, "2m 05s"),
+        (duration, 3725, "1h 02m"),
     ],
 )  # fmt: skip
 def test_formats(fn, value, text):
     assert fn(value) == text
+
+
+@pytest.mark.parametrize(
+    ("metric", "change", "text"),
+    [("visitors", 12, "+12%"), ("visits", -50, "-50%"), ("pageviews", 0, "0%"),
+     ("bounce_rate", 3.4, "+3 pts"), ("bounce_rate", -0.2, "0 pts"), ("visitors", None, "")],
+)  # fmt: skip
+def test_changes(metric, change, text):
+    assert metric_change(metric, change) == text

@@ -233,16 +233,15 @@ NETWORKS: list[tuple[str, float]] = [
     ("126.0", 4),  # JP
 ]
 
+# Click names as the beacon sends them.
+OUTBOUND_LINK, FILE_DOWNLOAD = "Outbound Link", "File Download"
 OUTBOUND = [
-    ("https://github.com/acme/analytics", "GitHub"),
-    ("https://twitter.com/acme", "Follow us"),
-    ("https://www.youtube.com/watch?v=acme-tour", "Product tour"),
+    "https://github.com/acme/analytics",
+    "https://twitter.com/acme",
+    "https://www.youtube.com/watch?v=acme-tour",
 ]
 RETURN_SAME_DAY = 0.12
-DOWNLOADS = [
-    ("/files/acme-whitepaper.pdf", "Whitepaper"),
-    ("/files/acme-pricing.pdf", "Pricing sheet"),
-]
+DOWNLOADS = ["/files/acme-whitepaper.pdf", "/files/acme-pricing.pdf"]
 
 
 def _weighted(rng: random.Random, items: list[Any], weights: list[float]) -> Any:
@@ -333,16 +332,17 @@ class _VisitBuilder:
         rng = self.rng
         soon = at + timedelta(seconds=rng.randint(3, 25))
         if last and rng.random() < 0.15:
-            target, label = rng.choice(OUTBOUND)
-            self._event(soon, "click", url=url, target=target, name=label, pageview_id=pageview_id)
+            target = rng.choice(OUTBOUND)
+            self._event(
+                soon, "click", url=url, target=target, name=OUTBOUND_LINK, pageview_id=pageview_id
+            )
         if path.startswith(("/blog/", "/pricing")) and rng.random() < 0.06:
-            target, label = rng.choice(DOWNLOADS)
             self._event(
                 soon,
                 "click",
                 url=url,
-                target=f"https://{self.domain}{target}",
-                name=label,
+                target=f"https://{self.domain}{rng.choice(DOWNLOADS)}",
+                name=FILE_DOWNLOAD,
                 pageview_id=pageview_id,
             )
         if path == "/signup" and rng.random() < min(1.0, source.convert * 12):

@@ -7,7 +7,6 @@ from flask_wtf.csrf import CSRFProtect
 
 from tracker.web import auth, health, settings, sites, stats
 from tracker.web.beacon import init_beacon
-from tracker.web.format import init_format
 
 csrf = CSRFProtect()
 
@@ -15,7 +14,6 @@ csrf = CSRFProtect()
 def init_web(app: Flask) -> None:
     csrf.init_app(app)
     auth.init_login(app)
-    init_format(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(sites.bp)

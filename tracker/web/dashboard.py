@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from functools import cache
-from importlib import resources
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
+from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 

@@ -110,9 +110,9 @@ def _restriction(
     query: Query, restrict: Sequence[tuple[Any, ...]] | None
 ) -> ColumnElement[bool] | None:
     """Limit a comparison breakdown to the rows the current period showed."""
-    if restrict is None:
-        return None
     names = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
+    if restrict is None or not names:
+        return None  # totals and time series compare everything
     columns = [dimension_column(d) for d in names]
     if len(columns) == 1:
         return columns[0].in_([r[0] for r in restrict])

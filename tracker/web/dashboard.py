@@ -78,17 +78,19 @@ class View:
         chosen = self.ui.get("metric", "")
         return chosen if chosen in KPI_METRICS else "visitors"
 
-    def params(self, query: Query | None = None, **ui: str | None) -> dict[str, str]:
+    def params(
+        self, query: Query | None = None, ui: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """URL parameters of this view, or of `query` with these display choices changed."""
         query = query or self.query
         params = query.params()
         if query.compare is None:
             params["compare"] = "off"  # else the page's default comparison comes back
-        merged = {**self.ui, **ui}
-        params.update({k: v for k, v in merged.items() if v})
+        params.update({**self.ui, **(ui or {})})
         return params
 
-    def url(self, query: Query | None = None, **ui: str | None) -> str:
-        return self.endpoint("stats.dashboard", self.params(query, **ui))
+    def url(self, query: Query | None = None, ui: Mapping[str, str] | None = None) -> str:
+        return self.endpoint("stats.dashboard", self.params(query, ui))
 
     def endpoint(self, endpoint: str, params: Mapping[str, str], **values: Any) -> str:
         base = url_for(endpoint, **self.access.url_args, **values)
@@ -150,7 +152,9 @@ def kpis(db: Database, view: View) -> list[Kpi]:
                 value=metric_value(metric, totals[metric]),
                 change=metric_change(metric, change),
                 trend=_trend(metric, change),
-                link=Link(METRICS[metric].label, view.url(metric=metric), on=metric == view.metric),
+                link=Link(
+                    METRICS[metric].label, view.url(ui={"metric": metric}), on=metric == view.metric
+                ),
                 previous=metric_value(metric, previous) if "comparison" in totals else "",
             )
         )
@@ -286,7 +290,7 @@ def cards(db: Database, view: View) -> list[Card]:
         report = panel.report(view.ui.get(panel.tab_param))
         result = run(db, view.report_query(report, CARD_ROWS))
         tabs = [
-            Link(r.tab, view.url(**{panel.tab_param: r.key}) + f"#{panel.key}", r is report)
+            Link(r.tab, view.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
             for r in panel.reports
         ]
         params = view.params()

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from tracker.sites import has_events
-from tracker.stats import QueryError, run
+from tracker.stats import QueryError, current_visitors, realtime, run
 from tracker.web import dashboard as dash
 from tracker.web.access import SiteAccess, shared_site, viewable_site
 from tracker.web.context import get_db
@@ -28,7 +28,7 @@ def _access(domain: str | None, token: str | None) -> SiteAccess:
 
 
 def _head(view: dash.View) -> dict[str, object]:
-    """What _stats_head.html needs: periods, comparison, filters, the custom-range form."""
+    """What _stats_head.html needs: live count, periods, comparison, filters, custom range."""
     return {
         "view": view,
         "access": view.access,
@@ -37,7 +37,7 @@ def _head(view: dash.View) -> dict[str, object]:
         "compare": dash.compare_links(view),
         "filters": dash.filter_links(view),
         "hidden": dash.hidden_fields(view, "period", "from", "to", "date"),
-        "live": None,
+        "live": current_visitors(get_db(), view.access.site),
         "period_text": dash.period_text,
     }
 
@@ -138,3 +138,21 @@ def status(domain: str | None = None, token: str | None = None) -> ResponseRetur
     access = _access(domain, token)
     with get_db().session() as session:
         return jsonify(has_events=has_events(session, access.site))
+
+
+@bp.get("/sites/<domain>/live.json")
+@bp.get("/share/<token>/live.json")
+def live(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """Current visitors (an event in the last 5 minutes), polled by the page."""
+    access = _access(domain, token)
+    return jsonify(current_visitors=current_visitors(get_db(), access.site))
+
+
+@bp.get("/sites/<domain>/realtime", endpoint="realtime")
+@bp.get("/share/<token>/realtime", endpoint="realtime")
+def realtime_view(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """The last 30 minutes by minute and the pages being viewed now; refreshes itself."""
+    access = _access(domain, token)
+    now = realtime(get_db(), access.site)
+    peak = max((pageviews for _ago, pageviews, _v in now.minutes), default=0) or 1
+    return render_template("realtime.html", access=access, site=access.site, now=now, peak=peak)

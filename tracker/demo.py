@@ -9,16 +9,22 @@ time, outbound clicks, downloads and custom events. Deterministic for a given se
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from flask import Flask
+
+from tracker.enrich.geo import Place
+from tracker.ingest.parse import parse_event
+from tracker.ingest.pipeline import Client, now_ms
+
 Event = dict[str, Any]
+BATCH = 1000  # events per pipeline call, as the batch endpoint takes them
 
 PAGES: dict[str, str] = {
     "/": "Acme Analytics: know your traffic",
@@ -216,21 +222,26 @@ DEVICES: list[tuple[str, int, float]] = [
     ),
 ]
 
-# (first octets of a network allocated to the country, weight): with a GeoIP database
-# configured, visits resolve to these countries; without one, country stays unknown.
-NETWORKS: list[tuple[str, float]] = [
-    ("8.8", 30),  # US
-    ("81.2", 9),  # GB
-    ("91.64", 9),  # DE
-    ("90.84", 10),  # FR
-    ("142.112", 5),  # CA
-    ("1.120", 4),  # AU
-    ("145.53", 4),  # NL
-    ("79.30", 4),  # ES
-    ("151.20", 3),  # IT
-    ("177.36", 5),  # BR
-    ("117.192", 6),  # IN
-    ("126.0", 4),  # JP
+# (first octets of a network allocated to the country, country, region, city, weight).
+# With a GeoIP database configured, visits resolve through it; without one, DemoGeo places
+# them by this table so the demo's location report is not empty.
+NETWORKS: list[tuple[str, str, str, str, float]] = [
+    ("8.8", "US", "California", "San Francisco", 14),
+    ("8.9", "US", "New York", "New York", 10),
+    ("8.10", "US", "Texas", "Austin", 6),
+    ("81.2", "GB", "England", "London", 9),
+    ("91.64", "DE", "Berlin", "Berlin", 5),
+    ("91.65", "DE", "Bavaria", "Munich", 4),
+    ("90.84", "FR", "Île-de-France", "Paris", 7),
+    ("90.85", "FR", "Auvergne-Rhône-Alpes", "Lyon", 3),
+    ("142.112", "CA", "Ontario", "Toronto", 5),
+    ("1.120", "AU", "New South Wales", "Sydney", 4),
+    ("145.53", "NL", "North Holland", "Amsterdam", 4),
+    ("79.30", "ES", "Madrid", "Madrid", 4),
+    ("151.20", "IT", "Lombardy", "Milan", 3),
+    ("177.36", "BR", "São Paulo", "São Paulo", 5),
+    ("117.192", "IN", "Karnataka", "Bengaluru", 6),
+    ("126.0", "JP", "Tokyo", "Tokyo", 4),
 ]
 
 # Click names as the beacon sends them.
@@ -356,7 +367,7 @@ class _VisitBuilder:
 
 
 def _random_ip(rng: random.Random) -> str:
-    prefix = _weighted(rng, [n for n, _ in NETWORKS], [w for _, w in NETWORKS])
+    prefix = _weighted(rng, [n[0] for n in NETWORKS], [n[4] for n in NETWORKS])
     tail = ".".join(str(rng.randint(1, 254)) for _ in range(4 - prefix.count(".") - 1))
     return f"{prefix}.{tail}"
 
@@ -402,6 +413,37 @@ def demo_days(
         yield events
 
 
-def expected_events(days: int, visits_per_day: int) -> int:
-    """A rough total for progress bars: ~3.6 events per visit on average."""
-    return math.ceil(days * visits_per_day * 3.6)
+class DemoGeo:
+    """Places demo addresses by NETWORKS (the pipeline's GeoIP step, when no database is set)."""
+
+    def __init__(self) -> None:
+        # Longest prefixes first, so "8.10." is not taken for "8.1".
+        self.places = sorted(
+            (
+                (f"{prefix}.", Place(country, region, city))
+                for prefix, country, region, city, _w in NETWORKS
+            ),
+            key=lambda item: -len(item[0]),
+        )
+
+    def lookup(self, ip: str) -> Place:
+        return next((place for prefix, place in self.places if ip.startswith(prefix)), Place())
+
+
+def demo_ingest(app: Flask) -> Callable[[list[Event]], int]:
+    """A function that stores demo events through the app's ingest pipeline (trusted path).
+
+    The events are parsed and gated, bots and spam dropped, enriched, assigned to visits
+    and stored exactly as the batch endpoint does; it returns how many were stored.
+    """
+    pipeline = app.extensions["tracker.ingest"]
+    if not app.extensions["tracker.settings"].geoip_path:
+        pipeline.geo = DemoGeo()
+    server = Client(ip="", user_agent="")
+
+    def ingest(events: list[Event]) -> int:
+        received = now_ms()
+        parsed = [parse_event(event, trusted=True, now_ms=received) for event in events]
+        return int(pipeline.accept(parsed, server).accepted)
+
+    return ingest

@@ -110,7 +110,7 @@ def test_csv_cells_cannot_become_formulas(app, viewer):
     )  # fmt: skip
     text = viewer.get(f"/sites/{SITE}/reports/campaigns.csv?{DAY}").get_data(as_text=True)
     lines = text.splitlines()
-    assert "'=1+2,1,1,0.0" in lines and not any(line.startswith("=") for line in lines)
+    assert "'=1+2,1,1,100.0" in lines and not any(line.startswith("=") for line in lines)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,12 @@ def test_line_chart_geometry_and_hover_values():
         (100, "100", "20"),
     ]
     assert [t.label for t in chart.x_ticks] == ["Mon 2 Nov", "Tue 3 Nov", "Wed 4 Nov"]
+    # Hover columns tile the width without overlapping: 0-250, 250-750, 750-1000.
+    assert [(chart.hover_x(p), chart.hover_width(p)) for p in chart.points] == [
+        (0, 250),
+        (250, 500),
+        (750, 250),
+    ]
 
 
 def test_long_series_keeps_a_few_axis_labels_and_single_point_is_centered():

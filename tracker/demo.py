@@ -381,36 +381,54 @@ def demo_days(
     now: datetime | None = None,
     seed: int = 1,
 ) -> Iterator[list[Event]]:
-    """For each day, oldest first (today last, up to `now`): its events in time order."""
+    """For each day, oldest first (today last, up to `now`): its events in time order.
+
+    Events of a visit that runs past midnight move to the next day's list, so the whole
+    stream is in time order, as the batch endpoint wants it.
+    """
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     zone = ZoneInfo(timezone)
     today = now.astimezone(zone).date()
+    carried: list[Event] = []
     for day_index in range(days):
         day = today - timedelta(days=days - 1 - day_index)
-        days_ago = (today - day).days
-        sources = [
-            s for s in SOURCES if not s.days_ago or s.days_ago[0] <= days_ago <= s.days_ago[1]
-        ]
-        weights = [s.weight for s in sources]
         midnight = datetime.combine(day, datetime.min.time(), tzinfo=zone)
-        events: list[Event] = []
-        for _ in range(_visits_on(day_index, days, day, visits_per_day, rng)):
-            start = midnight + timedelta(seconds=_start_second(rng))
-            ua, screen, _w = _weighted(rng, DEVICES, [d[2] for d in DEVICES])
-            ip = _random_ip(rng)
-            events.extend(
-                _VisitBuilder(domain, rng, ip, ua, screen).build(
-                    _weighted(rng, sources, weights), start
-                )
-            )
-            if rng.random() < RETURN_SAME_DAY:
-                # The same person comes back later that day, typing the address.
-                later = start + timedelta(minutes=rng.randint(45, 300))
-                events.extend(_VisitBuilder(domain, rng, ip, ua, screen).build(SOURCES[0], later))
-        events = [e for e in events if datetime.fromisoformat(e["timestamp"]) <= now]
+        events = carried + _day_events(
+            domain, rng, day, (today - day).days, midnight, days, day_index, visits_per_day
+        )
+        cutoff = now if day == today else midnight + timedelta(days=1)
         events.sort(key=lambda e: str(e["timestamp"]))
-        yield events
+        ready = [e for e in events if datetime.fromisoformat(e["timestamp"]) < cutoff]
+        carried = events[len(ready) :]
+        yield ready
+
+
+def _day_events(
+    domain: str,
+    rng: random.Random,
+    day: date,
+    days_ago: int,
+    midnight: datetime,
+    days: int,
+    day_index: int,
+    visits_per_day: int,
+) -> list[Event]:
+    sources = [s for s in SOURCES if not s.days_ago or s.days_ago[0] <= days_ago <= s.days_ago[1]]
+    weights = [s.weight for s in sources]
+    events: list[Event] = []
+    for _ in range(_visits_on(day_index, days, day, visits_per_day, rng)):
+        start = midnight + timedelta(seconds=_start_second(rng))
+        ua, screen, _w = _weighted(rng, DEVICES, [d[2] for d in DEVICES])
+        ip = _random_ip(rng)
+        events += _VisitBuilder(domain, rng, ip, ua, screen).build(
+            _weighted(rng, sources, weights), start
+        )
+        if rng.random() < RETURN_SAME_DAY:
+            # The same person comes back later that day, typing the address.
+            later = start + timedelta(minutes=rng.randint(45, 300))
+            events += _VisitBuilder(domain, rng, ip, ua, screen).build(SOURCES[0], later)
+    return events
 
 
 class DemoGeo:

@@ -55,7 +55,7 @@ def demo(
                 raise click.ClickException(str(exc)) from None
         domain, zone = site.domain, site.timezone
     ingest = demo_ingest(app)
-    stored = 0
+    accepted = 0
     days_iter = demo_days(
         domain, days=days, visits_per_day=visits_per_day, timezone=zone, seed=seed
     )
@@ -63,8 +63,8 @@ def demo(
     with click.progressbar(days_iter, length=days, label=label, show_pos=True) as bar:
         for events in bar:
             for start in range(0, len(events), BATCH):
-                stored += ingest(events[start : start + BATCH])
-    click.echo(f"Stored {stored:,} events for {domain}.")
+                accepted += ingest(events[start : start + BATCH])
+    click.echo(f"The pipeline accepted {accepted:,} events for {domain}.")
     click.echo(
         f"Run `tracker serve` (or `make run`), log in (the first visit creates the admin "
         f"account) and open /sites/{domain}."

@@ -50,8 +50,12 @@ class Chart:
     view_h: int = VIEW_H
 
     def hover_x(self, point: ChartPoint) -> float:
-        """Left edge of a point's hover column, in view units."""
+        """Left edge of a point's hover column (view units): columns meet halfway between."""
         return max(0.0, point.x_pct * VIEW_W / 100 - self.column_width / 2)
+
+    def hover_width(self, point: ChartPoint) -> float:
+        right = min(float(VIEW_W), point.x_pct * VIEW_W / 100 + self.column_width / 2)
+        return right - self.hover_x(point)
 
 
 def nice_ceiling(value: float, integral: bool = False) -> tuple[float, float]:

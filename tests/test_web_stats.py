@@ -77,9 +77,10 @@ def test_more_list_and_csv_hold_the_same_rows(viewer):
     assert len(listed) == 4 and 'rel="next"' not in more
     response = viewer.get(f"/sites/{SITE}/reports/pages.csv?{DAY}")
     assert response.mimetype == "text/csv"
-    assert 'filename="shop.example-pages-2026-03-02-to-2026-03-02.csv"' in response.headers[
-        "Content-Disposition"
-    ]
+    assert (
+        'filename="shop.example-pages-2026-03-02-to-2026-03-02.csv"'
+        in response.headers["Content-Disposition"]
+    )
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     assert table[0] == ["event:page", "visitors", "pageviews", "time_on_page", "bounce_rate"]
     assert [r[0] for r in table[1:]] == [r[0] for r in listed]

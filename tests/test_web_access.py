@@ -115,3 +115,19 @@ def test_revoked_share_link_stops_working(client, two_sites, db):
     assert viewer.get(f"/share/{token}").status_code == 404
     assert viewer.get(f"/share/{token}/status.json").status_code == 404
     assert f"/share/{token}" not in client.get("/sites/ann.example/settings").get_data(as_text=True)
+
+
+def test_share_link_reports_stay_inside_the_link(app, client, db):
+    from tests.stats_fixture import DAY, SITE, kpis, store_fixture
+
+    store_fixture(app)
+    token = _share(db, SITE)
+    html = client.get(f"/share/{token}?{DAY}").get_data(as_text=True)
+    assert kpis(html)["Visitors"][0] == "3" and "/settings" not in html
+    links = {h.replace("&amp;", "&") for h in re.findall(r'href="(/[^"]*)"', html)}
+    stats_links = links - {"/", "/assets/app.css"}
+    assert len(stats_links) > 20
+    assert all(link.startswith(f"/share/{token}") for link in stats_links), stats_links
+    for path in ("reports/sources", "reports/sources.csv", "realtime", "live.json"):
+        assert client.get(f"/share/{token}/{path}?{DAY}").status_code == 200, path
+    assert client.get(f"/sites/{SITE}/reports/sources.csv?{DAY}").status_code == 302

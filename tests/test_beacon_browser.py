@@ -326,6 +326,22 @@ def test_tagged_elements_and_js_api_send_named_events_with_props(
     assert events(db, "click") == []
 
 
+def test_fetch_keepalive_carries_events_when_send_beacon_refuses(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    visitor = visit()
+    # sendBeacon answers false when the browser will not queue the data (quota reached).
+    visitor.context.add_init_script("navigator.sendBeacon = () => false")
+    page = visitor.page
+    page.goto(test_site.page("/", html("Fallback", tag(collector))))
+    page.evaluate("tracker('Fallback')")
+
+    stored = wait_events(db, 2)
+    assert sorted((e.kind, e.name) for e in stored) == [("event", "Fallback"), ("pageview", "")]
+    posts = [r for r in visitor.requests if r.method == "POST"]
+    assert [r.resource_type for r in posts] == ["fetch", "fetch"]
+
+
 def test_calls_queued_before_the_script_loads_are_sent(
     collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
 ):

@@ -342,6 +342,28 @@ def test_fetch_keepalive_carries_events_when_send_beacon_refuses(
     assert [r.resource_type for r in posts] == ["fetch", "fetch"]
 
 
+def test_tagged_form_counts_on_submit_not_on_clicks_inside(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    body = (
+        '<form action="/thanks" data-track="Contact" data-track-topic="sales">'
+        '<input name="email" required><button id="send">Send</button></form>'
+    )
+    test_site.page("/thanks", html("Thanks", ""))
+    page = visit().page
+    page.goto(test_site.page("/contact", html("Contact", tag(collector), body)))
+    wait_events(db, 1, "pageview")
+    page.click("input")
+    page.click("#send")  # the required field is empty: the browser does not submit
+    page.fill("input", "a@b.example")
+    with page.expect_navigation():
+        page.click("#send")
+
+    [event] = wait_events(db, 1, "event")
+    assert (event.name, event.props, event.path) == ("Contact", {"topic": "sales"}, "/contact")
+    assert page.url == test_site.url + "/thanks?email=a%40b.example"
+
+
 def test_calls_queued_before_the_script_loads_are_sent(
     collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
 ):

@@ -100,7 +100,9 @@
     const sendEngagement = () => {
       tick();
       const ms = Math.round(engagedMs);
-      if (ms != reportedMs) send("engagement", { engaged_ms: (reportedMs = ms), scroll: maxScroll });
+      if (ms != reportedMs) {
+        send("engagement", { engaged_ms: (reportedMs = ms), scroll: maxScroll });
+      }
     };
 
     const routeKey = () => location.pathname + (hashRouting ? location.hash : "");
@@ -126,16 +128,22 @@
       }
     });
 
+    // An element tagged data-track="Name" sends an event Name, its data-track-* as props.
+    const sendTagged = (tagged) => {
+      const props = {};
+      for (const { name, value } of tagged.attributes) {
+        if (name.startsWith("data-track-")) props[name.slice(11)] = value;
+      }
+      send("event", { name: tagged.dataset.track, props });
+    };
+
     const onClick = (event) => {
       if (event.button > 1) return; // auxclick: only the middle button opens a link
-      const tagged = event.target.closest("[data-track]");
+      // A tagged form counts when submitted, not when one of its fields is clicked.
+      const tagged = event.target.closest("[data-track]:not(form)");
       const link = event.target.closest("a[href]");
       if (tagged) {
-        const props = {};
-        for (const { name, value } of tagged.attributes) {
-          if (name.startsWith("data-track-")) props[name.slice(11)] = value;
-        }
-        send("event", { name: tagged.getAttribute("data-track"), props });
+        sendTagged(tagged);
       } else if (link?.host) {
         // Only http(s) links have a host (not mailto:, tel:, javascript:).
         const download =
@@ -165,6 +173,7 @@
       // Capture phase: a click is seen even when the page stops its propagation.
       listen(document, "click", onClick, true);
       listen(document, "auxclick", onClick, true);
+      listen(document, "submit", ({ target }) => target.dataset.track && sendTagged(target), true);
 
       listen(document, "visibilitychange", () => (document.hidden ? sendEngagement() : tick()));
       listen(window, "focus", tick);

@@ -69,11 +69,11 @@ def first_day(db: Database, site: SiteLike) -> date | None:
     return datetime.fromtimestamp(first / 1000, UTC).astimezone(ref.tz).date()
 
 
-def _row_keys(result: Result) -> list[tuple[Any, ...]]:
-    """The non-time dimension values of the rows shown (empty when there are none)."""
+def _row_keys(result: Result) -> list[tuple[Any, ...]] | None:
+    """The non-time dimension values of the rows shown; None for totals and time series."""
     keys = [d for d in result.query.dimensions if not DIMENSIONS[d].is_time]
     if not keys:
-        return []
+        return None
     return [tuple(row[k] for k in keys) for row in result.rows]
 
 

@@ -196,6 +196,46 @@ class Event(Base):
     )
 
 
+class StatsRollup(Base):
+    """Pre-aggregated report rows: the stats layer's additive parts per site, local day,
+    dimension ("" for the total) and value. Maintained by tracker.stats.rollups."""
+
+    __tablename__ = "stats_rollups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    # Local day of the visits' start, in the site's time zone: days since 1970-01-01.
+    day: Mapped[int] = mapped_column(Integer)
+    dimension: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(2000))
+    visitors: Mapped[int] = mapped_column(BigInteger)
+    visits: Mapped[int] = mapped_column(BigInteger)
+    bounces: Mapped[int] = mapped_column(BigInteger)
+    pageviews: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+    time_on_page_ms: Mapped[int] = mapped_column(BigInteger)
+    time_on_page_known: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_stats_rollups_site_dimension_day", "site_id", "dimension", "day"),)
+
+
+class StatsRollupState(Base):
+    """Which local days of a site the rollups cover, and up to which event they are built."""
+
+    __tablename__ = "stats_rollup_state"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    first_day: Mapped[int] = mapped_column(Integer)
+    last_day: Mapped[int] = mapped_column(Integer)
+    # The zone the days were cut in: a site whose zone changed is rebuilt.
+    timezone: Mapped[str] = mapped_column(String(64))
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    built_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 __all__ = [
     "ApiKey",
     "Base",
@@ -204,6 +244,8 @@ __all__ = [
     "Event",
     "SharedLink",
     "Site",
+    "StatsRollup",
+    "StatsRollupState",
     "User",
     "Visit",
     "utcnow",

@@ -20,6 +20,7 @@ from flask import Flask
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
+from tracker.stats.rollups import refresh as refresh_rollups
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ class Job:
     run_at_start: bool = False
 
 
+def stats_rollups_job(db: Database, settings: Settings) -> None:
+    """Every site's report rollups cover its days through today (see tracker.stats.rollups)."""
+    refresh_rollups(db)
+
+
 def rotate_salts_job(db: Database, settings: Settings) -> None:
     """Today's visitor-id salt exists; salts older than yesterday are gone."""
     rotate_salts(db, datetime.now(UTC).date())
@@ -41,6 +47,8 @@ def rotate_salts_job(db: Database, settings: Settings) -> None:
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
+    # Each run rebuilds today (and any day late events touched): pages lag by up to a minute.
+    Job("stats_rollups", stats_rollups_job, "interval", {"minutes": 1}, run_at_start=True),
 ]
 
 

@@ -9,7 +9,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from tracker.db.models import DropCount, Event, SharedLink, Site, User, Visit
+from tracker.db.models import (
+    DropCount,
+    Event,
+    SharedLink,
+    Site,
+    StatsRollup,
+    StatsRollupState,
+    User,
+    Visit,
+)
 
 DOMAIN_RE = re.compile(
     r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?$"
@@ -64,7 +73,7 @@ def add_site(
 
 def delete_site(session: Session, site: Site) -> None:
     """Delete a site and all its data, children first (works without FK cascades too)."""
-    for model in (Event, Visit, DropCount, SharedLink):
+    for model in (StatsRollup, StatsRollupState, Event, Visit, DropCount, SharedLink):
         session.execute(delete(model).where(model.site_id == site.id))
     session.delete(site)
 

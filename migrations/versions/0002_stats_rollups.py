@@ -22,7 +22,6 @@ def upgrade() -> None:
     op.create_table(
         "stats_rollup_state",
         sa.Column("site_id", sa.Integer(), nullable=False),
-        sa.Column("first_day", sa.Integer(), nullable=False),
         sa.Column("last_day", sa.Integer(), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
         sa.Column("last_event_id", sa.BigInteger(), nullable=False),

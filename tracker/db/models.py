@@ -221,14 +221,13 @@ class StatsRollup(Base):
 
 
 class StatsRollupState(Base):
-    """Which local days of a site the rollups cover, and up to which event they are built."""
+    """Up to which local day a site's rollups are built, and up to which event id."""
 
     __tablename__ = "stats_rollup_state"
 
     site_id: Mapped[int] = mapped_column(
         ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
     )
-    first_day: Mapped[int] = mapped_column(Integer)
     last_day: Mapped[int] = mapped_column(Integer)
     # The zone the days were cut in: a site whose zone changed is rebuilt.
     timezone: Mapped[str] = mapped_column(String(64))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
 
@@ -75,12 +74,6 @@ LOCK_NAMESPACE = 0x5741_0000_0000
 ID_MARGIN = 10_000
 
 
-@dataclass(frozen=True)
-class Coverage:
-    first_day: int
-    last_day: int
-
-
 def rollup_dimension(query: Query) -> str | None:
     """The one rollup dimension a query reads ("" for totals), or None if it cannot."""
     if query.time_dimension == "time:hour":
@@ -92,15 +85,20 @@ def rollup_dimension(query: Query) -> str | None:
     return next(iter(names), "")
 
 
-def coverage(conn: Connection, site: SiteRef) -> Coverage | None:
+def covered_until(conn: Connection, site: SiteRef) -> int | None:
+    """The last local day the site's rollups cover (every day before it too), or None.
+
+    Days before the site's first visit are covered: there was nothing to roll up. Events
+    stored later for a covered day are picked up by the next refresh.
+    """
     row = conn.execute(
-        select(state_table.c.first_day, state_table.c.last_day, state_table.c.timezone).where(
+        select(state_table.c.last_day, state_table.c.timezone).where(
             state_table.c.site_id == site.id
         )
     ).first()
     if row is None or row.timezone != site.timezone:
         return None
-    return Coverage(row.first_day, row.last_day)
+    return int(row.last_day)
 
 
 def bucket_source(
@@ -118,18 +116,16 @@ def bucket_source(
     period = query.period
     whole = [(period.start_ms, period.end_ms)]
     dim = rollup_dimension(query) if rollups and extra is None else None
-    cover = coverage(conn, query.site) if dim is not None else None
-    lo = max(day_number(period.start), cover.first_day) if cover else 0
-    hi = min(day_number(period.end), cover.last_day) if cover else -1
+    last = covered_until(conn, query.site) if dim is not None else None
+    lo, hi = day_number(period.start), min(day_number(period.end), last if last is not None else -1)
     if dim is None or lo > hi:
         return raw_buckets(query, plan, whole, extra), "raw"
-    tz = query.site.tz
-    lo_ms = local_midnight_ms(day_from_number(lo), tz)
-    hi_ms = local_midnight_ms(day_from_number(hi) + timedelta(days=1), tz)
-    rest = [(a, b) for a, b in ((period.start_ms, lo_ms), (hi_ms, period.end_ms)) if a < b]
     rolled = _rollup_rows(query, plan, dim, lo, hi)
-    if not rest:
+    if hi == day_number(period.end):
         return rolled, "rollup"
+    rest = [
+        (local_midnight_ms(day_from_number(hi) + timedelta(days=1), query.site.tz), period.end_ms)
+    ]
     return union_all(rolled, raw_buckets(query, plan, rest)), "mixed"
 
 
@@ -251,19 +247,18 @@ def refresh_site(
         if full or state is None or state.timezone != site.timezone:
             first_ms = first_visit_ms(conn, site)
             start = None if first_ms is None else day_number(local_date(first_ms, site.tz))
-            first, last_id = None, 0
+            fresh, last_id = True, 0
         else:
             dirty = _dirty_day(conn, site, state.last_event_id - ID_MARGIN)
             start = min(d for d in (state.last_day, dirty) if d is not None)
-            first, last_id = state.first_day, state.last_event_id
+            fresh, last_id = False, state.last_event_id
     if start is None:
         return None
     start = min(start, today)
-    if first is None:
+    if fresh:
         with db.engine.begin() as conn:
             conn.execute(delete(rollup_table).where(rollup_table.c.site_id == site.id))
             conn.execute(delete(state_table).where(state_table.c.site_id == site.id))
-    first = start if first is None else min(first, start)
     for chunk_start in range(start, today + 1, CHUNK_DAYS):
         chunk_end = min(chunk_start + CHUNK_DAYS - 1, today)
         final = chunk_end == today
@@ -272,7 +267,6 @@ def refresh_site(
             _save_state(
                 conn,
                 site,
-                first_day=first,
                 last_day=chunk_end,
                 last_event_id=max_id if final else last_id,
                 built_ms=now_ms,

@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,8 @@ PATHS = (
     + [f"/blog/{t}-{i}" for t in TOPICS for i in range(1, 31)]
     + [f"/docs/{t}/{i}" for t in TOPICS for i in range(1, 11)]
 )
-# Zipf-like popularity: the home page and a few posts take most views.
-PATH_WEIGHTS = [1 / (rank + 1) ** 0.9 for rank in range(len(PATHS))]
+# Zipf-like popularity (cumulative weights): the home page and a few posts take most views.
+PATH_WEIGHTS = list(accumulate(1 / (rank + 1) ** 0.9 for rank in range(len(PATHS))))
 TARGETS = [
     "https://github.com/acme/tool",
     "https://twitter.com/acme",
@@ -81,11 +83,12 @@ TARGETS = [
 ]
 EVENT_NAMES = ["Signup", "Add to cart", "Newsletter", "Play video"]
 PLANS = ["free", "pro", "team", "enterprise"]
-# Share of a day's visits starting in each UTC hour: quiet nights, busy afternoons.
-HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]
+# Cumulative share of a day's visits starting in each UTC hour: quiet nights, busy afternoons.
+HOURLY = list(accumulate([1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]))
 
 VISIT_COLUMNS = [c.name for c in Visit.__table__.columns]
 LAST_MS = VISIT_COLUMNS.index("last_ms")
+VISIT_ROW = itemgetter(*VISIT_COLUMNS)
 EVENT_COLUMNS = [c.name for c in Event.__table__.columns if c.name != "id"]
 # Generator._event builds rows positionally (speed): this is the order it assumes.
 assert EVENT_COLUMNS == [
@@ -151,7 +154,8 @@ class Generator:
         ]
         devices = [parse_user_agent(ua) for ua in USER_AGENTS]
         self.devices = [d for d in devices if not d.is_bot]
-        self.places, self.place_w = [p[1:] for p in PLACES], [p[0] for p in PLACES]
+        self.places = [p[1:] for p in PLACES]
+        self.place_w = list(accumulate(p[0] for p in PLACES))
         self.next_visit_id = 1
 
     def days(self) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
@@ -180,7 +184,7 @@ class Generator:
         # keep their device and place, and come back after the visit timeout.
         seen: list[tuple[int, int, DeviceInfo, str, tuple[str, ...]]] = []
         while len(events) < quota:
-            hour = rng.choices(range(24), HOURLY)[0]
+            hour = rng.choices(range(24), cum_weights=HOURLY)[0]
             started = day_ms + hour * 3_600_000 + rng.randrange(3_600_000)
             returning = rng.choice(seen) if seen and rng.random() < 0.25 else None
             if returning and returning[0] + VISIT_GAP_MS < started:
@@ -189,7 +193,7 @@ class Generator:
                 visitor = rng.getrandbits(62)
                 device = rng.choice(self.devices)
                 screen = screen_class(rng.choice(SCREEN_WIDTHS))
-                place = rng.choices(self.places, self.place_w)[0]
+                place = rng.choices(self.places, cum_weights=self.place_w)[0]
             visit, visit_events = self._visit(visitor, started, device, screen, place)
             seen.append((visit[LAST_MS], visitor, device, screen, place))
             visits.append(visit)
@@ -210,7 +214,7 @@ class Generator:
         self.next_visit_id += 1
         landing = rng.choice(self.landings)
         pageviews = 1 if rng.random() < 0.45 else 2 + min(int(rng.expovariate(0.6)), 12)
-        paths = rng.choices(PATHS, PATH_WEIGHTS, k=pageviews)
+        paths = rng.choices(PATHS, cum_weights=PATH_WEIGHTS, k=pageviews)
         events: list[tuple[Any, ...]] = []
         interactions = duration = 0
         now = last_ms = started
@@ -313,7 +317,7 @@ class Generator:
             "device": device.device,
             "screen": screen,
         }
-        return tuple(values[c] for c in VISIT_COLUMNS), events
+        return VISIT_ROW(values), events
 
     def _event(
         self,

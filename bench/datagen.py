@@ -32,7 +32,7 @@ from bench.common import BENCH_DIR, BENCH_SITE, CACHE_DIR, parse_count
 from tracker.accounts import create_api_key, create_user
 from tracker.db import Database
 from tracker.db.migrate import upgrade
-from tracker.db.models import Event, Visit
+from tracker.db.models import Base, Event, Visit
 from tracker.enrich.source import Attribution, attribute, clean_referrer
 from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
 from tracker.sites import add_site
@@ -429,3 +429,49 @@ def _accounts(url: str) -> tuple[int, str]:
 if __name__ == "__main__":
     for arg in sys.argv[1:] or ["1M"]:
         print(dataset(parse_count(arg)).path)
+
+
+def postgres_copy(data: Dataset) -> str:
+    """The dataset in our own PostgreSQL database (COPY from the SQLite file), cached by name.
+
+    The database's comment records which file it was loaded from; a rebuilt file reloads it.
+    """
+    import psycopg
+
+    from bench.common import postgres_database
+
+    name = f"tracker_bench_{data.events}_gen{GENERATOR_VERSION}"
+    stamp = f"{data.path.name} {data.path.stat().st_size} {int(data.path.stat().st_mtime)}"
+    url = postgres_database(name, fresh=False)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        comment = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    if comment and comment[0] == stamp:
+        upgrade(url)
+        return url
+    url = postgres_database(name, fresh=True)
+    upgrade(url)
+    source = sqlite3.connect(data.path)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        tables = [t for t in Base.metadata.sorted_tables if t.name != "alembic_version"]
+        for table in tables:
+            columns = [c.name for c in table.columns]
+            cursor = source.execute(f"SELECT {', '.join(columns)} FROM {table.name}")
+            with conn.cursor().copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                while batch := cursor.fetchmany(10_000):
+                    for row in batch:
+                        copy.write_row(row)
+            if "id" in columns:
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'),"
+                    f" coalesce(max(id), 1)) FROM {table.name}"
+                )
+        conn.execute("ANALYZE")
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{stamp}'")
+        conn.commit()
+    source.close()
+    return url

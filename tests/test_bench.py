@@ -116,5 +116,5 @@ def test_harness_runs_tiny(
     result = json.loads(out.read_text())
     assert result["machine"]["cpus"] >= 1
     names = {(f["bench"], f["metric"]) for f in result["figures"]}
-    assert (f"stats {tiny.events:,} events", "query: totals") in names
+    assert (f"stats sqlite, {tiny.events:,} events", "query: totals") in names
     assert "benchmark" in capsys.readouterr().out  # the table was printed

@@ -217,6 +217,8 @@ function done(summary, latency, requests)
     b = b + thread:get("bad")
     if thread:get("last_bad") ~= 0 then lb = thread:get("last_bad") end
   end
+  -- wrk calls request() once on the first thread to check the script: never sent.
+  s = s - 1
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"duration_us":%d,"active_s":%.6f,"requests":%d,"sent":%d,"sent_engagement":%d,'

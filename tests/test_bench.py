@@ -95,10 +95,12 @@ def test_profile_summary_charges_innermost_package() -> None:
             "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:5);"
             "execute (sqlalchemy/engine/base.py:9) 30",
             "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:7) 10",
+            "run (gunicorn/workers/gthread.py:1);wait (threading.py:3);"
+            "Condition.wait (threading.py:320) 50",
         ]
     )
     summary = profile.summarize(folded)
-    assert summary.total == 40
+    assert (summary.total, summary.waiting) == (40, 50)
     assert summary.packages == {"sqlalchemy": 30, "tracker": 10}
     assert summary.leaves == {
         "execute (sqlalchemy/engine/base.py)": 30,

@@ -64,6 +64,11 @@ class Settings:
         "Environment: comma-separated.",
     )
     max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
+    store_timeout_seconds: int = _setting(
+        10,
+        "How long an ingestion request waits for the database to store its events before "
+        "answering 503 with Retry-After (nothing is acknowledged that was not stored).",
+    )
     scheduler_enabled: bool = _setting(
         True, "Run background jobs (salt rotation, rollups, retention) inside the server."
     )

@@ -34,9 +34,6 @@ if TYPE_CHECKING:
     from tracker.db import Database
     from tracker.db.models import User
 
-# How long a request waits for its transaction before answering 503.
-STORE_WAIT_SECONDS = 10.0
-
 
 class Rejected(Exception):
     """The request is refused (403); the message says why, without revealing other sites."""
@@ -67,6 +64,7 @@ class Pipeline:
         visit_timeout_minutes: int,
         geoip_path: str = "",
         trusted_proxies: tuple[str, ...] = (),
+        store_timeout_seconds: float = 10.0,
     ) -> None:
         self.db = db
         self.sites = SiteCache(db)
@@ -74,7 +72,7 @@ class Pipeline:
         self.geo = GeoIP(geoip_path)
         self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
         self.writer = GroupCommitWriter(
-            db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=STORE_WAIT_SECONDS
+            db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=store_timeout_seconds
         )
 
     @classmethod
@@ -85,6 +83,7 @@ class Pipeline:
             visit_timeout_minutes=settings.visit_timeout_minutes,
             geoip_path=settings.geoip_path,
             trusted_proxies=settings.trusted_proxies,
+            store_timeout_seconds=settings.store_timeout_seconds,
         )
 
     def accept(

@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.sessions import SessionInterface, SessionMixin
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from tracker.accounts import user_for_api_key
@@ -79,7 +80,8 @@ def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
 
 
 @bp.errorhandler(StoreUnavailable)
-def _unavailable(exc: StoreUnavailable) -> Response:
+@bp.errorhandler(OperationalError)  # the site or key lookup could not reach the database
+def _unavailable(exc: Exception) -> Response:
     response = jsonify(error="the database is unavailable; retry later")
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -213,7 +215,7 @@ def pixel() -> Response:
     try:
         parsed = parse_event(data, trusted=False, now_ms=now_ms())
         _pipeline().accept([parsed], _client())
-    except (EventError, Rejected, StoreUnavailable, StoreFailed):
+    except (EventError, Rejected, StoreUnavailable, StoreFailed, OperationalError):
         pass  # the image is all the page wants; nothing to tell it
     return response
 

@@ -23,7 +23,7 @@ duration (105 + 0 + 30 + 0) / 4 = 33.75 s, time on page (60 + 45 + 30) / 3 = 45 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from flask import Flask
 from tests.helpers import store_events
 from tracker.db import Database
 from tracker.db.models import Site
+from tracker.jobs import find_job
 from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
 from tracker.stats.query import site_ref
@@ -300,9 +301,11 @@ def test_rollups_give_identical_numbers(app: Flask, db: Database) -> None:
         assert raw.meta["source"] == "raw"
         assert rolled.rows == raw.rows, args
         assert rolled.rows[0] != {}
+    assert refresh_site(db, site_ref(site), now_ms=now_ms) is None  # nothing new: no work
     # Events stored later for a rolled-up day are picked up by the next refresh.
     store_events(app, morning(day="2026-03-03"), site="example.com")
-    refresh_site(db, site_ref(site), now_ms=now_ms)
+    rebuilt = refresh_site(db, site_ref(site), now_ms=now_ms)
+    assert rebuilt is not None and rebuilt[0] <= date(2026, 3, 3) < rebuilt[1]
     query = parse_query(
         site, {"period": "7d", "metrics": "visits", "dimension": "time:day"}, now=NOW
     )
@@ -310,3 +313,23 @@ def test_rollups_give_identical_numbers(app: Flask, db: Database) -> None:
     assert rolled.meta["source"] == "rollup"
     assert [r["visits"] for r in rolled.rows] == [0, 0, 4, 4, 4, 4, 0]
     assert rolled.rows == run(db, query, rollups=False).rows
+
+
+def test_rollups_follow_a_time_zone_change(app: Flask, db: Database) -> None:
+    store_events(app, morning(), site="example.com")
+    find_job("stats_rollups").func(db, app.extensions["tracker.settings"])
+    site = site_of(db)
+    with db.session() as session:
+        session.get(Site, site.id).timezone = "Asia/Tokyo"  # 09:00 UTC is 18:00 in Tokyo
+    site = site_of(db)
+    args = {**DAY, "dimension": "time:hour", "metrics": "visits"}
+    query = parse_query(site, {**DAY, "metrics": "visits", "dimension": "time:day"}, now=NOW)
+    assert run(db, query).meta["source"] == "raw"  # days cut in UTC no longer count
+    refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000))
+    rolled = run(db, query)
+    assert rolled.meta["source"] == "rollup"
+    assert rolled.rows == [{"time:day": "2026-03-02", "visits": 4}]
+    hours = run(db, parse_query(site, args, now=NOW)).rows
+    assert [(r["time:hour"], r["visits"]) for r in hours if r["visits"]] == [
+        ("2026-03-02T18:00+09:00", 4)
+    ]

@@ -70,6 +70,9 @@ visits = Visit.__table__
 # Days rebuilt per transaction: short write transactions keep SQLite's single writer free.
 CHUNK_DAYS = 7
 LOCK_NAMESPACE = 0x5741_0000_0000
+# Per process: when each site may be rebuilt again (see `refresh`).
+THROTTLE = 10
+_next_due: dict[int, float] = {}
 # Event ids are not committed in order on PostgreSQL; re-checking the last ones is cheap.
 ID_MARGIN = 10_000
 
@@ -238,7 +241,7 @@ def _save_state(conn: Connection, site: SiteRef, **values: int) -> None:
 def refresh_site(
     db: Database, site: SiteRef, *, now_ms: int | None = None, full: bool = False
 ) -> tuple[date, date] | None:
-    """Bring one site's rollups up to date; returns the days rebuilt (None: no data)."""
+    """Bring one site's rollups up to date; returns the days rebuilt (None: nothing to do)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     today = day_number(local_date(now_ms, site.tz))
     with db.engine.connect() as conn:
@@ -248,6 +251,8 @@ def refresh_site(
             first_ms = first_visit_ms(conn, site)
             start = None if first_ms is None else day_number(local_date(first_ms, site.tz))
             fresh, last_id = True, 0
+        elif max_id == state.last_event_id and state.last_day == today:
+            return None  # not one event stored anywhere since the last build
         else:
             dirty = _dirty_day(conn, site, state.last_event_id - ID_MARGIN)
             start = min(d for d in (state.last_day, dirty) if d is not None)
@@ -275,7 +280,11 @@ def refresh_site(
 
 
 def refresh(db: Database, *, now_ms: int | None = None, full: bool = False) -> int:
-    """Refresh every site's rollups; returns how many sites had data."""
+    """Refresh every site's rollups; returns how many sites were rebuilt.
+
+    A site whose last rebuild took d seconds waits THROTTLE * d before the next one, so a
+    very busy site costs at most ~1/THROTTLE of a core however often the job runs.
+    """
     with db.engine.connect() as conn:
         sites = [
             SiteRef(id=r.id, domain=r.domain, timezone=r.timezone)
@@ -283,8 +292,13 @@ def refresh(db: Database, *, now_ms: int | None = None, full: bool = False) -> i
         ]
     done = 0
     for site in sites:
+        began = time.monotonic()
+        if not full and _next_due.get(site.id, 0.0) > began:
+            continue
         try:
             done += refresh_site(db, site, now_ms=now_ms, full=full) is not None
         except Exception:  # noqa: BLE001 - one site's failure must not stop the others
             log.exception("rollup refresh failed for %s", site.domain)
+        ended = time.monotonic()
+        _next_due[site.id] = ended + THROTTLE * (ended - began)
     return done

@@ -4,8 +4,9 @@ One test runs the installed console script as a subprocess, as a user would.
 """
 
 import os
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

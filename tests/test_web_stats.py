@@ -75,6 +75,8 @@ def test_more_list_and_csv_hold_the_same_rows(viewer):
     more = viewer.get(f"/sites/{SITE}/reports/pages?{DAY}").get_data(as_text=True)
     listed = rows(more)
     assert len(listed) == 4 and 'rel="next"' not in more
+    exits = viewer.get(f"/sites/{SITE}/reports/exit_pages?{DAY}").get_data(as_text=True)
+    assert "pages_tab=exit_pages#pages" in exits  # back to the card, on the same tab
     response = viewer.get(f"/sites/{SITE}/reports/pages.csv?{DAY}")
     assert response.mimetype == "text/csv"
     assert (

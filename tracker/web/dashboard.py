@@ -25,7 +25,7 @@ from tracker.stats import METRICS, Filter, Period, Query, Result, first_day, par
 from tracker.web.access import SiteAccess
 from tracker.web.chart import Chart, line_chart
 from tracker.web.format import FORMATS, metric_change, metric_value
-from tracker.web.reports import PANELS, Panel, Report
+from tracker.web.reports import PANELS, Panel, Report, panel_of
 
 KPI_METRICS = (
     "visitors",
@@ -36,6 +36,7 @@ KPI_METRICS = (
     "visit_duration",
 )
 CARD_ROWS = 9
+LIST_ROWS = 100  # a page of a "more" list
 CSV_MAX_ROWS = 10_000  # the stats layer's largest limit
 DEFAULT_COMPARE = "previous_period"
 PERIOD_CHOICES = (
@@ -304,6 +305,36 @@ def cards(db: Database, view: View) -> list[Card]:
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class FullList:
+    """A report's "more" page: one page of rows, links to its neighbours, back and CSV."""
+
+    table: Table
+    page: int
+    prev_url: str | None
+    next_url: str | None
+    back_url: str
+    csv_url: str
+
+
+def full_list(db: Database, view: View, report: Report, page: int) -> FullList:
+    result = run(db, view.report_query(report, LIST_ROWS, (page - 1) * LIST_ROWS))
+    params = view.params()
+
+    def page_url(number: int) -> str:
+        return view.endpoint("stats.report", {**params, "p": str(number)}, key=report.key)
+
+    panel = panel_of(report)
+    return FullList(
+        table=table(view, report, result),
+        page=page,
+        prev_url=page_url(page - 1) if page > 1 else None,
+        next_url=page_url(page + 1) if result.has_more else None,
+        back_url=view.url(ui={panel.tab_param: report.key}) + f"#{panel.key}",
+        csv_url=view.endpoint("stats.report_csv", params, key=report.key),
+    )
 
 
 def filter_links(view: View) -> list[Link]:

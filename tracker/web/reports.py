@@ -145,3 +145,7 @@ PANELS: tuple[Panel, ...] = (
 )
 
 REPORTS: dict[str, Report] = {r.key: r for panel in PANELS for r in panel.reports}
+
+
+def panel_of(report: Report) -> Panel:
+    return next(panel for panel in PANELS if report in panel.reports)

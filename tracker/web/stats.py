@@ -20,7 +20,6 @@ from tracker.web.reports import REPORTS
 from tracker.web.sites import script_base_url
 
 bp = Blueprint("stats", __name__)
-MORE_ROWS = 100
 
 
 def _access(domain: str | None, token: str | None) -> SiteAccess:
@@ -74,38 +73,19 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
 @bp.get("/sites/<domain>/reports/<key>")
 @bp.get("/share/<token>/reports/<key>")
 def report(key: str, domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
-    """A report's full list, MORE_ROWS a page (`?p=2`)."""
+    """A report's full list, 100 rows a page (`?p=2`)."""
     access = _access(domain, token)
     if key not in REPORTS:
         abort(404)
     page = request.args.get("p", "1")
-    page_number = int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
+    number = int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
     db = get_db()
     try:
         view = dash.page_query(db, access, request.args)
-        offset = (page_number - 1) * MORE_ROWS
-        result = run(db, view.report_query(REPORTS[key], MORE_ROWS, offset))
+        listing = dash.full_list(db, view, REPORTS[key], number)
     except QueryError as error:
         return _bad_query(access, error)
-    params = view.params()
-    nav = {
-        "prev_url": view.endpoint("stats.report", {**params, "p": str(page_number - 1)}, key=key)
-        if page_number > 1
-        else None,
-        "next_url": view.endpoint("stats.report", {**params, "p": str(page_number + 1)}, key=key)
-        if result.has_more
-        else None,
-    }
-    return render_template(
-        "report.html",
-        **_head(view),
-        report=REPORTS[key],
-        card={"table": dash.table(view, REPORTS[key], result)},
-        page=page_number,
-        back_url=view.url() + f"#{key}",
-        csv_url=view.endpoint("stats.report_csv", params, key=key),
-        **nav,
-    )
+    return render_template("report.html", **_head(view), listing=listing)
 
 
 @bp.get("/sites/<domain>/reports/<key>.csv", endpoint="report_csv")

@@ -53,6 +53,11 @@ def test_reports_show_exact_rows(viewer):
     }
     assert rows(card(html, "clicks")) == [("https://partner.example/deal", "1", "1")]
     assert rows(card(html, "events")) == [("Signup", "1", "1")]
+    props = card(page(viewer, "&events_tab=event_props"), "events")
+    assert rows(props) == [("Signup · plan: pro", "1", "1")]
+    by_props = viewer.get(row_links(props)["Signup · plan: pro"]).get_data(as_text=True)
+    assert 'Properties is {"plan": "pro"}' in by_props.replace("&#34;", '"')
+    assert kpis(by_props)["Visitors"][0] == "1"
     entry = rows(card(page(viewer, "&pages_tab=entry_pages"), "pages"))
     assert sorted(entry) == [("/", "2", "0%", "55s"), ("/blog", "1", "100%", "0s")]
     campaigns = rows(card(page(viewer, "&sources_tab=campaigns"), "sources"))

@@ -26,6 +26,7 @@ from sqlalchemy import (
     CompoundSelect,
     FromClause,
     Select,
+    Text,
     and_,
     case,
     cast,
@@ -75,7 +76,10 @@ def needs_events(query: Query, parts: Sequence[str]) -> bool:
 
 def dimension_column(name: str) -> ColumnElement:
     dim = DIMENSIONS[name]
-    return (events if dim.is_event else visits).c[dim.column]
+    column = (events if dim.is_event else visits).c[dim.column]
+    # TRICKY: props is a JSON column; PostgreSQL's json has no equality, so grouping and
+    # filtering use its text, which both databases keep exactly as it was written.
+    return cast(column, Text) if name == "event:props" else column
 
 
 def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz) -> ColumnElement:  # noqa: ANN001

@@ -61,6 +61,8 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("visit:device", "device", "Device", "device"),
         Dimension("event:name", "event", "Event", "name", _INTERACTIONS),
         Dimension("event:target", "target", "Link target", "target", ("click",)),
+        # A custom event's properties: the stored JSON object as text, e.g. {"plan": "pro"}.
+        Dimension("event:props", "props", "Properties", "props", ("event",)),
         Dimension("event:hostname", "hostname", "Hostname", "hostname", _PAGEVIEW),
         Dimension("time:hour", "hour", "Hour", ""),
         Dimension("time:day", "day", "Day", ""),

@@ -10,6 +10,7 @@ the filters and the comparison (`Query.params`), plus this page's own display ch
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -102,7 +103,7 @@ class View:
         return dataclasses.replace(
             self.query,
             metrics=report.metrics,
-            dimensions=(report.dimension,),
+            dimensions=report.dimensions,
             filters=(*self.query.filters, *report.query_filters),
             compare=None,
             compare_period=None,
@@ -249,12 +250,25 @@ def country_names() -> dict[str, str]:
     return {code: name for code, name in pairs}
 
 
-def display_value(report: Report, value: Any) -> str:
+def display_value(dimension: str, value: Any, empty_label: str) -> str:
     if value in ("", None):
-        return report.empty_label or ""
-    if report.dimension == "visit:country":
+        return empty_label
+    if dimension == "visit:country":
         return country_names().get(value, value)
+    if dimension == "event:props":
+        return props_text(value)
     return str(value)
+
+
+def props_text(raw: str) -> str:
+    """Stored props (JSON text) as `plan: pro, size: L`."""
+    try:
+        props = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(props, dict):
+        return raw
+    return ", ".join(f"{key}: {value}" for key, value in props.items())
 
 
 def table(view: View, report: Report, result: Result) -> Table:
@@ -262,12 +276,18 @@ def table(view: View, report: Report, result: Result) -> Table:
     top = max((row[first] or 0 for row in result.rows), default=0) or 1
     rows = []
     for row in result.rows:
-        value = row[report.dimension]
-        add = Filter(report.dimension, "is", (value,))
+        values = [row[d] for d in report.dimensions]
+        query = view.query
+        for dim, value in zip(report.dimensions, values, strict=True):
+            query = query.with_filter(Filter(dim, "is", (value,)))
+        known = all(v not in ("", None) for v in values)
         rows.append(
             Row(
-                label=display_value(report, value),
-                url=view.url(view.query.with_filter(add)) if value not in ("", None) else None,
+                label=" · ".join(
+                    display_value(d, v, report.empty_label or "")
+                    for d, v in zip(report.dimensions, values, strict=True)
+                ),
+                url=view.url(query) if known else None,
                 bar=round(100 * (row[first] or 0) / top, 1),
                 cells=[metric_value(m, row[m]) for m in report.metrics],
             )

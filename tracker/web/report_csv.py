@@ -1,4 +1,4 @@
-"""A report's rows as CSV: the dimension, then each metric in the stats layer's units.
+"""A report's rows as CSV: its dimensions, then each metric in the stats layer's units.
 
 Headers are the namespaced names (`visit:source`, `bounce_rate`) used in URLs and the API.
 Text cells are made formula-safe for spreadsheets (tracker.export.neutralize).
@@ -17,9 +17,8 @@ from tracker.web.reports import Report
 def report_csv(report: Report, result: Result) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([report.dimension, *report.metrics])
+    writer.writerow([*report.dimensions, *report.metrics])
     for row in result.rows:
-        value = row[report.dimension]
-        cells = ["" if row[m] is None else row[m] for m in report.metrics]
-        writer.writerow([neutralize("" if value is None else str(value)), *cells])
+        labels = [neutralize("" if row[d] is None else str(row[d])) for d in report.dimensions]
+        writer.writerow([*labels, *("" if row[m] is None else row[m] for m in report.metrics)])
     return out.getvalue()

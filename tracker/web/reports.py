@@ -27,11 +27,17 @@ class Report:
     fixed: tuple[Filter, ...] = ()
     # Label for an empty dimension value, or None to leave such rows out.
     empty_label: str | None = "(none)"
+    # A second dimension broken down within the first (an event's properties).
+    detail: str | None = None
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return (self.dimension, self.detail) if self.detail else (self.dimension,)
 
     @property
     def query_filters(self) -> tuple[Filter, ...]:
         if self.empty_label is None:
-            return (*self.fixed, Filter(self.dimension, "is_not", ("",)))
+            return (*self.fixed, *(Filter(d, "is_not", ("",)) for d in self.dimensions))
         return self.fixed
 
 
@@ -51,6 +57,8 @@ class Panel:
 
 
 VISIT_METRICS = ("visitors", "visits", "bounce_rate")
+# Custom events only: not the beacon's link and download clicks.
+CUSTOM = (Filter("event:name", "is_not", (OUTBOUND_LINK, FILE_DOWNLOAD)),)
 
 
 def _utm(key: str, tab: str, name: str) -> Report:
@@ -132,13 +140,15 @@ PANELS: tuple[Panel, ...] = (
         "events",
         "Custom events",
         (
+            Report("events", "Events", "event:name", ("visitors", "events"), CUSTOM, None),
             Report(
-                "events",
-                "Events",
+                "event_props",
+                "Properties",
                 "event:name",
                 ("visitors", "events"),
-                (Filter("event:name", "is_not", (OUTBOUND_LINK, FILE_DOWNLOAD)),),
+                CUSTOM,
                 None,
+                detail="event:props",
             ),
         ),
     ),

@@ -29,6 +29,7 @@
   if (live) {
     poll(live.dataset.live, 30000, function (data) {
       live.querySelector("b").textContent = data.current_visitors;
+      live.querySelector(".dot").className = "dot " + (data.current_visitors ? "live" : "idle");
       live.querySelector("span:last-child").textContent =
         data.current_visitors === 1 ? "current visitor" : "current visitors";
     });

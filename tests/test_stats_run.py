@@ -333,3 +333,27 @@ def test_rollups_follow_a_time_zone_change(app: Flask, db: Database) -> None:
     assert [(r["time:hour"], r["visits"]) for r in hours if r["visits"]] == [
         ("2026-03-02T18:00+09:00", 4)
     ]
+
+
+def test_event_props_are_read_from_raw_events_even_when_rolled_up(app: Flask, db: Database) -> None:
+    """Properties are not rolled up (their JSON text is unbounded): such queries read raw."""
+    store_events(
+        app,
+        [
+            {"url": "https://example.com/", "timestamp": at("09:00:00"), "ip": A},
+            {"type": "event", "name": "Signup", "props": {"plan": "pro"},
+             "url": "https://example.com/", "timestamp": at("09:00:10"), "ip": A},
+            {"url": "https://example.com/", "timestamp": at("10:00:00"), "ip": B},
+        ],
+        site="example.com",
+    )  # fmt: skip
+    site = site_of(db)
+    assert refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000)) is not None
+    by_props = parse_query(site, {**DAY, "props": '{"plan": "pro"}'}, now=NOW)
+    result = run(db, by_props)
+    assert result.meta["source"] == "raw" and result.totals["visitors"] == 1
+    detail = parse_query(site, {**DAY, "dimension": "event:name,event:props"}, now=NOW)
+    assert [(r["event:name"], r["event:props"]) for r in run(db, detail).rows] == [
+        ("Signup", '{"plan": "pro"}')
+    ]
+    assert run(db, parse_query(site, DAY, now=NOW)).meta["source"] == "rollup"

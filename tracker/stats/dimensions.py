@@ -74,7 +74,11 @@ DIMENSIONS: dict[str, Dimension] = {
 BY_SHORT: dict[str, Dimension] = {d.short: d for d in DIMENSIONS.values() if not d.is_time}
 TIME_DIMENSIONS = tuple(name for name, d in DIMENSIONS.items() if d.is_time)
 # Breakdowns kept pre-aggregated per day (see rollups); "" is the unbroken total.
-ROLLUP_DIMENSIONS = ("",) + tuple(name for name, d in DIMENSIONS.items() if not d.is_time)
+# Not event:props: its JSON text (up to 30 properties) does not fit a rollup value and is
+# answered from raw events.
+ROLLUP_DIMENSIONS = ("",) + tuple(
+    name for name, d in DIMENSIONS.items() if not d.is_time and name != "event:props"
+)
 
 
 def dimension(name: str) -> Dimension:

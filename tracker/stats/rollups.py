@@ -83,7 +83,7 @@ def rollup_dimension(query: Query) -> str | None:
         return None
     names = {d for d in query.dimensions if not DIMENSIONS[d].is_time}
     names |= {f.dimension for f in query.filters}
-    if len(names) > 1:
+    if len(names) > 1 or not names <= set(ROLLUP_DIMENSIONS):
         return None
     return next(iter(names), "")
 

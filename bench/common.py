@@ -250,12 +250,13 @@ class Options:
     """What a run measures and how long it may take (see bench/run.py for the flags)."""
 
     workdir: Path
+    results: Path = BENCH_DIR / "results"  # where reports beside the table are written
     events: int = 1_000_000
     duration: float = 5.0
     reps: int = 3
     connections: tuple[int, ...] = (16, 64)
     databases: tuple[str, ...] = ("sqlite", "postgres")
-    stats_reps: int = 5
+    stats_reps: int = 3
 
 
 def sqlite_url(path: Path) -> str:

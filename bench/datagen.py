@@ -36,6 +36,7 @@ from tracker.db.models import Base, Event, Visit
 from tracker.enrich.source import Attribution, attribute, clean_referrer
 from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
 from tracker.sites import add_site
+from tracker.stats.rollups import refresh as refresh_rollups
 
 GENERATOR_VERSION = 2
 DAYS = 30
@@ -366,8 +367,23 @@ def dataset(events: int, *, log: bool = True) -> Dataset:
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         build(path, events, log=log)
-    upgrade(f"sqlite:///{path}")
-    return Dataset(path=path, **json.loads(meta.read_text()))
+    data = Dataset(path=path, **json.loads(meta.read_text()))
+    prepare(data.url, log=log)
+    return data
+
+
+def prepare(url: str, *, log: bool = True) -> None:
+    """Migrate to the current schema and bring the report rollups up to date, as the
+    server's jobs would (quick once done: only days since the last refresh are rebuilt)."""
+    began = time.monotonic()
+    upgrade(url)
+    db = Database(url)
+    try:
+        refresh_rollups(db)
+    finally:
+        db.dispose()
+    if log:
+        print(f"[datagen] rollups ready in {time.monotonic() - began:.0f} s", file=sys.stderr)
 
 
 def build(path: Path, events: int, *, log: bool = True) -> None:
@@ -434,14 +450,14 @@ if __name__ == "__main__":
 def postgres_copy(data: Dataset) -> str:
     """The dataset in our own PostgreSQL database (COPY from the SQLite file), cached by name.
 
-    The database's comment records which file it was loaded from; a rebuilt file reloads it.
+    The database's comment records which dataset it holds; another one reloads it.
     """
     import psycopg
 
     from bench.common import postgres_database
 
     name = f"tracker_bench_{data.events}_gen{GENERATOR_VERSION}"
-    stamp = f"{data.path.name} {data.path.stat().st_size} {int(data.path.stat().st_mtime)}"
+    stamp = f"{data.path.name} {data.first_day}"
     url = postgres_database(name, fresh=False)
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -450,7 +466,7 @@ def postgres_copy(data: Dataset) -> str:
             (name,),
         ).fetchone()
     if comment and comment[0] == stamp:
-        upgrade(url)
+        prepare(url)
         return url
     url = postgres_database(name, fresh=True)
     upgrade(url)
@@ -474,4 +490,5 @@ def postgres_copy(data: Dataset) -> str:
         conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{stamp}'")
         conn.commit()
     source.close()
+    prepare(url)
     return url

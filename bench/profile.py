@@ -5,7 +5,7 @@ samples whose innermost frame is a wait (WAITS) are set aside, so what remains i
 Time in SQLite's C code shows as the Python frame that called it (sqlite3 releases the GIL,
 so this is not a --gil profile). Each sample is charged to the package of its innermost
 frame (sqlalchemy, tracker, werkzeug...), and the tracker functions on the stack are
-totalled inclusively. The full listing goes to bench/results/ingest-profile.txt.
+totalled inclusively. The full listing goes to ingest-profile.txt beside the results.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.common import BIN, REPO, Figure, Options, Unavailable, tracker_serve
+from bench.common import BIN, Figure, Options, Unavailable, tracker_serve
 from bench.ingest import prepare_database, run_wrk
 
-REPORT = REPO / "bench" / "results" / "ingest-profile.txt"
+REPORT_NAME = "ingest-profile.txt"
 FRAME_RE = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 TOP = 6
 WAITS = frozenset(
@@ -110,7 +111,7 @@ def run(opts: Options) -> list[Figure]:
     if done.returncode != 0 or not raw.exists():
         raise Unavailable(f"py-spy failed: {done.stderr.strip()[-300:]}")
     summary = summarize(raw.read_text())
-    _write_report(summary)
+    _write_report(summary, opts.results / REPORT_NAME)
     total = summary.total
     return [
         Figure(
@@ -118,13 +119,13 @@ def run(opts: Options) -> list[Figure]:
             f"time in {name}",
             100 * count / total,
             "%",
-            note=f"{total:,} samples; see {REPORT.relative_to(REPO)}" if i == 0 else "",
+            note=f"{total:,} samples; see {REPORT_NAME} beside the results" if i == 0 else "",
         )
         for i, (name, count) in enumerate(summary.packages.most_common(TOP))
     ]
 
 
-def _write_report(summary: Summary) -> None:
+def _write_report(summary: Summary, path: Path) -> None:
     total = summary.total
     lines = [
         f"py-spy on tracker serve under wrk: {total:,} samples of work"
@@ -137,5 +138,5 @@ def _write_report(summary: Summary) -> None:
     ):
         lines += ["", f"{title}:"]
         lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(top)]
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("\n".join(lines) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")

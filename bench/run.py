@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as workdir:
         opts = Options(
             workdir=Path(workdir),
+            results=args.out.parent,
             events=args.events,
             duration=args.duration,
             reps=args.reps,

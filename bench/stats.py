@@ -9,20 +9,27 @@ On PostgreSQL the same dataset is copied into our own database (bench.datagen.po
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bench import datagen
 from bench.common import Figure, Options, Unavailable, http, median, tracker_serve
+from tracker.app import create_app
+from tracker.config import Settings
 from tracker.db import Database
 from tracker.stats import SiteRef, parse_query
 from tracker.stats import run as run_query
 
 PAGE_TARGET_MS = {1_000_000: 150.0, 10_000_000: 1000.0}
+STATEMENTS_SHOWN = 5
 
 
 def _day_ms(day: str, *, end: bool = False) -> int:
@@ -75,6 +82,63 @@ def query_samples(db: Database, data: datagen.Dataset, reps: int) -> dict[str, l
     return samples
 
 
+@contextmanager
+def statement_timer(db: Database) -> Iterator[list[tuple[float, str]]]:
+    """Collects (milliseconds, SQL) of every statement the engine runs inside the block."""
+    timings: list[tuple[float, str]] = []
+
+    def before(conn: Any, *_: Any) -> None:
+        conn.info["bench_began"] = time.perf_counter()
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        timings.append(((time.perf_counter() - conn.info["bench_began"]) * 1000, statement))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        yield timings
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+
+
+def page_statements(opts: Options, url: str, paths: list[tuple[str, str]]) -> list[str]:
+    """Render each page in-process and list its slowest SQL: what limits the page's time."""
+    settings = Settings(
+        data_dir=str(opts.workdir / "page-sql"),
+        database_url=url,
+        secret_key="bench",
+        scheduler_enabled=False,
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    lines = []
+    for name, path in paths:
+        with statement_timer(app.extensions["tracker.db"]) as timings:
+            began = time.perf_counter()
+            status = client.get(path).status_code
+            total = (time.perf_counter() - began) * 1000
+        sql = sum(ms for ms, _ in timings)
+        lines.append(
+            f"{name} ({path}): {status}, {total:.0f} ms, of which SQL {sql:.0f} ms"
+            f" in {len(timings)} statements; slowest:"
+        )
+        for ms, statement in sorted(timings, reverse=True)[:STATEMENTS_SHOWN]:
+            lines.append(f"  {ms:8.0f} ms  {_describe(statement)}")
+    app.extensions["tracker.db"].dispose()
+    return lines
+
+
+def _describe(statement: str) -> str:
+    """What a stats statement reads: its breakdown column and rollups or raw rows."""
+    flat = " ".join(statement.split())
+    if "stats_rollups" in flat:
+        return "rollups: " + flat[:160]
+    grouped = re.search(r"SELECT (\S+) AS d0", flat)
+    column = grouped.group(1) if grouped else "no dimension"
+    return f"raw rows, by {column}: {flat[:160]}"
+
+
 def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
     """(name, path and query, headers) of each timed request."""
     period = {"period": "custom", "from": data.first_day, "to": data.last_day}
@@ -124,6 +188,7 @@ def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
 def run(opts: Options) -> list[Figure]:
     data = datagen.dataset(opts.events)
     figures: list[Figure] = []
+    report: list[str] = []
     for database in opts.databases:
         try:
             url = data.url if database == "sqlite" else datagen.postgres_copy(data)
@@ -131,6 +196,10 @@ def run(opts: Options) -> list[Figure]:
             figures.append(Figure(f"stats {database}", "-", float("nan"), "", note=str(exc)))
             continue
         figures += _measure(opts, data, database, url)
+        pages = [(name, path) for name, path, _ in requests(data) if name.startswith("page")]
+        report += [f"# {database}, {data.events:,} events", *page_statements(opts, url, pages), ""]
+    opts.results.mkdir(parents=True, exist_ok=True)
+    (opts.results / "stats-page-sql.txt").write_text("\n".join(report))
     return figures
 
 

@@ -206,8 +206,10 @@ class StatsRollup(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     # Local day of the visits' start, in the site's time zone: days since 1970-01-01.
     day: Mapped[int] = mapped_column(Integer)
-    dimension: Mapped[str] = mapped_column(String(32))
+    # Dimension names joined by "," ("" for the total); one value each, in that order.
+    dimension: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(String(2000))
+    value2: Mapped[str] = mapped_column(String(2000), default="", server_default="")
     visitors: Mapped[int] = mapped_column(BigInteger)
     visits: Mapped[int] = mapped_column(BigInteger)
     bounces: Mapped[int] = mapped_column(BigInteger)

@@ -162,7 +162,7 @@ def _event_kinds(query: Query) -> tuple[str, ...] | None:
 
 
 def event_facts(
-    query: Query, source: FromClause, bucket: ColumnElement, dims: list[ColumnElement]
+    query: Query, source: FromClause, bucket: ColumnElement, dims: Sequence[ColumnElement]
 ) -> Select:
     """Events joined to their visit in `source`, one row per visit and dimension values.
 

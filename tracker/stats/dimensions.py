@@ -73,11 +73,14 @@ DIMENSIONS: dict[str, Dimension] = {
 
 BY_SHORT: dict[str, Dimension] = {d.short: d for d in DIMENSIONS.values() if not d.is_time}
 TIME_DIMENSIONS = tuple(name for name, d in DIMENSIONS.items() if d.is_time)
-# Breakdowns kept pre-aggregated per day (see rollups); "" is the unbroken total.
+# Dimension sets kept pre-aggregated per day (see rollups): the unbroken total, each
+# dimension alone, and pairs the stats page reads together (clicks of one kind by target).
 # Not event:props: its JSON text (up to 30 properties) does not fit a rollup value and is
 # answered from raw events.
-ROLLUP_DIMENSIONS = ("",) + tuple(
-    name for name, d in DIMENSIONS.items() if not d.is_time and name != "event:props"
+ROLLUP_KEYS: tuple[tuple[str, ...], ...] = (
+    (),
+    *((name,) for name, d in DIMENSIONS.items() if not d.is_time and name != "event:props"),
+    ("event:name", "event:target"),
 )
 
 

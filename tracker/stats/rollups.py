@@ -48,7 +48,7 @@ from tracker.stats.compiler import (
     group_facts,
     raw_buckets,
 )
-from tracker.stats.dimensions import DIMENSIONS, ROLLUP_DIMENSIONS
+from tracker.stats.dimensions import DIMENSIONS, ROLLUP_KEYS
 from tracker.stats.filters import compile_filters
 from tracker.stats.metrics import PARTS
 from tracker.stats.periods import (
@@ -70,6 +70,8 @@ visits = Visit.__table__
 # Days rebuilt per transaction: short write transactions keep SQLite's single writer free.
 CHUNK_DAYS = 7
 LOCK_NAMESPACE = 0x5741_0000_0000
+# A rollup row's dimension values, in the order of its key's dimensions.
+VALUE_COLUMNS = ("value", "value2")
 # Per process: when each site may be rebuilt again (see `refresh`).
 THROTTLE = 10
 _next_due: dict[int, float] = {}
@@ -77,15 +79,16 @@ _next_due: dict[int, float] = {}
 ID_MARGIN = 10_000
 
 
-def rollup_dimension(query: Query) -> str | None:
-    """The one rollup dimension a query reads ("" for totals), or None if it cannot."""
+def rollup_key(query: Query) -> tuple[str, ...] | None:
+    """The rollup key holding exactly the dimensions a query groups and filters by.
+
+    Exactly: visitors do not add up across the values of a dimension left out.
+    """
     if query.time_dimension == "time:hour":
         return None
     names = {d for d in query.dimensions if not DIMENSIONS[d].is_time}
     names |= {f.dimension for f in query.filters}
-    if len(names) > 1 or not names <= set(ROLLUP_DIMENSIONS):
-        return None
-    return next(iter(names), "")
+    return next((key for key in ROLLUP_KEYS if set(key) == names), None)
 
 
 def covered_until(conn: Connection, site: SiteRef) -> int | None:
@@ -118,12 +121,12 @@ def bucket_source(
     """
     period = query.period
     whole = [(period.start_ms, period.end_ms)]
-    dim = rollup_dimension(query) if rollups and extra is None else None
-    last = covered_until(conn, query.site) if dim is not None else None
+    key = rollup_key(query) if rollups and extra is None else None
+    last = covered_until(conn, query.site) if key is not None else None
     lo, hi = day_number(period.start), min(day_number(period.end), last if last is not None else -1)
-    if dim is None or lo > hi:
+    if key is None or lo > hi:
         return raw_buckets(query, plan, whole, extra), "raw"
-    rolled = _rollup_rows(query, plan, dim, lo, hi)
+    rolled = _rollup_rows(query, plan, key, lo, hi)
     if hi == day_number(period.end):
         return rolled, "rollup"
     rest = [
@@ -132,17 +135,20 @@ def bucket_source(
     return union_all(rolled, raw_buckets(query, plan, rest)), "mixed"
 
 
-def _rollup_rows(query: Query, plan: Plan, dim: str, lo: int, hi: int) -> Select:
+def _rollup_rows(query: Query, plan: Plan, key: tuple[str, ...], lo: int, hi: int) -> Select:
+    def column(name: str) -> ColumnElement:
+        return rollup_table.c[VALUE_COLUMNS[key.index(name)]]
+
     where = [
         rollup_table.c.site_id == query.site.id,
-        rollup_table.c.dimension == dim,
+        rollup_table.c.dimension == ",".join(key),
         rollup_table.c.day >= lo,
         rollup_table.c.day <= hi,
     ]
-    flt = compile_filters(query.filters, lambda _name: rollup_table.c.value)
+    flt = compile_filters(query.filters, column)
     if flt is not None:
         where.append(flt)
-    dims = [rollup_table.c.value.label(dim_key(0))] if plan.dims else []
+    dims = [column(d).label(dim_key(i)) for i, d in enumerate(plan.dims)]
     columns = [*dims, rollup_table.c.day.label("bucket"), *(rollup_table.c[p] for p in plan.parts)]
     return select(*columns).where(*where)
 
@@ -211,18 +217,27 @@ def _insert_days(conn: Connection, site: SiteRef, start: date, end: date) -> Non
         event_facts(query, chunk, chunk.c.bucket, [chunk.c[d.column] for d in visit_dims]),
     )
     visit_keys = {d.name: facts.c[dim_key(i)] for i, d in enumerate(visit_dims)}
-    columns = ["site_id", "day", "dimension", "value", *PARTS]
-    for dim in ROLLUP_DIMENSIONS:
-        if dim == "" or dim in visit_keys:
-            rows = group_facts(facts, [visit_keys[dim]] if dim else [], PARTS).subquery()
+    columns = ["site_id", "day", "dimension", *VALUE_COLUMNS, *PARTS]
+    for key in ROLLUP_KEYS:
+        if all(name in visit_keys for name in key):
+            rows = group_facts(facts, [visit_keys[name] for name in key], PARTS).subquery()
         else:
-            dim_query = Query(site=site, period=period, dimensions=(dim,))
-            column = events.c[DIMENSIONS[dim].column]
-            per_visit = event_facts(dim_query, chunk, chunk.c.bucket, [column]).subquery()
-            rows = group_facts(per_visit, [per_visit.c[dim_key(0)]], PARTS).subquery()
-        value = rows.c[dim_key(0)] if dim else literal("")
+            key_query = Query(site=site, period=period, dimensions=key)
+            key_columns = [
+                (events if DIMENSIONS[name].is_event else chunk).c[DIMENSIONS[name].column]
+                for name in key
+            ]
+            per_visit = event_facts(key_query, chunk, chunk.c.bucket, key_columns).subquery()
+            per_key = [per_visit.c[dim_key(i)] for i in range(len(key))]
+            rows = group_facts(per_visit, per_key, PARTS).subquery()
+        values = [rows.c[dim_key(i)] for i in range(len(key))]
+        values += [literal("")] * (len(VALUE_COLUMNS) - len(key))
         source = select(
-            literal(site.id), rows.c.bucket, literal(dim), value, *(rows.c[p] for p in PARTS)
+            literal(site.id),
+            rows.c.bucket,
+            literal(",".join(key)),
+            *values,
+            *(rows.c[p] for p in PARTS),
         )
         conn.execute(insert(rollup_table).from_select(columns, source))
     facts.drop(conn)

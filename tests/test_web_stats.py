@@ -52,6 +52,9 @@ def test_reports_show_exact_rows(viewer):
         "/signup": ("1", "1", "—"),
     }
     assert rows(card(html, "clicks")) == [("https://partner.example/deal", "1", "1")]
+    outbound = card(page(viewer, "&clicks_tab=outbound_links"), "clicks")
+    assert rows(outbound) == [("https://partner.example/deal", "1", "1")]
+    assert "Nothing in this period" in card(page(viewer, "&clicks_tab=downloads"), "clicks")
     assert rows(card(html, "events")) == [("Signup", "1", "1")]
     props = card(page(viewer, "&events_tab=event_props"), "events")
     assert rows(props) == [("Signup · plan: pro", "1", "1")]

@@ -132,6 +132,8 @@ PANELS: tuple[Panel, ...] = (
         "clicks",
         "Clicks",
         (
+            # All clicked links first: one dimension, so it reads pre-aggregated rollups.
+            Report("links", "All links", "event:target", ("visitors", "events")),
             _clicks("outbound_links", "Outbound links", OUTBOUND_LINK),
             _clicks("downloads", "Downloads", FILE_DOWNLOAD),
         ),

@@ -134,3 +134,22 @@ def test_phone_layout_and_screenshots(app, db, browser, live_server):
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(ARTIFACTS / f"stats-{name}.png"), full_page=True)
         context.close()
+
+
+def test_empty_state_turns_green_by_itself(app, db, browser, live_server):
+    from tracker.sites import add_site
+
+    add_user(db, "owner@example.com", PASSWORD)
+    with db.session() as session:
+        add_site(session, "new.example")
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/sites/new.example")
+    assert page.locator("[data-status-text]").inner_text() == "Waiting for the first pageview…"
+    store_events(app, [{"url": "https://new.example/"}], site="new.example")
+    # The page polls status.json, turns green, then reloads into the stats.
+    page.wait_for_selector(".teach.ok", timeout=15_000)
+    page.wait_for_selector(".kpis", timeout=15_000)
+    assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "1"]
+    context.close()

@@ -34,7 +34,7 @@ from tracker.db import Database
 from tracker.db.models import Site
 from tracker.jobs import find_job
 from tracker.sites import add_site, find_site
-from tracker.stats import parse_query, run
+from tracker.stats import first_day, parse_query, run
 from tracker.stats.query import site_ref
 from tracker.stats.rollups import refresh_site
 
@@ -359,3 +359,13 @@ def test_event_props_are_read_from_raw_events_even_when_rolled_up(app: Flask, db
         ("Signup", '{"plan": "pro"}')
     ]
     assert run(db, parse_query(site, DAY, now=NOW)).meta["source"] == "rollup"
+
+
+def test_period_all_starts_at_the_first_visit(db: Database, stored: Site) -> None:
+    start = first_day(db, stored)
+    assert start == date(2026, 3, 2)
+    args = {"period": "all", "metrics": "visits", "dimension": "time:day"}
+    query = parse_query(stored, args, first_day=start, now=NOW)
+    assert (query.period.start, query.period.end) == (date(2026, 3, 2), date(2026, 3, 5))
+    assert [r["visits"] for r in run(db, query).rows] == [4, 0, 0, 0]
+    assert query.params() == {"period": "all"}

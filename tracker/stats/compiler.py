@@ -16,9 +16,10 @@ ids rotate daily, so the sum is the definition, and it adds across rollups and r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     Text,
+    UnaryExpression,
     and_,
     case,
     cast,
@@ -82,7 +84,7 @@ def dimension_column(name: str) -> ColumnElement:
     return cast(column, Text) if name == "event:props" else column
 
 
-def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz) -> ColumnElement:  # noqa: ANN001
+def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz: ZoneInfo) -> ColumnElement:
     """The site's UTC offset (ms) at `ts`: a CASE over the few DST changes in range.
 
     # TRICKY: neither database knows the site's zone rules portably, so Python finds the
@@ -260,7 +262,9 @@ def outer(query: Query, plan: Plan, source: Select | CompoundSelect) -> Select:
     return stmt
 
 
-def _order(query: Query, keys: dict[str, ColumnElement], sums: dict) -> list:  # noqa: ANN001
+def _order(
+    query: Query, keys: Mapping[str, ColumnElement], sums: Mapping[str, ColumnElement]
+) -> list[UnaryExpression]:
     order = list(query.order_by)
     if not order:
         if query.time_dimension:

@@ -430,17 +430,19 @@ def test_engagement_counts_only_visible_and_focused_time(
         "performance.getEntriesByName('first-contentful-paint')[0].startTime"
     )
 
+    # Long enough for 5% to cover what the beacon counts before the first paint when it runs
+    # before the page has painted (tens of ms; it then counts from its own start).
     page.wait_for_timeout(2500)
     hidden_at = page.evaluate(SET_VISIBILITY, True)
     first = wait_for(lambda: (row := pageview_row(db, pageview_id)).engaged_ms is not None and row)
-    page.wait_for_timeout(600)  # hidden: not counted
+    page.wait_for_timeout(400)  # hidden: not counted
     shown_at = page.evaluate(SET_VISIBILITY, False)
-    page.wait_for_timeout(600)
+    page.wait_for_timeout(400)
     blurred_at = page.evaluate(SET_FOCUS, False)
-    page.wait_for_timeout(600)  # another window has focus: not counted
+    page.wait_for_timeout(400)  # another window has focus: not counted
     focused_at = page.evaluate(SET_FOCUS, True)
     page.evaluate("scrollTo(0, 1500)")  # in view down to 2,500 px of 5,000
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(1000)
     page.goto(test_site.url + "/next")  # leaving: pagehide, then hidden, as for real
 
     left_at = wait_for(lambda: test_site.recorded)[0]["left"]

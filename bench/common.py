@@ -263,6 +263,19 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def bytes_on_disk(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                path = Path(engine.url.database or "")
+                return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+            return int(conn.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+    finally:
+        engine.dispose()
+
+
 def count_rows(database_url: str, table: str = "events") -> int:
     engine = create_engine(database_url)
     try:

@@ -25,6 +25,7 @@ from bench.common import (
     Options,
     Server,
     Unavailable,
+    bytes_on_disk,
     count_rows,
     free_port,
     median,
@@ -160,19 +161,6 @@ def prepare_database(name: str, workdir: Path) -> str:
     tracker_cli(data_dir, url, "migrate")
     tracker_cli(data_dir, url, "sites", "add", BENCH_SITE)
     return url
-
-
-def bytes_on_disk(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                path = Path(engine.url.database or "")
-                return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-            return int(conn.scalar(text("SELECT pg_database_size(current_database())")) or 0)
-    finally:
-        engine.dispose()
 
 
 def run(opts: Options) -> list[Figure]:

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from sqlalchemy import event, text
 
 from bench import datagen
-from bench.common import Figure, Options, Unavailable, http, median, tracker_serve
+from bench.common import Figure, Options, Unavailable, bytes_on_disk, http, median, tracker_serve
 from tracker.app import create_app
 from tracker.config import Settings
 from tracker.db import Database
@@ -213,6 +213,15 @@ def _measure(opts: Options, data: datagen.Dataset, database: str, url: str) -> l
     finally:
         db.dispose()
     figures = [
+        Figure(
+            f"footprint {database}",
+            f"DB bytes per event, {size}",
+            bytes_on_disk(url) / data.events,
+            "B",
+            note=f"the generated dataset: {data.events:,} events, {data.visits:,} visits, rollups",
+        )
+    ]
+    figures += [
         Figure(
             bench,
             name,

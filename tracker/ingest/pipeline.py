@@ -16,14 +16,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from tracker.enrich.geo import GeoIP
-from tracker.enrich.source import attribute, clean_referrer, referrer_host
+from tracker.enrich.source import attribute, clean_referrer, referrer_host, source_table
 from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.enrich.visitor import Salts, visitor_id
 from tracker.ingest.bots import is_bot_user_agent
 from tracker.ingest.client import Network, parse_networks
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
-from tracker.ingest.spam import is_spam_referrer
+from tracker.ingest.spam import is_spam_referrer, spam_hosts
 from tracker.ingest.store import DropKey, utc_day
 from tracker.ingest.writer import GroupCommitWriter
 from tracker.sessions import Hit
@@ -35,11 +35,17 @@ if TYPE_CHECKING:
     from tracker.db.models import User
 
 
+WARM_UP_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36 (tracker warm-up)"
+)
+
+
 class Rejected(Exception):
     """The request is refused (403); the message says why, without revealing other sites."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention; built per request
 class Client:
     ip: str
     user_agent: str
@@ -74,6 +80,7 @@ class Pipeline:
         self.writer = GroupCommitWriter(
             db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=store_timeout_seconds
         )
+        _warm_up()
 
     @classmethod
     def for_app(cls, app: Flask) -> Pipeline:
@@ -154,6 +161,14 @@ class Pipeline:
             scroll=event.scroll,
             pageview_id=event.pageview_id,
         )
+
+
+def _warm_up() -> None:
+    """Compile the user-agent and crawler patterns and load the data files now, at start-up,
+    instead of during the first requests (it takes a second or two)."""
+    is_bot_user_agent(WARM_UP_USER_AGENT)
+    source_table()
+    spam_hosts()
 
 
 def _is_same_site(event: IncomingEvent, site: SiteInfo) -> bool:

@@ -10,7 +10,9 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, timedelta
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select, text, update
@@ -34,7 +36,12 @@ _PAGEVIEW_COLUMNS = ("engaged_ms", "scroll", "time_on_page_ms")
 
 
 def utc_day(ms: int) -> date:
-    return datetime.fromtimestamp(ms / 1000, UTC).date()
+    return _day(ms // DAY_MS)
+
+
+@lru_cache(maxsize=64)
+def _day(days_since_epoch: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=days_since_epoch)
 
 
 def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counter[DropKey]) -> None:
@@ -112,7 +119,11 @@ class Bulk:
 
     def run(self, raw: Raw, rows: list[dict[str, Any]]) -> None:
         sql, order = self._for(raw)
-        raw.cursor.executemany(sql, [self._params(order, row) for row in rows])
+        if order is None:
+            raw.cursor.executemany(sql, rows)
+        else:
+            pick = itemgetter(*order)
+            raw.cursor.executemany(sql, [pick(row) for row in rows])
 
     def query(self, raw: Raw, row: dict[str, Any], and_where: str) -> list[dict[str, Any]]:
         """Run a SELECT with one more condition appended to its WHERE clause."""

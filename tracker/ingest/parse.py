@@ -24,7 +24,6 @@ MAX_PROP_VALUE = 500
 MAX_USER_AGENT = 1000
 MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
 FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
-TRUSTED_FIELDS = ("timestamp", "ip", "user_agent")
 HASH_ROUTE_PREFIXES = ("/", "!/")
 
 

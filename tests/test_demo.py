@@ -56,7 +56,9 @@ def test_demo_command_fills_a_site_through_the_pipeline(database_url, tmp_path):
             countries = set(session.scalars(select(Visit.country).distinct()))
         # Engagement beacons update their pageview's row instead of adding one.
         assert events < accepted < 2 * events
-        assert 60 <= visits <= 120 and events > visits
+        # Two whole days before today's part; at worst both are quiet weekend days
+        # (30 x 0.65 x 0.8 x 0.85 each), so the lower bound holds at any hour.
+        assert 26 <= visits <= 120 and events > visits
         assert len(countries) >= 5 and "" not in countries  # placed by DemoGeo
         # `make run` runs it with --if-no-sites: a database with a site is left alone.
         again = CliRunner().invoke(cli, ["demo", "--if-no-sites"], env=env)

@@ -2,17 +2,19 @@
 
 Each job is a plain, idempotent function of (database, settings): tests and
 `tracker jobs run NAME` call it directly; `start_scheduler` runs the table with
-APScheduler inside each server process when `scheduler_enabled` is set. Running a job
+APScheduler in one server process per host when `scheduler_enabled` is set. Running a job
 twice, or in two processes at once, must be harmless. To add a job, append a row to JOBS.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
@@ -69,9 +71,33 @@ def _guarded(job: Job, db: Database, settings: Settings) -> Callable[[], None]:
     return run
 
 
-def start_scheduler(app: Flask) -> BackgroundScheduler:
+def _claim_scheduler(settings: Settings) -> IO[bytes] | None:
+    """One scheduler per host: the process that holds this lock file runs the jobs.
+
+    gunicorn starts several workers from one app factory; without this each ran every job,
+    and on SQLite their writes fought over the lock. The lock dies with its process, so a
+    restarted worker takes it over.
+    """
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "scheduler.lock", "wb")  # held open for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def start_scheduler(app: Flask) -> BackgroundScheduler | None:
+    """Run the job table in this process, unless another process on this host already does."""
     db: Database = app.extensions["tracker.db"]
     settings: Settings = app.extensions["tracker.settings"]
+    lock = _claim_scheduler(settings)
+    if lock is None:
+        log.info("jobs run in another process on this host")
+        return None
+    app.extensions["tracker.scheduler_lock"] = lock
     scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
     for job in JOBS:
         run = _guarded(job, db, settings)

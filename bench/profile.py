@@ -1,9 +1,10 @@
 """Where ingest time goes: py-spy samples `tracker serve`'s workers under wrk load.
 
-py-spy leaves out threads the OS sees idle, but threads blocked in a wait still show up;
-samples whose innermost frame is a wait (WAITS) are set aside, so what remains is work.
-Time in SQLite's C code shows as the Python frame that called it (sqlite3 releases the GIL,
-so this is not a --gil profile). Each sample is charged to the package of its innermost
+Only threads holding the GIL are sampled (--gil): that is the Python work that limits a
+worker, and it leaves out request threads waiting for the group commit. SQLite's and
+psycopg's C code releases the GIL, so database time is not in this profile (the ingest
+table's server CPU figure counts it). Samples whose innermost frame is a wait (WAITS) are
+set aside all the same. Each sample is charged to the package of its innermost
 frame (sqlalchemy, tracker, werkzeug...), and the tracker functions on the stack are
 totalled inclusively. The full listing goes to ingest-profile.txt beside the results.
 """
@@ -94,6 +95,7 @@ def run(opts: Options) -> list[Figure]:
                 "--pid",
                 str(server.proc.pid),
                 "--subprocesses",
+                "--gil",
                 "--nonblocking",
                 "--rate",
                 "500",
@@ -128,7 +130,7 @@ def run(opts: Options) -> list[Figure]:
 def _write_report(summary: Summary, path: Path) -> None:
     total = summary.total
     lines = [
-        f"py-spy on tracker serve under wrk: {total:,} samples of work"
+        f"py-spy --gil on tracker serve under wrk: {total:,} samples of work"
         f" ({summary.waiting:,} more blocked in a wait, left out)"
     ]
     for title, counter, top in (

@@ -27,8 +27,10 @@ $(TEST_INSTALLED): $(INSTALLED)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# A database without any site gets a demo site first, so a newcomer sees a living page.
 run: install
 	$(BIN)/tracker migrate
+	$(BIN)/tracker demo --if-no-sites --days 30 --visits-per-day 300
 	$(BIN)/tracker serve
 
 # System services and packages the suite needs: PostgreSQL running, Debian's chromium.

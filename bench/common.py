@@ -146,6 +146,18 @@ class Server:
         except OSError:
             return []
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server's processes, master included."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in [self.proc.pid, *self.worker_pids()]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return total
+
     def worker_rss_mb(self) -> list[float]:
         return [rss_mb(pid) for pid in self.worker_pids()]
 
@@ -238,16 +250,30 @@ class Options:
     """What a run measures and how long it may take (see bench/run.py for the flags)."""
 
     workdir: Path
+    results: Path = BENCH_DIR / "results"  # where reports beside the table are written
     events: int = 1_000_000
     duration: float = 5.0
     reps: int = 3
     connections: tuple[int, ...] = (16, 64)
     databases: tuple[str, ...] = ("sqlite", "postgres")
-    stats_reps: int = 5
+    stats_reps: int = 3
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def bytes_on_disk(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                path = Path(engine.url.database or "")
+                return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+            return int(conn.scalar(text("SELECT pg_database_size(current_database())")) or 0)
+    finally:
+        engine.dispose()
 
 
 def count_rows(database_url: str, table: str = "events") -> int:

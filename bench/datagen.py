@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,11 @@ from bench.common import BENCH_DIR, BENCH_SITE, CACHE_DIR, parse_count
 from tracker.accounts import create_api_key, create_user
 from tracker.db import Database
 from tracker.db.migrate import upgrade
-from tracker.db.models import Event, Visit
+from tracker.db.models import Base, Event, Visit
 from tracker.enrich.source import Attribution, attribute, clean_referrer
 from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
 from tracker.sites import add_site
+from tracker.stats.rollups import refresh as refresh_rollups
 
 GENERATOR_VERSION = 2
 DAYS = 30
@@ -71,8 +74,8 @@ PATHS = (
     + [f"/blog/{t}-{i}" for t in TOPICS for i in range(1, 31)]
     + [f"/docs/{t}/{i}" for t in TOPICS for i in range(1, 11)]
 )
-# Zipf-like popularity: the home page and a few posts take most views.
-PATH_WEIGHTS = [1 / (rank + 1) ** 0.9 for rank in range(len(PATHS))]
+# Zipf-like popularity (cumulative weights): the home page and a few posts take most views.
+PATH_WEIGHTS = list(accumulate(1 / (rank + 1) ** 0.9 for rank in range(len(PATHS))))
 TARGETS = [
     "https://github.com/acme/tool",
     "https://twitter.com/acme",
@@ -81,11 +84,12 @@ TARGETS = [
 ]
 EVENT_NAMES = ["Signup", "Add to cart", "Newsletter", "Play video"]
 PLANS = ["free", "pro", "team", "enterprise"]
-# Share of a day's visits starting in each UTC hour: quiet nights, busy afternoons.
-HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]
+# Cumulative share of a day's visits starting in each UTC hour: quiet nights, busy afternoons.
+HOURLY = list(accumulate([1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]))
 
 VISIT_COLUMNS = [c.name for c in Visit.__table__.columns]
 LAST_MS = VISIT_COLUMNS.index("last_ms")
+VISIT_ROW = itemgetter(*VISIT_COLUMNS)
 EVENT_COLUMNS = [c.name for c in Event.__table__.columns if c.name != "id"]
 # Generator._event builds rows positionally (speed): this is the order it assumes.
 assert EVENT_COLUMNS == [
@@ -151,7 +155,8 @@ class Generator:
         ]
         devices = [parse_user_agent(ua) for ua in USER_AGENTS]
         self.devices = [d for d in devices if not d.is_bot]
-        self.places, self.place_w = [p[1:] for p in PLACES], [p[0] for p in PLACES]
+        self.places = [p[1:] for p in PLACES]
+        self.place_w = list(accumulate(p[0] for p in PLACES))
         self.next_visit_id = 1
 
     def days(self) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
@@ -180,7 +185,7 @@ class Generator:
         # keep their device and place, and come back after the visit timeout.
         seen: list[tuple[int, int, DeviceInfo, str, tuple[str, ...]]] = []
         while len(events) < quota:
-            hour = rng.choices(range(24), HOURLY)[0]
+            hour = rng.choices(range(24), cum_weights=HOURLY)[0]
             started = day_ms + hour * 3_600_000 + rng.randrange(3_600_000)
             returning = rng.choice(seen) if seen and rng.random() < 0.25 else None
             if returning and returning[0] + VISIT_GAP_MS < started:
@@ -189,7 +194,7 @@ class Generator:
                 visitor = rng.getrandbits(62)
                 device = rng.choice(self.devices)
                 screen = screen_class(rng.choice(SCREEN_WIDTHS))
-                place = rng.choices(self.places, self.place_w)[0]
+                place = rng.choices(self.places, cum_weights=self.place_w)[0]
             visit, visit_events = self._visit(visitor, started, device, screen, place)
             seen.append((visit[LAST_MS], visitor, device, screen, place))
             visits.append(visit)
@@ -210,7 +215,7 @@ class Generator:
         self.next_visit_id += 1
         landing = rng.choice(self.landings)
         pageviews = 1 if rng.random() < 0.45 else 2 + min(int(rng.expovariate(0.6)), 12)
-        paths = rng.choices(PATHS, PATH_WEIGHTS, k=pageviews)
+        paths = rng.choices(PATHS, cum_weights=PATH_WEIGHTS, k=pageviews)
         events: list[tuple[Any, ...]] = []
         interactions = duration = 0
         now = last_ms = started
@@ -313,7 +318,7 @@ class Generator:
             "device": device.device,
             "screen": screen,
         }
-        return tuple(values[c] for c in VISIT_COLUMNS), events
+        return VISIT_ROW(values), events
 
     def _event(
         self,
@@ -362,8 +367,23 @@ def dataset(events: int, *, log: bool = True) -> Dataset:
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         build(path, events, log=log)
-    upgrade(f"sqlite:///{path}")
-    return Dataset(path=path, **json.loads(meta.read_text()))
+    data = Dataset(path=path, **json.loads(meta.read_text()))
+    prepare(data.url, log=log)
+    return data
+
+
+def prepare(url: str, *, log: bool = True) -> None:
+    """Migrate to the current schema and bring the report rollups up to date, as the
+    server's jobs would (quick once done: only days since the last refresh are rebuilt)."""
+    began = time.monotonic()
+    upgrade(url)
+    db = Database(url)
+    try:
+        refresh_rollups(db)
+    finally:
+        db.dispose()
+    if log:
+        print(f"[datagen] rollups ready in {time.monotonic() - began:.0f} s", file=sys.stderr)
 
 
 def build(path: Path, events: int, *, log: bool = True) -> None:
@@ -425,3 +445,50 @@ def _accounts(url: str) -> tuple[int, str]:
 if __name__ == "__main__":
     for arg in sys.argv[1:] or ["1M"]:
         print(dataset(parse_count(arg)).path)
+
+
+def postgres_copy(data: Dataset) -> str:
+    """The dataset in our own PostgreSQL database (COPY from the SQLite file), cached by name.
+
+    The database's comment records which dataset it holds; another one reloads it.
+    """
+    import psycopg
+
+    from bench.common import postgres_database
+
+    name = f"tracker_bench_{data.events}_gen{GENERATOR_VERSION}"
+    stamp = f"{data.path.name} {data.first_day}"
+    url = postgres_database(name, fresh=False)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        comment = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    if comment and comment[0] == stamp:
+        prepare(url)
+        return url
+    url = postgres_database(name, fresh=True)
+    upgrade(url)
+    source = sqlite3.connect(data.path)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        tables = [t for t in Base.metadata.sorted_tables if t.name != "alembic_version"]
+        for table in tables:
+            columns = [c.name for c in table.columns]
+            cursor = source.execute(f"SELECT {', '.join(columns)} FROM {table.name}")
+            with conn.cursor().copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                while batch := cursor.fetchmany(10_000):
+                    for row in batch:
+                        copy.write_row(row)
+            if "id" in columns:
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'),"
+                    f" coalesce(max(id), 1)) FROM {table.name}"
+                )
+        conn.execute("ANALYZE")
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{stamp}'")
+        conn.commit()
+    source.close()
+    prepare(url)
+    return url

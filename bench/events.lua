@@ -5,7 +5,7 @@
 -- beacons and clicks that repeat the pageview's pageview_id, sometimes a custom event with
 -- props, then leaves and is replaced by a new visitor (new address and user agent).
 -- Client addresses vary through X-Forwarded-For (the bench server trusts loopback).
--- Engagement and clicks only go to a pageview sent over half a second ago, as a real page's
+-- Engagement and clicks only go to a pageview sent over two seconds ago, as a real page's
 -- would: a visitor picked sooner makes room for a new one (the pool grows with the rate).
 --
 -- Usage: wrk -d DURATION -s bench/events.lua URL -- SITE BENCH_DIR ACTIVE_SECONDS
@@ -50,7 +50,7 @@ local screens = {360, 375, 390, 412, 768, 820, 1280, 1366, 1440, 1536, 1920, 256
 local first_octets = {2, 5, 24, 31, 37, 46, 50, 62, 68, 73, 78, 81, 86, 91, 98, 104, 109, 142, 151, 176, 185, 189, 193, 201, 212, 217}
 
 local visitors = {}
-local FRESH_S = 0.5
+local FRESH_S = 2
 local MAX_VISITORS = 100000
 local active_seconds = 1e9
 local deadline = nil
@@ -217,6 +217,8 @@ function done(summary, latency, requests)
     b = b + thread:get("bad")
     if thread:get("last_bad") ~= 0 then lb = thread:get("last_bad") end
   end
+  -- wrk calls request() once on the first thread to check the script: never sent.
+  s = s - 1
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"duration_us":%d,"active_s":%.6f,"requests":%d,"sent":%d,"sent_engagement":%d,'

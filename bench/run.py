@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench import export, ingest, profile, script, stats
 from bench.common import REPO, Figure, Options, Unavailable, parse_count
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def machine() -> dict[str, object]:
+def machine() -> dict[str, Any]:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -98,16 +99,24 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
+def _cells(f: Figure) -> tuple[str, ...]:
+    baseline = f"{fmt(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline else ""
+    ok = {True: "yes", False: "NO", None: ""}[f.passed]
+    return (f.bench, f.metric, fmt(f.value, f.unit), f.unit, baseline, fmt(f.ratio), f.target, ok)
+
+
+HEADER = ("benchmark", "metric", "value", "unit", "baseline", "ratio", "target", "ok")
+
+
+def markdown(figures: list[Figure]) -> str:
+    """The table as Markdown (bench/results/latest.md, pasted into README)."""
+    rows = [HEADER, ("---",) * len(HEADER), *(_cells(f) for f in figures)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
 def table(figures: list[Figure]) -> str:
-    header = ("benchmark", "metric", "value", "unit", "baseline", "ratio", "target", "ok")
-    rows = [header]
-    for f in figures:
-        baseline = f"{fmt(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline else ""
-        ok = {True: "yes", False: "NO", None: ""}[f.passed]
-        rows.append(
-            (f.bench, f.metric, fmt(f.value, f.unit), f.unit, baseline, fmt(f.ratio), f.target, ok)
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    rows = [HEADER, *(_cells(f) for f in figures)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"  {f.bench} / {f.metric}: {f.note}" for f in figures if f.note]
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as workdir:
         opts = Options(
             workdir=Path(workdir),
+            results=args.out.parent,
             events=args.events,
             duration=args.duration,
             reps=args.reps,
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> list[Figure]:
             except Unavailable as exc:
                 figures.append(Figure(name, "-", float("nan"), "", note=f"not run: {exc}"))
             print(f"[bench] {name} done in {time.monotonic() - began:.0f} s", file=sys.stderr)
+    load = ", ".join(f"{x:.1f}" for x in info["load_average_at_start"])
+    print(f"{info['cpus']} CPUs ({info['cpu']}), load average at start {load}")
     print(table(figures))
     result = {
         "started": started.isoformat(timespec="seconds"),
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(figures))
     print(f"\nWritten to {args.out}", file=sys.stderr)
     return figures
 

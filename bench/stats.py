@@ -3,24 +3,33 @@
 `tracker serve` runs on the cached dataset (bench/datagen.py); each request is timed from
 the client, sequentially, after one warm-up request; the figure is the median. The baseline,
 timed in the same run, is the raw query the design notes say a page cannot afford per report:
-count(distinct visitor) over the same 30 days of raw events, straight from sqlite3.
+count(distinct visitor) over the same 30 days of raw events, on the same database.
+On PostgreSQL the same dataset is copied into our own database (bench.datagen.postgres_copy).
 """
 
 from __future__ import annotations
 
-import sqlite3
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import event, text
+
 from bench import datagen
-from bench.common import Figure, Options, http, median, tracker_serve
+from bench.common import Figure, Options, Unavailable, bytes_on_disk, http, median, tracker_serve
+from tracker.app import create_app
+from tracker.config import Settings
 from tracker.db import Database
 from tracker.stats import SiteRef, parse_query
 from tracker.stats import run as run_query
 
 PAGE_TARGET_MS = {1_000_000: 150.0, 10_000_000: 1000.0}
+STATEMENTS_SHOWN = 5
 
 
 def _day_ms(day: str, *, end: bool = False) -> int:
@@ -28,17 +37,17 @@ def _day_ms(day: str, *, end: bool = False) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def raw_distinct_visitors_ms(data: datagen.Dataset) -> float:
-    conn = sqlite3.connect(data.path)
-    began = time.perf_counter()
-    conn.execute(
-        "SELECT count(DISTINCT visitor_id) FROM events WHERE site_id = 1"
-        " AND timestamp_ms >= ? AND timestamp_ms < ?",
-        (_day_ms(data.first_day), _day_ms(data.last_day, end=True)),
-    ).fetchone()
-    elapsed = (time.perf_counter() - began) * 1000
-    conn.close()
-    return elapsed
+def raw_distinct_visitors_ms(db: Database, data: datagen.Dataset) -> float:
+    with db.engine.connect() as conn:
+        began = time.perf_counter()
+        conn.execute(
+            text(
+                "SELECT count(DISTINCT visitor_id) FROM events WHERE site_id = 1"
+                " AND timestamp_ms >= :start AND timestamp_ms < :end"
+            ),
+            {"start": _day_ms(data.first_day), "end": _day_ms(data.last_day, end=True)},
+        ).one()
+        return (time.perf_counter() - began) * 1000
 
 
 # In-process queries through tracker.stats (no HTTP, no template): where a page's time goes.
@@ -60,8 +69,7 @@ QUERIES = {
 }
 
 
-def query_samples(data: datagen.Dataset, reps: int) -> dict[str, list[float]]:
-    db = Database(data.url)
+def query_samples(db: Database, data: datagen.Dataset, reps: int) -> dict[str, list[float]]:
     site = SiteRef(1, data.site, "UTC")
     period = {"period": "custom", "from": data.first_day, "to": data.last_day}
     samples: dict[str, list[float]] = {}
@@ -71,8 +79,64 @@ def query_samples(data: datagen.Dataset, reps: int) -> dict[str, list[float]]:
             began = time.perf_counter()
             run_query(db, query)
             samples.setdefault(name, []).append((time.perf_counter() - began) * 1000)
-    db.dispose()
     return samples
+
+
+@contextmanager
+def statement_timer(db: Database) -> Iterator[list[tuple[float, str]]]:
+    """Collects (milliseconds, SQL) of every statement the engine runs inside the block."""
+    timings: list[tuple[float, str]] = []
+
+    def before(conn: Any, *_: Any) -> None:
+        conn.info["bench_began"] = time.perf_counter()
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        timings.append(((time.perf_counter() - conn.info["bench_began"]) * 1000, statement))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        yield timings
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+
+
+def page_statements(opts: Options, url: str, paths: list[tuple[str, str]]) -> list[str]:
+    """Render each page in-process and list its slowest SQL: what limits the page's time."""
+    settings = Settings(
+        data_dir=str(opts.workdir / "page-sql"),
+        database_url=url,
+        secret_key="bench",
+        scheduler_enabled=False,
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    lines = []
+    for name, path in paths:
+        with statement_timer(app.extensions["tracker.db"]) as timings:
+            began = time.perf_counter()
+            status = client.get(path).status_code
+            total = (time.perf_counter() - began) * 1000
+        sql = sum(ms for ms, _ in timings)
+        lines.append(
+            f"{name} ({path}): {status}, {total:.0f} ms, of which SQL {sql:.0f} ms"
+            f" in {len(timings)} statements; slowest:"
+        )
+        for ms, statement in sorted(timings, reverse=True)[:STATEMENTS_SHOWN]:
+            lines.append(f"  {ms:8.0f} ms  {_describe(statement)}")
+    app.extensions["tracker.db"].dispose()
+    return lines
+
+
+def _describe(statement: str) -> str:
+    """What a stats statement reads: its breakdown column and rollups or raw rows."""
+    flat = " ".join(statement.split())
+    if "stats_rollups" in flat:
+        return "rollups: " + flat[:160]
+    grouped = re.search(r"SELECT (\S+) AS d0", flat)
+    column = grouped.group(1) if grouped else "no dimension"
+    return f"raw rows, by {column}: {flat[:160]}"
 
 
 def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
@@ -123,11 +187,43 @@ def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
 
 def run(opts: Options) -> list[Figure]:
     data = datagen.dataset(opts.events)
-    size = f"{data.events / 1e6:g}M events" if data.events >= 1e6 else f"{data.events:,} events"
-    baseline = median([raw_distinct_visitors_ms(data) for _ in range(opts.stats_reps)])
+    figures: list[Figure] = []
+    report: list[str] = []
+    for database in opts.databases:
+        try:
+            url = data.url if database == "sqlite" else datagen.postgres_copy(data)
+        except Unavailable as exc:
+            figures.append(Figure(f"stats {database}", "-", float("nan"), "", note=str(exc)))
+            continue
+        figures += _measure(opts, data, database, url)
+        pages = [(name, path) for name, path, _ in requests(data) if name.startswith("page")]
+        report += [f"# {database}, {data.events:,} events", *page_statements(opts, url, pages), ""]
+    opts.results.mkdir(parents=True, exist_ok=True)
+    (opts.results / "stats-page-sql.txt").write_text("\n".join(report))
+    return figures
+
+
+def _measure(opts: Options, data: datagen.Dataset, database: str, url: str) -> list[Figure]:
+    size = f"{data.events / 1e6:g}M" if data.events >= 1e6 else f"{data.events:,}"
+    bench = f"stats {database}, {size} events"
+    db = Database(url)
+    try:
+        baseline = median([raw_distinct_visitors_ms(db, data) for _ in range(opts.stats_reps)])
+        samples_by_query = query_samples(db, data, opts.stats_reps)
+    finally:
+        db.dispose()
     figures = [
         Figure(
-            f"stats {size}",
+            f"footprint {database}",
+            f"DB bytes per event, {size}",
+            bytes_on_disk(url) / data.events,
+            "B",
+            note=f"the generated dataset: {data.events:,} events, {data.visits:,} visits, rollups",
+        )
+    ]
+    figures += [
+        Figure(
+            bench,
             name,
             median(samples),
             "ms",
@@ -135,23 +231,16 @@ def run(opts: Options) -> list[Figure]:
             baseline_name="raw count(distinct visitor)",
             samples=samples,
         )
-        for name, samples in query_samples(data, opts.stats_reps).items()
+        for name, samples in samples_by_query.items()
     ]
-    with tracker_serve(opts.workdir / "stats", data.url) as server:
+    with tracker_serve(opts.workdir / f"stats-{database}", url) as server:
         for name, path, headers in requests(data):
             began = time.perf_counter()
             status, _ = http("GET", server.base + path, headers=headers)
             cold = (time.perf_counter() - began) * 1000
             if status != 200:
-                figures.append(
-                    Figure(
-                        f"stats {size}",
-                        name,
-                        float("nan"),
-                        "ms",
-                        note=f"GET {path.split('?')[0]} answered {status}",
-                    )
-                )
+                note = f"GET {path.split('?')[0]} answered {status}"
+                figures.append(Figure(bench, name, float("nan"), "ms", note=note))
                 continue
             samples = []
             for _ in range(opts.stats_reps):
@@ -159,10 +248,11 @@ def run(opts: Options) -> list[Figure]:
                 http("GET", server.base + path, headers=headers)
                 samples.append((time.perf_counter() - began) * 1000)
             value = median(samples)
-            limit = PAGE_TARGET_MS.get(opts.events) if name.startswith("page") else None
+            targeted = name.startswith("page") and database == "sqlite"
+            limit = PAGE_TARGET_MS.get(opts.events) if targeted else None
             figures.append(
                 Figure(
-                    f"stats {size}",
+                    bench,
                     name,
                     value,
                     "ms",

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from tests.browser import CHROMIUM, LAUNCH_ARGS, USER_AGENT, LiveServer, TestSite, wait_for
 from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
+from tracker.web.beacon import BEACON_PATH
 
 pytestmark = [
     pytest.mark.browser,
@@ -263,6 +264,31 @@ def test_outbound_and_download_clicks_let_navigation_happen(
     assert clicks[5].pageview_id == pageviews[1].pageview_id
 
 
+def test_data_api_and_data_downloads_configure_the_script(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    # Self-hosted copy of the script (first-party path), posting to the collector by data-api.
+    test_site.page("/js/t.js", BEACON_PATH.read_bytes(), "application/javascript")
+    head = (
+        f'<script defer data-site="{SITE}" data-allow-local data-api="{collector.url}/api/event"'
+        ' data-downloads="epub,mobi" src="/js/t.js"></script>'
+    )
+    body = '<a id="pdf" href="/guide.pdf">pdf</a><a id="epub" href="/guide.epub">epub</a>'
+    test_site.page("/guide.pdf", b"%PDF", "application/octet-stream")
+    test_site.page("/guide.epub", b"epub", "application/octet-stream")
+    page = visit().page
+    page.goto(test_site.page("/", html("Guide", head, body)))
+    wait_events(db, 1, "pageview")
+    for link in ("#pdf", "#epub"):
+        with page.expect_download():
+            page.click(link)
+
+    [click] = wait_events(db, 1, "click")
+    assert (click.name, click.target) == ("File Download", test_site.url + "/guide.epub")
+    page.wait_for_timeout(300)  # time for a click on the .pdf link to arrive, were it sent
+    assert len(events(db, "click")) == 1
+
+
 def test_tagged_elements_and_js_api_send_named_events_with_props(
     collector: LiveServer,
     test_site: TestSite,
@@ -298,6 +324,44 @@ def test_tagged_elements_and_js_api_send_named_events_with_props(
     assert {e.pageview_id for e in named} == {pageview.pageview_id}
     assert all(e.path == "/pricing" for e in named)
     assert events(db, "click") == []
+
+
+def test_fetch_keepalive_carries_events_when_send_beacon_refuses(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    visitor = visit()
+    # sendBeacon answers false when the browser will not queue the data (quota reached).
+    visitor.context.add_init_script("navigator.sendBeacon = () => false")
+    page = visitor.page
+    page.goto(test_site.page("/", html("Fallback", tag(collector))))
+    page.evaluate("tracker('Fallback')")
+
+    stored = wait_events(db, 2)
+    assert sorted((e.kind, e.name) for e in stored) == [("event", "Fallback"), ("pageview", "")]
+    posts = [r for r in visitor.requests if r.method == "POST"]
+    assert [r.resource_type for r in posts] == ["fetch", "fetch"]
+
+
+def test_tagged_form_counts_on_submit_not_on_clicks_inside(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    body = (
+        '<form action="/thanks" data-track="Contact" data-track-topic="sales">'
+        '<input name="email" required><button id="send">Send</button></form>'
+    )
+    test_site.page("/thanks", html("Thanks", ""))
+    page = visit().page
+    page.goto(test_site.page("/contact", html("Contact", tag(collector), body)))
+    wait_events(db, 1, "pageview")
+    page.click("input")
+    page.click("#send")  # the required field is empty: the browser does not submit
+    page.fill("input", "a@b.example")
+    with page.expect_navigation():
+        page.click("#send")
+
+    [event] = wait_events(db, 1, "event")
+    assert (event.name, event.props, event.path) == ("Contact", {"topic": "sales"}, "/contact")
+    assert page.url == test_site.url + "/thanks?email=a%40b.example"
 
 
 def test_calls_queued_before_the_script_loads_are_sent(
@@ -366,17 +430,19 @@ def test_engagement_counts_only_visible_and_focused_time(
         "performance.getEntriesByName('first-contentful-paint')[0].startTime"
     )
 
+    # Long enough for 5% to cover what the beacon counts before the first paint when it runs
+    # before the page has painted (tens of ms; it then counts from its own start).
     page.wait_for_timeout(2500)
     hidden_at = page.evaluate(SET_VISIBILITY, True)
     first = wait_for(lambda: (row := pageview_row(db, pageview_id)).engaged_ms is not None and row)
-    page.wait_for_timeout(600)  # hidden: not counted
+    page.wait_for_timeout(400)  # hidden: not counted
     shown_at = page.evaluate(SET_VISIBILITY, False)
-    page.wait_for_timeout(600)
+    page.wait_for_timeout(400)
     blurred_at = page.evaluate(SET_FOCUS, False)
-    page.wait_for_timeout(600)  # another window has focus: not counted
+    page.wait_for_timeout(400)  # another window has focus: not counted
     focused_at = page.evaluate(SET_FOCUS, True)
     page.evaluate("scrollTo(0, 1500)")  # in view down to 2,500 px of 5,000
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(1000)
     page.goto(test_site.url + "/next")  # leaving: pagehide, then hidden, as for real
 
     left_at = wait_for(lambda: test_site.recorded)[0]["left"]

@@ -95,10 +95,12 @@ def test_profile_summary_charges_innermost_package() -> None:
             "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:5);"
             "execute (sqlalchemy/engine/base.py:9) 30",
             "run (gunicorn/workers/gthread.py:1);ingest (tracker/ingest.py:7) 10",
+            "run (gunicorn/workers/gthread.py:1);wait (threading.py:3);"
+            "Condition.wait (threading.py:320) 50",
         ]
     )
     summary = profile.summarize(folded)
-    assert summary.total == 40
+    assert (summary.total, summary.waiting) == (40, 50)
     assert summary.packages == {"sqlalchemy": 30, "tracker": 10}
     assert summary.leaves == {
         "execute (sqlalchemy/engine/base.py)": 30,
@@ -116,5 +118,5 @@ def test_harness_runs_tiny(
     result = json.loads(out.read_text())
     assert result["machine"]["cpus"] >= 1
     names = {(f["bench"], f["metric"]) for f in result["figures"]}
-    assert (f"stats {tiny.events:,} events", "query: totals") in names
+    assert (f"stats sqlite, {tiny.events:,} events", "query: totals") in names
     assert "benchmark" in capsys.readouterr().out  # the table was printed

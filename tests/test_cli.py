@@ -4,8 +4,9 @@ One test runs the installed console script as a subprocess, as a user would.
 """
 
 import os
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from tracker.cli import cli
 ADMIN_COMMANDS = [
     [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
     ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"], ["apikeys"],
-    ["apikeys", "create"], ["apikeys", "list"],
+    ["apikeys", "create"], ["apikeys", "list"], ["demo"],
 ]  # fmt: skip
 
 
@@ -113,10 +114,11 @@ def test_duplicates_are_refused(env):
 
 def test_console_script_reports_unreachable_database_in_one_line():
     environ = dict(os.environ, TRACKER_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/x")
-    script = shutil.which("tracker")
-    assert script, "the tracker console script is not installed"
+    # The console script sits beside the interpreter running the tests (the venv's bin/).
+    script = Path(sys.executable).parent / "tracker"
+    assert script.exists(), f"the tracker console script is not installed at {script}"
     result = subprocess.run(
-        [script, "sites", "list"], env=environ, capture_output=True, text=True, timeout=60
+        [str(script), "sites", "list"], env=environ, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
     assert result.stderr.startswith("Error: database unavailable")

@@ -49,6 +49,19 @@ def test_scheduler_starts_only_when_enabled(make_app, db: Database) -> None:
     assert salt_days(db) == [datetime.now(UTC).date()]
 
 
+def test_one_scheduler_per_data_dir(make_app) -> None:
+    first = make_app(scheduler_enabled=True)
+    try:
+        second = make_app(scheduler_enabled=True)  # a second gunicorn worker on this host
+        assert "tracker.scheduler" not in second.extensions
+    finally:
+        first.extensions["tracker.scheduler"].shutdown(wait=True)
+        first.extensions["tracker.scheduler_lock"].close()
+    third = make_app(scheduler_enabled=True)  # the lock died with its holder: taken over
+    third.extensions["tracker.scheduler"].shutdown(wait=True)
+    third.extensions["tracker.scheduler_lock"].close()
+
+
 def test_cli_runs_a_job(database_url: str, tmp_path) -> None:
     env = {"TRACKER_DATABASE_URL": database_url, "TRACKER_DATA_DIR": str(tmp_path)}
     runner = CliRunner()

@@ -7,9 +7,11 @@ the metric definitions are tested through the real ingest path in test_stats_run
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
@@ -18,8 +20,9 @@ from tracker.stats.compiler import dimension_column
 from tracker.stats.filters import compile_filter, like_pattern
 
 
-def sql(flt: Filter, dialect=sqlite.dialect()) -> str:  # noqa: ANN001, B008
+def sql(flt: Filter, dialect: Dialect | None = None) -> str:
     clause = compile_filter(flt, dimension_column)
+    dialect = dialect or sqlite.dialect()
     return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
@@ -66,7 +69,7 @@ def ms(*args: int) -> int:
     return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
-def add_visit(db: Database, site_id: int, started: int, path: str = "/", **fields) -> None:  # noqa: ANN003
+def add_visit(db: Database, site_id: int, started: int, path: str = "/", **fields: Any) -> None:
     with db.session() as session:
         visit = Visit(
             site_id=site_id,

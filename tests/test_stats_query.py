@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from tracker.stats import Filter, QueryError, SiteRef, parse_query
+from tracker.stats import Filter, Query, QueryError, SiteRef, parse_query
 from tracker.stats.filters import decode_values, encode_values
 
 SITE = SiteRef(id=1, domain="example.com", timezone="Europe/Paris")
@@ -14,7 +14,7 @@ SITE = SiteRef(id=1, domain="example.com", timezone="Europe/Paris")
 NOW = datetime(2026, 3, 14, 23, 30, tzinfo=UTC)
 
 
-def parse(**args: str):  # noqa: ANN201 - test shorthand
+def parse(**args: str) -> Query:
     return parse_query(SITE, args, now=NOW)
 
 

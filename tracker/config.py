@@ -67,6 +67,11 @@ class Settings:
     api_rate_limit: int = _setting(
         600, "Stats API requests each API key may make per hour (per server process)."
     )
+    store_timeout_seconds: int = _setting(
+        10,
+        "How long an ingestion request waits for the database to store its events before "
+        "answering 503 with Retry-After (nothing is acknowledged that was not stored).",
+    )
     scheduler_enabled: bool = _setting(
         True, "Run background jobs (salt rotation, rollups, retention) inside the server."
     )

@@ -6,10 +6,19 @@ import re
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from tracker.db.models import DropCount, Event, SharedLink, Site, User, Visit
+from tracker.db.models import (
+    DropCount,
+    Event,
+    SharedLink,
+    Site,
+    StatsRollup,
+    StatsRollupState,
+    User,
+    Visit,
+)
 
 DOMAIN_RE = re.compile(
     r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?$"
@@ -64,7 +73,7 @@ def add_site(
 
 def delete_site(session: Session, site: Site) -> None:
     """Delete a site and all its data, children first (works without FK cascades too)."""
-    for model in (Event, Visit, DropCount, SharedLink):
+    for model in (StatsRollup, StatsRollupState, Event, Visit, DropCount, SharedLink):
         session.execute(delete(model).where(model.site_id == site.id))
     session.delete(site)
 
@@ -83,3 +92,70 @@ def can_manage(user: User | None, site: Site) -> bool:
 
 def new_share_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def normalize_hostnames(text: str) -> list[str]:
+    """Allowed page hosts, one per line or comma-separated: lower-cased, deduplicated.
+
+    Unlike a site's domain, a leading `www.` is kept: it names a host, not the site.
+    """
+    hosts: list[str] = []
+    for raw in re.split(r"[\s,]+", text.strip().lower()):
+        host = re.sub(r"^https?://", "", raw).rstrip("/")
+        if not host:
+            continue
+        if not DOMAIN_RE.match(host):
+            raise SiteError(
+                f"{raw!r} is not a valid hostname (expected something like shop.example.com)"
+            )
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def update_site(
+    session: Session,
+    site: Site,
+    *,
+    timezone: str,
+    allowed_hostnames: str,
+    public: bool,
+    shared_export: bool,
+) -> None:
+    """Apply the settings form; validation errors raise SiteError before anything changes."""
+    timezone = validate_timezone(timezone)
+    hosts = normalize_hostnames(allowed_hostnames)
+    site.timezone = timezone
+    site.allowed_hostnames = hosts
+    site.public = public
+    site.shared_export = shared_export
+
+
+def share_links(session: Session, site: Site) -> list[SharedLink]:
+    query = select(SharedLink).where(SharedLink.site_id == site.id).order_by(SharedLink.id)
+    return list(session.scalars(query))
+
+
+def create_share_link(session: Session, site: Site, name: str = "") -> SharedLink:
+    link = SharedLink(site_id=site.id, name=name.strip()[:100], token=new_share_token())
+    session.add(link)
+    session.flush()
+    return link
+
+
+def revoke_share_link(session: Session, site: Site, link_id: int) -> bool:
+    """Delete one of this site's links; False when it is not this site's (or is gone)."""
+    result = session.execute(
+        delete(SharedLink).where(SharedLink.id == link_id, SharedLink.site_id == site.id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def site_for_share_token(session: Session, token: str) -> Site | None:
+    """The site a live share link opens; None for unknown or revoked tokens."""
+    return session.scalar(select(Site).join(SharedLink).where(SharedLink.token == token))
+
+
+def has_events(session: Session, site: Site) -> bool:
+    """Whether anything was ever stored for the site (the empty state's check)."""
+    return bool(session.scalar(select(exists().where(Event.site_id == site.id))))

@@ -27,20 +27,19 @@
     // The tag pasted twice (by hand and by a tag manager) must not count everything twice.
     if (window.tracker?.loaded) return;
     const script = document.currentScript;
-    const attr = (name) => script.getAttribute("data-" + name);
-    const flag = (name) => attr(name) != null;
+    const config = script.dataset; // data-site -> config.site, data-allow-local -> allowLocal
 
     let optedOut;
     try {
       // The site owner's own visits: localStorage.tracker_ignore = "true" in the console.
       optedOut = localStorage.tracker_ignore == "true";
     } catch {} // storage can be blocked (sandboxed frames, strict privacy settings)
-    if (flag("respect-dnt") && (navigator.doNotTrack == "1" || navigator.globalPrivacyControl)) {
+    if ("respectDnt" in config && (navigator.doNotTrack == "1" || navigator.globalPrivacyControl)) {
       optedOut = 1;
     }
     // Development copies and headless automation would pollute real numbers.
     if (
-      !flag("allow-local") &&
+      !("allowLocal" in config) &&
       (/^(localhost|127\..*|\[::1\])$/.test(location.hostname) ||
         location.protocol == "file:" ||
         navigator.webdriver)
@@ -52,11 +51,11 @@
       return;
     }
 
-    const site = attr("site");
-    const endpoint = attr("api") || new URL(script.src).origin + "/api/event";
-    const hashRouting = flag("hash");
+    const site = config.site;
+    const endpoint = config.api || new URL(script.src).origin + "/api/event";
+    const hashRouting = "hash" in config;
     const downloadExtensions = (
-      attr("downloads") || "pdf,docx,xlsx,pptx,csv,txt,zip,rar,7z,gz,dmg,exe,apk,mp3,mp4,mov"
+      config.downloads || "pdf,docx,xlsx,pptx,csv,txt,zip,rar,7z,gz,dmg,exe,apk,mp3,mp4,mov"
     ).split(",");
 
     // The current page load (or SPA page): what its clicks and engagement repeat.
@@ -101,7 +100,9 @@
     const sendEngagement = () => {
       tick();
       const ms = Math.round(engagedMs);
-      if (ms != reportedMs) send("engagement", { engaged_ms: (reportedMs = ms), scroll: maxScroll });
+      if (ms != reportedMs) {
+        send("engagement", { engaged_ms: (reportedMs = ms), scroll: maxScroll });
+      }
     };
 
     const routeKey = () => location.pathname + (hashRouting ? location.hash : "");
@@ -127,16 +128,22 @@
       }
     });
 
+    // An element tagged data-track="Name" sends an event Name, its data-track-* as props.
+    const sendTagged = (tagged) => {
+      const props = {};
+      for (const { name, value } of tagged.attributes) {
+        if (name.startsWith("data-track-")) props[name.slice(11)] = value;
+      }
+      send("event", { name: tagged.dataset.track, props });
+    };
+
     const onClick = (event) => {
       if (event.button > 1) return; // auxclick: only the middle button opens a link
-      const tagged = event.target.closest("[data-track]");
+      // A tagged form counts when submitted, not when one of its fields is clicked.
+      const tagged = event.target.closest("[data-track]:not(form)");
       const link = event.target.closest("a[href]");
       if (tagged) {
-        const props = {};
-        for (const { name, value } of tagged.attributes) {
-          if (name.startsWith("data-track-")) props[name.slice(11)] = value;
-        }
-        send("event", { name: tagged.getAttribute("data-track"), props });
+        sendTagged(tagged);
       } else if (link?.host) {
         // Only http(s) links have a host (not mailto:, tel:, javascript:).
         const download =
@@ -166,6 +173,7 @@
       // Capture phase: a click is seen even when the page stops its propagation.
       listen(document, "click", onClick, true);
       listen(document, "auxclick", onClick, true);
+      listen(document, "submit", ({ target }) => target.dataset.track && sendTagged(target), true);
 
       listen(document, "visibilitychange", () => (document.hidden ? sendEngagement() : tick()));
       listen(window, "focus", tick);

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from tracker.cli import admin, export, jobs, server
+from tracker.cli import admin, demo, export, imports, jobs, server
 from tracker.cli.context import CliContext
 from tracker.config import ConfigError
 
@@ -42,7 +42,14 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = CliContext(config_path)
 
 
-for command in (*server.COMMANDS, *admin.COMMANDS, *jobs.COMMANDS, *export.COMMANDS):
+for command in (
+    *server.COMMANDS,
+    *admin.COMMANDS,
+    *jobs.COMMANDS,
+    *demo.COMMANDS,
+    *imports.COMMANDS,
+    *export.COMMANDS,
+):
     cli.add_command(command)
 
 

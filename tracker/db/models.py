@@ -196,6 +196,47 @@ class Event(Base):
     )
 
 
+class StatsRollup(Base):
+    """Pre-aggregated report rows: the stats layer's additive parts per site, local day,
+    dimension ("" for the total) and value. Maintained by tracker.stats.rollups."""
+
+    __tablename__ = "stats_rollups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    # Local day of the visits' start, in the site's time zone: days since 1970-01-01.
+    day: Mapped[int] = mapped_column(Integer)
+    # Dimension names joined by "," ("" for the total); one value each, in that order.
+    dimension: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(2000))
+    value2: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    visitors: Mapped[int] = mapped_column(BigInteger)
+    visits: Mapped[int] = mapped_column(BigInteger)
+    bounces: Mapped[int] = mapped_column(BigInteger)
+    pageviews: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(BigInteger)
+    time_on_page_ms: Mapped[int] = mapped_column(BigInteger)
+    time_on_page_known: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_stats_rollups_site_dimension_day", "site_id", "dimension", "day"),)
+
+
+class StatsRollupState(Base):
+    """Up to which local day a site's rollups are built, and up to which event id."""
+
+    __tablename__ = "stats_rollup_state"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_day: Mapped[int] = mapped_column(Integer)
+    # The zone the days were cut in: a site whose zone changed is rebuilt.
+    timezone: Mapped[str] = mapped_column(String(64))
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    built_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 __all__ = [
     "ApiKey",
     "Base",
@@ -204,6 +245,8 @@ __all__ = [
     "Event",
     "SharedLink",
     "Site",
+    "StatsRollup",
+    "StatsRollupState",
     "User",
     "Visit",
     "utcnow",

@@ -45,6 +45,8 @@ _SOCIAL_MEDIUMS = frozenset(
     {"social", "social-network", "social-media", "sm", "social network", "social media"}
 )
 _EMAIL = frozenset({"email", "e-mail", "e_mail", "e mail"})
+# Landing URLs and referrers repeat (campaign links, search engines): parse each once.
+CACHE_SIZE = 16384
 _IMPLIED_MEDIUM = {"search": "organic", "email": "email"}
 _TLD_LIKE = re.compile(r"^[a-z]{2,3}$")
 
@@ -121,6 +123,7 @@ def landing_params(query: str) -> dict[str, str]:
     return params
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def referrer_host(referrer: str) -> str:
     """Host of a referrer URL (or the package of an android-app:// one), without `www.`."""
     try:
@@ -130,6 +133,7 @@ def referrer_host(referrer: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def clean_referrer(referrer: str) -> str:
     """Drop query string and fragment: they can carry personal data and split reports."""
     try:
@@ -141,6 +145,7 @@ def clean_referrer(referrer: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"[:2000]
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def attribute(query: str, referrer: str, is_same_site: bool) -> Attribution:
     """Source, channel, UTM and click id of a landing on a page with this query string."""
     table = source_table()

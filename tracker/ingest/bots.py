@@ -8,10 +8,11 @@ link-preview fetchers (facebookexternalhit, LinkedInBot...) are bots.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import crawleruseragents
-from werkzeug.datastructures import Headers
 
 from tracker.enrich.useragent import CACHE_SIZE, parse_user_agent
 
@@ -26,11 +27,12 @@ _TOOLS = re.compile(
 # A browser user agent names a rendering engine or a browser family.
 _BROWSER = re.compile(r"mozilla/|opera/|applewebkit|gecko|dalvik|cfnetwork", re.IGNORECASE)
 # Headers of speculative loads: the page was fetched, nobody looked at it (yet).
+# WSGI environ keys of speculative-load headers: the page was fetched, nobody looked at it.
 _PREFETCH = (
-    ("Purpose", "prefetch"),
-    ("Sec-Purpose", "prefetch"),
-    ("X-Moz", "prefetch"),
-    ("X-Purpose", "preview"),
+    ("HTTP_PURPOSE", "prefetch"),
+    ("HTTP_SEC_PURPOSE", "prefetch"),
+    ("HTTP_X_MOZ", "prefetch"),
+    ("HTTP_X_PURPOSE", "preview"),
 )
 
 
@@ -45,5 +47,6 @@ def is_bot_user_agent(user_agent: str) -> bool:
     return crawleruseragents.is_crawler(ua)
 
 
-def is_prefetch(headers: Headers) -> bool:
-    return any(value in (headers.get(name) or "").lower() for name, value in _PREFETCH)
+def is_prefetch(environ: Mapping[str, Any]) -> bool:
+    """A prefetch or preview request, from its WSGI environ."""
+    return any(value in str(environ.get(key, "")).lower() for key, value in _PREFETCH)

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+# Parsing addresses with `ipaddress` costs microseconds; proxies and visitors repeat.
+@lru_cache(maxsize=16384)
+def _address(text: str) -> Address | None:
     try:
         return ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+
+
+@lru_cache(maxsize=1024)
+def _is_trusted(text: str, trusted: tuple[Network, ...]) -> bool:
+    address = _address(text)
+    return address is not None and any(address in net for net in trusted)
 
 
 def client_ip(remote_addr: str, forwarded_for: str, trusted: tuple[Network, ...]) -> str:
@@ -25,14 +35,11 @@ def client_ip(remote_addr: str, forwarded_for: str, trusted: tuple[Network, ...]
     X-Forwarded-For is read right to left, skipping our own proxies; the first other
     address is the client, believed only if it is a valid public address.
     """
-    peer = _address(remote_addr)
-    if peer is None or not forwarded_for or not any(peer in net for net in trusted):
+    if not forwarded_for or not trusted or not _is_trusted(remote_addr, trusted):
         return remote_addr
     for hop in reversed(forwarded_for.split(",")):
-        address = _address(hop)
-        if address is None:
-            return remote_addr
-        if any(address in net for net in trusted):
+        if _is_trusted(hop, trusted):
             continue
-        return str(address) if address.is_global else remote_addr
+        address = _address(hop)
+        return str(address) if address is not None and address.is_global else remote_addr
     return remote_addr

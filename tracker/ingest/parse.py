@@ -24,7 +24,6 @@ MAX_PROP_VALUE = 500
 MAX_USER_AGENT = 1000
 MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
 FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
-TRUSTED_FIELDS = ("timestamp", "ip", "user_agent")
 HASH_ROUTE_PREFIXES = ("/", "!/")
 
 
@@ -32,7 +31,7 @@ class EventError(ValueError):
     """Malformed input; the message names the field and says what is wrong."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention; frozen costs ~10x more to build per event
 class IncomingEvent:
     site: str
     kind: str

@@ -16,14 +16,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from tracker.enrich.geo import GeoIP
-from tracker.enrich.source import attribute, clean_referrer, referrer_host
+from tracker.enrich.source import attribute, clean_referrer, referrer_host, source_table
 from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.enrich.visitor import Salts, visitor_id
 from tracker.ingest.bots import is_bot_user_agent
 from tracker.ingest.client import Network, parse_networks
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
-from tracker.ingest.spam import is_spam_referrer
+from tracker.ingest.spam import is_spam_referrer, spam_hosts
 from tracker.ingest.store import DropKey, utc_day
 from tracker.ingest.writer import GroupCommitWriter
 from tracker.sessions import Hit
@@ -34,15 +34,18 @@ if TYPE_CHECKING:
     from tracker.db import Database
     from tracker.db.models import User
 
-# How long a request waits for its transaction before answering 503.
-STORE_WAIT_SECONDS = 10.0
+
+WARM_UP_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36 (tracker warm-up)"
+)
 
 
 class Rejected(Exception):
     """The request is refused (403); the message says why, without revealing other sites."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention; built per request
 class Client:
     ip: str
     user_agent: str
@@ -67,6 +70,7 @@ class Pipeline:
         visit_timeout_minutes: int,
         geoip_path: str = "",
         trusted_proxies: tuple[str, ...] = (),
+        store_timeout_seconds: float = 10.0,
     ) -> None:
         self.db = db
         self.sites = SiteCache(db)
@@ -74,8 +78,9 @@ class Pipeline:
         self.geo = GeoIP(geoip_path)
         self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
         self.writer = GroupCommitWriter(
-            db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=STORE_WAIT_SECONDS
+            db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=store_timeout_seconds
         )
+        _warm_up()
 
     @classmethod
     def for_app(cls, app: Flask) -> Pipeline:
@@ -85,6 +90,7 @@ class Pipeline:
             visit_timeout_minutes=settings.visit_timeout_minutes,
             geoip_path=settings.geoip_path,
             trusted_proxies=settings.trusted_proxies,
+            store_timeout_seconds=settings.store_timeout_seconds,
         )
 
     def accept(
@@ -155,6 +161,14 @@ class Pipeline:
             scroll=event.scroll,
             pageview_id=event.pageview_id,
         )
+
+
+def _warm_up() -> None:
+    """Compile the user-agent and crawler patterns and load the data files now, at start-up,
+    instead of during the first requests (it takes a second or two)."""
+    is_bot_user_agent(WARM_UP_USER_AGENT)
+    source_table()
+    spam_hosts()
 
 
 def _is_same_site(event: IncomingEvent, site: SiteInfo) -> bool:

@@ -16,6 +16,7 @@ def spam_hosts() -> frozenset[str]:
     )
 
 
+@lru_cache(maxsize=16384)
 def is_spam_referrer(referrer: str) -> bool:
     """The referrer's host or any parent domain is on the list (subdomains included)."""
     host = referrer_host(referrer)

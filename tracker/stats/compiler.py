@@ -16,14 +16,19 @@ ids rotate daily, so the sum is the definition, and it adds across rollups and r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CompoundSelect,
+    FromClause,
     Select,
+    Text,
+    UnaryExpression,
     and_,
     case,
     cast,
@@ -73,10 +78,13 @@ def needs_events(query: Query, parts: Sequence[str]) -> bool:
 
 def dimension_column(name: str) -> ColumnElement:
     dim = DIMENSIONS[name]
-    return (events if dim.is_event else visits).c[dim.column]
+    column = (events if dim.is_event else visits).c[dim.column]
+    # TRICKY: props is a JSON column; PostgreSQL's json has no equality, so grouping and
+    # filtering use its text, which both databases keep exactly as it was written.
+    return cast(column, Text) if name == "event:props" else column
 
 
-def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz) -> ColumnElement:  # noqa: ANN001
+def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz: ZoneInfo) -> ColumnElement:
     """The site's UTC offset (ms) at `ts`: a CASE over the few DST changes in range.
 
     # TRICKY: neither database knows the site's zone rules portably, so Python finds the
@@ -119,24 +127,30 @@ def raw_buckets(
         where.append(flt)
     if extra is not None:
         where.append(extra)
-    bucket = bucket_expr(visits.c.started_ms, plan, query).label("bucket")
-    dims = [dimension_column(d).label(dim_key(i)) for i, d in enumerate(plan.dims)]
-    if not needs_events(query, plan.parts):
-        return _visit_buckets(plan, dims, bucket, where)
-    return _event_buckets(query, plan, dims, bucket, where)
+    bucket = bucket_expr(visits.c.started_ms, plan, query)
+    dims = [dimension_column(d) for d in plan.dims]
+    if needs_events(query, plan.parts):
+        facts = event_facts(query, visits, bucket, dims).where(*where)
+    else:
+        facts = visit_facts(visits, bucket, dims).where(*where)
+    sub = facts.subquery("facts")
+    return group_facts(sub, [sub.c[dim_key(i)] for i in range(len(dims))], plan.parts)
 
 
-def _visit_buckets(plan: Plan, dims: list, bucket: ColumnElement, where: list) -> Select:  # noqa: ANN001
-    exprs = {
-        "visitors": func.count(visits.c.visitor_id.distinct()),
-        "visits": func.count(),
-        "bounces": func.sum(case((visits.c.is_bounce, 1), else_=0)),
-        "pageviews": func.sum(visits.c.pageviews),
-        "duration_ms": func.sum(visits.c.duration_ms),
-    }
-    keys = [*dims, bucket]
-    stmt = select(*keys, *(exprs[p].label(p) for p in plan.parts)).where(*where)
-    return stmt.group_by(*(k.element for k in keys))
+def _bounce(source: FromClause) -> ColumnElement:
+    return case((source.c.is_bounce, 1), else_=0)
+
+
+def visit_facts(source: FromClause, bucket: ColumnElement, dims: list[ColumnElement]) -> Select:
+    """One row per visit of `source` (visits, or a copy): its facts, bucket and dimensions."""
+    return select(
+        *(d.label(dim_key(i)) for i, d in enumerate(dims)),
+        bucket.label("bucket"),
+        source.c.visitor_id,
+        _bounce(source).label("bounce"),
+        source.c.duration_ms,
+        source.c.pageviews,
+    )
 
 
 def event_kinds(query: Query) -> tuple[str, ...] | None:
@@ -149,43 +163,65 @@ def event_kinds(query: Query) -> tuple[str, ...] | None:
     return None if kinds is None else tuple(sorted(kinds))
 
 
-def _event_buckets(query: Query, plan: Plan, dims: list, bucket, where: list) -> Select:  # noqa: ANN001
-    """Events grouped per visit first (visit facts once), then per bucket."""
-    kinds = event_kinds(query)
-    if kinds is not None:
-        where = [*where, events.c.kind.in_(kinds) if kinds else false()]
+def event_facts(
+    query: Query, source: FromClause, bucket: ColumnElement, dims: Sequence[ColumnElement]
+) -> Select:
+    """Events joined to their visit in `source`, one row per visit and dimension values.
+
+    Visit facts (visitor, bounce, duration) are taken once per visit, however many of its
+    events match; pageviews, events and times on page are counted from the events.
+    """
     is_pageview = events.c.kind == "pageview"
-    keys = [*dims, bucket]
-    per_visit = (
+    # Group by the visit and event-level values only; whatever depends on the visit alone
+    # rides along as max() (cheaper than grouping by it, and valid SQL on PostgreSQL).
+    event_keys = [d for d in dims if _is_event_column(d)]
+    once = [
+        *(
+            (d if _is_event_column(d) else func.max(d)).label(dim_key(i))
+            for i, d in enumerate(dims)
+        ),
+        func.max(bucket).label("bucket"),
+        func.max(source.c.visitor_id).label("visitor_id"),
+        func.max(_bounce(source)).label("bounce"),
+        func.max(source.c.duration_ms).label("duration_ms"),
+    ]
+    stmt = (
         select(
-            *keys,
-            visits.c.visitor_id,
-            case((visits.c.is_bounce, 1), else_=0).label("bounce"),
-            visits.c.duration_ms,
+            *once,
             func.sum(case((is_pageview, 1), else_=0)).label("pageviews"),
             func.sum(case((events.c.kind != "engagement", 1), else_=0)).label("events"),
             func.sum(case((is_pageview, events.c.time_on_page_ms))).label("top_ms"),
             func.count(case((is_pageview, events.c.time_on_page_ms))).label("top_known"),
         )
-        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
-        .where(*where)
-        .group_by(*(k.element for k in keys), visits.c.id)
-        .subquery("per_visit")
+        .select_from(events.join(source, events.c.visit_id == source.c.id))
+        .group_by(*event_keys, source.c.id)
     )
-    c = per_visit.c
+    kinds = event_kinds(query)
+    if kinds is not None:
+        stmt = stmt.where(events.c.kind.in_(kinds) if kinds else false())
+    return stmt
+
+
+def _is_event_column(column: ColumnElement) -> bool:
+    return getattr(column, "table", None) is events
+
+
+def group_facts(facts: FromClause, dims: Sequence[ColumnElement], parts: Sequence[str]) -> Select:
+    """Per-visit facts summed per dimension values (columns of `facts`) and bucket."""
+    c = facts.c
     exprs = {
-        "visitors": func.count(c.visitor_id.distinct()),
-        "visits": func.count(),
-        "bounces": func.sum(c.bounce),
-        "pageviews": func.sum(c.pageviews),
-        "events": func.sum(c.events),
-        "duration_ms": func.sum(c.duration_ms),
-        "time_on_page_ms": func.coalesce(func.sum(c.top_ms), 0),
-        "time_on_page_known": func.sum(c.top_known),
+        "visitors": lambda: func.count(c.visitor_id.distinct()),
+        "visits": lambda: func.count(),
+        "bounces": lambda: func.sum(c.bounce),
+        "pageviews": lambda: func.sum(c.pageviews),
+        "events": lambda: func.sum(c.events),
+        "duration_ms": lambda: func.sum(c.duration_ms),
+        "time_on_page_ms": lambda: func.coalesce(func.sum(c.top_ms), 0),
+        "time_on_page_known": lambda: func.sum(c.top_known),
     }
-    outer_keys = [c[dim_key(i)] for i in range(len(plan.dims))] + [c.bucket]
-    stmt = select(*outer_keys, *(exprs[p].label(p) for p in plan.parts))
-    return stmt.group_by(*outer_keys)
+    keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), c.bucket]
+    stmt = select(*keys, *(exprs[p]().label(p) for p in parts))
+    return stmt.group_by(*dims, c.bucket)
 
 
 def _time_key(query: Query, bucket: ColumnElement) -> ColumnElement:
@@ -207,7 +243,7 @@ def _month_starts(start: date, end: date) -> list[int]:
     return starts
 
 
-def outer(query: Query, plan: Plan, source: Select, *, paged: bool = True) -> Select:
+def outer(query: Query, plan: Plan, source: Select | CompoundSelect) -> Select:
     """Sum the per-bucket rows by dimension, order and page them (LIMIT n+1: is there more?)."""
     src = source.subquery("buckets")
     sums = {p: cast(func.sum(src.c[p]), BigInteger) for p in plan.parts}
@@ -221,12 +257,14 @@ def outer(query: Query, plan: Plan, source: Select, *, paged: bool = True) -> Se
     labelled = [expr.label(f"k{i}") for i, expr in enumerate(keys.values())]
     stmt = select(*labelled, *(s.label(p) for p, s in sums.items())).group_by(*keys.values())
     stmt = stmt.order_by(*_order(query, keys, sums))
-    if paged and query.limit:
+    if query.limit:
         stmt = stmt.limit(query.limit + 1).offset(query.offset)
     return stmt
 
 
-def _order(query: Query, keys: dict[str, ColumnElement], sums: dict) -> list:  # noqa: ANN001
+def _order(
+    query: Query, keys: Mapping[str, ColumnElement], sums: Mapping[str, ColumnElement]
+) -> list[UnaryExpression]:
     order = list(query.order_by)
     if not order:
         if query.time_dimension:

@@ -61,6 +61,8 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("visit:device", "device", "Device", "device"),
         Dimension("event:name", "event", "Event", "name", _INTERACTIONS),
         Dimension("event:target", "target", "Link target", "target", ("click",)),
+        # A custom event's properties: the stored JSON object as text, e.g. {"plan": "pro"}.
+        Dimension("event:props", "props", "Properties", "props", ("event",)),
         Dimension("event:hostname", "hostname", "Hostname", "hostname", _PAGEVIEW),
         Dimension("time:hour", "hour", "Hour", ""),
         Dimension("time:day", "day", "Day", ""),
@@ -71,8 +73,15 @@ DIMENSIONS: dict[str, Dimension] = {
 
 BY_SHORT: dict[str, Dimension] = {d.short: d for d in DIMENSIONS.values() if not d.is_time}
 TIME_DIMENSIONS = tuple(name for name, d in DIMENSIONS.items() if d.is_time)
-# Breakdowns kept pre-aggregated per day (see rollups); "" is the unbroken total.
-ROLLUP_DIMENSIONS = ("",) + tuple(name for name, d in DIMENSIONS.items() if not d.is_time)
+# Dimension sets kept pre-aggregated per day (see rollups): the unbroken total, each
+# dimension alone, and pairs the stats page reads together (clicks of one kind by target).
+# Not event:props: its JSON text (up to 30 properties) does not fit a rollup value and is
+# answered from raw events.
+ROLLUP_KEYS: tuple[tuple[str, ...], ...] = (
+    (),
+    *((name,) for name, d in DIMENSIONS.items() if not d.is_time and name != "event:props"),
+    ("event:name", "event:target"),
+)
 
 
 def dimension(name: str) -> Dimension:

@@ -165,6 +165,10 @@ def offset_segments(start_ms: int, end_ms: int, tz: ZoneInfo) -> list[tuple[int,
     return segments
 
 
+def local_date(ts_ms: int, tz: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).astimezone(tz).date()
+
+
 def day_number(day: date) -> int:
     """Days since 1970-01-01: how local days are stored and bucketed in SQL."""
     return (day - EPOCH).days

@@ -11,25 +11,28 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, select, tuple_
+from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.db import Database
-from tracker.stats.compiler import dimension_column, outer, plan_for, raw_buckets, visits
+from tracker.stats.compiler import dimension_column, outer, plan_for
 from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.filters import Filter
 from tracker.stats.metrics import PARTS, change, combine, parts_for
 from tracker.stats.periods import (
     Period,
     day_from_number,
     hour_starts,
+    local_date,
     local_label,
     month_start,
     shift_months,
     week_start,
 )
 from tracker.stats.query import Query, SiteLike, site_ref
+from tracker.stats.rollups import bucket_source, first_visit_ms
 
 
 @dataclass
@@ -49,12 +52,13 @@ class Result:
         return self.rows[0] if self.rows else {}
 
 
-def run(db: Database, query: Query) -> Result:
+def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
+    """Answer a query. `rollups=False` reads raw rows only (tests compare both paths)."""
     with db.engine.connect() as conn:
-        result = _run(conn, query)
+        result = _run(conn, query, rollups=rollups)
         if query.compare and query.compare_period:
             restrict = _row_keys(result)
-            result.comparison = _run(conn, _comparison_query(query), restrict)
+            result.comparison = _run(conn, _comparison_query(query), restrict, rollups=rollups)
             _attach_comparison(result, result.comparison)
     return result
 
@@ -63,28 +67,29 @@ def first_day(db: Database, site: SiteLike) -> date | None:
     """The local day of the site's first visit (where period=all starts), None if none."""
     ref = site_ref(site)
     with db.engine.connect() as conn:
-        first = conn.scalar(select(func.min(visits.c.started_ms)).where(visits.c.site_id == ref.id))
-    if first is None:
-        return None
-    return datetime.fromtimestamp(first / 1000, UTC).astimezone(ref.tz).date()
+        first = first_visit_ms(conn, ref)
+    return None if first is None else local_date(first, ref.tz)
 
 
-def _row_keys(result: Result) -> list[tuple[Any, ...]]:
-    """The non-time dimension values of the rows shown (empty when there are none)."""
+def _row_keys(result: Result) -> list[tuple[Any, ...]] | None:
+    """The non-time dimension values of the rows shown; None for totals and time series."""
     keys = [d for d in result.query.dimensions if not DIMENSIONS[d].is_time]
     if not keys:
-        return []
+        return None
     return [tuple(row[k] for k in keys) for row in result.rows]
 
 
 def _run(
-    conn: Connection, query: Query, restrict: Sequence[tuple[Any, ...]] | None = None
+    conn: Connection,
+    query: Query,
+    restrict: Sequence[tuple[Any, ...]] | None = None,
+    *,
+    rollups: bool,
 ) -> Result:
     parts = parts_for(query.metrics)
     plan = plan_for(query, parts)
-    extra = _restriction(query, restrict)
-    source = raw_buckets(query, plan, [(query.period.start_ms, query.period.end_ms)], extra)
-    used = "raw"
+    query, extra = _restricted(query, restrict)
+    source, used = bucket_source(conn, query, plan, extra, rollups=rollups)
     raw = conn.execute(outer(query, plan, source)).all()
     has_more = bool(query.limit) and len(raw) > (query.limit or 0)
     if has_more:
@@ -106,17 +111,20 @@ def _run(
     return Result(rows=rows, query=query, has_more=has_more, meta=meta)
 
 
-def _restriction(
+def _restricted(
     query: Query, restrict: Sequence[tuple[Any, ...]] | None
-) -> ColumnElement[bool] | None:
-    """Limit a comparison breakdown to the rows the current period showed."""
+) -> tuple[Query, ColumnElement[bool] | None]:
+    """Limit a comparison breakdown to the rows the current period showed.
+
+    One dimension: a filter on it (rollups can still answer); several: a tuple IN clause.
+    """
     names = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
     if restrict is None or not names:
-        return None  # totals and time series compare everything
+        return query, None
+    if len(names) == 1 and restrict and query.filter_for(names[0]) is None:
+        return query.with_filter(Filter(names[0], "is", tuple(r[0] for r in restrict))), None
     columns = [dimension_column(d) for d in names]
-    if len(columns) == 1:
-        return columns[0].in_([r[0] for r in restrict])
-    return tuple_(*columns).in_(restrict)
+    return query, tuple_(*columns).in_(restrict)
 
 
 def _dimension_value(name: str, value: Any, query: Query) -> Any:

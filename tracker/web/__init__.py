@@ -1,11 +1,11 @@
-"""The web UI: first run, login, the list of sites, and health. Views stay thin."""
+"""The web UI: first run, login, sites, stats pages, site settings, and health. Views stay thin."""
 
 from __future__ import annotations
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from tracker.web import auth, export, health, sites
+from tracker.web import auth, export, health, settings, sites, stats
 from tracker.web.beacon import init_beacon
 
 csrf = CSRFProtect()
@@ -18,4 +18,6 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(sites.bp)
     app.register_blueprint(export.bp)
+    app.register_blueprint(stats.bp)
+    app.register_blueprint(settings.bp)
     init_beacon(app)

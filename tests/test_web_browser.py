@@ -1,0 +1,155 @@
+"""The stats page in a real browser (Debian's chromium): filtering by a click, and an XSS
+canary: attacker-controlled text in every stored field must never run as script."""
+
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from tests.helpers import add_user, store_events
+from tests.stats_fixture import DAY, SITE, store_fixture
+
+# What a browser runs does not depend on the database: SQLite only, to keep the suite quick.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PASSWORD = "correct horse"
+# Each payload sets window.__xss if it ever runs: a script, an event handler, a javascript: URL.
+PAYLOADS = [
+    "<script>window.__xss='script'</script>",
+    "\"'><svg/onload=window.__xss='attr'>",
+    "javascript:window.__xss='url'",
+    "</title><img src=x onerror=window.__xss='img'>",
+]
+
+
+def log_in(page, base, email="owner@example.com"):
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Log in')")
+
+
+def _canary_events(site):
+    events = []
+    for i, payload in enumerate(PAYLOADS):
+        utm = urlencode({f"utm_{k}": payload for k in ("source", "medium", "campaign", "term",
+                                                        "content")})  # fmt: skip
+        page = f"https://{site}/{quote(payload, safe='')}"
+        common = {"ip": f"203.0.113.{10 + i}", "timestamp": f"2026-03-02T12:0{i}:00Z"}
+        events += [
+            {"url": f"{page}?{utm}", "title": payload, "referrer": f"https://ref{i}.example/"
+             f"{payload}", **common, "pageview_id": f"x{i}"},
+            {"url": f"https://{site}/raw{i}{payload}", "title": payload, **common},
+            {"type": "click", "url": page, "name": "Outbound Link", "target": payload, **common},
+            {"type": "click", "url": page, "name": "File Download",
+             "target": f"https://{site}/{payload}.pdf", **common},
+            {"type": "event", "url": page, "name": payload, "props": {payload: payload}, **common},
+        ]  # fmt: skip
+    return events
+
+
+def _visit_everything(page, base, site):
+    """The page, every tab of every card, every "more" list, real time; returns pages seen."""
+    seen = []
+    start = f"{base}/sites/{site}?{DAY}"
+    page.goto(start)
+    tabs = page.eval_on_selector_all(".tabs a, .report .foot a[href*='/reports/']",
+                                     "els => els.map(e => e.href)")  # fmt: skip
+    for url in [start, *tabs, f"{base}/sites/{site}/realtime"]:
+        if url.endswith(".csv") or ".csv?" in url:
+            continue
+        page.goto(url)
+        seen.append(url)
+        assert page.evaluate("window.__xss") is None, url
+    return seen
+
+
+def test_xss_canary_never_runs(app, db, browser, live_server):
+    add_user(db, "owner@example.com", PASSWORD)
+    store_events(app, _canary_events("xss.example"), site="xss.example")
+    context = browser.new_context()
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    log_in(page, live_server.url)
+    seen = _visit_everything(page, live_server.url, "xss.example")
+    assert len(seen) > 20
+    # The payloads are shown as text, and filtering by one keeps them inert.
+    page.goto(f"{live_server.url}/sites/xss.example?{DAY}&sources_tab=campaigns")
+    assert page.get_by_text(PAYLOADS[0]).count() >= 1
+    page.locator("#sources table a", has_text="svg/onload").first.click()
+    page.wait_for_load_state()
+    assert page.locator(".filters li", has_text="UTM campaign is").count() == 1
+    assert page.evaluate("window.__xss") is None and dialogs == []
+    context.close()
+
+
+def test_clicking_a_source_filters_the_page(app, db, browser, live_server):
+    add_user(db, "owner@example.com", PASSWORD)
+    store_fixture(app)
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/sites/{SITE}?{DAY}")
+    assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "3"]
+    page.locator("#sources table a", has_text="Google").click()
+    page.wait_for_url("**source=Google**")
+    assert page.locator(".filters li").inner_text().startswith("Source is Google")
+    assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "1"]
+    assert page.locator("#pages table a").all_inner_texts() == ["/blog"]
+    page.screenshot(path=str(ARTIFACTS / "stats-filtered-by-source.png"), full_page=True)
+    # The chart answers a hover with the day's value and the comparison day's.
+    page.locator(".chart .hit").nth(10).hover()  # 10:00, when the Google visit came
+    assert page.locator(".chart .tip").inner_text().split("\n") == [
+        "Mon 2 Mar, 10:00",
+        "1",
+        "vs 0 (Sun 1 Mar, 10:00)",
+    ]
+    page.locator(".filters a.x").click()
+    page.wait_for_load_state()
+    assert page.locator(".filters li").count() == 0
+    context.close()
+
+
+def test_phone_layout_and_screenshots(app, db, browser, live_server):
+    """Desktop and phone screenshots of a demo site (kept under test-artifacts/)."""
+    from tracker.demo import demo_days
+
+    add_user(db, "owner@example.com", PASSWORD)
+    for events in demo_days("demo.example", days=14, visits_per_day=60):
+        store_events(app, events, site="demo.example")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, width, height in (("desktop", 1280, 900), ("phone", 390, 844)):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        log_in(page, live_server.url)
+        page.goto(f"{live_server.url}/sites/demo.example?period=7d")
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(ARTIFACTS / f"stats-{name}.png"), full_page=True)
+        context.close()
+
+
+def test_empty_state_turns_green_by_itself(app, db, browser, live_server):
+    from tracker.sites import add_site
+
+    add_user(db, "owner@example.com", PASSWORD)
+    with db.session() as session:
+        add_site(session, "new.example")
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/sites/new.example")
+    assert page.locator("[data-status-text]").inner_text() == "Waiting for the first pageview…"
+    store_events(app, [{"url": "https://new.example/"}], site="new.example")
+    # The page polls status.json, turns green, then reloads into the stats.
+    page.wait_for_selector(".teach.ok", timeout=15_000)
+    page.wait_for_selector(".kpis", timeout=15_000)
+    assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "1"]
+    context.close()

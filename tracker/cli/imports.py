@@ -1,0 +1,119 @@
+"""`tracker import events FILE.ndjson`: history and server-side events from a file.
+
+Each line is one event of the ingestion protocol with the trusted fields `timestamp`,
+`ip` and `user_agent` (all three required here: there is no request to take them from).
+Lines go through the same pipeline as POST /api/events, 1,000 at a time, so they make the
+same visits live traffic would; keep the file in time order, as exports are. A line that
+fails validation is rejected whole and reported with its number; the others are imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import IO
+
+import click
+
+from tracker.cli.context import CliContext, pass_context
+from tracker.ingest.parse import EventError, IncomingEvent, parse_event
+from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
+
+CHUNK = 1000
+REQUIRED = ("timestamp", "ip", "user_agent")
+SHOWN_REJECTIONS = 50
+
+
+class ImportSummary:
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.dropped: Counter[str] = Counter()
+        self.rejected: list[tuple[int, str]] = []
+
+    def report(self, name: str) -> None:
+        dropped = ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.dropped.items()))
+        click.echo(
+            f"Imported {self.accepted:,} events from {name}"
+            + (f" (dropped: {dropped})." if dropped else ".")
+        )
+        if self.rejected:
+            click.echo(f"Rejected {len(self.rejected):,} lines:", err=True)
+            for number, message in self.rejected[:SHOWN_REJECTIONS]:
+                click.echo(f"  line {number}: {message}", err=True)
+            if len(self.rejected) > SHOWN_REJECTIONS:
+                click.echo(f"  ... and {len(self.rejected) - SHOWN_REJECTIONS:,} more", err=True)
+
+
+def _parse_line(line: bytes, pipeline: Pipeline, received: int) -> IncomingEvent:
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise EventError("not valid JSON") from None
+    if isinstance(data, dict):
+        missing = [field for field in REQUIRED if not data.get(field)]
+        if missing:
+            raise EventError(f"{missing[0]}: is required for imports")
+    event = parse_event(data, trusted=True, now_ms=received)
+    pipeline.gate(event, None)
+    return event
+
+
+def import_file(pipeline: Pipeline, stream: IO[bytes], size: int) -> ImportSummary:
+    summary = ImportSummary()
+    chunk: list[IncomingEvent] = []
+    client = Client(ip="", user_agent="")  # every line brings its own
+
+    def flush() -> None:
+        if chunk:
+            outcome = pipeline.accept(chunk, client)
+            summary.accepted += outcome.accepted
+            summary.dropped.update(outcome.dropped)
+            chunk.clear()
+
+    with click.progressbar(length=size, label="Importing", file=sys.stderr) as bar:
+        for number, line in enumerate(stream, start=1):
+            bar.update(len(line))
+            if not line.strip():
+                continue
+            try:
+                chunk.append(_parse_line(line, pipeline, now_ms()))
+            except (EventError, Rejected) as exc:
+                summary.rejected.append((number, str(exc)))
+                continue
+            if len(chunk) >= CHUNK:
+                flush()
+        flush()
+    return summary
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import data from files."""
+
+
+@import_group.command("events")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_context
+def import_events(ctx: CliContext, file: Path) -> None:
+    """Import events from FILE, one JSON event per line (NDJSON), in time order.
+
+    Each line needs site, type, url, timestamp (ISO 8601 with offset), ip and user_agent.
+    Exits with status 1 when a line was rejected (the other lines are imported).
+    """
+    settings = ctx.settings
+    pipeline = Pipeline(
+        ctx.db,
+        visit_timeout_minutes=settings.visit_timeout_minutes,
+        geoip_path=settings.geoip_path,
+        store_timeout_seconds=max(settings.store_timeout_seconds, 60),
+    )
+    with file.open("rb") as stream:
+        summary = import_file(pipeline, stream, file.stat().st_size)
+    summary.report(file.name)
+    if summary.rejected:
+        raise SystemExit(1)
+
+
+COMMANDS: list[click.Command] = [import_group]

@@ -1,0 +1,467 @@
+"""Demo traffic: realistic visits for a site, as the beacon and backends would send them.
+
+`demo_days` yields, one day at a time, the events of that day in timestamp order, in the
+collector's trusted-batch format (with `timestamp`, `ip` and `user_agent`). The `tracker
+demo` command feeds them through the real ingest pipeline, so the stats page shows what
+real traffic would produce: sources and campaigns, devices, countries, bounces, engaged
+time, outbound clicks, downloads and custom events. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+from tracker.enrich.geo import Place
+from tracker.ingest.parse import parse_event
+from tracker.ingest.pipeline import Client, now_ms
+
+Event = dict[str, Any]
+BATCH = 1000  # events per pipeline call, as the batch endpoint takes them
+
+PAGES: dict[str, str] = {
+    "/": "Acme Analytics: know your traffic",
+    "/pricing": "Pricing · Acme Analytics",
+    "/features": "Features · Acme Analytics",
+    "/blog": "Blog · Acme Analytics",
+    "/blog/privacy-first-analytics": "Privacy-first analytics, explained",
+    "/blog/utm-guide": "The UTM guide for busy marketers",
+    "/blog/ga4-alternatives": "7 GA4 alternatives compared",
+    "/docs": "Documentation · Acme Analytics",
+    "/docs/install": "Install in 2 minutes · Docs",
+    "/signup": "Start your free trial",
+    "/contact": "Contact sales",
+    "/about": "About us",
+}
+
+# Where each page tends to lead next (weights), so paths look like real browsing.
+NEXT_PAGES: dict[str, dict[str, int]] = {
+    "/": {"/pricing": 5, "/features": 4, "/blog": 2, "/signup": 2, "/about": 1},
+    "/pricing": {"/signup": 5, "/features": 2, "/contact": 2, "/": 1},
+    "/features": {"/pricing": 5, "/signup": 2, "/docs": 2},
+    "/blog": {
+        "/blog/privacy-first-analytics": 3,
+        "/blog/utm-guide": 3,
+        "/blog/ga4-alternatives": 3,
+    },
+    "/blog/privacy-first-analytics": {"/": 3, "/pricing": 2, "/blog": 2},
+    "/blog/utm-guide": {"/blog": 2, "/pricing": 2, "/": 1},
+    "/blog/ga4-alternatives": {"/pricing": 3, "/features": 2, "/": 2},
+    "/docs": {"/docs/install": 5, "/pricing": 1},
+    "/docs/install": {"/signup": 2, "/docs": 1},
+    "/signup": {"/pricing": 1, "/": 1},
+    "/contact": {"/": 1, "/pricing": 1},
+    "/about": {"/": 1, "/contact": 1},
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """How a visit arrives: referrer and landing-page query, with its weight and habits."""
+
+    weight: float
+    referrer: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    landings: tuple[str, ...] = ("/",)
+    bounce: float = 0.45
+    convert: float = 0.03
+    # Active only between these many days ago (a campaign's flight), None = always.
+    days_ago: tuple[int, int] | None = None
+
+
+SOURCES: list[Source] = [
+    Source(30, landings=("/", "/", "/pricing", "/docs")),
+    Source(
+        24,
+        "https://www.google.com/",
+        landings=("/blog/ga4-alternatives", "/blog/utm-guide", "/", "/docs/install"),
+        bounce=0.5,
+    ),
+    Source(4, "https://www.bing.com/", landings=("/blog/ga4-alternatives", "/")),
+    Source(3, "https://duckduckgo.com/", landings=("/blog/privacy-first-analytics", "/")),
+    Source(
+        3, "https://news.ycombinator.com/", landings=("/blog/privacy-first-analytics",), bounce=0.6
+    ),
+    Source(3, "https://www.linkedin.com/", landings=("/blog/utm-guide", "/")),
+    Source(3, "https://m.facebook.com/", landings=("/",), bounce=0.6),
+    Source(2, "https://t.co/", landings=("/blog/privacy-first-analytics",), bounce=0.65),
+    Source(2, "https://www.reddit.com/r/analytics/", landings=("/blog/ga4-alternatives",)),
+    Source(2, "https://chatgpt.com/", landings=("/features", "/pricing"), bounce=0.3, convert=0.06),
+    Source(1, "https://www.perplexity.ai/", landings=("/features",), bounce=0.3),
+    Source(2, "https://github.com/acme/analytics", landings=("/docs", "/docs/install")),
+    Source(2, "https://blog.example.org/best-tools-2026", landings=("/", "/pricing")),
+    Source(
+        5,
+        params={"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "weekly-digest"},
+        landings=("/blog/utm-guide", "/blog"),
+        bounce=0.35,
+    ),
+    Source(
+        6,
+        params={
+            "utm_source": "google",
+            "utm_medium": "cpc",
+            "utm_campaign": "brand_search",
+            "utm_term": "acme analytics",
+        },
+        landings=("/", "/pricing"),
+        bounce=0.35,
+        convert=0.07,
+    ),
+    Source(
+        9,
+        params={
+            "utm_source": "google",
+            "utm_medium": "cpc",
+            "utm_campaign": "spring_sale",
+            "utm_term": "web analytics",
+        },
+        landings=("/pricing",),
+        bounce=0.55,
+        convert=0.05,
+        days_ago=(20, 40),
+    ),
+    Source(
+        4,
+        params={
+            "utm_source": "facebook",
+            "utm_medium": "paid_social",
+            "utm_campaign": "retargeting",
+            "utm_content": "video_a",
+        },
+        landings=("/pricing", "/"),
+        bounce=0.6,
+    ),
+    Source(
+        3,
+        params={
+            "utm_source": "facebook",
+            "utm_medium": "paid_social",
+            "utm_campaign": "retargeting",
+            "utm_content": "video_b",
+        },
+        landings=("/pricing",),
+        bounce=0.5,
+        convert=0.05,
+    ),
+    Source(
+        2,
+        params={
+            "utm_source": "linkedin",
+            "utm_medium": "paid_social",
+            "utm_campaign": "b2b_launch",
+            "utm_content": "carousel",
+        },
+        landings=("/features",),
+        bounce=0.4,
+        convert=0.05,
+    ),
+]
+
+# (user agent, screen width, weight): desktop, phone and tablet browsers people really use.
+DEVICES: list[tuple[str, int, float]] = [
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36",
+        1920,
+        26,
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+        "Gecko) Version/18.1 Safari/605.1.15",
+        1440,
+        12,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        1536,
+        6,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+        1920,
+        6,
+    ),
+    (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36",
+        1920,
+        3,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+        390,
+        20,
+    ),
+    (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Mobile Safari/537.36",
+        412,
+        12,
+    ),
+    (
+        "Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36",
+        384,
+        6,
+    ),
+    (
+        "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+        "Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+        820,
+        5,
+    ),
+]
+
+# (first octets of a network allocated to the country, country, region, city, weight).
+# With a GeoIP database configured, visits resolve through it; without one, DemoGeo places
+# them by this table so the demo's location report is not empty.
+NETWORKS: list[tuple[str, str, str, str, float]] = [
+    ("8.8", "US", "California", "San Francisco", 14),
+    ("8.9", "US", "New York", "New York", 10),
+    ("8.10", "US", "Texas", "Austin", 6),
+    ("81.2", "GB", "England", "London", 9),
+    ("91.64", "DE", "Berlin", "Berlin", 5),
+    ("91.65", "DE", "Bavaria", "Munich", 4),
+    ("90.84", "FR", "Île-de-France", "Paris", 7),
+    ("90.85", "FR", "Auvergne-Rhône-Alpes", "Lyon", 3),
+    ("142.112", "CA", "Ontario", "Toronto", 5),
+    ("1.120", "AU", "New South Wales", "Sydney", 4),
+    ("145.53", "NL", "North Holland", "Amsterdam", 4),
+    ("79.30", "ES", "Madrid", "Madrid", 4),
+    ("151.20", "IT", "Lombardy", "Milan", 3),
+    ("177.36", "BR", "São Paulo", "São Paulo", 5),
+    ("117.192", "IN", "Karnataka", "Bengaluru", 6),
+    ("126.0", "JP", "Tokyo", "Tokyo", 4),
+]
+
+# Click names as the beacon sends them.
+OUTBOUND_LINK, FILE_DOWNLOAD = "Outbound Link", "File Download"
+OUTBOUND = [
+    "https://github.com/acme/analytics",
+    "https://twitter.com/acme",
+    "https://www.youtube.com/watch?v=acme-tour",
+]
+RETURN_SAME_DAY = 0.12
+DOWNLOADS = ["/files/acme-whitepaper.pdf", "/files/acme-pricing.pdf"]
+
+
+def _weighted(rng: random.Random, items: list[Any], weights: list[float]) -> Any:
+    return rng.choices(items, weights=weights, k=1)[0]
+
+
+def _visits_on(day_index: int, days: int, day: date, per_day: int, rng: random.Random) -> int:
+    """Weekdays busier than weekends, a gentle growth over the range, and daily noise."""
+    weekend = 0.65 if day.weekday() >= 5 else 1.0
+    trend = 0.8 + 0.3 * (day_index / max(1, days - 1))
+    return max(0, round(per_day * weekend * trend * rng.uniform(0.85, 1.15)))
+
+
+def _start_second(rng: random.Random) -> int:
+    """Seconds into the local day, mostly office hours with an evening tail."""
+    hour = min(23.99, max(0.0, rng.gauss(14, 4.5)))
+    return int(hour * 3600)
+
+
+def _url(domain: str, path: str, params: dict[str, str]) -> str:
+    query = f"?{urlencode(params)}" if params else ""
+    return f"https://{domain}{path}{query}"
+
+
+class _VisitBuilder:
+    """The events of one visit, from landing to its last engagement beacon."""
+
+    def __init__(self, domain: str, rng: random.Random, ip: str, ua: str, screen: int) -> None:
+        self.domain, self.rng, self.ip, self.ua, self.screen = domain, rng, ip, ua, screen
+        self.events: list[Event] = []
+
+    def _event(self, at: datetime, kind: str, **fields: Any) -> Event:
+        event = {
+            "site": self.domain,
+            "type": kind,
+            # UTC, so the strings sort in time order.
+            "timestamp": at.astimezone(UTC).isoformat(timespec="milliseconds"),
+            "ip": self.ip,
+            "user_agent": self.ua,
+            "screen": self.screen,
+            **fields,
+        }
+        self.events.append(event)
+        return event
+
+    def build(self, source: Source, start: datetime) -> list[Event]:
+        rng = self.rng
+        bounce = rng.random() < source.bounce
+        pages = 1 if bounce else 2 + min(6, int(rng.expovariate(0.6)))
+        path = rng.choice(source.landings)
+        at = start
+        referrer = source.referrer
+        params: dict[str, str] = dict(source.params)
+        if source.params.get("utm_medium") == "cpc":
+            params["gclid"] = f"{rng.getrandbits(64):016x}"
+        for index in range(pages):
+            pageview_id = f"{rng.getrandbits(64):016x}"
+            url = _url(self.domain, path, params)
+            self._event(
+                at,
+                "pageview",
+                url=url,
+                referrer=referrer,
+                title=PAGES[path],
+                pageview_id=pageview_id,
+            )
+            engaged = int(min(600_000, rng.lognormvariate(10.2, 0.9)))  # median ~27 s
+            if not bounce or rng.random() < 0.6:
+                self._event(
+                    at + timedelta(milliseconds=engaged),
+                    "engagement",
+                    url=url,
+                    engaged_ms=engaged,
+                    scroll=rng.choice((25, 50, 75, 100)),
+                    pageview_id=pageview_id,
+                )
+            if not bounce:
+                self._interactions(at, url, path, pageview_id, source, last=index == pages - 1)
+            at += timedelta(milliseconds=engaged + rng.randint(1_000, 20_000))
+            referrer = url
+            params = {}
+            path = _weighted(rng, list(NEXT_PAGES[path]), list(NEXT_PAGES[path].values()))
+        return self.events
+
+    def _interactions(
+        self, at: datetime, url: str, path: str, pageview_id: str, source: Source, last: bool
+    ) -> None:
+        rng = self.rng
+        soon = at + timedelta(seconds=rng.randint(3, 25))
+        if last and rng.random() < 0.15:
+            target = rng.choice(OUTBOUND)
+            self._event(
+                soon, "click", url=url, target=target, name=OUTBOUND_LINK, pageview_id=pageview_id
+            )
+        if path.startswith(("/blog/", "/pricing")) and rng.random() < 0.06:
+            self._event(
+                soon,
+                "click",
+                url=url,
+                target=f"https://{self.domain}{rng.choice(DOWNLOADS)}",
+                name=FILE_DOWNLOAD,
+                pageview_id=pageview_id,
+            )
+        if path == "/signup" and rng.random() < min(1.0, source.convert * 12):
+            plan = _weighted(rng, ["free", "pro", "team"], [6, 3, 1])
+            self._event(soon, "event", url=url, name="Signup", props={"plan": plan})
+        if path.startswith("/blog/") and rng.random() < 0.05:
+            where = rng.choice(("footer", "popup"))
+            self._event(soon, "event", url=url, name="Newsletter subscribe", props={"form": where})
+        if path == "/features" and rng.random() < 0.1:
+            self._event(soon, "event", url=url, name="Play video", props={"video": "tour"})
+
+
+def _random_ip(rng: random.Random) -> str:
+    prefix = _weighted(rng, [n[0] for n in NETWORKS], [n[4] for n in NETWORKS])
+    tail = ".".join(str(rng.randint(1, 254)) for _ in range(4 - prefix.count(".") - 1))
+    return f"{prefix}.{tail}"
+
+
+def demo_days(
+    domain: str,
+    *,
+    days: int,
+    visits_per_day: int,
+    timezone: str = "UTC",
+    now: datetime | None = None,
+    seed: int = 1,
+) -> Iterator[list[Event]]:
+    """For each day, oldest first (today last, up to `now`): its events in time order.
+
+    Events of a visit that runs past midnight move to the next day's list, so the whole
+    stream is in time order, as the batch endpoint wants it.
+    """
+    rng = random.Random(seed)
+    now = now or datetime.now(UTC)
+    zone = ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    carried: list[Event] = []
+    for day_index in range(days):
+        day = today - timedelta(days=days - 1 - day_index)
+        midnight = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+        events = carried + _day_events(
+            domain, rng, day, (today - day).days, midnight, days, day_index, visits_per_day
+        )
+        cutoff = now if day == today else midnight + timedelta(days=1)
+        events.sort(key=lambda e: str(e["timestamp"]))
+        ready = [e for e in events if datetime.fromisoformat(e["timestamp"]) < cutoff]
+        carried = events[len(ready) :]
+        yield ready
+
+
+def _day_events(
+    domain: str,
+    rng: random.Random,
+    day: date,
+    days_ago: int,
+    midnight: datetime,
+    days: int,
+    day_index: int,
+    visits_per_day: int,
+) -> list[Event]:
+    sources = [s for s in SOURCES if not s.days_ago or s.days_ago[0] <= days_ago <= s.days_ago[1]]
+    weights = [s.weight for s in sources]
+    events: list[Event] = []
+    for _ in range(_visits_on(day_index, days, day, visits_per_day, rng)):
+        start = midnight + timedelta(seconds=_start_second(rng))
+        ua, screen, _w = _weighted(rng, DEVICES, [d[2] for d in DEVICES])
+        ip = _random_ip(rng)
+        events += _VisitBuilder(domain, rng, ip, ua, screen).build(
+            _weighted(rng, sources, weights), start
+        )
+        if rng.random() < RETURN_SAME_DAY:
+            # The same person comes back later that day, typing the address.
+            later = start + timedelta(minutes=rng.randint(45, 300))
+            events += _VisitBuilder(domain, rng, ip, ua, screen).build(SOURCES[0], later)
+    return events
+
+
+class DemoGeo:
+    """Places demo addresses by NETWORKS (the pipeline's GeoIP step, when no database is set)."""
+
+    def __init__(self) -> None:
+        # Longest prefixes first, so "8.10." is not taken for "8.1".
+        self.places = sorted(
+            (
+                (f"{prefix}.", Place(country, region, city))
+                for prefix, country, region, city, _w in NETWORKS
+            ),
+            key=lambda item: -len(item[0]),
+        )
+
+    def lookup(self, ip: str) -> Place:
+        return next((place for prefix, place in self.places if ip.startswith(prefix)), Place())
+
+
+def demo_ingest(app: Flask) -> Callable[[list[Event]], int]:
+    """A function that stores demo events through the app's ingest pipeline (trusted path).
+
+    The events are parsed and gated, bots and spam dropped, enriched, assigned to visits
+    and stored exactly as the batch endpoint does; it returns how many were stored.
+    """
+    pipeline = app.extensions["tracker.ingest"]
+    if not app.extensions["tracker.settings"].geoip_path:
+        pipeline.geo = DemoGeo()
+    server = Client(ip="", user_agent="")
+
+    def ingest(events: list[Event]) -> int:
+        received = now_ms()
+        parsed = [parse_event(event, trusted=True, now_ms=received) for event in events]
+        return int(pipeline.accept(parsed, server).accepted)
+
+    return ingest

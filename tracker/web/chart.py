@@ -1,0 +1,157 @@
+"""The time-series chart, drawn on the server as inline SVG: no library, no CDN, no JS needed.
+
+`line_chart` turns a series (and optionally its comparison period) into geometry that
+templates/_chart.html draws. The SVG stretches to its box (preserveAspectRatio="none", strokes
+that do not scale), while axis labels are HTML placed by percentages, so text stays readable
+at any width, a phone included. Each point carries its label and formatted values, shown by a
+<title> tooltip without JS and by a small script (static/stats.js) with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+VIEW_W = 1000
+VIEW_H = 300
+TOP_PAD = 12  # room above the highest gridline, in view units
+MAX_X_LABELS = 7
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    """One bucket: where it sits (0-100 % of the width) and what hovering it says."""
+
+    x_pct: float
+    label: str
+    value: str
+    compare_label: str | None
+    compare_value: str | None
+
+
+@dataclass(frozen=True)
+class Tick:
+    pct: float  # from the top (y axis) or from the left (x axis)
+    label: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    metric_label: str
+    line: str  # SVG path data
+    area: str
+    compare_line: str | None
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+    points: list[ChartPoint]
+    column_width: float  # view units of one hover column
+    view_w: int = VIEW_W
+    view_h: int = VIEW_H
+
+    def hover_x(self, point: ChartPoint) -> float:
+        """Left edge of a point's hover column (view units): columns meet halfway between."""
+        return max(0.0, point.x_pct * VIEW_W / 100 - self.column_width / 2)
+
+    def hover_width(self, point: ChartPoint) -> float:
+        right = min(float(VIEW_W), point.x_pct * VIEW_W / 100 + self.column_width / 2)
+        return right - self.hover_x(point)
+
+
+def nice_ceiling(value: float, integral: bool = False) -> tuple[float, float]:
+    """A round axis maximum >= value and its step, so gridlines fall on 1/2/2.5/5 x 10^n.
+
+    `integral` (counts) keeps steps whole: 3 visitors do not need a 0.75 gridline.
+    """
+    if value <= 0:
+        return 4.0, 1.0
+    raw_step = value / 4
+    magnitude = 10 ** math.floor(math.log10(raw_step))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw_step)
+    if integral:
+        step = max(1, math.ceil(step))
+    return step * math.ceil(value / step - 1e-9), step
+
+
+def _x(index: int, count: int) -> float:
+    return VIEW_W / 2 if count == 1 else index * VIEW_W / (count - 1)
+
+
+def _y(value: float, top: float) -> float:
+    return VIEW_H - (value / top) * (VIEW_H - TOP_PAD)
+
+
+def _path(values: Sequence[float | None], top: float) -> str:
+    """A polyline that breaks where a value is missing (e.g. the future part of today)."""
+    parts: list[str] = []
+    pen_down = False
+    for i, value in enumerate(values):
+        if value is None:
+            pen_down = False
+            continue
+        command = "L" if pen_down else "M"
+        parts.append(f"{command}{_x(i, len(values)):.1f},{_y(value, top):.1f}")
+        pen_down = True
+    return "".join(parts)
+
+
+def _area(values: Sequence[float | None], top: float) -> str:
+    known = [(i, v) for i, v in enumerate(values) if v is not None]
+    if not known:
+        return ""
+    n = len(values)
+    line = "".join(f"L{_x(i, n):.1f},{_y(v, top):.1f}" for i, v in known)
+    first, last = _x(known[0][0], n), _x(known[-1][0], n)
+    return f"M{first:.1f},{VIEW_H}{line}L{last:.1f},{VIEW_H}Z"
+
+
+def _x_ticks(labels: Sequence[str]) -> list[Tick]:
+    n = len(labels)
+    if n == 0:
+        return []
+    every = max(1, math.ceil(n / MAX_X_LABELS))
+    return [Tick(_x(i, n) / VIEW_W * 100, labels[i]) for i in range(0, n, every)]
+
+
+def line_chart(
+    *,
+    metric_label: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    fmt: Callable[[float], str],
+    compare_labels: Sequence[str] | None = None,
+    compare_values: Sequence[float | None] | None = None,
+    axis_labels: Sequence[str] | None = None,
+) -> Chart:
+    """Geometry for one metric over time; `compare_*` (same length) draw the faint line.
+
+    `labels` name each bucket in tooltips ("Mon 3 Nov, 14:00"); `axis_labels` (default: the
+    same) are the shorter texts under the x axis ("3 Nov").
+    """
+    known = [v for v in (*values, *(compare_values or ())) if v is not None]
+    top, step = nice_ceiling(max(known, default=0.0), all(float(v).is_integer() for v in known))
+    steps = round(top / step)
+    y_ticks = [Tick(_y(k * step, top) / VIEW_H * 100, fmt(k * step)) for k in range(steps + 1)]
+    points = []
+    for i, label in enumerate(labels):
+        value = values[i]
+        compare = compare_values[i] if compare_values is not None else None
+        points.append(
+            ChartPoint(
+                x_pct=_x(i, len(labels)) / VIEW_W * 100,
+                label=label,
+                value=fmt(value) if value is not None else "—",
+                compare_label=compare_labels[i] if compare_labels is not None else None,
+                compare_value=fmt(compare) if compare is not None else None,
+            )
+        )
+    return Chart(
+        metric_label=metric_label,
+        line=_path(values, top),
+        area=_area(values, top),
+        compare_line=_path(compare_values, top) if compare_values is not None else None,
+        y_ticks=y_ticks,
+        x_ticks=_x_ticks(axis_labels or labels),
+        points=points,
+        column_width=VIEW_W / max(1, len(labels) - 1) if len(labels) > 1 else VIEW_W,
+    )

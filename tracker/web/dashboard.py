@@ -1,0 +1,397 @@
+"""What the stats page shows, worked out from Query results: numbers, chart, report rows, links.
+
+The view parses the URL once into a Query (`page_query`); everything here derives further
+queries from it (a report is the page's query with one dimension and its metrics) and turns
+results into small display objects the template only prints. Every link keeps the period,
+the filters and the comparison (`Query.params`), plus this page's own display choices
+(chart metric, selected tabs), so any view can be bookmarked and shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import url_for
+
+from tracker.db import Database
+from tracker.stats import METRICS, Filter, Period, Query, Result, first_day, parse_query, run
+from tracker.web.access import SiteAccess
+from tracker.web.chart import Chart, line_chart
+from tracker.web.format import FORMATS, metric_change, metric_value
+from tracker.web.reports import PANELS, Panel, Report, panel_of
+
+KPI_METRICS = (
+    "visitors",
+    "visits",
+    "pageviews",
+    "views_per_visit",
+    "bounce_rate",
+    "visit_duration",
+)
+CARD_ROWS = 9
+LIST_ROWS = 100  # a page of a "more" list
+CSV_MAX_ROWS = 10_000  # the stats layer's largest limit
+DEFAULT_COMPARE = "previous_period"
+PERIOD_CHOICES = (
+    ("today", "Today"),
+    ("yesterday", "Yesterday"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("month", "This month"),
+    ("last_month", "Last month"),
+    ("12mo", "12 months"),
+    ("year", "This year"),
+    ("all", "All time"),
+)
+COMPARE_CHOICES = (
+    ("previous_period", "previous period"),
+    ("year_over_year", "a year before"),
+    ("off", "nothing"),
+)
+# Page-only parameters (not part of the Query): the chart metric and each card's tab.
+UI_PARAMS = ("metric", *(p.tab_param for p in PANELS))
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+    on: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    """The page's query, who is looking, and its display choices; builds every URL."""
+
+    access: SiteAccess
+    query: Query
+    ui: Mapping[str, str]
+
+    @property
+    def metric(self) -> str:
+        chosen = self.ui.get("metric", "")
+        return chosen if chosen in KPI_METRICS else "visitors"
+
+    def params(
+        self, query: Query | None = None, ui: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """URL parameters of this view, or of `query` with these display choices changed."""
+        query = query or self.query
+        params = query.params()
+        if query.compare is None:
+            params["compare"] = "off"  # else the page's default comparison comes back
+        params.update({**self.ui, **(ui or {})})
+        return params
+
+    def url(self, query: Query | None = None, ui: Mapping[str, str] | None = None) -> str:
+        return self.endpoint("stats.dashboard", self.params(query, ui))
+
+    def endpoint(self, endpoint: str, params: Mapping[str, str], **values: Any) -> str:
+        base = url_for(endpoint, **self.access.url_args, **values)
+        return f"{base}?{urlencode(params)}" if params else base
+
+    def report_query(self, report: Report, limit: int | None, offset: int = 0) -> Query:
+        """The page's query broken down by the report's dimension (the same for page, CSV)."""
+        return dataclasses.replace(
+            self.query,
+            metrics=report.metrics,
+            dimensions=report.dimensions,
+            filters=(*self.query.filters, *report.query_filters),
+            compare=None,
+            compare_period=None,
+            order_by=(),
+            limit=limit,
+            offset=offset,
+        )
+
+
+def page_query(db: Database, access: SiteAccess, args: Mapping[str, str]) -> View:
+    """Parse the URL once (QueryError on bad input) into the page's View."""
+    site = access.site
+    query = parse_query(
+        site,
+        {k: v for k, v in args.items() if k not in UI_PARAMS},
+        first_day=first_day(db, site),
+        compare=DEFAULT_COMPARE,
+    )
+    return View(access, query, {k: args[k] for k in UI_PARAMS if args.get(k)})
+
+
+@dataclass(frozen=True)
+class Kpi:
+    label: str
+    value: str
+    change: str
+    trend: str  # good, bad or flat: the colour of the change
+    link: Link
+    previous: str
+
+
+def _trend(metric: str, change: float | None) -> str:
+    if not change:
+        return "flat"
+    return "good" if (change > 0) == METRICS[metric].higher_is_better else "bad"
+
+
+def kpis(db: Database, view: View) -> list[Kpi]:
+    query = dataclasses.replace(view.query, metrics=KPI_METRICS, dimensions=())
+    totals = run(db, query).totals
+    out = []
+    for metric in KPI_METRICS:
+        change = totals.get("change", {}).get(metric)
+        previous = totals.get("comparison", {}).get(metric)
+        out.append(
+            Kpi(
+                label=METRICS[metric].label,
+                value=metric_value(metric, totals[metric]),
+                change=metric_change(metric, change),
+                trend=_trend(metric, change),
+                link=Link(
+                    METRICS[metric].label, view.url(ui={"metric": metric}), on=metric == view.metric
+                ),
+                previous=metric_value(metric, previous) if "comparison" in totals else "",
+            )
+        )
+    return out
+
+
+def period_text(period: Period) -> str:
+    """ "24 Oct 2026 – 22 Nov 2026", or one day."""
+    start = period.start.strftime("%-d %b %Y")
+    return start if period.start == period.end else f"{start} – {period.end.strftime('%-d %b %Y')}"
+
+
+def interval(query: Query) -> str:
+    """The chart's bucket: hours for one day, days up to a quarter, then weeks, then months."""
+    days = query.period.days
+    if days == 1:
+        return "time:hour"
+    if days <= 92:
+        return "time:day"
+    if query.period.kind in ("12mo", "year") or days > 366:
+        return "time:month"
+    return "time:week"
+
+
+def _bucket_start(label: str) -> datetime:
+    """A bucket label (an ISO date, or an hour with its offset) as an aware instant."""
+    moment = datetime.fromisoformat(label)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _labels(dim: str, label: str) -> tuple[str, str]:
+    """(tooltip text, axis text) for a bucket label."""
+    if dim == "time:hour":
+        hour = datetime.fromisoformat(label).strftime("%H:%M")
+        return f"{datetime.fromisoformat(label).strftime('%a %-d %b')}, {hour}", hour
+    day = date.fromisoformat(label)
+    if dim == "time:month":
+        return day.strftime("%B %Y"), day.strftime("%b %y")
+    prefix = "Week of " if dim == "time:week" else ""
+    return f"{prefix}{day.strftime('%a %-d %b %Y')}", day.strftime("%-d %b")
+
+
+def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
+    """The chosen metric over the period, with the comparison period as a faint line."""
+    metric, dim = view.metric, interval(view.query)
+    result = run(db, dataclasses.replace(view.query, metrics=(metric,), dimensions=(dim,)))
+    now = now or datetime.now(UTC)
+    tz = view.query.site.tz
+    today = now.astimezone(tz)
+    values = []
+    for row in result.rows:
+        start = _bucket_start(row[dim])
+        future = start > now if dim == "time:hour" else start.date() > today.date()
+        values.append(None if future else row[metric])  # no line into the future
+    texts = [_labels(dim, row[dim]) for row in result.rows]
+    compare = result.comparison.rows if result.comparison else None
+    return line_chart(
+        metric_label=METRICS[metric].label,
+        labels=[t[0] for t in texts],
+        values=values,
+        fmt=FORMATS[metric],
+        axis_labels=[t[1] for t in texts],
+        compare_labels=[_labels(dim, r[dim])[0] for r in compare] if compare else None,
+        compare_values=[r[metric] for r in compare] + [None] * (len(values) - len(compare))
+        if compare
+        else None,
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    url: str | None  # adds the row's value as a filter; None for "(none)" rows
+    bar: float  # 0-100: the first metric relative to the top row
+    cells: list[str]
+
+
+@dataclass(frozen=True)
+class Table:
+    report: Report
+    columns: list[str]
+    rows: list[Row]
+    has_more: bool
+
+
+@cache
+def country_names() -> dict[str, str]:
+    """ISO 3166 code -> English name, from the tz database's public-domain iso3166.tab."""
+    text = resources.files("tracker.data").joinpath("iso3166.tab").read_text("utf-8")
+    pairs = (line.split("\t", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {code: name for code, name in pairs}
+
+
+def display_value(dimension: str, value: Any, empty_label: str) -> str:
+    if value in ("", None):
+        return empty_label
+    if dimension == "visit:country":
+        return country_names().get(value, value)
+    if dimension == "event:props":
+        return props_text(value)
+    return str(value)
+
+
+def props_text(raw: str) -> str:
+    """Stored props (JSON text) as `plan: pro, size: L`."""
+    try:
+        props = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(props, dict):
+        return raw
+    return ", ".join(f"{key}: {value}" for key, value in props.items())
+
+
+def table(view: View, report: Report, result: Result) -> Table:
+    first = report.metrics[0]
+    top = max((row[first] or 0 for row in result.rows), default=0) or 1
+    rows = []
+    for row in result.rows:
+        values = [row[d] for d in report.dimensions]
+        query = view.query
+        for dim, value in zip(report.dimensions, values, strict=True):
+            query = query.with_filter(Filter(dim, "is", (value,)))
+        known = all(v not in ("", None) for v in values)
+        rows.append(
+            Row(
+                label=" · ".join(
+                    display_value(d, v, report.empty_label or "")
+                    for d, v in zip(report.dimensions, values, strict=True)
+                ),
+                url=view.url(query) if known else None,
+                bar=round(100 * (row[first] or 0) / top, 1),
+                cells=[metric_value(m, row[m]) for m in report.metrics],
+            )
+        )
+    columns = [METRICS[m].label for m in report.metrics]
+    return Table(report, columns, rows, result.has_more)
+
+
+@dataclass(frozen=True)
+class Card:
+    panel: Panel
+    tabs: list[Link]
+    table: Table
+    more_url: str
+    csv_url: str
+
+
+def cards(db: Database, view: View) -> list[Card]:
+    out = []
+    for panel in PANELS:
+        report = panel.report(view.ui.get(panel.tab_param))
+        result = run(db, view.report_query(report, CARD_ROWS))
+        tabs = [
+            Link(r.tab, view.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
+            for r in panel.reports
+        ]
+        params = view.params()
+        out.append(
+            Card(
+                panel=panel,
+                tabs=tabs if len(tabs) > 1 else [],
+                table=table(view, report, result),
+                more_url=view.endpoint("stats.report", params, key=report.key),
+                csv_url=view.endpoint("stats.report_csv", params, key=report.key),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class FullList:
+    """A report's "more" page: one page of rows, links to its neighbours, back and CSV."""
+
+    table: Table
+    page: int
+    prev_url: str | None
+    next_url: str | None
+    back_url: str
+    csv_url: str
+
+
+def full_list(db: Database, view: View, report: Report, page: int) -> FullList:
+    result = run(db, view.report_query(report, LIST_ROWS, (page - 1) * LIST_ROWS))
+    params = view.params()
+
+    def page_url(number: int) -> str:
+        return view.endpoint("stats.report", {**params, "p": str(number)}, key=report.key)
+
+    panel = panel_of(report)
+    return FullList(
+        table=table(view, report, result),
+        page=page,
+        prev_url=page_url(page - 1) if page > 1 else None,
+        next_url=page_url(page + 1) if result.has_more else None,
+        back_url=view.url(ui={panel.tab_param: report.key}) + f"#{panel.key}",
+        csv_url=view.endpoint("stats.report_csv", params, key=report.key),
+    )
+
+
+def filter_links(view: View) -> list[Link]:
+    """Active filters as sentences, each with the URL that removes it."""
+    return [
+        Link(f.sentence(), view.url(view.query.without_filter(f.dimension)))
+        for f in view.query.filters
+    ]
+
+
+def period_links(view: View) -> list[Link]:
+    current = view.query.period.kind
+    links = []
+    for kind, label in PERIOD_CHOICES:
+        params = view.params()
+        for key in ("from", "to", "date"):
+            params.pop(key, None)
+        params["period"] = kind
+        links.append(Link(label, view.endpoint("stats.dashboard", params), kind == current))
+    return links
+
+
+def compare_links(view: View) -> list[Link]:
+    current = view.query.compare or "off"
+    links = []
+    for mode, label in COMPARE_CHOICES:
+        params = {**view.params(), "compare": mode}
+        links.append(Link(label, view.endpoint("stats.dashboard", params), mode == current))
+    return links
+
+
+def hidden_fields(view: View, *drop: str) -> dict[str, str]:
+    """The current view as hidden form fields (for the custom-range form), minus `drop`."""
+    return {k: v for k, v in view.params().items() if k not in drop}
+
+
+def csv_name(view: View, key: str) -> str:
+    """`example.com-sources-2026-10-24-to-2026-11-22.csv`."""
+    period = view.query.period
+    return f"{view.access.site.domain}-{key}-{period.start}-to-{period.end}.csv"

@@ -1,0 +1,67 @@
+// The stats page's few enhancements; everything works without them.
+(function () {
+  "use strict";
+  var poll = function (url, every, onData) {
+    var tick = function () {
+      fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) { if (data && onData(data) !== false) setTimeout(tick, every); })
+        .catch(function () { setTimeout(tick, every * 2); });
+    };
+    setTimeout(tick, every);
+  };
+
+  // Empty state: turn green, then show the stats, as soon as the first event is stored.
+  var waiting = document.querySelector("[data-waiting]");
+  if (waiting) {
+    poll(waiting.dataset.waiting, 3000, function (data) {
+      if (!data.has_events) return true;
+      waiting.classList.add("ok");
+      waiting.querySelector("[data-status-text]").textContent =
+        "First pageview received! Loading your stats…";
+      setTimeout(function () { location.reload(); }, 1500);
+      return false;
+    });
+  }
+
+  // Current visitors: refreshed every 30 seconds.
+  var live = document.querySelector("[data-live]");
+  if (live) {
+    poll(live.dataset.live, 30000, function (data) {
+      live.querySelector("b").textContent = data.current_visitors;
+      live.querySelector(".dot").className = "dot " + (data.current_visitors ? "live" : "idle");
+      live.querySelector("span:last-child").textContent =
+        data.current_visitors === 1 ? "current visitor" : "current visitors";
+    });
+  }
+
+  // Chart hover: a cursor line and a tooltip with the value (and the comparison's).
+  document.querySelectorAll("[data-chart]").forEach(function (chart) {
+    var svg = chart.querySelector("svg"), tip = chart.querySelector(".tip");
+    var cursor = chart.querySelector(".cursor"), hits = chart.querySelectorAll(".hit");
+    var add = function (parent, tag, text) {
+      var el = document.createElement(tag);
+      el.textContent = text;
+      parent.appendChild(el);
+    };
+    var show = function (hit) {
+      var d = hit.dataset, x = parseFloat(d.x);
+      tip.textContent = "";
+      add(tip, "div", d.label);
+      add(tip, "b", d.value);
+      if (d.cvalue) add(tip, "div", "vs " + d.cvalue + " (" + d.clabel + ")");
+      tip.hidden = false;
+      tip.style.left = Math.min(Math.max(x, 12), 88) + "%";
+      var vx = x * svg.viewBox.baseVal.width / 100;
+      cursor.setAttribute("x1", vx);
+      cursor.setAttribute("x2", vx);
+      cursor.style.visibility = "visible";
+    };
+    hits.forEach(function (hit) {
+      hit.addEventListener("mouseenter", function () { show(hit); });
+      hit.addEventListener("click", function () { show(hit); });
+      hit.querySelector("title").remove();  // the tooltip replaces the browser's
+    });
+    svg.addEventListener("mouseleave", function () { tip.hidden = true; cursor.style.visibility = "hidden"; });
+  });
+})();

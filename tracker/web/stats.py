@@ -1,0 +1,138 @@
+"""The stats page of a site, its full report lists and CSV downloads (thin views over stats).
+
+Every route answers at /sites/<domain>/... (owner, admin, or anyone for a public site) and at
+/share/<token>/... (a share link, read-only), so links built with `access.url_args` keep a
+share-link visitor inside the link. Bad parameters answer 400 with the QueryError sentence.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from tracker.sites import has_events
+from tracker.stats import QueryError, current_visitors, realtime, run
+from tracker.web import dashboard as dash
+from tracker.web.access import SiteAccess, shared_site, viewable_site
+from tracker.web.context import get_db
+from tracker.web.report_csv import report_csv
+from tracker.web.reports import REPORTS
+from tracker.web.sites import script_base_url
+
+bp = Blueprint("stats", __name__)
+
+
+def _access(domain: str | None, token: str | None) -> SiteAccess:
+    return shared_site(token) if token is not None else viewable_site(domain or "")
+
+
+def _head(view: dash.View) -> dict[str, object]:
+    """What _stats_head.html needs: live count, periods, comparison, filters, custom range."""
+    return {
+        "view": view,
+        "access": view.access,
+        "site": view.access.site,
+        "periods": dash.period_links(view),
+        "compare": dash.compare_links(view),
+        "filters": dash.filter_links(view),
+        "hidden": dash.hidden_fields(view, "period", "from", "to", "date"),
+        "live": current_visitors(get_db(), view.access.site),
+        "period_text": dash.period_text,
+    }
+
+
+def _bad_query(access: SiteAccess, error: QueryError) -> ResponseReturnValue:
+    html = render_template("query_error.html", access=access, site=access.site, error=error)
+    return html, 400
+
+
+@bp.get("/sites/<domain>")
+@bp.get("/share/<token>")
+def dashboard(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    access = _access(domain, token)
+    db = get_db()
+    with db.session() as session:
+        started = has_events(session, access.site)
+    if not started:
+        return render_template(
+            "empty.html", access=access, site=access.site, base_url=script_base_url()
+        )
+    try:
+        view = dash.page_query(db, access, request.args)
+        return render_template(
+            "stats.html",
+            **_head(view),
+            kpis=dash.kpis(db, view),
+            chart=dash.chart(db, view),
+            cards=dash.cards(db, view),
+        )
+    except QueryError as error:
+        return _bad_query(access, error)
+
+
+@bp.get("/sites/<domain>/reports/<key>")
+@bp.get("/share/<token>/reports/<key>")
+def report(key: str, domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """A report's full list, 100 rows a page (`?p=2`)."""
+    access = _access(domain, token)
+    if key not in REPORTS:
+        abort(404)
+    page = request.args.get("p", "1")
+    number = int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
+    db = get_db()
+    try:
+        view = dash.page_query(db, access, request.args)
+        listing = dash.full_list(db, view, REPORTS[key], number)
+    except QueryError as error:
+        return _bad_query(access, error)
+    return render_template("report.html", **_head(view), listing=listing)
+
+
+@bp.get("/sites/<domain>/reports/<key>.csv", endpoint="report_csv")
+@bp.get("/share/<token>/reports/<key>.csv", endpoint="report_csv")
+def report_csv_download(
+    key: str, domain: str | None = None, token: str | None = None
+) -> ResponseReturnValue:
+    """The report's rows as CSV: the same Query as the page, every row (no paging)."""
+    access = _access(domain, token)
+    if key not in REPORTS:
+        abort(404)
+    db = get_db()
+    try:
+        view = dash.page_query(db, access, request.args)
+        result = run(db, view.report_query(REPORTS[key], dash.CSV_MAX_ROWS))
+    except QueryError as error:
+        return Response(f"{error}\n", status=400, mimetype="text/plain")
+    name = dash.csv_name(view, key)
+    return Response(
+        report_csv(REPORTS[key], result),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/sites/<domain>/status.json")
+@bp.get("/share/<token>/status.json")
+def status(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """Polled by the empty state: turns true once the first event is stored."""
+    access = _access(domain, token)
+    with get_db().session() as session:
+        return jsonify(has_events=has_events(session, access.site))
+
+
+@bp.get("/sites/<domain>/live.json")
+@bp.get("/share/<token>/live.json")
+def live(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """Current visitors (an event in the last 5 minutes), polled by the page."""
+    access = _access(domain, token)
+    return jsonify(current_visitors=current_visitors(get_db(), access.site))
+
+
+@bp.get("/sites/<domain>/realtime", endpoint="realtime")
+@bp.get("/share/<token>/realtime", endpoint="realtime")
+def realtime_view(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """The last 30 minutes by minute and the pages being viewed now; refreshes itself."""
+    access = _access(domain, token)
+    now = realtime(get_db(), access.site)
+    peak = max((pageviews for _ago, pageviews, _v in now.minutes), default=0) or 1
+    return render_template("realtime.html", access=access, site=access.site, now=now, peak=peak)

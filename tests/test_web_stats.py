@@ -181,3 +181,15 @@ def test_page_weight_with_all_assets_is_under_60_kb(app, client, db):
     assert set(sizes) == {"html", "/assets/stats.js", "/assets/app.css"}
     assert min(len(rows(card(html, key))) for key in ("sources", "pages")) == 9  # full cards
     assert sum(sizes.values()) <= 60 * 1024, sizes
+
+
+def test_raw_export_links_carry_the_view(viewer):
+    filtered = page(viewer, "&source=Google")
+    link = re.search(r'href="([^"]*/export/events\.csv[^"]*)"', filtered).group(1)
+    link = link.replace("&amp;", "&")
+    assert "source=Google" in link and "from=2026-03-02" in link
+    response = viewer.get(link)
+    assert response.status_code == 200
+    exported = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert exported and all(row["source"] == "Google" for row in exported)
+    assert "/export/visits.csv" in filtered

@@ -33,8 +33,10 @@ from tracker.accounts import create_api_key, create_user
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.db.models import Base, Event, Visit
+from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution, attribute, clean_referrer
 from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
+from tracker.sessions import landing_columns
 from tracker.sites import add_site
 from tracker.stats.rollups import refresh as refresh_rollups
 
@@ -283,8 +285,6 @@ class Generator:
             if not is_last:
                 now += gap
                 last_ms = max(last_ms, now)
-        a = landing.attribution
-        country, region, city = place
         values = {
             "id": visit_id,
             "site_id": self.site_id,
@@ -299,24 +299,7 @@ class Generator:
             "interactions": interactions,
             "is_bounce": pageviews < 2 and interactions == 0,
             "duration_ms": duration,
-            "source": a.source,
-            "referrer": a.referrer,
-            "channel": a.channel,
-            "utm_source": a.utm_source,
-            "utm_medium": a.utm_medium,
-            "utm_campaign": a.utm_campaign,
-            "utm_term": a.utm_term,
-            "utm_content": a.utm_content,
-            "click_id": a.click_id,
-            "country": country,
-            "region": region,
-            "city": city,
-            "browser": device.browser,
-            "browser_version": device.browser_version,
-            "os": device.os,
-            "os_version": device.os_version,
-            "device": device.device,
-            "screen": screen,
+            **landing_columns(landing.attribution, Place(*place), device, screen),
         }
         return VISIT_ROW(values), events
 

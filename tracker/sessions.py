@@ -26,6 +26,32 @@ from tracker.enrich.useragent import DeviceInfo
 INTERACTIONS = frozenset({"click", "event"})
 
 
+def landing_columns(
+    a: Attribution, place: Place, device: DeviceInfo, screen: str
+) -> dict[str, Any]:
+    """A visit's columns fixed by its landing: attribution, geography, device, screen."""
+    return {
+        "source": a.source,
+        "referrer": a.referrer,
+        "channel": a.channel,
+        "utm_source": a.utm_source,
+        "utm_medium": a.utm_medium,
+        "utm_campaign": a.utm_campaign,
+        "utm_term": a.utm_term,
+        "utm_content": a.utm_content,
+        "click_id": a.click_id,
+        "country": place.country,
+        "region": place.region,
+        "city": place.city,
+        "browser": device.browser,
+        "browser_version": device.browser_version,
+        "os": device.os,
+        "os_version": device.os_version,
+        "device": device.device,
+        "screen": screen,
+    }
+
+
 # Not frozen: a frozen dataclass costs ~10x more to build, and one is built per event.
 # Treat it as read-only all the same.
 @dataclass(slots=True)
@@ -142,7 +168,6 @@ class VisitAssigner:
         return visit
 
     def _new_visit(self, hit: Hit) -> VisitState:
-        a, d, p = hit.attribution, hit.device, hit.place
         visit = VisitState(
             row={
                 "site_id": hit.site_id,
@@ -157,24 +182,7 @@ class VisitAssigner:
                 "interactions": 0,
                 "is_bounce": True,
                 "duration_ms": 0,
-                "source": a.source,
-                "referrer": a.referrer,
-                "channel": a.channel,
-                "utm_source": a.utm_source,
-                "utm_medium": a.utm_medium,
-                "utm_campaign": a.utm_campaign,
-                "utm_term": a.utm_term,
-                "utm_content": a.utm_content,
-                "click_id": a.click_id,
-                "country": p.country,
-                "region": p.region,
-                "city": p.city,
-                "browser": d.browser,
-                "browser_version": d.browser_version,
-                "os": d.os,
-                "os_version": d.os_version,
-                "device": d.device,
-                "screen": hit.screen,
+                **landing_columns(hit.attribution, hit.place, hit.device, hit.screen),
             }
         )
         self.new_visits.append(visit)

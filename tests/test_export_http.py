@@ -20,7 +20,7 @@ from helpers import (
 
 from tracker.accounts import create_api_key
 from tracker.db.models import Site, User
-from tracker.sites import find_site
+from tracker.sites import create_share_link, find_site, revoke_share_link
 
 RANGE = "from=2026-03-02&to=2026-03-03"
 EVENTS = f"/sites/{EXPORT_SITE}/export/events.csv?{RANGE}"
@@ -192,3 +192,28 @@ def test_public_site_exports_only_when_shared_export(
     assert len(rows(response.get_data(as_text=True))) == 6
     set_site(app, public=False)
     assert client.get(EVENTS).status_code == 302
+
+
+def test_share_link_exports_only_when_shared_export(
+    app: Flask, client: FlaskClient, owner: User
+) -> None:
+    with app.extensions["tracker.db"].session() as session:
+        site = find_site(session, EXPORT_SITE)
+        assert isinstance(site, Site)
+        link = create_share_link(session, site)
+        token, link_id = link.token, link.id
+    shared = f"/share/{token}/export/events.csv?{RANGE}"
+    assert client.get(shared).status_code == 404
+    assert "export/events.csv" not in client.get(f"/share/{token}").get_data(as_text=True)
+    set_site(app, shared_export=True)
+    response = client.get(shared)
+    assert response.status_code == 200
+    assert len(rows(response.get_data(as_text=True))) == 6
+    assert f"/share/{token}/export/visits.csv" in client.get(f"/share/{token}").get_data(
+        as_text=True
+    )
+    assert client.get(EVENTS).status_code == 302  # the link opens nothing under /sites/
+    with app.extensions["tracker.db"].session() as session:
+        site = find_site(session, EXPORT_SITE)
+        assert isinstance(site, Site) and revoke_share_link(session, site, link_id)
+    assert client.get(shared).status_code == 404

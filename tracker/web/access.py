@@ -6,8 +6,8 @@ through it fails. Unknown sites and sites a logged-in user may not see answer 40
 answer does not reveal which sites exist.
 
 Raw export (events.csv, visits.csv) is the owner's or an admin's, logged in or through an
-API key (`Authorization: Bearer <key>`). A public site grants it only when the site's owner
-enabled `shared_export`.
+API key (`Authorization: Bearer <key>`). A public site or a share link grants it only when
+the site's owner enabled `shared_export`.
 """
 
 from __future__ import annotations
@@ -123,4 +123,12 @@ def exportable_site(domain: str) -> Site:
         _login_or_404(user)
     if not (can_manage(user, site) or (site.public and site.shared_export)):
         _login_or_404(user)
+    return site
+
+
+def shared_exportable_site(token: str) -> Site:
+    """The site for /share/<token>/export/...: only while the owner allows shared export."""
+    site = shared_site(token).site
+    if not site.shared_export:
+        abort(404)
     return site

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from tracker.db.models import Site
 from tracker.export import TABLES, export_csv, export_filename
 from tracker.stats import Query, QueryError, first_day, parse_query
-from tracker.web.access import exportable_site
+from tracker.web.access import exportable_site, shared_exportable_site
 from tracker.web.context import get_db
 
 bp = Blueprint("export", __name__)
@@ -46,3 +46,9 @@ def _download(site: Site, table: str) -> ResponseReturnValue:
 @bp.get("/sites/<domain>/export/visits.csv", defaults={"table": "visits"})
 def site_export(domain: str, table: str) -> ResponseReturnValue:
     return _download(exportable_site(domain), table)
+
+
+@bp.get("/share/<token>/export/events.csv", defaults={"table": "events"})
+@bp.get("/share/<token>/export/visits.csv", defaults={"table": "visits"})
+def shared_export(token: str, table: str) -> ResponseReturnValue:
+    return _download(shared_exportable_site(token), table)

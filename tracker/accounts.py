@@ -61,6 +61,14 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
+def bearer_token(header: str) -> str:
+    """The key in an `Authorization: Bearer <key>` header value; ValueError for anything else."""
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ValueError("not a Bearer authorization")
+    return key.strip()
+
+
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

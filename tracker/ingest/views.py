@@ -19,7 +19,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from tracker.accounts import user_for_api_key
+from tracker.accounts import bearer_token, user_for_api_key
 from tracker.db.models import User
 from tracker.ingest.bots import is_prefetch
 from tracker.ingest.client import client_ip
@@ -135,11 +135,12 @@ def _trusted_user() -> User | None:
     header = request.headers.get("Authorization", "")
     if not header:
         return None
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("Authorization: expected 'Bearer <API key>'")
+    try:
+        key = bearer_token(header)
+    except ValueError:
+        raise Unauthorized("Authorization: expected 'Bearer <API key>'") from None
     cache: _KeyCache = current_app.extensions["tracker.ingest.keys"]
-    user = cache.user(key.strip())
+    user = cache.user(key)
     if user is None:
         raise Unauthorized("Authorization: unknown API key")
     return user

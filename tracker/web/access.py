@@ -19,7 +19,7 @@ from flask import abort, request
 from flask_login import current_user
 from werkzeug.exceptions import Unauthorized
 
-from tracker.accounts import user_for_api_key
+from tracker.accounts import bearer_token, user_for_api_key
 from tracker.db.models import Site, User
 from tracker.sites import can_manage, find_site, site_for_share_token
 from tracker.web.auth import login_manager
@@ -91,10 +91,10 @@ def bearer_key() -> str | None:
     header = request.headers.get("Authorization")
     if header is None:
         return None
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized(f"Authorization: {BEARER_HELP}.")
-    return key.strip()
+    try:
+        return bearer_token(header)
+    except ValueError:
+        raise Unauthorized(f"Authorization: {BEARER_HELP}.") from None
 
 
 def bearer_user() -> User | None:

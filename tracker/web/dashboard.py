@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from flask import url_for
 
 from tracker.db import Database
+from tracker.export import download_name
 from tracker.stats import METRICS, Filter, Period, Query, Result, first_day, parse_query, run
 from tracker.web.access import SiteAccess
 from tracker.web.chart import Chart, line_chart
@@ -394,4 +395,4 @@ def hidden_fields(view: View, *drop: str) -> dict[str, str]:
 def csv_name(view: View, key: str) -> str:
     """`example.com-sources-2026-10-24-to-2026-11-22.csv`."""
     period = view.query.period
-    return f"{view.access.site.domain}-{key}-{period.start}-to-{period.end}.csv"
+    return download_name(view.access.site.domain, key, period.start, period.end)

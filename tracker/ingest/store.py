@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Dialect, Table, bindparam, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.db.models import DropCount, Event, Visit
@@ -32,7 +48,8 @@ drops_t = cast(Table, DropCount.__table__)
 
 DropKey = tuple[int, date, str]  # site id, UTC day, reason
 
-_PAGEVIEW_COLUMNS = ("engaged_ms", "scroll", "time_on_page_ms")
+# SQLite's limit of bound parameters per statement (since 3.32).
+SQLITE_MAX_PARAMS = 32_766
 
 
 def utc_day(ms: int) -> date:
@@ -99,16 +116,22 @@ class Bulk:
     result handling; at thousands of events per second that was most of the writer's time.
     Statements are still built with Core (so they follow the models); only execution is
     direct, which is safe because every value is a plain int, str, bool or None.
+
+    On SQLite, rows go in multi-row statements (VALUES (...), (...), ...): the sqlite3
+    module releases the GIL around every row of an executemany, and under load each of
+    those releases made the writer, lock held, wait for the request threads' turn.
+    psycopg pipelines executemany, so PostgreSQL keeps it.
     """
 
-    def __init__(self, statement: Any) -> None:
-        self.statement = statement
+    def __init__(self, statement: Any | Callable[[str], Any]) -> None:
+        """`statement`, or a function of the dialect's name that builds it."""
+        self.build = statement if callable(statement) else lambda _name: statement
         self._compiled: dict[str, tuple[str, list[str] | None]] = {}
 
     def _for(self, raw: Raw) -> tuple[str, list[str] | None]:
         name = raw.dialect.name
         if name not in self._compiled:
-            compiled = self.statement.compile(dialect=raw.dialect)
+            compiled = self.build(name).compile(dialect=raw.dialect)
             order = list(compiled.positiontup) if compiled.positional else None
             self._compiled[name] = (compiled.string, order)
         return self._compiled[name]
@@ -121,16 +144,54 @@ class Bulk:
         sql, order = self._for(raw)
         if order is None:
             raw.cursor.executemany(sql, rows)
-        else:
-            pick = itemgetter(*order)
+            return
+        pick = itemgetter(*order)
+        if raw.dialect.name != "sqlite":
             raw.cursor.executemany(sql, [pick(row) for row in rows])
+            return
+        width = len(order)
+        group = "(" + ", ".join("?" * width) + ")"
+        per_statement = SQLITE_MAX_PARAMS // width
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            multi = sql.replace(group, ", ".join([group] * len(chunk)), 1)
+            raw.cursor.execute(multi, [value for row in chunk for value in pick(row)])
 
-    def query(self, raw: Raw, row: dict[str, Any], and_where: str) -> list[dict[str, Any]]:
-        """Run a SELECT with one more condition appended to its WHERE clause."""
+    def query(self, raw: Raw, params: dict[str, Any]) -> list[dict[str, Any]]:
         sql, order = self._for(raw)
-        raw.cursor.execute(f"{sql} AND {and_where}", self._params(order, row))
+        raw.cursor.execute(sql, self._params(order, params))
         names = [column[0] for column in raw.cursor.description]
         return [dict(zip(names, values, strict=True)) for values in raw.cursor.fetchall()]
+
+
+class PageviewUpdate:
+    """Engaged time, scroll and time on page of stored pageviews, by event id.
+
+    SQLite: one UPDATE ... FROM a VALUES list (see Bulk for why); PostgreSQL: executemany.
+    """
+
+    COLUMNS = ("engaged_ms", "scroll", "time_on_page_ms")
+
+    def __init__(self) -> None:
+        self.bulk = _bulk_update(events_t, "event_id", self.COLUMNS)
+
+    def run(self, raw: Raw, rows: list[dict[str, Any]]) -> None:
+        if raw.dialect.name != "sqlite":
+            self.bulk.run(raw, rows)
+            return
+        names = ("event_id", *self.COLUMNS)
+        per_statement = SQLITE_MAX_PARAMS // len(names)
+        group = "(" + ", ".join("?" * len(names)) + ")"
+        table = events_t.name
+        assignments = ", ".join(f"{name} = v.{name}" for name in self.COLUMNS)
+        pick = itemgetter(*names)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            raw.cursor.execute(
+                f"WITH v({', '.join(names)}) AS (VALUES {', '.join([group] * len(chunk))}) "
+                f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.event_id",
+                [value for row in chunk for value in pick(row)],
+            )
 
 
 def _bulk_insert(table: Table, columns: tuple[str, ...]) -> Bulk:
@@ -145,28 +206,57 @@ def _bulk_update(table: Table, key: str, columns: tuple[str, ...]) -> Bulk:
     )
 
 
+def _visit_upsert(dialect_name: str) -> Any:
+    """New and changed visits in one statement: INSERT ... ON CONFLICT (id) DO UPDATE."""
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(visits_t).values({name: bindparam(name) for name in _VISIT_COLUMNS})
+    return stmt.on_conflict_do_update(
+        index_elements=[visits_t.c.id],
+        set_={name: stmt.excluded[name] for name in VISIT_MUTABLE},
+    )
+
+
 _VISIT_COLUMNS = tuple(c.name for c in visits_t.columns)
 _EVENT_COLUMNS = tuple(c.name for c in events_t.columns if c.name != "id")
-INSERT_VISITS = _bulk_insert(visits_t, _VISIT_COLUMNS)
+UPSERT_VISITS = Bulk(_visit_upsert)
 INSERT_EVENTS = _bulk_insert(events_t, _EVENT_COLUMNS)
-UPDATE_VISITS = _bulk_update(visits_t, "visit_id", VISIT_MUTABLE)
-UPDATE_PAGEVIEWS = _bulk_update(events_t, "event_id", _PAGEVIEW_COLUMNS)
+UPDATE_PAGEVIEWS = PageviewUpdate()
 
 
-_SELECT_VISITS = Bulk(
-    select(visits_t).where(
-        visits_t.c.site_id == bindparam("site_id"), visits_t.c.last_ms >= bindparam("since")
+def _in_id_list(column: Column[Any], name: str, dialect_name: str) -> ColumnElement[bool]:
+    """`column IN <the integer list bound as name>`, one statement text for any list length.
+
+    Inlined or expanded lists gave a new statement per batch, and preparing it cost SQLite
+    more than running it. PostgreSQL takes a bigint array, SQLite a JSON array.
+    """
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name))))
+
+
+def _select_visits(dialect_name: str) -> Select[Any]:
+    return select(visits_t).where(
+        visits_t.c.site_id == bindparam("site_id"),
+        visits_t.c.last_ms >= bindparam("since"),
+        _in_id_list(visits_t.c.visitor_id, "visitor_ids", dialect_name),
     )
-)
-_SELECT_PAGEVIEWS = Bulk(
-    select(
+
+
+def _select_pageviews(dialect_name: str) -> Select[Any]:
+    return select(
         events_t.c.id,
         events_t.c.visit_id,
         events_t.c.timestamp_ms,
         events_t.c.pageview_id,
-        *(events_t.c[name] for name in _PAGEVIEW_COLUMNS),
-    ).where(events_t.c.kind == bindparam("kind"))
-)
+        *(events_t.c[name] for name in PageviewUpdate.COLUMNS),
+    ).where(
+        events_t.c.kind == bindparam("kind"),
+        _in_id_list(events_t.c.visit_id, "visit_ids", dialect_name),
+    )
+
+
+_SELECT_VISITS = Bulk(_select_visits)
+_SELECT_PAGEVIEWS = Bulk(_select_pageviews)
 
 
 def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewState]]:
@@ -176,20 +266,22 @@ def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewSta
         by_site.setdefault(hit.site_id, set()).update(hit.visitor_ids)
     visits: dict[int, VisitState] = {}
     for site_id, visitor_ids in by_site.items():
-        params = {"site_id": site_id, "since": since}
-        for row in _SELECT_VISITS.query(raw, params, _int_list("visitor_id", visitor_ids)):
+        params = {"site_id": site_id, "since": since, "visitor_ids": _id_list(raw, visitor_ids)}
+        for row in _SELECT_VISITS.query(raw, params):
             visits[row["id"]] = VisitState(row=row, id=row["id"])
     pageviews: list[PageviewState] = []
     if visits:
-        rows = _SELECT_PAGEVIEWS.query(raw, {"kind": "pageview"}, _int_list("visit_id", visits))
+        rows = _SELECT_PAGEVIEWS.query(
+            raw, {"kind": "pageview", "visit_ids": _id_list(raw, visits)}
+        )
         for row in rows:
             pageviews.append(PageviewState(visit=visits[row["visit_id"]], row=row, is_new=False))
     return list(visits.values()), pageviews
 
 
-def _int_list(column: str, values: Iterable[int]) -> str:
-    """An inlined IN list (our own integers): bound lists would compile per list length."""
-    return f"{column} IN ({','.join(str(int(v)) for v in values)})"
+def _id_list(raw: Raw, ids: Iterable[int]) -> list[int] | str:
+    """The bound value of an _in_id_list parameter."""
+    return list(ids) if raw.dialect.name == "postgresql" else json.dumps(list(ids))
 
 
 def _allocate_visit_ids(raw: Raw, count: int) -> list[int]:
@@ -215,18 +307,15 @@ def _write(raw: Raw, assigner: VisitAssigner) -> None:
         for visit, new_id in zip(assigner.new_visits, ids, strict=True):
             visit.id = new_id
             visit.row["id"] = new_id
-        INSERT_VISITS.run(raw, [v.row for v in assigner.new_visits])
-    changed = assigner.changed_visits()
-    if changed:
-        UPDATE_VISITS.run(
-            raw, [{"visit_id": v.id, **{n: v.row[n] for n in VISIT_MUTABLE}} for v in changed]
-        )
+    visits = assigner.new_visits + assigner.changed_visits()
+    if visits:
+        UPSERT_VISITS.run(raw, [v.row for v in visits])
     pageviews = assigner.changed_pageviews()
     if pageviews:
         UPDATE_PAGEVIEWS.run(
             raw,
             [
-                {"event_id": p.row["id"], **{n: p.row[n] for n in _PAGEVIEW_COLUMNS}}
+                {"event_id": p.row["id"], **{n: p.row[n] for n in PageviewUpdate.COLUMNS}}
                 for p in pageviews
             ],
         )

@@ -34,7 +34,7 @@ from tracker.db import Database
 from tracker.db.models import Site
 from tracker.jobs import find_job
 from tracker.sites import add_site, find_site
-from tracker.stats import first_day, parse_query, run
+from tracker.stats import first_day, parse_query, rollups, run
 from tracker.stats.query import site_ref
 from tracker.stats.rollups import refresh_site
 
@@ -267,24 +267,61 @@ def test_dst_days_through_the_collector(
     assert sum(r["visits"] for r in by_hour) == expected_days[1][1]
 
 
+# (report, which path answers it once the days are rolled up)
 REPORTS = [
-    {"metrics": ALL_METRICS},
-    {"metrics": ALL_METRICS, "dimension": "time:day", "period": "7d"},
-    {"metrics": "visitors,visits", "dimension": "time:week", "period": "30d"},
-    {"metrics": "visitors,pageviews", "dimension": "time:month", "period": "12mo"},
-    {"metrics": ALL_METRICS, "dimension": "visit:source"},
-    {"metrics": ALL_METRICS, "dimension": "event:page"},
-    {"metrics": ALL_METRICS, "dimension": "visit:entry_page"},
-    {"metrics": ALL_METRICS, "dimension": "visit:exit_page"},
-    {"metrics": ALL_METRICS, "dimension": "event:target"},
-    {"metrics": ALL_METRICS, "dimension": "event:name"},
-    {"metrics": "visitors,events", "dimension": "event:target", "event": "Buy"},
-    {"metrics": "visitors,events", "dimension": "event:name,event:target"},
-    {"metrics": ALL_METRICS, "dimension": "visit:utm_campaign"},
-    {"metrics": ALL_METRICS, "dimension": "visit:channel", "compare": "previous_period"},
-    {"metrics": ALL_METRICS, "source": "Google|Facebook"},
-    {"metrics": ALL_METRICS, "page": "~/b", "dimension": "event:page"},
-    {"metrics": "visits", "dimension": "time:day", "source": "!Google", "period": "7d"},
+    ({"metrics": ALL_METRICS}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "time:day", "period": "7d"}, "rollup"),
+    ({"metrics": "visitors,visits", "dimension": "time:week", "period": "30d"}, "rollup"),
+    # Days after today are not rolled up yet: read raw (empty), hence "mixed".
+    ({"metrics": "visitors,pageviews", "dimension": "time:month", "period": "12mo"}, "mixed"),
+    ({"metrics": ALL_METRICS, "dimension": "visit:source"}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "event:page"}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "visit:entry_page"}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "visit:exit_page"}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "event:target"}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "event:name"}, "rollup"),
+    ({"metrics": "visitors,events", "dimension": "event:target", "event": "Buy"}, "rollup"),
+    ({"metrics": "visitors,events", "dimension": "event:name,event:target"}, "rollup"),
+    ({"metrics": ALL_METRICS, "dimension": "visit:utm_campaign"}, "rollup"),
+    (
+        {"metrics": ALL_METRICS, "dimension": "visit:channel", "compare": "previous_period"},
+        "rollup",
+    ),
+    ({"metrics": ALL_METRICS, "page": "~/b", "dimension": "event:page"}, "rollup"),
+    # Visits add up across the sources a filter keeps (one source each); visitors do not.
+    ({"metrics": "visits", "dimension": "time:day", "source": "!Google"}, "rollup"),
+    ({"metrics": ALL_METRICS, "source": "Google|facebook"}, "raw"),
+    # One value of a common filter: the rows kept for it.
+    ({"metrics": ALL_METRICS, "source": "Google", "dimension": "event:page"}, "rollup"),
+    ({"metrics": ALL_METRICS, "source": "newsletter", "dimension": "time:day"}, "rollup"),
+    ({"metrics": ALL_METRICS, "utm_campaign": "spring", "dimension": "event:name"}, "rollup"),
+    ({"metrics": ALL_METRICS, "channel": "Organic Search", "dimension": "visit:device"}, "rollup"),
+    ({"metrics": ALL_METRICS, "page": "/pricing", "dimension": "visit:source"}, "rollup"),
+    ({"metrics": ALL_METRICS, "entry_page": "/", "dimension": "visit:utm_campaign"}, "rollup"),
+    (
+        {
+            "metrics": "visitors,events",
+            "utm_source": "newsletter",
+            "dimension": "event:target",
+            "event": "Buy",
+        },
+        "rollup",
+    ),
+    (
+        {
+            "metrics": ALL_METRICS,
+            "source": "Google",
+            "dimension": "event:page",
+            "page": "!/pricing",
+            "compare": "previous_period",
+        },
+        "rollup",
+    ),
+    # Not kept per filter value: the entry pages report, other filters, two filters.
+    ({"metrics": ALL_METRICS, "source": "Google", "dimension": "visit:entry_page"}, "raw"),
+    ({"metrics": ALL_METRICS, "source": "!Google", "dimension": "event:page"}, "raw"),
+    ({"metrics": ALL_METRICS, "page": "~/b", "dimension": "visit:source"}, "raw"),
+    ({"metrics": ALL_METRICS, "source": "Google", "device": "Desktop", "page": "/blog"}, "raw"),
 ]
 
 
@@ -295,11 +332,10 @@ def test_rollups_give_identical_numbers(app: Flask, db: Database) -> None:
     site = site_of(db)
     now_ms = int(NOW.timestamp() * 1000)
     assert refresh_site(db, site_ref(site), now_ms=now_ms) is not None
-    for args in REPORTS:
+    for args, path in REPORTS:
         query = parse_query(site, {"period": "7d", **args}, now=NOW)
         rolled, raw = run(db, query), run(db, query, rollups=False)
-        # Days after today are not rolled up yet: read raw (empty), hence "mixed".
-        assert rolled.meta["source"] == ("mixed" if args.get("period") == "12mo" else "rollup")
+        assert rolled.meta["source"] == path, args
         assert raw.meta["source"] == "raw"
         assert rolled.rows == raw.rows, args
         assert any(row[query.metrics[0]] for row in rolled.rows), args  # not vacuous
@@ -315,6 +351,51 @@ def test_rollups_give_identical_numbers(app: Flask, db: Database) -> None:
     assert rolled.meta["source"] == "rollup"
     assert [r["visits"] for r in rolled.rows] == [0, 0, 4, 4, 4, 4, 0]
     assert rolled.rows == run(db, query, rollups=False).rows
+
+
+def test_filters_keeping_several_values_never_add_up_visitors(app: Flask, db: Database) -> None:
+    """Visitor B came from Google, then from a facebook campaign: one visitor, two visits."""
+    store_events(app, morning(), site="example.com")
+    site = site_of(db)
+    refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000))
+    expected = [
+        ({"source": "Google|facebook"}, {"visitors": 1, "visits": 2, "pageviews": 2}),
+        ({"source": "!newsletter"}, {"visitors": 2, "visits": 3, "pageviews": 3}),
+        ({"page": "~/"}, {"visitors": 2, "visits": 4, "pageviews": 5}),
+    ]
+    for args, totals in expected:
+        query = parse_query(site, {**DAY, "metrics": "visitors,visits,pageviews", **args}, now=NOW)
+        assert run(db, query).totals == totals, args
+        assert run(db, query, rollups=False).totals == totals, args
+
+
+@pytest.mark.slow
+def test_a_filter_value_outside_a_days_top_values_reads_that_day_raw(
+    app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only each day's top value is kept: on 03-02 four sources tie at one visit and the
+    first by name, Direct, is kept; facebook is read from raw rows there, and from the
+    rows kept for it on 03-03, where it is alone."""
+    monkeypatch.setattr(rollups, "TOP_VALUES", 1)
+    store_events(app, morning(), site="example.com")
+    facebook = [
+        {"ip": "3.3.3.3", "timestamp": at("10:00:00", "2026-03-03"), "pageview_id": "c1",
+         "url": "https://example.com/pricing?utm_source=facebook&utm_campaign=autumn"},
+    ]  # fmt: skip
+    store_events(app, facebook, site="example.com")
+    site = site_of(db)
+    refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000))
+    args = {"period": "7d", "metrics": ALL_METRICS, "dimension": "event:page"}
+    for source, path in (("facebook", "mixed"), ("Direct / None", "rollup"), ("x", "rollup")):
+        query = parse_query(site, {**args, "source": source}, now=NOW)
+        rolled = run(db, query)
+        assert rolled.meta["source"] == path, source
+        assert rolled.rows == run(db, query, rollups=False).rows, source
+    query = parse_query(site, {**args, "source": "facebook"}, now=NOW)
+    assert [(r["event:page"], r["visitors"]) for r in run(db, query).rows] == [
+        ("/", 1),
+        ("/pricing", 1),
+    ]
 
 
 def test_rollups_follow_a_time_zone_change(app: Flask, db: Database) -> None:

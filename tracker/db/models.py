@@ -198,7 +198,8 @@ class Event(Base):
 
 class StatsRollup(Base):
     """Pre-aggregated report rows: the stats layer's additive parts per site, local day,
-    dimension ("" for the total) and value. Maintained by tracker.stats.rollups."""
+    dimension ("" for the total) and value, over all visits or over those of one filter
+    value (`filter_dim` = `filter_value`). Maintained by tracker.stats.rollups."""
 
     __tablename__ = "stats_rollups"
 
@@ -206,6 +207,9 @@ class StatsRollup(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     # Local day of the visits' start, in the site's time zone: days since 1970-01-01.
     day: Mapped[int] = mapped_column(Integer)
+    # The rows count only visits whose `filter_dim` is `filter_value` ("": all visits).
+    filter_dim: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    filter_value: Mapped[str] = mapped_column(String(2000), default="", server_default="")
     # Dimension names joined by "," ("" for the total); one value each, in that order.
     dimension: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(String(2000))
@@ -219,7 +223,9 @@ class StatsRollup(Base):
     time_on_page_ms: Mapped[int] = mapped_column(BigInteger)
     time_on_page_known: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (Index("ix_stats_rollups_site_dimension_day", "site_id", "dimension", "day"),)
+    __table_args__ = (
+        Index("ix_stats_rollups_key", "site_id", "filter_dim", "filter_value", "dimension", "day"),
+    )
 
 
 class StatsRollupState(Base):

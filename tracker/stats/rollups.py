@@ -7,6 +7,12 @@ query (INSERT ... SELECT of `raw_buckets`), so a rollup row is by construction w
 raw path computes; `bucket_source` reads them back for the days they cover and reads raw
 rows for the rest, and the outer query sums both the same way.
 
+Filtered views: for each day's TOP_VALUES values of the common filter dimensions
+(FILTER_DIMENSIONS: source, channel, campaign, country, page...), the keys of the page's
+reports are also kept over that value's visits alone (`filter_dim`, `filter_value`). A
+query filtering on one such value reads them for the days they were kept and raw rows for
+the days its value was not among the top; any other filter reads raw rows.
+
 Freshness: `refresh` rebuilds, for each site, every day from the last one it built (or
 the earliest day touched by events stored since) through today. The `stats_rollups` job
 runs it every minute; in between, rolled-up days (today included) can lag by that much.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
 
@@ -26,6 +33,7 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Connection,
+    FromClause,
     MetaData,
     Select,
     Table,
@@ -34,6 +42,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     union_all,
 )
 from sqlalchemy.types import NullType
@@ -48,8 +57,8 @@ from tracker.stats.compiler import (
     group_facts,
     raw_buckets,
 )
-from tracker.stats.dimensions import DIMENSIONS, ROLLUP_KEYS
-from tracker.stats.filters import compile_filters
+from tracker.stats.dimensions import DIMENSIONS, FILTER_DIMENSIONS, FILTERED_KEYS, ROLLUP_KEYS
+from tracker.stats.filters import Filter, compile_filters
 from tracker.stats.metrics import PARTS
 from tracker.stats.periods import (
     day_from_number,
@@ -67,8 +76,10 @@ state_table = cast(Table, StatsRollupState.__table__)
 events = Event.__table__
 visits = Visit.__table__
 
-# Days rebuilt per transaction: short write transactions keep SQLite's single writer free.
+# Days computed at once (temporary tables hold a chunk's visits and facts).
 CHUNK_DAYS = 7
+# Values of each filter dimension kept per day: a report card shows ten rows to click.
+TOP_VALUES = 10
 LOCK_NAMESPACE = 0x5741_0000_0000
 # A rollup row's dimension values, in the order of its key's dimensions.
 VALUE_COLUMNS = ("value", "value2")
@@ -79,16 +90,47 @@ _next_due: dict[int, float] = {}
 ID_MARGIN = 10_000
 
 
-def rollup_key(query: Query) -> tuple[str, ...] | None:
-    """The rollup key holding exactly the dimensions a query groups and filters by.
+@dataclass(frozen=True)
+class RollupKey:
+    """Which rollup rows answer a query: their dimensions, and the filter dimension whose
+    single value they were kept for ("": rows over all visits)."""
 
-    Exactly: visitors do not add up across the values of a dimension left out.
+    dims: tuple[str, ...]
+    filter: str = ""
+
+
+def _adds_up(flt: Filter, parts: tuple[str, ...]) -> bool:
+    """Whether rows of the values `flt` keeps can be summed, when the query does not group
+    by its dimension: one value always; several only for a visit dimension (each visit has
+    one value) and parts other than visitors (a visitor may have visits with several)."""
+    if flt.op == "is" and len(flt.values) == 1:
+        return True
+    return not DIMENSIONS[flt.dimension].is_event and "visitors" not in parts
+
+
+def rollup_key(query: Query, parts: tuple[str, ...]) -> RollupKey | None:
+    """The rollup rows holding exactly the dimensions a query groups and filters by.
+
+    Exactly: the query sums rows over the values of each dimension it filters on but does
+    not group by, which only some filters allow (`_adds_up`).
     """
     if query.time_dimension == "time:hour":
         return None
-    names = {d for d in query.dimensions if not DIMENSIONS[d].is_time}
-    names |= {f.dimension for f in query.filters}
-    return next((key for key in ROLLUP_KEYS if set(key) == names), None)
+    grouped = {d for d in query.dimensions if not DIMENSIONS[d].is_time}
+    loose = [f for f in query.filters if f.dimension not in grouped]
+    if not all(_adds_up(f, parts) for f in loose):
+        return None
+    names = grouped | {f.dimension for f in query.filters}
+    for key in ROLLUP_KEYS:
+        if set(key) == names:
+            return RollupKey(key)
+    for flt in loose:
+        if flt.dimension in FILTER_DIMENSIONS and flt.op == "is" and len(flt.values) == 1:
+            rest = names - {flt.dimension}
+            for key in FILTERED_KEYS:
+                if set(key) == rest:
+                    return RollupKey(key, flt.dimension)
+    return None
 
 
 def covered_until(conn: Connection, site: SiteRef) -> int | None:
@@ -120,31 +162,73 @@ def bucket_source(
     Returns the statement and which path answered: "rollup", "raw" or "mixed".
     """
     period = query.period
-    whole = [(period.start_ms, period.end_ms)]
-    key = rollup_key(query) if rollups and extra is None else None
+    key = rollup_key(query, plan.parts) if rollups and extra is None else None
     last = covered_until(conn, query.site) if key is not None else None
     lo, hi = day_number(period.start), min(day_number(period.end), last if last is not None else -1)
     if key is None or lo > hi:
-        return raw_buckets(query, plan, whole, extra), "raw"
+        return raw_buckets(query, plan, [(period.start_ms, period.end_ms)], extra), "raw"
     rolled = _rollup_rows(query, plan, key, lo, hi)
-    if hi == day_number(period.end):
+    raw_days = _days_not_kept(conn, query, key, lo, hi)
+    raw_days += range(hi + 1, day_number(period.end) + 1)
+    if not raw_days:
         return rolled, "rollup"
-    rest = [
-        (local_midnight_ms(day_from_number(hi) + timedelta(days=1), query.site.tz), period.end_ms)
+    ranges = _day_ranges(raw_days, query.site)
+    return union_all(rolled, raw_buckets(query, plan, ranges)), "mixed"
+
+
+def _days_not_kept(conn: Connection, query: Query, key: RollupKey, lo: int, hi: int) -> list[int]:
+    """Days lo..hi that have visits of the key's filter value but no rows kept for it (it
+    was not among that day's top values): the raw rows answer for those days."""
+    if not key.filter:
+        return []
+    flt = query.filter_for(key.filter)
+    assert flt is not None
+    value = flt.values[0]
+    c = rollup_table.c
+
+    def days(*where: ColumnElement[bool]) -> set[int]:
+        stmt = select(c.day).where(c.site_id == query.site.id, c.day >= lo, c.day <= hi, *where)
+        return set(conn.scalars(stmt))
+
+    seen = days(
+        c.filter_dim == "", c.filter_value == "", c.dimension == key.filter, c.value == value
+    )
+    kept = days(c.filter_dim == key.filter, c.filter_value == value, c.dimension == "")
+    return sorted(seen - kept)
+
+
+def _day_ranges(days: list[int], site: SiteRef) -> list[tuple[int, int]]:
+    """UTC [start, end) ms of the runs of consecutive local days in `days` (ascending)."""
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and runs[-1][1] == day - 1:
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [
+        (
+            local_midnight_ms(day_from_number(first), site.tz),
+            local_midnight_ms(day_from_number(last) + timedelta(days=1), site.tz),
+        )
+        for first, last in runs
     ]
-    return union_all(rolled, raw_buckets(query, plan, rest)), "mixed"
 
 
-def _rollup_rows(query: Query, plan: Plan, key: tuple[str, ...], lo: int, hi: int) -> Select:
+def _rollup_rows(query: Query, plan: Plan, key: RollupKey, lo: int, hi: int) -> Select:
     def column(name: str) -> ColumnElement:
-        return rollup_table.c[VALUE_COLUMNS[key.index(name)]]
+        if name == key.filter:
+            return rollup_table.c.filter_value
+        return rollup_table.c[VALUE_COLUMNS[key.dims.index(name)]]
 
     where = [
         rollup_table.c.site_id == query.site.id,
-        rollup_table.c.dimension == ",".join(key),
+        rollup_table.c.filter_dim == key.filter,
+        rollup_table.c.dimension == ",".join(key.dims),
         rollup_table.c.day >= lo,
         rollup_table.c.day <= hi,
     ]
+    if not key.filter:
+        where.append(rollup_table.c.filter_value == "")
     flt = compile_filters(query.filters, column)
     if flt is not None:
         where.append(flt)
@@ -179,69 +263,154 @@ def _temp_table(conn: Connection, name: str, stmt: Select) -> Table:
     return table
 
 
-def _insert_days(conn: Connection, site: SiteRef, start: date, end: date) -> None:
-    """Rebuild the rollup rows of days `start`..`end` with the compiler's own pieces.
+class _Build:
+    """The rollup rows of days `start`..`end`, computed into the temporary table `rows`
+    with the compiler's own pieces; only temporary tables are written, so on SQLite the
+    database's write lock stays free meanwhile (see `refresh_site`).
 
     # TRICKY: the chunk's visits, and their per-visit event facts, are copied to temporary
-    tables once; each of the ~20 visit dimensions then groups the small copy instead of
-    joining the big tables again. Event dimensions join events to the visits' copy.
+    tables once (per visit, and per visit and value of each event dimension, every visit
+    dimension riding along); each of the ~200 keys then groups a small copy instead of
+    joining the big tables again. Only keys of two event dimensions join events again.
     """
-    period = make_period("custom", start, end, site.tz)
-    if conn.dialect.name == "postgresql":
-        # Two servers refreshing the same site at once: the second waits, then its DELETE
-        # sees the first one's rows (READ COMMITTED), so no day is ever counted twice.
-        conn.execute(select(func.pg_advisory_xact_lock(LOCK_NAMESPACE + site.id)))
-    conn.execute(
-        delete(rollup_table).where(
-            rollup_table.c.site_id == site.id,
-            rollup_table.c.day >= day_number(start),
-            rollup_table.c.day <= day_number(end),
+
+    def __init__(self, conn: Connection, site: SiteRef, start: date, end: date) -> None:
+        self.conn, self.site = conn, site
+        self.period = make_period("custom", start, end, site.tz)
+        query = Query(site=site, period=self.period)
+        bucket = bucket_expr(visits.c.started_ms, Plan((), PARTS, "day"), query)
+        self.visit_dims = [d.name for d in DIMENSIONS.values() if d.scope == "visit"]
+        copied = select(
+            visits.c.id,
+            visits.c.visitor_id,
+            visits.c.is_bounce,
+            visits.c.duration_ms,
+            visits.c.pageviews,
+            bucket.label("bucket"),
+            *(visits.c[DIMENSIONS[d].column] for d in self.visit_dims),
+        ).where(
+            visits.c.site_id == site.id,
+            visits.c.started_ms >= self.period.start_ms,
+            visits.c.started_ms < self.period.end_ms,
         )
-    )
-    query = Query(site=site, period=period)
-    bucket = bucket_expr(visits.c.started_ms, Plan((), PARTS, "day"), query)
-    visit_dims = [d for d in DIMENSIONS.values() if d.scope == "visit"]
-    copied = select(
-        visits.c.id,
-        visits.c.visitor_id,
-        visits.c.is_bounce,
-        visits.c.duration_ms,
-        visits.c.pageviews,
-        bucket.label("bucket"),
-        *(visits.c[d.column] for d in visit_dims),
-    ).where(visits.c.site_id == site.id, visits.c.started_ms >= period.start_ms)
-    chunk = _temp_table(conn, "rollup_visits", copied.where(visits.c.started_ms < period.end_ms))
-    facts = _temp_table(
-        conn,
-        "rollup_facts",
-        event_facts(query, chunk, chunk.c.bucket, [chunk.c[d.column] for d in visit_dims]),
-    )
-    visit_keys = {d.name: facts.c[dim_key(i)] for i, d in enumerate(visit_dims)}
-    columns = ["site_id", "day", "dimension", *VALUE_COLUMNS, *PARTS]
-    for key in ROLLUP_KEYS:
-        if all(name in visit_keys for name in key):
-            rows = group_facts(facts, [visit_keys[name] for name in key], PARTS).subquery()
-        else:
-            key_query = Query(site=site, period=period, dimensions=key)
-            key_columns = [
-                (events if DIMENSIONS[name].is_event else chunk).c[DIMENSIONS[name].column]
-                for name in key
-            ]
-            per_visit = event_facts(key_query, chunk, chunk.c.bucket, key_columns).subquery()
-            per_key = [per_visit.c[dim_key(i)] for i in range(len(key))]
-            rows = group_facts(per_visit, per_key, PARTS).subquery()
-        values = [rows.c[dim_key(i)] for i in range(len(key))]
+        self.temps: list[Table] = []
+        self.chunk = self._temp("rollup_visits", copied)
+        self.facts: dict[str, Table] = {}
+        columns = [c for c in rollup_table.c if c.name != "id"]
+        self.rows = Table(
+            "rollup_rows",
+            MetaData(),
+            *(Column(c.name, c.type) for c in columns),
+            prefixes=["TEMPORARY"],
+        )
+        self.rows.create(conn)
+        self.temps.append(self.rows)
+        for key in ROLLUP_KEYS:
+            self._insert(key)
+        top = self._temp("rollup_top", self._top_values())
+        for name in FILTER_DIMENSIONS:
+            for key in FILTERED_KEYS:
+                if name not in key:
+                    self._insert(key, name, top)
+
+    def _temp(self, name: str, stmt: Select) -> Table:
+        table = _temp_table(self.conn, name, stmt)
+        self.temps.append(table)
+        return table
+
+    def _column(self, name: str) -> ColumnElement:
+        dim = DIMENSIONS[name]
+        return (events if dim.is_event else self.chunk).c[dim.column]
+
+    def _facts(self, names: tuple[str, ...]) -> tuple[FromClause, list[ColumnElement]]:
+        """Per-visit facts (see `event_facts`) carrying `names`, and those names' columns."""
+        query = Query(site=self.site, period=self.period, dimensions=names)
+        event_names = tuple(n for n in names if DIMENSIONS[n].is_event)
+        if len(event_names) > 1:
+            cols = [self._column(n) for n in names]
+            sub = event_facts(query, self.chunk, self.chunk.c.bucket, cols).subquery()
+            return sub, [sub.c[dim_key(i)] for i in range(len(names))]
+        lead = event_names[0] if event_names else ""
+        order = [*event_names, *self.visit_dims]
+        if lead not in self.facts:
+            lead_query = Query(site=self.site, period=self.period, dimensions=event_names)
+            cols = [self._column(n) for n in order]
+            stmt = event_facts(lead_query, self.chunk, self.chunk.c.bucket, cols)
+            self.facts[lead] = self._temp(f"rollup_facts{len(self.facts)}", stmt)
+        table = self.facts[lead]
+        return table, [table.c[dim_key(order.index(n))] for n in names]
+
+    def _top_values(self) -> Select:
+        """Each filter dimension's TOP_VALUES values of each day, by visits (ties by value):
+        the ones kept per filter value. Empty values are left out (no report links them)."""
+        r = self.rows.c
+        rank = func.row_number().over(
+            partition_by=(r.dimension, r.day), order_by=(r.visits.desc(), r.value)
+        )
+        ranked = (
+            select(r.dimension, r.day, r.value, rank.label("rank"))
+            .where(r.filter_dim == "", r.dimension.in_(FILTER_DIMENSIONS), r.value != "")
+            .subquery()
+        )
+        return select(ranked.c.dimension, ranked.c.day, ranked.c.value).where(
+            ranked.c.rank <= TOP_VALUES
+        )
+
+    def _insert(self, key: tuple[str, ...], filter_dim: str = "", top: Table | None = None) -> None:
+        """The rows of `key`; with a filter dimension, over each of its top values alone
+        (grouped by it too: the raw path filtering on one value groups the same visits)."""
+        names = (filter_dim, *key) if filter_dim else key
+        facts, columns = self._facts(names)
+        grouped = group_facts(facts, columns, PARTS)
+        if top is not None:
+            kept = select(top.c.day, top.c.value).where(top.c.dimension == filter_dim)
+            grouped = grouped.where(tuple_(facts.c.bucket, columns[0]).in_(kept))
+        rows = grouped.subquery()
+        values = [rows.c[dim_key(i)] for i in range(len(names))]
+        filter_value = values.pop(0) if filter_dim else literal("")
         values += [literal("")] * (len(VALUE_COLUMNS) - len(key))
         source = select(
-            literal(site.id),
+            literal(self.site.id),
             rows.c.bucket,
+            literal(filter_dim),
+            filter_value,
             literal(",".join(key)),
             *values,
             *(rows.c[p] for p in PARTS),
         )
-        conn.execute(insert(rollup_table).from_select(columns, source))
-    facts.drop(conn)
-    chunk.drop(conn)
+        columns_out = [
+            "site_id",
+            "day",
+            "filter_dim",
+            "filter_value",
+            "dimension",
+            *VALUE_COLUMNS,
+            *PARTS,
+        ]
+        self.conn.execute(insert(self.rows).from_select(columns_out, source))
+
+    def write_day(self, day: int) -> None:
+        """Replace the site's rollup rows of `day` with the computed ones."""
+        conn = self.conn
+        if conn.dialect.name == "postgresql":
+            # Two servers refreshing the same site at once: the second waits, then its DELETE
+            # sees the first one's rows (READ COMMITTED), so no day is ever counted twice.
+            conn.execute(select(func.pg_advisory_xact_lock(LOCK_NAMESPACE + self.site.id)))
+        conn.execute(
+            delete(rollup_table).where(
+                rollup_table.c.site_id == self.site.id, rollup_table.c.day == day
+            )
+        )
+        columns = [c.name for c in self.rows.c]
+        conn.execute(
+            insert(rollup_table).from_select(
+                columns, select(self.rows).where(self.rows.c.day == day)
+            )
+        )
+
+    def drop(self) -> None:
+        for table in reversed(self.temps):
+            table.drop(self.conn)
 
 
 def _save_state(conn: Connection, site: SiteRef, **values: int) -> None:
@@ -279,18 +448,32 @@ def refresh_site(
         with db.engine.begin() as conn:
             conn.execute(delete(rollup_table).where(rollup_table.c.site_id == site.id))
             conn.execute(delete(state_table).where(state_table.c.site_id == site.id))
-    for chunk_start in range(start, today + 1, CHUNK_DAYS):
-        chunk_end = min(chunk_start + CHUNK_DAYS - 1, today)
-        final = chunk_end == today
-        with db.engine.begin() as conn:
-            _insert_days(conn, site, day_from_number(chunk_start), day_from_number(chunk_end))
-            _save_state(
-                conn,
-                site,
-                last_day=chunk_end,
-                last_event_id=max_id if final else last_id,
-                built_ms=now_ms,
-            )
+    with db.engine.connect() as conn:
+        try:
+            for chunk_start in range(start, today + 1, CHUNK_DAYS):
+                chunk_end = min(chunk_start + CHUNK_DAYS - 1, today)
+                final = chunk_end == today
+                with conn.begin():
+                    build = _Build(
+                        conn, site, day_from_number(chunk_start), day_from_number(chunk_end)
+                    )
+                # One short write transaction per day: ingest waits for SQLite's one writer.
+                for day in range(chunk_start, chunk_end + 1):
+                    with conn.begin():
+                        build.write_day(day)
+                        if day == chunk_end:
+                            _save_state(
+                                conn,
+                                site,
+                                last_day=chunk_end,
+                                last_event_id=max_id if final else last_id,
+                                built_ms=now_ms,
+                            )
+                with conn.begin():
+                    build.drop()
+        except BaseException:
+            conn.invalidate()  # its temporary tables go with it
+            raise
     return day_from_number(start), day_from_number(today)
 
 

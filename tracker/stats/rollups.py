@@ -83,9 +83,9 @@ TOP_VALUES = 10
 LOCK_NAMESPACE = 0x5741_0000_0000
 # A rollup row's dimension values, in the order of its key's dimensions.
 VALUE_COLUMNS = ("value", "value2")
-# Per process: when each site may be rebuilt again (see `refresh`).
+# Per process: when each site of each database may be rebuilt again (see `refresh`).
 THROTTLE = 10
-_next_due: dict[int, float] = {}
+_next_due: dict[tuple[str, int], float] = {}
 # Event ids are not committed in order on PostgreSQL; re-checking the last ones is cheap.
 ID_MARGIN = 10_000
 
@@ -491,12 +491,13 @@ def refresh(db: Database, *, now_ms: int | None = None, full: bool = False) -> i
     done = 0
     for site in sites:
         began = time.monotonic()
-        if not full and _next_due.get(site.id, 0.0) > began:
+        due = (db.url, site.id)
+        if not full and _next_due.get(due, 0.0) > began:
             continue
         try:
             done += refresh_site(db, site, now_ms=now_ms, full=full) is not None
         except Exception:  # noqa: BLE001 - one site's failure must not stop the others
             log.exception("rollup refresh failed for %s", site.domain)
         ended = time.monotonic()
-        _next_due[site.id] = ended + THROTTLE * (ended - began)
+        _next_due[due] = ended + THROTTLE * (ended - began)
     return done

@@ -8,6 +8,7 @@ from flask import Flask
 
 from tracker.config import Settings, ensure_secret_key, load_settings
 from tracker.db import Database
+from tracker.db.engine import SQLITE_BUSY_TIMEOUT_MS
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -42,7 +43,10 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def _setup_database(app: Flask, settings: Settings) -> None:
-    db = Database(settings.resolved_database_url())
+    # The collector waits for the SQLite lock at most half of a request's patience, so a
+    # batch it cannot store still has time to go to the spool before the request gives up.
+    busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, settings.store_timeout_seconds * 500)
+    db = Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
     app.extensions["tracker.db"] = db
 
 

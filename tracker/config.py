@@ -69,8 +69,9 @@ class Settings:
     )
     store_timeout_seconds: int = _setting(
         10,
-        "How long an ingestion request waits for the database to store its events before "
-        "answering 503 with Retry-After (nothing is acknowledged that was not stored).",
+        "How long an ingestion request waits for its events to be stored, in the database "
+        "or, while the database is unavailable, in the local spool (<data_dir>/spool), "
+        "before answering 503 with Retry-After (nothing is acknowledged that was not stored).",
     )
     scheduler_enabled: bool = _setting(
         True, "Run background jobs (salt rotation, rollups, retention) inside the server."

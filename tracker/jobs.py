@@ -22,6 +22,7 @@ from flask import Flask
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
+from tracker.ingest.spool import replay, spool_directory
 from tracker.stats.rollups import refresh as refresh_rollups
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ def stats_rollups_job(db: Database, settings: Settings) -> None:
     refresh_rollups(db)
 
 
+def replay_spool_job(db: Database, settings: Settings) -> None:
+    """Events spooled while the database was unavailable are stored (tracker.ingest.spool)."""
+    timeout_ms = settings.visit_timeout_minutes * 60_000
+    replay(db, spool_directory(settings.data_dir), timeout_ms)
+
+
 def rotate_salts_job(db: Database, settings: Settings) -> None:
     """Today's visitor-id salt exists; salts older than yesterday are gone."""
     rotate_salts(db, datetime.now(UTC).date())
@@ -51,6 +58,8 @@ JOBS: list[Job] = [
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
     # Each run rebuilds today (and any day late events touched): pages lag by up to a minute.
     Job("stats_rollups", stats_rollups_job, "interval", {"minutes": 1}, run_at_start=True),
+    # Cheap when the spool is empty (one directory listing); a retry every few seconds else.
+    Job("replay_spool", replay_spool_job, "interval", {"seconds": 5}, run_at_start=True),
 ]
 
 

@@ -117,6 +117,15 @@ class DropCount(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SpoolReplay(Base):
+    """Spool segments already stored, so a segment replayed twice is stored once."""
+
+    __tablename__ = "spool_replays"
+
+    segment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    replayed_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class Visit(Base):
     """One visit (session): maintained incrementally by the sessions module as events arrive."""
 

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker.enrich.geo import GeoIP
@@ -24,6 +25,7 @@ from tracker.ingest.client import Network, parse_networks
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.spam import is_spam_referrer, spam_hosts
+from tracker.ingest.spool import Spool, spool_directory
 from tracker.ingest.store import DropKey, utc_day
 from tracker.ingest.writer import GroupCommitWriter
 from tracker.sessions import Hit
@@ -71,6 +73,7 @@ class Pipeline:
         geoip_path: str = "",
         trusted_proxies: tuple[str, ...] = (),
         store_timeout_seconds: float = 10.0,
+        spool_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.sites = SiteCache(db)
@@ -78,7 +81,10 @@ class Pipeline:
         self.geo = GeoIP(geoip_path)
         self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
         self.writer = GroupCommitWriter(
-            db, timeout_ms=visit_timeout_minutes * 60_000, wait_seconds=store_timeout_seconds
+            db,
+            timeout_ms=visit_timeout_minutes * 60_000,
+            wait_seconds=store_timeout_seconds,
+            spool=Spool(spool_dir) if spool_dir is not None else None,
         )
         _warm_up()
 
@@ -91,6 +97,7 @@ class Pipeline:
             geoip_path=settings.geoip_path,
             trusted_proxies=settings.trusted_proxies,
             store_timeout_seconds=settings.store_timeout_seconds,
+            spool_dir=spool_directory(settings.data_dir),
         )
 
     def accept(

@@ -6,7 +6,9 @@ caller (the group-commit writer) owns the connection and the transaction.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tracker.db import Database
 from tracker.db.models import DropCount, Event, Visit
 from tracker.sessions import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
 
@@ -340,3 +343,71 @@ def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:
         stmt,
         [{"site_id": s, "day": d, "reason": r, "count": n} for (s, d, r), n in drops.items()],
     )
+
+
+def store_transaction(
+    db: Database,
+    conn: Connection,
+    lock: WriterFileLock,
+    hits: list[Hit],
+    drops: Counter[DropKey],
+    timeout_ms: int,
+    claim: Callable[[Connection], bool] | None = None,
+) -> bool:
+    """Store hits and drop counts in one transaction, taking the writers' turn on SQLite.
+
+    `claim`, run first inside the transaction, may decline it (returns False): then
+    nothing is stored and False is returned.
+    """
+    with lock:
+        if db.is_sqlite:
+            # Take the write lock before reading visits, so no other process changes them.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+        try:
+            if claim is not None and not claim(conn):
+                conn.rollback()
+                return False
+            store_hits(conn, hits, timeout_ms, drops)
+            conn.commit()
+            return True
+        except BaseException:
+            conn.rollback()  # release the database lock before the next process's turn
+            raise
+
+
+class WriterFileLock:
+    """Takes turns between the writers of several processes on one SQLite file.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so two gunicorn workers
+    contending for the write lock would mostly sleep; a blocking flock() wakes the next
+    writer the moment the previous one commits. PostgreSQL needs none of this.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def for_database(cls, db: Database) -> WriterFileLock:
+        database = db.engine.url.database
+        if db.is_sqlite and database and database != ":memory:":
+            return cls(database + ".writer-lock")
+        return cls(None)
+
+    def __enter__(self) -> None:
+        if self.path is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

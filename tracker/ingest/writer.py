@@ -6,6 +6,11 @@ requests. So a 202 is only sent for committed events, and under load hundreds of
 share one commit instead of paying one each. The thread starts on the first job and stops
 after a few idle seconds (nothing runs at import or fork time, nothing lingers in tests).
 
+When the database is unreachable or locked beyond its timeout, batches go to the durable
+spool (tracker.ingest.spool) instead, and the requests still get their 202; for a second
+after a failure, batches go straight to the spool rather than each waiting for the
+database. Only when the spool cannot be written either do requests get a 503.
+
 Shutdown needs nothing of its own: on SIGTERM gunicorn lets in-flight requests finish, and a
 request finishes only after its commit, so draining the requests drains the writer. A request
 that gives up waiting (503) marks its job abandoned; if the writer had already started it,
@@ -14,11 +19,10 @@ it may still be stored, so clients that retry get at-least-once delivery.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import queue
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -26,13 +30,15 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
-from tracker.ingest.store import DropKey, store_hits
+from tracker.ingest.spool import Spool
+from tracker.ingest.store import DropKey, WriterFileLock, store_transaction
 from tracker.sessions import Hit
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # events per transaction; bigger batches only delay the first answers
 IDLE_SECONDS = 5.0
+BACKOFF_SECONDS = 1.0  # after a failed transaction, spool without asking the database
 
 
 class StoreUnavailable(Exception):
@@ -65,10 +71,14 @@ class Job:
 
 
 class GroupCommitWriter:
-    def __init__(self, db: Database, timeout_ms: int, wait_seconds: float) -> None:
+    def __init__(
+        self, db: Database, timeout_ms: int, wait_seconds: float, spool: Spool | None = None
+    ) -> None:
         self.db = db
         self.timeout_ms = timeout_ms
         self.wait_seconds = wait_seconds
+        self.spool = spool
+        self._down_until = 0.0
         self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -124,40 +134,41 @@ class GroupCommitWriter:
 
     def _commit(self, conn: Connection | None, jobs: list[Job]) -> Connection | None:
         live = [job for job in jobs if not job.abandoned]
-        if live:
+        if live and time.monotonic() < self._down_until:
+            self._spool(live)
+        elif live:
             try:
                 conn = conn or self.db.engine.connect()
                 self._transaction(conn, live)
+                if self.spool is not None and self.spool.holding:
+                    self.spool.close_segment()  # the database is back: replay can start
             except Exception as exc:  # noqa: BLE001 - every failure must reach the requests
                 _discard(conn)
                 conn = None
                 if _unavailable(exc):
-                    log.warning("database unavailable, %d requests get 503: %s", len(live), exc)
-                    for job in live:
-                        job.error = StoreUnavailable("the database is unavailable")
+                    log.warning("database unavailable for %d requests: %s", len(live), exc)
+                    self._down_until = time.monotonic() + BACKOFF_SECONDS
+                    self._spool(live)
                 else:
                     log.warning("batch failed (%s); storing its requests one by one", exc)
                     conn = self._one_by_one(live)
         self._finish(jobs)
         return conn
 
+    def _spool(self, jobs: list[Job]) -> None:
+        """Keep the jobs in the durable spool; a 503 for them only if that fails too."""
+        try:
+            if self.spool is None:
+                raise OSError("no spool directory")
+            self.spool.append(*_merged(jobs))
+        except OSError as exc:
+            log.error("could not spool %d requests; they get 503: %s", len(jobs), exc)
+            for job in jobs:
+                job.error = StoreUnavailable("the database is unavailable")
+
     def _transaction(self, conn: Connection, jobs: list[Job]) -> None:
-        drops: Counter[DropKey] = Counter()
-        for job in jobs:
-            drops.update(job.drops)
-        hits = [hit for job in jobs for hit in job.hits]
-        with self._process_lock:
-            if self.db.is_sqlite:
-                # Take the write lock before reading visits, so no other process changes them.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.begin()
-            try:
-                store_hits(conn, hits, self.timeout_ms, drops)
-                conn.commit()
-            except BaseException:
-                conn.rollback()  # release the database lock before the next process's turn
-                raise
+        hits, drops = _merged(jobs)
+        store_transaction(self.db, conn, self._process_lock, hits, drops, self.timeout_ms)
 
     def _one_by_one(self, jobs: list[Job]) -> Connection | None:
         """A batch failed on bad data: store each job alone so only the bad one fails."""
@@ -170,7 +181,7 @@ class GroupCommitWriter:
                 _discard(conn)
                 conn = None
                 if _unavailable(exc):
-                    job.error = StoreUnavailable("the database is unavailable")
+                    self._spool([job])
                 else:
                     log.exception("could not store %d events", len(job.hits))
                     job.error = StoreFailed("the events could not be stored")
@@ -181,35 +192,11 @@ class GroupCommitWriter:
             job.done.release()
 
 
-class WriterFileLock:
-    """Takes turns between the writers of several processes on one SQLite file.
-
-    SQLite's own busy handler polls with sleeps of up to 100 ms, so two gunicorn workers
-    contending for the write lock would mostly sleep; a blocking flock() wakes the next
-    writer the moment the previous one commits. PostgreSQL needs none of this.
-    """
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    @classmethod
-    def for_database(cls, db: Database) -> WriterFileLock:
-        database = db.engine.url.database
-        if db.is_sqlite and database and database != ":memory:":
-            return cls(database + ".writer-lock")
-        return cls(None)
-
-    def __enter__(self) -> None:
-        if self.path is None:
-            return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+def _merged(jobs: list[Job]) -> tuple[list[Hit], Counter[DropKey]]:
+    drops: Counter[DropKey] = Counter()
+    for job in jobs:
+        drops.update(job.drops)
+    return [hit for job in jobs for hit in job.hits], drops
 
 
 def _unavailable(exc: Exception) -> bool:

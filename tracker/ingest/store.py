@@ -1,7 +1,8 @@
 """Store a batch of hits in one transaction: load the visits it touches, assign, write back.
 
-Three reads and a handful of bulk writes per batch, however many events it holds. The
-caller (the group-commit writer) owns the connection and the transaction.
+Three reads and a handful of bulk writes per batch, however many events it holds.
+`store_transaction` wraps them in one transaction, taking the writers' turn on SQLite; the
+group-commit writer and the spool's replay both store through it.
 """
 
 from __future__ import annotations

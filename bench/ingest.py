@@ -68,6 +68,11 @@ class WrkRun:
     def per_second(self) -> float:
         return self.ok / self.seconds
 
+    @property
+    def cpu_us_per_event(self) -> float:
+        """Server CPU per answered request: steadier than events/s on a shared machine."""
+        return self.server_cores * 1e6 / max(self.per_second, 1e-9)
+
 
 def require_wrk() -> str:
     path = shutil.which("wrk")
@@ -296,6 +301,16 @@ def _ingest_figures(
             baseline=median([r.server_cores for r in bare]),
             baseline_name="bare Flask 204",
             note="CPU time of the server's processes per second of load; 2 cores here",
+        ),
+        Figure(
+            bench,
+            "server CPU per event",
+            median([r.cpu_us_per_event for r in runs]),
+            "us",
+            baseline=median([r.cpu_us_per_event for r in bare]),
+            baseline_name="bare Flask 204",
+            note="what one event costs the server (user + system), whatever the load",
+            samples=[r.cpu_us_per_event for r in runs],
         ),
         Figure(
             bench,

@@ -31,6 +31,7 @@ def test_served_with_type_caching_and_cors(client: FlaskClient):
     assert response.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
     assert "Set-Cookie" not in response.headers
     assert "Accept-Encoding" in response.vary
+    assert "Cookie" not in response.vary  # one cached copy for everyone
     assert "Content-Encoding" not in response.headers
 
 

@@ -29,6 +29,9 @@ from tracker.ingest.writer import StoreFailed, StoreUnavailable
 
 bp = Blueprint("ingest", __name__)
 INGEST_PATHS = ("/api/event", "/api/pixel.gif")  # /api/event and /api/events
+# No login session on these: beacons carry no cookies, and the public, cacheable script
+# must not answer `Vary: Cookie` (shared caches would keep one copy per visitor).
+SESSIONLESS_PATHS = (*INGEST_PATHS, "/tracker.js")
 
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
@@ -223,14 +226,14 @@ def pixel() -> Response:
 
 
 class _NoSessionForIngest(SessionInterface):
-    """Skips the login-cookie session on ingest endpoints: beacons carry no cookies, and
-    opening the signed session cost more than a quarter of an event's CPU."""
+    """Skips the login-cookie session on SESSIONLESS_PATHS (opening the signed session also
+    cost more than a quarter of an event's CPU)."""
 
     def __init__(self, inner: SessionInterface) -> None:
         self.inner = inner
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
-        if request.path.startswith(INGEST_PATHS):
+        if request.path.startswith(SESSIONLESS_PATHS):
             return self.make_null_session(app)
         return self.inner.open_session(app, request)
 

@@ -1,41 +1,26 @@
 """CSV export: raw events and visits as streamed, spreadsheet-safe CSV.
 
-Rows come from the stats layer (the same Query and filters as the page and the API); this
-module only turns them into CSV text, one batch at a time, so memory stays flat at any size.
-CSV is RFC 4180 (the csv module's quoting, CRLF line ends), UTF-8, one header line.
-
-Spreadsheets run cells that start with = + - @ (or tab, CR) as formulas, so such text cells
-get a leading `'` (OWASP's advice); number columns are written as they are.
+Rows come from the stats layer (the same Query and filters as the page and the API), each
+already rendered by the database as its CSV line (tracker/stats/cells.py: times in UTC and
+the site's zone, formula starts neutralised, fields quoted exactly as csv.writer quotes
+them). This module names the columns and joins each batch of lines into one chunk, so
+memory stays flat at any size and no Python runs per row. CSV is RFC 4180 (CRLF line ends),
+UTF-8, one header line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
-from enum import Enum
-from operator import itemgetter
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 from tracker.db import Database
-from tracker.stats import EVENT_FIELDS, VISIT_FIELDS, Query, event_rows, visit_rows
-from tracker.stats.rows import Batch
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-class Kind(Enum):
-    """How a column's values become cells."""
-
-    TEXT = "text"
-    NUMBER = "number"
-    BOOL = "bool"
-    JSON = "json"
-    TIME_UTC = "time_utc"
-    TIME_LOCAL = "time_local"
+from tracker.stats import Query, event_rows, visit_rows
+from tracker.stats.cells import FORMULA_STARTS, Kind
+from tracker.stats.rows import Batch, Columns
 
 
 @dataclass(frozen=True)
@@ -49,7 +34,7 @@ _N = Kind.NUMBER
 
 _VISIT_ORIGIN = (
     Column("source", "source"),
-    Column("channel", "channel"),
+    Column("channel", "channel", Kind.KEYWORD),
     Column("utm_source", "utm_source"),
     Column("utm_medium", "utm_medium"),
     Column("utm_campaign", "utm_campaign"),
@@ -65,14 +50,14 @@ _VISIT_DEVICE = (
     Column("browser_version", "browser_version"),
     Column("os", "os"),
     Column("os_version", "os_version"),
-    Column("device", "device"),
-    Column("screen", "screen"),
+    Column("device", "device", Kind.KEYWORD),
+    Column("screen", "screen", Kind.KEYWORD),
 )
 
 EVENT_COLUMNS: tuple[Column, ...] = (
     Column("timestamp_utc", "timestamp_ms", Kind.TIME_UTC),
     Column("timestamp_local", "timestamp_ms", Kind.TIME_LOCAL),
-    Column("type", "kind"),
+    Column("type", "kind", Kind.KEYWORD),
     Column("name", "name"),
     Column("page", "path"),
     Column("hostname", "hostname"),
@@ -118,129 +103,34 @@ def neutralize(value: str) -> str:
     return value
 
 
-# TRICKY: checking each text cell costs more than writing the row, so a row's text cells are
-# joined behind NUL separators and searched once; only rows with a hit are fixed cell by cell.
-_FORMULA_IN_ROW = re.compile("\x00[" + re.escape("".join(FORMULA_STARTS)) + "]")
+def csv_chunks(columns: Sequence[Column], batches: Iterable[Batch]) -> Iterator[str]:
+    """The header, then one CSV text chunk per batch of pieces (see stats.rows.Batch)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    text = [i for i, c in enumerate(columns) if c.kind is Kind.TEXT]
 
+    def take() -> str:
+        chunk = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return chunk
 
-def _json(value: Any) -> str:
-    # The stats layer hands props over as their stored JSON text (decoding and re-encoding
-    # a million objects would double the export's time). An object's text starts with `{`.
-    return "" if value is None or value == "null" else value
-
-
-def _number(value: Any) -> str:
-    return "" if value is None else str(int(value))
-
-
-def _time(zone: tzinfo) -> Callable[[Any], str]:
-    """ISO 8601 with milliseconds in `zone` (`Z` for UTC), for epoch-millisecond values."""
-    # Rows come in time order, many per minute, and an offset never changes inside a minute:
-    # the minute's text is made once and only seconds and milliseconds per row.
-    minute_start, head, offset = -1, "", ""
-
-    def convert(ms: Any) -> str:
-        nonlocal minute_start, head, offset
-        if ms is None:
-            return ""
-        start = ms - ms % 60_000
-        if start != minute_start:
-            moment = datetime.fromtimestamp(start / 1000, zone).isoformat(timespec="minutes")
-            head, offset = moment[:16], moment[16:]
-            if len(offset) > 6:  # a pre-1972 offset with seconds: minutes do not align
-                exact = datetime.fromtimestamp(ms / 1000, zone)
-                return exact.isoformat(timespec="milliseconds")
-            if offset == "+00:00" and zone is UTC:
-                offset = "Z"
-            minute_start = start
-        rest = ms - start
-        return f"{head}:{rest // 1000:02d}.{rest % 1000:03d}{offset}"
-
-    return convert
-
-
-@dataclass(frozen=True)
-class _RowFormat:
-    """How rows of the stats layer's `fields` become cells of `columns`, worked out once."""
-
-    pick: Callable[[Sequence[Any]], tuple[Any, ...]]  # row -> values in column order
-    special: tuple[tuple[int, Callable[[Any], str]], ...]  # (cell, converter) for non-text
-    text: tuple[int, ...]  # cells holding text (never NULL in the schema)
-
-    @classmethod
-    def build(cls, columns: Sequence[Column], fields: Sequence[str], zone: tzinfo) -> _RowFormat:
-        missing = [c.field for c in columns if c.field not in fields]
-        if missing:
-            raise ValueError(f"rows lack the fields {missing}")
-        converters: dict[Kind, Callable[[Any], str]] = {
-            Kind.NUMBER: _number,
-            Kind.BOOL: _number,
-            Kind.JSON: _json,
-            Kind.TIME_UTC: _time(UTC),
-            Kind.TIME_LOCAL: _time(zone),
-        }
-        return cls(
-            pick=itemgetter(*(fields.index(c.field) for c in columns)),
-            special=tuple(
-                (i, converters[c.kind]) for i, c in enumerate(columns) if c.kind in converters
-            ),
-            text=tuple(i for i, c in enumerate(columns) if c.kind is Kind.TEXT),
-        )
-
-    def cells(self, row: Sequence[Any]) -> list[str]:
-        cells = list(self.pick(row))
-        for i, convert in self.special:
-            cells[i] = convert(cells[i])
-        if _FORMULA_IN_ROW.search("\x00" + "\x00".join([cells[i] for i in self.text])):
-            for i in self.text:
-                cells[i] = neutralize(cells[i])
-        return cells
-
-
-class _Chunk:
-    """A write target for csv.writer that hands back what was written since the last take."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-
-    def take(self) -> str:
-        text = "".join(self.parts)
-        self.parts.clear()
-        return text
-
-
-# A row none of whose cells holds a comma, quote or line break is written by the csv module
-# (QUOTE_MINIMAL) exactly as its cells joined by commas; tests/test_export.py pins that.
-_QUOTE_OR_BREAK = re.compile('["\r\n]')
-
-
-def csv_chunks(
-    columns: Sequence[Column],
-    fields: Sequence[str],
-    batches: Iterable[Sequence[Sequence[Any]]],
-    timezone: str = "UTC",
-) -> Iterator[str]:
-    """The header, then one CSV text chunk per batch of rows (rows hold `fields` in order)."""
-    fmt = _RowFormat.build(columns, list(fields), ZoneInfo(timezone))
-    chunk = _Chunk()
-    writer = csv.writer(chunk, lineterminator="\r\n")
     writer.writerow([c.header for c in columns])
-    yield chunk.take()
-    commas = len(columns) - 1
+    yield take()
     for batch in batches:
-        for row in batch:
-            cells = fmt.cells(row)
-            # TRICKY: the csv module costs ~15 us a row here, most of the export's time; plain
-            # rows take the equivalent join (1 us) and anything needing quotes goes through it.
-            line = ",".join(cells)
-            if line.count(",") == commas and not _QUOTE_OR_BREAK.search(line):
-                chunk.write(line + "\r\n")
+        for piece in batch:
+            if isinstance(piece, str):
+                buffer.write(piece)
             else:
+                cells = list(piece)
+                for i in text:
+                    cells[i] = neutralize(cells[i])
                 writer.writerow(cells)
-        yield chunk.take()
+        yield take()
+
+
+def row_count(batch: Batch) -> int:
+    return sum(piece.count("\n") if isinstance(piece, str) else 1 for piece in batch)
 
 
 def download_name(domain: str, table: str, first: date, last: date) -> str:
@@ -255,14 +145,25 @@ class Table:
 
     name: str
     columns: tuple[Column, ...]
-    fields: tuple[str, ...]
-    rows: Callable[[Database, Query], Iterator[Batch]]
-    time_field: str  # rows come in the order of this field (epoch ms)
+    rows: Callable[[Database, Query, Columns], Iterator[Batch]]
+    time_column: str  # rows come in the order of this column (a UTC time)
+
+    def cells(self) -> Columns:
+        """The (field, kind) of each column, as the stats layer renders them."""
+        return [(c.field, c.kind) for c in self.columns]
+
+    def last_time_ms(self, batch: Batch) -> int:
+        """Epoch milliseconds of the time column of a batch's last row."""
+        index = [c.header for c in self.columns].index(self.time_column)
+        last = batch[-1]
+        # A text piece holds lines without quotes, so commas are the fields' own.
+        cells = last if isinstance(last, tuple) else last[:-2].rsplit("\n", 1)[-1].split(",")
+        return round(datetime.fromisoformat(cells[index]).timestamp() * 1000)
 
 
 TABLES: dict[str, Table] = {
-    "events": Table("events", EVENT_COLUMNS, EVENT_FIELDS, event_rows, "timestamp_ms"),
-    "visits": Table("visits", VISIT_COLUMNS, VISIT_FIELDS, visit_rows, "started_ms"),
+    "events": Table("events", EVENT_COLUMNS, event_rows, "timestamp_utc"),
+    "visits": Table("visits", VISIT_COLUMNS, visit_rows, "started_utc"),
 }
 
 
@@ -273,8 +174,7 @@ def export_csv(
     watch: Callable[[Iterator[Batch]], Iterator[Batch]] = iter,
 ) -> Iterator[str]:
     """The CSV text of `table` for `query`, chunk by chunk; `watch` may observe the batches."""
-    batches = watch(table.rows(db, query))
-    return csv_chunks(table.columns, table.fields, batches, query.site.timezone)
+    return csv_chunks(table.columns, watch(table.rows(db, query, table.cells())))
 
 
 def export_filename(query: Query, table: Table) -> str:

@@ -9,7 +9,7 @@ from typing import IO
 import click
 
 from tracker.cli.context import CliContext, pass_context
-from tracker.export import TABLES, Table, export_csv, export_filename
+from tracker.export import TABLES, Table, export_csv, export_filename, row_count
 from tracker.sites import find_site
 from tracker.stats import Query, QueryError, dimension, first_day, parse_query
 from tracker.stats.rows import Batch
@@ -17,7 +17,6 @@ from tracker.stats.rows import Batch
 
 def _write(ctx: CliContext, query: Query, table: Table, out: IO[str]) -> int:
     """Write the CSV to `out` with a progress bar on the terminal; returns the row count."""
-    position = table.fields.index(table.time_field)
     rows = 0
     # Progress is measured in time covered, so no row count has to be queried first.
     with click.progressbar(
@@ -31,8 +30,8 @@ def _write(ctx: CliContext, query: Query, table: Table, out: IO[str]) -> int:
         def watch(batches: Iterator[Batch]) -> Iterator[Batch]:
             nonlocal rows, done
             for batch in batches:
-                rows += len(batch)
-                reached = min(max(batch[-1][position], done), query.period.end_ms)
+                rows += row_count(batch)
+                reached = min(max(table.last_time_ms(batch), done), query.period.end_ms)
                 bar.update(reached - done)
                 done = reached
                 yield batch

@@ -12,16 +12,14 @@ from tracker.stats.metrics import METRICS, Metric
 from tracker.stats.periods import COMPARISONS, PERIODS, Period
 from tracker.stats.query import Query, QueryError, SiteRef, parse_query, site_ref
 from tracker.stats.realtime import Realtime, current_visitors, realtime
-from tracker.stats.rows import EVENT_FIELDS, VISIT_FIELDS, event_rows, visit_rows
+from tracker.stats.rows import event_rows, visit_rows
 from tracker.stats.run import Result, first_day, run, time_buckets
 
 __all__ = [
     "COMPARISONS",
     "DIMENSIONS",
-    "EVENT_FIELDS",
     "METRICS",
     "PERIODS",
-    "VISIT_FIELDS",
     "Dimension",
     "Filter",
     "Metric",

@@ -16,7 +16,7 @@ ids rotate daily, so the sum is the definition, and it adds across rollups and r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -84,20 +84,29 @@ def dimension_column(name: str) -> ColumnElement:
     return cast(column, Text) if name == "event:props" else column
 
 
-def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz: ZoneInfo) -> ColumnElement:
-    """The site's UTC offset (ms) at `ts`: a CASE over the few DST changes in range.
+def segment_case(
+    ts: ColumnElement,
+    segments: Sequence[tuple[int, int]],
+    value: Callable[[int, int], ColumnElement],
+) -> ColumnElement:
+    """`value(start_ms, offset_ms)` of the offset segment (periods.offset_segments) `ts` is in.
 
     # TRICKY: neither database knows the site's zone rules portably, so Python finds the
     changes and the database only compares integers.
     """
-    segments = offset_segments(start_ms, end_ms, tz)
     if len(segments) == 1:
-        return literal(segments[0][1], BigInteger)
+        return value(*segments[0])
     whens = [
-        (ts < nxt, literal(off, BigInteger))
-        for (_, off), (nxt, _) in zip(segments, segments[1:], strict=False)
+        (ts < nxt, value(start, off))
+        for (start, off), (nxt, _) in zip(segments, segments[1:], strict=False)
     ]
-    return case(*whens, else_=literal(segments[-1][1], BigInteger))
+    return case(*whens, else_=value(*segments[-1]))
+
+
+def offset_expr(ts: ColumnElement, start_ms: int, end_ms: int, tz: ZoneInfo) -> ColumnElement:
+    """The site's UTC offset (ms) at `ts`: a CASE over the few DST changes in range."""
+    segments = offset_segments(start_ms, end_ms, tz)
+    return segment_case(ts, segments, lambda _start, off: literal(off, BigInteger))
 
 
 def bucket_expr(ts: ColumnElement, plan: Plan, query: Query) -> ColumnElement:

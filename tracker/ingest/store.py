@@ -12,6 +12,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -32,7 +33,6 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -68,37 +68,38 @@ def _day(days_since_epoch: int) -> date:
 def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counter[DropKey]) -> None:
     """Assign visits to `hits` (processed in timestamp order) and write everything."""
     if hits:
-        _lock_visitors(conn, hits)
         raw = Raw.of(conn)
-        visits, pageviews = _load(raw, hits)
+        visits, pageviews, new_ids = _load(raw, hits)
         assigner = VisitAssigner(timeout_ms, visits, pageviews)
         # Pageviews first among equal times: a click or beacon of the same ms follows its page.
         for hit in sorted(hits, key=lambda h: (h.timestamp_ms, h.kind != "pageview")):
             reason = assigner.add(hit)
             if reason:
                 drops[(hit.site_id, utc_day(hit.timestamp_ms), reason)] += 1
-        _write(raw, assigner)
+        _write(raw, assigner, new_ids)
     if drops:
         _count_drops(conn, drops)
 
 
-def _lock_visitors(conn: Connection, hits: list[Hit]) -> None:
-    """PostgreSQL: serialise visit assignment per visitor across collector processes.
+def _visitor_lock_keys(hits: list[Hit]) -> list[int]:
+    """PostgreSQL advisory lock keys that serialise visit assignment per visitor across
+    collector processes; sorted, so two batches cannot deadlock. (SQLite needs none: the
+    writer's BEGIN IMMEDIATE already holds the database's one write lock.)"""
+    return sorted({visitor_id ^ hit.site_id for hit in hits for visitor_id in hit.visitor_ids})
 
-    SQLite needs nothing: the writer's BEGIN IMMEDIATE already holds the database's one
-    write lock. Locks are taken in sorted order so two batches cannot deadlock.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    keys = sorted({visitor_id ^ hit.site_id for hit in hits for visitor_id in hit.visitor_ids})
-    # TRICKY: the sorted subquery makes PostgreSQL take the locks in key order.
-    conn.execute(
-        text(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM "
-            "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS ordered"
-        ),
-        {"keys": keys},
-    )
+
+# TRICKY: the sorted subquery makes PostgreSQL take the locks in key order.
+_LOCK_VISITORS = (
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT unnest(CAST(%(keys)s AS bigint[])) AS k ORDER BY k) AS ordered"
+)
+# Ids for new visits, so their events can point at them without a round trip each: a block
+# from the sequence (one per event that may start a visit; unused ones are gaps)...
+_RESERVE_VISIT_IDS = (
+    "SELECT nextval(pg_get_serial_sequence('visits', 'id')) FROM generate_series(1, %(n)s)"
+)
+# ...or, on SQLite, whose write lock the writer holds, max(id) + 1, + 2...
+_MAX_VISIT_ID = "SELECT coalesce(max(id), 0) FROM visits"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,18 @@ class Raw:
     @classmethod
     def of(cls, conn: Connection) -> Raw:
         return cls(conn.connection.dbapi_connection.cursor(), conn.dialect)  # type: ignore[union-attr]
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect.name == "postgresql"
+
+    def new_cursor(self) -> Any:
+        return self.cursor.connection.cursor()
+
+    def pipeline(self) -> AbstractContextManager[Any]:
+        """PostgreSQL: the statements inside go in one round trip (psycopg's pipeline mode),
+        their results are read after the block. SQLite runs in-process: nothing to batch."""
+        return self.cursor.connection.pipeline() if self.is_postgresql else nullcontext()
 
 
 class Bulk:
@@ -161,11 +174,17 @@ class Bulk:
             multi = sql.replace(group, ", ".join([group] * len(chunk)), 1)
             raw.cursor.execute(multi, [value for row in chunk for value in pick(row)])
 
-    def query(self, raw: Raw, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def start(self, raw: Raw, params: dict[str, Any]) -> Any:
+        """Execute on a cursor of its own; read its rows with `rows` (after a pipeline)."""
         sql, order = self._for(raw)
-        raw.cursor.execute(sql, self._params(order, params))
-        names = [column[0] for column in raw.cursor.description]
-        return [dict(zip(names, values, strict=True)) for values in raw.cursor.fetchall()]
+        cursor = raw.new_cursor()
+        cursor.execute(sql, self._params(order, params))
+        return cursor
+
+    @staticmethod
+    def rows(cursor: Any) -> list[dict[str, Any]]:
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 class PageviewUpdate:
@@ -255,7 +274,8 @@ def _select_pageviews(dialect_name: str) -> Select[Any]:
         *(events_t.c[name] for name in PageviewUpdate.COLUMNS),
     ).where(
         events_t.c.kind == bindparam("kind"),
-        _in_id_list(events_t.c.visit_id, "visit_ids", dialect_name),
+        # Through the visits of the batch's visitors, so both reads can go together.
+        events_t.c.visit_id.in_(_select_visits(dialect_name).with_only_columns(visits_t.c.id)),
     )
 
 
@@ -263,24 +283,45 @@ _SELECT_VISITS = Bulk(_select_visits)
 _SELECT_PAGEVIEWS = Bulk(_select_pageviews)
 
 
-def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewState]]:
+def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewState], list[int]]:
+    """The visits and pageviews the batch may touch, and ids for the visits it may start.
+
+    All reads go in one round trip on PostgreSQL (with the visitor locks first)."""
     since = min(h.timestamp_ms for h in hits) - LOOKBACK_MS
     by_site: dict[int, set[int]] = {}
     for hit in hits:
         by_site.setdefault(hit.site_id, set()).update(hit.visitor_ids)
+    may_start = sum(1 for hit in hits if hit.kind != "engagement")
+    reads = []
+    with raw.pipeline():
+        if raw.is_postgresql:
+            raw.new_cursor().execute(_LOCK_VISITORS, {"keys": _visitor_lock_keys(hits)})
+            ids_cursor = raw.new_cursor()
+            ids_cursor.execute(_RESERVE_VISIT_IDS, {"n": may_start})
+        else:
+            ids_cursor = raw.new_cursor()
+            ids_cursor.execute(_MAX_VISIT_ID)
+        for site_id, visitor_ids in by_site.items():
+            params = {
+                "site_id": site_id,
+                "since": since,
+                "visitor_ids": _id_list(raw, visitor_ids),
+                "kind": "pageview",
+            }
+            reads.append((_SELECT_VISITS.start(raw, params), _SELECT_PAGEVIEWS.start(raw, params)))
     visits: dict[int, VisitState] = {}
-    for site_id, visitor_ids in by_site.items():
-        params = {"site_id": site_id, "since": since, "visitor_ids": _id_list(raw, visitor_ids)}
-        for row in _SELECT_VISITS.query(raw, params):
-            visits[row["id"]] = VisitState(row=row, id=row["id"])
     pageviews: list[PageviewState] = []
-    if visits:
-        rows = _SELECT_PAGEVIEWS.query(
-            raw, {"kind": "pageview", "visit_ids": _id_list(raw, visits)}
-        )
-        for row in rows:
+    for visits_cursor, pageviews_cursor in reads:
+        for row in Bulk.rows(visits_cursor):
+            visits[row["id"]] = VisitState(row=row, id=row["id"])
+        for row in Bulk.rows(pageviews_cursor):
             pageviews.append(PageviewState(visit=visits[row["visit_id"]], row=row, is_new=False))
-    return list(visits.values()), pageviews
+    if raw.is_postgresql:
+        new_ids = [row[0] for row in ids_cursor.fetchall()]
+    else:
+        start = int(ids_cursor.fetchone()[0])
+        new_ids = list(range(start + 1, start + 1 + may_start))
+    return list(visits.values()), pageviews, new_ids
 
 
 def _id_list(raw: Raw, ids: Iterable[int]) -> list[int] | str:
@@ -288,49 +329,29 @@ def _id_list(raw: Raw, ids: Iterable[int]) -> list[int] | str:
     return list(ids) if raw.dialect.name == "postgresql" else json.dumps(list(ids))
 
 
-def _allocate_visit_ids(raw: Raw, count: int) -> list[int]:
-    """Ids for new visits, so their events can point at them without a round trip each.
-
-    SQLite: the writer holds the database's write lock, so max(id) + 1... is ours alone.
-    PostgreSQL: the table's sequence hands out a block.
-    """
-    if raw.dialect.name == "postgresql":
-        raw.cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('visits', 'id')) FROM generate_series(1, %(n)s)",
-            {"n": count},
-        )
-        return [row[0] for row in raw.cursor.fetchall()]
-    raw.cursor.execute("SELECT coalesce(max(id), 0) FROM visits")
-    start = int(raw.cursor.fetchone()[0])
-    return list(range(start + 1, start + 1 + count))
-
-
-def _write(raw: Raw, assigner: VisitAssigner) -> None:
-    if assigner.new_visits:
-        ids = _allocate_visit_ids(raw, len(assigner.new_visits))
-        for visit, new_id in zip(assigner.new_visits, ids, strict=True):
-            visit.id = new_id
-            visit.row["id"] = new_id
+def _write(raw: Raw, assigner: VisitAssigner, new_ids: list[int]) -> None:
+    # At most one new visit per event that is not engagement: enough ids were drawn.
+    for visit, new_id in zip(assigner.new_visits, new_ids, strict=False):
+        visit.id = new_id
+        visit.row["id"] = new_id
     visits = assigner.new_visits + assigner.changed_visits()
-    if visits:
-        UPSERT_VISITS.run(raw, [v.row for v in visits])
-    pageviews = assigner.changed_pageviews()
-    if pageviews:
-        UPDATE_PAGEVIEWS.run(
-            raw,
-            [
-                {"event_id": p.row["id"], **{n: p.row[n] for n in PageviewUpdate.COLUMNS}}
-                for p in pageviews
-            ],
-        )
-    if assigner.new_events:
-        rows: list[dict[str, Any]] = []
-        for visit, event in assigner.new_events:
-            event["visit_id"] = visit.id
-            if event["props"] is not None:
-                event["props"] = json.dumps(event["props"])
-            rows.append(event)
-        INSERT_EVENTS.run(raw, rows)
+    pageviews = [
+        {"event_id": p.row["id"], **{n: p.row[n] for n in PageviewUpdate.COLUMNS}}
+        for p in assigner.changed_pageviews()
+    ]
+    events: list[dict[str, Any]] = []
+    for visit, event in assigner.new_events:
+        event["visit_id"] = visit.id
+        if event["props"] is not None:
+            event["props"] = json.dumps(event["props"])
+        events.append(event)
+    with raw.pipeline():
+        if visits:
+            UPSERT_VISITS.run(raw, [v.row for v in visits])
+        if pageviews:
+            UPDATE_PAGEVIEWS.run(raw, pageviews)
+        if events:
+            INSERT_EVENTS.run(raw, events)
 
 
 def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:

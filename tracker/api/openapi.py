@@ -51,8 +51,12 @@ def _parameters() -> dict[str, Any]:
         ),
         "filters": _param(
             "filters",
-            "Filters joined by `;`: `dimension==a|b`, `dimension!=a|b`, `dimension~text` "
-            "(contains). `\\|`, `\\;` and `\\\\` escape. Dimensions: "
+            "Filters joined by `;`, all of which must hold: `dimension==a|b` (is a or b), "
+            "`dimension!=a|b` (is neither), `dimension~text` (contains, ignoring case). In "
+            "`==` and `!=` values `*` stands for any characters, case-sensitively: "
+            "`event:page==/blog*` starts with /blog, `visit:source==*oo*` contains oo, "
+            "`event:page!=/admin*` does not start with /admin; `%` and `_` are literal. "
+            "`\\|`, `\\;`, `\\*` and `\\\\` are a literal `|`, `;`, `*` and `\\`. Dimensions: "
             + ", ".join(properties)
             + ".",
             {"type": "string"},

@@ -5,14 +5,16 @@
 - filters are separated by `;` and all apply (AND);
 - `dimension==a|b` is a or b, `dimension!=a|b` neither a nor b, `dimension~text`
   contains text (case-insensitive; `~a|b`: contains a or b);
-- `\\|` and `\\;` are a literal `|` or `;` inside a value, `\\\\` a backslash;
+- in `==` and `!=` values `*` stands for any characters, as in Plausible: `==/blog*`
+  starts with /blog, `==*shop*` contains shop (case-sensitive), `!=/admin*` does not;
+- `\\|`, `\\;` and `\\*` are a literal `|`, `;` or `*` inside a value, `\\\\` a backslash;
 - dimensions are the full names of DIMENSIONS (`visit:source`, `event:page`, ...).
 """
 
 from __future__ import annotations
 
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.filters import Filter
+from tracker.stats.filters import Filter, decode_list
 from tracker.stats.query import QueryError
 
 _OPERATORS = (("!=", "is_not"), ("==", "is"), ("~", "contains"))
@@ -38,17 +40,6 @@ def _split(text: str, separator: str) -> list[str]:
     return parts
 
 
-def _unescape(value: str) -> str:
-    out, escaped = [], False
-    for char in value:
-        if escaped or char != "\\":
-            out.append(char)
-            escaped = False
-        else:
-            escaped = True
-    return "".join(out)
-
-
 def _parse_one(text: str) -> Filter:
     found = min(
         ((text.find(token), token, op) for token, op in _OPERATORS if token in text),
@@ -65,10 +56,8 @@ def _parse_one(text: str) -> Filter:
     if dimension is None or dimension.is_time:
         known = ", ".join(n for n, d in DIMENSIONS.items() if not d.is_time)
         raise QueryError(f"filters: {name!r} is not a dimension to filter on; use one of {known}.")
-    values = tuple(_unescape(v) for v in _split(raw, "|"))
-    if op == "contains":
-        values = tuple(v for v in values if v)
-    if not values or (values == ("",) and op != "is"):
+    op, values = decode_list(raw, op)
+    if not values or (values == ("",) and op not in ("is", "matches")):
         raise QueryError(f"filters: {name} needs a value after {token}.")
     return Filter(dimension.name, op, values)
 

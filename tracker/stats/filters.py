@@ -6,23 +6,46 @@ URL grammar (value of `?source=...`, `?page=...`):
     Google            is Google
     Google|Bing       is Google or Bing
     !Google           is not Google (`!A|B`: neither A nor B)
+    /blog*, *shop*    matches: `*` stands for any characters (starts with /blog, contains
+                      shop); case-sensitive as `is`; `!/blog*` does not match
     ~goo              contains "goo", case-insensitive (`~a|b`: contains a or b)
-    \\!x, a\\|b, \\\\    a literal `!` or `~` at the start, `|` or `\\` anywhere
+    \\!x, a\\|b, \\*, \\\\ a literal `!` or `~` at the start, `|`, `*` or `\\` anywhere
+
+A `matches` filter's values are patterns: `*` is the wildcard, `\\*` and `\\\\` a literal star
+and backslash. Values with no wildcard mean equality, so `Google|Bing*` is fine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, not_, or_
+from sqlalchemy import Boolean, ColumnElement, String, and_, literal, not_, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from tracker.stats.dimensions import DIMENSIONS
 
-OPS = ("is", "is_not", "contains")
-_PREFIX = {"is_not": "!", "contains": "~", "is": ""}
-_VERB = {"is": "is", "is_not": "is not", "contains": "contains"}
-_JOIN = {"is": " or ", "is_not": " nor ", "contains": " or "}
+OPS = ("is", "is_not", "contains", "matches", "matches_not")
+_PREFIX = {"is_not": "!", "contains": "~", "is": "", "matches": "", "matches_not": "!"}
+_VERB = {
+    "is": "is",
+    "is_not": "is not",
+    "contains": "contains",
+    "matches": "matches",
+    "matches_not": "does not match",
+}
+_JOIN = {
+    "is": " or ",
+    "is_not": " nor ",
+    "contains": " or ",
+    "matches": " or ",
+    "matches_not": " nor ",
+}
+# The op a value list takes when one of its values has a wildcard.
+_WILD = {"is": "matches", "is_not": "matches_not"}
+WILDCARD = "*"
 
 
 @dataclass(frozen=True)
@@ -45,14 +68,51 @@ class Filter:
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|")
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
 
 
 def encode_values(op: str, values: tuple[str, ...]) -> str:
-    text = "|".join(_escape(v) for v in values)
-    if op == "is" and text[:1] in ("!", "~"):
+    if op in ("matches", "matches_not"):
+        # Patterns keep their own escapes (\\* and \\\\); only the list separator is added.
+        text = "|".join(v.replace("|", "\\|") for v in values)
+    else:
+        text = "|".join(_escape(v) for v in values)
+    if op in ("is", "matches") and text[:1] in ("!", "~"):
         text = "\\" + text
     return _PREFIX[op] + text
+
+
+def decode_list(raw: str, op: str) -> tuple[str, tuple[str, ...]]:
+    """(op, values) of a `|`-separated list with backslash escapes, for `op` "is",
+    "is_not" or "contains": an unescaped `*` in an is/is_not list makes it a pattern list."""
+    values: list[str] = []  # as plain text
+    patterns: list[str] = []  # as patterns (a literal * or \\ escaped)
+    value: list[str] = []
+    pattern: list[str] = []
+    wild = escaped = False
+    for char in raw:
+        if escaped:
+            value.append(char)
+            pattern.append("\\" + char if char in ("*", "\\") else char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "|":
+            values.append("".join(value))
+            patterns.append("".join(pattern))
+            value, pattern = [], []
+        else:
+            value.append(char)
+            pattern.append(char)
+            wild = wild or (char == WILDCARD and op in _WILD)
+    if escaped:  # a trailing lone backslash is itself
+        value.append("\\")
+        pattern.append("\\\\")
+    values.append("".join(value))
+    patterns.append("".join(pattern))
+    if op == "contains":
+        values = [v for v in values if v]
+    return (_WILD[op], tuple(patterns)) if wild else (op, tuple(values))
 
 
 def decode_values(raw: str) -> tuple[str, tuple[str, ...]]:
@@ -62,32 +122,79 @@ def decode_values(raw: str) -> tuple[str, tuple[str, ...]]:
         op, raw = "is_not", raw[1:]
     elif raw[:1] == "~":
         op, raw = "contains", raw[1:]
-    values, current, escaped = [], [], False
-    for char in raw:
+    op, values = decode_list(raw, op)
+    if not values:
+        raise ValueError("no value to filter on")
+    return op, values
+
+
+def like_pattern(value: str) -> str:
+    """`%value%` with LIKE's own wildcards escaped (ESCAPE '\\')."""
+    return f"%{_like_literal(value)}%"
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _glob_literal(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def pattern_parts(pattern: str) -> list[str]:
+    """The literal texts between a pattern's wildcards (one part: no wildcard)."""
+    parts, current, escaped = [], [], False
+    for char in pattern:
         if escaped:
             current.append(char)
             escaped = False
         elif char == "\\":
             escaped = True
-        elif char == "|":
-            values.append("".join(current))
+        elif char == WILDCARD:
+            parts.append("".join(current))
             current = []
         else:
             current.append(char)
     if escaped:
         current.append("\\")
-    values.append("".join(current))
-    if op == "contains":
-        values = [v for v in values if v]
-    if not values:
-        raise ValueError("no value to filter on")
-    return op, tuple(values)
+    parts.append("".join(current))
+    return parts
 
 
-def like_pattern(value: str) -> str:
-    """`%value%` with LIKE's own wildcards escaped (ESCAPE '\\')."""
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+class _matches(ColumnElement[bool]):  # noqa: N801 - a SQL predicate
+    """A column matches a wildcard pattern, case-sensitively, on either database: GLOB on
+    SQLite (whose LIKE ignores case), LIKE elsewhere; the pattern's other characters are
+    escaped for each, so `%`, `_`, `?` and `[` stay literal."""
+
+    type = Boolean()
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("glob_pattern", InternalTraversal.dp_clauseelement),
+        ("like_pattern", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement, parts: list[str]) -> None:
+        self.column = column
+        self.glob_pattern = literal("*".join(_glob_literal(p) for p in parts), String)
+        self.like_pattern = literal("%".join(_like_literal(p) for p in parts), String)
+
+
+@compiles(_matches)
+def _matches_like(element: _matches, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"({column} LIKE {compiler.process(element.like_pattern, **kw)} ESCAPE '\\')"
+
+
+@compiles(_matches, "sqlite")
+def _matches_glob(element: _matches, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"({column} GLOB {compiler.process(element.glob_pattern, **kw)})"
+
+
+def _match(col: ColumnElement, pattern: str) -> ColumnElement[bool]:
+    parts = pattern_parts(pattern)
+    return col == parts[0] if len(parts) == 1 else _matches(col, parts)
 
 
 def compile_filter(flt: Filter, column: Callable[[str], ColumnElement]) -> ColumnElement[bool]:
@@ -95,6 +202,9 @@ def compile_filter(flt: Filter, column: Callable[[str], ColumnElement]) -> Colum
     col = column(flt.dimension)
     if flt.op == "contains":
         return or_(*(col.ilike(like_pattern(v), escape="\\") for v in flt.values))
+    if flt.op in ("matches", "matches_not"):
+        clause = or_(*(_match(col, v) for v in flt.values))
+        return not_(clause) if flt.op == "matches_not" else clause
     clause = col == flt.values[0] if len(flt.values) == 1 else col.in_(flt.values)
     return not_(clause) if flt.op == "is_not" else clause
 

@@ -65,7 +65,7 @@ class Settings:
     )
     max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
     api_rate_limit: int = _setting(
-        600, "Stats API requests each API key may make per hour (per server process)."
+        600, "Stats API requests each API key may make per hour (all workers and servers together)."
     )
     store_timeout_seconds: int = _setting(
         10,

@@ -1,35 +1,65 @@
-"""A per-key token bucket: N requests per hour, in bursts of up to N, per process.
+"""A per-key token bucket: N requests per hour, in bursts of up to N, shared by every worker.
 
-Each gunicorn worker keeps its own buckets, so the limit a key sees is per worker; that is
-enough to stop a runaway script without a shared store.
+The bucket lives in the database (table api_rate_limits, one row per key), so all gunicorn
+workers of a server (and all servers on one PostgreSQL) count against one limit. Taking a
+request is one statement: an upsert that refills the bucket for the time since its last
+request and spends a token only if one is there, atomically (SQLite's write lock, or
+PostgreSQL's row lock), so concurrent workers cannot both spend the last token. A refused
+request reads the bucket once more to say how long to wait.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
+from typing import cast
+
+from sqlalchemy import BigInteger, String, Table, bindparam, case, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tracker.db import Database
+from tracker.db.models import ApiRateLimit
 
 HOUR_SECONDS = 3600.0
 
+limits = cast(Table, ApiRateLimit.__table__)
+
 
 class RateLimiter:
-    def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: Database, per_hour: int, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
         self.capacity = float(per_hour)
-        self.refill_per_second = per_hour / HOUR_SECONDS
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated at)
-        self._lock = threading.Lock()
+        self.refill_per_ms = per_hour / HOUR_SECONDS / 1000
+        self.clock = clock  # wall-clock seconds: every process must read the same time
+        # Built once: statement construction would cost more than running it.
+        key, now_ms = bindparam("key", type_=String), bindparam("now_ms", type_=BigInteger)
+        self.postgresql = db.engine.dialect.name == "postgresql"
+        dialect = postgresql if self.postgresql else sqlite
+        full = limits.c.tokens + (now_ms - limits.c.updated_ms) * self.refill_per_ms
+        refilled = case((full > self.capacity, self.capacity), else_=full)
+        self._take = (
+            dialect.insert(limits)
+            .values(key_hash=key, tokens=self.capacity - 1, updated_ms=now_ms)
+            .on_conflict_do_update(
+                index_elements=[limits.c.key_hash],
+                set_={"tokens": refilled - 1, "updated_ms": now_ms},
+                where=refilled >= 1,  # no token: the row stays and nothing is returned
+            )
+            .returning(limits.c.tokens)
+        )
+        self._bucket = select(limits.c.tokens, limits.c.updated_ms).where(limits.c.key_hash == key)
 
     def take(self, key: str) -> int:
         """Spend one request of `key`'s allowance: 0 if allowed, else seconds until one is."""
-        now = self.clock()
-        with self._lock:
-            tokens, updated = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - updated) * self.refill_per_second)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
+        params = {"key": key, "now_ms": int(self.clock() * 1000)}
+        with self.db.engine.begin() as conn:
+            if self.postgresql:
+                # A bucket lost in a crash costs nothing; waiting for the disk on every
+                # API request would cost milliseconds.
+                conn.execute(text("SET LOCAL synchronous_commit = off"))
+            if conn.execute(self._take, params).first() is not None:
                 return 0
-            self._buckets[key] = (tokens, now)
-        return max(1, math.ceil((1 - tokens) / self.refill_per_second))
+            tokens, updated_ms = conn.execute(self._bucket, params).one()
+        refilled = min(self.capacity, tokens + (params["now_ms"] - updated_ms) * self.refill_per_ms)
+        return max(1, math.ceil((1 - refilled) / (self.refill_per_ms * 1000)))

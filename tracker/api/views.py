@@ -36,7 +36,9 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def init_api(app: Flask) -> None:
     settings = app.extensions["tracker.settings"]
-    app.extensions["tracker.api.limiter"] = RateLimiter(settings.api_rate_limit)
+    app.extensions["tracker.api.limiter"] = RateLimiter(
+        app.extensions["tracker.db"], settings.api_rate_limit
+    )
     app.register_blueprint(bp)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -124,6 +125,16 @@ class SpoolReplay(Base):
 
     segment: Mapped[str] = mapped_column(String(64), primary_key=True)
     replayed_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiRateLimit(Base):
+    """A Stats API key's token bucket (tracker/api/ratelimit.py), shared by all workers."""
+
+    __tablename__ = "api_rate_limits"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class Visit(Base):

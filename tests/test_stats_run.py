@@ -373,11 +373,12 @@ def test_filters_keeping_several_values_never_add_up_visitors(app: Flask, db: Da
 def test_a_filter_value_outside_a_days_top_values_reads_that_day_raw(
     app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Only each day's top value is kept: on 03-02 four sources tie at one visit and the
-    first by name, Direct, is kept; facebook is read from raw rows there, and from the
-    rows kept for it on 03-03, where it is alone."""
+    """Only each day's top value is kept: on 03-02 and 03-04 four sources tie at one visit
+    and the first by name, Direct, is kept; facebook is read from raw rows on those days,
+    and from the rows kept for it on 03-03, where it is alone."""
     monkeypatch.setattr(rollups, "TOP_VALUES", 1)
-    store_events(app, morning(), site="example.com")
+    for day in ("2026-03-02", "2026-03-04"):
+        store_events(app, morning(day=day), site="example.com")
     facebook = [
         {"ip": "3.3.3.3", "timestamp": at("10:00:00", "2026-03-03"), "pageview_id": "c1",
          "url": "https://example.com/pricing?utm_source=facebook&utm_campaign=autumn"},
@@ -393,7 +394,7 @@ def test_a_filter_value_outside_a_days_top_values_reads_that_day_raw(
         assert rolled.rows == run(db, query, rollups=False).rows, source
     query = parse_query(site, {**args, "source": "facebook"}, now=NOW)
     assert [(r["event:page"], r["visitors"]) for r in run(db, query).rows] == [
-        ("/", 1),
+        ("/", 2),
         ("/pricing", 1),
     ]
 

@@ -316,9 +316,9 @@ class _Build:
 
     def _facts(self, names: tuple[str, ...]) -> tuple[FromClause, list[ColumnElement]]:
         """Per-visit facts (see `event_facts`) carrying `names`, and those names' columns."""
-        query = Query(site=self.site, period=self.period, dimensions=names)
         event_names = tuple(n for n in names if DIMENSIONS[n].is_event)
         if len(event_names) > 1:
+            query = Query(site=self.site, period=self.period, dimensions=names)
             cols = [self._column(n) for n in names]
             sub = event_facts(query, self.chunk, self.chunk.c.bucket, cols).subquery()
             return sub, [sub.c[dim_key(i)] for i in range(len(names))]
@@ -387,6 +387,8 @@ class _Build:
         if conn.dialect.name == "postgresql":
             # Two servers refreshing the same site at once: the second waits, then its DELETE
             # sees the first one's rows (READ COMMITTED), so no day is ever counted twice.
+            # If the one writing last computed first, it also saves the older event id
+            # (`refresh_site`), so the next refresh redoes what it missed.
             conn.execute(select(func.pg_advisory_xact_lock(LOCK_NAMESPACE + self.site.id)))
         conn.execute(
             delete(rollup_table).where(

@@ -21,6 +21,7 @@ from tests.test_ingest_durability import SITE, Server, post, write_locked
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
+from tracker.ingest import writer
 from tracker.ingest.spool import decode_batch, encode_batch, pending_segments, spool_directory
 from tracker.ingest.writer import BACKOFF_SECONDS
 from tracker.jobs import find_job
@@ -131,6 +132,28 @@ def test_unavailable_database_spools_then_replay_stores_once(
     replay(db, settings)
     assert pending_segments(spool) == []
     assert len(stored_paths(database_url)) == 4
+
+
+def test_an_idle_writer_hands_its_segment_to_the_replay(
+    make_app: Callable[..., Flask], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No event after the outage: the segment must not wait for the next one to be replayed."""
+    monkeypatch.setattr(writer, "IDLE_SECONDS", 0.2)
+    app = make_app(store_timeout_seconds=2)
+    db, settings = app.extensions["tracker.db"], app.extensions["tracker.settings"]
+    with db.session() as session:
+        add_site(session, SITE)
+    client = app.test_client()
+    assert post(client, "/before").status_code == 202
+    with unavailable(database_url):
+        assert post(client, "/during").status_code == 202
+    spool = spool_directory(settings.data_dir)
+    for _ in range(100):
+        if [p.suffix for p in pending_segments(spool)] == [".jsonl"]:
+            break
+        time.sleep(0.05)
+    find_job("replay_spool").func(db, settings)
+    assert sorted(stored_paths(database_url)) == ["/before", "/during"]
 
 
 def test_locked_database_and_no_spool_gets_503(

@@ -120,6 +120,10 @@ class GroupCommitWriter:
             with self._lock:
                 if self._queue.empty():
                     self._thread = None
+                    if self.spool is not None:
+                        # No traffic: hand what was spooled to the replay job now, rather
+                        # than when the next event finds the database back.
+                        self.spool.close_segment()
                     return None
             first = self._queue.get()
         jobs, size = [first], first.size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -34,7 +35,8 @@ def test_job_names_are_unique() -> None:
     assert len(names) == len(set(names))
 
 
-def test_scheduler_starts_only_when_enabled(make_app, db: Database) -> None:
+def test_scheduler_starts_only_when_enabled(make_app, db: Database, caplog) -> None:
+    caplog.set_level(logging.INFO)
     quiet = make_app()
     assert "tracker.scheduler" not in quiet.extensions
     busy = make_app(scheduler_enabled=True)
@@ -47,6 +49,8 @@ def test_scheduler_starts_only_when_enabled(make_app, db: Database) -> None:
     finally:
         scheduler.shutdown(wait=True)
     assert salt_days(db) == [datetime.now(UTC).date()]
+    # Jobs that run every few seconds must not fill the log with a line per run.
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler.executors")]
 
 
 def test_one_scheduler_per_data_dir(make_app) -> None:

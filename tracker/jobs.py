@@ -107,6 +107,9 @@ def start_scheduler(app: Flask) -> BackgroundScheduler | None:
         log.info("jobs run in another process on this host")
         return None
     app.extensions["tracker.scheduler_lock"] = lock
+    # APScheduler logs two lines per run; with replay_spool every 5 s they drowned the
+    # server's log. Failures are still logged, by _guarded.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
     for job in JOBS:
         run = _guarded(job, db, settings)

@@ -17,9 +17,17 @@ def jobs_list() -> None:
     """List jobs and their schedules."""
     from tracker.jobs import JOBS
 
-    for job in JOBS:
-        schedule = " ".join(f"{k}={v}" for k, v in job.schedule.items())
-        click.echo(f"{job.name}  {job.trigger} {schedule}".rstrip())
+    rows = [
+        (
+            job.name,
+            " ".join([job.trigger, *(f"{k}={v}" for k, v in job.schedule.items())]),
+            (job.func.__doc__ or "").strip().splitlines()[0],
+        )
+        for job in JOBS
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    for name, schedule, summary in rows:
+        click.echo(f"{name:<{widths[0]}}  {schedule:<{widths[1]}}  {summary}".rstrip())
 
 
 @jobs.command("run")

@@ -38,7 +38,7 @@ from tracker.db.models import SpoolReplay
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
-from tracker.ingest.store import DropKey, WriterFileLock, store_transaction
+from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
 from tracker.sessions import Hit
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def replay(db: Database, directory: Path, timeout_ms: int) -> int:
     try:
         for path in pending_segments(directory):
             for file in _claimed(path):
-                hits, drops = _merge(read_segment(file))
+                hits, drops = merge_batches(read_segment(file))
                 with db.engine.connect() as conn:
                     claim = partial(_mark, segment=path.stem)
                     done = store_transaction(db, conn, lock, hits, drops, timeout_ms, claim)
@@ -194,15 +194,6 @@ def replay(db: Database, directory: Path, timeout_ms: int) -> int:
     finally:
         lock.close()
     return stored
-
-
-def _merge(
-    batches: list[tuple[list[Hit], Counter[DropKey]]],
-) -> tuple[list[Hit], Counter[DropKey]]:
-    drops: Counter[DropKey] = Counter()
-    for _, batch_drops in batches:
-        drops.update(batch_drops)
-    return [hit for batch_hits, _ in batches for hit in batch_hits], drops
 
 
 def _mark(conn: Connection, segment: str) -> bool:

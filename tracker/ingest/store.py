@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -166,13 +166,9 @@ class Bulk:
         if raw.dialect.name != "sqlite":
             raw.cursor.executemany(sql, [pick(row) for row in rows])
             return
-        width = len(order)
-        group = "(" + ", ".join("?" * width) + ")"
-        per_statement = SQLITE_MAX_PARAMS // width
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            multi = sql.replace(group, ", ".join([group] * len(chunk)), 1)
-            raw.cursor.execute(multi, [value for row in chunk for value in pick(row)])
+        one_row = _placeholders(len(order))
+        for values, params in _sqlite_value_lists(rows, order):
+            raw.cursor.execute(sql.replace(one_row, values, 1), params)
 
     def start(self, raw: Raw, params: dict[str, Any]) -> Any:
         """Execute on a cursor of its own; read its rows with `rows` (after a pipeline)."""
@@ -203,18 +199,31 @@ class PageviewUpdate:
             self.bulk.run(raw, rows)
             return
         names = ("event_id", *self.COLUMNS)
-        per_statement = SQLITE_MAX_PARAMS // len(names)
-        group = "(" + ", ".join("?" * len(names)) + ")"
         table = events_t.name
         assignments = ", ".join(f"{name} = v.{name}" for name in self.COLUMNS)
-        pick = itemgetter(*names)
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
+        for values, params in _sqlite_value_lists(rows, names):
             raw.cursor.execute(
-                f"WITH v({', '.join(names)}) AS (VALUES {', '.join([group] * len(chunk))}) "
+                f"WITH v({', '.join(names)}) AS (VALUES {values}) "
                 f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.event_id",
-                [value for row in chunk for value in pick(row)],
+                params,
             )
+
+
+def _placeholders(width: int) -> str:
+    return "(" + ", ".join("?" * width) + ")"
+
+
+def _sqlite_value_lists(
+    rows: list[dict[str, Any]], names: Sequence[str]
+) -> Iterator[tuple[str, list[Any]]]:
+    """Rows as `(?, ...), (?, ...)` and their flat parameters, in chunks within SQLite's
+    limit of parameters per statement."""
+    pick = itemgetter(*names)
+    one_row = _placeholders(len(names))
+    per_statement = SQLITE_MAX_PARAMS // len(names)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        yield ", ".join([one_row] * len(chunk)), [value for row in chunk for value in pick(row)]
 
 
 def _bulk_insert(table: Table, columns: tuple[str, ...]) -> Bulk:
@@ -229,10 +238,16 @@ def _bulk_update(table: Table, key: str, columns: tuple[str, ...]) -> Bulk:
     )
 
 
+def _upsert_into(table: Table, dialect_name: str) -> Any:
+    """INSERT into table, in the dialect that knows ON CONFLICT."""
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+
+
 def _visit_upsert(dialect_name: str) -> Any:
     """New and changed visits in one statement: INSERT ... ON CONFLICT (id) DO UPDATE."""
-    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(visits_t).values({name: bindparam(name) for name in _VISIT_COLUMNS})
+    stmt = _upsert_into(visits_t, dialect_name).values(
+        {name: bindparam(name) for name in _VISIT_COLUMNS}
+    )
     return stmt.on_conflict_do_update(
         index_elements=[visits_t.c.id],
         set_={name: stmt.excluded[name] for name in VISIT_MUTABLE},
@@ -326,7 +341,7 @@ def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewSta
 
 def _id_list(raw: Raw, ids: Iterable[int]) -> list[int] | str:
     """The bound value of an _in_id_list parameter."""
-    return list(ids) if raw.dialect.name == "postgresql" else json.dumps(list(ids))
+    return list(ids) if raw.is_postgresql else json.dumps(list(ids))
 
 
 def _write(raw: Raw, assigner: VisitAssigner, new_ids: list[int]) -> None:
@@ -355,8 +370,7 @@ def _write(raw: Raw, assigner: VisitAssigner, new_ids: list[int]) -> None:
 
 
 def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(drops_t)
+    stmt = _upsert_into(drops_t, conn.dialect.name)
     stmt = stmt.on_conflict_do_update(
         index_elements=[drops_t.c.site_id, drops_t.c.day, drops_t.c.reason],
         set_={"count": drops_t.c.count + stmt.excluded.count},
@@ -365,6 +379,18 @@ def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:
         stmt,
         [{"site_id": s, "day": d, "reason": r, "count": n} for (s, d, r), n in drops.items()],
     )
+
+
+def merge_batches(
+    batches: Iterable[tuple[list[Hit], Counter[DropKey]]],
+) -> tuple[list[Hit], Counter[DropKey]]:
+    """Several batches' hits and drop counts as one batch."""
+    hits: list[Hit] = []
+    drops: Counter[DropKey] = Counter()
+    for batch_hits, batch_drops in batches:
+        hits += batch_hits
+        drops.update(batch_drops)
+    return hits, drops
 
 
 def store_transaction(

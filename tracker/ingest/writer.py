@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
 from tracker.ingest.spool import Spool
-from tracker.ingest.store import DropKey, WriterFileLock, store_transaction
+from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
 from tracker.sessions import Hit
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,7 @@ class GroupCommitWriter:
 
 
 def _merged(jobs: list[Job]) -> tuple[list[Hit], Counter[DropKey]]:
-    drops: Counter[DropKey] = Counter()
-    for job in jobs:
-        drops.update(job.drops)
-    return [hit for job in jobs for hit in job.hits], drops
+    return merge_batches((job.hits, job.drops) for job in jobs)
 
 
 def _unavailable(exc: Exception) -> bool:

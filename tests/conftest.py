@@ -13,17 +13,20 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
+from werkzeug.test import TestResponse
 
 from tracker.app import create_app
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.db.models import Base
+from tracker.ingest.views import INGEST_PATHS
 
 PG_ADMIN_URL = os.environ.get(
     "TRACKER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -103,6 +106,18 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     return factory
 
 
+class StoringClient(FlaskClient):
+    """The test client, waiting after each collector request for the spool's writer to store
+    what it accepted (moments later, in a server), so a test can read the database at once.
+    Without the database, it waits at most store_timeout_seconds and goes on."""
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        response = super().open(*args, **kwargs)
+        if response.request.path.startswith(INGEST_PATHS) and response.status_code < 300:
+            self.application.extensions["tracker.ingest"].flush()
+        return response
+
+
 @pytest.fixture
 def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Flask]]:
     """Build an app on this test's fresh database; keyword arguments override settings."""
@@ -111,11 +126,13 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., F
     def factory(**overrides: object) -> Flask:
         app = create_app(make_settings(**overrides))
         app.config["TESTING"] = True
+        app.test_client_class = StoringClient
         apps.append(app)
         return app
 
     yield factory
     for app in apps:
+        app.extensions["tracker.ingest"].flush()  # nothing of this test stored in the next
         app.extensions["tracker.db"].dispose()
 
 

@@ -53,6 +53,12 @@ DEFAULT_USER_AGENT = (
 STORE_EVENTS_USER = "store-events@example.com"
 
 
+def stored(app: Flask) -> None:
+    """Wait until the events the app accepted are in the database: beacons are answered
+    once they are in the spool, and its writer stores them moments later."""
+    assert app.extensions["tracker.ingest"].flush(), "the spool writer did not catch up"
+
+
 def _store_events_key(app: Flask) -> str:
     key = app.extensions.get("tests.store_events_key")
     if key is None:

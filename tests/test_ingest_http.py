@@ -428,3 +428,20 @@ def test_store_events_goes_through_the_pipeline(app: Flask, db: Database) -> Non
     )
     assert count(db, Event) == 1
     assert drops(db) == {"bot": 1}
+
+
+def test_the_beacon_fast_path_answers_as_flask_does(app: Flask, site: str) -> None:
+    """POST /api/event is answered in front of Flask (tracker.ingest.views.BeaconFastPath);
+    its answer must be the one the Flask view gives."""
+    body = json.dumps({"site": site, "type": "pageview", "url": "https://example.com/"})
+    answers = []
+    for wsgi_app in (app.wsgi_app, app.wsgi_app.flask):  # type: ignore[attr-defined]
+        app.wsgi_app = wsgi_app  # type: ignore[method-assign]
+        response = app.test_client().post(
+            "/api/event", data=body, content_type="text/plain", headers=CHROME
+        )
+        answers.append((response.status_code, response.get_data(), sorted(response.headers)))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 202
+    assert ("Access-Control-Allow-Origin", "*") in answers[0][2]
+    assert count(app.extensions["tracker.db"], Event) == 2

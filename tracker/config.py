@@ -69,9 +69,10 @@ class Settings:
     )
     store_timeout_seconds: int = _setting(
         10,
-        "How long an ingestion request waits for its events to be stored, in the database "
-        "or, while the database is unavailable, in the local spool (<data_dir>/spool), "
-        "before answering 503 with Retry-After (nothing is acknowledged that was not stored).",
+        "How long a trusted batch (POST /api/events), an import or a stopping worker waits "
+        "for its events to be in the database; after that they stay in the spool "
+        "(<data_dir>/spool) and are stored when the database takes them. Beacons are "
+        "answered once spooled.",
     )
     scheduler_enabled: bool = _setting(
         True, "Run background jobs (salt rotation, rollups, retention) inside the server."

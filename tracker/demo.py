@@ -462,6 +462,6 @@ def demo_ingest(app: Flask) -> Callable[[list[Event]], int]:
     def ingest(events: list[Event]) -> int:
         received = now_ms()
         parsed = [parse_event(event, trusted=True, now_ms=received) for event in events]
-        return int(pipeline.accept(parsed, server).accepted)
+        return int(pipeline.accept(parsed, server, wait=True).accepted)
 
     return ingest

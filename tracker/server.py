@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from tracker.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class TrackerServer(BaseApplication):  # type: ignore[misc]
@@ -26,6 +29,7 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
             "loglevel": self.settings.log_level.lower(),
             # One shared default socket path would clash between instances on one host.
             "control_socket_disable": True,
+            "worker_exit": _store_spooled_events,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -34,6 +38,13 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
         from tracker.app import create_app
 
         return create_app(self.settings)
+
+
+def _store_spooled_events(_arbiter: Any, worker: Any) -> None:
+    """A stopping worker stores what it accepted (what it cannot, the replay job will)."""
+    pipeline = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("tracker.ingest")
+    if pipeline is not None and not pipeline.flush():
+        log.warning("worker %s left events in the spool for the replay job", worker.pid)
 
 
 def run_gunicorn(settings: Settings) -> None:

@@ -20,6 +20,7 @@ import click
 from tracker.cli.context import CliContext, pass_context
 from tracker.ingest.parse import EventError, IncomingEvent, parse_event
 from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
+from tracker.ingest.spool import spool_directory
 
 CHUNK = 1000
 REQUIRED = ("timestamp", "ip", "user_agent")
@@ -67,7 +68,7 @@ def import_file(pipeline: Pipeline, stream: IO[bytes], size: int) -> ImportSumma
 
     def flush() -> None:
         if chunk:
-            outcome = pipeline.accept(chunk, client)
+            outcome = pipeline.accept(chunk, client, wait=True)
             summary.accepted += outcome.accepted
             summary.dropped.update(outcome.dropped)
             chunk.clear()
@@ -108,10 +109,17 @@ def import_events(ctx: CliContext, file: Path) -> None:
         visit_timeout_minutes=settings.visit_timeout_minutes,
         geoip_path=settings.geoip_path,
         store_timeout_seconds=max(settings.store_timeout_seconds, 60),
+        spool_dir=spool_directory(settings.data_dir),
     )
     with file.open("rb") as stream:
         summary = import_file(pipeline, stream, file.stat().st_size)
     summary.report(file.name)
+    if not pipeline.flush():
+        click.echo(
+            "The database is not taking events; the rest wait in the spool, and the server's "
+            "replay_spool job stores them when it does.",
+            err=True,
+        )
     if summary.rejected:
         raise SystemExit(1)
 

@@ -118,13 +118,15 @@ class DropCount(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class SpoolReplay(Base):
-    """Spool segments already stored, so a segment replayed twice is stored once."""
+class SpoolOffset(Base):
+    """How many bytes of an ingest spool segment are stored (tracker/ingest/spool.py),
+    written in the same transaction as its events, so no line is stored twice."""
 
-    __tablename__ = "spool_replays"
+    __tablename__ = "spool_offsets"
 
     segment: Mapped[str] = mapped_column(String(64), primary_key=True)
-    replayed_ms: Mapped[int] = mapped_column(BigInteger)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class ApiRateLimit(Base):

@@ -1,6 +1,6 @@
 """The collector: parse -> validate -> site gate -> drop bots and spam -> enrich -> store.
 
-`init_ingest(app)` registers the HTTP endpoints and the per-process group-commit writer.
+`init_ingest(app)` registers the HTTP endpoints and the per-process spool and its writer.
 """
 
 from __future__ import annotations

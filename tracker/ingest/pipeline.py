@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracker.enrich.geo import GeoIP
 from tracker.enrich.source import attribute, clean_referrer, referrer_host, source_table
 from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.enrich.visitor import Salts, visitor_id
-from tracker.ingest.bots import is_bot_user_agent
-from tracker.ingest.client import Network, parse_networks
+from tracker.ingest.bots import is_bot_user_agent, is_prefetch
+from tracker.ingest.client import Network, client_ip, parse_networks
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.spam import is_spam_referrer, spam_hosts
 from tracker.ingest.spool import Spool, spool_directory
 from tracker.ingest.store import DropKey, utc_day
-from tracker.ingest.writer import GroupCommitWriter
+from tracker.ingest.writer import SpoolWriter
 from tracker.sessions import Hit
 
 if TYPE_CHECKING:
@@ -53,11 +54,26 @@ class Client:
     user_agent: str
     prefetch: bool = False
 
+    @classmethod
+    def of_request(cls, environ: Mapping[str, Any], trusted_proxies: tuple[Network, ...]) -> Client:
+        """The sender of a request, from its WSGI environ (header lookups through Werkzeug's
+        Headers cost microseconds each, per event)."""
+        return cls(
+            ip=client_ip(
+                environ.get("REMOTE_ADDR", ""),
+                environ.get("HTTP_X_FORWARDED_FOR", ""),
+                trusted_proxies,
+            ),
+            user_agent=environ.get("HTTP_USER_AGENT", ""),
+            prefetch=is_prefetch(environ),
+        )
+
 
 @dataclass(frozen=True)
 class Outcome:
     accepted: int
     dropped: Counter[str]
+    stored: bool  # in the database already (else in the spool, stored moments later)
 
 
 def now_ms() -> int:
@@ -70,22 +86,18 @@ class Pipeline:
         db: Database,
         *,
         visit_timeout_minutes: int,
+        spool_dir: Path,
         geoip_path: str = "",
         trusted_proxies: tuple[str, ...] = (),
         store_timeout_seconds: float = 10.0,
-        spool_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.sites = SiteCache(db)
         self.salts = Salts(db)
         self.geo = GeoIP(geoip_path)
         self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
-        self.writer = GroupCommitWriter(
-            db,
-            timeout_ms=visit_timeout_minutes * 60_000,
-            wait_seconds=store_timeout_seconds,
-            spool=Spool(spool_dir) if spool_dir is not None else None,
-        )
+        self.store_timeout_seconds = store_timeout_seconds
+        self.writer = SpoolWriter(db, Spool(spool_dir), timeout_ms=visit_timeout_minutes * 60_000)
         _warm_up()
 
     @classmethod
@@ -101,9 +113,15 @@ class Pipeline:
         )
 
     def accept(
-        self, events: list[IncomingEvent], client: Client, user: User | None = None
+        self,
+        events: list[IncomingEvent],
+        client: Client,
+        user: User | None = None,
+        *,
+        wait: bool = False,
     ) -> Outcome:
-        """Gate every event, then store the kept ones and count the dropped ones durably."""
+        """Gate every event, then keep the kept ones and the drop counts durably; with
+        `wait`, until they are in the database (store_timeout_seconds at most)."""
         sites = [self.gate(event, user) for event in events]
         hits: list[Hit] = []
         drops: Counter[DropKey] = Counter()
@@ -117,8 +135,12 @@ class Pipeline:
                 dropped[reason] += 1
             else:
                 hits.append(self.enrich(event, site, client, timestamp_ms))
-        self.writer.submit(hits, drops)
-        return Outcome(accepted=len(hits), dropped=dropped)
+        stored = self.writer.submit(hits, drops, self.store_timeout_seconds if wait else 0)
+        return Outcome(accepted=len(hits), dropped=dropped, stored=stored)
+
+    def flush(self) -> bool:
+        """Store what this process spooled (store_timeout_seconds at most); True if all is."""
+        return self.writer.flush(self.store_timeout_seconds)
 
     def gate(self, event: IncomingEvent, user: User | None) -> SiteInfo:
         site = self.sites.get(event.site)

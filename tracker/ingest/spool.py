@@ -1,17 +1,21 @@
-"""The spool: events the database could not take, kept on local disk until it can.
+"""The spool: every accepted event is appended here, on local disk, before its 202; the
+writer (tracker.ingest.writer) stores it in the database moments later.
 
-When the writer's transaction fails because the database is unreachable or locked beyond
-its timeout, the batch goes to a spool segment in <data_dir>/spool and is fsynced before
-the requests get their 202, so "accepted" still means "survives kill -9". The
-`replay_spool` job (every few seconds) stores closed segments, oldest first, through the
-same visit assignment as live traffic (batches are processed in timestamp order).
+Why not answer after the database commit? A request that waits for a shared commit is
+handed between threads twice, and under load those hand-offs cost more CPU than the event
+itself. Appending a line costs microseconds and survives kill -9 of the server (the bytes
+are in the kernel once `write` returns); the writer fdatasyncs a segment before storing
+from it, so a power cut loses at most the events of the last moments, as SQLite's WAL at
+synchronous=NORMAL does. No raw IP address or user agent is in a line: hits are enriched
+before they are spooled.
 
-Segments: a writer appends to its own `<id>.open` file, holding an exclusive flock on it,
-and closes it (renamed to `<id>.jsonl`) when it is full or the database is back. An
-`.open` file nobody holds belongs to a process that died: its complete lines are replayed
-too (a torn last line was never acknowledged). Each replay records the segment's id in
-`spool_replays` in the same transaction as its events, so a segment replayed twice (a
-crash between commit and unlink, two replayers) is stored once.
+Segments: each process appends to its own `<time>-<uuid>.open` file, holding an exclusive
+flock on it, and its writer stores the lines in order, recording in `spool_offsets`, in
+the same transaction, how many bytes of the segment are stored. A full segment is replaced
+by a new one and deleted once stored. An `.open` file nobody holds belongs to a process
+that died: the `replay_spool` job stores its lines past the recorded offset (a torn last
+line was never acknowledged), so each line is stored exactly once. `.jsonl` files are
+closed segments of earlier versions; they replay the same way.
 """
 
 from __future__ import annotations
@@ -25,109 +29,252 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import dataclass, fields
 from datetime import date
-from functools import partial
+from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Table, delete, select
 
 from tracker.db import Database
-from tracker.db.models import SpoolReplay
+from tracker.db.models import SpoolOffset
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
-from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
+from tracker.ingest.store import (
+    DropKey,
+    WriterFileLock,
+    merge_batches,
+    store_transaction,
+    upsert_into,
+)
 from tracker.sessions import Hit
 
 log = logging.getLogger(__name__)
 
-SEGMENT_EVENTS = 2000  # events per segment: one replay transaction each
-replays_t = cast(Table, SpoolReplay.__table__)
+SEGMENT_BYTES = 16 * 1024 * 1024  # then a new segment; a stored one is deleted
+CHUNK_BYTES = 1024 * 1024  # lines stored per transaction (about 1,400 events)
+OFFSET_KEEP_MS = 3_600_000  # offsets of deleted segments are forgotten after an hour
+offsets_t = cast(Table, SpoolOffset.__table__)
+
+Batch = tuple[list[Hit], Counter[DropKey]]
+
+
+# --- lines: a batch of hits and drop counts as one line of JSON --------------------------
+
+_HIT_FIELDS = tuple(f.name for f in fields(Hit))
+_hit_values = attrgetter(*_HIT_FIELDS)
+# Nested values travel as arrays of their fields, rebuilt by position.
+_NESTED = {
+    _HIT_FIELDS.index(name): (cls, attrgetter(*(f.name for f in fields(cls))))
+    for name, cls in (("attribution", Attribution), ("device", DeviceInfo), ("place", Place))
+}
+_VISITOR_IDS = _HIT_FIELDS.index("visitor_ids")
+
+
+def _encode_hit(hit: Hit) -> list[Any]:
+    values = list(_hit_values(hit))
+    for index, (_cls, get) in _NESTED.items():
+        values[index] = get(values[index])
+    return values
+
+
+def _decode_hit(item: list[Any] | dict[str, Any]) -> Hit:
+    if isinstance(item, dict):  # segments of earlier versions: fields by name
+        item = [item[name] for name in _HIT_FIELDS]
+        for index, (cls, _get) in _NESTED.items():
+            item[index] = [item[index][f.name] for f in fields(cls)]
+    for index, (cls, _get) in _NESTED.items():
+        item[index] = cls(*item[index])
+    item[_VISITOR_IDS] = tuple(item[_VISITOR_IDS])
+    return Hit(*item)
 
 
 def encode_batch(hits: list[Hit], drops: Counter[DropKey]) -> bytes:
     """One spool line: a batch's hits and drop counts as JSON."""
     line = {
-        "hits": [asdict(hit) for hit in hits],
+        "hits": [_encode_hit(hit) for hit in hits],
         "drops": [[site, day.isoformat(), reason, n] for (site, day, reason), n in drops.items()],
     }
     return json.dumps(line, separators=(",", ":")).encode() + b"\n"
 
 
-def decode_batch(line: bytes) -> tuple[list[Hit], Counter[DropKey]]:
+def decode_batch(line: bytes) -> Batch:
     data = json.loads(line)
-    hits = [_hit(item) for item in data["hits"]]
+    hits = [_decode_hit(item) for item in data["hits"]]
     drops: Counter[DropKey] = Counter(
         {(site, date.fromisoformat(day), reason): n for site, day, reason, n in data["drops"]}
     )
     return hits, drops
 
 
-def _hit(item: dict[str, Any]) -> Hit:
-    return Hit(
-        **{
-            **item,
-            "visitor_ids": tuple(item["visitor_ids"]),
-            "attribution": Attribution(**item["attribution"]),
-            "device": DeviceInfo(**item["device"]),
-            "place": Place(**item["place"]),
-        }
-    )
+@dataclass(frozen=True)
+class Chunk:
+    """Complete lines of a segment, bytes `start` to `end`: one transaction's worth."""
+
+    segment: str  # the segment's id, its file name without suffix
+    start: int
+    end: int
+    batches: list[tuple[int, Batch]]  # each line's batch and the offset after the line
+
+
+def read_chunk(segment: str, data: bytes, start: int) -> Chunk:
+    """The lines of `data` (read at offset `start`, cut after a newline) as a Chunk.
+
+    A line that does not decode is logged and skipped: only a torn last line of a crashed
+    process, never acknowledged, is expected."""
+    batches: list[tuple[int, Batch]] = []
+    offset = start
+    for line in data.splitlines(keepends=True):
+        offset += len(line)
+        if line.strip():
+            try:
+                batches.append((offset, decode_batch(line)))
+            except (ValueError, KeyError, TypeError, IndexError):
+                log.warning("spool %s: the line ending at byte %d is incomplete", segment, offset)
+    return Chunk(segment, start, offset, batches)
+
+
+def _chunks(segment: str, data: bytes, start: int, base: int = 0) -> Iterator[Chunk]:
+    """`data[start:]` cut into chunks of whole lines, about CHUNK_BYTES each; `data` was
+    read at offset `base` of the segment."""
+    while start < len(data):
+        cut = data.rfind(b"\n", start, start + CHUNK_BYTES) + 1
+        if cut <= start:  # one line longer than a chunk, or a torn last line
+            cut = data.find(b"\n", start) + 1 or len(data)
+        yield read_chunk(segment, data[start:cut], base + start)
+        start = cut
+
+
+# --- the writing end -----------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Segment:
+    """A segment this process appends to (the last one) or still stores from."""
+
+    path: Path
+    fd: int  # opened for appending, flocked
+    base: int  # this process's spool bytes before this segment
+    written: int = 0
+    stored: int = 0
+    synced: int = 0
+    full: bool = False  # takes no more lines; deleted once stored
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def done(self) -> bool:
+        return self.stored == self.written
 
 
 class Spool:
-    """One process's writing end of the spool directory (thread-safe)."""
+    """One process's spool (thread-safe): request threads append, its writer takes chunks."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
+        self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
-        self._path: Path | None = None
-        self._events = 0
+        self._segments: list[Segment] = []  # oldest first; appends go to the last one
+        self._appended = 0  # bytes this process has appended, over all its segments
 
-    def append(self, hits: list[Hit], drops: Counter[DropKey]) -> None:
-        """Append a batch durably (written and fsynced), or raise OSError."""
+    def append(self, hits: list[Hit], drops: Counter[DropKey]) -> int:
+        """Write a batch, or raise OSError; returns its ticket for `stored_through`."""
         line = encode_batch(hits, drops)
         with self._lock:
-            file = self._file or self._open()
-            file.write(line)
-            file.flush()
-            os.fsync(file.fileno())
-            self._events += len(hits)
-            if self._events >= SEGMENT_EVENTS:
-                self._close()
+            segment = self._writable()
+            try:
+                _write_all(segment.fd, line)
+            except OSError:
+                segment.full = True  # a partly written line must not be followed by others
+                _truncate(segment)
+                raise
+            segment.written += len(line)
+            self._appended += len(line)
+            if segment.written >= self.segment_bytes:
+                segment.full = True
+            return self._appended
 
-    def close_segment(self) -> None:
-        """Hand the current segment to the replayer (the database is back)."""
+    def take(self) -> Chunk | None:
+        """The oldest lines not stored yet, about CHUNK_BYTES of them; None when all are."""
         with self._lock:
-            if self._file is not None:
-                self._close()
+            self._delete_stored()
+            if not self._segments or self._segments[0].done:
+                return None
+            segment = self._segments[0]
+            start, end = segment.stored, segment.written
+        data = os.pread(segment.fd, min(end - start, CHUNK_BYTES), start)
+        if b"\n" not in data:  # one line longer than a chunk
+            data = os.pread(segment.fd, end - start, start)
+        if segment.synced < end:
+            os.fdatasync(segment.fd)  # a power cut now loses nothing before `end`
+            segment.synced = end
+        return next(_chunks(segment.name, data, 0, base=start))
+
+    def mark_stored(self, chunk: Chunk) -> None:
+        with self._lock:
+            segment = next(s for s in self._segments if s.name == chunk.segment)
+            segment.stored = chunk.end
 
     @property
-    def holding(self) -> bool:
-        return self._file is not None
+    def appended(self) -> int:
+        """The ticket of the last line appended."""
+        return self._appended
 
-    def _open(self) -> IO[bytes]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._path = self.directory / f"{time.time_ns():020d}-{uuid.uuid4().hex}.open"
-        self._file = self._path.open("ab")
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        _fsync_directory(self.directory)
-        return self._file
+    def stored_through(self) -> int:
+        """Bytes appended by this process that are stored (compare with a ticket)."""
+        with self._lock:
+            if not self._segments:
+                return self._appended
+            first = self._segments[0]
+            return first.base + first.stored
 
-    def _close(self) -> None:
-        assert self._file is not None and self._path is not None
-        self._path.rename(self._path.with_suffix(".jsonl"))
-        _fsync_directory(self.directory)
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        self._file.close()
-        self._file, self._path, self._events = None, None, 0
+    def release(self) -> bool:
+        """Delete the segments once all is stored (an idle writer stops); False if not."""
+        with self._lock:
+            if any(not s.done for s in self._segments):
+                return False
+            for segment in self._segments:
+                segment.full = True
+            self._delete_stored()
+            return True
+
+    def _writable(self) -> Segment:
+        if not self._segments or self._segments[-1].full:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"{time.time_ns():020d}-{uuid.uuid4().hex}.open"
+            # Read back by pread on the same descriptor: it holds the lock.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _fsync_directory(self.directory)
+            self._segments.append(Segment(path, fd, base=self._appended))
+        return self._segments[-1]
+
+    def _delete_stored(self) -> None:
+        while self._segments and self._segments[0].full and self._segments[0].done:
+            segment = self._segments.pop(0)
+            segment.path.unlink(missing_ok=True)  # before the lock goes: no replay of it
+            os.close(segment.fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _truncate(segment: Segment) -> None:
+    try:
+        os.ftruncate(segment.fd, segment.written)
+    except OSError:
+        log.exception("spool %s: could not cut a partly written line", segment.name)
 
 
 def _fsync_directory(directory: Path) -> None:
-    """Make a created or renamed file's name durable, not only its content."""
+    """Make a created file's name durable, not only its content."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -135,46 +282,56 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def spool_directory(data_dir: str) -> Path:
+    return Path(data_dir) / "spool"
+
+
+def record_offset(conn: Connection, segment: str, stored_bytes: int) -> None:
+    """Inside the transaction that stores a chunk: the segment is stored up to here."""
+    stmt = upsert_into(offsets_t, conn.dialect.name).values(
+        segment=segment, stored_bytes=stored_bytes, updated_ms=time.time_ns() // 10**6
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[offsets_t.c.segment],
+            set_={name: stmt.excluded[name] for name in ("stored_bytes", "updated_ms")},
+        )
+    )
+
+
+def stored_offset(conn: Connection, segment: str) -> int:
+    query = select(offsets_t.c.stored_bytes).where(offsets_t.c.segment == segment)
+    return int(conn.execute(query).scalar() or 0)
+
+
+# --- replay of segments left by processes that died -------------------------------------
+
+
 def pending_segments(directory: Path) -> list[Path]:
-    """Closed segments and orphaned open ones, oldest first."""
+    """Every segment file, oldest first (live ones included)."""
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix in (".jsonl", ".open"))
 
 
-def _claimed(path: Path) -> Iterator[IO[bytes]]:
-    """The segment opened and flocked for replay; nothing when a live writer holds it."""
+def _orphan(path: Path) -> Iterator[bytes]:
+    """The segment's content while this process holds its lock; nothing when a live
+    process holds it (or it is gone)."""
     try:
         file = path.open("rb")
     except FileNotFoundError:
-        return  # replayed meanwhile by another process
+        return
     with file:
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return
-        yield file
-
-
-def read_segment(file: IO[bytes]) -> list[tuple[list[Hit], Counter[DropKey]]]:
-    batches = []
-    for number, line in enumerate(file.read().split(b"\n"), start=1):
-        if not line:
-            continue
-        try:
-            batches.append(decode_batch(line))
-        except (ValueError, KeyError, TypeError):
-            # Only a torn last line (a crash mid-write, never acknowledged) is expected here.
-            log.warning("spool %s: line %d is incomplete; skipped", file.name, number)
-    return batches
-
-
-def spool_directory(data_dir: str) -> Path:
-    return Path(data_dir) / "spool"
+        if path.exists():  # not deleted by its writer between the listing and the lock
+            yield file.read()
 
 
 def replay(db: Database, directory: Path, timeout_ms: int) -> int:
-    """Store every replayable segment; returns the number of events stored.
+    """Store the lines of dead processes' segments; returns the number of events stored.
 
     A database still unavailable raises (OperationalError) and leaves the rest for later.
     """
@@ -182,23 +339,44 @@ def replay(db: Database, directory: Path, timeout_ms: int) -> int:
     lock = WriterFileLock.for_database(db)
     try:
         for path in pending_segments(directory):
-            for file in _claimed(path):
-                hits, drops = merge_batches(read_segment(file))
-                with db.engine.connect() as conn:
-                    claim = partial(_mark, segment=path.stem)
-                    done = store_transaction(db, conn, lock, hits, drops, timeout_ms, claim)
+            for data in _orphan(path):
+                stored += _replay_segment(db, lock, path.stem, data, timeout_ms)
                 path.unlink()
-                if done:
-                    stored += len(hits)
-                    log.info("spool: replayed %d events from %s", len(hits), path.name)
+        _forget_offsets(db, {p.stem for p in pending_segments(directory)})
     finally:
         lock.close()
     return stored
 
 
-def _mark(conn: Connection, segment: str) -> bool:
-    """Record the segment as replayed; False when it already was."""
-    if conn.execute(select(replays_t.c.segment).where(replays_t.c.segment == segment)).first():
-        return False
-    conn.execute(insert(replays_t).values(segment=segment, replayed_ms=time.time_ns() // 10**6))
-    return True
+def _replay_segment(
+    db: Database, lock: WriterFileLock, segment: str, data: bytes, timeout_ms: int
+) -> int:
+    with db.engine.connect() as conn:
+        start = stored_offset(conn, segment)
+        conn.rollback()
+        stored = 0
+        for chunk in _chunks(segment, data, start):
+            hits, drops = merge_batches(batch for _end, batch in chunk.batches)
+
+            def claim(conn: Connection, chunk: Chunk = chunk) -> bool:
+                # Another replayer of this file (a crash between commit and unlink) got here.
+                if stored_offset(conn, chunk.segment) != chunk.start:
+                    return False
+                record_offset(conn, chunk.segment, chunk.end)
+                return True
+
+            if store_transaction(db, conn, lock, hits, drops, timeout_ms, claim):
+                stored += len(hits)
+        if stored:
+            log.info("spool: replayed %d events of %s", stored, segment)
+        return stored
+
+
+def _forget_offsets(db: Database, segments: set[str]) -> None:
+    """Offsets of segments deleted over an hour ago (files still there are kept)."""
+    cutoff = time.time_ns() // 10**6 - OFFSET_KEEP_MS
+    with db.engine.begin() as conn:
+        old = conn.execute(select(offsets_t.c.segment).where(offsets_t.c.updated_ms < cutoff))
+        gone = [name for (name,) in old if name not in segments]
+        if gone:
+            conn.execute(delete(offsets_t).where(offsets_t.c.segment.in_(gone)))

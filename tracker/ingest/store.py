@@ -2,7 +2,7 @@
 
 Three reads and a handful of bulk writes per batch, however many events it holds.
 `store_transaction` wraps them in one transaction, taking the writers' turn on SQLite; the
-group-commit writer and the spool's replay both store through it.
+spool's writer and its replay both store through it.
 """
 
 from __future__ import annotations
@@ -238,14 +238,14 @@ def _bulk_update(table: Table, key: str, columns: tuple[str, ...]) -> Bulk:
     )
 
 
-def _upsert_into(table: Table, dialect_name: str) -> Any:
+def upsert_into(table: Table, dialect_name: str) -> Any:
     """INSERT into table, in the dialect that knows ON CONFLICT."""
     return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
 
 
 def _visit_upsert(dialect_name: str) -> Any:
     """New and changed visits in one statement: INSERT ... ON CONFLICT (id) DO UPDATE."""
-    stmt = _upsert_into(visits_t, dialect_name).values(
+    stmt = upsert_into(visits_t, dialect_name).values(
         {name: bindparam(name) for name in _VISIT_COLUMNS}
     )
     return stmt.on_conflict_do_update(
@@ -370,7 +370,7 @@ def _write(raw: Raw, assigner: VisitAssigner, new_ids: list[int]) -> None:
 
 
 def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:
-    stmt = _upsert_into(drops_t, conn.dialect.name)
+    stmt = upsert_into(drops_t, conn.dialect.name)
     stmt = stmt.on_conflict_do_update(
         index_elements=[drops_t.c.site_id, drops_t.c.day, drops_t.c.reason],
         set_={"count": drops_t.c.count + stmt.excluded.count},

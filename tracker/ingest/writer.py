@@ -1,203 +1,188 @@
-"""Group commit: one writer thread per process stores everyone's events in shared transactions.
+"""The writer: one thread per process stores what its spool took, a chunk per transaction.
 
-A request hands its hits to the writer and waits; the writer takes every job queued so far
-(up to MAX_BATCH events), stores them in one transaction, commits, then wakes the waiting
-requests. So a 202 is only sent for committed events, and under load hundreds of events
-share one commit instead of paying one each. The thread starts on the first job and stops
-after a few idle seconds (nothing runs at import or fork time, nothing lingers in tests).
+A request appends its hits to the spool (tracker.ingest.spool) and is answered 202 at
+once: the events are on disk. The writer takes every line appended since its last
+transaction (about a megabyte at most), stores them in one transaction through the same
+visit assignment as everything else, with the segment's new offset, then takes the next.
+So under load a thousand events share a commit, and no request waits on another thread.
+Trusted batches and imports may `wait` for their events to be in the database, which also
+slows a fast sender down to what the database takes.
 
-When the database is unreachable or locked beyond its timeout, batches go to the durable
-spool (tracker.ingest.spool) instead, and the requests still get their 202; for a second
-after a failure, batches go straight to the spool rather than each waiting for the
-database. Only when the spool cannot be written either do requests get a 503.
+When the database is unreachable or locked beyond its timeout, the writer keeps the lines
+and retries every BACKOFF_SECONDS; requests still get their 202 as long as the spool can
+be written. Only when it cannot (a full disk) do they get a 503.
 
-Shutdown needs nothing of its own: on SIGTERM gunicorn lets in-flight requests finish, and a
-request finishes only after its commit, so draining the requests drains the writer. A request
-that gives up waiting (503) marks its job abandoned; if the writer had already started it,
-it may still be stored, so clients that retry get at-least-once delivery.
+The thread starts on the first event and stops after a few idle seconds with everything
+stored, deleting its segment (nothing runs at import or fork time, nothing lingers in
+tests). On SIGTERM gunicorn lets in-flight requests finish and then `flush` waits for the
+writer to store the rest; whatever a crash leaves is the replay job's (tracker.ingest.spool).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
-from tracker.ingest.spool import Spool
+from tracker.ingest.spool import Chunk, Spool, record_offset
 from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
 from tracker.sessions import Hit
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000  # events per transaction; bigger batches only delay the first answers
 IDLE_SECONDS = 5.0
-BACKOFF_SECONDS = 1.0  # after a failed transaction, spool without asking the database
+BACKOFF_SECONDS = 1.0  # between attempts while the database is unavailable
 
 
 class StoreUnavailable(Exception):
-    """The database could not take the events in time; the client should retry later."""
+    """The events could not be kept (the spool cannot be written); retry later."""
 
 
-class StoreFailed(Exception):
-    """These events could not be stored (a bug or a vanished site); retrying will not help."""
-
-
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
-@dataclass(eq=False)
-class Job:
-    hits: list[Hit]
-    drops: Counter[DropKey]
-    # Released by the writer when the job is finished. A bare lock: a request waits on it,
-    # and waking it costs a fraction of a threading.Event (which matters at 1,000s/s).
-    done: threading.Lock = field(default_factory=_held_lock)
-    error: Exception | None = None
-    abandoned: bool = False  # the request gave up waiting; do not store it any more
-
-    @property
-    def size(self) -> int:
-        return max(1, len(self.hits))
-
-
-class GroupCommitWriter:
-    def __init__(
-        self, db: Database, timeout_ms: int, wait_seconds: float, spool: Spool | None = None
-    ) -> None:
+class SpoolWriter:
+    def __init__(self, db: Database, spool: Spool, timeout_ms: int) -> None:
         self.db = db
-        self.timeout_ms = timeout_ms
-        self.wait_seconds = wait_seconds
         self.spool = spool
-        self._down_until = 0.0
-        self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.timeout_ms = timeout_ms
+        self._work = threading.Event()  # set when lines were appended
+        self._stored = threading.Condition()  # notified after each commit
+        self._waiting = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._process_lock = WriterFileLock.for_database(db)
 
-    def submit(self, hits: list[Hit], drops: Counter[DropKey] | None = None) -> None:
-        """Store hits and drop counts durably, or raise StoreUnavailable / StoreFailed."""
-        job = Job(hits, drops or Counter())
+    def submit(
+        self, hits: list[Hit], drops: Counter[DropKey] | None = None, wait_seconds: float = 0
+    ) -> bool:
+        """Keep hits and drop counts durably, or raise StoreUnavailable. With `wait_seconds`,
+        wait that long at most for them to be in the database; returns whether they are."""
+        try:
+            ticket = self.spool.append(hits, drops or Counter())
+        except OSError as exc:
+            log.error("could not write the spool; events refused with 503: %s", exc)
+            raise StoreUnavailable("the events could not be kept") from None
+        self._wake()
+        return self.wait(ticket, wait_seconds) if wait_seconds else False
+
+    def wait(self, ticket: int, seconds: float) -> bool:
+        """Wait until this process's spool is stored through `ticket`."""
+        with self._stored:
+            self._waiting += 1
+            try:
+                return self._stored.wait_for(
+                    lambda: self.spool.stored_through() >= ticket, timeout=seconds
+                )
+            finally:
+                self._waiting -= 1
+
+    def flush(self, seconds: float) -> bool:
+        """Store what is spooled (at most `seconds`); True when all of it is stored."""
         with self._lock:
-            self._queue.put(job)
+            running = self._thread is not None
+        if not running:
+            return self.spool.release()
+        return self.wait(self.spool.appended, seconds)
+
+    def _wake(self) -> None:
+        if not self._work.is_set():
+            self._work.set()
+        # Under the lock: a writer stopping now either sees these lines or is gone.
+        with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="tracker-writer", daemon=True
                 )
                 self._thread.start()
-        if not job.done.acquire(timeout=self.wait_seconds):
-            job.abandoned = True
-            raise StoreUnavailable("the database did not answer in time")
-        if job.error is not None:
-            raise job.error
 
     def _run(self) -> None:
         conn: Connection | None = None
         try:
             while True:
-                jobs = self._take()
-                if jobs is None:
+                chunk = self._next_chunk()
+                if chunk is None:
                     return
-                conn = self._commit(conn, jobs)
+                conn = self._store(conn, chunk)
+        except Exception:  # noqa: BLE001 - the next event starts a new writer
+            log.exception("the spool writer stopped")
+            with self._lock:
+                self._thread = None
         finally:
             if conn is not None:
                 conn.close()
 
-    def _take(self) -> list[Job] | None:
-        """Block for one job, then take whatever else is already queued."""
-        try:
-            first = self._queue.get(timeout=IDLE_SECONDS)
-        except queue.Empty:
-            with self._lock:
-                if self._queue.empty():
-                    self._thread = None
-                    if self.spool is not None:
-                        # No traffic: hand what was spooled to the replay job now, rather
-                        # than when the next event finds the database back.
-                        self.spool.close_segment()
-                    return None
-            first = self._queue.get()
-        jobs, size = [first], first.size
-        while size < MAX_BATCH:
+    def _next_chunk(self) -> Chunk | None:
+        """The next lines to store; None when idle long enough to stop."""
+        while True:
+            self._work.clear()
+            chunk = self.spool.take()
+            if chunk is not None:
+                return chunk
+            if not self._work.wait(IDLE_SECONDS):
+                with self._lock:
+                    if self.spool.release():
+                        self._thread = None
+                        return None
+
+    def _store(self, conn: Connection | None, chunk: Chunk) -> Connection | None:
+        """Store the chunk, retrying while the database is unavailable."""
+        hits, drops = merge_batches(batch for _end, batch in chunk.batches)
+        while True:
             try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
+                conn = conn or self.db.engine.connect()
+                self._transaction(conn, chunk, hits, drops)
                 break
-            jobs.append(job)
-            size += job.size
-        return jobs
-
-    def _commit(self, conn: Connection | None, jobs: list[Job]) -> Connection | None:
-        live = [job for job in jobs if not job.abandoned]
-        if live and time.monotonic() < self._down_until:
-            self._spool(live)
-        elif live:
-            try:
-                conn = conn or self.db.engine.connect()
-                self._transaction(conn, live)
-                if self.spool is not None and self.spool.holding:
-                    self.spool.close_segment()  # the database is back: replay can start
-            except Exception as exc:  # noqa: BLE001 - every failure must reach the requests
+            except Exception as exc:  # noqa: BLE001 - the writer must go on
                 _discard(conn)
                 conn = None
-                if _unavailable(exc):
-                    log.warning("database unavailable for %d requests: %s", len(live), exc)
-                    self._down_until = time.monotonic() + BACKOFF_SECONDS
-                    self._spool(live)
-                else:
-                    log.warning("batch failed (%s); storing its requests one by one", exc)
-                    conn = self._one_by_one(live)
-        self._finish(jobs)
+                if not _unavailable(exc):
+                    log.warning("a chunk failed (%s); storing its lines one by one", exc)
+                    conn = self._line_by_line(chunk)
+                    break
+                log.warning("database unavailable, %d events wait in the spool: %s", len(hits), exc)
+                time.sleep(BACKOFF_SECONDS)
+        self._stored_through(chunk)
         return conn
 
-    def _spool(self, jobs: list[Job]) -> None:
-        """Keep the jobs in the durable spool; a 503 for them only if that fails too."""
-        try:
-            if self.spool is None:
-                raise OSError("no spool directory")
-            self.spool.append(*_merged(jobs))
-        except OSError as exc:
-            log.error("could not spool %d requests; they get 503: %s", len(jobs), exc)
-            for job in jobs:
-                job.error = StoreUnavailable("the database is unavailable")
+    def _transaction(
+        self, conn: Connection, chunk: Chunk, hits: list[Hit], drops: Counter[DropKey]
+    ) -> None:
+        def claim(conn: Connection) -> bool:
+            record_offset(conn, chunk.segment, chunk.end)
+            return True
 
-    def _transaction(self, conn: Connection, jobs: list[Job]) -> None:
-        hits, drops = _merged(jobs)
-        store_transaction(self.db, conn, self._process_lock, hits, drops, self.timeout_ms)
+        store_transaction(self.db, conn, self._process_lock, hits, drops, self.timeout_ms, claim)
 
-    def _one_by_one(self, jobs: list[Job]) -> Connection | None:
-        """A batch failed on bad data: store each job alone so only the bad one fails."""
+    def _line_by_line(self, chunk: Chunk) -> Connection | None:
+        """A chunk failed on bad data: store each line alone so only the bad one is lost."""
         conn: Connection | None = None
-        for job in jobs:
-            try:
-                conn = conn or self.db.engine.connect()
-                self._transaction(conn, [job])
-            except Exception as exc:  # noqa: BLE001
-                _discard(conn)
-                conn = None
-                if _unavailable(exc):
-                    self._spool([job])
-                else:
-                    log.exception("could not store %d events", len(job.hits))
-                    job.error = StoreFailed("the events could not be stored")
+        start = chunk.start
+        for end, (hits, drops) in chunk.batches:
+            line = Chunk(chunk.segment, start, end, [])
+            while True:
+                try:
+                    conn = conn or self.db.engine.connect()
+                    self._transaction(conn, line, hits, drops)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    _discard(conn)
+                    conn = None
+                    if _unavailable(exc):
+                        time.sleep(BACKOFF_SECONDS)
+                    else:
+                        log.exception("%d events could not be stored and are lost", len(hits))
+                        hits, drops = [], Counter()  # record the offset past the line alone
+            start = end
         return conn
 
-    def _finish(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            job.done.release()
-
-
-def _merged(jobs: list[Job]) -> tuple[list[Hit], Counter[DropKey]]:
-    return merge_batches((job.hits, job.drops) for job in jobs)
+    def _stored_through(self, chunk: Chunk) -> None:
+        self.spool.mark_stored(chunk)
+        if self._waiting:
+            with self._stored:
+                self._stored.notify_all()
 
 
 def _unavailable(exc: Exception) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -37,7 +38,13 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from tracker.app import create_app
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        # Everything built so far (modules, compiled patterns, data tables, the app) lives as
+        # long as the worker: out of the collector's sight, a full collection no longer
+        # stops every request of the worker for ~100 ms (the p99 latency under load).
+        gc.collect()
+        gc.freeze()
+        return app
 
 
 def _store_spooled_events(_arbiter: Any, worker: Any) -> None:

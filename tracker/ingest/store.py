@@ -52,8 +52,9 @@ drops_t = cast(Table, DropCount.__table__)
 
 DropKey = tuple[int, date, str]  # site id, UTC day, reason
 
-# SQLite's limit of bound parameters per statement (since 3.32).
-SQLITE_MAX_PARAMS = 32_766
+# Rows per multi-row statement on SQLite: within its limit of 32,766 bound parameters for
+# the widest table (visits, 32 columns).
+MAX_ROWS_PER_STATEMENT = 512
 
 
 def utc_day(ms: int) -> date:
@@ -216,14 +217,19 @@ def _placeholders(width: int) -> str:
 def _sqlite_value_lists(
     rows: list[dict[str, Any]], names: Sequence[str]
 ) -> Iterator[tuple[str, list[Any]]]:
-    """Rows as `(?, ...), (?, ...)` and their flat parameters, in chunks within SQLite's
-    limit of parameters per statement."""
+    """Rows as `(?, ...), (?, ...)` and their flat parameters, in statements of 2**k rows.
+
+    The sqlite3 module keeps the last 128 statement texts prepared per connection; with a
+    statement per batch length, batches of thousands of rows kept hundreds of megabytes of
+    prepared statements. Powers of two give at most 10 lengths per table."""
     pick = itemgetter(*names)
     one_row = _placeholders(len(names))
-    per_statement = SQLITE_MAX_PARAMS // len(names)
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        yield ", ".join([one_row] * len(chunk)), [value for row in chunk for value in pick(row)]
+    start = 0
+    while start < len(rows):
+        size = min(MAX_ROWS_PER_STATEMENT, 1 << (len(rows) - start).bit_length() - 1)
+        chunk = rows[start : start + size]
+        start += size
+        yield ", ".join([one_row] * size), [value for row in chunk for value in pick(row)]
 
 
 def _bulk_insert(table: Table, columns: tuple[str, ...]) -> Bulk:

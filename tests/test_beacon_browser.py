@@ -428,7 +428,9 @@ def test_engagement_counts_only_visible_and_focused_time(
     page = visitor.page
     page.goto(url)
     pageview_id = wait_events(db, 1, "pageview")[0].pageview_id
-    # The visitor sees the page from its first paint (the page's own clock starts earlier).
+    # The visitor sees the page from its first paint (the page's own clock starts earlier);
+    # the pageview may be stored before the browser has recorded that paint.
+    page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length")
     painted_at = page.evaluate(
         "performance.getEntriesByName('first-contentful-paint')[0].startTime"
     )

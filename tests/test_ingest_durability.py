@@ -95,6 +95,7 @@ class Server:
             "TRACKER_SECRET_KEY": "durability-test",
             "TRACKER_SCHEDULER_ENABLED": "false",
             "TRACKER_LOG_LEVEL": "WARNING",
+            "TRACKER_INGEST_RATE_LIMIT": "0",  # thousands of events from one address
             **{f"TRACKER_{name.upper()}": str(value) for name, value in settings.items()},
         }
         url = f"sqlite:///{self.db_path}"

@@ -280,6 +280,22 @@ def test_bots_get_202_and_are_only_counted(client: FlaskClient, db: Database, si
     assert drops(db) == {"bot": 3, "spam": 1}
 
 
+def test_do_not_track_and_gpc_are_honoured_when_the_site_asks(make_app) -> None:
+    body = {"site": "example.com", "type": "pageview", "url": "https://example.com/"}
+    opted_out = ({"DNT": "1"}, {"Sec-GPC": "1"})
+    for honour, stored in ((False, 3), (True, 1)):
+        app = make_app()
+        db = app.extensions["tracker.db"]
+        with db.session() as session:
+            session.query(Site).delete()
+            add_site(session, "example.com").honour_dnt = honour
+        client = app.test_client()
+        for headers in (*opted_out, {"DNT": "0"}):
+            assert post(client, body, headers=headers).status_code == 202
+        assert count(db, Event) == stored
+        assert drops(db) == ({"dnt": 2} if honour else {})
+
+
 def test_untrusted_requests_cannot_set_trusted_fields(
     client: FlaskClient, db: Database, site: str
 ) -> None:
@@ -445,3 +461,21 @@ def test_the_beacon_fast_path_answers_as_flask_does(app: Flask, site: str) -> No
     assert answers[0][0] == 202
     assert ("Access-Control-Allow-Origin", "*") in answers[0][2]
     assert count(app.extensions["tracker.db"], Event) == 2
+
+
+def test_one_address_over_the_rate_limit_gets_429(make_app) -> None:
+    app = make_app(ingest_rate_limit=2)
+    db = app.extensions["tracker.db"]
+    with db.session() as session:
+        add_site(session, "example.com")
+    client = app.test_client()
+    body = {"site": "example.com", "type": "pageview", "url": "https://example.com/"}
+    assert [post(client, body).status_code for _ in range(2)] == [202, 202]
+    response = post(client, body)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "30"  # a token every 30 s at 2 per minute
+    assert response.json == {"error": "too many events from this address; retry later"}
+    assert client.get("/api/pixel.gif?site=example.com&url=https://example.com/").status_code == 200
+    assert count(db, Event) == 2
+    store_events(app, [{"url": "https://example.com/api"}] * 3, site="example.com")
+    assert count(db, Event) == 5  # API keys are not limited

@@ -267,3 +267,20 @@ def test_the_spool_keeps_no_address_or_user_agent(
     assert b"/x" in spooled
     assert b"81.2.69.160" not in spooled
     assert b"Gecko/20100101" not in spooled
+
+
+def test_offsets_of_long_deleted_segments_are_forgotten(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    db = make_app().extensions["tracker.db"]
+    now_ms = int(time.time() * 1000)
+    with db.engine.begin() as conn:
+        for segment, updated_ms in (("old", now_ms - 2 * 3_600_000), ("recent", now_ms)):
+            conn.execute(
+                text("INSERT INTO spool_offsets VALUES (:s, 10, :u)"),
+                {"s": segment, "u": updated_ms},
+            )
+    replay(db, tmp_path / "spool", 30 * 60_000)
+    with db.engine.connect() as conn:
+        kept = conn.execute(text("SELECT segment FROM spool_offsets")).scalars().all()
+    assert kept == ["recent"]  # a live writer may still be storing it

@@ -1,8 +1,11 @@
 """The site settings page: time zone, hostnames, visibility, share links, deletion; CSRF."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tests.helpers import add_user, csrf_token, log_in
+from tracker.db.models import DropCount
 from tracker.sites import add_site, find_site
 
 
@@ -64,6 +67,33 @@ def test_bad_settings_are_refused_and_nothing_changes(owner_client, db, field, v
     response = owner_client.post("/sites/shop.example/settings", data=data)
     assert response.status_code == 400 and message in response.get_data(as_text=True)
     assert _site(db).timezone == "UTC" and _site(db).allowed_hostnames == []
+
+
+def test_honour_dnt_is_saved_and_requests_not_counted_are_shown(owner_client, db):
+    page = owner_client.get("/sites/shop.example/settings").get_data(as_text=True)
+    assert "None: no bot, spam or opted-out visitor was turned away." in page
+    token = csrf_token(owner_client, "/sites/shop.example/settings")
+    owner_client.post(
+        "/sites/shop.example/settings",
+        data={"csrf_token": token, "timezone": "UTC", "honour_dnt": "y"},
+    )
+    assert _site(db).honour_dnt is True
+    today = datetime.now(UTC).date()
+    with db.session() as session:
+        site_id = _site(db).id
+        session.add_all(
+            [
+                DropCount(site_id=site_id, day=today, reason="bot", count=1234),
+                DropCount(site_id=site_id, day=today - timedelta(days=3), reason="dnt", count=7),
+                DropCount(site_id=site_id, day=today - timedelta(days=40), reason="spam", count=9),
+            ]
+        )
+    page = owner_client.get("/sites/shop.example/settings").get_data(as_text=True)
+    assert '<input checked id="honour_dnt"' in page
+    rows = page.split('id="not-counted"')[1].split("</section>")[0]
+    assert 'Bots and prefetches</td><td class="num">1,234' in rows
+    assert 'Do Not Track or Global Privacy Control</td><td class="num">7' in rows
+    assert "Referrer spam" not in rows  # older than 30 days
 
 
 def test_every_form_needs_csrf(owner_client, db):

@@ -64,6 +64,11 @@ class Settings:
         "Environment: comma-separated.",
     )
     max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
+    ingest_rate_limit: int = _setting(
+        1200,
+        "Events per minute the collector takes from one client address, per worker process "
+        "(bursts up to it); over it, 429 with Retry-After. 0: no limit. API keys are not limited.",
+    )
     api_rate_limit: int = _setting(
         600, "Stats API requests each API key may make per hour (all workers and servers together)."
     )

@@ -121,6 +121,7 @@ def update_site(
     allowed_hostnames: str,
     public: bool,
     shared_export: bool,
+    honour_dnt: bool = False,
 ) -> None:
     """Apply the settings form; validation errors raise SiteError before anything changes."""
     timezone = validate_timezone(timezone)
@@ -129,6 +130,7 @@ def update_site(
     site.allowed_hostnames = hosts
     site.public = public
     site.shared_export = shared_export
+    site.honour_dnt = honour_dnt
 
 
 def share_links(session: Session, site: Site) -> list[SharedLink]:

@@ -80,6 +80,8 @@ class Site(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     # Whether share links may download raw events (issue: export).
     shared_export: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Visitors whose browser sends Do Not Track or Global Privacy Control are not counted.
+    honour_dnt: Mapped[bool] = mapped_column(Boolean, default=False)
     owner_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

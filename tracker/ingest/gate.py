@@ -24,6 +24,7 @@ class SiteInfo:
     domain: str
     owner_id: int | None
     allowed_hostnames: tuple[str, ...]
+    honour_dnt: bool = False
 
     def allows_host(self, host: str) -> bool:
         """The domain, its subdomains (www. included) and the site's extra allowed hosts."""
@@ -57,6 +58,7 @@ class SiteCache:
                     domain=site.domain,
                     owner_id=site.owner_id,
                     allowed_hostnames=tuple(h.lower() for h in site.allowed_hostnames or ()),
+                    honour_dnt=site.honour_dnt,
                 )
                 if site
                 else None

@@ -25,6 +25,7 @@ from tracker.ingest.bots import is_bot_user_agent, is_prefetch
 from tracker.ingest.client import Network, client_ip, parse_networks
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
+from tracker.ingest.ratelimit import ClientRateLimit
 from tracker.ingest.spam import is_spam_referrer, spam_hosts
 from tracker.ingest.spool import Spool, spool_directory
 from tracker.ingest.store import DropKey, utc_day
@@ -53,6 +54,7 @@ class Client:
     ip: str
     user_agent: str
     prefetch: bool = False
+    opted_out: bool = False  # the browser sent Do Not Track or Global Privacy Control
 
     @classmethod
     def of_request(cls, environ: Mapping[str, Any], trusted_proxies: tuple[Network, ...]) -> Client:
@@ -66,6 +68,7 @@ class Client:
             ),
             user_agent=environ.get("HTTP_USER_AGENT", ""),
             prefetch=is_prefetch(environ),
+            opted_out=environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1",
         )
 
 
@@ -90,6 +93,7 @@ class Pipeline:
         geoip_path: str = "",
         trusted_proxies: tuple[str, ...] = (),
         store_timeout_seconds: float = 10.0,
+        rate_limit_per_minute: int = 0,
     ) -> None:
         self.db = db
         self.sites = SiteCache(db)
@@ -97,6 +101,7 @@ class Pipeline:
         self.geo = GeoIP(geoip_path)
         self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
         self.store_timeout_seconds = store_timeout_seconds
+        self.rate_limit = ClientRateLimit(rate_limit_per_minute)
         self.writer = SpoolWriter(db, Spool(spool_dir), timeout_ms=visit_timeout_minutes * 60_000)
         _warm_up()
 
@@ -110,6 +115,7 @@ class Pipeline:
             trusted_proxies=settings.trusted_proxies,
             store_timeout_seconds=settings.store_timeout_seconds,
             spool_dir=spool_directory(settings.data_dir),
+            rate_limit_per_minute=settings.ingest_rate_limit,
         )
 
     def accept(
@@ -129,7 +135,7 @@ class Pipeline:
         received = now_ms()
         for event, site in zip(events, sites, strict=True):
             timestamp_ms = event.timestamp_ms if event.timestamp_ms is not None else received
-            reason = self.drop_reason(event, client)
+            reason = self.drop_reason(event, client, site)
             if reason:
                 drops[(site.id, utc_day(timestamp_ms), reason)] += 1
                 dropped[reason] += 1
@@ -152,7 +158,11 @@ class Pipeline:
             raise Rejected(f"url: host {event.hostname!r} is not allowed for {site.domain!r}")
         return site
 
-    def drop_reason(self, event: IncomingEvent, client: Client) -> str | None:
+    def drop_reason(self, event: IncomingEvent, client: Client, site: SiteInfo) -> str | None:
+        """Why the event is answered but not stored: "dnt" (the site honours the visitor's
+        Do Not Track or Global Privacy Control), "bot", "spam"; None to store it."""
+        if client.opted_out and site.honour_dnt:
+            return "dnt"
         user_agent = event.user_agent if event.user_agent is not None else client.user_agent
         if client.prefetch or is_bot_user_agent(user_agent):
             return "bot"

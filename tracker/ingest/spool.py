@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy.exc import OperationalError
 
 from tracker.db import Database
 from tracker.db.models import SpoolOffset
@@ -375,8 +376,11 @@ def _replay_segment(
 def _forget_offsets(db: Database, segments: set[str]) -> None:
     """Offsets of segments deleted over an hour ago (files still there are kept)."""
     cutoff = time.time_ns() // 10**6 - OFFSET_KEEP_MS
-    with db.engine.begin() as conn:
-        old = conn.execute(select(offsets_t.c.segment).where(offsets_t.c.updated_ms < cutoff))
-        gone = [name for (name,) in old if name not in segments]
-        if gone:
-            conn.execute(delete(offsets_t).where(offsets_t.c.segment.in_(gone)))
+    try:
+        with db.engine.begin() as conn:
+            query = select(offsets_t.c.segment).where(offsets_t.c.updated_ms < cutoff)
+            gone = [name for (name,) in conn.execute(query) if name not in segments]
+            if gone:
+                conn.execute(delete(offsets_t).where(offsets_t.c.segment.in_(gone)))
+    except OperationalError:
+        pass  # the database is unavailable: the next run forgets them

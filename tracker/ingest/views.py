@@ -2,7 +2,8 @@
 
 Answers: 202 accepted (bots and spam too, so they learn nothing); 400 malformed, with
 {"error": "..."} naming the field; 401 bad API key; 403 unknown site or page host not
-allowed; 413 body too large; 503 with Retry-After when the database cannot take events.
+allowed; 413 body too large; 429 with Retry-After when one address sends more events than
+`ingest_rate_limit`; 503 with Retry-After when the events cannot be kept.
 Any origin may post (CORS, no credentials); text/plain bodies need no preflight.
 """
 
@@ -50,6 +51,14 @@ class Unauthorized(Exception):
     pass
 
 
+class RateLimited(Exception):
+    """Too many events from one client address (429)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many events from this address; retry later")
+        self.retry_after = retry_after
+
+
 def _pipeline() -> Pipeline:
     return current_app.extensions["tracker.ingest"]
 
@@ -79,6 +88,14 @@ def _rejected(exc: Rejected) -> tuple[Response, int]:
     return _error(403, str(exc))
 
 
+@bp.errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited) -> Response:
+    response = jsonify(error=str(exc))
+    response.status_code = 429
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
     return _error(413, "body: larger than the limit of this endpoint")
@@ -100,6 +117,14 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
 
 def _client() -> Client:
     return Client.of_request(request.environ, _pipeline().trusted_proxies)
+
+
+def _within_rate_limit(client: Client) -> Client:
+    """The client, unless its address sent more than the limit (RateLimited)."""
+    retry_after = _pipeline().rate_limit.take(client.ip)
+    if retry_after:
+        raise RateLimited(retry_after)
+    return client
 
 
 class _KeyCache:
@@ -148,7 +173,8 @@ def event() -> Response:
     body = _body(settings.max_body_bytes)
     user = _trusted_user()
     parsed = parse_event(decode_json(body), trusted=user is not None, now_ms=now_ms())
-    _pipeline().accept([parsed], _client(), user)
+    client = _client() if user is not None else _within_rate_limit(_client())
+    _pipeline().accept([parsed], client, user)
     return Response(ACCEPTED, 202, mimetype="application/json")
 
 
@@ -208,8 +234,8 @@ def pixel() -> Response:
     }
     try:
         parsed = parse_event(data, trusted=False, now_ms=now_ms())
-        _pipeline().accept([parsed], _client())
-    except (EventError, Rejected, StoreUnavailable, OperationalError):
+        _pipeline().accept([parsed], _within_rate_limit(_client()))
+    except (EventError, Rejected, RateLimited, StoreUnavailable, OperationalError):
         pass  # the image is all the page wants; nothing to tell it
     return response
 
@@ -222,8 +248,8 @@ class BeaconFastPath:
     the CPU of such a request (bench/: ingest, Flask 204 against plain WSGI 204). This
     runs the same pipeline and gives the same answer as `event()`. Anything else (another
     path, an API key, no Content-Length, a body over the limit, a malformed or refused
-    event, a store that cannot take it) goes on to Flask, which answers it as always;
-    nothing was stored then, so handling it twice stores nothing twice.
+    event, a client over its rate limit, a store that cannot take it) goes on to Flask,
+    which answers it as always; nothing was stored then, so nothing is stored twice.
     """
 
     def __init__(self, app: Flask) -> None:
@@ -262,6 +288,8 @@ class BeaconFastPath:
         try:
             parsed = parse_event(decode_json(body), trusted=False, now_ms=now_ms())
             client = Client.of_request(environ, self.pipeline.trusted_proxies)
+            if self.pipeline.rate_limit.take(client.ip):
+                return False
             self.pipeline.accept([parsed], client)
         except (EventError, Rejected, StoreUnavailable, OperationalError):
             return False

@@ -1,4 +1,5 @@
-"""Site settings: time zone, allowed hostnames, visibility, share links, deletion.
+"""Site settings: time zone, allowed hostnames, visibility, Do Not Track, share links,
+requests not counted, deletion.
 
 Only the site's owner or an administrator reaches these pages (share links never do).
 Each form posts to its own URL and carries a CSRF token (Flask-WTF checks every POST).
@@ -6,6 +7,7 @@ Each form posts to its own URL and carries a CSRF token (Flask-WTF checks every 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from zoneinfo import available_timezones
 
@@ -24,6 +26,8 @@ from tracker.sites import (
     share_links,
     update_site,
 )
+from tracker.stats.dropped import REASONS as DROP_REASONS
+from tracker.stats.dropped import dropped_counts
 from tracker.web.access import SiteAccess, managed_site
 from tracker.web.context import get_db
 from tracker.web.sites import script_base_url
@@ -45,6 +49,11 @@ class SettingsForm(FlaskForm):
     )
     public = BooleanField("Public: anyone with the address can see the stats (read-only)")
     shared_export = BooleanField("Share links may download raw events as CSV")
+    honour_dnt = BooleanField(
+        "Honour Do Not Track and Global Privacy Control",
+        description="Visitors whose browser asks not to be tracked are not counted at all "
+        "(only how many such requests came, below).",
+    )
 
 
 class ShareForm(FlaskForm):
@@ -67,6 +76,7 @@ def _settings_form(access: SiteAccess) -> SettingsForm:
             "allowed_hostnames": "\n".join(site.allowed_hostnames or []),
             "public": site.public,
             "shared_export": site.shared_export,
+            "honour_dnt": site.honour_dnt,
         }
     )
     form.timezone.choices = timezone_choices()  # type: ignore[assignment]
@@ -82,11 +92,14 @@ def _render(
     forms = (settings_form, share_form, delete_form)
     with get_db().session() as session:
         links = share_links(session, access.site)
+    dropped = dropped_counts(get_db(), access.site.id, datetime.now(UTC).date())
     html = render_template(
         "settings.html",
         access=access,
         site=access.site,
         links=links,
+        dropped=dropped,
+        dropped_reasons=DROP_REASONS,
         base_url=script_base_url(),
         settings_form=settings_form or _settings_form(access),
         share_form=share_form or ShareForm(formdata=None),
@@ -117,6 +130,7 @@ def save(domain: str) -> ResponseReturnValue:
                     allowed_hostnames=form.allowed_hostnames.data or "",
                     public=bool(form.public.data),
                     shared_export=bool(form.shared_export.data),
+                    honour_dnt=bool(form.honour_dnt.data),
                 )
         except SiteError as exc:
             form.allowed_hostnames.errors = [str(exc)]

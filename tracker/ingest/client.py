@@ -23,6 +23,14 @@ def _address(text: str) -> Address | None:
         return None
 
 
+@lru_cache(maxsize=16384)
+def _public(text: str) -> str | None:
+    """The address, normalised, when it is a valid public one (`is_global` alone walks a
+    dozen reserved networks)."""
+    address = _address(text)
+    return str(address) if address is not None and address.is_global else None
+
+
 @lru_cache(maxsize=1024)
 def _is_trusted(text: str, trusted: tuple[Network, ...]) -> bool:
     address = _address(text)
@@ -40,6 +48,5 @@ def client_ip(remote_addr: str, forwarded_for: str, trusted: tuple[Network, ...]
     for hop in reversed(forwarded_for.split(",")):
         if _is_trusted(hop, trusted):
             continue
-        address = _address(hop)
-        return str(address) if address is not None and address.is_global else remote_addr
+        return _public(hop) or remote_addr
     return remote_addr

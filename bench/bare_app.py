@@ -32,4 +32,4 @@ class BareServer(TrackerServer):
 
 
 if __name__ == "__main__":
-    BareServer(load_settings()).run()
+    BareServer(load_settings().with_overrides(scheduler_enabled=False)).run()

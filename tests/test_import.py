@@ -78,6 +78,12 @@ def test_import_of_a_clean_file_exits_zero(database_url: str, tmp_path: Path) ->
     result = CliRunner().invoke(cli, ["import", "events", str(path)], env=env)
     assert result.exit_code == 0, result.output
     assert "Imported 1,500 events from ok.ndjson." in result.stdout
+    # Stored before the command ends, through the spool it leaves empty behind it.
+    assert list((tmp_path / "d" / "spool").iterdir()) == []
+    db = Database(database_url)
+    with db.session() as session:
+        assert len(session.scalars(select(Event)).all()) == 1500
+    db.dispose()
 
 
 def test_import_of_a_missing_file(tmp_path: Path) -> None:

@@ -237,3 +237,33 @@ def test_sigterm_drains_requests_in_flight(server: Server) -> None:
     assert server.proc.wait(timeout=60) == 0
     assert result == {path: 202 for path in paths}
     assert server.stored_paths() == set(paths)
+
+
+@pytest.mark.slow
+def test_jobs_run_in_a_process_of_their_own(tmp_path: Path) -> None:
+    """Beside the workers, not in one: the rollup refresh would hold a worker's GIL."""
+    server = Server(tmp_path, scheduler_enabled="true", workers=1)
+    try:
+        master = server.proc.pid
+        children = Path(f"/proc/{master}/task/{master}/children")
+        deadline = time.monotonic() + 30
+        while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        commands = {
+            int(pid): Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            for pid in children.read_text().split()
+        }
+        [jobs] = [pid for pid, argv in commands.items() if b"tracker.server" in argv]
+        assert len(commands) == 2  # one worker, one jobs process
+        salts = []
+        while not salts and time.monotonic() < deadline:  # rotate_salts runs at start
+            salts = (
+                sqlite3.connect(server.db_path).execute("SELECT day FROM daily_salts").fetchall()
+            )
+            time.sleep(0.1)
+        assert salts
+        os.kill(master, signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0
+        assert not Path(f"/proc/{jobs}").exists()  # stopped with the server, and reaped
+    finally:
+        server.stop()

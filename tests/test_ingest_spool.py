@@ -157,7 +157,7 @@ def test_an_idle_writer_deletes_its_stored_segment(
     with app.extensions["tracker.db"].session() as session:
         add_site(session, SITE)
     spool = spool_directory(app.extensions["tracker.settings"].data_dir)
-    assert post(app.test_client(), "/a").status_code == 202
+    assert post(plain_client(app), "/a").status_code == 202
     assert [p.suffix for p in pending_segments(spool)] == [".open"]
     for _ in range(100):
         if not pending_segments(spool):
@@ -166,6 +166,7 @@ def test_an_idle_writer_deletes_its_stored_segment(
     assert pending_segments(spool) == []
     assert post(app.test_client(), "/b").status_code == 202  # a new segment, a new writer
     assert stored_paths(app.extensions["tracker.db"].url) == ["/a", "/b"]
+    assert pending_segments(spool) == []  # flushed: stored, the writer stopped, deleted
 
 
 def test_a_dead_process_segment_is_replayed_once_from_its_stored_offset(

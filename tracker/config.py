@@ -80,7 +80,9 @@ class Settings:
         "answered once spooled.",
     )
     scheduler_enabled: bool = _setting(
-        True, "Run background jobs (salt rotation, rollups, retention) inside the server."
+        True,
+        "Run background jobs (salt rotation, rollups, spool replay) beside the server: `tracker "
+        "serve` starts a process for them, one per host.",
     )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
 

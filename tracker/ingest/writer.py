@@ -14,8 +14,8 @@ be written. Only when it cannot (a full disk) do they get a 503.
 
 The thread starts on the first event and stops after a few idle seconds with everything
 stored, deleting its segment (nothing runs at import or fork time, nothing lingers in
-tests). On SIGTERM gunicorn lets in-flight requests finish and then `flush` waits for the
-writer to store the rest; whatever a crash leaves is the replay job's (tracker.ingest.spool).
+tests). On SIGTERM gunicorn lets in-flight requests finish and then `flush` stores the
+rest and stops the writer (so do imports); whatever a crash leaves is the replay job's.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class SpoolWriter:
         self.spool = spool
         self.timeout_ms = timeout_ms
         self._work = threading.Event()  # set when lines were appended
+        self._stop = threading.Event()  # set by flush: stop once all is stored
         self._stored = threading.Condition()  # notified after each commit
         self._waiting = 0
         self._lock = threading.Lock()
@@ -80,12 +81,17 @@ class SpoolWriter:
                 self._waiting -= 1
 
     def flush(self, seconds: float) -> bool:
-        """Store what is spooled (at most `seconds`); True when all of it is stored."""
+        """Store what is spooled (at most `seconds`), then stop the writer until the next
+        event and delete the stored segments; True when all of it is stored."""
         with self._lock:
-            running = self._thread is not None
-        if not running:
-            return self.spool.release()
-        return self.wait(self.spool.appended, seconds)
+            thread = self._thread
+        if thread is not None:
+            if not self.wait(self.spool.appended, seconds):
+                return False
+            self._stop.set()
+            self._work.set()
+            thread.join(seconds)
+        return self.spool.release()
 
     def _wake(self) -> None:
         if not self._work.is_set():
@@ -93,6 +99,7 @@ class SpoolWriter:
         # Under the lock: a writer stopping now either sees these lines or is gone.
         with self._lock:
             if self._thread is None:
+                self._stop.clear()
                 self._thread = threading.Thread(
                     target=self._run, name="tracker-writer", daemon=True
                 )
@@ -121,7 +128,7 @@ class SpoolWriter:
             chunk = self.spool.take()
             if chunk is not None:
                 return chunk
-            if not self._work.wait(IDLE_SECONDS):
+            if self._stop.is_set() or not self._work.wait(IDLE_SECONDS):
                 with self._lock:
                     if self.spool.release():
                         self._thread = None

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import date
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
@@ -287,17 +288,21 @@ def spool_directory(data_dir: str) -> Path:
     return Path(data_dir) / "spool"
 
 
-def record_offset(conn: Connection, segment: str, stored_bytes: int) -> None:
-    """Inside the transaction that stores a chunk: the segment is stored up to here."""
+def advance_offset(conn: Connection, chunk: Chunk) -> bool:
+    """Inside the transaction that stores a chunk: the segment is now stored up to its end,
+    if it was stored up to its start; False (store nothing) if another writer got there.
+
+    One compare-and-set statement, so two writers of one segment (a replay and the host's
+    writer, after a crash) cannot both pass it, on PostgreSQL either."""
     stmt = upsert_into(offsets_t, conn.dialect.name).values(
-        segment=segment, stored_bytes=stored_bytes, updated_ms=time.time_ns() // 10**6
+        segment=chunk.segment, stored_bytes=chunk.end, updated_ms=time.time_ns() // 10**6
     )
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[offsets_t.c.segment],
-            set_={name: stmt.excluded[name] for name in ("stored_bytes", "updated_ms")},
-        )
-    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[offsets_t.c.segment],
+        set_={name: stmt.excluded[name] for name in ("stored_bytes", "updated_ms")},
+        where=offsets_t.c.stored_bytes == chunk.start,
+    ).returning(offsets_t.c.segment)
+    return conn.execute(stmt).first() is not None
 
 
 def stored_offset(conn: Connection, segment: str) -> int:
@@ -359,13 +364,7 @@ def _replay_segment(
         for chunk in _chunks(segment, data, start):
             hits, drops = merge_batches(batch for _end, batch in chunk.batches)
 
-            def claim(conn: Connection, chunk: Chunk = chunk) -> bool:
-                # Another replayer of this file (a crash between commit and unlink) got here.
-                if stored_offset(conn, chunk.segment) != chunk.start:
-                    return False
-                record_offset(conn, chunk.segment, chunk.end)
-                return True
-
+            claim = partial(advance_offset, chunk=chunk)
             if store_transaction(db, conn, lock, hits, drops, timeout_ms, claim):
                 stored += len(hits)
         if stored:

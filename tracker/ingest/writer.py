@@ -24,12 +24,13 @@ import logging
 import threading
 import time
 from collections import Counter
+from functools import partial
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
-from tracker.ingest.spool import Chunk, Spool, record_offset
+from tracker.ingest.spool import Chunk, Spool, advance_offset
 from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
 from tracker.sessions import Hit
 
@@ -157,10 +158,7 @@ class SpoolWriter:
     def _transaction(
         self, conn: Connection, chunk: Chunk, hits: list[Hit], drops: Counter[DropKey]
     ) -> None:
-        def claim(conn: Connection) -> bool:
-            record_offset(conn, chunk.segment, chunk.end)
-            return True
-
+        claim = partial(advance_offset, chunk=chunk)
         store_transaction(self.db, conn, self._process_lock, hits, drops, self.timeout_ms, claim)
 
     def _line_by_line(self, chunk: Chunk) -> Connection | None:

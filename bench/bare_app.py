@@ -27,9 +27,11 @@ def create_bare_app() -> Flask:
 
 
 class BareServer(TrackerServer):
+    background = False
+
     def load(self) -> Any:
         return create_bare_app()
 
 
 if __name__ == "__main__":
-    BareServer(load_settings().with_overrides(scheduler_enabled=False)).run()
+    BareServer(load_settings()).run()

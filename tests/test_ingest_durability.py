@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 
 from tests.helpers import DEFAULT_USER_AGENT
 from tracker.db.migrate import upgrade
+from tracker.ingest.spool import pending_segments
 from tracker.sites import add_site
 
 SITE = "example.com"
@@ -170,8 +171,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
-def send_many(server: Server, paths: list[str], threads: int) -> dict[str, int]:
-    statuses: dict[str, int] = {}
+def send_many(
+    server: Server, paths: list[str], threads: int, statuses: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Path -> answer status; `statuses`, when given, is filled as the answers come."""
+    statuses = {} if statuses is None else statuses
     lock = threading.Lock()
     queue = list(reversed(paths))
 
@@ -196,19 +200,18 @@ def send_many(server: Server, paths: list[str], threads: int) -> dict[str, int]:
 @pytest.mark.slow
 def test_every_202_survives_kill_minus_9(server: Server) -> None:
     paths = [f"/e/{i}" for i in range(2000)]
-    killer_done = threading.Event()
+    statuses: dict[str, int] = {}
 
     def kill_when_busy() -> None:
-        # Kill once a few hundred events are in, while requests are in flight.
+        # Kill once a few hundred events are answered, while requests are in flight.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(server.stored_paths()) < 300:
-            time.sleep(0.05)
+        while time.monotonic() < deadline and len(statuses) < 300:
+            time.sleep(0.005)
         os.killpg(server.proc.pid, signal.SIGKILL)
-        killer_done.set()
 
     killer = threading.Thread(target=kill_when_busy)
     killer.start()
-    statuses = send_many(server, paths, threads=16)
+    send_many(server, paths, threads=16, statuses=statuses)
     killer.join()
     server.proc.wait(timeout=30)
     accepted = {path for path, status in statuses.items() if status == 202}
@@ -240,21 +243,24 @@ def test_sigterm_drains_requests_in_flight(server: Server) -> None:
 
 
 @pytest.mark.slow
-def test_jobs_run_in_a_process_of_their_own(tmp_path: Path) -> None:
-    """Beside the workers, not in one: the rollup refresh would hold a worker's GIL."""
+def test_the_spool_writer_and_the_jobs_run_in_processes_of_their_own(tmp_path: Path) -> None:
+    """Beside the workers, not in one: their work would hold a worker's GIL."""
     server = Server(tmp_path, scheduler_enabled="true", workers=1)
     try:
         master = server.proc.pid
         children = Path(f"/proc/{master}/task/{master}/children")
         deadline = time.monotonic() + 30
-        while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+        while len(children.read_text().split()) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        commands = {
-            int(pid): Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        roles = {
+            Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2]: int(pid)
             for pid in children.read_text().split()
         }
-        [jobs] = [pid for pid, argv in commands.items() if b"tracker.server" in argv]
-        assert len(commands) == 2  # one worker, one jobs process
+        assert set(roles) == {b"serve", b"writer", b"jobs"}  # one worker, and the two
+        assert server.post("/seen") == 202
+        while "/seen" not in server.stored_paths() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "/seen" in server.stored_paths()  # stored by the writer process
         salts = []
         while not salts and time.monotonic() < deadline:  # rotate_salts runs at start
             salts = (
@@ -264,6 +270,8 @@ def test_jobs_run_in_a_process_of_their_own(tmp_path: Path) -> None:
         assert salts
         os.kill(master, signal.SIGTERM)
         assert server.proc.wait(timeout=30) == 0
-        assert not Path(f"/proc/{jobs}").exists()  # stopped with the server, and reaped
+        for pid in (roles[b"writer"], roles[b"jobs"]):
+            assert not Path(f"/proc/{pid}").exists()  # stopped with the server, and reaped
+        assert pending_segments(tmp_path / "data" / "spool") == []
     finally:
         server.stop()

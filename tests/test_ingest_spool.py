@@ -27,6 +27,7 @@ from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest import writer
+from tracker.ingest.drainer import HostWriter
 from tracker.ingest.spool import (
     Spool,
     decode_batch,
@@ -285,3 +286,40 @@ def test_offsets_of_long_deleted_segments_are_forgotten(
     with db.engine.connect() as conn:
         kept = conn.execute(text("SELECT segment FROM spool_offsets")).scalars().all()
     assert kept == ["recent"]  # a live writer may still be storing it
+
+
+def test_the_host_writer_stores_every_segment_once_and_deletes_finished_ones(
+    make_app: Callable[..., Flask], database_url: str, tmp_path: Path
+) -> None:
+    """Under `tracker serve` one process stores the workers' segments (tracker.ingest.drainer):
+    a live one as it grows, one handed over full, one of a process that died (torn last
+    line included); a replay beside it stores nothing twice."""
+    db = make_app().extensions["tracker.db"]
+    with db.session() as session:
+        site_id = add_site(session, SITE).id
+    directory = tmp_path / "spool"
+    live, dead = Spool(directory, segment_bytes=10**9), Spool(directory, segment_bytes=10**9)
+    live.hand_over_full = dead.hand_over_full = True
+    for spool, name in ((live, "live"), (dead, "dead")):
+        spool.append([a_hit(site_id, f"/{name}-1", 1_764_000_000_000)], Counter())
+    dead_path = dead._segments[0].path
+    with dead_path.open("ab") as file:
+        file.write(b'{"hits": [[')  # a crash in the middle of a line
+    os.close(dead._segments[0].fd)  # the process dies: its lock goes
+    writer = HostWriter(db, directory, 30 * 60_000)
+    try:
+        while writer.store_pass():
+            pass
+        assert sorted(stored_paths(database_url)) == ["/dead-1", "/live-1"]
+        assert [p.suffix for p in pending_segments(directory)] == [".open"]  # the live one
+        live.append([a_hit(site_id, "/live-2", 1_764_000_000_001)], Counter())
+        live.segment_bytes = 1  # the next line fills it: handed over as .full
+        live.append([a_hit(site_id, "/live-3", 1_764_000_000_002)], Counter())
+        assert [p.suffix for p in pending_segments(directory)] == [".full"]
+        assert replay(db, directory, 30 * 60_000) == 2  # the replay job got there first
+        while writer.store_pass():
+            pass
+    finally:
+        writer.close()
+    assert sorted(stored_paths(database_url)) == ["/dead-1", "/live-1", "/live-2", "/live-3"]
+    assert pending_segments(directory) == []

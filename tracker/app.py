@@ -42,12 +42,15 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper())
 
 
-def _setup_database(app: Flask, settings: Settings) -> None:
-    # The collector waits for the SQLite lock at most half of a request's patience, so a
-    # batch it cannot store still has time to go to the spool before the request gives up.
+def open_database(settings: Settings) -> Database:
+    # A writer waits for the SQLite lock at most half of a waiting request's patience, then
+    # retries, so the request can still be answered within store_timeout_seconds.
     busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, settings.store_timeout_seconds * 500)
-    db = Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
-    app.extensions["tracker.db"] = db
+    return Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
+
+
+def _setup_database(app: Flask, settings: Settings) -> None:
+    app.extensions["tracker.db"] = open_database(settings)
 
 
 def _setup_web(app: Flask) -> None:

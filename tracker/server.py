@@ -1,10 +1,10 @@
-"""Gunicorn, embedded: `tracker serve` runs the app factory in gthread workers, and the
-background jobs in a process of their own.
+"""Gunicorn, embedded: `tracker serve` runs the app factory in gthread workers, and two
+processes beside them: the host's spool writer (tracker.ingest.drainer) and the jobs.
 
-Jobs used to run in one of the workers. The rollup refresh takes seconds of CPU there, and
-a worker's requests wait for its GIL meanwhile: under load the p99 latency tripled once a
-minute. A process of their own shares the cores with the workers instead, as the OS
-schedules them.
+Both used to run as threads of the workers, and a worker's requests waited for its GIL
+while they worked: the writer's ~40 us per event cost ~150 us there, and the rollup
+refresh (seconds of CPU) tripled the p99 latency once a minute. Processes of their own
+share the cores with the workers as the OS schedules them.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import gc
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
-import time
+import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -24,13 +25,16 @@ from gunicorn.app.base import BaseApplication
 from tracker.config import Settings
 
 log = logging.getLogger(__name__)
-JOBS_SETTINGS = "TRACKER_JOBS_PROCESS_SETTINGS"  # the settings, as JSON, for the jobs process
+SETTINGS_VARIABLE = "TRACKER_SERVER_SETTINGS"  # the settings, as JSON, for its processes
+STOP_SECONDS = 30
 
 
 class TrackerServer(BaseApplication):  # type: ignore[misc]
+    background = True  # run the spool writer and the jobs beside the workers
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.jobs: subprocess.Popen[bytes] | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
         super().__init__()
 
     def load_config(self) -> None:
@@ -46,8 +50,8 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
             # One shared default socket path would clash between instances on one host.
             "control_socket_disable": True,
             "worker_exit": _store_spooled_events,
-            "when_ready": self.start_jobs,
-            "on_exit": self.stop_jobs,
+            "when_ready": self.start_background,
+            "on_exit": self.stop_background,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -56,6 +60,7 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
         from tracker.app import create_app
 
         app = create_app(self.settings.with_overrides(scheduler_enabled=False))
+        app.extensions["tracker.ingest"].writer.use_host_writer()
         # Everything built so far (modules, compiled patterns, data tables, the app) lives as
         # long as the worker: out of the collector's sight, a full collection no longer
         # stops every request of the worker for ~100 ms (the p99 latency under load).
@@ -63,28 +68,73 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
         gc.freeze()
         return app
 
-    def start_jobs(self, _arbiter: Any = None) -> None:
-        """A fresh interpreter (not a fork of the arbiter, with its signal handlers)."""
-        if self.settings.scheduler_enabled:
-            # In the environment, not the command line: `ps` would show the secret key.
-            settings = json.dumps(dataclasses.asdict(self.settings))
-            env = {**os.environ, JOBS_SETTINGS: settings}
-            self.jobs = subprocess.Popen([sys.executable, "-m", "tracker.server"], env=env)
+    def start_background(self, _arbiter: Any = None) -> None:
+        """The spool writer's process and, if enabled, the jobs' process."""
+        if self.background:
+            self.processes.append(_start("writer", self.settings))
+            if self.settings.scheduler_enabled:
+                self.processes.append(_start("jobs", self.settings))
 
-    def stop_jobs(self, _arbiter: Any = None) -> None:
-        if self.jobs is not None:
-            self.jobs.terminate()
-            self.jobs.wait(10)
+    def stop_background(self, _arbiter: Any = None) -> None:
+        """After the workers: the writer stores what they left in the spool, then exits."""
+        for process in self.processes:
+            assert process.stdin is not None
+            process.stdin.close()  # "stop": see run_writer and run_jobs
+        for process in self.processes:
+            try:
+                process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()  # what is left in the spool is stored at the next start
+
+
+def _start(role: str, settings: Settings) -> subprocess.Popen[bytes]:
+    """A fresh interpreter (not a fork of the arbiter, with its signal handlers). Settings go
+    in its environment, not on its command line, where `ps` would show the secret key. It
+    stops when its standard input closes: when the server stops it, or dies."""
+    env = {**os.environ, SETTINGS_VARIABLE: json.dumps(dataclasses.asdict(settings))}
+    argv = [sys.executable, "-m", "tracker.server", role]
+    return subprocess.Popen(argv, env=env, stdin=subprocess.PIPE)
+
+
+def _stop_event() -> threading.Event:
+    """Set when standard input closes. SIGTERM and SIGINT are ignored: a signal to the whole
+    process group (Ctrl-C, killpg) must not stop the writer before the workers that feed it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+
+    def wait_for_eof() -> None:
+        sys.stdin.buffer.read()
+        stop.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    return stop
 
 
 def run_jobs(settings: Settings) -> None:
     """The jobs process: the app with its scheduler, until the server is gone."""
     from tracker.app import create_app
 
-    server_pid = os.getppid()
+    stop = _stop_event()
     create_app(settings)
-    while os.getppid() == server_pid:  # a server killed with -9 cannot stop us
-        time.sleep(1)
+    stop.wait()
+
+
+def run_writer(settings: Settings) -> None:
+    """The host's spool writer (tracker.ingest.drainer); once stopped, it stores what is
+    left in the spool before it exits."""
+    from tracker.app import open_database
+    from tracker.ingest.drainer import HostWriter
+    from tracker.ingest.spool import spool_directory
+
+    logging.basicConfig(level=settings.log_level.upper())
+    stop = _stop_event()
+    directory = spool_directory(settings.data_dir)
+    writer = HostWriter(open_database(settings), directory, settings.visit_timeout_minutes * 60_000)
+    try:
+        writer.run(stop.is_set)
+    finally:
+        writer.close()
 
 
 def _store_spooled_events(_arbiter: Any, worker: Any) -> None:
@@ -99,6 +149,6 @@ def run_gunicorn(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    fields: dict[str, Any] = json.loads(os.environ.pop(JOBS_SETTINGS))
+    fields: dict[str, Any] = json.loads(os.environ.pop(SETTINGS_VARIABLE))
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    run_jobs(Settings(**fields))
+    {"jobs": run_jobs, "writer": run_writer}[sys.argv[1]](Settings(**fields))

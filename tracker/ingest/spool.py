@@ -138,7 +138,7 @@ def read_chunk(segment: str, data: bytes, start: int) -> Chunk:
     return Chunk(segment, start, offset, batches)
 
 
-def _chunks(segment: str, data: bytes, start: int, base: int = 0) -> Iterator[Chunk]:
+def chunks_of(segment: str, data: bytes, start: int, base: int = 0) -> Iterator[Chunk]:
     """`data[start:]` cut into chunks of whole lines, about CHUNK_BYTES each; `data` was
     read at offset `base` of the segment."""
     while start < len(data):
@@ -182,6 +182,9 @@ class Spool:
         self._lock = threading.Lock()
         self._segments: list[Segment] = []  # oldest first; appends go to the last one
         self._appended = 0  # bytes this process has appended, over all its segments
+        # Under `tracker serve` the host's writer process stores the segments: a full one is
+        # handed over (renamed .full, closed) instead of kept for this process's writer.
+        self.hand_over_full = False
 
     def append(self, hits: list[Hit], drops: Counter[DropKey]) -> int:
         """Write a batch, or raise OSError; returns its ticket for `stored_through`."""
@@ -198,7 +201,15 @@ class Spool:
             self._appended += len(line)
             if segment.written >= self.segment_bytes:
                 segment.full = True
+                if self.hand_over_full:
+                    _hand_over(segment)
             return self._appended
+
+    def position(self, ticket: int) -> tuple[str, int]:
+        """The segment and the offset in it that a ticket stands for."""
+        with self._lock:
+            segment = next(s for s in self._segments if s.base < ticket <= s.base + s.written)
+            return segment.name, ticket - segment.base
 
     def take(self) -> Chunk | None:
         """The oldest lines not stored yet, about CHUNK_BYTES of them; None when all are."""
@@ -214,7 +225,7 @@ class Spool:
         if segment.synced < end:
             os.fdatasync(segment.fd)  # a power cut now loses nothing before `end`
             segment.synced = end
-        return next(_chunks(segment.name, data, 0, base=start))
+        return next(chunks_of(segment.name, data, 0, base=start))
 
     def mark_stored(self, chunk: Chunk) -> None:
         with self._lock:
@@ -260,6 +271,14 @@ class Spool:
             segment = self._segments.pop(0)
             segment.path.unlink(missing_ok=True)  # before the lock goes: no replay of it
             os.close(segment.fd)
+
+
+def _hand_over(segment: Segment) -> None:
+    """The segment takes no more lines: renamed .full for the host's writer, closed."""
+    segment.path = segment.path.rename(segment.path.with_suffix(".full"))
+    _fsync_directory(segment.path.parent)
+    os.close(segment.fd)
+    segment.fd = -1
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -317,7 +336,7 @@ def pending_segments(directory: Path) -> list[Path]:
     """Every segment file, oldest first (live ones included)."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix in (".jsonl", ".open"))
+    return sorted(p for p in directory.iterdir() if p.suffix in (".jsonl", ".open", ".full"))
 
 
 def _orphan(path: Path) -> Iterator[bytes]:
@@ -361,7 +380,7 @@ def _replay_segment(
         start = stored_offset(conn, segment)
         conn.rollback()
         stored = 0
-        for chunk in _chunks(segment, data, start):
+        for chunk in chunks_of(segment, data, start):
             hits, drops = merge_batches(batch for _end, batch in chunk.batches)
 
             claim = partial(advance_offset, chunk=chunk)

@@ -340,7 +340,8 @@ def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewSta
     if raw.is_postgresql:
         new_ids = [row[0] for row in ids_cursor.fetchall()]
     else:
-        start = int(ids_cursor.fetchone()[0])
+        # fetchall, not fetchone: a statement left unfinished keeps its read snapshot open.
+        start = int(ids_cursor.fetchall()[0][0])
         new_ids = list(range(start + 1, start + 1 + may_start))
     return list(visits.values()), pageviews, new_ids
 

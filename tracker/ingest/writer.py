@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
-from tracker.ingest.spool import Chunk, Spool, advance_offset
+from tracker.ingest.spool import Chunk, Spool, advance_offset, stored_offset
 from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
 from tracker.sessions import Hit
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 5.0
 BACKOFF_SECONDS = 1.0  # between attempts while the database is unavailable
+HOST_POLL_SECONDS = 0.005
 
 
 class StoreUnavailable(Exception):
@@ -55,7 +56,14 @@ class SpoolWriter:
         self._waiting = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._process_lock = WriterFileLock.for_database(db)
+        self.chunks = ChunkStore(db, timeout_ms)
+        self.host_writer = False
+
+    def use_host_writer(self) -> None:
+        """Under `tracker serve`: the host's writer process (tracker.ingest.drainer) stores
+        the spool; this process only appends, and waits by reading segment offsets."""
+        self.host_writer = True
+        self.spool.hand_over_full = True
 
     def submit(
         self, hits: list[Hit], drops: Counter[DropKey] | None = None, wait_seconds: float = 0
@@ -67,11 +75,14 @@ class SpoolWriter:
         except OSError as exc:
             log.error("could not write the spool; events refused with 503: %s", exc)
             raise StoreUnavailable("the events could not be kept") from None
-        self._wake()
+        if not self.host_writer:
+            self._wake()
         return self.wait(ticket, wait_seconds) if wait_seconds else False
 
     def wait(self, ticket: int, seconds: float) -> bool:
         """Wait until this process's spool is stored through `ticket`."""
+        if self.host_writer:
+            return self._wait_for_host(ticket, seconds)
         with self._stored:
             self._waiting += 1
             try:
@@ -84,6 +95,8 @@ class SpoolWriter:
     def flush(self, seconds: float) -> bool:
         """Store what is spooled (at most `seconds`), then stop the writer until the next
         event and delete the stored segments; True when all of it is stored."""
+        if self.host_writer:
+            return not self.spool.appended or self.wait(self.spool.appended, seconds)
         with self._lock:
             thread = self._thread
         if thread is not None:
@@ -93,6 +106,20 @@ class SpoolWriter:
             self._work.set()
             thread.join(seconds)
         return self.spool.release()
+
+    def _wait_for_host(self, ticket: int, seconds: float) -> bool:
+        segment, offset = self.spool.position(ticket)
+        deadline = time.monotonic() + seconds
+        try:
+            with self.db.engine.connect() as conn:
+                while stored_offset(conn, segment) < offset:
+                    if time.monotonic() > deadline:
+                        return False
+                    conn.rollback()  # the next read sees what was committed since
+                    time.sleep(HOST_POLL_SECONDS)
+        except OperationalError:
+            return False  # the events are in the spool all the same
+        return True
 
     def _wake(self) -> None:
         if not self._work.is_set():
@@ -107,20 +134,19 @@ class SpoolWriter:
                 self._thread.start()
 
     def _run(self) -> None:
-        conn: Connection | None = None
         try:
             while True:
                 chunk = self._next_chunk()
                 if chunk is None:
                     return
-                conn = self._store(conn, chunk)
+                self.chunks.store(chunk)
+                self._stored_through(chunk)
         except Exception:  # noqa: BLE001 - the next event starts a new writer
             log.exception("the spool writer stopped")
             with self._lock:
                 self._thread = None
         finally:
-            if conn is not None:
-                conn.close()
+            self.chunks.disconnect()
 
     def _next_chunk(self) -> Chunk | None:
         """The next lines to store; None when idle long enough to stop."""
@@ -135,59 +161,68 @@ class SpoolWriter:
                         self._thread = None
                         return None
 
-    def _store(self, conn: Connection | None, chunk: Chunk) -> Connection | None:
-        """Store the chunk, retrying while the database is unavailable."""
+    def _stored_through(self, chunk: Chunk) -> None:
+        self.spool.mark_stored(chunk)
+        if self._waiting:
+            with self._stored:
+                self._stored.notify_all()
+
+
+class ChunkStore:
+    """Stores spool chunks, a transaction each, on a connection it keeps; retries while the
+    database is unavailable, and stores line by line when a chunk's data fails."""
+
+    def __init__(self, db: Database, timeout_ms: int) -> None:
+        self.db = db
+        self.timeout_ms = timeout_ms
+        self.lock = WriterFileLock.for_database(db)  # the writers' turn on one SQLite file
+        self.conn: Connection | None = None
+
+    def store(self, chunk: Chunk) -> bool:
+        """Store the chunk; False if another writer of its segment had already."""
         hits, drops = merge_batches(batch for _end, batch in chunk.batches)
         while True:
             try:
-                conn = conn or self.db.engine.connect()
-                self._transaction(conn, chunk, hits, drops)
-                break
+                return self._transaction(chunk, hits, drops)
             except Exception as exc:  # noqa: BLE001 - the writer must go on
-                _discard(conn)
-                conn = None
+                self.disconnect(failed=True)
                 if not _unavailable(exc):
                     log.warning("a chunk failed (%s); storing its lines one by one", exc)
-                    conn = self._line_by_line(chunk)
-                    break
+                    self._line_by_line(chunk)
+                    return True
                 log.warning("database unavailable, %d events wait in the spool: %s", len(hits), exc)
                 time.sleep(BACKOFF_SECONDS)
-        self._stored_through(chunk)
-        return conn
 
-    def _transaction(
-        self, conn: Connection, chunk: Chunk, hits: list[Hit], drops: Counter[DropKey]
-    ) -> None:
+    def _transaction(self, chunk: Chunk, hits: list[Hit], drops: Counter[DropKey]) -> bool:
+        self.conn = self.conn or self.db.engine.connect()
         claim = partial(advance_offset, chunk=chunk)
-        store_transaction(self.db, conn, self._process_lock, hits, drops, self.timeout_ms, claim)
+        return store_transaction(self.db, self.conn, self.lock, hits, drops, self.timeout_ms, claim)
 
-    def _line_by_line(self, chunk: Chunk) -> Connection | None:
-        """A chunk failed on bad data: store each line alone so only the bad one is lost."""
-        conn: Connection | None = None
+    def _line_by_line(self, chunk: Chunk) -> None:
+        """Each line alone, so only a bad one is lost (logged, its offset passed)."""
         start = chunk.start
         for end, (hits, drops) in chunk.batches:
             line = Chunk(chunk.segment, start, end, [])
             while True:
                 try:
-                    conn = conn or self.db.engine.connect()
-                    self._transaction(conn, line, hits, drops)
+                    self._transaction(line, hits, drops)
                     break
                 except Exception as exc:  # noqa: BLE001
-                    _discard(conn)
-                    conn = None
+                    self.disconnect(failed=True)
                     if _unavailable(exc):
                         time.sleep(BACKOFF_SECONDS)
                     else:
                         log.exception("%d events could not be stored and are lost", len(hits))
                         hits, drops = [], Counter()  # record the offset past the line alone
             start = end
-        return conn
 
-    def _stored_through(self, chunk: Chunk) -> None:
-        self.spool.mark_stored(chunk)
-        if self._waiting:
-            with self._stored:
-                self._stored.notify_all()
+    def disconnect(self, failed: bool = False) -> None:
+        if self.conn is not None:
+            if failed:
+                _discard(self.conn)
+            else:
+                self.conn.close()
+            self.conn = None
 
 
 def _unavailable(exc: Exception) -> bool:

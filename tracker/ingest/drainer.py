@@ -6,9 +6,10 @@ GIL. Here it has a process (and a GIL) of its own; workers only append to their 
 (tracker.ingest.spool) and, when they must wait for the database, read the segment's
 offset in `spool_offsets`.
 
-It reads each segment from its stored offset, stores the complete lines a chunk per
-transaction (the offset moved by a compare-and-set in the same transaction, so the replay
-job may run beside it), and deletes a segment once it is stored to the end and nobody
+It reads each segment from its stored offset and stores the next chunk of complete lines of
+every segment in one transaction, so events spooled by different workers meet visit
+assignment in time order (each offset moved by a compare-and-set in that transaction, so
+the replay job may run beside it); it deletes a segment once it is stored to the end and nobody
 appends to it any more: its worker handed it over full (`.full`) or is gone (no lock on
 `.open`). Lines of processes that died are stored the same way, exactly once.
 """
@@ -26,12 +27,12 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from tracker.db import Database
-from tracker.ingest.spool import CHUNK_BYTES, chunks_of, pending_segments, stored_offset
+from tracker.ingest.spool import CHUNK_BYTES, Chunk, chunks_of, pending_segments, stored_offset
 from tracker.ingest.writer import ChunkStore
 
 log = logging.getLogger(__name__)
 
-IDLE_SLEEP_SECONDS = 0.002  # between passes that found nothing new
+PASS_SECONDS = 0.02  # at most 50 transactions a second; events wait that long at most
 BACKOFF_SECONDS = 1.0
 CHECKPOINT_SECONDS = 10.0
 
@@ -58,16 +59,17 @@ class HostWriter:
             if self.db.is_sqlite and time.monotonic() - checkpointed > CHECKPOINT_SECONDS:
                 self.checkpoint()
                 checkpointed = time.monotonic()
+            started = time.monotonic()
             try:
                 busy = self.store_pass()
             except OperationalError as exc:  # reading a segment's offset
                 log.warning("database unavailable; the spool keeps the events: %s", exc)
                 time.sleep(BACKOFF_SECONDS)
                 continue
-            if not busy:
-                if stopping():
-                    return
-                time.sleep(IDLE_SLEEP_SECONDS)
+            if not busy and stopping():
+                return
+            # A transaction costs the same for 10 events or 100: let some gather.
+            time.sleep(max(0.0, PASS_SECONDS - (time.monotonic() - started)))
 
     def checkpoint(self) -> None:
         """Copy SQLite's WAL into the database and empty it. Its automatic checkpoints could
@@ -82,30 +84,37 @@ class HostWriter:
             log.warning("WAL checkpoint failed: %s", exc)
 
     def store_pass(self) -> bool:
-        """One chunk of each segment with something to store; True if anything was done."""
-        busy = False
+        """The next chunk of every segment, in one transaction; True if anything was done."""
         paths = pending_segments(self.directory)
+        taken: list[tuple[Reading, Chunk]] = []
+        finished = False
         for path in paths:
-            busy |= self._store_next(path)
+            reading = self.readings.get(path.stem) or self._open(path)
+            if reading is None:
+                continue
+            size = os.fstat(reading.fd).st_size
+            chunk = self._next_chunk(path.stem, reading, size) if size > reading.stored else None
+            if chunk is not None:
+                taken.append((reading, chunk))
+            elif path.suffix != ".open" or _abandoned(path, size):
+                # Stored to the end (but for a torn line of a crash), and nobody appends.
+                path.unlink(missing_ok=True)
+                os.close(self.readings.pop(path.stem).fd)
+                finished = True
         for gone in set(self.readings) - {path.stem for path in paths}:
             os.close(self.readings.pop(gone).fd)  # replayed and deleted by the replay job
-        return busy
+        if taken:
+            self._store(taken)
+        return finished or bool(taken)
 
-    def _store_next(self, path: Path) -> bool:
-        name = path.stem
-        reading = self.readings.get(name) or self._open(path)
-        if reading is None:
-            return False
-        size = os.fstat(reading.fd).st_size
-        if size > reading.stored and self._store_chunk(name, reading, size):
-            return True
-        # Stored up to the end, or but for a line being written (live) or torn (a crash).
-        if path.suffix != ".open" or _abandoned(path, size):
-            path.unlink(missing_ok=True)
-            os.close(reading.fd)
-            del self.readings[name]
-            return True
-        return False
+    def _store(self, taken: list[tuple[Reading, Chunk]]) -> None:
+        if self.chunks.store_together([chunk for _reading, chunk in taken]):
+            for reading, chunk in taken:
+                reading.stored = chunk.end
+            return
+        with self.db.engine.connect() as conn:  # the replay job stored some: read again
+            for reading, chunk in taken:
+                reading.stored = stored_offset(conn, chunk.segment)
 
     def _open(self, path: Path) -> Reading | None:
         try:
@@ -117,23 +126,17 @@ class HostWriter:
         self.readings[path.stem] = reading
         return reading
 
-    def _store_chunk(self, name: str, reading: Reading, size: int) -> bool:
-        """Store the next chunk of complete lines; False when there is none."""
+    def _next_chunk(self, name: str, reading: Reading, size: int) -> Chunk | None:
+        """The next chunk of complete lines, synced to disk first; None when there is none."""
         start = reading.stored
         data = os.pread(reading.fd, min(size - start, CHUNK_BYTES), start)
         if b"\n" not in data:
             data = os.pread(reading.fd, size - start, start)
         cut = data.rfind(b"\n") + 1
         if cut == 0:
-            return False
-        chunk = next(chunks_of(name, data[:cut], 0, base=start))
+            return None  # a line being written, or torn by a crash
         os.fdatasync(reading.fd)
-        if self.chunks.store(chunk):
-            reading.stored = chunk.end
-        else:  # another writer (the replay job) stored it first
-            with self.db.engine.connect() as conn:
-                reading.stored = stored_offset(conn, name)
-        return True
+        return next(chunks_of(name, data[:cut], 0, base=start))
 
     def close(self) -> None:
         for reading in self.readings.values():

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 
 from sqlalchemy import Connection
@@ -183,7 +184,7 @@ class ChunkStore:
         hits, drops = merge_batches(batch for _end, batch in chunk.batches)
         while True:
             try:
-                return self._transaction(chunk, hits, drops)
+                return self._transaction(partial(advance_offset, chunk=chunk), hits, drops)
             except Exception as exc:  # noqa: BLE001 - the writer must go on
                 self.disconnect(failed=True)
                 if not _unavailable(exc):
@@ -193,9 +194,32 @@ class ChunkStore:
                 log.warning("database unavailable, %d events wait in the spool: %s", len(hits), exc)
                 time.sleep(BACKOFF_SECONDS)
 
-    def _transaction(self, chunk: Chunk, hits: list[Hit], drops: Counter[DropKey]) -> bool:
+    def store_together(self, chunks: list[Chunk]) -> bool:
+        """Chunks of several segments in one transaction, so their events meet visit
+        assignment in time order (an engagement beacon spooled by one worker finds its
+        pageview spooled by another); False, storing nothing, if another writer stored one
+        of them meanwhile."""
+        if len(chunks) == 1:
+            return self.store(chunks[0])
+        hits, drops = merge_batches(batch for chunk in chunks for _end, batch in chunk.batches)
+
+        def claim(conn: Connection) -> bool:
+            return all(advance_offset(conn, chunk) for chunk in chunks)
+
+        while True:
+            try:
+                return self._transaction(claim, hits, drops)
+            except Exception as exc:  # noqa: BLE001 - the writer must go on
+                self.disconnect(failed=True)
+                if not _unavailable(exc):
+                    return all([self.store(chunk) for chunk in chunks])  # find the bad line
+                log.warning("database unavailable, %d events wait in the spool: %s", len(hits), exc)
+                time.sleep(BACKOFF_SECONDS)
+
+    def _transaction(
+        self, claim: Callable[[Connection], bool], hits: list[Hit], drops: Counter[DropKey]
+    ) -> bool:
         self.conn = self.conn or self.db.engine.connect()
-        claim = partial(advance_offset, chunk=chunk)
         return store_transaction(self.db, self.conn, self.lock, hits, drops, self.timeout_ms, claim)
 
     def _line_by_line(self, chunk: Chunk) -> None:
@@ -205,7 +229,7 @@ class ChunkStore:
             line = Chunk(chunk.segment, start, end, [])
             while True:
                 try:
-                    self._transaction(line, hits, drops)
+                    self._transaction(partial(advance_offset, chunk=line), hits, drops)
                     break
                 except Exception as exc:  # noqa: BLE001
                     self.disconnect(failed=True)

@@ -26,7 +26,7 @@ from tests.test_ingest_durability import SITE, Server, post, write_locked
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
-from tracker.ingest import writer
+from tracker.ingest import spool, writer
 from tracker.ingest.drainer import HostWriter
 from tracker.ingest.spool import (
     Spool,
@@ -300,8 +300,8 @@ def test_the_host_writer_stores_every_segment_once_and_deletes_finished_ones(
     directory = tmp_path / "spool"
     live, dead = Spool(directory, segment_bytes=10**9), Spool(directory, segment_bytes=10**9)
     live.hand_over_full = dead.hand_over_full = True
-    for spool, name in ((live, "live"), (dead, "dead")):
-        spool.append([a_hit(site_id, f"/{name}-1", 1_764_000_000_000)], Counter())
+    for owner, name in ((live, "live"), (dead, "dead")):
+        owner.append([a_hit(site_id, f"/{name}-1", 1_764_000_000_000)], Counter())
     dead_path = dead._segments[0].path
     with dead_path.open("ab") as file:
         file.write(b'{"hits": [[')  # a crash in the middle of a line
@@ -323,3 +323,40 @@ def test_the_host_writer_stores_every_segment_once_and_deletes_finished_ones(
         writer.close()
     assert sorted(stored_paths(database_url)) == ["/dead-1", "/live-1", "/live-2", "/live-3"]
     assert pending_segments(directory) == []
+
+
+def test_a_replay_declined_by_the_host_writer_leaves_it_the_segment(
+    make_app: Callable[..., Flask],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replay job read a handed-over segment's offset just before the host's writer
+    stored its first line: its chunk is declined, and it must not delete the segment."""
+    db = make_app().extensions["tracker.db"]
+    with db.session() as session:
+        site_id = add_site(session, SITE).id
+    directory = tmp_path / "spool"
+    worker = Spool(directory, segment_bytes=1)
+    worker.hand_over_full = True
+    worker.append([a_hit(site_id, "/1", 1_764_000_000_000)], Counter())  # handed over
+    [segment] = pending_segments(directory)
+    data = segment.read_bytes()
+    writer = HostWriter(db, directory, 30 * 60_000)
+    try:
+        with db.engine.begin() as conn:  # the writer stored line 1 of 1...
+            conn.execute(text("INSERT INTO spool_offsets VALUES (:s, 5, 0)"), {"s": segment.stem})
+        real = spool.stored_offset
+        reads = iter([0])  # ...after the replay had read the offset (0)
+        monkeypatch.setattr(spool, "stored_offset", lambda c, s: next(reads, real(c, s)))
+        assert replay(db, directory, 30 * 60_000) == 0
+        assert pending_segments(directory) == [segment]  # kept for the writer
+        monkeypatch.undo()
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE spool_offsets SET stored_bytes = 0"))
+        while writer.store_pass():
+            pass
+    finally:
+        writer.close()
+    assert stored_paths(database_url) == ["/1"]
+    assert pending_segments(directory) == [] and len(data) > 5

@@ -365,8 +365,10 @@ def replay(db: Database, directory: Path, timeout_ms: int) -> int:
     try:
         for path in pending_segments(directory):
             for data in _orphan(path):
-                stored += _replay_segment(db, lock, path.stem, data, timeout_ms)
-                path.unlink()
+                count, complete = _replay_segment(db, lock, path.stem, data, timeout_ms)
+                stored += count
+                if complete:
+                    path.unlink()
         _forget_offsets(db, {p.stem for p in pending_segments(directory)})
     finally:
         lock.close()
@@ -375,7 +377,11 @@ def replay(db: Database, directory: Path, timeout_ms: int) -> int:
 
 def _replay_segment(
     db: Database, lock: WriterFileLock, segment: str, data: bytes, timeout_ms: int
-) -> int:
+) -> tuple[int, bool]:
+    """Events stored, and whether the segment's complete lines are all stored now. They may
+    not be: under `tracker serve` the host's writer may be storing a handed-over segment
+    too, and where it got first, this replay's chunks (cut elsewhere) are declined; the
+    segment is then its to finish and delete."""
     with db.engine.connect() as conn:
         start = stored_offset(conn, segment)
         conn.rollback()
@@ -388,7 +394,9 @@ def _replay_segment(
                 stored += len(hits)
         if stored:
             log.info("spool: replayed %d events of %s", stored, segment)
-        return stored
+        complete = stored_offset(conn, segment) >= data.rfind(b"\n") + 1
+        conn.rollback()
+        return stored, complete
 
 
 def _forget_offsets(db: Database, segments: set[str]) -> None:

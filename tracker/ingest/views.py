@@ -119,12 +119,23 @@ def _client() -> Client:
     return Client.of_request(request.environ, _pipeline().trusted_proxies)
 
 
-def _within_rate_limit(client: Client) -> Client:
+def _within_rate_limit(pipeline: Pipeline, client: Client) -> Client:
     """The client, unless its address sent more than the limit (RateLimited)."""
-    retry_after = _pipeline().rate_limit.take(client.ip)
+    retry_after = pipeline.rate_limit.take(client.ip)
     if retry_after:
         raise RateLimited(retry_after)
     return client
+
+
+def _accept_event(
+    pipeline: Pipeline, body: bytes, environ: dict[str, Any], user: User | None = None
+) -> None:
+    """POST /api/event's work, for the Flask view and its fast path alike."""
+    parsed = parse_event(decode_json(body), trusted=user is not None, now_ms=now_ms())
+    client = Client.of_request(environ, pipeline.trusted_proxies)
+    if user is None:
+        _within_rate_limit(pipeline, client)
+    pipeline.accept([parsed], client, user)
 
 
 class _KeyCache:
@@ -171,10 +182,7 @@ def event() -> Response:
     """One event, JSON (text/plain or application/json)."""
     settings = current_app.extensions["tracker.settings"]
     body = _body(settings.max_body_bytes)
-    user = _trusted_user()
-    parsed = parse_event(decode_json(body), trusted=user is not None, now_ms=now_ms())
-    client = _client() if user is not None else _within_rate_limit(_client())
-    _pipeline().accept([parsed], client, user)
+    _accept_event(_pipeline(), body, request.environ, _trusted_user())
     return Response(ACCEPTED, 202, mimetype="application/json")
 
 
@@ -234,7 +242,7 @@ def pixel() -> Response:
     }
     try:
         parsed = parse_event(data, trusted=False, now_ms=now_ms())
-        _pipeline().accept([parsed], _within_rate_limit(_client()))
+        _pipeline().accept([parsed], _within_rate_limit(_pipeline(), _client()))
     except (EventError, Rejected, RateLimited, StoreUnavailable, OperationalError):
         pass  # the image is all the page wants; nothing to tell it
     return response
@@ -286,12 +294,8 @@ class BeaconFastPath:
 
     def _accepted(self, body: bytes, environ: dict[str, Any]) -> bool:
         try:
-            parsed = parse_event(decode_json(body), trusted=False, now_ms=now_ms())
-            client = Client.of_request(environ, self.pipeline.trusted_proxies)
-            if self.pipeline.rate_limit.take(client.ip):
-                return False
-            self.pipeline.accept([parsed], client)
-        except (EventError, Rejected, StoreUnavailable, OperationalError):
+            _accept_event(self.pipeline, body, environ)
+        except (EventError, Rejected, RateLimited, StoreUnavailable, OperationalError):
             return False
         return True
 

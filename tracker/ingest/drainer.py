@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from tracker.db import Database
-from tracker.ingest.spool import CHUNK_BYTES, Chunk, chunks_of, pending_segments, stored_offset
+from tracker.ingest.spool import Chunk, next_chunk, pending_segments, stored_offset
 from tracker.ingest.writer import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,11 @@ class HostWriter:
             if reading is None:
                 continue
             size = os.fstat(reading.fd).st_size
-            chunk = self._next_chunk(path.stem, reading, size) if size > reading.stored else None
+            chunk = (
+                next_chunk(path.stem, reading.fd, reading.stored, size)
+                if size > reading.stored
+                else None
+            )
             if chunk is not None:
                 taken.append((reading, chunk))
             elif path.suffix != ".open" or _abandoned(path, size):
@@ -125,18 +129,6 @@ class HostWriter:
             reading = Reading(fd, stored_offset(conn, path.stem))
         self.readings[path.stem] = reading
         return reading
-
-    def _next_chunk(self, name: str, reading: Reading, size: int) -> Chunk | None:
-        """The next chunk of complete lines, synced to disk first; None when there is none."""
-        start = reading.stored
-        data = os.pread(reading.fd, min(size - start, CHUNK_BYTES), start)
-        if b"\n" not in data:
-            data = os.pread(reading.fd, size - start, start)
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            return None  # a line being written, or torn by a crash
-        os.fdatasync(reading.fd)
-        return next(chunks_of(name, data[:cut], 0, base=start))
 
     def close(self) -> None:
         for reading in self.readings.values():

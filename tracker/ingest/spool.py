@@ -149,6 +149,20 @@ def chunks_of(segment: str, data: bytes, start: int, base: int = 0) -> Iterator[
         start = cut
 
 
+def next_chunk(segment: str, fd: int, start: int, end: int) -> Chunk | None:
+    """The complete lines of the segment open as `fd` from byte `start` (about CHUNK_BYTES
+    of them, `end` being its size), synced to disk first; None when there is none (a line
+    being written, or torn by a crash)."""
+    data = os.pread(fd, min(end - start, CHUNK_BYTES), start)
+    if b"\n" not in data:  # one line longer than a chunk
+        data = os.pread(fd, end - start, start)
+    cut = data.rfind(b"\n") + 1
+    if cut == 0:
+        return None
+    os.fdatasync(fd)  # a power cut now loses nothing before these lines
+    return next(chunks_of(segment, data[:cut], 0, base=start))
+
+
 # --- the writing end -----------------------------------------------------------------
 
 
@@ -161,7 +175,6 @@ class Segment:
     base: int  # this process's spool bytes before this segment
     written: int = 0
     stored: int = 0
-    synced: int = 0
     full: bool = False  # takes no more lines; deleted once stored
 
     @property
@@ -219,13 +232,7 @@ class Spool:
                 return None
             segment = self._segments[0]
             start, end = segment.stored, segment.written
-        data = os.pread(segment.fd, min(end - start, CHUNK_BYTES), start)
-        if b"\n" not in data:  # one line longer than a chunk
-            data = os.pread(segment.fd, end - start, start)
-        if segment.synced < end:
-            os.fdatasync(segment.fd)  # a power cut now loses nothing before `end`
-            segment.synced = end
-        return next(chunks_of(segment.name, data, 0, base=start))
+        return next_chunk(segment.name, segment.fd, start, end)
 
     def mark_stored(self, chunk: Chunk) -> None:
         with self._lock:

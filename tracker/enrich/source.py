@@ -1,105 +1,184 @@
 """Source and channel: where a visit came from, from its landing URL and referrer.
 
-Source follows DESIGN.md: `utm_source` (or `source`/`ref`) when present, else the referrer's
-host mapped to a known name (tracker/data/sources.toml), else that host; same-site referrers
-are not sources; nothing -> "Direct / None". Channel is Google Analytics 4's default channel
-group, evaluated in Google's published order, plus "AI Assistants" for chat assistants.
+Source (DESIGN.md "Source"): the canonical name of a tagged `utm_source` (or `source`/`ref`)
+when it names a known source, an alias (`fb`, `ig`, `adwords`) or one with a paid marker
+(`fb-ads`, `google_ads`); else that tag case-folded, so one source never appears twice
+because of letter case (the stats layer shows it in its most frequent spelling); else the
+referrer's host mapped to a known name; else that host without `www.`; same-site referrers
+are not sources; nothing -> "Direct / None".
+
+Channel is Google Analytics 4's default channel group, evaluated in Google's published
+order (support.google.com/analytics/answer/9756891), plus "AI Assistants" for chat
+assistants. A click id counts as paid only for the platform that issues it. Known sources
+come from tracker/data/sources.toml (ours, first) and the vendored lists described in
+tracker/enrich/source_lists.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 DIRECT = "Direct / None"
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-CATEGORIES = frozenset({"search", "social", "video", "shopping", "email", "ai"})
+# "referral": a known name with no channel of its own (Wikipedia, Linktree).
+CATEGORIES = frozenset({"search", "social", "video", "shopping", "email", "ai", "referral"})
+VENDORED_LISTS = "data/source_lists.json"
 
-# Click ids ad platforms append to landing URLs: param -> (source, implied medium).
+
+@dataclass(frozen=True)
+class ClickId:
+    """A click id an ad platform appends to landing URLs."""
+
+    issuers: tuple[str, ...]  # source names of the platform; the first names an untagged visit
+    medium: str  # the medium it implies when it comes from its issuer ("" = none: fbclid)
+
+
 # fbclid is added to every outbound Facebook link, paid or not, so it implies no medium.
-CLICK_IDS: dict[str, tuple[str, str]] = {
-    "gclid": ("Google", "cpc"),
-    "gbraid": ("Google", "cpc"),
-    "wbraid": ("Google", "cpc"),
-    "dclid": ("Google", "display"),
-    "msclkid": ("Bing", "cpc"),
-    "yclid": ("Yandex", "cpc"),
-    "ttclid": ("TikTok", "cpc"),
-    "li_fat_id": ("LinkedIn", "cpc"),
-    "twclid": ("X (Twitter)", "cpc"),
-    "epik": ("Pinterest", "cpc"),
-    "sccid": ("Snapchat", "cpc"),
-    "fbclid": ("Facebook", ""),
-    "mc_cid": ("Newsletter", "email"),
+CLICK_IDS: dict[str, ClickId] = {
+    "gclid": ClickId(("Google", "YouTube"), "cpc"),
+    "gbraid": ClickId(("Google", "YouTube"), "cpc"),
+    "wbraid": ClickId(("Google", "YouTube"), "cpc"),
+    "dclid": ClickId(("Google", "YouTube"), "display"),
+    "msclkid": ClickId(("Bing",), "cpc"),
+    "yclid": ClickId(("Yandex",), "cpc"),
+    "ttclid": ClickId(("TikTok",), "cpc"),
+    "li_fat_id": ClickId(("LinkedIn",), "cpc"),
+    "twclid": ClickId(("X (Twitter)",), "cpc"),
+    "epik": ClickId(("Pinterest",), "cpc"),
+    "sccid": ClickId(("Snapchat",), "cpc"),
+    "fbclid": ClickId(("Facebook", "Instagram"), ""),
+    "mc_cid": ClickId(("Newsletter",), "email"),
 }
 
-# GA4's default channel group conditions (support.google.com/analytics/answer/9756891).
+# GA4's default channel group conditions.
 _PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")
 _SHOP_CAMPAIGN = re.compile(r"^(.*(([^a-df-z]|^)shop|shopping).*)$")
 _DISPLAY_MEDIUMS = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
 _SOCIAL_MEDIUMS = frozenset(
     {"social", "social-network", "social-media", "sm", "social network", "social media"}
 )
-_EMAIL = frozenset({"email", "e-mail", "e_mail", "e mail"})
-# Landing URLs and referrers repeat (campaign links, search engines): parse each once.
-CACHE_SIZE = 16384
+# GA4 lists the first four exactly; newsletters are email too, whatever they are called.
+_EMAIL_WORDS = ("email", "e-mail", "e_mail", "e mail", "newsletter")
+# A paid marker on a tagged source: `fb-ads`, `google_ads`, `fbad`, `bing ppc`. Without a
+# separator only the ads/ad suffix counts, and only when the rest names a known source
+# (`ipad` is not "ip" + ad).
+_PAID_TAG = re.compile(r"^(?P<base>.+?)(?P<sep>[-_ .]?)(?P<mark>ads|ad|ppc|cpc|paid)$")
 _IMPLIED_MEDIUM = {"search": "organic", "email": "email"}
 _TLD_LIKE = re.compile(r"^[a-z]{2,3}$")
+# Landing URLs and referrers repeat (campaign links, search engines): parse each once.
+CACHE_SIZE = 16384
 
 
 @dataclass(frozen=True)
 class KnownSource:
     name: str
     category: str
+    # The medium an untagged visit from this host implies: "cpc" for ad-serving hosts.
+    medium: str = ""
+
+
+@dataclass(frozen=True)
+class TagMatch:
+    """What a tagged `utm_source` value resolves to."""
+
+    source: KnownSource | None
+    paid: bool
 
 
 class SourceTable:
-    """Host and alias lookups over the data file; most specific host first."""
+    """Host and alias lookups over the data files; the first entry for a host wins."""
 
-    def __init__(self, entries: list[dict[str, object]]) -> None:
+    def __init__(self, entries: Iterable[Mapping[str, Any]]) -> None:
         self.hosts: dict[str, KnownSource] = {}
-        self.wildcards: dict[str, KnownSource] = {}  # "google" for "google.*"
-        self.aliases: dict[str, KnownSource] = {}
+        # Host patterns ending in ".*": the labels before any country suffix, e.g.
+        # "google" (google.de, google.co.uk) or "email.ionos" (email.ionos.fr).
+        self.wildcards: dict[str, KnownSource] = {}
+        self.aliases: dict[str, TagMatch] = {}
         for entry in entries:
-            source = KnownSource(str(entry["name"]), str(entry["category"]))
-            if source.category not in CATEGORIES:
-                raise ValueError(f"source {source.name!r}: unknown category {source.category!r}")
-            for host in entry.get("hosts", []):  # type: ignore[attr-defined]
-                if host.endswith(".*"):
-                    self.wildcards[host[:-2]] = source
-                else:
-                    self.hosts[host] = source
-            for alias in entry.get("aliases", []):  # type: ignore[attr-defined]
-                self.aliases[alias] = source
-            self.aliases.setdefault(source.name.lower(), source)
+            self._add(entry)
+
+    def _add(self, entry: Mapping[str, Any]) -> None:
+        source = KnownSource(
+            str(entry["name"]), str(entry["category"]), str(entry.get("medium", ""))
+        )
+        if source.category not in CATEGORIES:
+            raise ValueError(f"source {source.name!r}: unknown category {source.category!r}")
+        for host in entry.get("hosts", ()):
+            host = host.lower()
+            if host.endswith(".*"):
+                self.wildcards.setdefault(host[:-2], source)
+            else:
+                self.hosts.setdefault(host, source)
+        for alias in entry.get("aliases", ()):
+            self.aliases.setdefault(alias.lower(), TagMatch(source, paid=False))
+        for alias in entry.get("paid_aliases", ()):
+            self.aliases.setdefault(alias.lower(), TagMatch(source, paid=True))
+        self.aliases.setdefault(source.name.lower(), TagMatch(source, paid=False))
 
     def for_host(self, host: str) -> KnownSource | None:
+        """The most specific entry for a host: itself, then each parent domain."""
         labels = host.lower().strip(".").split(".")
         for i in range(len(labels)):
-            found = self.hosts.get(".".join(labels[i:]))
+            found = self.hosts.get(".".join(labels[i:])) or self._wildcard(labels[i:])
             if found:
                 return found
-            rest = labels[i + 1 :]
-            if rest and len(rest) <= 2 and all(_TLD_LIKE.match(label) for label in rest):
-                found = self.wildcards.get(labels[i])
+        return None
+
+    def _wildcard(self, labels: list[str]) -> KnownSource | None:
+        """`name.*` entries: `labels` minus a one- or two-label country suffix."""
+        for cut in (1, 2):
+            rest = labels[-cut:]
+            if len(labels) > cut and all(_TLD_LIKE.match(label) for label in rest):
+                found = self.wildcards.get(".".join(labels[:-cut]))
                 if found:
                     return found
         return None
 
     def for_value(self, value: str) -> KnownSource | None:
         """A utm_source value: an alias (`fb`), a name (`google`) or a host (`chatgpt.com`)."""
+        return self.resolve_tag(value).source
+
+    def resolve_tag(self, value: str) -> TagMatch:
+        """A tagged source value, with or without a paid marker (`fb-ads`, `adwords`)."""
         value = value.strip().lower()
-        return self.aliases.get(value) or (self.for_host(value) if "." in value else None)
+        found = self._plain(value)
+        if found:
+            return found
+        marked = _PAID_TAG.match(value)
+        if marked:
+            base = self._plain(marked["base"].rstrip("-_ ."))
+            if base and base.source:
+                return TagMatch(base.source, paid=True)
+            if marked["sep"]:
+                return TagMatch(None, paid=True)
+        return TagMatch(None, paid=False)
+
+    def _plain(self, value: str) -> TagMatch | None:
+        found = self.aliases.get(value)
+        if found is None and "." in value:
+            host = self.for_host(value.removeprefix("www."))
+            found = TagMatch(host, paid=False) if host else None
+        return found
+
+
+def _data_text(name: str) -> str:
+    return resources.files("tracker").joinpath(name).read_text("utf-8")
 
 
 @lru_cache(maxsize=1)
 def source_table() -> SourceTable:
-    text = resources.files("tracker").joinpath("data/sources.toml").read_text("utf-8")
-    return SourceTable(tomllib.loads(text)["source"])
+    """Our own list first (names and categories we chose), then the vendored public lists."""
+    ours = tomllib.loads(_data_text("data/sources.toml"))["source"]
+    vendored = json.loads(_data_text(VENDORED_LISTS))["sources"]
+    return SourceTable([*ours, *vendored])
 
 
 @dataclass(frozen=True)
@@ -146,42 +225,32 @@ def clean_referrer(referrer: str) -> str:
 
 
 @lru_cache(maxsize=CACHE_SIZE)
+def canonical_source(value: str) -> str:
+    """The stored source for a tagged value: a known source's name, else the value
+    case-folded. Filters on source go through it too, so `?source=Newsletter` finds what
+    `utm_source=newsletter` stored."""
+    value = value.strip()
+    if value == DIRECT:
+        return value
+    match = source_table().resolve_tag(value)
+    return match.source.name if match.source else value.casefold()
+
+
+@lru_cache(maxsize=CACHE_SIZE)
 def attribute(query: str, referrer: str, is_same_site: bool) -> Attribution:
     """Source, channel, UTM and click id of a landing on a page with this query string."""
-    table = source_table()
     params = landing_params(query)
     utm = {name: params.get(name, "") for name in UTM_FIELDS}
     click_param = next((p for p in CLICK_IDS if params.get(p)), "")
     click_id = f"{click_param}:{params[click_param]}"[:255] if click_param else ""
     host = "" if is_same_site else referrer_host(referrer)
-    known_ref = table.for_host(host) if host else None
-
     tagged = utm["utm_source"] or params.get("source", "") or params.get("ref", "")
-    if tagged:
-        source = tagged
-        known = table.for_value(tagged)
-    elif known_ref:
-        source, known = known_ref.name, known_ref
-    elif host:
-        source, known = host, None
-    elif click_param:
-        source = CLICK_IDS[click_param][0]
-        known = table.for_value(source)
-    else:
-        source, known = DIRECT, None
-
-    medium = utm["utm_medium"].lower()
-    if not medium and click_param:
-        medium = CLICK_IDS[click_param][1]
-    elif not medium and host and not tagged:
-        # Untagged referrals get GA4's implied medium: organic for search engines.
-        medium = _IMPLIED_MEDIUM.get(known.category if known else "", "referral")
-
-    channel = channel_group(
-        source=source.lower() if source != DIRECT else "(direct)",
-        medium=medium,
-        campaign=utm["utm_campaign"].lower(),
-        category=known.category if known else "",
+    source, channel = classify(
+        tagged=tagged,
+        medium=utm["utm_medium"],
+        campaign=utm["utm_campaign"],
+        host=host,
+        click_param=click_param,
     )
     return Attribution(
         source=source,
@@ -192,30 +261,85 @@ def attribute(query: str, referrer: str, is_same_site: bool) -> Attribution:
     )
 
 
-def channel_group(*, source: str, medium: str, campaign: str, category: str) -> str:
-    """GA4's default channel group, rule by rule in Google's order; AI Assistants added."""
-    paid = bool(_PAID_MEDIUM.match(medium))
-    shop_campaign = bool(_SHOP_CAMPAIGN.match(campaign))
-    if source == "(direct)" and medium in ("", "(none)", "(not set)"):
+def classify(
+    *, tagged: str, medium: str, campaign: str, host: str, click_param: str
+) -> tuple[str, str]:
+    """(source, channel) from a visit's landing facts; `tracker reclassify` calls it with
+    the stored ones."""
+    table = source_table()
+    from_referrer = table.for_host(host) if host else None
+    paid_tag = False
+    known: KnownSource | None
+    if tagged:
+        match = table.resolve_tag(tagged)
+        known, paid_tag = match.source, match.paid
+        source = known.name if known else tagged.strip().casefold()
+    elif from_referrer:
+        source, known = from_referrer.name, from_referrer
+    elif host:
+        source, known = host, None
+    elif click_param:
+        source = CLICK_IDS[click_param].issuers[0]
+        known = table.for_value(source)
+    else:
+        source, known = DIRECT, None
+
+    medium = medium.lower()
+    click = CLICK_IDS.get(click_param)
+    if not medium and click and source in click.issuers:
+        medium = click.medium
+    if not medium and host:
+        # GA4's implied medium of a referral: organic for search engines.
+        implied = from_referrer.medium if from_referrer else ""
+        category = from_referrer.category if from_referrer else ""
+        medium = implied or _IMPLIED_MEDIUM.get(category, "referral")
+
+    channel = channel_group(
+        source=source.lower() if source != DIRECT else "(direct)",
+        medium=medium,
+        campaign=campaign.lower(),
+        category=known.category if known else "",
+        paid_source=paid_tag,
+    )
+    return source, channel
+
+
+def channel_group(
+    *, source: str, medium: str, campaign: str, category: str, paid_source: bool = False
+) -> str:
+    """GA4's default channel group, rule by rule in Google's order; AI Assistants added.
+
+    Where GA4 would say "Unassigned" (a tagged source with a medium no rule knows) the
+    visit still came from somewhere: Referral, as Plausible counts it; untagged and
+    without a referrer it is Direct.
+    """
+    if source == "(direct)" and medium in ("", "(none)", "(not set)") and not campaign:
         return "Direct"
+    paid = paid_source or bool(_PAID_MEDIUM.match(medium))
+    shopping = category == "shopping" or bool(_SHOP_CAMPAIGN.match(campaign))
     if "cross-network" in campaign:
         return "Cross-network"
     if paid:
-        if category == "shopping" or shop_campaign:
-            return "Paid Shopping"
-        if category == "search":
-            return "Paid Search"
-        if category == "social":
-            return "Paid Social"
-        if category == "video":
-            return "Paid Video"
+        paid_channel = _paid_channel(category, shopping)
+        if paid_channel:
+            return paid_channel
     if medium in _DISPLAY_MEDIUMS:
         return "Display"
     if paid:
         return "Paid Other"
+    return _organic_channel(source, medium, category, shopping)
+
+
+def _paid_channel(category: str, shopping: bool) -> str | None:
+    if shopping:
+        return "Paid Shopping"
+    return {"search": "Paid Search", "social": "Paid Social", "video": "Paid Video"}.get(category)
+
+
+def _organic_channel(source: str, medium: str, category: str, shopping: bool) -> str:
     if category == "ai":
         return "AI Assistants"
-    if category == "shopping" or shop_campaign:
+    if shopping:
         return "Organic Shopping"
     if category == "social" or medium in _SOCIAL_MEDIUMS:
         return "Organic Social"
@@ -225,7 +349,7 @@ def channel_group(*, source: str, medium: str, campaign: str, category: str) -> 
         return "Organic Search"
     if medium in ("referral", "app", "link"):
         return "Referral"
-    if source in _EMAIL or medium in _EMAIL or category == "email":
+    if category == "email" or _says_email(source) or _says_email(medium):
         return "Email"
     if medium == "affiliate":
         return "Affiliates"
@@ -237,4 +361,8 @@ def channel_group(*, source: str, medium: str, campaign: str, category: str) -> 
         return "Mobile Push Notifications"
     if source == "firebase":
         return "Mobile Push Notifications"
-    return "Unassigned"
+    return "Direct" if source == "(direct)" else "Referral"
+
+
+def _says_email(value: str) -> bool:
+    return any(word in value for word in _EMAIL_WORDS)

@@ -140,11 +140,11 @@ def test_entry_and_exit_pages(db: Database, stored: Site) -> None:
 def test_sources_campaigns_and_a_filter(db: Database, stored: Site) -> None:
     sources = report(db, stored, dimension="visit:source", metrics="visits,visit_duration")
     assert sources == [
-        # Ties sort by value, byte order (utm_source values are kept as written).
+        # Ties sort by value; known tagged sources take their names (facebook -> Facebook).
         {"visit:source": "Direct / None", "visits": 1, "visit_duration": 0.0},
+        {"visit:source": "Facebook", "visits": 1, "visit_duration": 0.0},
         {"visit:source": "Google", "visits": 1, "visit_duration": 30.0},
-        {"visit:source": "facebook", "visits": 1, "visit_duration": 0.0},
-        {"visit:source": "newsletter", "visits": 1, "visit_duration": 105.0},
+        {"visit:source": "Newsletter", "visits": 1, "visit_duration": 105.0},
     ]
     campaigns = report(db, stored, dimension="visit:utm_campaign", metrics="visitors", limit="1")
     assert campaigns == [{"visit:utm_campaign": "", "visitors": 2}]
@@ -165,10 +165,10 @@ def test_clicks_by_target_and_name(db: Database, stored: Site) -> None:
 def test_limit_offset_and_has_more(db: Database, stored: Site) -> None:
     args = {**DAY, "dimension": "visit:source", "metrics": "visits", "limit": "3"}
     first = run(db, parse_query(stored, args, now=NOW))
-    assert [r["visit:source"] for r in first.rows] == ["Direct / None", "Google", "facebook"]
+    assert [r["visit:source"] for r in first.rows] == ["Direct / None", "Facebook", "Google"]
     assert first.has_more
     second = run(db, parse_query(stored, {**args, "offset": "3"}, now=NOW))
-    assert [r["visit:source"] for r in second.rows] == ["newsletter"]
+    assert [r["visit:source"] for r in second.rows] == ["Newsletter"]
     assert not second.has_more
 
 
@@ -195,9 +195,9 @@ def test_comparison_with_the_previous_day(app: Flask, db: Database, stored: Site
     }
     assert changes == {
         "Direct / None": (0, None),
-        "facebook": (1, 0),
+        "Facebook": (1, 0),
         "Google": (1, 0),
-        "newsletter": (0, None),
+        "Newsletter": (0, None),
     }
     series = run(
         db,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from tracker.cli import admin, demo, export, imports, jobs, server
+from tracker.cli import admin, demo, export, imports, jobs, reclassify, server
 from tracker.cli.context import CliContext
 from tracker.config import ConfigError
 
@@ -49,6 +49,7 @@ for command in (
     *demo.COMMANDS,
     *imports.COMMANDS,
     *export.COMMANDS,
+    *reclassify.COMMANDS,
 ):
     cli.add_command(command)
 

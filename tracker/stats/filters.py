@@ -21,11 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, and_, literal, not_, or_
+from sqlalchemy import Boolean, ColumnElement, String, and_, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from tracker.enrich.source import canonical_source
 from tracker.stats.dimensions import DIMENSIONS
+
+SOURCE = "visit:source"
 
 OPS = ("is", "is_not", "contains", "matches", "matches_not")
 _PREFIX = {"is_not": "!", "contains": "~", "is": "", "matches": "", "matches_not": "!"}
@@ -53,6 +56,12 @@ class Filter:
     dimension: str
     op: str
     values: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        # Sources are stored canonical (a known name, else case-folded): `?source=Newsletter`
+        # and `?source=fb` must find what `utm_source=newsletter` and `utm_source=FB` stored.
+        if self.dimension == SOURCE and self.op in ("is", "is_not"):
+            object.__setattr__(self, "values", tuple(canonical_source(v) for v in self.values))
 
     @property
     def label(self) -> str:
@@ -203,7 +212,12 @@ def compile_filter(flt: Filter, column: Callable[[str], ColumnElement]) -> Colum
     if flt.op == "contains":
         return or_(*(col.ilike(like_pattern(v), escape="\\") for v in flt.values))
     if flt.op in ("matches", "matches_not"):
-        clause = or_(*(_match(col, v) for v in flt.values))
+        patterns = flt.values
+        if flt.dimension == SOURCE:
+            # Unknown sources are stored case-folded and shown in their usual spelling:
+            # `Bing*` must find "Bingo" whichever way it was stored.
+            col, patterns = func.lower(col), tuple(v.lower() for v in patterns)
+        clause = or_(*(_match(col, v) for v in patterns))
         return not_(clause) if flt.op == "matches_not" else clause
     clause = col == flt.values[0] if len(flt.values) == 1 else col.in_(flt.values)
     return not_(clause) if flt.op == "is_not" else clause

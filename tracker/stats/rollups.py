@@ -417,9 +417,17 @@ def _save_state(conn: Connection, site: SiteRef, **values: int) -> None:
 
 
 def refresh_site(
-    db: Database, site: SiteRef, *, now_ms: int | None = None, full: bool = False
+    db: Database,
+    site: SiteRef,
+    *,
+    now_ms: int | None = None,
+    full: bool = False,
+    rebuild_from: date | None = None,
 ) -> tuple[date, date] | None:
-    """Bring one site's rollups up to date; returns the days rebuilt (None: nothing to do)."""
+    """Bring one site's rollups up to date; returns the days rebuilt (None: nothing to do).
+
+    `rebuild_from`: also rebuild every day from that one (visits rewritten in place, as
+    `tracker reclassify` does, leave no new event id behind to notice)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     today = day_number(local_date(now_ms, site.tz))
     with db.engine.connect() as conn:
@@ -429,11 +437,12 @@ def refresh_site(
             first_ms = first_visit_ms(conn, site)
             start = None if first_ms is None else day_number(local_date(first_ms, site.tz))
             fresh, last_id = True, 0
-        elif max_id == state.last_event_id and state.last_day == today:
+        elif max_id == state.last_event_id and state.last_day == today and not rebuild_from:
             return None  # not one event stored anywhere since the last build
         else:
             dirty = _dirty_day(conn, site, state.last_event_id - ID_MARGIN)
-            start = min(d for d in (state.last_day, dirty) if d is not None)
+            forced = day_number(rebuild_from) if rebuild_from else None
+            start = min(d for d in (state.last_day, dirty, forced) if d is not None)
             fresh, last_id = False, state.last_event_id
     if start is None:
         return None

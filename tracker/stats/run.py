@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, tuple_
 from tracker.db import Database
 from tracker.stats.compiler import dimension_column, outer, plan_for
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.filters import Filter
+from tracker.stats.filters import SOURCE, Filter
 from tracker.stats.metrics import PARTS, change, combine, parts_for
 from tracker.stats.periods import (
     Period,
@@ -33,6 +33,8 @@ from tracker.stats.periods import (
 )
 from tracker.stats.query import Query, SiteLike, site_ref
 from tracker.stats.rollups import bucket_source, first_visit_ms
+
+UTM_SOURCE = "visit:utm_source"
 
 
 @dataclass
@@ -60,7 +62,45 @@ def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
             restrict = _row_keys(result)
             result.comparison = _run(conn, _comparison_query(query), restrict, rollups=rollups)
             _attach_comparison(result, result.comparison)
+        if SOURCE in query.dimensions:
+            _spell_sources(conn, result, rollups=rollups)
     return result
+
+
+def _spell_sources(conn: Connection, result: Result, *, rollups: bool) -> None:
+    """Show case-folded sources in their most frequent spelling in the period.
+
+    A tagged source no list knows is stored case-folded (`newsletter-uk`), so letter case
+    never splits it; its spellings are in `utm_source`, whose per-day rollups say which one
+    most visits used (`Newsletter-UK`). Rows keep their stored value until here, so
+    comparisons line up first.
+    """
+    folded = {
+        row[SOURCE]
+        for row in result.rows
+        if isinstance(row[SOURCE], str) and row[SOURCE] == row[SOURCE].casefold()
+    }
+    if not folded:
+        return
+    query = result.query
+    tagged = dataclasses.replace(
+        query,
+        metrics=("visits",),
+        dimensions=(UTM_SOURCE,),
+        filters=(),
+        compare=None,
+        compare_period=None,
+        order_by=(("visits", "desc"), (UTM_SOURCE, "asc")),
+        limit=None,
+        offset=0,
+    )
+    spelling: dict[str, str] = {}
+    for row in _run(conn, tagged, rollups=rollups).rows:  # most visits first
+        key = str(row[UTM_SOURCE]).strip().casefold()
+        if key in folded:
+            spelling.setdefault(key, str(row[UTM_SOURCE]).strip())
+    for row in result.rows:
+        row[SOURCE] = spelling.get(row[SOURCE], row[SOURCE])
 
 
 def first_day(db: Database, site: SiteLike) -> date | None:

@@ -48,7 +48,10 @@ def sql(flt: Filter, dialect: Dialect | None = None) -> str:
             "lower(visits.utm_campaign) LIKE lower('%50\\%\\_off%') ESCAPE '\\' "
             "OR lower(visits.utm_campaign) LIKE lower('%x%') ESCAPE '\\'",
         ),
-        (Filter("visit:utm_source", "is", ("x' OR 1=1 --",)), "visits.utm_source = 'x'' OR 1=1 --'"),
+        (
+            Filter("visit:utm_source", "is", ("x' OR 1=1 --",)),
+            "visits.utm_source = 'x'' OR 1=1 --'",
+        ),
     ],
 )
 def test_filter_sql(flt: Filter, expected: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tracker.enrich.useragent import parse_user_agent
 from tracker.ingest import bots
 from tracker.ingest.bots import is_bot_user_agent, python_pattern, update_isbot
 
@@ -129,3 +130,34 @@ def test_update_reads_the_list_out_of_an_npm_tarball(tmp_path: Path) -> None:
     assert update_isbot(tarball, target) == 2
     document = json.loads(target.read_text())
     assert (document["version"], document["patterns"]) == ("9.9.9", ["bot", "(?<!a|bc)x"])
+
+
+# Devices whose user agents are not browsers (dropped as bots) but still name the device.
+DEVICES_WITHOUT_BROWSER = [
+    ("TV", "Roku/DVP-12.5 (12.5.0.4174-AE)"),
+    ("TV", "AppleCoreMedia/1.0.0.21K69 (Apple TV; U; CPU OS 17_1 like Mac OS X; en_us)"),
+    ("TV", "AppleTV11,1/11.1"),
+    (
+        "Mobile",
+        "Mozilla/5.0 (Linux; Tizen 2.3; SAMSUNG SM-Z130H) AppleWebKit/537.3 (KHTML, like Gecko) "
+        "SamsungBrowser/1.0 Mobile Safari/537.3",
+    ),
+    ("", "curl/8.4.0"),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("device", "ua"), [(d, ua) for _, d, ua in BROWSERS] + DEVICES_WITHOUT_BROWSER
+)
+def test_device_type(device: str, ua: str) -> None:
+    assert parse_user_agent(ua).device == device
+
+
+def test_ipad_in_desktop_mode_is_a_mac() -> None:
+    # Safari on iPadOS 13+ asks for desktop sites with a Mac's user agent, byte for byte.
+    ipad_desktop_mode = (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.2 Safari/605.1.15"
+    )
+    assert parse_user_agent(ipad_desktop_mode).device == "Desktop"

@@ -1,7 +1,17 @@
-"""User agent -> browser, OS, device type; cached, because real traffic repeats user agents."""
+"""User agent -> browser, OS, device type; cached, because real traffic repeats user agents.
+
+Device type: "Console" and "TV" when the user agent names one (PlayStation, Xbox, Nintendo;
+Tizen/webOS smart TVs, Android TV, Fire TV, Chromecast, HbbTV, Roku, Apple TV...), else
+user-agents' desktop / mobile / tablet verdict, corrected where it is wrong: Android without
+"Mobile" is a tablet (Chrome's convention), with "Mobile" a phone; "(Android N; Tablet;" is
+Firefox on a tablet; KaiOS and Opera Mini are phones; any X11, Windows or Mac platform is a
+desktop. An iPad in desktop mode (Safari's default since iPadOS 13) sends exactly a Mac's
+user agent and counts as Desktop: the user agent cannot tell them apart.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,8 +27,42 @@ class DeviceInfo:
     browser_version: str
     os: str
     os_version: str
-    device: str  # "Desktop", "Mobile", "Tablet" or "" when the user agent does not say
+    device: str  # "Desktop", "Mobile", "Tablet", "TV", "Console" or "" when it does not say
     is_bot: bool  # user-agents' own verdict; ingest.bots combines it with other checks
+
+
+_CONSOLE = re.compile(r"playstation|xbox|nintendo", re.IGNORECASE)
+_TV = re.compile(
+    r"smart-?tv|web0s|webostv|netcast|hbbtv|\bcrkey/|android ?tv|googletv|\bbravia\b|"
+    r"\baft[a-z0-9]{1,6}(?: build|\))|\broku|apple ?tv|\btvos\b|\bviera\b|tv safari|"
+    r"\bomi/|sonycebrowser|\bvidaa\b|\bnettv/",
+    re.IGNORECASE,
+)
+_ANDROID = re.compile(r"android", re.IGNORECASE)
+_MOBILE_WORD = re.compile(r"\bmobile\b", re.IGNORECASE)
+_KINDLE = re.compile(r"\bkindle\b|\bsilk\b|\bkf[a-z]{2,4}\b", re.IGNORECASE)
+_TABLET = re.compile(r"\(android [\d.]+; tablet;", re.IGNORECASE)
+_PHONE = re.compile(r"kaios|opera mini|^mozilla/5\.0 \(mobile;", re.IGNORECASE)
+_DESKTOP = re.compile(r"\((?:x11|windows nt|macintosh)[;)]", re.IGNORECASE)
+
+
+def _device(user_agent: str, ua: user_agents.parsers.UserAgent) -> str:
+    if _CONSOLE.search(user_agent):
+        return "Console"
+    if _TV.search(user_agent):
+        return "TV"
+    if _TABLET.search(user_agent):
+        return "Tablet"
+    if _PHONE.search(user_agent):
+        return "Mobile"
+    if ua.is_tablet:
+        android_phone = _ANDROID.search(user_agent) and _MOBILE_WORD.search(user_agent)
+        return "Mobile" if android_phone and not _KINDLE.search(user_agent) else "Tablet"
+    if ua.is_mobile:
+        return "Mobile"
+    if ua.is_pc or _DESKTOP.search(user_agent):
+        return "Desktop"
+    return "Mobile" if _MOBILE_WORD.search(user_agent) else ""
 
 
 def _version(parts: tuple[object, ...], keep: int) -> str:
@@ -29,14 +73,6 @@ def _version(parts: tuple[object, ...], keep: int) -> str:
 def parse_user_agent(user_agent: str) -> DeviceInfo:
     """Parse once per distinct user agent; later calls are a dictionary lookup."""
     ua = user_agents.parse(user_agent)
-    if ua.is_tablet:
-        device = "Tablet"
-    elif ua.is_mobile:
-        device = "Mobile"
-    elif ua.is_pc:
-        device = "Desktop"
-    else:
-        device = ""
     browser = ua.browser.family if ua.browser.family != "Other" else ""
     os_name = ua.os.family if ua.os.family != "Other" else ""
     return DeviceInfo(
@@ -45,7 +81,7 @@ def parse_user_agent(user_agent: str) -> DeviceInfo:
         browser_version=_version(ua.browser.version, 1)[:32] if browser else "",
         os=os_name[:64],
         os_version=_version(ua.os.version, 2)[:32] if os_name else "",
-        device=device,
+        device=_device(user_agent, ua),
         is_bot=bool(ua.is_bot),
     )
 

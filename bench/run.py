@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import export, ingest, profile, script, stats
+from bench import classify, export, ingest, profile, script, stats
 from bench.common import REPO, Figure, Options, Unavailable, parse_count
 
 BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
     "stats": stats.run,
     "export": export.run,
     "profile": profile.run,
+    "classify": classify.run,
 }
 DEFAULT = ",".join(BENCHMARKS)
 RESULTS = REPO / "bench" / "results" / "latest.json"

@@ -120,3 +120,17 @@ def test_harness_runs_tiny(
     names = {(f["bench"], f["metric"]) for f in result["figures"]}
     assert (f"stats sqlite, {tiny.events:,} events", "query: totals") in names
     assert "benchmark" in capsys.readouterr().out  # the table was printed
+
+
+def test_classify_bench_runs_tiny(tmp_path: Path) -> None:
+    from bench import classify
+    from bench.common import Options
+
+    figures = classify.run(Options(workdir=tmp_path, results=tmp_path, events=3000, reps=1))
+    assert {f.metric for f in figures} >= {
+        "user agents (bot check + parse), cold",
+        "user agents (bot check + parse), cached",
+        "referrer attribution, cold",
+        "referrer attribution, cached",
+    }
+    assert all(f.value > 0 for f in figures)

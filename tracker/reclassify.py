@@ -92,9 +92,7 @@ def _in_range(site: SiteRef, start_ms: int, end_ms: int) -> tuple[Any, ...]:
     )
 
 
-def _batches(
-    db: Database, site: SiteRef, start_ms: int, end_ms: int
-) -> Iterator[Sequence[Any]]:
+def _batches(db: Database, site: SiteRef, start_ms: int, end_ms: int) -> Iterator[Sequence[Any]]:
     """Visits in id order, a batch at a time (keyset paging: no long-lived cursor)."""
     after = None
     while True:

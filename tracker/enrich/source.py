@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -96,7 +96,11 @@ class TagMatch:
 class SourceTable:
     """Host and alias lookups over the data files; the first entry for a host wins."""
 
-    def __init__(self, entries: Iterable[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, entries: Iterable[Mapping[str, Any]], more: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
+        """`entries` first; `more` (the vendored lists) only for hosts that no entry covers:
+        `l.instagram.com` stays Instagram however another list names it."""
         self.hosts: dict[str, KnownSource] = {}
         # Host patterns ending in ".*": the labels before any country suffix, e.g.
         # "google" (google.de, google.co.uk) or "email.ionos" (email.ionos.fr).
@@ -104,8 +108,14 @@ class SourceTable:
         self.aliases: dict[str, TagMatch] = {}
         for entry in entries:
             self._add(entry)
+        for entry in more:
+            self._add(entry, covered=self.for_host)
 
-    def _add(self, entry: Mapping[str, Any]) -> None:
+    def _add(
+        self,
+        entry: Mapping[str, Any],
+        covered: Callable[[str], KnownSource | None] = lambda host: None,
+    ) -> None:
         source = KnownSource(
             str(entry["name"]), str(entry["category"]), str(entry.get("medium", ""))
         )
@@ -113,6 +123,8 @@ class SourceTable:
             raise ValueError(f"source {source.name!r}: unknown category {source.category!r}")
         for host in entry.get("hosts", ()):
             host = host.lower()
+            if covered(host.removesuffix(".*")):
+                continue
             if host.endswith(".*"):
                 self.wildcards.setdefault(host[:-2], source)
             else:
@@ -178,7 +190,7 @@ def source_table() -> SourceTable:
     """Our own list first (names and categories we chose), then the vendored public lists."""
     ours = tomllib.loads(_data_text("data/sources.toml"))["source"]
     vendored = json.loads(_data_text(VENDORED_LISTS))["sources"]
-    return SourceTable([*ours, *vendored])
+    return SourceTable(ours, vendored)
 
 
 @dataclass(frozen=True)

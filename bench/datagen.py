@@ -1,12 +1,13 @@
 """A stats dataset of N events over 30 days, written straight into the tables, cached.
 
-Visits and events follow the collector's semantics (tracker/db/models.py, DESIGN.md's metric
-definitions), so stats queries do realistic work: visitors return within a day (ids rotate
-daily), a visit is a run of events with no 30-minute gap, its first pageview carries the
-source (referrer, UTM, click id), engagement beacons repeat their pageview's pageview_id and
-set the pageview's engaged time and scroll, clicks and custom events are interactions,
-bounce = fewer than two pageviews and no interaction, time on page = engaged time, else the
-time to the next pageview, else unknown; visit duration = the sum of known times on page.
+Visits and events follow the collector's semantics (tracker/db/models.py and the metric
+definitions of docs/ARCHITECTURE.md), so stats queries do realistic work: visitors return
+within a day (ids rotate daily), a visit is a run of events with no 30-minute gap, its
+first pageview carries the source (referrer, UTM, click id), engagement beacons repeat
+their pageview's pageview_id and set the pageview's engaged time and scroll, clicks and
+custom events are interactions, bounce = fewer than two pageviews and no interaction, time
+on page = engaged time, else the time to the next pageview, else unknown; visit duration =
+the sum of known times on page.
 
 The SQLite file is built once per (size, generator version) under bench/cache/ and reused;
 each use first migrates it to the current schema (as an upgrade would a real database).

@@ -75,7 +75,7 @@ def _store_events_key(app: Flask) -> str:
 def store_events(app: Flask, events: list[dict[str, Any]], *, site: str | None = None) -> None:
     """Store events through the real collector: POST /api/events with an API key, 202 asserted.
 
-    Each dict is an event of the ingestion protocol (DESIGN.md) plus the trusted fields
+    Each dict is an event of the ingestion protocol (README "Ingestion") plus the trusted fields
     `timestamp` (ISO 8601 with offset, e.g. "2026-03-02T09:00:00Z"), `ip` and `user_agent`.
     Defaults: `site` from the keyword (else the event's own), `type` "pageview",
     `url` "https://<site>/", `timestamp` now, `ip` DEFAULT_IP, `user_agent` a desktop Chrome

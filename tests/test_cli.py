@@ -16,7 +16,7 @@ from tracker.cli import cli
 ADMIN_COMMANDS = [
     [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
     ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"], ["apikeys"],
-    ["apikeys", "create"], ["apikeys", "list"], ["demo"],
+    ["apikeys", "create"], ["apikeys", "list"], ["demo"], ["reclassify"],
 ]  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Visits: which visit an event belongs to, and each visit's metrics, per DESIGN.md.
+"""Visits: which visit an event belongs to, and each visit's metrics (definitions in
+docs/ARCHITECTURE.md, "Metric definitions").
 
 Pure logic over in-memory state; tracker.ingest.store loads the state a batch needs,
 runs `VisitAssigner.add` on each event in timestamp order, and writes the result back.

@@ -1,11 +1,11 @@
 """Source and channel: where a visit came from, from its landing URL and referrer.
 
-Source (DESIGN.md "Source"): the canonical name of a tagged `utm_source` (or `source`/`ref`)
-when it names a known source, an alias (`fb`, `ig`, `adwords`) or one with a paid marker
-(`fb-ads`, `google_ads`); else that tag case-folded, so one source never appears twice
-because of letter case (the stats layer shows it in its most frequent spelling); else the
-referrer's host mapped to a known name; else that host without `www.`; same-site referrers
-are not sources; nothing -> "Direct / None".
+Source (docs/ARCHITECTURE.md, "Attribution"): the canonical name of a tagged `utm_source`
+(or `source`/`ref`) when it names a known source, an alias (`fb`, `ig`, `adwords`) or one
+with a paid marker (`fb-ads`, `google_ads`); else that tag case-folded, so one source never
+appears twice because of letter case (the stats layer shows it in its most frequent
+spelling); else the referrer's host mapped to a known name; else that host without `www.`;
+same-site referrers are not sources; nothing -> "Direct / None".
 
 Channel is Google Analytics 4's default channel group, evaluated in Google's published
 order (support.google.com/analytics/answer/9756891), plus "AI Assistants" for chat

@@ -1,4 +1,5 @@
-"""Parse and validate one event of the ingestion protocol (DESIGN.md) into `IncomingEvent`.
+"""Parse and validate one event of the ingestion protocol (README, "Ingestion") into an
+`IncomingEvent`.
 
 Malformed input raises `EventError` naming the field; over-long text is truncated to the
 limits below rather than refused, because beacons cannot fix what the page gives them.

@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -95,6 +96,44 @@ class SharedLink(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100), default="")
     token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Goal(Base):
+    """A read-time definition over stored events (a goal added today counts past data too):
+    `page` (a path pattern with * wildcards), `event` (a custom event name, optionally
+    narrowed by one property) or `click` (an outbound link or download whose target matches
+    a pattern). Shown and listed by `position`."""
+
+    __tablename__ = "goals"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(8))
+    # The path pattern (page goals) or the link target pattern (click goals).
+    pattern: Mapped[str] = mapped_column(String(500), default="")
+    event_name: Mapped[str] = mapped_column(String(200), default="")
+    prop_key: Mapped[str] = mapped_column(String(200), default="")
+    prop_value: Mapped[str] = mapped_column(String(500), default="")
+    # ISO 4217 code revenue is reported in for this goal ("": no revenue).
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Funnel(Base):
+    """2 to 8 goals completed in this order within one visit. `steps` lists goal ids; a
+    step whose goal was deleted makes the funnel broken until it is edited."""
+
+    __tablename__ = "funnels"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    steps: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -213,6 +252,10 @@ class Event(Base):
     scroll: Mapped[int | None] = mapped_column(SmallInteger)
     time_on_page_ms: Mapped[int | None] = mapped_column(BigInteger)
     pageview_id: Mapped[str] = mapped_column(String(64), default="")
+    # Money sent with the event: an integer count of the currency's minor units (cents;
+    # never a float) and its ISO 4217 code; NULL and "" when none was sent.
+    revenue_minor: Mapped[int | None] = mapped_column(BigInteger)
+    revenue_currency: Mapped[str] = mapped_column(String(3), default="", server_default="")
 
     __table_args__ = (
         Index("ix_events_site_time", "site_id", "timestamp_ms"),

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from tracker.db.models import (
     DropCount,
     Event,
+    Funnel,
+    Goal,
     SharedLink,
     Site,
     StatsRollup,
@@ -73,7 +75,7 @@ def add_site(
 
 def delete_site(session: Session, site: Site) -> None:
     """Delete a site and all its data, children first (works without FK cascades too)."""
-    for model in (StatsRollup, StatsRollupState, Event, Visit, DropCount, SharedLink):
+    for model in (StatsRollup, StatsRollupState, Event, Visit, DropCount, SharedLink, Funnel, Goal):
         session.execute(delete(model).where(model.site_id == site.id))
     session.delete(site)
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from tracker.cli import admin, demo, export, imports, jobs, reclassify, server
+from tracker.cli import admin, demo, export, goals, imports, jobs, reclassify, server
 from tracker.cli.context import CliContext
 from tracker.config import ConfigError
 
@@ -45,6 +45,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 for command in (
     *server.COMMANDS,
     *admin.COMMANDS,
+    *goals.COMMANDS,
     *jobs.COMMANDS,
     *demo.COMMANDS,
     *imports.COMMANDS,

@@ -79,6 +79,9 @@ class Hit:
     engaged_ms: int | None = None
     scroll: int | None = None
     pageview_id: str = ""
+    # Custom events only: integer minor units of revenue_currency (ISO 4217), e.g. 4250 EUR.
+    revenue_minor: int | None = None
+    revenue_currency: str = ""
 
 
 # Visit columns that visit assignment changes after creation.
@@ -213,6 +216,8 @@ class VisitAssigner:
             "scroll": None,
             "time_on_page_ms": None,
             "pageview_id": hit.pageview_id,
+            "revenue_minor": hit.revenue_minor,
+            "revenue_currency": hit.revenue_currency,
         }
         if hit.kind == "pageview":
             self._add_pageview(visit, event)

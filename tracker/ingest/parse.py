@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +30,9 @@ MAX_USER_AGENT = 1000
 MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
 FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
 HASH_ROUTE_PREFIXES = ("/", "!/")
+MAX_REVENUE = Decimal(10) ** 12  # in the currency's major units
+MAX_AMOUNT_DIGITS = 40  # a longer amount is a mistake, and costly to check
+AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class EventError(ValueError):
@@ -49,17 +56,44 @@ class IncomingEvent:
     engaged_ms: int | None = None
     scroll: int | None = None
     pageview_id: str = ""
+    # Custom events only: the amount in the currency's minor units (4250 for EUR 42.50).
+    revenue_minor: int | None = None
+    revenue_currency: str = ""  # ISO 4217, "" without revenue
     # Only from trusted (API key) requests; None means "take it from the request".
     timestamp_ms: int | None = None
     ip: str | None = None
     user_agent: str | None = None
 
 
+class ExponentDecimal(Decimal):
+    """A JSON number written with an exponent (1e3): refused as an amount of money."""
+
+    __slots__ = ()
+
+
+def _json_number(text: str) -> Decimal:
+    # Every JSON number with a point or an exponent comes here (integers stay int): as its
+    # exact decimal, never a float, so money is not rounded on the way in.
+    return ExponentDecimal(text) if "e" in text or "E" in text else Decimal(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=_json_number)
+
+
 def decode_json(body: bytes) -> Any:
+    """A request body's JSON, numbers with a point as `Decimal` (json.loads otherwise)."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except ValueError:  # bad UTF-8, bad JSON, an integer of over 4,300 digits
         raise EventError("body is not valid JSON") from None
+
+
+@cache
+def currency_digits() -> dict[str, int]:
+    """ISO 4217 code -> digits of its minor unit (EUR 2, JPY 0, KWD 3): tracker/data/iso4217.tab."""
+    text = resources.files("tracker").joinpath("data/iso4217.tab").read_text("utf-8")
+    rows = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
+    return {row[0]: int(row[1]) for row in rows}
 
 
 def _text(data: dict[str, Any], field: str, limit: int) -> str:
@@ -75,7 +109,7 @@ def _int(data: dict[str, Any], field: str, low: int, high: int) -> int | None:
     value = data.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise EventError(f"{field}: must be a number")
     if not low <= value <= high:
         raise EventError(f"{field}: must be between {low} and {high}")
@@ -115,10 +149,86 @@ def _props(value: Any) -> dict[str, str] | None:
             item = "true" if item else "false"
         elif isinstance(item, int | float):
             item = str(item)
+        elif isinstance(item, Decimal):
+            item = str(float(item))  # as before numbers came as Decimal: 1.50 -> "1.5"
         elif not isinstance(item, str):
             continue  # objects, lists and nulls are not flat properties
         props[str(key)[:MAX_PROP_KEY]] = item[:MAX_PROP_VALUE]
     return props or None
+
+
+def _amount(value: Any) -> Decimal:
+    """revenue.amount: a JSON number or a decimal string, exact, 0 to MAX_REVENUE."""
+    field = "revenue.amount"
+    if value is None:
+        raise EventError(f"{field}: is required")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("-"):
+            raise EventError(f"{field}: must not be negative")
+        if len(text) > MAX_AMOUNT_DIGITS:
+            raise EventError(f"{field}: longer than {MAX_AMOUNT_DIGITS} characters")
+        if not AMOUNT_TEXT.fullmatch(text):
+            raise EventError(
+                f'{field}: must be digits with an optional decimal point, e.g. "42.50" '
+                "(no exponent, sign or thousands separator)"
+            )
+        amount = Decimal(text)
+    elif isinstance(value, ExponentDecimal):
+        raise EventError(f"{field}: exponent notation is not allowed; write 1000, not 1e3")
+    elif isinstance(value, Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
+        amount = Decimal(value)
+    elif isinstance(value, float):  # only NaN, Infinity and -Infinity are floats here
+        raise EventError(f"{field}: must be a finite number")
+    else:
+        raise EventError(f'{field}: must be a number or a decimal string, e.g. "42.50"')
+    if len(amount.as_tuple().digits) > MAX_AMOUNT_DIGITS:
+        raise EventError(f"{field}: more than {MAX_AMOUNT_DIGITS} digits")
+    if amount < 0:
+        raise EventError(f"{field}: must not be negative")
+    if amount > MAX_REVENUE:
+        raise EventError(f"{field}: must not be over {MAX_REVENUE:,}")
+    return amount
+
+
+def _currency(value: Any) -> str:
+    field = "revenue.currency"
+    if value is None:
+        raise EventError(f"{field}: is required, an ISO 4217 code such as EUR")
+    if not isinstance(value, str):
+        raise EventError(f"{field}: must be a string, an ISO 4217 code such as EUR")
+    code = value.strip().upper()
+    if code not in currency_digits():
+        raise EventError(f"{field}: {value[:10]!r} is not an ISO 4217 currency code")
+    return code
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """42.5 EUR -> 4250, exactly; EventError when the amount has more decimals than the
+    currency's minor unit (42.505 EUR): money is not rounded."""
+    places = currency_digits()[currency]
+    _sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite: _amount took no NaN or Infinity
+    while exponent < 0 and digits and digits[-1] == 0:  # 42.50 has the decimals of 42.5
+        digits, exponent = digits[:-1], exponent + 1
+    if -exponent > places:
+        raise EventError(
+            f"revenue.amount: more decimals than {currency} has ({places}); round it first"
+        )
+    return int("".join(map(str, digits)) or "0") * 10 ** (exponent + places)
+
+
+def _revenue(value: Any, kind: str) -> tuple[int, str] | None:
+    """(minor units, currency) of an event's `revenue`, or None without one."""
+    if value is None:
+        return None
+    if kind != "event":
+        raise EventError("revenue: only custom events (type=event) may carry revenue")
+    if not isinstance(value, dict):
+        raise EventError('revenue: must be an object, e.g. {"amount": "42.50", "currency": "EUR"}')
+    amount = _amount(value.get("amount"))
+    currency = _currency(value.get("currency"))
+    return to_minor_units(amount, currency), currency
 
 
 def parse_timestamp(value: Any, now_ms: int) -> int:
@@ -167,6 +277,7 @@ def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
         if not pageview_id:
             raise EventError("pageview_id: is required for type=engagement")
     target = _text(data, "target", MAX_URL)
+    revenue_minor, revenue_currency = _revenue(data.get("revenue"), kind) or (None, "")
     event = IncomingEvent(
         site=site,
         kind=kind,
@@ -183,6 +294,8 @@ def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
         engaged_ms=engaged_ms,
         scroll=scroll,
         pageview_id=pageview_id,
+        revenue_minor=revenue_minor,
+        revenue_currency=revenue_currency,
     )
     if not trusted:
         return event

@@ -199,6 +199,8 @@ class Pipeline:
             engaged_ms=event.engaged_ms,
             scroll=event.scroll,
             pageview_id=event.pageview_id,
+            revenue_minor=event.revenue_minor,
+            revenue_currency=event.revenue_currency,
         )
 
 

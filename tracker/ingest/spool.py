@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import date
 from functools import partial
 from operator import attrgetter
@@ -73,6 +73,7 @@ _NESTED = {
     for name, cls in (("attribution", Attribution), ("device", DeviceInfo), ("place", Place))
 }
 _VISITOR_IDS = _HIT_FIELDS.index("visitor_ids")
+_DEFAULTS = {f.name: f.default for f in fields(Hit) if f.default is not MISSING}
 
 
 def _encode_hit(hit: Hit) -> list[Any]:
@@ -83,8 +84,10 @@ def _encode_hit(hit: Hit) -> list[Any]:
 
 
 def _decode_hit(item: list[Any] | dict[str, Any]) -> Hit:
+    """A hit of a spool line; lines written before a field was added (revenue) hold fewer
+    values, and the missing ones take their defaults."""
     if isinstance(item, dict):  # segments of earlier versions: fields by name
-        item = [item[name] for name in _HIT_FIELDS]
+        item = [item[name] if name in item else _DEFAULTS[name] for name in _HIT_FIELDS]
         for index, (cls, _get) in _NESTED.items():
             item[index] = [item[index][f.name] for f in fields(cls)]
     for index, (cls, _get) in _NESTED.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 import time
 from typing import Any
@@ -215,8 +214,8 @@ def _batch_items(body: bytes) -> list[Any]:
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
-                except (UnicodeDecodeError, json.JSONDecodeError):
+                    items.append(decode_json(line))
+                except EventError:
                     raise EventError(f"line {number}: not valid JSON") from None
     if not isinstance(items, list) or not items:
         raise EventError("body: expected a JSON array or NDJSON of events")

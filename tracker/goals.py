@@ -17,11 +17,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site
+from tracker.stats import parse_query, run
 
 KINDS = ("page", "event", "click")
 KIND_LABELS = {"page": "Page visit", "event": "Custom event", "click": "Link click or download"}
@@ -321,3 +324,82 @@ def funnel_step_names(session: Session, funnel: Funnel) -> list[str | None]:
     site = session.get(Site, funnel.site_id)
     names = {g.id: g.name for g in list_goals(session, site)} if site is not None else {}
     return [names.get(goal_id) for goal_id in funnel.steps or []]
+
+
+# Suggestions
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A goal the site's recent data suggests: a custom event or a page no goal covers."""
+
+    kind: str  # "event" or "page"
+    name: str  # the goal name it would get (unique on the site)
+    value: str  # the event name or the page path
+    count: int  # events (custom events) or pageviews (pages), last 30 days
+
+
+def _unused_name(name: str, taken: set[str]) -> str:
+    candidate, number = name[:MAX_NAME], 2
+    while candidate.lower() in taken:
+        suffix = f" ({number})"
+        candidate, number = name[: MAX_NAME - len(suffix)] + suffix, number + 1
+    return candidate
+
+
+def _usable(text: str, limit: int) -> bool:
+    return bool(text.strip()) and len(text) <= limit and not _has_control(text)
+
+
+def suggest_goals(
+    db: Database, site: Site, goals: Sequence[Goal], limit: int = 5
+) -> list[Suggestion]:
+    """The most frequent custom event names and pages of the last 30 days that no goal
+    covers yet, read through the stats layer (`parse_query` + `run`). The home page is
+    left out: reaching it is not a result."""
+    base = {"period": "30d", "limit": "50"}
+    named = run(db, parse_query(site, {**base, "dimension": "event:name", "metrics": "events"}))
+    # event:name holds clicks ("Outbound Link", "File Download") as well as custom events;
+    # any click has a target, so this second query counts the clicks of each name.
+    clicks = run(
+        db,
+        parse_query(site, {**base, "dimension": "event:name", "metrics": "events", "target": "*"}),
+    )
+    click_counts = {row["event:name"]: row["events"] or 0 for row in clicks.rows}
+    event_goals = {g.event_name for g in goals if g.kind == "event"}
+    page_goals = [g.pattern for g in goals if g.kind == "page"]
+    taken = {g.name.lower() for g in goals}
+    suggestions: list[Suggestion] = []
+    events = [
+        (row["event:name"], (row["events"] or 0) - click_counts.get(row["event:name"], 0))
+        for row in named.rows
+    ]
+    events.sort(key=lambda item: -item[1])
+    for name, count in events:
+        if len([s for s in suggestions if s.kind == "event"]) >= limit:
+            break
+        if count > 0 and name not in event_goals and _usable(name or "", MAX_EVENT_NAME):
+            suggestion = Suggestion("event", _unused_name(name, taken), name, count)
+            taken.add(suggestion.name.lower())
+            suggestions.append(suggestion)
+    pages = run(db, parse_query(site, {**base, "dimension": "event:page", "metrics": "pageviews"}))
+    found = 0
+    for row in pages.rows:
+        path, count = row["event:page"] or "", row["pageviews"] or 0
+        if found >= limit:
+            break
+        if (
+            count > 0
+            and path != "/"
+            and path.startswith("/")
+            and _usable(path, MAX_PATTERN)
+            and "*" not in path
+            and "\\" not in path
+            and "?" not in path
+            and not any(pattern_matches(p, path) for p in page_goals)
+        ):
+            suggestion = Suggestion("page", _unused_name(f"Visit {path}", taken), path, count)
+            taken.add(suggestion.name.lower())
+            suggestions.append(suggestion)
+            found += 1
+    return suggestions

@@ -11,6 +11,7 @@ from importlib.metadata import version
 from typing import Any
 
 from tracker.api.params import INTERVALS, MAX_BREAKDOWN_LIMIT, PERIOD_ALIASES
+from tracker.goals import KINDS, MAX_EVENT_NAME, MAX_NAME, MAX_PATTERN
 from tracker.stats import COMPARISONS, DIMENSIONS, METRICS, PERIODS
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
@@ -108,13 +109,141 @@ def _errors() -> dict[str, Any]:
     }
 
 
-def _operation(summary: str, params: list[str], ok: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    summary: str, params: list[str], ok: dict[str, Any], method: str = "get", status: str = "200"
+) -> dict[str, Any]:
     return {
-        "get": {
+        method: {
             "summary": summary,
             "parameters": [{"$ref": f"#/components/parameters/{p}"} for p in params],
-            "responses": {"200": ok, **_errors()},
+            "responses": {status: ok, **_errors()},
         }
+    }
+
+
+def _goal_paths() -> dict[str, Any]:
+    goal = {"$ref": "#/components/schemas/Goal"}
+    listing = _operation(
+        "The site's goals in their display order.",
+        ["site_id"],
+        _ok("The goals.", {"$ref": "#/components/schemas/Goals"}),
+    )
+    create = _operation(
+        "Add a goal at the end of the list; it counts past data too. 400 names the field "
+        "at fault and nothing is saved.",
+        ["site_id"],
+        _ok("The goal as stored.", goal),
+        method="post",
+        status="201",
+    )
+    create["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GoalInput"}}},
+    }
+    delete = _operation(
+        "Delete a goal (stored events stay). Funnels using it become broken.",
+        ["site_id"],
+        _ok(
+            "The deleted goal's id and the funnels it left broken.",
+            {
+                "type": "object",
+                "required": ["deleted", "broken_funnels"],
+                "properties": {
+                    "deleted": {"type": "integer"},
+                    "broken_funnels": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+        ),
+        method="delete",
+    )
+    delete["delete"]["parameters"].append(
+        {"name": "goal_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    )
+    return {
+        "/api/v1/goals": {**listing, **create},
+        "/api/v1/goals/{goal_id}": delete,
+        "/api/v1/funnels": _operation(
+            "The site's funnels; a step whose goal was deleted is null and the funnel broken.",
+            ["site_id"],
+            _ok("The funnels.", {"$ref": "#/components/schemas/Funnels"}),
+        ),
+    }
+
+
+def _goal_schemas() -> dict[str, Any]:
+    text = {"type": "string"}
+    kind = {"type": "string", "enum": list(KINDS)}
+    prop = {
+        "type": ["object", "null"],
+        "required": ["key", "value"],
+        "properties": {"key": text, "value": text},
+        "additionalProperties": False,
+    }
+    goal = {
+        "type": "object",
+        "required": [
+            "id", "name", "kind", "pattern", "event_name", "property", "currency", "position"
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": text,
+            "kind": kind,
+            "pattern": {**text, "description": "Page path or link target; * = any characters."},
+            "event_name": text,
+            "property": {**prop, "description": "Event goals: the one property they require."},
+            "currency": {**text, "description": "ISO 4217 code revenue is reported in, or ''."},
+            "position": {"type": "integer"},
+        },
+        "additionalProperties": False,
+    }  # fmt: skip
+    goal_input = {
+        "type": "object",
+        "required": ["name", "kind"],
+        "properties": {
+            "site_id": {**text, "description": "The site's domain (or the site_id parameter)."},
+            "name": {**text, "maxLength": MAX_NAME},
+            "kind": kind,
+            "pattern": {
+                **text,
+                "maxLength": MAX_PATTERN,
+                "description": "Page goals: a path starting with /. Click goals: a link target.",
+            },
+            "event_name": {**text, "maxLength": MAX_EVENT_NAME},
+            "property": prop,
+            "currency": {**text, "description": "ISO 4217 code (any case), or ''."},
+        },
+    }
+    funnel = {
+        "type": "object",
+        "required": ["id", "name", "steps", "broken"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": text,
+            "steps": {
+                "type": "array",
+                "items": {"type": ["string", "null"]},
+                "description": "Each step's goal name, in order; null for a deleted goal.",
+            },
+            "broken": {"type": "boolean"},
+        },
+        "additionalProperties": False,
+    }
+
+    def wrap(key: str, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": [key],
+            "properties": {key: {"type": "array", "items": item}},
+            "additionalProperties": False,
+        }
+
+    return {
+        "Goal": goal,
+        "GoalInput": goal_input,
+        "Goals": wrap("goals", {"$ref": "#/components/schemas/Goal"}),
+        "Funnel": funnel,
+        "Funnels": wrap("funnels", {"$ref": "#/components/schemas/Funnel"}),
     }
 
 
@@ -143,6 +272,7 @@ def _schemas() -> dict[str, Any]:
                 }
             },
         },
+        **_goal_schemas(),
         "Rows": {
             "type": "object",
             "required": ["results"],
@@ -169,8 +299,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "tracker Stats API",
             "version": version("tracker"),
-            "description": "Read-only statistics of the sites an API key's owner can see, "
-            "in the shape of Plausible's Stats API v1.",
+            "description": "Statistics of the sites an API key's owner can see, in the shape "
+            "of Plausible's Stats API v1, and the sites' goals and funnels.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -197,6 +327,7 @@ def openapi_document() -> dict[str, Any]:
                 ["site_id"],
                 _ok("The number of current visitors.", {"type": "integer", "minimum": 0}),
             ),
+            **_goal_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -1,4 +1,5 @@
-"""The Stats API endpoints (thin views over tracker.stats), shaped like Plausible's v1.
+"""The Stats API endpoints (thin views over tracker.stats), shaped like Plausible's v1,
+and the listing and management of a site's goals and funnels (over tracker.goals).
 
 Every /api/v1/stats/ request needs `Authorization: Bearer <API key>` (401 otherwise), is
 counted against the key's hourly allowance (429 with Retry-After above it), and names a
@@ -25,7 +26,17 @@ from tracker.api.params import (
     stats_query,
 )
 from tracker.api.ratelimit import RateLimiter
-from tracker.db.models import Site
+from tracker.db.models import Goal, Site
+from tracker.goals import (
+    GoalError,
+    add_goal,
+    delete_goal,
+    funnel_problems,
+    funnel_step_names,
+    get_goal,
+    list_funnels,
+    list_goals,
+)
 from tracker.sites import can_manage, find_site
 from tracker.stats import QueryError, current_visitors, first_day, run
 from tracker.web.access import BEARER_HELP, bearer_key, bearer_user
@@ -39,6 +50,9 @@ def init_api(app: Flask) -> None:
     app.extensions["tracker.api.limiter"] = RateLimiter(
         app.extensions["tracker.db"], settings.api_rate_limit
     )
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt(bp)  # authenticated by the Bearer key alone, never by a cookie
     app.register_blueprint(bp)
 
 
@@ -73,8 +87,8 @@ def _authenticate() -> None:
         )
 
 
-def _site() -> Site:
-    domain = request.args.get("site_id", "").strip()
+def _site(domain: str | None = None) -> Site:
+    domain = (request.args.get("site_id", "") if domain is None else domain).strip()
     with get_db().session() as session:
         site = find_site(session, domain) if domain else None
     if site is None or not can_manage(g.api_user, site):
@@ -133,3 +147,92 @@ def breakdown() -> ResponseReturnValue:
     key = property_key(prop)
     rows = run(get_db(), query).rows
     return jsonify(results=[{key: row[prop], **{m: row[m] for m in query.metrics}} for row in rows])
+
+
+def _goal_json(goal: Goal) -> dict[str, Any]:
+    return {
+        "id": goal.id,
+        "name": goal.name,
+        "kind": goal.kind,
+        "pattern": goal.pattern,
+        "event_name": goal.event_name,
+        "property": {"key": goal.prop_key, "value": goal.prop_value} if goal.prop_key else None,
+        "currency": goal.currency,
+        "position": goal.position,
+    }
+
+
+@bp.get("/goals")
+def goals() -> ResponseReturnValue:
+    site = _site()
+    with get_db().session() as session:
+        listed = [_goal_json(g) for g in list_goals(session, site)]
+    return jsonify(goals=listed)
+
+
+def _body_text(body: dict[str, Any], key: str, field: str | None = None) -> str:
+    value = body.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise GoalError(field or key, f"{key} must be a JSON string.")
+    return value
+
+
+@bp.post("/goals")
+def create_goal() -> ResponseReturnValue:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(
+            error="The body must be a JSON object (Content-Type: application/json)."
+        ), 400
+    site_id = request.args.get("site_id") or body.get("site_id")
+    site = _site(site_id if isinstance(site_id, str) else "")
+    try:
+        prop = body.get("property")
+        if prop is not None and not (isinstance(prop, dict) and set(prop) <= {"key", "value"}):
+            raise GoalError("property", 'It must be {"key": "...", "value": "..."} or null.')
+        prop = prop or {}
+        with get_db().session() as session:
+            goal = add_goal(
+                session,
+                site,
+                name=_body_text(body, "name"),
+                kind=_body_text(body, "kind"),
+                pattern=_body_text(body, "pattern"),
+                event_name=_body_text(body, "event_name"),
+                prop_key=_body_text(prop, "key", "property"),
+                prop_value=_body_text(prop, "value", "property"),
+                currency=_body_text(body, "currency"),
+            )
+            created = _goal_json(goal)
+    except GoalError as exc:
+        return jsonify(error=f"{exc.field}: {exc}"), 400
+    return jsonify(created), 201
+
+
+@bp.delete("/goals/<int:goal_id>")
+def remove_goal(goal_id: int) -> ResponseReturnValue:
+    site = _site()
+    with get_db().session() as session:
+        goal = get_goal(session, site, goal_id)
+        if goal is None:
+            raise NotFound(f"goal: no goal {goal_id} on {site.domain}.")
+        broken = delete_goal(session, site, goal)
+    return jsonify(deleted=goal_id, broken_funnels=broken)
+
+
+@bp.get("/funnels")
+def funnels() -> ResponseReturnValue:
+    site = _site()
+    with get_db().session() as session:
+        listed = [
+            {
+                "id": f.id,
+                "name": f.name,
+                "steps": funnel_step_names(session, f),
+                "broken": bool(funnel_problems(session, f)),
+            }
+            for f in list_funnels(session, site)
+        ]
+    return jsonify(funnels=listed)

@@ -5,9 +5,11 @@ The verdict, in order:
 1. Empty or shorter than 12 characters: a bot (no browser sends that).
 2. A known-bot token anywhere: a bot. Known-bot tokens are the npm `isbot` package's pattern
    list (public domain, vendored in tracker/data/isbot_patterns.json), our own additions
-   below (automation, speed testers, monitors, scanners, AI fetchers, HTTP libraries) and
-   the `crawler-user-agents` package's list, minus the entries in _NOT_BOT_NAMES: generic
-   words and names of people's apps that those lists also carry.
+   below (automation, speed testers, monitors, scanners, AI fetchers, HTTP libraries, and
+   shapes no browser sends: a product inside the engine's "(KHTML, like Gecko; ...)" comment,
+   a tool named for its job with a version such as TagInspector/2.1) and the
+   `crawler-user-agents` package's list, minus the entries in _NOT_BOT_NAMES: generic
+   words, names of people's apps that those lists also carry and a cut-off start.
 3. A real browser engine token (AppleWebKit/, Gecko/, Trident/, Presto/, Chrome/, Safari/...)
    and no known-bot token: a person. Electron and QtWebEngine desktop apps (Slack, VS Code,
    Viber), Android WebViews (`; wv)`), in-app browsers (Facebook, Instagram, TikTok...,
@@ -51,17 +53,24 @@ _OWN = (
     # automation and headless tools
     *("headless", "phantomjs", "slimerjs", "casperjs", "selenium", "webdriver", "puppeteer"),
     *("playwright", "wkhtmlto", "webkit2png", "jsdom/", "zombie.js", "prerender"),
-    "ghost inspector",
+    *("ghost inspector", "devtools"),  # devtools: IDEs' in-app simulators (WeChat DevTools)
+    r"^mozilla/5\.0 \(unknown;",  # QtWebKit's platform when headless (PhantomJS-era monitors)
     # speed and SEO testers, synthetic monitors
     *("lighthouse", "pagespeed", "page speed", r"\bptst\b", "gtmetrix", "speedcurve", "sitebulb"),
     *("wappalyzer", "thousandeyes", "catchpoint", "ruxit", "datadog", "newrelic", "appinsights"),
     r"\bylt\b",  # Yellow Lab Tools
+    # a tool that names itself by its job, with a version (TagInspector/2.1, FooClassifier/1.0)
+    r"(?:classifier|inspector|measurement|analyzer|auditor|validator|checker)/v?\d",
+    # a product inside the engine's comment: browsers close "(KHTML, like Gecko)" right there,
+    # fetchers write "(KHTML, like Gecko; Google Search Console)" or "...; compatible; XBot/1.0)"
+    "like gecko;",
     # security scanners
     *("acunetix", "nuclei", "wfuzz", "whatweb", "sqlmap", "nikto", r"\bnmap\b", "zgrab"),
     *("masscan", "ips-agent"),
     # Google's fetchers and transcoder (Web Light); AI assistants' fetchers (ChatGPT-User...)
-    *("googleweblight", "google favicon", "google web preview", "google-[a-z]", "googleother"),
-    *("googleagent", r"-google\b", "-user/", r"-agent\b", "tumblr/"),
+    *("googleweblight", "google favicon", "google web preview", "google[-_][a-z]", "googleother"),
+    # "-agent": ChatGPT-Agent and the like, not a pasted "User-Agent: Mozilla/5.0 ..." header
+    *("googleagent", r"-google\b", "-user/", r"(?<!user)-agent\b", "tumblr/"),
     # HTTP libraries and tools
     *("^curl/", "^wget/", "python-", "^python/", "aiohttp", "httpx", "urllib", "go-http-client"),
     *("^java/", "okhttp", "axios", "node-fetch", "undici", "^got ", "libwww-perl", "scrapy"),
@@ -77,6 +86,7 @@ _NOT_BOT_NAMES = frozenset(
         r"(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))",  # Google's own WebViews
         "cursor/",  # the Cursor editor (Electron)
         r"\(\)",
+        r"^[<\(;]",  # a cut-off start, as in "; Android 14) AppleWebKit/... DuckDuckGo/5"
         r";\s\w+;$",
         r"\|",
         "tools",

@@ -329,6 +329,24 @@ def test_tagged_elements_and_js_api_send_named_events_with_props(
     assert events(db, "click") == []
 
 
+def test_js_api_sends_revenue_with_the_event(
+    collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
+):
+    url = test_site.page("/checkout/done", html("Thanks", tag(collector)))
+    page = visit().page
+    page.goto(url)
+    wait_events(db, 1, "pageview")
+    page.evaluate(
+        "tracker('Purchase', {revenue: {amount: 42.5, currency: 'EUR'}, props: {plan: 'pro'}});"
+        "tracker('Purchase', {revenue: {amount: '1000', currency: 'JPY'}})"
+    )
+    purchases = wait_events(db, 2, "event")
+    assert sorted((e.revenue_minor, e.revenue_currency, e.props) for e in purchases) == [
+        (1000, "JPY", None),
+        (4250, "EUR", {"plan": "pro"}),
+    ]
+
+
 def test_fetch_keepalive_carries_events_when_send_beacon_refuses(
     collector: LiveServer, test_site: TestSite, db: Database, visit: Callable[..., Visitor]
 ):

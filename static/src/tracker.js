@@ -155,8 +155,10 @@
       }
     };
 
-    // The collector turns numbers and booleans into strings and drops nested values.
-    const track = (name, options) => send("event", { name, props: options?.props });
+    // The collector turns numbers and booleans into strings and drops nested props.
+    // revenue: {amount: 42.5 or "42.50", currency: "EUR"}, checked by the collector.
+    const track = (name, options) =>
+      send("event", { name, props: options?.props, revenue: options?.revenue });
 
     const start = (firstPaint) => {
       for (const method of ["pushState", "replaceState"]) {

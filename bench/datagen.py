@@ -41,7 +41,7 @@ from tracker.sessions import landing_columns
 from tracker.sites import add_site
 from tracker.stats.rollups import refresh as refresh_rollups
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DAYS = 30
 DAY_MS = 86_400_000
 VISIT_GAP_MS = 30 * 60_000
@@ -113,6 +113,8 @@ assert EVENT_COLUMNS == [
     "scroll",
     "time_on_page_ms",
     "pageview_id",
+    "revenue_minor",
+    "revenue_currency",
 ], f"models.Event changed: update bench/datagen.py ({EVENT_COLUMNS})"
 
 
@@ -322,6 +324,8 @@ class Generator:
         scroll: int | None = None,
         on_page: int | None = None,
         pageview_id: str = "",
+        revenue: int | None = None,
+        currency: str = "",
     ) -> tuple[Any, ...]:
         # Order: EVENT_COLUMNS (models.Event without id).
         return (
@@ -342,6 +346,8 @@ class Generator:
             scroll,
             on_page,
             pageview_id,
+            revenue,
+            currency,
         )
 
 

@@ -8,6 +8,7 @@ real-time helpers. All SQL for reports lives here.
 from tracker.stats.dimensions import DIMENSIONS, Dimension, dimension
 from tracker.stats.expression import parse_expression
 from tracker.stats.filters import Filter
+from tracker.stats.goals import GOAL, site_goals
 from tracker.stats.metrics import METRICS, Metric
 from tracker.stats.periods import COMPARISONS, PERIODS, Period
 from tracker.stats.query import Query, QueryError, SiteRef, parse_query, site_ref
@@ -18,6 +19,7 @@ from tracker.stats.run import Result, first_day, run, time_buckets
 __all__ = [
     "COMPARISONS",
     "DIMENSIONS",
+    "GOAL",
     "METRICS",
     "PERIODS",
     "Dimension",
@@ -37,6 +39,7 @@ __all__ = [
     "parse_query",
     "realtime",
     "run",
+    "site_goals",
     "site_ref",
     "time_buckets",
     "visit_rows",

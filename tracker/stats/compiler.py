@@ -41,7 +41,8 @@ from sqlalchemy import (
 
 from tracker.db.models import Event, Visit
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.filters import compile_filters
+from tracker.stats.filters import Filter, compile_filters
+from tracker.stats.goals import GOAL, goal_clause, goal_events
 from tracker.stats.metrics import EVENT_PARTS, METRICS
 from tracker.stats.periods import DAY_MS, HOUR_MS, day_number, month_start, offset_segments
 from tracker.stats.query import Query
@@ -68,10 +69,15 @@ def dim_key(index: int) -> str:
     return f"d{index}"
 
 
+def column_filters(query: Query) -> tuple[Filter, ...]:
+    """Filters on a stored column: all but a goal filter, which selects whole visits."""
+    return tuple(f for f in query.filters if f.dimension != GOAL)
+
+
 def needs_events(query: Query, parts: Sequence[str]) -> bool:
     return (
         any(DIMENSIONS[d].is_event for d in query.dimensions)
-        or any(DIMENSIONS[f.dimension].is_event for f in query.filters)
+        or any(DIMENSIONS[f.dimension].is_event for f in column_filters(query))
         or any(p in EVENT_PARTS for p in parts)
     )
 
@@ -131,9 +137,12 @@ def raw_buckets(
 ) -> Select:
     """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms)."""
     where = [visits.c.site_id == query.site.id, _ranges_clause(visits.c.started_ms, ranges)]
-    flt = compile_filters(query.filters, dimension_column)
+    flt = compile_filters(column_filters(query), dimension_column)
     if flt is not None:
         where.append(flt)
+    converted = goal_clause(query)
+    if converted is not None:
+        where.append(converted)
     if extra is not None:
         where.append(extra)
     bucket = bucket_expr(visits.c.started_ms, plan, query)
@@ -165,7 +174,7 @@ def visit_facts(source: FromClause, bucket: ColumnElement, dims: list[ColumnElem
 def event_kinds(query: Query) -> tuple[str, ...] | None:
     """Kinds an event row must have: those every event dimension and filter agree on."""
     kinds: set[str] | None = None
-    names = [*query.dimensions, *(f.dimension for f in query.filters)]
+    names = [*query.dimensions, *(f.dimension for f in column_filters(query))]
     for dim in (DIMENSIONS[n] for n in names):
         if dim.is_event and dim.kinds:
             kinds = set(dim.kinds) if kinds is None else kinds & set(dim.kinds)
@@ -194,11 +203,17 @@ def event_facts(
         func.max(_bounce(source)).label("bounce"),
         func.max(source.c.duration_ms).label("duration_ms"),
     ]
+    # Under a goal filter, `events` counts the goal's matching events (a visit may buy twice).
+    counted = goal_events(query)
+    if counted is None:
+        counted = events.c.kind != "engagement"
+    paid = counted if query.filter_for(GOAL) else events.c.kind == "event"
     stmt = (
         select(
             *once,
             func.sum(case((is_pageview, 1), else_=0)).label("pageviews"),
-            func.sum(case((events.c.kind != "engagement", 1), else_=0)).label("events"),
+            func.sum(case((counted, 1), else_=0)).label("events"),
+            func.coalesce(func.sum(case((paid, events.c.revenue_minor))), 0).label("revenue"),
             func.sum(case((is_pageview, events.c.time_on_page_ms))).label("top_ms"),
             func.count(case((is_pageview, events.c.time_on_page_ms))).label("top_known"),
         )
@@ -227,6 +242,7 @@ def group_facts(facts: FromClause, dims: Sequence[ColumnElement], parts: Sequenc
         "duration_ms": lambda: func.sum(c.duration_ms),
         "time_on_page_ms": lambda: func.coalesce(func.sum(c.top_ms), 0),
         "time_on_page_known": lambda: func.sum(c.top_known),
+        "revenue_minor": lambda: func.sum(c.revenue),
     }
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), c.bucket]
     stmt = select(*keys, *(exprs[p]().label(p) for p in parts))

@@ -64,6 +64,13 @@ DIMENSIONS: dict[str, Dimension] = {
         # A custom event's properties: the stored JSON object as text, e.g. {"plan": "pro"}.
         Dimension("event:props", "props", "Properties", "props", ("event",)),
         Dimension("event:hostname", "hostname", "Hostname", "hostname", _PAGEVIEW),
+        # A goal (tracker/stats/goals.py): a filter selects the visits that converted on it;
+        # a breakdown gives one row per goal. Not a column: goals are read-time definitions.
+        Dimension("event:goal", "goal", "Goal", ""),
+        # The currency of revenue sent with custom events (revenue sums are split by it).
+        Dimension(
+            "event:revenue_currency", "revenue_currency", "Currency", "revenue_currency", ("event",)
+        ),
         Dimension("time:hour", "hour", "Hour", ""),
         Dimension("time:day", "day", "Day", ""),
         Dimension("time:week", "week", "Week", ""),
@@ -77,9 +84,12 @@ TIME_DIMENSIONS = tuple(name for name, d in DIMENSIONS.items() if d.is_time)
 # dimension alone, and pairs the stats page reads together (clicks of one kind by target).
 # Not event:props: its JSON text (up to 30 properties) does not fit a rollup value and is
 # answered from raw events.
+# Not goals nor revenue currencies: goals are read-time definitions (a goal added today
+# counts past data), so conversions are counted from raw events.
+NOT_ROLLED_UP = frozenset({"event:props", "event:goal", "event:revenue_currency"})
 ROLLUP_KEYS: tuple[tuple[str, ...], ...] = (
     (),
-    *((name,) for name, d in DIMENSIONS.items() if not d.is_time and name != "event:props"),
+    *((name,) for name, d in DIMENSIONS.items() if not d.is_time and name not in NOT_ROLLED_UP),
     ("event:name", "event:target"),
 )
 

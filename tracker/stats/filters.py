@@ -201,7 +201,8 @@ def _matches_glob(element: _matches, compiler: Any, **kw: Any) -> str:
     return f"({column} GLOB {compiler.process(element.glob_pattern, **kw)})"
 
 
-def _match(col: ColumnElement, pattern: str) -> ColumnElement[bool]:
+def match_pattern(col: ColumnElement, pattern: str) -> ColumnElement[bool]:
+    """`col` matches a pattern whose `*` stands for any characters (`\\*`: a star)."""
     parts = pattern_parts(pattern)
     return col == parts[0] if len(parts) == 1 else _matches(col, parts)
 
@@ -217,7 +218,7 @@ def compile_filter(flt: Filter, column: Callable[[str], ColumnElement]) -> Colum
             # Unknown sources are stored case-folded and shown in their usual spelling:
             # `Bing*` must find "Bingo" whichever way it was stored.
             col, patterns = func.lower(col), tuple(v.lower() for v in patterns)
-        clause = or_(*(_match(col, v) for v in patterns))
+        clause = or_(*(match_pattern(col, v) for v in patterns))
         return not_(clause) if flt.op == "matches_not" else clause
     clause = col == flt.values[0] if len(flt.values) == 1 else col.in_(flt.values)
     return not_(clause) if flt.op == "is_not" else clause

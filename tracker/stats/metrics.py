@@ -22,9 +22,14 @@ PARTS = (
     "duration_ms",
     "time_on_page_ms",
     "time_on_page_known",
+    # Revenue in minor units: under a goal filter, of the goal's matching events; summed
+    # per currency (the query groups by event:revenue_currency), never across currencies.
+    "revenue_minor",
 )
+# Parts kept in stats_rollups (revenue is always summed from raw events, per currency).
+ROLLUP_PARTS = tuple(p for p in PARTS if p != "revenue_minor")
 # Parts only event rows can give (the visits table has no per-page times or event kinds).
-EVENT_PARTS = frozenset({"events", "time_on_page_ms", "time_on_page_known"})
+EVENT_PARTS = frozenset({"events", "time_on_page_ms", "time_on_page_known", "revenue_minor"})
 
 Value = int | float | None
 
@@ -52,6 +57,8 @@ class Metric:
     change: str = "percent"
     # Higher is better (green arrow) except for bounce rate.
     higher_is_better: bool = True
+    # False: used inside the stats layer only (a sum that must not mix currencies).
+    public: bool = True
 
     def sort_key(self, sums: Mapping[str, ColumnElement]) -> ColumnElement:
         """The metric as a SQL expression over summed parts, to ORDER BY before LIMIT."""
@@ -94,8 +101,27 @@ METRICS: dict[str, Metric] = {
             _ratio("time_on_page_ms", "time_on_page_known", 0.001, 1),
         ),
         Metric("events", "Events", ("events",), _count("events")),
+        # Goal metrics (tracker/stats/goals.py): a goal filter keeps converting visits, so
+        # conversions are its visits; the rate and revenue are completed by `run`, which
+        # needs the visits of the same rows without the goal, and amounts per currency.
+        Metric("conversions", "Conversions", ("visits",), _count("visits")),
+        Metric(
+            "conversion_rate", "Conversion rate", ("visits",), lambda parts: None, change="points"
+        ),
+        Metric("total_revenue", "Revenue", ("visits",), lambda parts: None),
+        Metric("average_revenue", "Average revenue", ("visits",), lambda parts: None),
+        Metric(
+            "revenue",
+            "Revenue (minor units)",
+            ("revenue_minor",),
+            _count("revenue_minor"),
+            public=False,
+        ),
     )
 }
+PUBLIC_METRICS = tuple(name for name, m in METRICS.items() if m.public)
+# Completed by `run` after the sums (see above); not sortable in SQL.
+FILLED_LATER = frozenset({"conversion_rate", "total_revenue", "average_revenue"})
 
 
 def parts_for(metrics: tuple[str, ...]) -> tuple[str, ...]:
@@ -113,8 +139,8 @@ def change(metric: str, current: Value, previous: Value) -> Value:
 
     None when it cannot be said (no previous value, or a percent change from zero).
     """
-    if current is None or previous is None:
-        return None
+    if not isinstance(current, int | float) or not isinstance(previous, int | float):
+        return None  # unknown, or revenue (amounts per currency)
     if METRICS[metric].change == "points":
         return round(current - previous, 1)
     if previous == 0:

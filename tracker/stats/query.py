@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracker.stats.dimensions import BY_SHORT, DIMENSIONS, dimension
 from tracker.stats.filters import Filter, decode_values
-from tracker.stats.metrics import METRICS
+from tracker.stats.metrics import PUBLIC_METRICS
 from tracker.stats.periods import (
     COMPARISONS,
     PERIODS,
@@ -55,6 +55,20 @@ class SiteRef:
 
 
 @dataclass(frozen=True)
+class GoalSpec:
+    """A goal as the stats layer counts it (stored in the `goals` table)."""
+
+    id: int
+    name: str
+    kind: str  # "page", "event" or "click"
+    pattern: str = ""
+    event_name: str = ""
+    prop_key: str = ""
+    prop_value: str = ""
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class Query:
     site: SiteRef
     period: Period
@@ -71,6 +85,9 @@ class Query:
     offset: int = 0
     # The `date` the period was anchored on, when the URL gave one (else: today).
     anchor: date | None = None
+    # The site's goals, loaded by `run` when the query needs them (goal filter, breakdown
+    # or conversion metrics); `parse_query` never reads the database.
+    goals: tuple[GoalSpec, ...] = ()
 
     @property
     def time_dimension(self) -> str | None:
@@ -153,10 +170,9 @@ def _parse_metrics(raw: str) -> tuple[str, ...]:
     if not metrics:
         raise QueryError("metrics: name at least one metric.")
     for name in metrics:
-        if name not in METRICS:
-            raise QueryError(
-                f"metrics: {name!r} is not a known metric; use one of {', '.join(METRICS)}."
-            )
+        if name not in PUBLIC_METRICS:
+            known = ", ".join(PUBLIC_METRICS)
+            raise QueryError(f"metrics: {name!r} is not a known metric; use one of {known}.")
     return tuple(dict.fromkeys(metrics))
 
 

@@ -59,7 +59,7 @@ from tracker.stats.compiler import (
 )
 from tracker.stats.dimensions import DIMENSIONS, FILTER_DIMENSIONS, FILTERED_KEYS, ROLLUP_KEYS
 from tracker.stats.filters import Filter, compile_filters
-from tracker.stats.metrics import PARTS
+from tracker.stats.metrics import ROLLUP_PARTS
 from tracker.stats.periods import (
     day_from_number,
     day_number,
@@ -114,7 +114,7 @@ def rollup_key(query: Query, parts: tuple[str, ...]) -> RollupKey | None:
     Exactly: the query sums rows over the values of each dimension it filters on but does
     not group by, which only some filters allow (`_adds_up`).
     """
-    if query.time_dimension == "time:hour":
+    if query.time_dimension == "time:hour" or not set(parts) <= set(ROLLUP_PARTS):
         return None
     grouped = {d for d in query.dimensions if not DIMENSIONS[d].is_time}
     loose = [f for f in query.filters if f.dimension not in grouped]
@@ -270,7 +270,7 @@ class _Build:
         self.conn, self.site = conn, site
         self.period = make_period("custom", start, end, site.tz)
         query = Query(site=site, period=self.period)
-        bucket = bucket_expr(visits.c.started_ms, Plan((), PARTS, "day"), query)
+        bucket = bucket_expr(visits.c.started_ms, Plan((), ROLLUP_PARTS, "day"), query)
         self.visit_dims = [d.name for d in DIMENSIONS.values() if d.scope == "visit"]
         copied = select(
             visits.c.id,
@@ -353,7 +353,7 @@ class _Build:
         (grouped by it too: the raw path filtering on one value groups the same visits)."""
         names = (filter_dim, *key) if filter_dim else key
         facts, columns = self._facts(names)
-        grouped = group_facts(facts, columns, PARTS)
+        grouped = group_facts(facts, columns, ROLLUP_PARTS)
         if top is not None:
             kept = select(top.c.day, top.c.value).where(top.c.dimension == filter_dim)
             grouped = grouped.where(tuple_(facts.c.bucket, columns[0]).in_(kept))
@@ -368,7 +368,7 @@ class _Build:
             filter_value,
             literal(",".join(key)),
             *values,
-            *(rows.c[p] for p in PARTS),
+            *(rows.c[p] for p in ROLLUP_PARTS),
         )
         columns_out = [
             "site_id",
@@ -377,7 +377,7 @@ class _Build:
             "filter_value",
             "dimension",
             *VALUE_COLUMNS,
-            *PARTS,
+            *ROLLUP_PARTS,
         ]
         self.conn.execute(insert(self.rows).from_select(columns_out, source))
 

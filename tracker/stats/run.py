@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.db import Database
+from tracker.stats import conversions
 from tracker.stats.compiler import dimension_column, outer, plan_for
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import SOURCE, Filter
+from tracker.stats.goals import GOAL, with_goals
 from tracker.stats.metrics import PARTS, change, combine, parts_for
 from tracker.stats.periods import (
     Period,
@@ -57,13 +59,45 @@ class Result:
 def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
     """Answer a query. `rollups=False` reads raw rows only (tests compare both paths)."""
     with db.engine.connect() as conn:
-        result = _run(conn, query, rollups=rollups)
+        query = with_goals(conn, query)
+        result = _answer(conn, query, rollups=rollups)
         if query.compare and query.compare_period:
             restrict = _row_keys(result)
-            result.comparison = _run(conn, _comparison_query(query), restrict, rollups=rollups)
+            previous = _comparison_query(query)
+            result.comparison = _answer(conn, previous, restrict, rollups=rollups)
             _attach_comparison(result, result.comparison)
         if SOURCE in query.dimensions:
             _spell_sources(conn, result, rollups=rollups)
+    return result
+
+
+def _answer(
+    conn: Connection,
+    query: Query,
+    restrict: Sequence[tuple[Any, ...]] | None = None,
+    *,
+    rollups: bool,
+) -> Result:
+    """One period's rows: a plain report, or goal rows; goal metrics completed."""
+
+    def runner(q: Query, keys: Sequence[tuple[Any, ...]] | None) -> list[dict[str, Any]]:
+        return _run(conn, q, keys, rollups=rollups).rows
+
+    executed = dataclasses.replace(query, metrics=conversions.executed_metrics(query))
+    if GOAL in query.dimensions:
+        result = Result(rows=conversions.goal_rows(executed, runner), query=query)
+        result.meta = {"source": "raw", "period": query.period}
+        if restrict is not None:
+            keys = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
+            wanted = set(map(tuple, restrict))
+            result.rows = [r for r in result.rows if tuple(r[k] for k in keys) in wanted]
+    else:
+        result = _run(conn, executed, restrict, rollups=rollups)
+        result.query = query
+    conversions.complete(query, result.rows, runner)
+    for row in result.rows:
+        for extra in set(executed.metrics) - set(query.metrics):
+            row.pop(extra, None)
     return result
 
 

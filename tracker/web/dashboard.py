@@ -23,11 +23,22 @@ from flask import url_for
 
 from tracker.db import Database
 from tracker.export import download_name
-from tracker.stats import METRICS, Filter, Period, Query, Result, first_day, parse_query, run
+from tracker.stats import (
+    GOAL,
+    METRICS,
+    Filter,
+    Period,
+    Query,
+    Result,
+    first_day,
+    parse_query,
+    run,
+    site_goals,
+)
 from tracker.web.access import SiteAccess
 from tracker.web.chart import Chart, line_chart
 from tracker.web.format import FORMATS, metric_change, metric_value
-from tracker.web.reports import PANELS, Panel, Report, panel_of
+from tracker.web.reports import CONVERSION_METRICS, PANELS, Panel, Report, panel_of
 
 KPI_METRICS = (
     "visitors",
@@ -37,6 +48,10 @@ KPI_METRICS = (
     "bounce_rate",
     "visit_duration",
 )
+# With a goal filter (conversion mode) the headline says what the traffic turned into.
+CONVERSION_KPIS = ("visitors", "conversions", "conversion_rate", "total_revenue", "average_revenue")
+# Amounts per currency are read, not drawn.
+NOT_CHARTED = frozenset({"total_revenue", "average_revenue"})
 CARD_ROWS = 9
 LIST_ROWS = 100  # a page of a "more" list
 CSV_MAX_ROWS = 10_000  # the stats layer's largest limit
@@ -77,9 +92,20 @@ class View:
     ui: Mapping[str, str]
 
     @property
+    def converting(self) -> bool:
+        """Conversion mode: a goal is selected (`goal=Signup` in the URL)."""
+        return self.query.filter_for(GOAL) is not None
+
+    @property
+    def kpi_metrics(self) -> tuple[str, ...]:
+        return CONVERSION_KPIS if self.converting else KPI_METRICS
+
+    @property
     def metric(self) -> str:
         chosen = self.ui.get("metric", "")
-        return chosen if chosen in KPI_METRICS else "visitors"
+        if chosen in self.kpi_metrics and chosen not in NOT_CHARTED:
+            return chosen
+        return "conversions" if self.converting else "visitors"
 
     def params(
         self, query: Query | None = None, ui: Mapping[str, str] | None = None
@@ -103,7 +129,7 @@ class View:
         """The page's query broken down by the report's dimension (the same for page, CSV)."""
         return dataclasses.replace(
             self.query,
-            metrics=report.metrics,
+            metrics=self.report_metrics(report),
             dimensions=report.dimensions,
             filters=(*self.query.filters, *report.query_filters),
             compare=None,
@@ -112,6 +138,12 @@ class View:
             limit=limit,
             offset=offset,
         )
+
+    def report_metrics(self, report: Report) -> tuple[str, ...]:
+        """A report's columns: its own, or in conversion mode how its rows converted."""
+        if self.converting and report.dimension != GOAL:
+            return CONVERSION_METRICS
+        return report.metrics
 
 
 def page_query(db: Database, access: SiteAccess, args: Mapping[str, str]) -> View:
@@ -143,10 +175,10 @@ def _trend(metric: str, change: float | None) -> str:
 
 
 def kpis(db: Database, view: View) -> list[Kpi]:
-    query = dataclasses.replace(view.query, metrics=KPI_METRICS, dimensions=())
+    query = dataclasses.replace(view.query, metrics=view.kpi_metrics, dimensions=())
     totals = run(db, query).totals
     out = []
-    for metric in KPI_METRICS:
+    for metric in view.kpi_metrics:
         change = totals.get("change", {}).get(metric)
         previous = totals.get("comparison", {}).get(metric)
         out.append(
@@ -273,7 +305,8 @@ def props_text(raw: str) -> str:
 
 
 def table(view: View, report: Report, result: Result) -> Table:
-    first = report.metrics[0]
+    metrics = view.report_metrics(report)
+    first = metrics[0]
     top = max((row[first] or 0 for row in result.rows), default=0) or 1
     rows = []
     for row in result.rows:
@@ -290,10 +323,10 @@ def table(view: View, report: Report, result: Result) -> Table:
                 ),
                 url=view.url(query) if known else None,
                 bar=round(100 * (row[first] or 0) / top, 1),
-                cells=[metric_value(m, row[m]) for m in report.metrics],
+                cells=[metric_value(m, row[m]) for m in metrics],
             )
         )
-    columns = [METRICS[m].label for m in report.metrics]
+    columns = [METRICS[m].label for m in metrics]
     return Table(report, columns, rows, result.has_more)
 
 
@@ -304,10 +337,14 @@ class Card:
     table: Table
     more_url: str
     csv_url: str
+    # What an empty card says instead of "Nothing in this period" (a Goals card with no
+    # goals yet), and where to act on it.
+    empty: Link | None = None
 
 
 def cards(db: Database, view: View) -> list[Card]:
     out = []
+    goals = site_goals(db, view.access.site)
     for panel in PANELS:
         report = panel.report(view.ui.get(panel.tab_param))
         result = run(db, view.report_query(report, CARD_ROWS))
@@ -323,9 +360,18 @@ def cards(db: Database, view: View) -> list[Card]:
                 table=table(view, report, result),
                 more_url=view.endpoint("stats.report", params, key=report.key),
                 csv_url=view.endpoint("stats.report_csv", params, key=report.key),
+                empty=_no_goals(view) if report.dimension == GOAL and not goals else None,
             )
         )
     return out
+
+
+def _no_goals(view: View) -> Link:
+    text = "No goals yet. A goal counts sign-ups, purchases or downloads, past visits included"
+    if not view.access.can_manage:
+        return Link(text + ".", "")
+    url = url_for("site_settings.show", domain=view.access.site.domain) + "#goals"
+    return Link(text + ": add one in the settings.", url)
 
 
 @dataclass(frozen=True)

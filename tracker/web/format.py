@@ -7,6 +7,7 @@ Values arrive in the stats layer's units (rates in percent, durations in seconds
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 Number = int | float | None
 
@@ -49,7 +50,20 @@ def duration(seconds: Number) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-FORMATS: dict[str, Callable[[Number], str]] = {
+def one_decimal_percent(value: Number) -> str:
+    """Conversion rates: 2.4% (small rates are what campaigns are judged on)."""
+    return "—" if value is None else f"{value:.1f}%"
+
+
+def money(amounts: object) -> str:
+    """Revenue per currency ({"EUR": "42.50", "USD": "9.00"}) as `42.50 EUR · 9.00 USD`:
+    currencies stay apart, never converted."""
+    if not isinstance(amounts, dict) or not amounts:
+        return "—"
+    return " · ".join(f"{value} {currency}" for currency, value in amounts.items())
+
+
+FORMATS: dict[str, Callable[[Any], str]] = {
     "visitors": compact,
     "visits": compact,
     "pageviews": compact,
@@ -58,10 +72,14 @@ FORMATS: dict[str, Callable[[Number], str]] = {
     "bounce_rate": percent,
     "visit_duration": duration,
     "time_on_page": duration,
+    "conversions": compact,
+    "conversion_rate": one_decimal_percent,
+    "total_revenue": money,
+    "average_revenue": money,
 }
 
 
-def metric_value(metric: str, value: Number) -> str:
+def metric_value(metric: str, value: Any) -> str:
     return FORMATS.get(metric, compact)(value)
 
 
@@ -69,6 +87,6 @@ def metric_change(metric: str, change: Number) -> str:
     """ "+12%" for counts, "+3 pts" for rates (the stats layer's change units); "" if unknown."""
     if change is None:
         return ""
-    if metric == "bounce_rate":
+    if metric in ("bounce_rate", "conversion_rate"):
         return f"{change:+.0f} pts".replace("+0 pts", "0 pts").replace("-0 pts", "0 pts")
     return f"{change:+.0f}%".replace("+0%", "0%").replace("-0%", "0%")

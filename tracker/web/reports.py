@@ -71,7 +71,24 @@ def _clicks(key: str, tab: str, name: str) -> Report:
     )
 
 
+# Conversion mode (a goal filter on the page): every report shows these instead, so each
+# row says how many of its visits converted and at what rate.
+CONVERSION_METRICS = ("visitors", "conversions", "conversion_rate", "total_revenue")
+
 PANELS: tuple[Panel, ...] = (
+    Panel(
+        "goals",
+        "Goals",
+        (
+            Report(
+                "goals",
+                "Goals",
+                "event:goal",
+                ("visitors", "conversions", "events", "conversion_rate", "total_revenue"),
+                empty_label=None,
+            ),
+        ),
+    ),
     Panel(
         "sources",
         "Top sources",

@@ -1,0 +1,168 @@
+"""Goals and conversions, hand-counted, on both databases.
+
+One day of traffic on example.com (yesterday, UTC):
+
+visitor 1  ?utm_source=google  /  ->  /pricing  ->  event Signup {plan: pro}  ->  /thank-you
+visitor 2  from facebook       /  ->  event Signup {plan: free} twice  ->  click guide.pdf
+visitor 3  direct              /                        (a bounce, converts on nothing)
+visitor 4  ?utm_source=google  /order/123/done
+
+Goals: Signup (event), Pro signup (event Signup where plan = pro), Thank you (page
+/thank-you), Guide (click *.pdf), Order done (page /order/*/done), Never (page /never).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from tests.helpers import store_events
+from tracker.db import Database
+from tracker.db.models import Goal, Site
+from tracker.stats import QueryError, parse_query, run
+
+DAY = datetime.now(UTC).date() - timedelta(days=1)
+SITE = "example.com"
+
+
+def at(clock: str) -> str:
+    return f"{DAY}T{clock}Z"
+
+
+def traffic() -> list[dict[str, Any]]:
+    url = f"https://{SITE}"
+    one, two, three, four = "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"
+    return [
+        {"ip": one, "timestamp": at("09:00:00"), "url": f"{url}/?utm_source=google"},
+        {"ip": one, "timestamp": at("09:01:00"), "url": f"{url}/pricing"},
+        {"ip": one, "timestamp": at("09:02:00"), "type": "event", "name": "Signup",
+         "url": f"{url}/pricing", "props": {"plan": "pro"}},
+        {"ip": one, "timestamp": at("09:03:00"), "url": f"{url}/thank-you"},
+        {"ip": two, "timestamp": at("10:00:00"), "url": f"{url}/",
+         "referrer": "https://l.facebook.com/"},
+        {"ip": two, "timestamp": at("10:01:00"), "type": "event", "name": "Signup",
+         "url": f"{url}/", "props": {"plan": "free"}},
+        {"ip": two, "timestamp": at("10:02:00"), "type": "event", "name": "Signup",
+         "url": f"{url}/", "props": {"plan": "free"}},
+        {"ip": two, "timestamp": at("10:03:00"), "type": "click", "name": "File Download",
+         "url": f"{url}/", "target": f"{url}/files/guide.pdf"},
+        {"ip": three, "timestamp": at("11:00:00"), "url": f"{url}/"},
+        {"ip": four, "timestamp": at("12:00:00"), "url": f"{url}/order/123/done?utm_source=google"},
+    ]  # fmt: skip
+
+
+GOALS = [
+    {"name": "Signup", "kind": "event", "event_name": "Signup"},
+    {"name": "Pro signup", "kind": "event", "event_name": "Signup", "prop_key": "plan",
+     "prop_value": "pro"},
+    {"name": "Thank you", "kind": "page", "pattern": "/thank-you"},
+    {"name": "Guide", "kind": "click", "pattern": "*.pdf"},
+    {"name": "Order done", "kind": "page", "pattern": "/order/*/done"},
+    {"name": "Never", "kind": "page", "pattern": "/never"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def site(app: Flask, db: Database) -> Site:
+    store_events(app, traffic(), site=SITE)
+    with db.session() as session:
+        found = session.scalars(select(Site).where(Site.domain == SITE)).one()
+        for position, goal in enumerate(GOALS):
+            session.add(Goal(site_id=found.id, position=position, **goal))
+        return found
+
+
+def report(db: Database, site: Site, **args: str) -> list[dict[str, Any]]:
+    query = parse_query(site, {"period": "custom", "from": str(DAY), "to": str(DAY), **args})
+    return run(db, query).rows
+
+
+def test_goals_card(db: Database, site: Site) -> None:
+    rows = report(
+        db,
+        site,
+        dimension="event:goal",
+        metrics="visitors,conversions,events,conversion_rate",
+    )
+    assert rows == [
+        {"event:goal": "Signup", "visitors": 2, "conversions": 2, "events": 3,
+         "conversion_rate": 50.0},
+        {"event:goal": "Pro signup", "visitors": 1, "conversions": 1, "events": 1,
+         "conversion_rate": 25.0},
+        {"event:goal": "Thank you", "visitors": 1, "conversions": 1, "events": 1,
+         "conversion_rate": 25.0},
+        {"event:goal": "Guide", "visitors": 1, "conversions": 1, "events": 1,
+         "conversion_rate": 25.0},
+        {"event:goal": "Order done", "visitors": 1, "conversions": 1, "events": 1,
+         "conversion_rate": 25.0},
+    ]  # fmt: skip
+
+
+def test_goal_filter_keeps_the_visits_that_converted(db: Database, site: Site) -> None:
+    headline = report(
+        db, site, goal="Signup", metrics="visitors,visits,pageviews,events,conversion_rate"
+    )
+    assert headline == [
+        {"visitors": 2, "visits": 2, "pageviews": 4, "events": 3, "conversion_rate": 50.0}
+    ]
+    # What those visits did: their pages, not "Pageviews 0".
+    pages = report(db, site, goal="Signup", dimension="event:page", metrics="pageviews")
+    assert pages == [
+        {"event:page": "/", "pageviews": 2},
+        {"event:page": "/pricing", "pageviews": 1},
+        {"event:page": "/thank-you", "pageviews": 1},
+    ]
+    assert report(db, site, goal="!Signup", metrics="visits") == [{"visits": 2}]
+    assert report(db, site, goal="Guide|Order done", metrics="visits") == [{"visits": 2}]
+
+
+def test_conversion_rate_per_source(db: Database, site: Site) -> None:
+    rows = report(
+        db,
+        site,
+        goal="Signup",
+        dimension="visit:source",
+        metrics="visits,conversions,conversion_rate",
+    )
+    assert rows == [
+        {"visit:source": "Facebook", "visits": 1, "conversions": 1, "conversion_rate": 100.0},
+        {"visit:source": "Google", "visits": 1, "conversions": 1, "conversion_rate": 50.0},
+    ]
+
+
+def test_raw_and_rollup_paths_agree_under_a_goal(db: Database, site: Site) -> None:
+    from tracker.stats.query import site_ref
+    from tracker.stats.rollups import refresh_site
+
+    refresh_site(db, site_ref(site))
+    query = parse_query(
+        site,
+        {"period": "custom", "from": str(DAY), "to": str(DAY), "goal": "Signup",
+         "dimension": "visit:channel", "metrics": "visitors,visits,conversion_rate"},
+    )  # fmt: skip
+    assert run(db, query).rows == run(db, query, rollups=False).rows
+    assert run(db, query).meta["source"] == "raw"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"goal": "Nope"}, "no goal named 'Nope'"),
+        ({"metrics": "conversion_rate"}, "need a goal"),
+        ({"goal": "~Sign"}, "name goals exactly"),
+    ],
+)
+def test_goal_errors_name_the_problem(db: Database, site: Site, args, message) -> None:
+    with pytest.raises(QueryError, match=message):
+        report(db, site, **args)
+
+
+def test_a_goal_added_later_counts_past_visits(db: Database, site: Site) -> None:
+    with db.session() as session:
+        session.add(Goal(site_id=site.id, name="Pricing", kind="page", pattern="/pri*"))
+    rows = report(db, site, goal="Pricing", metrics="visits,conversion_rate")
+    assert rows == [{"visits": 1, "conversion_rate": 25.0}]

@@ -1,0 +1,127 @@
+"""Goals: read-time definitions over stored events, so a goal added today counts past data.
+
+A goal matches events: a `page` goal pageviews whose path matches its pattern (`*` stands
+for any characters), an `event` goal custom events of its name (and one property's value,
+when it names one), a `click` goal outbound-link and download clicks whose target matches
+its pattern. A visit **converts** on a goal when it holds at least one matching event
+(docs/ARCHITECTURE.md, "Goals and conversions").
+
+The filter `goal is Signup` selects the visits that converted; every report then shows what
+those visits did, and `events` counts the goal's matching events only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, not_, or_, select
+
+from tracker.db import Database
+from tracker.db.models import Event, Goal, Visit
+from tracker.stats.filters import Filter, match_pattern
+from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, site_ref
+
+GOAL = "event:goal"
+events = Event.__table__
+visits = Visit.__table__
+# Metrics that only mean something for a goal: a goal filter or a breakdown by goal.
+GOAL_METRICS = frozenset({"conversions", "conversion_rate", "total_revenue", "average_revenue"})
+
+
+def load_goals(conn: Connection, site_id: int) -> tuple[GoalSpec, ...]:
+    g = Goal.__table__.c
+    rows = conn.execute(
+        select(g.id, g.name, g.kind, g.pattern, g.event_name, g.prop_key, g.prop_value, g.currency)
+        .where(g.site_id == site_id)
+        .order_by(g.position, g.id)
+    )
+    return tuple(GoalSpec(**row._mapping) for row in rows)
+
+
+def site_goals(db: Database, site: SiteLike) -> tuple[GoalSpec, ...]:
+    """A site's goals in their order (for pages: whether to show an empty Goals card)."""
+    with db.engine.connect() as conn:
+        return load_goals(conn, site_ref(site).id)
+
+
+def needs_goals(query: Query) -> bool:
+    return (
+        GOAL in query.dimensions
+        or query.filter_for(GOAL) is not None
+        or bool(GOAL_METRICS & set(query.metrics))
+    )
+
+
+def with_goals(conn: Connection, query: Query) -> Query:
+    """The query with the site's goals attached, checked: a goal filter names goals that
+    exist, and conversion metrics come with a goal filter or a breakdown by goal."""
+    if not needs_goals(query):
+        return query
+    query = dataclasses.replace(query, goals=load_goals(conn, query.site.id))
+    asked = GOAL_METRICS & set(query.metrics)
+    if asked and GOAL not in query.dimensions and query.filter_for(GOAL) is None:
+        raise QueryError(
+            f"metrics: {', '.join(sorted(asked))} need a goal: filter on one "
+            "(goal=Signup, or filters=event:goal==Signup) or break down by event:goal."
+        )
+    flt = query.filter_for(GOAL)
+    if flt is not None:
+        selected_goals(query, flt)  # raises for an unknown goal
+    return query
+
+
+def selected_goals(query: Query, flt: Filter) -> list[GoalSpec]:
+    if flt.op not in ("is", "is_not"):
+        raise QueryError("goal: name goals exactly (goal=Signup, or goal=Signup|Purchase).")
+    by_name = {g.name: g for g in query.goals}
+    unknown = [v for v in flt.values if v not in by_name]
+    if unknown:
+        known = ", ".join(repr(g.name) for g in query.goals) or "none yet"
+        raise QueryError(f"goal: no goal named {unknown[0]!r} (this site's goals: {known}).")
+    return [by_name[v] for v in flt.values]
+
+
+def matches(goal: GoalSpec) -> ColumnElement[bool]:
+    """The events a goal counts, as a condition on the events table."""
+    if goal.kind == "page":
+        return and_(events.c.kind == "pageview", match_pattern(events.c.path, goal.pattern))
+    if goal.kind == "click":
+        return and_(events.c.kind == "click", match_pattern(events.c.target, goal.pattern))
+    if goal.kind == "event":
+        clause = and_(events.c.kind == "event", events.c.name == goal.event_name)
+        if goal.prop_key:
+            value = events.c.props[goal.prop_key].as_string()
+            clause = and_(clause, value == goal.prop_value)
+        return clause
+    return false()
+
+
+def any_matches(goals: Sequence[GoalSpec]) -> ColumnElement[bool]:
+    return or_(*(matches(g) for g in goals)) if goals else false()
+
+
+def goal_clause(query: Query) -> ColumnElement[bool] | None:
+    """The visits a goal filter keeps: those with a matching event (or none, for `is not`)."""
+    flt = query.filter_for(GOAL)
+    if flt is None:
+        return None
+    converted = visits.c.id.in_(converting_visit_ids(query, selected_goals(query, flt)))
+    return not_(converted) if flt.op == "is_not" else converted
+
+
+def converting_visit_ids(query: Query, goals: Sequence[GoalSpec]) -> Select:
+    # A visit's events come at or after its start: the period's start bounds the scan.
+    return select(events.c.visit_id).where(
+        events.c.site_id == query.site.id,
+        events.c.timestamp_ms >= query.period.start_ms,
+        any_matches(goals),
+    )
+
+
+def goal_events(query: Query) -> ColumnElement[bool] | None:
+    """Under a goal filter (`is`), the events the `events` metric counts: matching ones."""
+    flt = query.filter_for(GOAL)
+    if flt is None or flt.op != "is":
+        return None
+    return any_matches(selected_goals(query, flt))

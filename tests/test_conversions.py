@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from tests.helpers import store_events
 from tracker.db import Database
-from tracker.db.models import Goal, Site
-from tracker.stats import QueryError, parse_query, run
+from tracker.db.models import Funnel, Goal, Site
+from tracker.stats import QueryError, funnel, parse_query, run
 
 DAY = datetime.now(UTC).date() - timedelta(days=1)
 SITE = "example.com"
@@ -166,3 +166,50 @@ def test_a_goal_added_later_counts_past_visits(db: Database, site: Site) -> None
         session.add(Goal(site_id=site.id, name="Pricing", kind="page", pattern="/pri*"))
     rows = report(db, site, goal="Pricing", metrics="visits,conversion_rate")
     assert rows == [{"visits": 1, "conversion_rate": 25.0}]
+
+
+def _funnel(db: Database, site: Site, name: str, steps: list[str]) -> None:
+    with db.session() as session:
+        ids = {g.name: g.id for g in session.scalars(select(Goal).where(Goal.site_id == site.id))}
+        session.add(Funnel(site_id=site.id, name=name, steps=[ids[s] for s in steps]))
+
+
+def _steps(db: Database, site: Site, name: str, **args: str) -> list[tuple[Any, ...]]:
+    query = parse_query(site, {"period": "custom", "from": str(DAY), "to": str(DAY), **args})
+    return [
+        (s.goal, s.visitors, s.from_previous, s.from_start, s.dropped)
+        for s in funnel(db, query, name).steps
+    ]
+
+
+def test_funnels_count_steps_in_order_within_a_visit(db: Database, site: Site) -> None:
+    _funnel(db, site, "Signup flow", ["Signup", "Thank you"])
+    _funnel(db, site, "Backwards", ["Thank you", "Signup"])
+    _funnel(db, site, "Across visits", ["Order done", "Signup"])
+    assert _steps(db, site, "Signup flow") == [
+        ("Signup", 2, None, 100.0, 0),
+        ("Thank you", 1, 50.0, 50.0, 1),
+    ]
+    # Visitor 1 signed up before seeing /thank-you: backwards is not in order.
+    assert _steps(db, site, "Backwards") == [
+        ("Thank you", 1, None, 100.0, 0),
+        ("Signup", 0, 0.0, 0.0, 1),
+    ]
+    assert _steps(db, site, "Across visits")[1][1] == 0
+    # Every filter applies: the funnel of one source, of visits converting on a goal.
+    assert _steps(db, site, "Signup flow", source="Facebook") == [
+        ("Signup", 1, None, 100.0, 0),
+        ("Thank you", 0, 0.0, 0.0, 1),
+    ]
+    assert _steps(db, site, "Signup flow", goal="Pro signup")[1][1] == 1
+
+
+def test_a_funnel_with_a_deleted_goal_is_named_broken(db: Database, site: Site) -> None:
+    _funnel(db, site, "Signup flow", ["Signup", "Thank you"])
+    with db.session() as session:
+        goal = session.scalars(select(Goal).where(Goal.name == "Thank you")).one()
+        session.delete(goal)
+    with pytest.raises(QueryError, match="broken: the goal of step 2 was deleted"):
+        _steps(db, site, "Signup flow")
+    with pytest.raises(QueryError, match="no funnel named 'Nope'"):
+        _steps(db, site, "Nope")

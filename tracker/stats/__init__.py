@@ -8,6 +8,7 @@ real-time helpers. All SQL for reports lives here.
 from tracker.stats.dimensions import DIMENSIONS, Dimension, dimension
 from tracker.stats.expression import parse_expression
 from tracker.stats.filters import Filter
+from tracker.stats.funnels import FunnelResult, Step, funnel
 from tracker.stats.goals import GOAL, site_goals
 from tracker.stats.metrics import METRICS, Metric
 from tracker.stats.periods import COMPARISONS, PERIODS, Period
@@ -24,6 +25,7 @@ __all__ = [
     "PERIODS",
     "Dimension",
     "Filter",
+    "FunnelResult",
     "Metric",
     "Period",
     "Query",
@@ -31,10 +33,12 @@ __all__ = [
     "Realtime",
     "Result",
     "SiteRef",
+    "Step",
     "current_visitors",
     "dimension",
     "event_rows",
     "first_day",
+    "funnel",
     "parse_expression",
     "parse_query",
     "realtime",

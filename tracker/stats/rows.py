@@ -28,9 +28,10 @@ from tracker.stats.cells import (
     cells,
     delimited,
 )
-from tracker.stats.compiler import dimension_column, event_kinds, events, visits
+from tracker.stats.compiler import column_filters, dimension_column, event_kinds, events, visits
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
+from tracker.stats.goals import goal_clause, with_goals
 from tracker.stats.query import Query
 
 BATCH_ROWS = 5000
@@ -65,14 +66,19 @@ def _visit_clauses(query: Query) -> list[ColumnElement[bool]]:
 
 def _split_filters(query: Query) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
     """(visit filters, event filters with the event kinds they imply) as SQL clauses."""
-    on_visits = tuple(f for f in query.filters if not DIMENSIONS[f.dimension].is_event)
-    on_events = tuple(f for f in query.filters if DIMENSIONS[f.dimension].is_event)
+    plain = column_filters(query)
+    on_visits = tuple(f for f in plain if not DIMENSIONS[f.dimension].is_event)
+    on_events = tuple(f for f in plain if DIMENSIONS[f.dimension].is_event)
     event_clause = compile_filters(on_events, dimension_column)
     kinds = event_kinds(query)
     if kinds is not None:
         kind_clause = events.c.kind.in_(kinds) if kinds else false()
         event_clause = kind_clause if event_clause is None else event_clause & kind_clause
-    return compile_filters(on_visits, dimension_column), event_clause
+    visit_clause = compile_filters(on_visits, dimension_column)
+    converted = goal_clause(query)  # a goal filter keeps whole visits that converted
+    if converted is not None:
+        visit_clause = converted if visit_clause is None else visit_clause & converted
+    return visit_clause, event_clause
 
 
 def events_statement(query: Query) -> Select:
@@ -237,6 +243,7 @@ def event_rows(
 ) -> Iterator[Batch]:
     """The query's events, oldest first, as CSV pieces of (field, kind) `columns` (an event's
     own fields and its visit's facts): see Batch."""
+    query = _goals_loaded(db, query)
     return _stream(
         db, query, events_statement(query), _all_events(), events.c.id, columns, batch_rows
     )
@@ -247,6 +254,13 @@ def visit_rows(
 ) -> Iterator[Batch]:
     """The query's visits, by start time, as CSV pieces of (field, kind) `columns` (fields
     of VISIT_FIELDS): see Batch."""
+    query = _goals_loaded(db, query)
     return _stream(
         db, query, visits_statement(query), _all_visits(), visits.c.id, columns, batch_rows
     )
+
+
+def _goals_loaded(db: Database, query: Query) -> Query:
+    """A goal filter needs the site's goal definitions before its SQL is built."""
+    with db.engine.connect() as conn:
+        return with_goals(conn, query)

@@ -16,7 +16,9 @@ from tracker.cli import cli
 ADMIN_COMMANDS = [
     [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
     ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"], ["apikeys"],
-    ["apikeys", "create"], ["apikeys", "list"], ["demo"], ["reclassify"],
+    ["apikeys", "create"], ["apikeys", "list"], ["demo"], ["reclassify"], ["goals"],
+    ["goals", "add"], ["goals", "list"], ["goals", "delete"], ["funnels"], ["funnels", "add"],
+    ["funnels", "list"], ["funnels", "delete"],
 ]  # fmt: skip
 
 

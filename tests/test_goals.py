@@ -87,6 +87,8 @@ BAD_GOALS = [
     ({"name": "G", "kind": "page", "pattern": "/x", "currency": "EURO"}, "currency", "ISO 4217"),
     ({"name": "G", "kind": "page", "pattern": "/x", "currency": "E1R"}, "currency", "ISO 4217"),
     ({"name": "G", "kind": "page", "pattern": "/x", "currency": "€"}, "currency", "ISO 4217"),
+    ({"name": "G", "kind": "page", "pattern": "/x", "currency": "ABC"}, "currency", "ISO 4217"),
+    ({"name": "G", "kind": "page", "pattern": "/x", "currency": "xxx"}, "currency", "ISO 4217"),
 ]
 
 

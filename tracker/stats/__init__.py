@@ -8,7 +8,7 @@ real-time helpers. All SQL for reports lives here.
 from tracker.stats.dimensions import DIMENSIONS, Dimension, dimension
 from tracker.stats.expression import parse_expression
 from tracker.stats.filters import Filter
-from tracker.stats.funnels import FunnelResult, Step, funnel
+from tracker.stats.funnels import FunnelResult, Step, funnel, funnel_names
 from tracker.stats.goals import GOAL, site_goals
 from tracker.stats.metrics import METRICS, Metric
 from tracker.stats.periods import COMPARISONS, PERIODS, Period
@@ -39,6 +39,7 @@ __all__ = [
     "event_rows",
     "first_day",
     "funnel",
+    "funnel_names",
     "parse_expression",
     "parse_query",
     "realtime",

@@ -26,7 +26,7 @@ from tracker.stats.compiler import (
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
 from tracker.stats.goals import goal_clause, load_goals, matches, with_goals
-from tracker.stats.query import GoalSpec, Query, QueryError
+from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, site_ref
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ def funnel(db: Database, query: Query, name: str) -> FunnelResult:
         steps = _steps(conn, query, name)
         counts = [int(conn.scalar(_reached(query, steps[: i + 1])) or 0) for i in range(len(steps))]
     return FunnelResult(name, _step_rows([g.name for g in steps], counts))
+
+
+def funnel_names(db: Database, site: SiteLike) -> list[str]:
+    """The site's funnels, by name."""
+    f = Funnel.__table__.c
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(f.name).where(f.site_id == site_ref(site).id).order_by(f.name))
+        return [row.name for row in rows]
 
 
 def _steps(conn: Connection, query: Query, name: str) -> list[GoalSpec]:

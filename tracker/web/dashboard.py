@@ -29,15 +29,24 @@ from tracker.stats import (
     Filter,
     Period,
     Query,
+    QueryError,
     Result,
     first_day,
+    funnel,
+    funnel_names,
     parse_query,
     run,
     site_goals,
 )
 from tracker.web.access import SiteAccess
 from tracker.web.chart import Chart, line_chart
-from tracker.web.format import FORMATS, metric_change, metric_value
+from tracker.web.format import (
+    FORMATS,
+    compact,
+    metric_change,
+    metric_value,
+    one_decimal_percent,
+)
 from tracker.web.reports import CONVERSION_METRICS, PANELS, Panel, Report, panel_of
 
 KPI_METRICS = (
@@ -73,7 +82,7 @@ COMPARE_CHOICES = (
     ("off", "nothing"),
 )
 # Page-only parameters (not part of the Query): the chart metric and each card's tab.
-UI_PARAMS = ("metric", *(p.tab_param for p in PANELS))
+UI_PARAMS = ("metric", "funnel", *(p.tab_param for p in PANELS))
 
 
 @dataclass(frozen=True)
@@ -442,3 +451,59 @@ def csv_name(view: View, key: str) -> str:
     """`example.com-sources-2026-10-24-to-2026-11-22.csv`."""
     period = view.query.period
     return download_name(view.access.site.domain, key, period.start, period.end)
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    number: int
+    goal: str
+    visitors: str
+    from_previous: str
+    from_start: str
+    dropped: str
+    bar: float  # 0-100: of the first step's visitors
+
+
+@dataclass(frozen=True)
+class FunnelCard:
+    tabs: list[Link]  # one per funnel of the site
+    name: str
+    steps: list[FunnelStep]
+    conversion: str  # the last step's share of the first
+    broken: str  # why it cannot be counted (a step's goal deleted), else ""
+    fix_url: str  # the settings page, for whoever can manage the site
+    csv_url: str
+
+
+def funnel_card(db: Database, view: View) -> FunnelCard | None:
+    """The chosen funnel (`?funnel=Name`, else the first by name) over the page's period
+    and filters; None when the site has no funnel."""
+    names = funnel_names(db, view.access.site)
+    if not names:
+        return None
+    chosen = view.ui.get("funnel", "")
+    name = chosen if chosen in names else names[0]
+    tabs = [Link(n, view.url(ui={"funnel": n}) + "#funnels", n == name) for n in names]
+    fix_url = ""
+    if view.access.can_manage:
+        fix_url = url_for("site_settings.show", domain=view.access.site.domain) + "#funnels"
+    csv_url = view.endpoint("stats.funnel_csv", {**view.params(), "funnel": name})
+    try:
+        result = funnel(db, view.query, name)
+    except QueryError as error:
+        return FunnelCard(tabs, name, [], "", str(error), fix_url, csv_url)
+    first = result.steps[0].visitors if result.steps else 0
+    steps = [
+        FunnelStep(
+            number=i,
+            goal=step.goal,
+            visitors=compact(step.visitors),
+            from_previous=one_decimal_percent(step.from_previous) if i > 1 else "",
+            from_start=one_decimal_percent(step.from_start),
+            dropped=compact(step.dropped) if i > 1 else "",
+            bar=round(100 * step.visitors / first, 1) if first else 0.0,
+        )
+        for i, step in enumerate(result.steps, start=1)
+    ]
+    conversion = one_decimal_percent(result.conversion_rate)
+    return FunnelCard(tabs, name, steps, conversion, "", fix_url, csv_url)

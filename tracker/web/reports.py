@@ -85,7 +85,6 @@ PANELS: tuple[Panel, ...] = (
                 "Goals",
                 "event:goal",
                 ("visitors", "conversions", "events", "conversion_rate", "total_revenue"),
-                empty_label=None,
             ),
         ),
     ),

@@ -11,11 +11,11 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from tracker.sites import has_events
-from tracker.stats import QueryError, current_visitors, realtime, run
+from tracker.stats import QueryError, current_visitors, funnel, realtime, run
 from tracker.web import dashboard as dash
 from tracker.web.access import SiteAccess, shared_site, viewable_site
 from tracker.web.context import get_db
-from tracker.web.report_csv import report_csv
+from tracker.web.report_csv import funnel_csv, report_csv
 from tracker.web.reports import REPORTS
 from tracker.web.sites import script_base_url
 
@@ -65,6 +65,7 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
             kpis=dash.kpis(db, view),
             chart=dash.chart(db, view),
             cards=dash.cards(db, view),
+            funnel=dash.funnel_card(db, view),
         )
     except QueryError as error:
         return _bad_query(access, error)
@@ -105,9 +106,28 @@ def report_csv_download(
         return Response(f"{error}\n", status=400, mimetype="text/plain")
     name = dash.csv_name(view, key)
     return Response(
-        report_csv(REPORTS[key], result),
+        report_csv(REPORTS[key], view.report_metrics(REPORTS[key]), result),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/sites/<domain>/funnel.csv", endpoint="funnel_csv")
+@bp.get("/share/<token>/funnel.csv", endpoint="funnel_csv")
+def funnel_csv_download(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """A funnel's steps as CSV (`?funnel=Name`), over the page's period and filters."""
+    access = _access(domain, token)
+    db = get_db()
+    name = request.args.get("funnel", "")
+    try:
+        view = dash.page_query(db, access, request.args)
+        result = funnel(db, view.query, name)
+    except QueryError as error:
+        return Response(f"{error}\n", status=400, mimetype="text/plain")
+    return Response(
+        funnel_csv(result),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(view, "funnel")}"'},
     )
 
 

@@ -148,7 +148,7 @@ def test_pageview_with_referrer_utm_and_page_details(
         "email",
         "spring",
     )
-    assert (stored_visit.entry_page, stored_visit.source) == ("/landing", "newsletter")
+    assert (stored_visit.entry_page, stored_visit.source) == ("/landing", "Newsletter")
     # The fragment is not the route here, and may hold secrets: it never leaves the page.
     posted = [r.post_data for r in visitor.requests if r.method == "POST"]
     assert posted and not any("#top" in body for body in posted)

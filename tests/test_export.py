@@ -145,6 +145,21 @@ def test_cells_of_an_event(db: Database, store: Store) -> None:
     )  # fmt: skip
 
 
+def test_revenue_cells_are_exact_decimals_in_their_currency(db: Database, store: Store) -> None:
+    amounts = [(4250, "EUR"), (5, "EUR"), (0, "USD"), (1000, "JPY"), (1234, "KWD"),
+               (7, "BHD"), (99999, "CLF"), (100_000_000_000_000, "EUR"), (None, "")]  # fmt: skip
+    store(
+        [{"kind": "event", "name": "Purchase", "timestamp_ms": START_MS + i,
+          "revenue_minor": minor, "revenue_currency": currency}
+         for i, (minor, currency) in enumerate(amounts)]
+    )  # fmt: skip
+    rows = parse(export(db))
+    assert [(r["revenue"], r["revenue_currency"]) for r in rows] == [
+        ("42.50", "EUR"), ("0.05", "EUR"), ("0.00", "USD"), ("1000", "JPY"), ("1.234", "KWD"),
+        ("0.007", "BHD"), ("9.9999", "CLF"), ("1000000000000.00", "EUR"), ("", ""),
+    ]  # fmt: skip
+
+
 def test_local_time_follows_the_site_zone_across_dst(db: Database, store: Store) -> None:
     store([{"timestamp_ms": ms} for ms in (START_MS, 1711846799999, 1711846800000)])
     rows = parse(export(db))
@@ -242,7 +257,8 @@ def test_documented_columns() -> None:
         "title", "referrer", "source", "channel", "utm_source", "utm_medium", "utm_campaign",
         "utm_term", "utm_content", "target", "props", "engaged_ms", "scroll",
         "time_on_page_ms", "visit_id", "visitor_id", "country", "region", "city", "browser",
-        "browser_version", "os", "os_version", "device", "screen",
+        "browser_version", "os", "os_version", "device", "screen", "revenue",
+        "revenue_currency",
     ]  # fmt: skip
     assert [c.header for c in VISIT_COLUMNS][:13] == [
         "visit_id", "started_utc", "started_local", "last_event_utc", "visitor_id", "hostname",
@@ -251,7 +267,7 @@ def test_documented_columns() -> None:
     ]  # fmt: skip
     # Only values of the code's own vocabularies skip the formula check.
     keywords = {c.header for c in (*EVENT_COLUMNS, *VISIT_COLUMNS) if c.kind is Kind.KEYWORD}
-    assert keywords == {"type", "channel", "device", "screen"}
+    assert keywords == {"type", "channel", "device", "screen", "revenue_currency"}
     assert isinstance(EVENT_COLUMNS[0], Column)
 
 

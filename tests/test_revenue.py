@@ -24,8 +24,8 @@ from tests.helpers import DEFAULT_USER_AGENT, _store_events_key, store_events
 from tests.test_ingest_spool import a_hit
 from tracker.db import Database
 from tracker.db.models import Event
-from tracker.ingest.parse import currency_digits
 from tracker.ingest.spool import decode_batch, encode_batch, replay
+from tracker.money import minor_digits
 from tracker.sites import add_site
 
 SITE = "shop.example"
@@ -120,7 +120,7 @@ def test_events_without_revenue_store_null_and_empty_currency(
 
 
 def test_the_currency_table_knows_minor_units() -> None:
-    digits = currency_digits()
+    digits = minor_digits()
     assert (digits["EUR"], digits["USD"], digits["JPY"], digits["KRW"]) == (2, 2, 0, 0)
     assert {digits[c] for c in ("KWD", "BHD", "JOD", "OMR", "TND", "IQD", "LYD")} == {3}
     assert (digits["CLF"], digits["UYW"]) == (4, 4)

@@ -73,6 +73,9 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("visit_id", "visit_id", _N),
     Column("visitor_id", "visitor_id", _N),
     *_VISIT_DEVICE,
+    # Last, so the columns before keep their places: "42.50" in revenue_currency's units.
+    Column("revenue", "revenue", _N),
+    Column("revenue_currency", "revenue_currency", Kind.KEYWORD),
 )
 
 VISIT_COLUMNS: tuple[Column, ...] = (

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site
-from tracker.ingest.parse import currency_digits
+from tracker.money import minor_digits
 from tracker.stats import parse_query, run
 
 KINDS = ("page", "event", "click")
@@ -73,7 +73,7 @@ def normalize_currency(value: str | None) -> str:
     """No revenue ("") or an ISO 4217 code, upper-cased: "eur" -> "EUR". The codes are the
     collector's (tracker/data/iso4217.tab), so a goal's currency is one revenue can have."""
     code = (value or "").strip().upper()
-    if code and (not CURRENCY_RE.match(code) or code not in currency_digits()):
+    if code and (not CURRENCY_RE.match(code) or code not in minor_digits()):
         raise GoalError(
             "currency",
             f"Currency {code[:20]!r} is not an ISO 4217 code: give one such as EUR or USD, "

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
-from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
+
+from tracker.money import minor_digits
 
 KINDS = frozenset({"pageview", "click", "event", "engagement"})
 MAX_URL = 2000
@@ -86,14 +86,6 @@ def decode_json(body: bytes) -> Any:
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except ValueError:  # bad UTF-8, bad JSON, an integer of over 4,300 digits
         raise EventError("body is not valid JSON") from None
-
-
-@cache
-def currency_digits() -> dict[str, int]:
-    """ISO 4217 code -> digits of its minor unit (EUR 2, JPY 0, KWD 3): tracker/data/iso4217.tab."""
-    text = resources.files("tracker").joinpath("data/iso4217.tab").read_text("utf-8")
-    rows = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
-    return {row[0]: int(row[1]) for row in rows}
 
 
 def _text(data: dict[str, Any], field: str, limit: int) -> str:
@@ -198,7 +190,7 @@ def _currency(value: Any) -> str:
     if not isinstance(value, str):
         raise EventError(f"{field}: must be a string, an ISO 4217 code such as EUR")
     code = value.strip().upper()
-    if code not in currency_digits():
+    if code not in minor_digits():
         raise EventError(f"{field}: {value[:10]!r} is not an ISO 4217 currency code")
     return code
 
@@ -206,7 +198,7 @@ def _currency(value: Any) -> str:
 def to_minor_units(amount: Decimal, currency: str) -> int:
     """42.5 EUR -> 4250, exactly; EventError when the amount has more decimals than the
     currency's minor unit (42.505 EUR): money is not rounded."""
-    places = currency_digits()[currency]
+    places = minor_digits()[currency]
     _sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite: _amount took no NaN or Infinity
     while exponent < 0 and digits and digits[-1] == 0:  # 42.50 has the decimals of 42.5

@@ -17,9 +17,23 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Text, cast, exists, false, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Text,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    null,
+    select,
+)
 
 from tracker.db import Database
+from tracker.money import minor_digits
 from tracker.stats.cells import (
     FORMULA_STARTS,
     TEXT_SEP,
@@ -39,6 +53,7 @@ BATCH_ROWS = 5000
 _EVENT_OWN = (
     "timestamp_ms", "kind", "name", "path", "hostname", "query", "title", "referrer",
     "target", "props", "engaged_ms", "scroll", "time_on_page_ms", "visit_id", "visitor_id",
+    "revenue_currency",
 )  # fmt: skip
 _VISIT_FACTS = (
     "source", "channel", "utm_source", "utm_medium", "utm_campaign", "utm_term",
@@ -98,9 +113,30 @@ def events_statement(query: Query) -> Select:
     return _all_events().where(*where).order_by(events.c.timestamp_ms, events.c.id)
 
 
+def revenue_text(minor: ColumnElement, currency: ColumnElement) -> ColumnElement:
+    """Integer minor units as the decimal text of their currency: 4250 EUR -> "42.50",
+    1000 JPY -> "1000", 1234 KWD -> "1.234"; NULL stays NULL. Exact (integer arithmetic),
+    the same text on SQLite and PostgreSQL; amounts are never negative."""
+    by_places: dict[int, list[str]] = {}
+    for code, places in minor_digits().items():
+        by_places.setdefault(places, []).append(code)
+
+    def text(places: int) -> ColumnElement:
+        if places == 0:
+            return cast(minor, Text)
+        unit = 10**places  # the fraction, zero-padded: substr of unit + fraction past its "1"
+        fraction = func.substr(cast(literal(unit) + minor % unit, Text), 2)
+        return cast(minor // unit, Text) + "." + fraction
+
+    whens: list[tuple[ColumnElement[bool], ColumnElement]] = [(minor.is_(None), null())]
+    whens += [(currency.in_(codes), text(p)) for p, codes in sorted(by_places.items()) if p != 2]
+    return case(*whens, else_=text(2))
+
+
 def _all_events() -> Select:
     columns = [events.c[name] for name in _EVENT_OWN]
     columns[_EVENT_OWN.index("props")] = cast(events.c.props, Text).label("props")
+    columns.append(revenue_text(events.c.revenue_minor, events.c.revenue_currency).label("revenue"))
     return select(*columns, *(visits.c[name] for name in _VISIT_FACTS)).select_from(
         events.join(visits, events.c.visit_id == visits.c.id)
     )

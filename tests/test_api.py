@@ -249,6 +249,7 @@ def test_openapi_lists_what_the_code_accepts(client: FlaskClient) -> None:
         "/api/v1/stats/timeseries",
         "/api/v1/stats/breakdown",
         "/api/v1/stats/realtime/visitors",
+        "/api/v1/stats/funnel",
         "/api/v1/goals",
         "/api/v1/goals/{goal_id}",
         "/api/v1/funnels",

@@ -12,9 +12,16 @@ from typing import Any
 
 from tracker.api.params import INTERVALS, MAX_BREAKDOWN_LIMIT, PERIOD_ALIASES
 from tracker.goals import KINDS, MAX_EVENT_NAME, MAX_NAME, MAX_PATTERN
-from tracker.stats import COMPARISONS, DIMENSIONS, METRICS, PERIODS
+from tracker.stats import COMPARISONS, DIMENSIONS, PERIODS
+from tracker.stats.metrics import PUBLIC_METRICS
 
 NULLABLE_NUMBER = {"type": ["number", "null"]}
+# Revenue: a decimal string per ISO 4217 currency, the goal's own first; never converted.
+MONEY = {
+    "type": "object",
+    "propertyNames": {"pattern": "^[A-Z]{3}$"},
+    "additionalProperties": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+}
 
 
 def _param(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict:
@@ -47,7 +54,12 @@ def _parameters() -> dict[str, Any]:
         ),
         "metrics": _param(
             "metrics",
-            f"Comma-separated metrics (default visitors): {', '.join(METRICS)}.",
+            f"Comma-separated metrics (default visitors): {', '.join(PUBLIC_METRICS)}. "
+            "conversions, conversion_rate (percent of the row's visits), total_revenue and "
+            "average_revenue (each an object of decimal strings per currency, e.g. "
+            '{"EUR": "42.50"}) need a goal: filter `event:goal==Name` or break down by '
+            "`event:goal`. With a goal filter, visitors and visits are those that converted "
+            "and events counts the goal's matching events.",
             {"type": "string"},
         ),
         "filters": _param(
@@ -84,6 +96,9 @@ def _parameters() -> dict[str, Any]:
             {"type": "integer", "minimum": 1, "maximum": MAX_BREAKDOWN_LIMIT},
         ),
         "page": _param("page", "Page number, from 1.", {"type": "integer", "minimum": 1}),
+        "funnel": _param(
+            "funnel", "The funnel's name (see /api/v1/funnels).", {"type": "string"}, required=True
+        ),
     }
 
 
@@ -251,7 +266,7 @@ def _schemas() -> dict[str, Any]:
     value = {
         "type": "object",
         "required": ["value"],
-        "properties": {"value": NULLABLE_NUMBER, "change": NULLABLE_NUMBER},
+        "properties": {"value": {"oneOf": [NULLABLE_NUMBER, MONEY]}, "change": NULLABLE_NUMBER},
         "additionalProperties": False,
     }
     return {
@@ -267,12 +282,36 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "results": {
                     "type": "object",
-                    "propertyNames": {"enum": list(METRICS)},
+                    "propertyNames": {"enum": list(PUBLIC_METRICS)},
                     "additionalProperties": value,
                 }
             },
         },
         **_goal_schemas(),
+        "FunnelSteps": {
+            "type": "object",
+            "required": ["funnel", "steps"],
+            "properties": {
+                "funnel": {"type": "string"},
+                "conversion_rate": NULLABLE_NUMBER,
+                "steps": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["goal", "visitors", "from_previous", "from_start", "dropped"],
+                        "properties": {
+                            "goal": {"type": "string"},
+                            "visitors": {"type": "integer"},
+                            "from_previous": NULLABLE_NUMBER,
+                            "from_start": NULLABLE_NUMBER,
+                            "dropped": {"type": "integer"},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "additionalProperties": False,
+        },
         "Rows": {
             "type": "object",
             "required": ["results"],
@@ -281,7 +320,9 @@ def _schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "additionalProperties": {"type": ["string", "number", "null"]},
+                        "additionalProperties": {
+                            "oneOf": [{"type": ["string", "number", "null"]}, MONEY]
+                        },
                     },
                 }
             },
@@ -326,6 +367,12 @@ def openapi_document() -> dict[str, Any]:
                 "Distinct visitors with an event in the last 5 minutes.",
                 ["site_id"],
                 _ok("The number of current visitors.", {"type": "integer", "minimum": 0}),
+            ),
+            "/api/v1/stats/funnel": _operation(
+                "A funnel's steps: visitors (per day) whose visit reached each goal in order, "
+                "within one visit; every filter applies. 400 for a broken funnel.",
+                ["site_id", "period", "date", "filters", "funnel"],
+                _ok("The funnel's steps.", {"$ref": "#/components/schemas/FunnelSteps"}),
             ),
             **_goal_paths(),
         },

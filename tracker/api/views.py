@@ -9,6 +9,7 @@ for a site that does not exist). Bad parameters answer 400 with a sentence namin
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
@@ -38,7 +39,7 @@ from tracker.goals import (
     list_goals,
 )
 from tracker.sites import can_manage, find_site
-from tracker.stats import QueryError, current_visitors, first_day, run
+from tracker.stats import QueryError, current_visitors, first_day, funnel, run
 from tracker.web.access import BEARER_HELP, bearer_key, bearer_user
 from tracker.web.context import get_db
 
@@ -147,6 +148,23 @@ def breakdown() -> ResponseReturnValue:
     key = property_key(prop)
     rows = run(get_db(), query).rows
     return jsonify(results=[{key: row[prop], **{m: row[m] for m in query.metrics}} for row in rows])
+
+
+@bp.get("/stats/funnel")
+def funnel_steps() -> ResponseReturnValue:
+    site = _site()
+    name = request.args.get("funnel", "")
+    if not name:
+        raise QueryError(
+            "funnel: name the funnel (funnel=Signup flow); /api/v1/funnels lists them."
+        )
+    query = stats_query(site, request.args, first_day=first_day(get_db(), site))
+    result = funnel(get_db(), query, name)
+    return jsonify(
+        funnel=result.name,
+        conversion_rate=result.conversion_rate,
+        steps=[dataclasses.asdict(step) for step in result.steps],
+    )
 
 
 def _goal_json(goal: Goal) -> dict[str, Any]:

@@ -116,3 +116,19 @@ def test_funnel_card_csv_and_a_broken_funnel(viewer: FlaskClient, db: Database) 
         session.delete(session.scalars(select(Goal).where(Goal.name == "Thank you")).one())
     broken = card(page(viewer), "funnels")
     assert "broken: the goal of step 2 was deleted" in broken and "Fix it" in broken
+
+
+def test_visits_csv_names_the_goals_each_visit_converted_on(
+    viewer: FlaskClient, db: Database
+) -> None:
+    _add_goals(db)
+    url = f"/sites/{SITE}/export/visits.csv?from={DAY}&to={DAY}"
+    table = list(csv.DictReader(io.StringIO(viewer.get(url).get_data(as_text=True))))
+    assert [row["goals"] for row in table] == [
+        "Signup; Pro signup; Thank you",
+        "Signup; Guide",
+        "",
+        "Order done",
+    ]
+    converted = viewer.get(url + "&goal=Guide").get_data(as_text=True)
+    assert [row["goals"] for row in csv.DictReader(io.StringIO(converted))] == ["Signup; Guide"]

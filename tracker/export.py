@@ -96,6 +96,8 @@ VISIT_COLUMNS: tuple[Column, ...] = (
     *_VISIT_ORIGIN,
     Column("click_id", "click_id"),
     *_VISIT_DEVICE,
+    # Last, so the columns before keep their places: the goals the visit converted on.
+    Column("goals", "goals"),
 )
 
 

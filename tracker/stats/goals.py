@@ -14,8 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FunctionElement,
+    Select,
+    String,
+    and_,
+    false,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
 
 from tracker.db import Database
 from tracker.db.models import Event, Goal, Visit
@@ -91,10 +105,35 @@ def matches(goal: GoalSpec) -> ColumnElement[bool]:
     if goal.kind == "event":
         clause = and_(events.c.kind == "event", events.c.name == goal.event_name)
         if goal.prop_key:
-            value = events.c.props[goal.prop_key].as_string()
-            clause = and_(clause, value == goal.prop_value)
+            clause = and_(clause, prop_text(events.c.props, goal.prop_key) == goal.prop_value)
         return clause
     return false()
+
+
+class prop_text(FunctionElement[str]):  # noqa: N801 - a SQL function
+    """The text of one property of a JSON object column (NULL when absent).
+
+    Its own element, not SQLAlchemy's JSON index: exports render statements with their
+    values inlined, and the key must then stay a plain quoted string on both databases."""
+
+    type = String()
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement, key: str) -> None:
+        super().__init__(column, literal(key, String))
+
+
+@compiles(prop_text)
+def _prop_text_pg(element: prop_text, compiler: Any, **kw: Any) -> str:
+    column, key = element.clauses
+    return f"({compiler.process(column, **kw)} ->> {compiler.process(key, **kw)})"
+
+
+@compiles(prop_text, "sqlite")
+def _prop_text_sqlite(element: prop_text, compiler: Any, **kw: Any) -> str:
+    column, key = element.clauses
+    path = literal('$."', String) + key + literal('"', String)
+    return f"json_extract({compiler.process(column, **kw)}, {compiler.process(path, **kw)})"
 
 
 def any_matches(goals: Sequence[GoalSpec]) -> ColumnElement[bool]:

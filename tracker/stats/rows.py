@@ -13,6 +13,7 @@ C, and only the other rows come cell by cell, so little Python runs per row.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -45,7 +46,7 @@ from tracker.stats.cells import (
 from tracker.stats.compiler import column_filters, dimension_column, event_kinds, events, visits
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
-from tracker.stats.goals import goal_clause, with_goals
+from tracker.stats.goals import goal_clause, load_goals, matches, with_goals
 from tracker.stats.query import Query
 
 BATCH_ROWS = 5000
@@ -142,8 +143,25 @@ def _all_events() -> Select:
     )
 
 
-def _all_visits() -> Select:
-    return select(*(visits.c[name] for name in VISIT_FIELDS))
+def _all_visits(query: Query) -> Select:
+    return select(*(visits.c[name] for name in VISIT_FIELDS), converted_goals(query).label("goals"))
+
+
+def converted_goals(query: Query) -> ColumnElement:
+    """The goals a visit converted on, in the goals' order: `Signup; Purchase` ("" for none)."""
+    if not query.goals:
+        return literal("", Text)
+    named = [
+        case(
+            (exists().where(events.c.visit_id == visits.c.id, matches(goal)), "; " + goal.name),
+            else_="",
+        )
+        for goal in query.goals
+    ]
+    joined: ColumnElement = named[0]
+    for more in named[1:]:
+        joined = joined + more
+    return func.substr(joined, 3)
 
 
 def visits_statement(query: Query) -> Select:
@@ -154,7 +172,7 @@ def visits_statement(query: Query) -> Select:
         where.append(visit_filter)
     if event_filter is not None:
         where.append(exists().where(events.c.visit_id == visits.c.id, event_filter))
-    return _all_visits().where(*where).order_by(visits.c.started_ms, visits.c.id)
+    return _all_visits(query).where(*where).order_by(visits.c.started_ms, visits.c.id)
 
 
 def _span_ms(conn: Connection, query: Query) -> tuple[int, int]:
@@ -290,9 +308,10 @@ def visit_rows(
 ) -> Iterator[Batch]:
     """The query's visits, by start time, as CSV pieces of (field, kind) `columns` (fields
     of VISIT_FIELDS): see Batch."""
-    query = _goals_loaded(db, query)
+    with db.engine.connect() as conn:  # every visit says which goals it converted on
+        query = dataclasses.replace(with_goals(conn, query), goals=load_goals(conn, query.site.id))
     return _stream(
-        db, query, visits_statement(query), _all_visits(), visits.c.id, columns, batch_rows
+        db, query, visits_statement(query), _all_visits(query), visits.c.id, columns, batch_rows
     )
 
 

@@ -26,6 +26,7 @@ from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site
 from tracker.money import minor_digits
 from tracker.stats import parse_query, run
+from tracker.stats.filters import pattern_parts
 
 KINDS = ("page", "event", "click")
 KIND_LABELS = {"page": "Page visit", "event": "Custom event", "click": "Link click or download"}
@@ -211,21 +212,7 @@ def delete_goal(session: Session, site: Site, goal: Goal) -> list[str]:
 def pattern_matches(pattern: str, text: str) -> bool:
     """Whether `text` matches a goal pattern (`*` any characters, `\\*` a star), as the
     stats layer counts it: case-sensitively, the whole text."""
-    parts, current, escaped = [], [], False
-    for char in pattern:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "*":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    if escaped:
-        current.append("\\")
-    parts.append("".join(current))
+    parts = pattern_parts(pattern)
     regex = ".*".join(re.escape(p) for p in parts)
     return re.fullmatch(regex, text, flags=re.DOTALL) is not None
 

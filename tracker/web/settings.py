@@ -7,6 +7,7 @@ Each form posts to its own URL and carries a CSRF token (Flask-WTF checks every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -15,11 +16,13 @@ from zoneinfo import available_timezones
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from tracker.db.models import Funnel, Site
 from tracker.goals import (
     KIND_LABELS,
     MAX_STEPS,
@@ -389,21 +392,10 @@ def delete_goal_view(domain: str, goal_id: int) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/funnels")
 def add_funnel_view(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
-    with get_db().session() as session:
-        choices = [(g.id, g.name) for g in list_goals(session, access.site)]
-    form = _funnel_form(choices)
-    if not form.validate_on_submit():
-        return _render(access, funnel_form=form)
-    try:
-        with get_db().session() as session:
-            funnel = add_funnel(session, access.site, name=form.name.data or "", steps=_steps(form))
-            message = f"Funnel {funnel.name!r} added."
-    except GoalError as exc:
-        _goal_error(form, exc)
-        return _render(access, funnel_form=form)
-    flash(message)
-    return _back(domain, "#funnels")
+    def save(session: Session, site: Site, name: str, steps: list[int]) -> Funnel:
+        return add_funnel(session, site, name=name, steps=steps)
+
+    return _save_funnel(managed_site(domain), "", "added", save)
 
 
 @bp.post("/sites/<domain>/settings/funnels/<int:funnel_id>")
@@ -412,23 +404,45 @@ def edit_funnel_view(domain: str, funnel_id: int) -> ResponseReturnValue:
     with get_db().session() as session:
         if get_funnel(session, access.site, funnel_id) is None:
             abort(404)
+
+    def save(session: Session, site: Site, name: str, steps: list[int]) -> Funnel:
+        funnel = get_funnel(session, site, funnel_id)
+        assert funnel is not None  # checked above, in this request
+        update_funnel(session, site, funnel, name=name, steps=steps)
+        return funnel
+
+    return _save_funnel(access, f"f{funnel_id}", "saved", save, funnel_id)
+
+
+def _save_funnel(
+    access: SiteAccess,
+    prefix: str,
+    done: str,
+    save: Callable[[Session, Site, str, list[int]], Funnel],
+    funnel_id: int | None = None,
+) -> ResponseReturnValue:
+    """Validate a funnel form (new, or the edit form of `funnel_id`) and save it; on a
+    problem the settings page again, with the error under its field and nothing saved."""
+    with get_db().session() as session:
         choices = [(g.id, g.name) for g in list_goals(session, access.site)]
-    form = _funnel_form(choices, prefix=f"f{funnel_id}")
-    if not form.validate_on_submit():
+    form = _funnel_form(choices, prefix=prefix)
+
+    def again() -> ResponseReturnValue:
+        if funnel_id is None:
+            return _render(access, funnel_form=form)
         return _render(access, edited_funnel=(funnel_id, form))
+
+    if not form.validate_on_submit():
+        return again()
     try:
         with get_db().session() as session:
-            funnel = get_funnel(session, access.site, funnel_id)
-            assert funnel is not None  # checked above, in this request
-            update_funnel(
-                session, access.site, funnel, name=form.name.data or "", steps=_steps(form)
-            )
-            message = f"Funnel {funnel.name!r} saved."
+            funnel = save(session, access.site, form.name.data or "", _steps(form))
+            message = f"Funnel {funnel.name!r} {done}."
     except GoalError as exc:
         _goal_error(form, exc)
-        return _render(access, edited_funnel=(funnel_id, form))
+        return again()
     flash(message)
-    return _back(domain, "#funnels")
+    return _back(access.site.domain, "#funnels")
 
 
 @bp.post("/sites/<domain>/settings/funnels/<int:funnel_id>/delete")

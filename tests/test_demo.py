@@ -8,8 +8,11 @@ from sqlalchemy import func, select
 
 from tracker.cli import cli
 from tracker.db import Database
-from tracker.db.models import Event, Visit
-from tracker.demo import DemoGeo, demo_days
+from tracker.db.models import Event, Site, Visit
+from tracker.demo import DEMO_FUNNEL, DEMO_GOALS, DemoGeo, add_demo_goals, demo_days, demo_ingest
+from tracker.goals import find_funnel, funnel_step_names, goal_label, list_goals
+from tracker.sites import add_site, find_site
+from tracker.stats import parse_query, run
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 
@@ -29,6 +32,16 @@ def test_generator_is_deterministic_ordered_and_varied():
     assert sale and min(sale) >= "2026-10-13" and max(sale) <= "2026-11-02"
     assert len({e["user_agent"] for e in events}) >= 8
     assert {e["name"] for e in events if e["type"] == "click"} == {"Outbound Link", "File Download"}
+    # Conversions: sign-ups (free or pro), then the thank-you page, purchases with revenue.
+    named = Counter(e["name"] for e in events if e["type"] == "event")
+    assert named["Signup"] > named["Purchase"] > 0
+    assert {e["props"]["plan"] for e in events if e.get("name") == "Signup"} == {"free", "pro"}
+    revenue = [e["revenue"] for e in events if "revenue" in e]
+    assert {r["currency"] for r in revenue} <= {"EUR", "USD"} and "EUR" in str(revenue)
+    assert all(e["name"] == "Purchase" for e in events if "revenue" in e)
+    thanks = [e for e in events if e["type"] == "pageview" and "/thank-you" in e["url"]]
+    assert named["Signup"] >= len(thanks) > 0
+    assert any(e["target"].endswith(".pdf") for e in events if e["type"] == "click")
 
 
 def test_demo_geo_places_demo_addresses():
@@ -60,6 +73,31 @@ def test_demo_command_fills_a_site_through_the_pipeline(database_url, tmp_path):
         # (30 x 0.65 x 0.8 x 0.85 each), so the lower bound holds at any hour.
         assert 26 <= visits <= 120 and events > visits
         assert len(countries) >= 5 and "" not in countries  # placed by DemoGeo
+        with db.session() as session:
+            site = find_site(session, "demo.example")
+            goals = {g.name: goal_label(g) for g in list_goals(session, site)}
+            funnel = find_funnel(session, site, DEMO_FUNNEL[0])
+            assert funnel is not None and funnel_step_names(session, funnel) == list(DEMO_FUNNEL[1])
+            purchase = next(g for g in list_goals(session, site) if g.name == "Purchase")
+            assert purchase.currency == "EUR"
+        assert goals == {
+            "Signup": "Event Signup",
+            "Pro signup": "Event Signup where plan = pro",
+            "Purchase": "Event Purchase",
+            "Thank you": "Visit /thank-you",
+            "Brochure download": "Click *.pdf",
+            "Pricing": "Visit /pricing",
+        }
+        assert "Goals and funnel added: Signup, Pro signup," in result.output
+        # Again on the same site: more traffic, the goals and funnel as they were.
+        more = CliRunner().invoke(cli, [*args[:3], "--days", "1", "--visits-per-day", "5"], env=env)
+        assert more.exit_code == 0, more.output
+        assert "Goals and funnel added" not in more.output
+        with db.session() as session:
+            site = find_site(session, "demo.example")
+            assert [g.name for g in list_goals(session, site)] == list(goals)
+            assert session.scalar(select(func.count(Event.id))) > events
+            events = session.scalar(select(func.count(Event.id)))
         # `make run` runs it with --if-no-sites: a database with a site is left alone.
         again = CliRunner().invoke(cli, ["demo", "--if-no-sites"], env=env)
         assert again.exit_code == 0 and again.output == ""
@@ -67,3 +105,53 @@ def test_demo_command_fills_a_site_through_the_pipeline(database_url, tmp_path):
             assert session.scalar(select(func.count(Event.id))) == events
     finally:
         db.dispose()
+
+
+def test_demo_conversions_differ_by_source_and_carry_revenue(app, db):
+    """Two weeks of demo traffic through the pipeline, with the demo's goals: the Goals
+    report has conversions and EUR revenue, and conversion mode tells sources apart."""
+    with db.session() as session:
+        site = add_site(session, "demo.example")
+        assert add_demo_goals(session, site) == [g["name"] for g in DEMO_GOALS] + [DEMO_FUNNEL[0]]
+        assert add_demo_goals(session, site) == []  # again: nothing added, nothing fails
+    ingest = demo_ingest(app)
+    for events in demo_days("demo.example", days=14, visits_per_day=150, now=NOW):
+        for start in range(0, len(events), 1000):
+            ingest(events[start : start + 1000])
+    with db.session() as session:
+        site = session.scalars(select(Site)).one()
+        session.expunge(site)
+    period = {"period": "custom", "from": "2026-11-09", "to": "2026-11-22"}
+
+    def rows(**args):
+        return run(db, parse_query(site, {**period, **args}, now=NOW)).rows
+
+    report = rows(
+        dimension="event:goal", metrics="visitors,conversions,conversion_rate,total_revenue"
+    )
+    goals = {row["event:goal"]: row for row in report}
+    assert list(goals) == [g["name"] for g in DEMO_GOALS]
+    assert all(row["conversions"] > 0 for row in report), report
+    assert goals["Signup"]["conversions"] > goals["Pro signup"]["conversions"]
+    assert goals["Pro signup"]["conversions"] >= goals["Purchase"]["conversions"]
+    assert goals["Signup"]["conversions"] >= goals["Thank you"]["conversions"]
+    assert 1 < goals["Signup"]["conversion_rate"] < 10
+    revenue = goals["Purchase"]["total_revenue"]
+    assert list(revenue)[0] == "EUR" and float(revenue["EUR"]) > 100, revenue
+    assert goals["Signup"]["total_revenue"] == {}
+
+    def rates(dimension):
+        found = rows(
+            dimension=dimension, goal="Signup", metrics="visits,conversions,conversion_rate",
+            limit="50",
+        )  # fmt: skip
+        return {row[dimension]: row["conversion_rate"] for row in found}
+
+    by_source = rates("visit:source")
+    assert by_source["Newsletter"] > by_source["Google"] > by_source.get("Facebook", 0)
+    assert by_source["Newsletter"] > 2 * by_source["Google"]
+    assert len(set(by_source.values())) >= 5
+    by_campaign = rates("visit:utm_campaign")
+    # The newsletter and paid brand search convert best; paid social retargeting, poorly.
+    best = min(by_campaign["weekly-digest"], by_campaign["brand_search"])
+    assert best > 2 * by_campaign["retargeting"] and best > by_campaign[""]

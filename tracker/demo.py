@@ -5,6 +5,12 @@ collector's trusted-batch format (with `timestamp`, `ip` and `user_agent`). The 
 demo` command feeds them through the real ingest pipeline, so the stats page shows what
 real traffic would produce: sources and campaigns, devices, countries, bounces, engaged
 time, outbound clicks, downloads and custom events. Deterministic for a given seed.
+
+Some visits convert: they go on to /pricing and /signup, send a "Signup" event (plan free
+or pro), land on /thank-you, and pro sign-ups mostly buy ("Purchase" with revenue, in EUR
+and now and then USD). How often depends on the source and campaign (`Source.convert`), so
+conversion mode tells a story: the newsletter converts best, paid Google search beats
+organic social. `add_demo_goals` defines the goals and the funnel that count them.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
+from tracker.db.models import Site
 from tracker.enrich.geo import Place
+from tracker.goals import GoalError, add_funnel, add_goal, find_funnel, find_goal
 from tracker.ingest.parse import parse_event
 from tracker.ingest.pipeline import Client, now_ms
 
@@ -37,6 +46,7 @@ PAGES: dict[str, str] = {
     "/docs": "Documentation · Acme Analytics",
     "/docs/install": "Install in 2 minutes · Docs",
     "/signup": "Start your free trial",
+    "/thank-you": "Welcome aboard · Acme Analytics",
     "/contact": "Contact sales",
     "/about": "About us",
 }
@@ -57,6 +67,8 @@ NEXT_PAGES: dict[str, dict[str, int]] = {
     "/docs": {"/docs/install": 5, "/pricing": 1},
     "/docs/install": {"/signup": 2, "/docs": 1},
     "/signup": {"/pricing": 1, "/": 1},
+    # Reached only by signing up (see _VisitBuilder._paths), never by browsing.
+    "/thank-you": {"/docs/install": 4, "/docs": 1, "/": 1},
     "/contact": {"/": 1, "/pricing": 1},
     "/about": {"/": 1, "/contact": 1},
 }
@@ -71,13 +83,20 @@ class Source:
     params: dict[str, str] = field(default_factory=dict)
     landings: tuple[str, ...] = ("/",)
     bounce: float = 0.45
+    # Share of visits that sign up (the "Signup" goal's conversion rate), and of sign-ups
+    # that take the pro plan (most of which then buy).
     convert: float = 0.03
+    pro: float = 0.3
     # Active only between these many days ago (a campaign's flight), None = always.
     days_ago: tuple[int, int] | None = None
 
 
+# Conversion rates tell a story: the newsletter (readers who already know the product)
+# converts best, then paid brand search, AI assistants and developers from GitHub; search
+# and direct traffic sit around 3 to 4 %, and organic social (Facebook, X, Reddit, Hacker
+# News) hardly converts. Paid campaigns differ by flight and by creative (video_b wins).
 SOURCES: list[Source] = [
-    Source(30, landings=("/", "/", "/pricing", "/docs")),
+    Source(30, landings=("/", "/", "/pricing", "/docs"), convert=0.045),
     Source(
         24,
         "https://www.google.com/",
@@ -85,23 +104,47 @@ SOURCES: list[Source] = [
         bounce=0.5,
     ),
     Source(4, "https://www.bing.com/", landings=("/blog/ga4-alternatives", "/")),
-    Source(3, "https://duckduckgo.com/", landings=("/blog/privacy-first-analytics", "/")),
     Source(
-        3, "https://news.ycombinator.com/", landings=("/blog/privacy-first-analytics",), bounce=0.6
+        3, "https://duckduckgo.com/", landings=("/blog/privacy-first-analytics", "/"), convert=0.035
     ),
-    Source(3, "https://www.linkedin.com/", landings=("/blog/utm-guide", "/")),
-    Source(3, "https://m.facebook.com/", landings=("/",), bounce=0.6),
-    Source(2, "https://t.co/", landings=("/blog/privacy-first-analytics",), bounce=0.65),
-    Source(2, "https://www.reddit.com/r/analytics/", landings=("/blog/ga4-alternatives",)),
+    Source(
+        3,
+        "https://news.ycombinator.com/",
+        landings=("/blog/privacy-first-analytics",),
+        bounce=0.6,
+        convert=0.012,
+        pro=0.15,
+    ),
+    Source(3, "https://www.linkedin.com/", landings=("/blog/utm-guide", "/"), convert=0.02),
+    Source(3, "https://m.facebook.com/", landings=("/",), bounce=0.6, convert=0.008, pro=0.15),
+    Source(
+        2,
+        "https://t.co/",
+        landings=("/blog/privacy-first-analytics",),
+        bounce=0.65,
+        convert=0.006,
+        pro=0.15,
+    ),
+    Source(
+        2,
+        "https://www.reddit.com/r/analytics/",
+        landings=("/blog/ga4-alternatives",),
+        convert=0.012,
+        pro=0.15,
+    ),
     Source(2, "https://chatgpt.com/", landings=("/features", "/pricing"), bounce=0.3, convert=0.06),
-    Source(1, "https://www.perplexity.ai/", landings=("/features",), bounce=0.3),
-    Source(2, "https://github.com/acme/analytics", landings=("/docs", "/docs/install")),
+    Source(1, "https://www.perplexity.ai/", landings=("/features",), bounce=0.3, convert=0.05),
+    Source(
+        2, "https://github.com/acme/analytics", landings=("/docs", "/docs/install"), convert=0.05
+    ),
     Source(2, "https://blog.example.org/best-tools-2026", landings=("/", "/pricing")),
     Source(
         5,
         params={"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "weekly-digest"},
         landings=("/blog/utm-guide", "/blog"),
         bounce=0.35,
+        convert=0.11,
+        pro=0.45,
     ),
     Source(
         6,
@@ -113,7 +156,8 @@ SOURCES: list[Source] = [
         },
         landings=("/", "/pricing"),
         bounce=0.35,
-        convert=0.07,
+        convert=0.08,
+        pro=0.4,
     ),
     Source(
         9,
@@ -125,7 +169,7 @@ SOURCES: list[Source] = [
         },
         landings=("/pricing",),
         bounce=0.55,
-        convert=0.05,
+        convert=0.045,
         days_ago=(20, 40),
     ),
     Source(
@@ -138,6 +182,8 @@ SOURCES: list[Source] = [
         },
         landings=("/pricing", "/"),
         bounce=0.6,
+        convert=0.015,
+        pro=0.2,
     ),
     Source(
         3,
@@ -149,7 +195,7 @@ SOURCES: list[Source] = [
         },
         landings=("/pricing",),
         bounce=0.5,
-        convert=0.05,
+        convert=0.035,
     ),
     Source(
         2,
@@ -161,7 +207,8 @@ SOURCES: list[Source] = [
         },
         landings=("/features",),
         bounce=0.4,
-        convert=0.05,
+        convert=0.04,
+        pro=0.5,
     ),
 ]
 
@@ -253,6 +300,32 @@ OUTBOUND = [
 ]
 RETURN_SAME_DAY = 0.12
 DOWNLOADS = ["/files/acme-whitepaper.pdf", "/files/acme-pricing.pdf"]
+THANK_YOU = "/thank-you"
+REACH_THANK_YOU = 0.93  # some close the tab before the confirmation page
+PRO_BUYS = 0.8  # pro sign-ups that pay at once ("Purchase" with revenue)
+# What a purchase costs: (amount, weight) per currency; USD now and then, shown apart.
+PRICES = {
+    "EUR": [("19.00", 5), ("49.00", 3), ("129.50", 2)],
+    "USD": [("21.00", 5), ("54.00", 3), ("139.00", 2)],
+}
+USD_SHARE = 0.12
+
+# The goals and the funnel `tracker demo` defines (tracker.goals validates them).
+DEMO_GOALS: list[dict[str, str]] = [
+    {"name": "Signup", "kind": "event", "event_name": "Signup"},
+    {
+        "name": "Pro signup",
+        "kind": "event",
+        "event_name": "Signup",
+        "prop_key": "plan",
+        "prop_value": "pro",
+    },  # fmt: skip
+    {"name": "Purchase", "kind": "event", "event_name": "Purchase", "currency": "EUR"},
+    {"name": "Thank you", "kind": "page", "pattern": THANK_YOU},
+    {"name": "Brochure download", "kind": "click", "pattern": "*.pdf"},
+    {"name": "Pricing", "kind": "page", "pattern": "/pricing"},
+]
+DEMO_FUNNEL = ("Signup funnel", ("Pricing", "Signup", "Thank you"))
 
 
 def _weighted(rng: random.Random, items: list[Any], weights: list[float]) -> Any:
@@ -298,17 +371,50 @@ class _VisitBuilder:
         self.events.append(event)
         return event
 
+    def _paths(self, source: Source, bounce: bool, converts: bool) -> tuple[list[str], int]:
+        """The pages of the visit, and the index of the one it signs up on (-1: none).
+
+        A converting visit browses a little, goes to /pricing (mostly) and /signup, signs
+        up, and usually reaches /thank-you; others wander by NEXT_PAGES."""
+        rng = self.rng
+        paths = [rng.choice(source.landings)]
+        if bounce:
+            return paths, -1
+        count = 2 + min(6, int(rng.expovariate(0.6)))
+        signup = -1
+        if converts:
+            for _ in range(rng.randint(0, 2)):
+                if paths[-1] in ("/pricing", "/signup"):
+                    break
+                paths.append(self._next(paths[-1]))
+            if paths[-1] != "/signup":
+                if paths[-1] != "/pricing" and rng.random() < 0.8:
+                    paths.append("/pricing")
+                paths.append("/signup")
+            signup = len(paths) - 1
+            if rng.random() < REACH_THANK_YOU:
+                paths.append(THANK_YOU)
+            count = len(paths) + min(3, int(rng.expovariate(1.0)))
+        while len(paths) < count:
+            paths.append(self._next(paths[-1]))
+        return paths, signup
+
+    def _next(self, path: str) -> str:
+        choices = NEXT_PAGES[path]
+        return str(_weighted(self.rng, list(choices), list(choices.values())))
+
     def build(self, source: Source, start: datetime) -> list[Event]:
         rng = self.rng
-        bounce = rng.random() < source.bounce
-        pages = 1 if bounce else 2 + min(6, int(rng.expovariate(0.6)))
-        path = rng.choice(source.landings)
+        converts = rng.random() < source.convert
+        bounce = not converts and rng.random() < source.bounce
+        paths, signup = self._paths(source, bounce, converts)
+        plan = ""
         at = start
         referrer = source.referrer
         params: dict[str, str] = dict(source.params)
         if source.params.get("utm_medium") == "cpc":
             params["gclid"] = f"{rng.getrandbits(64):016x}"
-        for index in range(pages):
+        for index, path in enumerate(paths):
             pageview_id = f"{rng.getrandbits(64):016x}"
             url = _url(self.domain, path, params)
             self._event(
@@ -330,12 +436,36 @@ class _VisitBuilder:
                     pageview_id=pageview_id,
                 )
             if not bounce:
-                self._interactions(at, url, path, pageview_id, source, last=index == pages - 1)
+                self._interactions(at, url, path, pageview_id, source, last=index == len(paths) - 1)
+            # Within the page's time, so before the next page: funnels count steps in order.
+            done = at + timedelta(milliseconds=int(engaged * rng.uniform(0.3, 0.9)))
+            if index == signup:
+                plan = "pro" if rng.random() < source.pro else "free"
+                self._event(
+                    done, "event", url=url, name="Signup", props={"plan": plan},
+                    pageview_id=pageview_id,
+                )  # fmt: skip
+            elif path == THANK_YOU and plan == "pro" and rng.random() < PRO_BUYS:
+                self._purchase(done, url, pageview_id)
             at += timedelta(milliseconds=engaged + rng.randint(1_000, 20_000))
             referrer = url
             params = {}
-            path = _weighted(rng, list(NEXT_PAGES[path]), list(NEXT_PAGES[path].values()))
         return self.events
+
+    def _purchase(self, at: datetime, url: str, pageview_id: str) -> None:
+        rng = self.rng
+        currency = "USD" if rng.random() < USD_SHARE else "EUR"
+        prices = PRICES[currency]
+        amount = _weighted(rng, [p[0] for p in prices], [p[1] for p in prices])
+        self._event(
+            at,
+            "event",
+            url=url,
+            name="Purchase",
+            props={"plan": "pro"},
+            revenue={"amount": amount, "currency": currency},
+            pageview_id=pageview_id,
+        )
 
     def _interactions(
         self, at: datetime, url: str, path: str, pageview_id: str, source: Source, last: bool
@@ -347,7 +477,8 @@ class _VisitBuilder:
             self._event(
                 soon, "click", url=url, target=target, name=OUTBOUND_LINK, pageview_id=pageview_id
             )
-        if path.startswith(("/blog/", "/pricing")) and rng.random() < 0.06:
+        # Visitors with intent read the brochure more: the rate follows the source's.
+        if path.startswith(("/blog/", "/pricing")) and rng.random() < 0.02 + source.convert:
             self._event(
                 soon,
                 "click",
@@ -356,9 +487,6 @@ class _VisitBuilder:
                 name=FILE_DOWNLOAD,
                 pageview_id=pageview_id,
             )
-        if path == "/signup" and rng.random() < min(1.0, source.convert * 12):
-            plan = _weighted(rng, ["free", "pro", "team"], [6, 3, 1])
-            self._event(soon, "event", url=url, name="Signup", props={"plan": plan})
         if path.startswith("/blog/") and rng.random() < 0.05:
             where = rng.choice(("footer", "popup"))
             self._event(soon, "event", url=url, name="Newsletter subscribe", props={"form": where})
@@ -465,3 +593,24 @@ def demo_ingest(app: Flask) -> Callable[[list[Event]], int]:
         return int(pipeline.accept(parsed, server, wait=True).accepted)
 
     return ingest
+
+
+def add_demo_goals(session: Session, site: Site) -> list[str]:
+    """Define DEMO_GOALS and DEMO_FUNNEL on the site, through tracker.goals (validated);
+    the names of those added. A goal or funnel of the same name is left as it is, so
+    running the demo again never fails."""
+    added: list[str] = []
+    for definition in DEMO_GOALS:
+        if find_goal(session, site, definition["name"]) is None:
+            add_goal(session, site, **definition)
+            added.append(definition["name"])
+    name, step_names = DEMO_FUNNEL
+    if find_funnel(session, site, name) is None:
+        steps = [find_goal(session, site, step) for step in step_names]
+        try:
+            add_funnel(session, site, name=name, steps=[g.id for g in steps if g is not None])
+        except GoalError:
+            pass  # the site's own goals of these names make no funnel (e.g. the same twice)
+        else:
+            added.append(name)
+    return added

@@ -7,7 +7,7 @@ import click
 from tracker.cli.context import CliContext, pass_context
 from tracker.config import ensure_secret_key
 from tracker.db.migrate import upgrade
-from tracker.demo import BATCH, demo_days, demo_ingest
+from tracker.demo import BATCH, add_demo_goals, demo_days, demo_ingest
 from tracker.sites import SiteError, add_site, find_site, list_sites
 
 
@@ -36,7 +36,9 @@ def demo(
 
     Events go through the collector's pipeline (trusted batch path, with timestamps):
     sources and campaigns, devices, countries, bounces, engaged time, outbound clicks,
-    downloads and custom events. The site is created when it does not exist.
+    downloads and custom events, sign-ups and purchases with revenue. The site is created
+    when it does not exist; demo goals and a funnel are added unless it has goals of those
+    names already.
     """
     from tracker.app import create_app
 
@@ -53,6 +55,7 @@ def demo(
                 site = add_site(session, domain, timezone=timezone)
             except SiteError as exc:
                 raise click.ClickException(str(exc)) from None
+        added = add_demo_goals(session, site)
         domain, zone = site.domain, site.timezone
     ingest = demo_ingest(app)
     accepted = 0
@@ -65,6 +68,8 @@ def demo(
             for start in range(0, len(events), BATCH):
                 accepted += ingest(events[start : start + BATCH])
     click.echo(f"The pipeline accepted {accepted:,} events for {domain}.")
+    if added:
+        click.echo(f"Goals and funnel added: {', '.join(added)}.")
     click.echo(
         f"Run `tracker serve` (or `make run`), log in (the first visit creates the admin "
         f"account) and open /sites/{domain}."

@@ -12,6 +12,10 @@ the sum of known times on page.
 The SQLite file is built once per (size, generator version) under bench/cache/ and reused;
 each use first migrates it to the current schema (as an upgrade would a real database).
 `python -m bench.datagen 10M` builds one ahead of a run.
+
+Some "Add to cart" events are followed by a "Purchase" carrying revenue (minor units, mostly
+EUR, some USD). The bench site has goals of each kind and a 4-step funnel (GOALS, FUNNEL),
+added through tracker.goals to a dataset that lacks them, as the settings page would.
 """
 
 from __future__ import annotations
@@ -29,19 +33,22 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from bench.common import BENCH_DIR, BENCH_SITE, CACHE_DIR, parse_count
 from tracker.accounts import create_api_key, create_user
 from tracker.db import Database
 from tracker.db.migrate import upgrade
-from tracker.db.models import Base, Event, Visit
+from tracker.db.models import Base, Event, Site, Visit
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution, attribute, clean_referrer
 from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
+from tracker.goals import add_funnel, add_goal, find_funnel, list_goals
 from tracker.sessions import landing_columns
 from tracker.sites import add_site
 from tracker.stats.rollups import refresh as refresh_rollups
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DAYS = 30
 DAY_MS = 86_400_000
 VISIT_GAP_MS = 30 * 60_000
@@ -87,6 +94,26 @@ TARGETS = [
 ]
 EVENT_NAMES = ["Signup", "Add to cart", "Newsletter", "Play video"]
 PLANS = ["free", "pro", "team", "enterprise"]
+# An "Add to cart" leads to a purchase this often, of one of these prices (minor units).
+PURCHASE_RATE = 0.35
+PRICES = [900, 1900, 4900, 9900, 19900]
+# Goals of the bench site, in display order: add_goal's keyword arguments.
+GOALS: list[dict[str, str]] = [
+    {"name": "Read the blog", "kind": "page", "pattern": "/blog/*"},
+    {"name": "Visit pricing", "kind": "page", "pattern": "/pricing"},
+    {
+        "name": "Pro signup",
+        "kind": "event",
+        "event_name": "Signup",
+        "prop_key": "plan",
+        "prop_value": "pro",
+    },
+    {"name": "Add to cart", "kind": "event", "event_name": "Add to cart"},
+    {"name": "Purchase", "kind": "event", "event_name": "Purchase", "currency": "EUR"},
+    {"name": "Report download", "kind": "click", "pattern": "*/files/*.pdf"},
+]
+# A 4-step funnel over those goals (by name).
+FUNNEL = ("Blog to purchase", ("Read the blog", "Visit pricing", "Add to cart", "Purchase"))
 # Cumulative share of a day's visits starting in each UTC hour: quiet nights, busy afternoons.
 HOURLY = list(accumulate([1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 9, 9, 9, 9, 8, 8, 7, 6, 5, 4, 3, 2]))
 
@@ -252,6 +279,8 @@ class Generator:
                             )
                         )
                     else:
+                        name = rng.choice(EVENT_NAMES)
+                        props = json.dumps({"plan": rng.choice(PLANS)})
                         events.append(
                             self._event(
                                 visit_id,
@@ -259,11 +288,29 @@ class Generator:
                                 at,
                                 "event",
                                 path,
-                                name=rng.choice(EVENT_NAMES),
-                                props=json.dumps({"plan": rng.choice(PLANS)}),
+                                name=name,
+                                props=props,
                                 pageview_id=pageview_id,
                             )
                         )
+                        if name == "Add to cart" and rng.random() < PURCHASE_RATE:
+                            interactions += 1
+                            at += rng.randrange(1000, 120_000)
+                            last_ms = max(last_ms, at)
+                            events.append(
+                                self._event(
+                                    visit_id,
+                                    visitor,
+                                    at,
+                                    "event",
+                                    path,
+                                    name="Purchase",
+                                    props=props,
+                                    pageview_id=pageview_id,
+                                    revenue=rng.choice(PRICES),
+                                    currency="EUR" if rng.random() < 0.9 else "USD",
+                                )
+                            )
             is_last = index == pageviews - 1
             # Time on page: engaged time, else the gap to the next pageview, else unknown.
             on_page = engaged if engaged is not None else (None if is_last else gap)
@@ -359,7 +406,25 @@ def dataset(events: int, *, log: bool = True) -> Dataset:
         build(path, events, log=log)
     data = Dataset(path=path, **json.loads(meta.read_text()))
     prepare(data.url, log=log)
+    add_goals(data.url)
     return data
+
+
+def add_goals(url: str) -> None:
+    """The bench site's goals and funnel (GOALS, FUNNEL), those missing added."""
+    db = Database(url)
+    try:
+        with db.session() as session:
+            site = session.scalars(select(Site).where(Site.domain == BENCH_SITE)).one()
+            have = {g.name: g.id for g in list_goals(session, site)}
+            for spec in GOALS:
+                if spec["name"] not in have:
+                    have[spec["name"]] = add_goal(session, site, **spec).id
+            name, steps = FUNNEL
+            if find_funnel(session, site, name) is None:
+                add_funnel(session, site, name=name, steps=[have[s] for s in steps])
+    finally:
+        db.dispose()
 
 
 def prepare(url: str, *, log: bool = True) -> None:

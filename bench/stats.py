@@ -5,13 +5,18 @@ the client, sequentially, after one warm-up request; the figure is the median. T
 timed in the same run, is the raw query the design notes say a page cannot afford per report:
 count(distinct visitor) over the same 30 days of raw events, on the same database.
 On PostgreSQL the same dataset is copied into our own database (bench.datagen.postgres_copy).
+
+Goals and funnels (issue 13) are timed in-process through the same calls the page makes:
+the Goals card, the page in conversion mode (its headline, sources and pages reports under
+a goal filter) and the bench site's 4-step funnel (bench.datagen.GOALS, FUNNEL), against
+the same floor; the page in conversion mode is also requested over HTTP.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -25,10 +30,17 @@ from bench.common import Figure, Options, Unavailable, bytes_on_disk, http, medi
 from tracker.app import create_app
 from tracker.config import Settings
 from tracker.db import Database
-from tracker.stats import SiteRef, parse_query
+from tracker.stats import SiteRef, funnel, parse_query
 from tracker.stats import run as run_query
+from tracker.web.dashboard import CARD_ROWS, CONVERSION_KPIS
+from tracker.web.reports import CONVERSION_METRICS, REPORTS
 
 PAGE_TARGET_MS = {1_000_000: 150.0, 10_000_000: 1000.0}
+# Issue 13, on SQLite: the Goals card and the page in conversion mode, and a 4-step funnel.
+GOALS_TARGET_MS = {1_000_000: 150.0}
+FUNNEL_TARGET_MS = {1_000_000: 300.0}
+# The goal the page is in conversion mode for: it carries revenue.
+CONVERSION_GOAL = "Purchase"
 STATEMENTS_SHOWN = 5
 
 
@@ -80,6 +92,100 @@ def query_samples(db: Database, data: datagen.Dataset, reps: int) -> dict[str, l
             run_query(db, query)
             samples.setdefault(name, []).append((time.perf_counter() - began) * 1000)
     return samples
+
+
+def _card(report: str, **extra: str) -> dict[str, str]:
+    """A card's query as the page makes it (in conversion mode: the conversion columns)."""
+    metrics = REPORTS[report].metrics if report == "goals" or not extra else CONVERSION_METRICS
+    args = {
+        "metrics": ",".join(metrics),
+        "dimension": REPORTS[report].dimension,
+        "limit": str(CARD_ROWS),
+    }
+    return {**args, **extra}
+
+
+CONVERTING = {"goal": CONVERSION_GOAL}
+# (figure name, queries run one after the other, target by dataset size on SQLite)
+GOAL_WORK: list[tuple[str, list[dict[str, str]], dict[int, float]]] = [
+    ("goals card", [_card("goals")], GOALS_TARGET_MS),
+    (
+        "conversion: headline",
+        [{"metrics": ",".join(CONVERSION_KPIS), **CONVERTING}],
+        {},
+    ),
+    ("conversion: sources card", [_card("sources", **CONVERTING)], {}),
+    ("conversion: pages card", [_card("pages", **CONVERTING)], {}),
+    (
+        "conversion mode (headline + sources + pages)",
+        [
+            {"metrics": ",".join(CONVERSION_KPIS), **CONVERTING},
+            _card("sources", **CONVERTING),
+            _card("pages", **CONVERTING),
+        ],
+        GOALS_TARGET_MS,
+    ),
+]
+
+
+def goal_calls(db: Database, data: datagen.Dataset) -> list[tuple[str, Callable[[], Any]]]:
+    """(figure name, call) of each goal workload: GOAL_WORK, then the funnel."""
+    site = SiteRef(1, data.site, "UTC")
+    period = {"period": "custom", "from": data.first_day, "to": data.last_day}
+    calls: list[tuple[str, Callable[[], Any]]] = []
+    for name, args, _ in GOAL_WORK:
+        queries = [parse_query(site, {**period, **a}) for a in args]
+        calls.append((name, lambda qs=queries: [run_query(db, q) for q in qs]))
+    whole = parse_query(site, period)
+    funnel_name, steps = datagen.FUNNEL
+    calls.append((f"funnel, {len(steps)} steps", lambda: funnel(db, whole, funnel_name)))
+    return calls
+
+
+def goal_samples(
+    db: Database, data: datagen.Dataset, reps: int, *, only: tuple[str, ...] = ()
+) -> dict[str, list[float]]:
+    """Milliseconds of each goal workload after one warm-up; `only` keeps the named ones."""
+    samples: dict[str, list[float]] = {}
+    for name, call in goal_calls(db, data):
+        if only and name not in only:
+            continue
+        call()
+        for _ in range(reps):
+            began = time.perf_counter()
+            call()
+            samples.setdefault(name, []).append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def goal_statements(url: str, data: datagen.Dataset) -> list[str]:
+    """Each goal workload once more, with its slowest SQL: where its time goes."""
+    db = Database(url)
+    lines = []
+    try:
+        for name, call in goal_calls(db, data):
+            if name.startswith("conversion mode"):
+                continue  # the sum of the three before it
+            with statement_timer(db) as timings:
+                began = time.perf_counter()
+                call()
+                total = (time.perf_counter() - began) * 1000
+            sql = sum(ms for ms, _ in timings)
+            lines.append(
+                f"{name}: {total:.0f} ms, of which SQL {sql:.0f} ms"
+                f" in {len(timings)} statements; slowest:"
+            )
+            for ms, statement in sorted(timings, reverse=True)[:STATEMENTS_SHOWN]:
+                lines.append(f"  {ms:8.0f} ms  {_describe(statement)}")
+    finally:
+        db.dispose()
+    return lines
+
+
+def goal_target(name: str, events: int) -> float | None:
+    if name.startswith("funnel"):
+        return FUNNEL_TARGET_MS.get(events)
+    return next((t.get(events) for n, _, t in GOAL_WORK if n == name), None)
 
 
 @contextmanager
@@ -152,6 +258,7 @@ def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
     return [
         ("page", f"/sites/{data.site}?{urlencode(period)}", {}),
         ("page, filtered", f"/sites/{data.site}?{urlencode({**period, 'source': 'Google'})}", {}),
+        ("page, conversion mode", f"/sites/{data.site}?{urlencode({**period, **CONVERTING})}", {}),
         (
             "API aggregate",
             f"/api/v1/stats/aggregate?{urlencode({**api_period, 'metrics': metrics})}",
@@ -197,7 +304,12 @@ def run(opts: Options) -> list[Figure]:
             continue
         figures += _measure(opts, data, database, url)
         pages = [(name, path) for name, path, _ in requests(data) if name.startswith("page")]
-        report += [f"# {database}, {data.events:,} events", *page_statements(opts, url, pages), ""]
+        report += [
+            f"# {database}, {data.events:,} events",
+            *page_statements(opts, url, pages),
+            *goal_statements(url, data),
+            "",
+        ]
     opts.results.mkdir(parents=True, exist_ok=True)
     (opts.results / "stats-page-sql.txt").write_text("\n".join(report))
     return figures
@@ -210,6 +322,7 @@ def _measure(opts: Options, data: datagen.Dataset, database: str, url: str) -> l
     try:
         baseline = median([raw_distinct_visitors_ms(db, data) for _ in range(opts.stats_reps)])
         samples_by_query = query_samples(db, data, opts.stats_reps)
+        samples_by_goal = goal_samples(db, data, opts.stats_reps)
     finally:
         db.dispose()
     figures = [
@@ -233,6 +346,23 @@ def _measure(opts: Options, data: datagen.Dataset, database: str, url: str) -> l
         )
         for name, samples in samples_by_query.items()
     ]
+    for name, samples in samples_by_goal.items():
+        value = median(samples)
+        limit = goal_target(name, opts.events) if database == "sqlite" else None
+        figures.append(
+            Figure(
+                bench,
+                name,
+                value,
+                "ms",
+                baseline=baseline,
+                baseline_name="raw count(distinct visitor)",
+                target=f"<= {limit:g}" if limit else "",
+                passed=value <= limit if limit else None,
+                note="in-process, as the page calls it" if name.startswith("goals") else "",
+                samples=samples,
+            )
+        )
     with tracker_serve(opts.workdir / f"stats-{database}", url) as server:
         for name, path, headers in requests(data):
             began = time.perf_counter()

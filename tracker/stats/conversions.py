@@ -10,13 +10,15 @@ compiled SQL as every other report:
   more without the goal filter, restricted to the rows shown);
 - `total_revenue` and `average_revenue` sum the matching events' revenue per currency
   (run once more grouped by `event:revenue_currency`); amounts in another currency are
-  kept apart, never converted.
+  kept apart, never converted; the average of a currency is over the conversions that
+  paid in it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -84,10 +86,10 @@ def complete(query: Query, rows: list[dict[str, Any]], runner: Runner) -> None:
             sums = revenue.get(_key(row, keys), {})
             ordered = _ordered(sums, _currency_of(query, row))
             if "total_revenue" in asked:
-                row["total_revenue"] = {c: format_minor(v, c) for c, v in ordered}
+                row["total_revenue"] = {c: format_minor(v.minor, c) for c, v in ordered}
             if "average_revenue" in asked:
                 row["average_revenue"] = {
-                    c: format_minor(_average(v, row["conversions"]), c) for c, v in ordered
+                    c: format_minor(_average(v.minor, v.conversions), c) for c, v in ordered
                 }
 
 
@@ -120,13 +122,22 @@ def _base_visits(
     return {_key(r, dims): r["visits"] for r in runner(base, restrict)}
 
 
+@dataclass(frozen=True)
+class Paid:
+    """One currency's revenue in a row: its sum, and the conversions that paid in it (an
+    average order value per currency, not diluted by orders paid in another)."""
+
+    minor: int
+    conversions: int
+
+
 def _revenue(
     query: Query, rows: list[dict[str, Any]], keys: Sequence[str], runner: Runner
-) -> dict[tuple[Any, ...], dict[str, int]]:
+) -> dict[tuple[Any, ...], dict[str, Paid]]:
     """Revenue in minor units per row and currency (goal rows: each under its goal)."""
     grouped = dataclasses.replace(
         query,
-        metrics=("revenue",),
+        metrics=("revenue", "visits"),
         dimensions=(*(d for d in keys if d != GOAL), CURRENCY),
         limit=None,
         offset=0,
@@ -134,7 +145,7 @@ def _revenue(
         compare=None,
         compare_period=None,
     )
-    found: dict[tuple[Any, ...], dict[str, int]] = {}
+    found: dict[tuple[Any, ...], dict[str, Paid]] = {}
     goals = [None] if GOAL not in keys else sorted({r[GOAL] for r in rows})
     for goal in goals:
         under = grouped if goal is None else grouped.with_filter(Filter(GOAL, "is", (goal,)))
@@ -142,7 +153,7 @@ def _revenue(
             if not r[CURRENCY] or not r["revenue"]:
                 continue
             key = tuple(goal if k == GOAL else r[k] for k in keys)
-            found.setdefault(key, {})[r[CURRENCY]] = r["revenue"]
+            found.setdefault(key, {})[r[CURRENCY]] = Paid(r["revenue"], r["visits"])
     return found
 
 
@@ -155,8 +166,8 @@ def _currency_of(query: Query, row: dict[str, Any]) -> str:
     return next((g.currency for g in query.goals if g.name == name), "")
 
 
-def _ordered(sums: dict[str, int], first: str) -> list[tuple[str, int]]:
-    return sorted(sums.items(), key=lambda item: (item[0] != first, -item[1], item[0]))
+def _ordered(sums: dict[str, Paid], first: str) -> list[tuple[str, Paid]]:
+    return sorted(sums.items(), key=lambda item: (item[0] != first, -item[1].minor, item[0]))
 
 
 def _average(minor: int, conversions: int) -> int:

@@ -351,28 +351,49 @@ class Card:
     empty: Link | None = None
 
 
-def cards(db: Database, view: View) -> list[Card]:
-    out = []
-    goals = site_goals(db, view.access.site)
-    for panel in PANELS:
-        report = panel.report(view.ui.get(panel.tab_param))
-        result = run(db, view.report_query(report, CARD_ROWS))
-        tabs = [
-            Link(r.tab, view.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
-            for r in panel.reports
-        ]
-        params = view.params()
-        out.append(
-            Card(
-                panel=panel,
-                tabs=tabs if len(tabs) > 1 else [],
-                table=table(view, report, result),
-                more_url=view.endpoint("stats.report", params, key=report.key),
-                csv_url=view.endpoint("stats.report_csv", params, key=report.key),
-                empty=_no_goals(view) if report.dimension == GOAL and not goals else None,
-            )
-        )
-    return out
+# Cards read from raw events (goal definitions can change at any time): the page loads
+# them after it is shown (stats.js fetches `stats.card`), so its numbers never wait on them.
+DEFERRED = frozenset({"goals"})
+
+
+def cards(db: Database, view: View) -> list[Card | DeferredCard]:
+    return [
+        DeferredCard(panel, deferred_url(view, panel.key)) if panel.key in DEFERRED
+        else card(db, view, panel)
+        for panel in PANELS
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DeferredCard:
+    """A card the page fetches once shown; `url` answers its HTML (also without script:
+    the link opens it)."""
+
+    panel: Panel
+    url: str
+
+
+def deferred_url(view: View, key: str) -> str:
+    return view.endpoint("stats.card", view.params(), key=key)
+
+
+def card(db: Database, view: View, panel: Panel) -> Card:
+    report = panel.report(view.ui.get(panel.tab_param))
+    result = run(db, view.report_query(report, CARD_ROWS))
+    tabs = [
+        Link(r.tab, view.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
+        for r in panel.reports
+    ]
+    params = view.params()
+    no_goals = report.dimension == GOAL and not site_goals(db, view.access.site)
+    return Card(
+        panel=panel,
+        tabs=tabs if len(tabs) > 1 else [],
+        table=table(view, report, result),
+        more_url=view.endpoint("stats.report", params, key=report.key),
+        csv_url=view.endpoint("stats.report_csv", params, key=report.key),
+        empty=_no_goals(view) if no_goals else None,
+    )
 
 
 def _no_goals(view: View) -> Link:

@@ -11,12 +11,12 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from tracker.sites import has_events
-from tracker.stats import QueryError, current_visitors, funnel, realtime, run
+from tracker.stats import QueryError, current_visitors, funnel, funnel_names, realtime, run
 from tracker.web import dashboard as dash
 from tracker.web.access import SiteAccess, shared_site, viewable_site
 from tracker.web.context import get_db
 from tracker.web.report_csv import funnel_csv, report_csv
-from tracker.web.reports import REPORTS
+from tracker.web.reports import PANELS, REPORTS
 from tracker.web.sites import script_base_url
 
 bp = Blueprint("stats", __name__)
@@ -65,7 +65,9 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
             kpis=dash.kpis(db, view),
             chart=dash.chart(db, view),
             cards=dash.cards(db, view),
-            funnel=dash.funnel_card(db, view),
+            funnel_url=dash.deferred_url(view, "funnels")
+            if funnel_names(db, access.site)
+            else None,
         )
     except QueryError as error:
         return _bad_query(access, error)
@@ -110,6 +112,29 @@ def report_csv_download(
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+@bp.get("/sites/<domain>/cards/<key>", endpoint="card")
+@bp.get("/share/<token>/cards/<key>", endpoint="card")
+def card_fragment(
+    key: str, domain: str | None = None, token: str | None = None
+) -> ResponseReturnValue:
+    """One card's HTML, for the cards the page loads after it is shown (goals, funnels)."""
+    access = _access(domain, token)
+    panels = {panel.key: panel for panel in PANELS}
+    if key not in panels and key != "funnels":
+        abort(404)
+    db = get_db()
+    try:
+        view = dash.page_query(db, access, request.args)
+        if key == "funnels":
+            found = dash.funnel_card(db, view)
+            if found is None:
+                abort(404)
+            return render_template("_funnel.html", funnel=found)
+        return render_template("_card.html", card=dash.card(db, view, panels[key]))
+    except QueryError as error:
+        return Response(f"{error}\n", status=400, mimetype="text/plain")
 
 
 @bp.get("/sites/<domain>/funnel.csv", endpoint="funnel_csv")

@@ -35,6 +35,14 @@
     });
   }
 
+  // Cards counted from raw events (goals, funnels) load once the page is shown.
+  document.querySelectorAll("[data-card]").forEach(function (card) {
+    fetch(card.dataset.card, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) { card.outerHTML = html; })
+      .catch(function () { card.querySelector(".none").prepend("Could not load this card. "); });
+  });
+
   // Chart hover: a cursor line and a tooltip with the value (and the comparison's).
   document.querySelectorAll("[data-chart]").forEach(function (chart) {
     var svg = chart.querySelector("svg"), tip = chart.querySelector(".tip");

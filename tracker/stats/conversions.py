@@ -146,7 +146,9 @@ def _revenue(
         compare_period=None,
     )
     found: dict[tuple[Any, ...], dict[str, Paid]] = {}
-    goals = [None] if GOAL not in keys else sorted({r[GOAL] for r in rows})
+    # Only custom events carry revenue: page and click goals have none to sum.
+    paying = {g.name for g in query.goals if g.kind == "event"}
+    goals = [None] if GOAL not in keys else sorted({r[GOAL] for r in rows} & paying)
     for goal in goals:
         under = grouped if goal is None else grouped.with_filter(Filter(GOAL, "is", (goal,)))
         for r in runner(under, None):

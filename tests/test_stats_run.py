@@ -23,7 +23,7 @@ duration (105 + 0 + 30 + 0) / 4 = 33.75 s, time on page (60 + 45 + 30) / 3 = 45 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -401,7 +401,7 @@ def test_a_filter_value_outside_a_days_top_values_reads_that_day_raw(
 
 def test_rollups_follow_a_time_zone_change(app: Flask, db: Database) -> None:
     store_events(app, morning(), site="example.com")
-    find_job("stats_rollups").func(db, app.extensions["tracker.settings"])
+    refresh_site(db, site_ref(site_of(db)), now_ms=int(NOW.timestamp() * 1000))
     site = site_of(db)
     with db.session() as session:
         session.get(Site, site.id).timezone = "Asia/Tokyo"  # 09:00 UTC is 18:00 in Tokyo
@@ -417,6 +417,18 @@ def test_rollups_follow_a_time_zone_change(app: Flask, db: Database) -> None:
     assert [(r["time:hour"], r["visits"]) for r in hours if r["visits"]] == [
         ("2026-03-02T18:00+09:00", 4)
     ]
+
+
+def test_the_rollups_job_builds_every_site_up_to_today(app: Flask, db: Database) -> None:
+    # Yesterday's traffic: the job builds from a site's first day to today (a few days).
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    store_events(app, morning(day=yesterday), site="example.com")
+    site = site_of(db)
+    query = parse_query(site, {"period": "7d", "metrics": "visits"})
+    assert run(db, query).meta["source"] == "raw"
+    find_job("stats_rollups").func(db, app.extensions["tracker.settings"])
+    assert run(db, query).meta["source"] == "rollup"
+    assert run(db, query).totals["visits"] == 4
 
 
 def test_event_props_are_read_from_raw_events_even_when_rolled_up(app: Flask, db: Database) -> None:

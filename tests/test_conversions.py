@@ -213,3 +213,18 @@ def test_a_funnel_with_a_deleted_goal_is_named_broken(db: Database, site: Site) 
         _steps(db, site, "Signup flow")
     with pytest.raises(QueryError, match="no funnel named 'Nope'"):
         _steps(db, site, "Nope")
+
+
+def test_goals_card_counts_equal_the_full_report_under_each_goal(db: Database, site: Site) -> None:
+    """The card reads each goal's own events (compiler.goal_counts); a report filtered on
+    the goal reads whole visits: both must agree, with other filters too."""
+    for extra in ({}, {"source": "Google"}, {"device": "Desktop"}):
+        card = {
+            row["event:goal"]: (row["visitors"], row["conversions"], row["events"])
+            for row in report(db, site, dimension="event:goal",
+                              metrics="visitors,conversions,events", **extra)
+        }  # fmt: skip
+        for goal in card:
+            [full] = report(db, site, goal=goal, metrics="visitors,conversions,events", **extra)
+            assert card[goal] == (full["visitors"], full["conversions"], full["events"])
+        assert card or extra

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from tracker.db.models import Event, Visit
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import Filter, compile_filters
-from tracker.stats.goals import GOAL, goal_clause, goal_events
+from tracker.stats.goals import GOAL, any_matches, goal_clause, goal_events, selected_goals
 from tracker.stats.metrics import EVENT_PARTS, METRICS
 from tracker.stats.periods import DAY_MS, HOUR_MS, day_number, month_start, offset_segments
 from tracker.stats.query import Query
@@ -305,3 +305,58 @@ def _order(
     # Ties break on the dimension values so pages never overlap or skip rows.
     clauses.extend(k.asc() for k in keys.values())
     return clauses
+
+
+# What a goal's own events can answer without reading the rest of its converting visits.
+GOAL_COUNTS = frozenset({"visitors", "visits", "conversions", "events"})
+
+
+def goal_counts(query: Query) -> Select | None:
+    """Visitors, conversions and events of the one goal the query filters on, from that
+    goal's matching events alone (the Goals card); None where the full report is needed
+    (other dimensions, event filters, other metrics). Same numbers as the full report:
+    visitors are counted per day and summed, conversions are distinct visits."""
+    flt = query.filter_for(GOAL)
+    plain = column_filters(query)
+    if (
+        query.dimensions
+        or flt is None
+        or flt.op != "is"
+        or len(flt.values) != 1
+        or not set(query.metrics) <= GOAL_COUNTS
+        or any(DIMENSIONS[f.dimension].is_event for f in plain)
+    ):
+        return None
+    where = [
+        visits.c.site_id == query.site.id,
+        _ranges_clause(visits.c.started_ms, [(query.period.start_ms, query.period.end_ms)]),
+        events.c.site_id == query.site.id,
+        events.c.timestamp_ms >= query.period.start_ms,
+        selected_goals_condition(query),
+    ]
+    on_visits = compile_filters(plain, dimension_column)
+    if on_visits is not None:
+        where.append(on_visits)
+    day = bucket_expr(visits.c.started_ms, Plan((), (), "day"), query)
+    hits = (
+        select(day.label("day"), visits.c.visitor_id, events.c.visit_id)
+        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
+        .where(*where)
+        .subquery("hits")
+    )
+    per_day = (
+        select(
+            func.count(hits.c.visitor_id.distinct()).label("visitors"),
+            func.count(hits.c.visit_id.distinct()).label("visits"),
+            func.count().label("events"),
+        )
+        .group_by(hits.c.day)
+        .subquery("per_day")
+    )
+    return select(*(func.coalesce(func.sum(c), 0).label(c.name) for c in per_day.c))
+
+
+def selected_goals_condition(query: Query) -> ColumnElement[bool]:
+    flt = query.filter_for(GOAL)
+    assert flt is not None
+    return any_matches(selected_goals(query, flt))

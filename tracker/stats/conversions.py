@@ -31,6 +31,8 @@ from tracker.stats.query import GoalSpec, Query
 
 # (query, the rows' non-time dimension values to restrict to, or None) -> rows
 Runner = Callable[[Query, Sequence[tuple[Any, ...]] | None], list[dict[str, Any]]]
+# (query) -> its one row from the goal's matching events alone, or None: not enough.
+Counter = Callable[[Query], dict[str, Any] | None]
 CURRENCY = "event:revenue_currency"
 
 
@@ -43,8 +45,9 @@ def executed_metrics(query: Query) -> tuple[str, ...]:
     return tuple(metrics)
 
 
-def goal_rows(query: Query, runner: Runner) -> list[dict[str, Any]]:
-    """One block of rows per goal (in the goals' order), each under that goal's filter."""
+def goal_rows(query: Query, runner: Runner, counter: Counter) -> list[dict[str, Any]]:
+    """One block of rows per goal (in the goals' order), each under that goal's filter;
+    from the goal's own events where they suffice (`counter`), else the full report."""
     rows = []
     inner = dataclasses.replace(
         query,
@@ -54,7 +57,8 @@ def goal_rows(query: Query, runner: Runner) -> list[dict[str, Any]]:
     )
     for goal in _goals_shown(query):
         under = inner.with_filter(Filter(GOAL, "is", (goal.name,)))
-        for row in runner(under, None):
+        counted = counter(under)
+        for row in [counted] if counted is not None else runner(under, None):
             if not under.dimensions and not row.get("conversions", row.get("visitors")):
                 continue  # a goal nobody reached has no row, like any empty value
             rows.append({GOAL: goal.name, **row})

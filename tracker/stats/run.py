@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.db import Database
 from tracker.stats import conversions
-from tracker.stats.compiler import dimension_column, outer, plan_for
+from tracker.stats.compiler import dimension_column, goal_counts, outer, plan_for
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import SOURCE, Filter
 from tracker.stats.goals import GOAL, with_goals
@@ -83,9 +83,16 @@ def _answer(
     def runner(q: Query, keys: Sequence[tuple[Any, ...]] | None) -> list[dict[str, Any]]:
         return _run(conn, q, keys, rollups=rollups).rows
 
+    def counter(q: Query) -> dict[str, Any] | None:
+        stmt = goal_counts(q)
+        if stmt is None:
+            return None
+        sums = conn.execute(stmt).one()._mapping
+        return combine(q.metrics, {p: int(sums.get(p) or 0) for p in PARTS})
+
     executed = dataclasses.replace(query, metrics=conversions.executed_metrics(query))
     if GOAL in query.dimensions:
-        result = Result(rows=conversions.goal_rows(executed, runner), query=query)
+        result = Result(rows=conversions.goal_rows(executed, runner, counter), query=query)
         result.meta = {"source": "raw", "period": query.period}
         if restrict is not None:
             keys = [d for d in query.dimensions if not DIMENSIONS[d].is_time]

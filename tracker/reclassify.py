@@ -42,6 +42,14 @@ COLUMNS = (
 )
 
 
+# Sets one visit's source and channel: run with the rows of `changes_in`.
+UPDATE_ATTRIBUTION = (
+    update(visits)
+    .where(visits.c.id == bindparam("visit_id"))
+    .values(source=bindparam("new_source"), channel=bindparam("new_channel"))
+)
+
+
 @dataclass
 class Reclassified:
     visits: int = 0
@@ -62,6 +70,17 @@ def attribution_of(visit: Row[Any]) -> tuple[str, str]:
         host=host,
         click_param=click_param,
     )
+
+
+def changes_in(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The UPDATE_ATTRIBUTION parameters of the stored visits whose source or channel the
+    current rules change (rows with id, source, channel and the landing columns)."""
+    changes = []
+    for row in rows:
+        source, channel = attribution_of(row)
+        if (source, channel) != (row.source, row.channel):
+            changes.append({"visit_id": row.id, "new_source": source, "new_channel": channel})
+    return changes
 
 
 def _tag_of(visit: Row[Any], host: str, click_param: str) -> str:
@@ -119,22 +138,16 @@ def reclassify(
     """Recompute source and channel of the site's visits that started in [start_ms, end_ms),
     then rebuild the rollups from the first day that changed."""
     result = Reclassified()
-    change = (
-        update(visits)
-        .where(visits.c.id == bindparam("visit_id"))
-        .values(source=bindparam("new_source"), channel=bindparam("new_channel"))
-    )
     for rows in _batches(db, site, start_ms, end_ms):
-        changes = []
-        for row in rows:
-            source, channel = attribution_of(row)
-            if (source, channel) != (row.source, row.channel):
-                changes.append({"visit_id": row.id, "new_source": source, "new_channel": channel})
-                first = result.first_changed_ms
-                result.first_changed_ms = min(first or row.started_ms, row.started_ms)
+        changes = changes_in(rows)
         if changes:
+            changed = {c["visit_id"] for c in changes}
+            starts = [row.started_ms for row in rows if row.id in changed]
+            if result.first_changed_ms is not None:
+                starts.append(result.first_changed_ms)
+            result.first_changed_ms = min(starts)
             with db.engine.begin() as conn:
-                conn.execute(change, changes)
+                conn.execute(UPDATE_ATTRIBUTION, changes)
         result.visits += len(rows)
         result.changed += len(changes)
         progress(len(rows))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from tracker.reclassify import attribution_of
+from tracker.reclassify import UPDATE_ATTRIBUTION, changes_in
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -39,11 +39,6 @@ visits = sa.table(
 
 def upgrade() -> None:
     conn = op.get_bind()
-    change = (
-        sa.update(visits)
-        .where(visits.c.id == sa.bindparam("visit_id"))
-        .values(source=sa.bindparam("new_source"), channel=sa.bindparam("new_channel"))
-    )
     after = None
     while True:
         query = sa.select(visits).order_by(visits.c.id).limit(BATCH)
@@ -52,13 +47,9 @@ def upgrade() -> None:
         rows = conn.execute(query).all()
         if not rows:
             break
-        changes = []
-        for row in rows:
-            source, channel = attribution_of(row)
-            if (source, channel) != (row.source, row.channel):
-                changes.append({"visit_id": row.id, "new_source": source, "new_channel": channel})
+        changes = changes_in(rows)
         if changes:
-            conn.execute(change, changes)
+            conn.execute(UPDATE_ATTRIBUTION, changes)
         after = rows[-1].id
     conn.execute(sa.text("DELETE FROM stats_rollup_state"))
 

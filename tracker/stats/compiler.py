@@ -42,7 +42,7 @@ from sqlalchemy import (
 from tracker.db.models import Event, Visit
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import Filter, compile_filters
-from tracker.stats.goals import GOAL, any_matches, goal_clause, goal_events, selected_goals
+from tracker.stats.goals import GOAL, goal_clause, goal_events
 from tracker.stats.metrics import EVENT_PARTS, METRICS
 from tracker.stats.periods import DAY_MS, HOUR_MS, day_number, month_start, offset_segments
 from tracker.stats.query import Query
@@ -317,11 +317,12 @@ def goal_counts(query: Query) -> Select | None:
     (other dimensions, event filters, other metrics). Same numbers as the full report:
     visitors are counted per day and summed, conversions are distinct visits."""
     flt = query.filter_for(GOAL)
+    matching = goal_events(query)  # None unless the filter is `goal is ...`
     plain = column_filters(query)
     if (
         query.dimensions
         or flt is None
-        or flt.op != "is"
+        or matching is None
         or len(flt.values) != 1
         or not set(query.metrics) <= GOAL_COUNTS
         or any(DIMENSIONS[f.dimension].is_event for f in plain)
@@ -332,7 +333,7 @@ def goal_counts(query: Query) -> Select | None:
         _ranges_clause(visits.c.started_ms, [(query.period.start_ms, query.period.end_ms)]),
         events.c.site_id == query.site.id,
         events.c.timestamp_ms >= query.period.start_ms,
-        selected_goals_condition(query),
+        matching,
     ]
     on_visits = compile_filters(plain, dimension_column)
     if on_visits is not None:
@@ -354,9 +355,3 @@ def goal_counts(query: Query) -> Select | None:
         .subquery("per_day")
     )
     return select(*(func.coalesce(func.sum(c), 0).label(c.name) for c in per_day.c))
-
-
-def selected_goals_condition(query: Query) -> ColumnElement[bool]:
-    flt = query.filter_for(GOAL)
-    assert flt is not None
-    return any_matches(selected_goals(query, flt))

@@ -25,7 +25,7 @@ from tracker.stats.compiler import (
 )
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
-from tracker.stats.goals import goal_clause, load_goals, matches, with_goals
+from tracker.stats.goals import goal_clause, matches, with_goals
 from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, site_ref
 
 
@@ -54,7 +54,7 @@ def funnel(db: Database, query: Query, name: str) -> FunnelResult:
     """The named funnel of the query's site over its period and filters; QueryError for an
     unknown funnel or one whose step's goal was deleted."""
     with db.engine.connect() as conn:
-        query = with_goals(conn, query)
+        query = with_goals(conn, query, always=True)
         steps = _steps(conn, query, name)
         counts = [int(conn.scalar(_reached(query, steps[: i + 1])) or 0) for i in range(len(steps))]
     return FunnelResult(name, _step_rows([g.name for g in steps], counts))
@@ -73,7 +73,7 @@ def _steps(conn: Connection, query: Query, name: str) -> list[GoalSpec]:
     row = conn.execute(select(f.steps).where(f.site_id == query.site.id, f.name == name)).first()
     if row is None:
         raise QueryError(f"funnel: no funnel named {name!r}.")
-    goals = {g.id: g for g in (query.goals or load_goals(conn, query.site.id))}
+    goals = {g.id: g for g in query.goals}
     steps = []
     for number, goal_id in enumerate(row.steps, start=1):
         if goal_id not in goals:

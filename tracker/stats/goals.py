@@ -67,10 +67,11 @@ def needs_goals(query: Query) -> bool:
     )
 
 
-def with_goals(conn: Connection, query: Query) -> Query:
+def with_goals(conn: Connection, query: Query, *, always: bool = False) -> Query:
     """The query with the site's goals attached, checked: a goal filter names goals that
-    exist, and conversion metrics come with a goal filter or a breakdown by goal."""
-    if not needs_goals(query):
+    exist, and conversion metrics come with a goal filter or a breakdown by goal.
+    `always`: attach them even when the query names none (funnels, the visits export)."""
+    if not (always or needs_goals(query)):
         return query
     query = dataclasses.replace(query, goals=load_goals(conn, query.site.id))
     asked = GOAL_METRICS & set(query.metrics)

@@ -13,7 +13,6 @@ C, and only the other rows come cell by cell, so little Python runs per row.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -46,7 +45,7 @@ from tracker.stats.cells import (
 from tracker.stats.compiler import column_filters, dimension_column, event_kinds, events, visits
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
-from tracker.stats.goals import goal_clause, load_goals, matches, with_goals
+from tracker.stats.goals import goal_clause, matches, with_goals
 from tracker.stats.query import Query
 
 BATCH_ROWS = 5000
@@ -309,7 +308,7 @@ def visit_rows(
     """The query's visits, by start time, as CSV pieces of (field, kind) `columns` (fields
     of VISIT_FIELDS): see Batch."""
     with db.engine.connect() as conn:  # every visit says which goals it converted on
-        query = dataclasses.replace(with_goals(conn, query), goals=load_goals(conn, query.site.id))
+        query = with_goals(conn, query, always=True)
     return _stream(
         db, query, visits_statement(query), _all_visits(query), visits.c.id, columns, batch_rows
     )

@@ -170,13 +170,7 @@ def goal_statements(url: str, data: datagen.Dataset) -> list[str]:
                 began = time.perf_counter()
                 call()
                 total = (time.perf_counter() - began) * 1000
-            sql = sum(ms for ms, _ in timings)
-            lines.append(
-                f"{name}: {total:.0f} ms, of which SQL {sql:.0f} ms"
-                f" in {len(timings)} statements; slowest:"
-            )
-            for ms, statement in sorted(timings, reverse=True)[:STATEMENTS_SHOWN]:
-                lines.append(f"  {ms:8.0f} ms  {_describe(statement)}")
+            lines += _sql_report(f"{name}: ", total, timings)
     finally:
         db.dispose()
     return lines
@@ -224,14 +218,19 @@ def page_statements(opts: Options, url: str, paths: list[tuple[str, str]]) -> li
             began = time.perf_counter()
             status = client.get(path).status_code
             total = (time.perf_counter() - began) * 1000
-        sql = sum(ms for ms, _ in timings)
-        lines.append(
-            f"{name} ({path}): {status}, {total:.0f} ms, of which SQL {sql:.0f} ms"
-            f" in {len(timings)} statements; slowest:"
-        )
-        for ms, statement in sorted(timings, reverse=True)[:STATEMENTS_SHOWN]:
-            lines.append(f"  {ms:8.0f} ms  {_describe(statement)}")
+        lines += _sql_report(f"{name} ({path}): {status}, ", total, timings)
     app.extensions["tracker.db"].dispose()
+    return lines
+
+
+def _sql_report(head: str, total: float, timings: list[tuple[float, str]]) -> list[str]:
+    """`head`, the time and its SQL share, then the slowest statements, a line each."""
+    sql = sum(ms for ms, _ in timings)
+    lines = [
+        f"{head}{total:.0f} ms, of which SQL {sql:.0f} ms in {len(timings)} statements; slowest:"
+    ]
+    for ms, statement in sorted(timings, reverse=True)[:STATEMENTS_SHOWN]:
+        lines.append(f"  {ms:8.0f} ms  {_describe(statement)}")
     return lines
 
 

@@ -400,8 +400,11 @@ def _no_goals(view: View) -> Link:
     text = "No goals yet. A goal counts sign-ups, purchases or downloads, past visits included"
     if not view.access.can_manage:
         return Link(text + ".", "")
-    url = url_for("site_settings.show", domain=view.access.site.domain) + "#goals"
-    return Link(text + ": add one in the settings.", url)
+    return Link(text + ": add one in the settings.", _settings_url(view, "goals"))
+
+
+def _settings_url(view: View, section: str) -> str:
+    return url_for("site_settings.show", domain=view.access.site.domain) + f"#{section}"
 
 
 @dataclass(frozen=True)
@@ -505,9 +508,7 @@ def funnel_card(db: Database, view: View) -> FunnelCard | None:
     chosen = view.ui.get("funnel", "")
     name = chosen if chosen in names else names[0]
     tabs = [Link(n, view.url(ui={"funnel": n}) + "#funnels", n == name) for n in names]
-    fix_url = ""
-    if view.access.can_manage:
-        fix_url = url_for("site_settings.show", domain=view.access.site.domain) + "#funnels"
+    fix_url = _settings_url(view, "funnels") if view.access.can_manage else ""
     csv_url = view.endpoint("stats.funnel_csv", {**view.params(), "funnel": name})
     try:
         result = funnel(db, view.query, name)

@@ -227,7 +227,9 @@ def test_spooled_events_survive_kill_minus_9(tmp_path: Path) -> None:
     server = Server(tmp_path, store_timeout_seconds=2, workers=1)
     try:
         assert server.post("/warm-up") == 202  # the site and today's salt, read and cached
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30  # stored moments later; a loaded machine is slower
+        while server.stored_paths() != {"/warm-up"} and time.monotonic() < deadline:
+            time.sleep(0.05)
         with write_locked(f"sqlite:///{server.db_path}"):
             statuses = {path: server.post(path) for path in ("/s/1", "/s/2", "/s/3")}
             server.stop()  # kill -9 of the whole process group

@@ -121,6 +121,9 @@ class Goal(Base):
     currency: Mapped[str] = mapped_column(String(3), default="")
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Whether `goal_hits` holds this goal's matches for every day the rollups cover; until
+    # the rollup job has backfilled them, reports match the goal on raw events.
+    hits_built: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Funnel(Base):
@@ -292,6 +295,32 @@ class StatsRollup(Base):
 
     __table_args__ = (
         Index("ix_stats_rollups_key", "site_id", "filter_dim", "filter_value", "dimension", "day"),
+    )
+
+
+class GoalHit(Base):
+    """One stored event a goal matches, with what reports read about it and its visit, so
+    goal reports and funnels need not scan every event. Maintained beside the rollups, per
+    local day of the visit's start (tracker.stats.hits)."""
+
+    __tablename__ = "goal_hits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    visit_id: Mapped[int] = mapped_column(BigInteger)
+    visitor_id: Mapped[int] = mapped_column(BigInteger)
+    # The visit's start (a visit belongs to the period it started in) and its local day.
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[int] = mapped_column(Integer)
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    revenue_minor: Mapped[int | None] = mapped_column(BigInteger)
+    revenue_currency: Mapped[str] = mapped_column(String(3), default="", server_default="")
+
+    __table_args__ = (
+        Index("ix_goal_hits_goal_started", "goal_id", "started_ms"),
+        Index("ix_goal_hits_goal_visit", "goal_id", "visit_id", "timestamp_ms"),
+        Index("ix_goal_hits_site_day", "site_id", "day"),
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -26,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     FromClause,
+    FunctionElement,
     Select,
     Text,
     UnaryExpression,
@@ -38,11 +40,12 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
 
 from tracker.db.models import Event, Visit
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import Filter, compile_filters
-from tracker.stats.goals import GOAL, goal_clause, goal_events
+from tracker.stats.goals import GOAL, goal_clause, goal_events, goal_matches, selected_goals
 from tracker.stats.metrics import EVENT_PARTS, METRICS
 from tracker.stats.periods import DAY_MS, HOUR_MS, day_number, month_start, offset_segments
 from tracker.stats.query import Query
@@ -136,11 +139,16 @@ def raw_buckets(
     extra: ColumnElement[bool] | None = None,
 ) -> Select:
     """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms)."""
-    where = [visits.c.site_id == query.site.id, _ranges_clause(visits.c.started_ms, ranges)]
+    site, started = visits.c.site_id, visits.c.started_ms
+    converted = goal_clause(query)
+    if converted is not None and query.filter_for(GOAL).op == "is":  # type: ignore[union-attr]
+        # TRICKY: without statistics, SQLite would scan every visit of the period and probe
+        # the converting ids; out of its indexes' reach, it looks those visits up by id.
+        site, started = unindexed(site), unindexed(started)
+    where = [site == query.site.id, _ranges_clause(started, ranges)]
     flt = compile_filters(column_filters(query), dimension_column)
     if flt is not None:
         where.append(flt)
-    converted = goal_clause(query)
     if converted is not None:
         where.append(converted)
     if extra is not None:
@@ -153,6 +161,26 @@ def raw_buckets(
         facts = visit_facts(visits, bucket, dims).where(*where)
     sub = facts.subquery("facts")
     return group_facts(sub, [sub.c[dim_key(i)] for i in range(len(dims))], plan.parts)
+
+
+class unindexed(FunctionElement[Any]):  # noqa: N801 - a SQL construct
+    """A column SQLite may not use an index for (`+column`); itself elsewhere."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
 
 
 def _bounce(source: FromClause) -> ColumnElement:
@@ -313,38 +341,28 @@ GOAL_COUNTS = frozenset({"visitors", "visits", "conversions", "events"})
 
 def goal_counts(query: Query) -> Select | None:
     """Visitors, conversions and events of the one goal the query filters on, from that
-    goal's matching events alone (the Goals card); None where the full report is needed
-    (other dimensions, event filters, other metrics). Same numbers as the full report:
-    visitors are counted per day and summed, conversions are distinct visits."""
+    goal's matches alone (the Goals card); None where the full report is needed (other
+    dimensions, event filters, other metrics). Same numbers as the full report: visitors
+    are counted per day and summed, conversions are distinct visits."""
     flt = query.filter_for(GOAL)
-    matching = goal_events(query)  # None unless the filter is `goal is ...`
     plain = column_filters(query)
     if (
         query.dimensions
         or flt is None
-        or matching is None
+        or flt.op != "is"
         or len(flt.values) != 1
         or not set(query.metrics) <= GOAL_COUNTS
         or any(DIMENSIONS[f.dimension].is_event for f in plain)
     ):
         return None
-    where = [
-        visits.c.site_id == query.site.id,
-        _ranges_clause(visits.c.started_ms, [(query.period.start_ms, query.period.end_ms)]),
-        events.c.site_id == query.site.id,
-        events.c.timestamp_ms >= query.period.start_ms,
-        matching,
-    ]
+    (goal,) = selected_goals(query, flt)
+    found = goal_matches(query, goal).subquery("found")
+    stmt = select(found.c.visitor_id, found.c.visit_id, found.c.started_ms)
     on_visits = compile_filters(plain, dimension_column)
     if on_visits is not None:
-        where.append(on_visits)
-    day = bucket_expr(visits.c.started_ms, Plan((), (), "day"), query)
-    hits = (
-        select(day.label("day"), visits.c.visitor_id, events.c.visit_id)
-        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
-        .where(*where)
-        .subquery("hits")
-    )
+        stmt = stmt.join(visits, visits.c.id == found.c.visit_id).where(on_visits)
+    day = bucket_expr(found.c.started_ms, Plan((), (), "day"), query)
+    hits = stmt.add_columns(day.label("day")).subquery("hits")
     per_day = (
         select(
             func.count(hits.c.visitor_id.distinct()).label("visitors"),

@@ -25,7 +25,7 @@ from tracker.stats.compiler import (
 )
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
-from tracker.stats.goals import goal_clause, matches, with_goals
+from tracker.stats.goals import goal_clause, goal_matches, with_goals
 from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, site_ref
 
 
@@ -116,12 +116,15 @@ def _reached(query: Query, steps: list[GoalSpec]) -> Select:
     done: FromClause = scope
     at = None
     for number, goal in enumerate(steps):
-        joined = events.join(done, events.c.visit_id == done.c.id)
-        stmt = select(events.c.visit_id.label("id"), func.min(events.c.timestamp_ms).label("t"))
-        stmt = stmt.select_from(joined).where(matches(goal))
+        found = goal_matches(query, goal).subquery(f"found{number}")
+        stmt = (
+            select(found.c.visit_id.label("id"), func.min(found.c.timestamp_ms).label("t"))
+            .select_from(found.join(done, found.c.visit_id == done.c.id))
+            .group_by(found.c.visit_id)
+        )
         if at is not None:
-            stmt = stmt.where(events.c.timestamp_ms >= at)
-        done = stmt.group_by(events.c.visit_id).subquery(f"step{number}")
+            stmt = stmt.where(found.c.timestamp_ms >= at)
+        done = stmt.subquery(f"step{number}")
         at = done.c.t
     people = (
         select(scope.c.bucket, scope.c.visitor_id)

@@ -8,12 +8,18 @@ its pattern. A visit **converts** on a goal when it holds at least one matching 
 
 The filter `goal is Signup` selects the visits that converted; every report then shows what
 those visits did, and `events` counts the goal's matching events only.
+
+Matching a wide goal (`/blog/*`) over a month of raw events takes seconds, so the rollup
+job keeps each goal's matches in `goal_hits` (tracker.stats.hits) for the days it covers;
+`goal_matches` reads them there and matches raw events only for later visits, or for a
+goal added since the job last ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -28,35 +34,59 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 
 from tracker.db import Database
-from tracker.db.models import Event, Goal, Visit
+from tracker.db.models import Event, Goal, GoalHit, Visit
+from tracker.stats.coverage import covered_until
 from tracker.stats.filters import Filter, match_pattern
-from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, site_ref
+from tracker.stats.periods import day_from_number, local_midnight_ms
+from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, SiteRef, site_ref
 
 GOAL = "event:goal"
 events = Event.__table__
 visits = Visit.__table__
+hits = GoalHit.__table__
 # Metrics that only mean something for a goal: a goal filter or a breakdown by goal.
 GOAL_METRICS = frozenset({"conversions", "conversion_rate", "total_revenue", "average_revenue"})
 
 
-def load_goals(conn: Connection, site_id: int) -> tuple[GoalSpec, ...]:
+def load_goals(conn: Connection, site: SiteRef, *, hits: bool = False) -> tuple[GoalSpec, ...]:
+    """A site's goals in their order; with `hits`, each says up to when `goal_hits` holds
+    its matches (the end of the last day the rollups cover, once the goal's are built)."""
     g = Goal.__table__.c
     rows = conn.execute(
-        select(g.id, g.name, g.kind, g.pattern, g.event_name, g.prop_key, g.prop_value, g.currency)
-        .where(g.site_id == site_id)
+        select(
+            g.id,
+            g.name,
+            g.kind,
+            g.pattern,
+            g.event_name,
+            g.prop_key,
+            g.prop_value,
+            g.currency,
+            g.hits_built,
+        )
+        .where(g.site_id == site.id)
         .order_by(g.position, g.id)
     )
-    return tuple(GoalSpec(**row._mapping) for row in rows)
+    last = covered_until(conn, site) if hits else None
+    until = None
+    if last is not None:
+        until = local_midnight_ms(day_from_number(last) + timedelta(days=1), site.tz)
+    specs = []
+    for row in rows:
+        fields = {k: v for k, v in row._mapping.items() if k != "hits_built"}
+        specs.append(GoalSpec(**fields, hits_until_ms=until if row.hits_built else None))
+    return tuple(specs)
 
 
 def site_goals(db: Database, site: SiteLike) -> tuple[GoalSpec, ...]:
     """A site's goals in their order (for pages: whether to show an empty Goals card)."""
     with db.engine.connect() as conn:
-        return load_goals(conn, site_ref(site).id)
+        return load_goals(conn, site_ref(site))
 
 
 def needs_goals(query: Query) -> bool:
@@ -67,13 +97,14 @@ def needs_goals(query: Query) -> bool:
     )
 
 
-def with_goals(conn: Connection, query: Query, *, always: bool = False) -> Query:
+def with_goals(conn: Connection, query: Query, *, always: bool = False, hits: bool = True) -> Query:
     """The query with the site's goals attached, checked: a goal filter names goals that
     exist, and conversion metrics come with a goal filter or a breakdown by goal.
-    `always`: attach them even when the query names none (funnels, the visits export)."""
+    `always`: attach them even when the query names none (funnels, the visits export);
+    `hits=False`: match raw events only (tests compare both)."""
     if not (always or needs_goals(query)):
         return query
-    query = dataclasses.replace(query, goals=load_goals(conn, query.site.id))
+    query = dataclasses.replace(query, goals=load_goals(conn, query.site, hits=hits))
     asked = GOAL_METRICS & set(query.metrics)
     if asked and GOAL not in query.dimensions and query.filter_for(GOAL) is None:
         raise QueryError(
@@ -151,12 +182,47 @@ def goal_clause(query: Query) -> ColumnElement[bool] | None:
 
 
 def converting_visit_ids(query: Query, goals: Sequence[GoalSpec]) -> Select:
-    # A visit's events come at or after its start: the period's start bounds the scan.
-    return select(events.c.visit_id).where(
-        events.c.site_id == query.site.id,
-        events.c.timestamp_ms >= query.period.start_ms,
-        any_matches(goals),
+    """Ids of the period's visits with an event matching one of `goals` (repeated)."""
+    parts = [select(goal_matches(query, g).subquery().c.visit_id) for g in goals]
+    return parts[0] if len(parts) == 1 else select(union_all(*parts).subquery().c.visit_id)
+
+
+def goal_matches(query: Query, goal: GoalSpec) -> Select:
+    """The goal's matching events in visits started in the query's period, with columns
+    visit_id, visitor_id, started_ms (the visit's), timestamp_ms, revenue_minor and
+    revenue_currency: from `goal_hits` for visits started before `goal.hits_until_ms`,
+    from raw events for the rest."""
+    start, end = query.period.start_ms, query.period.end_ms
+    split = start if goal.hits_until_ms is None else max(start, min(goal.hits_until_ms, end))
+    h = hits.c
+    stored = select(
+        h.visit_id, h.visitor_id, h.started_ms, h.timestamp_ms, h.revenue_minor, h.revenue_currency
+    ).where(h.goal_id == goal.id, h.started_ms >= start, h.started_ms < split)
+    raw = (
+        select(
+            events.c.visit_id,
+            visits.c.visitor_id,
+            visits.c.started_ms,
+            events.c.timestamp_ms,
+            events.c.revenue_minor,
+            events.c.revenue_currency,
+        )
+        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
+        .where(
+            visits.c.site_id == query.site.id,
+            visits.c.started_ms >= split,
+            visits.c.started_ms < end,
+            # A visit's events come at or after its start: that bounds the scan.
+            events.c.site_id == query.site.id,
+            events.c.timestamp_ms >= split,
+            matches(goal),
+        )
     )
+    if split <= start:
+        return raw
+    if split >= end:
+        return stored
+    return select(union_all(stored, raw).subquery())
 
 
 def goal_events(query: Query) -> ColumnElement[bool] | None:

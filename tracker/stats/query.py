@@ -66,6 +66,9 @@ class GoalSpec:
     prop_key: str = ""
     prop_value: str = ""
     currency: str = ""
+    # Visits started before this moment (UTC ms) have their matches in `goal_hits`; later
+    # ones are matched on raw events. None: match raw events only.
+    hits_until_ms: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import cast
@@ -48,7 +49,8 @@ from sqlalchemy import (
 from sqlalchemy.types import NullType
 
 from tracker.db import Database
-from tracker.db.models import Event, Site, StatsRollup, StatsRollupState, Visit
+from tracker.db.models import Event, Site, StatsRollup, Visit
+from tracker.stats import hits
 from tracker.stats.compiler import (
     Plan,
     bucket_expr,
@@ -57,8 +59,10 @@ from tracker.stats.compiler import (
     group_facts,
     raw_buckets,
 )
+from tracker.stats.coverage import covered_until, lock_site_writes, state_table
 from tracker.stats.dimensions import DIMENSIONS, FILTER_DIMENSIONS, FILTERED_KEYS, ROLLUP_KEYS
 from tracker.stats.filters import Filter, compile_filters
+from tracker.stats.goals import load_goals
 from tracker.stats.metrics import ROLLUP_PARTS
 from tracker.stats.periods import (
     day_from_number,
@@ -67,12 +71,11 @@ from tracker.stats.periods import (
     local_midnight_ms,
     make_period,
 )
-from tracker.stats.query import Query, SiteRef
+from tracker.stats.query import GoalSpec, Query, SiteRef
 
 log = logging.getLogger(__name__)
 
 rollup_table = cast(Table, StatsRollup.__table__)
-state_table = cast(Table, StatsRollupState.__table__)
 events = Event.__table__
 visits = Visit.__table__
 
@@ -80,7 +83,6 @@ visits = Visit.__table__
 CHUNK_DAYS = 7
 # Values of each filter dimension kept per day: a report card shows ten rows to click.
 TOP_VALUES = 10
-LOCK_NAMESPACE = 0x5741_0000_0000
 # A rollup row's dimension values, in the order of its key's dimensions.
 VALUE_COLUMNS = ("value", "value2")
 # Per process: when each site of each database may be rebuilt again (see `refresh`).
@@ -131,22 +133,6 @@ def rollup_key(query: Query, parts: tuple[str, ...]) -> RollupKey | None:
                 if set(key) == rest:
                     return RollupKey(key, flt.dimension)
     return None
-
-
-def covered_until(conn: Connection, site: SiteRef) -> int | None:
-    """The last local day the site's rollups cover (every day before it too), or None.
-
-    Days before the site's first visit are covered: there was nothing to roll up. Events
-    stored later for a covered day are picked up by the next refresh.
-    """
-    row = conn.execute(
-        select(state_table.c.last_day, state_table.c.timezone).where(
-            state_table.c.site_id == site.id
-        )
-    ).first()
-    if row is None or row.timezone != site.timezone:
-        return None
-    return int(row.last_day)
 
 
 def bucket_source(
@@ -266,8 +252,15 @@ class _Build:
     joining the big tables again. Only keys of two event dimensions join events again.
     """
 
-    def __init__(self, conn: Connection, site: SiteRef, start: date, end: date) -> None:
-        self.conn, self.site = conn, site
+    def __init__(
+        self,
+        conn: Connection,
+        site: SiteRef,
+        start: date,
+        end: date,
+        goals: Sequence[GoalSpec] = (),
+    ) -> None:
+        self.conn, self.site, self.goals = conn, site, goals
         self.period = make_period("custom", start, end, site.tz)
         query = Query(site=site, period=self.period)
         bucket = bucket_expr(visits.c.started_ms, Plan((), ROLLUP_PARTS, "day"), query)
@@ -278,6 +271,7 @@ class _Build:
             visits.c.is_bounce,
             visits.c.duration_ms,
             visits.c.pageviews,
+            visits.c.started_ms,
             bucket.label("bucket"),
             *(visits.c[DIMENSIONS[d].column] for d in self.visit_dims),
         ).where(
@@ -287,6 +281,9 @@ class _Build:
         )
         self.temps: list[Table] = []
         self.chunk = self._temp("rollup_visits", copied)
+        self.hits = hits.new_table(conn, "rollup_hits")
+        self.temps.append(self.hits)
+        hits.compute(conn, site, goals, self.chunk, self.hits)
         self.facts: dict[str, Table] = {}
         columns = [c for c in rollup_table.c if c.name != "id"]
         self.rows = Table(
@@ -384,12 +381,10 @@ class _Build:
     def write_day(self, day: int) -> None:
         """Replace the site's rollup rows of `day` with the computed ones."""
         conn = self.conn
-        if conn.dialect.name == "postgresql":
-            # Two servers refreshing the same site at once: the second waits, then its DELETE
-            # sees the first one's rows (READ COMMITTED), so no day is ever counted twice.
-            # If the one writing last computed first, it also saves the older event id
-            # (`refresh_site`), so the next refresh redoes what it missed.
-            conn.execute(select(func.pg_advisory_xact_lock(LOCK_NAMESPACE + self.site.id)))
+        # Two servers refreshing the same site at once: the second waits. If the one
+        # writing last computed first, it also saves the older event id (`refresh_site`),
+        # so the next refresh redoes what it missed.
+        lock_site_writes(conn, self.site)
         conn.execute(
             delete(rollup_table).where(
                 rollup_table.c.site_id == self.site.id, rollup_table.c.day == day
@@ -401,6 +396,7 @@ class _Build:
                 columns, select(self.rows).where(self.rows.c.day == day)
             )
         )
+        hits.write_day(conn, self.site, self.goals, self.hits, day)
 
     def drop(self) -> None:
         for table in reversed(self.temps):
@@ -424,10 +420,40 @@ def refresh_site(
     full: bool = False,
     rebuild_from: date | None = None,
 ) -> tuple[date, date] | None:
-    """Bring one site's rollups up to date; returns the days rebuilt (None: nothing to do).
+    """Bring one site's rollups and goal hits up to date; returns the days rebuilt (None:
+    nothing to do).
 
     `rebuild_from`: also rebuild every day from that one (visits rewritten in place, as
     `tracker reclassify` does, leave no new event id behind to notice)."""
+    days = _refresh_rollups(db, site, now_ms=now_ms, full=full, rebuild_from=rebuild_from)
+    _backfill_goal_hits(db, site)
+    return days
+
+
+def _backfill_goal_hits(db: Database, site: SiteRef) -> None:
+    """Hits of the goals added since the rollups were last built, for every covered day."""
+    with db.engine.connect() as conn:
+        last = covered_until(conn, site)
+        if last is None:
+            return
+        first_ms = first_visit_ms(conn, site)
+        conn.rollback()
+        first = None if first_ms is None else local_date(first_ms, site.tz)
+        try:
+            hits.backfill(conn, site, first, day_from_number(last))
+        except BaseException:
+            conn.invalidate()  # its temporary table goes with it
+            raise
+
+
+def _refresh_rollups(
+    db: Database,
+    site: SiteRef,
+    *,
+    now_ms: int | None,
+    full: bool,
+    rebuild_from: date | None,
+) -> tuple[date, date] | None:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     today = day_number(local_date(now_ms, site.tz))
     with db.engine.connect() as conn:
@@ -451,14 +477,21 @@ def refresh_site(
         with db.engine.begin() as conn:
             conn.execute(delete(rollup_table).where(rollup_table.c.site_id == site.id))
             conn.execute(delete(state_table).where(state_table.c.site_id == site.id))
+            hits.forget(conn, site)
     with db.engine.connect() as conn:
+        goals = load_goals(conn, site)
+        conn.rollback()
         try:
             for chunk_start in range(start, today + 1, CHUNK_DAYS):
                 chunk_end = min(chunk_start + CHUNK_DAYS - 1, today)
                 final = chunk_end == today
                 with conn.begin():
                     build = _Build(
-                        conn, site, day_from_number(chunk_start), day_from_number(chunk_end)
+                        conn,
+                        site,
+                        day_from_number(chunk_start),
+                        day_from_number(chunk_end),
+                        goals,
                     )
                 # One short write transaction per day: ingest waits for SQLite's one writer.
                 for day in range(chunk_start, chunk_end + 1):
@@ -474,6 +507,9 @@ def refresh_site(
                             )
                 with conn.begin():
                     build.drop()
+            if fresh:  # every day was written for these goals
+                with conn.begin():
+                    hits.mark_built(conn, goals)
         except BaseException:
             conn.invalidate()  # its temporary tables go with it
             raise

@@ -59,7 +59,7 @@ class Result:
 def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
     """Answer a query. `rollups=False` reads raw rows only (tests compare both paths)."""
     with db.engine.connect() as conn:
-        query = with_goals(conn, query)
+        query = with_goals(conn, query, hits=rollups)
         result = _answer(conn, query, rollups=rollups)
         if query.compare and query.compare_period:
             restrict = _row_keys(result)
@@ -197,12 +197,13 @@ def _restricted(
 ) -> tuple[Query, ColumnElement[bool] | None]:
     """Limit a comparison breakdown to the rows the current period showed.
 
-    One dimension: a filter on it (rollups can still answer); several: a tuple IN clause.
+    One dimension: a filter on it (rollups can still answer), replacing the query's own
+    filter on it, which the rows shown all passed; several: a tuple IN clause.
     """
     names = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
     if restrict is None or not names:
         return query, None
-    if len(names) == 1 and restrict and query.filter_for(names[0]) is None:
+    if len(names) == 1 and restrict:
         return query.with_filter(Filter(names[0], "is", tuple(r[0] for r in restrict))), None
     columns = [dimension_column(d) for d in names]
     return query, tuple_(*columns).in_(restrict)

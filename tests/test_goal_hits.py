@@ -1,0 +1,159 @@
+"""Goal hits (tracker.stats.hits): the rollup job keeps each goal's matching events, and the
+Goals card, conversion mode and funnels read them; their numbers must equal the raw path's
+(tests/test_conversions.py hand-counts them), whichever days are built, on both databases.
+
+Traffic: test_conversions' day (yesterday) and the same visits the day before, so a
+period of two days can be read half from hits and half from raw events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from tests.helpers import store_events
+from tests.test_conversions import DAY, GOALS, SITE, traffic
+from tracker.db import Database
+from tracker.db.models import Funnel, Goal, GoalHit, Site
+from tracker.stats import funnel, parse_query, run
+from tracker.stats.goals import load_goals
+from tracker.stats.query import site_ref
+from tracker.stats.rollups import refresh_site
+
+EARLIER = DAY - timedelta(days=1)
+GOALS_CARD = {"dimension": "event:goal", "metrics": "visitors,conversions,events,conversion_rate"}
+CONVERSION_QUERIES = [
+    GOALS_CARD,
+    {**GOALS_CARD, "source": "Google"},
+    {"goal": "Signup", "metrics": "visitors,visits,pageviews,events,conversion_rate"},
+    {"goal": "Signup", "dimension": "visit:source", "metrics": "visits,conversions"},
+    {"goal": "Signup|Guide", "dimension": "event:page", "metrics": "visitors,pageviews"},
+    {"goal": "!Signup", "metrics": "visits"},
+]
+
+
+def _earlier(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "timestamp": event["timestamp"].replace(str(DAY), str(EARLIER))}
+
+
+@pytest.fixture
+def site(app: Flask, db: Database) -> Site:
+    store_events(app, [_earlier(e) for e in traffic()], site=SITE)
+    store_events(app, traffic(), site=SITE)
+    with db.session() as session:
+        found = session.scalars(select(Site).where(Site.domain == SITE)).one()
+        for position, goal in enumerate(GOALS):
+            session.add(Goal(site_id=found.id, position=position, **goal))
+        return found
+
+
+def _query(site: Site, days: tuple[Any, Any], args: dict[str, str]):
+    return parse_query(site, {"period": "custom", "from": str(days[0]), "to": str(days[1]), **args})
+
+
+def _hits(db: Database, goal: str) -> int:
+    with db.engine.connect() as conn:
+        return int(
+            conn.scalar(
+                select(func.count())
+                .select_from(GoalHit)
+                .join(Goal, Goal.id == GoalHit.goal_id)
+                .where(Goal.name == goal)
+            )
+        )
+
+
+def _built(db: Database) -> dict[str, bool]:
+    with db.session() as session:
+        return {g.name: g.hits_built for g in session.scalars(select(Goal))}
+
+
+def test_the_rollup_job_stores_each_goals_matching_events(db: Database, site: Site) -> None:
+    assert _hits(db, "Signup") == 0
+    refresh_site(db, site_ref(site))
+    assert all(_built(db).values())
+    # Per day: 3 Signup events, 1 pro, 1 thank-you page, 1 pdf click, 1 order page.
+    assert [_hits(db, g["name"]) for g in GOALS] == [6, 2, 2, 2, 2, 0]
+
+
+@pytest.mark.parametrize("args", CONVERSION_QUERIES, ids=lambda a: ",".join(a.values()))
+def test_hits_and_raw_events_give_the_same_numbers(
+    db: Database, site: Site, args: dict[str, str]
+) -> None:
+    # Built through the first day only: the two-day period reads hits, then raw events.
+    evening = datetime.combine(EARLIER, datetime.min.time(), UTC) + timedelta(hours=23)
+    refresh_site(db, site_ref(site), now_ms=int(evening.timestamp() * 1000))
+    with db.engine.connect() as conn:
+        specs = load_goals(conn, site_ref(site), hits=True)
+    midnight = datetime.combine(DAY, datetime.min.time(), UTC)
+    assert {g.hits_until_ms for g in specs} == {int(midnight.timestamp() * 1000)}
+    for days in ((EARLIER, EARLIER), (EARLIER, DAY), (DAY, DAY)):
+        query = _query(site, days, args)
+        assert run(db, query).rows == run(db, query, rollups=False).rows, days
+    one_day = run(db, _query(site, (EARLIER, EARLIER), GOALS_CARD)).rows
+    assert {r["event:goal"]: r["events"] for r in one_day}["Signup"] == 3
+
+
+def test_funnels_read_the_same_steps_from_hits(db: Database, site: Site) -> None:
+    with db.session() as session:
+        ids = {g.name: g.id for g in session.scalars(select(Goal))}
+        session.add(Funnel(site_id=site.id, name="Flow", steps=[ids["Signup"], ids["Thank you"]]))
+    query = _query(site, (EARLIER, DAY), {})
+    before = funnel(db, query, "Flow").steps
+    refresh_site(db, site_ref(site))
+    after = funnel(db, query, "Flow").steps
+    assert after == before
+    assert [(s.visitors, s.dropped) for s in after] == [(4, 0), (2, 2)]
+
+
+def test_a_goal_added_after_the_build_is_backfilled(db: Database, site: Site) -> None:
+    refresh_site(db, site_ref(site))
+    with db.session() as session:
+        session.add(Goal(site_id=site.id, name="Pricing", kind="page", pattern="/pri*"))
+    assert _built(db)["Pricing"] is False
+    query = _query(site, (EARLIER, DAY), {"goal": "Pricing", "metrics": "visits,conversion_rate"})
+    # Until the job runs, the new goal is matched on raw events: past visits count already.
+    assert run(db, query).rows == [{"visits": 2, "conversion_rate": 25.0}]
+    refresh_site(db, site_ref(site))  # nothing new stored: only the backfill runs
+    assert _built(db)["Pricing"] is True
+    assert _hits(db, "Pricing") == 2
+    assert run(db, query).rows == [{"visits": 2, "conversion_rate": 25.0}]
+
+
+def test_deleting_a_goal_deletes_its_hits(db: Database, site: Site) -> None:
+    refresh_site(db, site_ref(site))
+    with db.session() as session:
+        session.delete(session.scalars(select(Goal).where(Goal.name == "Signup")).one())
+    assert _hits(db, "Signup") == 0
+    with db.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(GoalHit)) == 8
+
+
+def test_a_time_zone_change_rebuilds_the_hits(db: Database, site: Site) -> None:
+    refresh_site(db, site_ref(site))
+    with db.session() as session:
+        session.get(Site, site.id).timezone = "Pacific/Kiritimati"  # UTC+14
+    moved = site_ref(db_site(db, site.id))
+    refresh_site(db, moved)
+    assert all(_built(db).values())
+    assert _hits(db, "Signup") == 6
+    with db.engine.connect() as conn:
+        days = set(conn.scalars(select(GoalHit.day).distinct()))
+    query = parse_query(
+        db_site(db, site.id),
+        {"period": "custom", "from": str(EARLIER), "to": str(DAY + timedelta(days=1)),
+         **GOALS_CARD},
+    )  # fmt: skip
+    assert run(db, query).rows == run(db, query, rollups=False).rows
+    assert len(days) >= 2
+
+
+def db_site(db: Database, site_id: int) -> Site:
+    with db.session() as session:
+        found = session.get(Site, site_id)
+        session.expunge(found)
+        return found

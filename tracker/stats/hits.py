@@ -1,0 +1,151 @@
+"""Goal hits: each goal's matching events, kept per local day beside the rollups.
+
+Matching a wide goal (`/blog/*`) against a month of raw events takes seconds; the Goals
+card, conversion mode and funnels read these rows instead (`goals.goal_matches`). The
+rollup refresh computes a chunk's hits with its rollup rows and writes each day's in the
+same transaction, for the goals it loaded when it began. A goal added since has no hits
+until `backfill` writes every covered day of it and marks it built; until then reports
+match it on raw events. Goal definitions never change (a goal is renamed, moved or
+deleted, not edited), so a built goal stays built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import cast
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    FromClause,
+    MetaData,
+    Table,
+    delete,
+    insert,
+    literal,
+    select,
+    update,
+)
+
+from tracker.db.models import Event, Goal, GoalHit, Visit
+from tracker.stats.compiler import Plan, bucket_expr
+from tracker.stats.coverage import lock_site_writes
+from tracker.stats.goals import load_goals, matches
+from tracker.stats.periods import make_period
+from tracker.stats.query import GoalSpec, Query, SiteRef
+
+hits_table = cast(Table, GoalHit.__table__)
+goals_table = cast(Table, Goal.__table__)
+events = Event.__table__
+visits = Visit.__table__
+COLUMNS = [c.name for c in hits_table.c if c.name != "id"]
+
+
+def new_table(conn: Connection, name: str) -> Table:
+    """An empty temporary table of hit rows (dropped by the caller)."""
+    table = Table(
+        name,
+        MetaData(),
+        *(Column(c.name, c.type) for c in hits_table.c if c.name != "id"),
+        prefixes=["TEMPORARY"],
+    )
+    table.create(conn)
+    return table
+
+
+def compute(
+    conn: Connection, site: SiteRef, goals: Sequence[GoalSpec], source: FromClause, into: Table
+) -> None:
+    """Insert into `into` the hits of `goals` in the visits of `source`, which has each
+    visit's id, visitor_id, started_ms and local day (`bucket`)."""
+    for goal in goals:
+        rows = (
+            select(
+                literal(goal.id),
+                literal(site.id),
+                events.c.visit_id,
+                source.c.visitor_id,
+                source.c.started_ms,
+                source.c.bucket,
+                events.c.timestamp_ms,
+                events.c.revenue_minor,
+                events.c.revenue_currency,
+            )
+            .select_from(events.join(source, events.c.visit_id == source.c.id))
+            .where(matches(goal))
+        )
+        conn.execute(insert(into).from_select(COLUMNS, rows))
+
+
+def write_day(
+    conn: Connection, site: SiteRef, goals: Sequence[GoalSpec], computed: Table, day: int
+) -> None:
+    """Replace the day's hits of `goals` with the computed ones (in the caller's transaction,
+    with the day's rollup rows)."""
+    if not goals:
+        return
+    h = hits_table.c
+    ids = [g.id for g in goals]
+    conn.execute(delete(hits_table).where(h.site_id == site.id, h.day == day, h.goal_id.in_(ids)))
+    conn.execute(
+        insert(hits_table).from_select(COLUMNS, select(computed).where(computed.c.day == day))
+    )
+
+
+def forget(conn: Connection, site: SiteRef) -> None:
+    """Drop a site's hits: its days are being cut anew (a rebuild from scratch)."""
+    conn.execute(delete(hits_table).where(hits_table.c.site_id == site.id))
+    conn.execute(
+        update(goals_table).where(goals_table.c.site_id == site.id).values(hits_built=False)
+    )
+
+
+def mark_built(conn: Connection, goals: Sequence[GoalSpec]) -> None:
+    if goals:
+        ids = [g.id for g in goals]
+        conn.execute(update(goals_table).where(goals_table.c.id.in_(ids)).values(hits_built=True))
+
+
+def _unbuilt(conn: Connection, site: SiteRef) -> list[GoalSpec]:
+    g = goals_table.c
+    built = set(conn.scalars(select(g.id).where(g.site_id == site.id, g.hits_built)))
+    return [goal for goal in load_goals(conn, site) if goal.id not in built]
+
+
+def backfill(conn: Connection, site: SiteRef, first: date | None, last: date) -> int:
+    """Write every hit of the site's goals not built yet, for visits started from day
+    `first` (None: there are none) through `last`, and mark them built; returns how many
+    goals. Computed first into a temporary table, so SQLite's write lock is held only for
+    the copy."""
+    with conn.begin():
+        goals = _unbuilt(conn, site)
+    if not goals:
+        return 0
+    computed = None
+    if first is not None:
+        period = make_period("custom", first, last, site.tz)
+        bucket = bucket_expr(visits.c.started_ms, Plan((), (), "day"), Query(site, period))
+        source = (
+            select(visits.c.id, visits.c.visitor_id, visits.c.started_ms, bucket.label("bucket"))
+            .where(
+                visits.c.site_id == site.id,
+                visits.c.started_ms >= period.start_ms,
+                visits.c.started_ms < period.end_ms,
+            )
+            .subquery("backfilled")
+        )
+        with conn.begin():
+            computed = new_table(conn, "goal_backfill")
+            compute(conn, site, goals, source, computed)
+    with conn.begin():
+        lock_site_writes(conn, site)
+        ids = [g.id for g in goals]
+        conn.execute(delete(hits_table).where(hits_table.c.goal_id.in_(ids)))
+        if computed is not None:
+            conn.execute(insert(hits_table).from_select(COLUMNS, select(computed)))
+        mark_built(conn, goals)
+    if computed is not None:
+        with conn.begin():
+            computed.drop(conn)
+    return len(goals)

@@ -18,6 +18,8 @@ from tests.test_conversions import DAY, GOALS, SITE, at, traffic
 from tracker.accounts import create_api_key
 from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site, User
+from tracker.stats.query import site_ref
+from tracker.stats.rollups import refresh_site
 
 PERIOD = {"site_id": SITE, "period": "custom", "date": f"{DAY},{DAY}"}
 
@@ -39,8 +41,8 @@ def purchases() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def api(app: Flask, client: FlaskClient, db: Database):
+@pytest.fixture(params=["raw events", "goal hits"])
+def api(request: pytest.FixtureRequest, app: Flask, client: FlaskClient, db: Database):
     store_events(app, [*traffic(), *purchases()], site=SITE)
     user = add_user(db, "owner@example.com")
     with db.session() as session:
@@ -53,6 +55,8 @@ def api(app: Flask, client: FlaskClient, db: Database):
         ids = {g.name: g.id for g in goals}
         session.add(Funnel(site_id=site.id, name="Flow", steps=[ids["Signup"], ids["Thank you"]]))
         _, key = create_api_key(session, session.get(User, user.id))
+    if request.param == "goal hits":
+        refresh_site(db, site_ref(site))
     headers = {"Authorization": f"Bearer {key}"}
     spec = OpenAPI.from_dict(client.get("/api/v1/openapi.json").get_json())
 
@@ -95,6 +99,23 @@ def test_breakdown_by_goal_and_by_source_under_a_goal(api) -> None:
     assert by_source.get_json()["results"] == [
         {"source": "Direct / None", "visitors": 1, "conversion_rate": 50.0},
         {"source": "Google", "visitors": 1, "conversion_rate": 50.0},
+    ]
+
+
+def test_revenue_per_row_adds_up_to_the_total(api) -> None:
+    """Per visit dimension, revenue is summed from the goal's matching events alone; per
+    event name, from the full report: both add up to the totals."""
+    args = {**PERIOD, "metrics": "visitors,total_revenue,average_revenue"}
+    under = {"filters": "event:goal==Purchase"}
+    by_source = api("breakdown", **args, **under, property="visit:source").get_json()
+    rows = by_source["results"]
+    assert {r["source"]: (r["total_revenue"], r["average_revenue"]) for r in rows} == {
+        "Direct / None": ({"EUR": "42.50", "USD": "9.00"}, {"EUR": "42.50", "USD": "9.00"}),
+        "Google": ({"EUR": "0.30"}, {"EUR": "0.30"}),
+    }  # fmt: skip
+    by_name = api("breakdown", **args, **under, property="event:name").get_json()
+    assert [(r["name"], r["total_revenue"]) for r in by_name["results"]] == [
+        ("Purchase", {"EUR": "42.80", "USD": "9.00"})
     ]
 
 

@@ -1,4 +1,5 @@
-"""goal hits: each goal's matching events, kept beside the rollups
+"""goal hits and goal days: each goal's matching events and daily counts, kept beside
+the rollups
 
 Revision ID: 0011
 Revises: 0010
@@ -38,10 +39,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_goal_hits")),
     )
     op.create_index("ix_goal_hits_goal_started", "goal_hits", ["goal_id", "started_ms"])
-    op.create_index(
-        "ix_goal_hits_goal_visit", "goal_hits", ["goal_id", "visit_id", "timestamp_ms"]
-    )
+    op.create_index("ix_goal_hits_goal_visit", "goal_hits", ["goal_id", "visit_id", "timestamp_ms"])
     op.create_index("ix_goal_hits_site_day", "goal_hits", ["site_id", "day"])
+    op.create_table(
+        "goal_days",
+        sa.Column("goal_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("site_id", sa.Integer(), nullable=False),
+        sa.Column("visitors", sa.BigInteger(), nullable=False),
+        sa.Column("conversions", sa.BigInteger(), nullable=False),
+        sa.Column("events", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["goal_id"], ["goals.id"], name=op.f("fk_goal_days_goal_id_goals"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["site_id"], ["sites.id"], name=op.f("fk_goal_days_site_id_sites"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("goal_id", "day", name=op.f("pk_goal_days")),
+    )
+    op.create_index("ix_goal_days_site_day", "goal_days", ["site_id", "day"])
     with op.batch_alter_table("goals") as batch:
         batch.add_column(
             sa.Column("hits_built", sa.Boolean(), nullable=False, server_default=sa.false())
@@ -51,6 +67,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("goals") as batch:
         batch.drop_column("hits_built")
+    op.drop_index("ix_goal_days_site_day", table_name="goal_days")
+    op.drop_table("goal_days")
     op.drop_index("ix_goal_hits_site_day", table_name="goal_hits")
     op.drop_index("ix_goal_hits_goal_visit", table_name="goal_hits")
     op.drop_index("ix_goal_hits_goal_started", table_name="goal_hits")

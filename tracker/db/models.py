@@ -324,6 +324,25 @@ class GoalHit(Base):
     )
 
 
+class GoalDay(Base):
+    """A goal's counts over one local day's visits, summed from its hits: what the Goals
+    card and a funnel's first step read when no filter narrows the visits."""
+
+    __tablename__ = "goal_days"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    # Distinct visitors and visits (conversions) with a matching event, and those events.
+    visitors: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_goal_days_site_day", "site_id", "day"),)
+
+
 class StatsRollupState(Base):
     """Up to which local day a site's rollups are built, and up to which event id."""
 

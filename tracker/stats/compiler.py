@@ -45,7 +45,14 @@ from sqlalchemy.ext.compiler import compiles
 from tracker.db.models import Event, Visit
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import Filter, compile_filters
-from tracker.stats.goals import GOAL, goal_clause, goal_events, goal_matches, selected_goals
+from tracker.stats.goals import (
+    GOAL,
+    daily_counts,
+    goal_clause,
+    goal_events,
+    goal_matches,
+    selected_goals,
+)
 from tracker.stats.metrics import EVENT_PARTS, METRICS
 from tracker.stats.periods import DAY_MS, HOUR_MS, day_number, month_start, offset_segments
 from tracker.stats.query import Query
@@ -356,6 +363,9 @@ def goal_counts(query: Query) -> Select | None:
     ):
         return None
     (goal,) = selected_goals(query, flt)
+    summed = None if plain else daily_counts(query, goal)
+    if summed is not None:
+        return summed
     found = goal_matches(query, goal).subquery("found")
     stmt = select(found.c.visitor_id, found.c.visit_id, found.c.started_ms)
     on_visits = compile_filters(plain, dimension_column)
@@ -373,3 +383,35 @@ def goal_counts(query: Query) -> Select | None:
         .subquery("per_day")
     )
     return select(*(func.coalesce(func.sum(c), 0).label(c.name) for c in per_day.c))
+
+
+def goal_revenue(query: Query, keys: Sequence[str]) -> Select | None:
+    """Revenue per currency of the one goal the query filters on, by the visit dimensions
+    `keys`, from that goal's matches alone: rows of the keys (d0, d1...), `currency`,
+    `revenue` (minor units) and `visits` (conversions that paid in it). None where the
+    full report is needed (event dimensions or filters, several goals)."""
+    flt = query.filter_for(GOAL)
+    plain = column_filters(query)
+    if (
+        flt is None
+        or flt.op != "is"
+        or len(flt.values) != 1
+        or any(DIMENSIONS[d].is_event for d in keys)
+        or any(DIMENSIONS[f.dimension].is_event for f in plain)
+    ):
+        return None
+    (goal,) = selected_goals(query, flt)
+    found = goal_matches(query, goal).subquery("found")
+    columns = [dimension_column(d).label(dim_key(i)) for i, d in enumerate(keys)]
+    stmt = select(
+        *columns,
+        found.c.revenue_currency.label("currency"),
+        func.sum(found.c.revenue_minor).label("revenue"),
+        func.count(found.c.visit_id.distinct()).label("visits"),
+    ).where(found.c.revenue_minor.is_not(None), found.c.revenue_currency != "")
+    on_visits = compile_filters(plain, dimension_column)
+    if columns or on_visits is not None:
+        stmt = stmt.select_from(found.join(visits, visits.c.id == found.c.visit_id))
+    if on_visits is not None:
+        stmt = stmt.where(on_visits)
+    return stmt.group_by(*columns, found.c.revenue_currency)

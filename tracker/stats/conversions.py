@@ -33,6 +33,9 @@ from tracker.stats.query import GoalSpec, Query
 Runner = Callable[[Query, Sequence[tuple[Any, ...]] | None], list[dict[str, Any]]]
 # (query) -> its one row from the goal's matching events alone, or None: not enough.
 Counter = Callable[[Query], dict[str, Any] | None]
+# (query, visit dimensions) -> revenue rows (those dimensions, CURRENCY, revenue, visits)
+# from the goal's matching events alone, or None: not enough.
+Payer = Callable[[Query, Sequence[str]], list[dict[str, Any]] | None]
 CURRENCY = "event:revenue_currency"
 
 
@@ -73,7 +76,7 @@ def _goals_shown(query: Query) -> list[GoalSpec]:
     return [g for g in query.goals if (g.name in named) == (flt.op == "is")]
 
 
-def complete(query: Query, rows: list[dict[str, Any]], runner: Runner) -> None:
+def complete(query: Query, rows: list[dict[str, Any]], runner: Runner, payer: Payer) -> None:
     """Fill conversion_rate, total_revenue and average_revenue of the rows in place."""
     asked = FILLED_LATER & set(query.metrics)
     if not asked or not rows:
@@ -85,7 +88,7 @@ def complete(query: Query, rows: list[dict[str, Any]], runner: Runner) -> None:
             row["conversion_rate"] = round(row["conversions"] * 100 / total, 1) if total else None
     if asked & {"total_revenue", "average_revenue"}:
         keys = [d for d in query.dimensions if not DIMENSIONS[d].is_time]
-        revenue = _revenue(query, rows, keys, runner)
+        revenue = _revenue(query, rows, keys, runner, payer)
         for row in rows:
             sums = revenue.get(_key(row, keys), {})
             ordered = _ordered(sums, _currency_of(query, row))
@@ -136,13 +139,18 @@ class Paid:
 
 
 def _revenue(
-    query: Query, rows: list[dict[str, Any]], keys: Sequence[str], runner: Runner
+    query: Query,
+    rows: list[dict[str, Any]],
+    keys: Sequence[str],
+    runner: Runner,
+    payer: Payer,
 ) -> dict[tuple[Any, ...], dict[str, Paid]]:
     """Revenue in minor units per row and currency (goal rows: each under its goal)."""
+    plain = [k for k in keys if k != GOAL]
     grouped = dataclasses.replace(
         query,
         metrics=("revenue", "visits"),
-        dimensions=(*(d for d in keys if d != GOAL), CURRENCY),
+        dimensions=(*plain, CURRENCY),
         limit=None,
         offset=0,
         order_by=(),
@@ -155,7 +163,8 @@ def _revenue(
     goals = [None] if GOAL not in keys else sorted({r[GOAL] for r in rows} & paying)
     for goal in goals:
         under = grouped if goal is None else grouped.with_filter(Filter(GOAL, "is", (goal,)))
-        for r in runner(under, None):
+        paid = payer(under, plain)
+        for r in runner(under, None) if paid is None else paid:
             if not r[CURRENCY] or not r["revenue"]:
                 continue
             key = tuple(goal if k == GOAL else r[k] for k in keys)

@@ -25,7 +25,7 @@ from tracker.stats.compiler import (
 )
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import compile_filters
-from tracker.stats.goals import goal_clause, goal_matches, with_goals
+from tracker.stats.goals import daily_counts, goal_clause, goal_matches, hits, with_goals
 from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, site_ref
 
 
@@ -112,6 +112,9 @@ def _visits_in_scope(query: Query) -> Select:
 
 def _reached(query: Query, steps: list[GoalSpec]) -> Select:
     """Visitors (per day) whose visit completed `steps` in order."""
+    fast = _reached_from_hits(query, steps)
+    if fast is not None:
+        return fast
     scope = _visits_in_scope(query).subquery("scope")
     done: FromClause = scope
     at = None
@@ -132,6 +135,44 @@ def _reached(query: Query, steps: list[GoalSpec]) -> Select:
         .distinct()
         .subquery("people")
     )
+    return select(func.count()).select_from(people)
+
+
+def _reached_from_hits(query: Query, steps: list[GoalSpec]) -> Select | None:
+    """`_reached` from stored hits alone, where they cover the period and no filter narrows
+    the visits (None otherwise): the first step from its daily counts; a later one from the
+    visits reaching its goal, each looked up, step by step, for the moment it reached the
+    one before (a few index lookups per visit reaching the last step)."""
+    covered = all(
+        g.hits_until_ms is not None and g.hits_until_ms >= query.period.end_ms for g in steps
+    )
+    if query.filters or not covered:
+        return None
+    if len(steps) == 1:
+        summed = daily_counts(query, steps[0])
+        assert summed is not None
+        return select(summed.subquery().c.visitors)
+    h = hits.c
+    last = (
+        select(h.visit_id, h.visitor_id, h.day, func.max(h.timestamp_ms).label("t"))
+        .where(
+            h.goal_id == steps[-1].id,
+            h.started_ms >= query.period.start_ms,
+            h.started_ms < query.period.end_ms,
+        )
+        .group_by(h.visit_id, h.visitor_id, h.day)
+        .subquery("last")
+    )
+    at = None
+    for number, goal in enumerate(steps[:-1]):
+        earlier = hits.alias(f"step{number}")
+        moment = select(func.min(earlier.c.timestamp_ms)).where(
+            earlier.c.goal_id == goal.id, earlier.c.visit_id == last.c.visit_id
+        )
+        if at is not None:
+            moment = moment.where(earlier.c.timestamp_ms >= at)
+        at = moment.correlate(last).scalar_subquery()
+    people = select(last.c.day, last.c.visitor_id).where(last.c.t >= at).distinct().subquery()
     return select(func.count()).select_from(people)
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     and_,
     false,
+    func,
     literal,
     not_,
     or_,
@@ -39,16 +40,17 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 
 from tracker.db import Database
-from tracker.db.models import Event, Goal, GoalHit, Visit
+from tracker.db.models import Event, Goal, GoalDay, GoalHit, Visit
 from tracker.stats.coverage import covered_until
 from tracker.stats.filters import Filter, match_pattern
-from tracker.stats.periods import day_from_number, local_midnight_ms
+from tracker.stats.periods import day_from_number, day_number, local_midnight_ms
 from tracker.stats.query import GoalSpec, Query, QueryError, SiteLike, SiteRef, site_ref
 
 GOAL = "event:goal"
 events = Event.__table__
 visits = Visit.__table__
 hits = GoalHit.__table__
+goal_days = GoalDay.__table__
 # Metrics that only mean something for a goal: a goal filter or a breakdown by goal.
 GOAL_METRICS = frozenset({"conversions", "conversion_rate", "total_revenue", "average_revenue"})
 
@@ -223,6 +225,22 @@ def goal_matches(query: Query, goal: GoalSpec) -> Select:
     if split >= end:
         return stored
     return select(union_all(stored, raw).subquery())
+
+
+def daily_counts(query: Query, goal: GoalSpec) -> Select | None:
+    """The goal's visitors (per day, summed), visits and events over the whole period from
+    its daily counts; None unless those cover the period (then read `goal_matches`)."""
+    if goal.hits_until_ms is None or goal.hits_until_ms < query.period.end_ms:
+        return None
+    d = goal_days.c
+    return select(
+        *(func.coalesce(func.sum(d[c]), 0).label(c) for c in ("visitors", "events")),
+        func.coalesce(func.sum(d.conversions), 0).label("visits"),
+    ).where(
+        d.goal_id == goal.id,
+        d.day >= day_number(query.period.start),
+        d.day <= day_number(query.period.end),
+    )
 
 
 def goal_events(query: Query) -> ColumnElement[bool] | None:

@@ -1,4 +1,5 @@
-"""Goal hits: each goal's matching events, kept per local day beside the rollups.
+"""Goal hits: each goal's matching events, kept per local day beside the rollups, and
+each goal's daily counts summed from them (`goal_days`).
 
 Matching a wide goal (`/blog/*`) against a month of raw events takes seconds; the Goals
 card, conversion mode and funnels read these rows instead (`goals.goal_matches`). The
@@ -17,18 +18,20 @@ from typing import cast
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     FromClause,
     MetaData,
     Table,
     delete,
+    func,
     insert,
     literal,
     select,
     update,
 )
 
-from tracker.db.models import Event, Goal, GoalHit, Visit
+from tracker.db.models import Event, Goal, GoalDay, GoalHit, Visit
 from tracker.stats.compiler import Plan, bucket_expr
 from tracker.stats.coverage import lock_site_writes
 from tracker.stats.goals import load_goals, matches
@@ -36,6 +39,7 @@ from tracker.stats.periods import make_period
 from tracker.stats.query import GoalSpec, Query, SiteRef
 
 hits_table = cast(Table, GoalHit.__table__)
+days_table = cast(Table, GoalDay.__table__)
 goals_table = cast(Table, Goal.__table__)
 events = Event.__table__
 visits = Visit.__table__
@@ -85,17 +89,39 @@ def write_day(
     with the day's rollup rows)."""
     if not goals:
         return
-    h = hits_table.c
     ids = [g.id for g in goals]
-    conn.execute(delete(hits_table).where(h.site_id == site.id, h.day == day, h.goal_id.in_(ids)))
+    for table in (hits_table, days_table):
+        c = table.c
+        conn.execute(delete(table).where(c.site_id == site.id, c.day == day, c.goal_id.in_(ids)))
     conn.execute(
         insert(hits_table).from_select(COLUMNS, select(computed).where(computed.c.day == day))
     )
+    _insert_days(conn, computed, computed.c.day == day)
+
+
+def _insert_days(conn: Connection, computed: Table, *where: ColumnElement[bool]) -> None:
+    """The daily counts of the computed hits (a goal reached by nobody that day: no row)."""
+    c = computed.c
+    counts = (
+        select(
+            c.goal_id,
+            c.day,
+            c.site_id,
+            func.count(c.visitor_id.distinct()),
+            func.count(c.visit_id.distinct()),
+            func.count(),
+        )
+        .where(*where)
+        .group_by(c.goal_id, c.day, c.site_id)
+    )
+    columns = ["goal_id", "day", "site_id", "visitors", "conversions", "events"]
+    conn.execute(insert(days_table).from_select(columns, counts))
 
 
 def forget(conn: Connection, site: SiteRef) -> None:
     """Drop a site's hits: its days are being cut anew (a rebuild from scratch)."""
     conn.execute(delete(hits_table).where(hits_table.c.site_id == site.id))
+    conn.execute(delete(days_table).where(days_table.c.site_id == site.id))
     conn.execute(
         update(goals_table).where(goals_table.c.site_id == site.id).values(hits_built=False)
     )
@@ -142,8 +168,10 @@ def backfill(conn: Connection, site: SiteRef, first: date | None, last: date) ->
         lock_site_writes(conn, site)
         ids = [g.id for g in goals]
         conn.execute(delete(hits_table).where(hits_table.c.goal_id.in_(ids)))
+        conn.execute(delete(days_table).where(days_table.c.goal_id.in_(ids)))
         if computed is not None:
             conn.execute(insert(hits_table).from_select(COLUMNS, select(computed)))
+            _insert_days(conn, computed)
         mark_built(conn, goals)
     if computed is not None:
         with conn.begin():

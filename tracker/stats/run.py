@@ -18,7 +18,14 @@ from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.db import Database
 from tracker.stats import conversions
-from tracker.stats.compiler import dimension_column, goal_counts, outer, plan_for
+from tracker.stats.compiler import (
+    dim_key,
+    dimension_column,
+    goal_counts,
+    goal_revenue,
+    outer,
+    plan_for,
+)
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import SOURCE, Filter
 from tracker.stats.goals import GOAL, with_goals
@@ -90,6 +97,20 @@ def _answer(
         sums = conn.execute(stmt).one()._mapping
         return combine(q.metrics, {p: int(sums.get(p) or 0) for p in PARTS})
 
+    def payer(q: Query, keys: Sequence[str]) -> list[dict[str, Any]] | None:
+        stmt = goal_revenue(q, keys)
+        if stmt is None:
+            return None
+        return [
+            {
+                **{k: row._mapping[dim_key(i)] for i, k in enumerate(keys)},
+                conversions.CURRENCY: row.currency,
+                "revenue": int(row.revenue or 0),
+                "visits": int(row.visits),
+            }
+            for row in conn.execute(stmt)
+        ]
+
     executed = dataclasses.replace(query, metrics=conversions.executed_metrics(query))
     if GOAL in query.dimensions:
         result = Result(rows=conversions.goal_rows(executed, runner, counter), query=query)
@@ -101,7 +122,7 @@ def _answer(
     else:
         result = _run(conn, executed, restrict, rollups=rollups)
         result.query = query
-    conversions.complete(query, result.rows, runner)
+    conversions.complete(query, result.rows, runner, payer)
     for row in result.rows:
         for extra in set(executed.metrics) - set(query.metrics):
             row.pop(extra, None)

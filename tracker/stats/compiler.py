@@ -146,7 +146,8 @@ def raw_buckets(
     extra: ColumnElement[bool] | None = None,
 ) -> Select:
     """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms)."""
-    site, started = visits.c.site_id, visits.c.started_ms
+    site: ColumnElement = visits.c.site_id
+    started: ColumnElement = visits.c.started_ms
     converted = goal_clause(query)
     if converted is not None and query.filter_for(GOAL).op == "is":  # type: ignore[union-attr]
         # TRICKY: without statistics, SQLite would scan every visit of the period and probe

@@ -7,10 +7,11 @@ from typing import cast
 
 from sqlalchemy import Connection, Table, func, select
 
-from tracker.db.models import StatsRollupState
+from tracker.db.models import StatsRollupState, Visit
 from tracker.stats.query import SiteRef
 
 state_table = cast(Table, StatsRollupState.__table__)
+visits = Visit.__table__
 LOCK_NAMESPACE = 0x5741_0000_0000
 
 
@@ -36,3 +37,8 @@ def covered_until(conn: Connection, site: SiteRef) -> int | None:
     if row is None or row.timezone != site.timezone:
         return None
     return int(row.last_day)
+
+
+def first_visit_ms(conn: Connection, site: SiteRef) -> int | None:
+    """When the site's first visit started (where rollups and goal hits begin)."""
+    return conn.scalar(select(func.min(visits.c.started_ms)).where(visits.c.site_id == site.id))

@@ -33,9 +33,9 @@ from sqlalchemy import (
 
 from tracker.db.models import Event, Goal, GoalDay, GoalHit, Visit
 from tracker.stats.compiler import Plan, bucket_expr
-from tracker.stats.coverage import lock_site_writes
+from tracker.stats.coverage import first_visit_ms, lock_site_writes
 from tracker.stats.goals import load_goals, matches
-from tracker.stats.periods import make_period
+from tracker.stats.periods import local_date, make_period
 from tracker.stats.query import GoalSpec, Query, SiteRef
 
 hits_table = cast(Table, GoalHit.__table__)
@@ -139,17 +139,18 @@ def _unbuilt(conn: Connection, site: SiteRef) -> list[GoalSpec]:
     return [goal for goal in load_goals(conn, site) if goal.id not in built]
 
 
-def backfill(conn: Connection, site: SiteRef, first: date | None, last: date) -> int:
-    """Write every hit of the site's goals not built yet, for visits started from day
-    `first` (None: there are none) through `last`, and mark them built; returns how many
-    goals. Computed first into a temporary table, so SQLite's write lock is held only for
-    the copy."""
+def backfill(conn: Connection, site: SiteRef, last: date) -> int:
+    """Write every hit of the site's goals not built yet, for visits started through day
+    `last`, and mark them built; returns how many goals. Computed first into a temporary
+    table, so SQLite's write lock is held only for the copy."""
     with conn.begin():
         goals = _unbuilt(conn, site)
+        first_ms = first_visit_ms(conn, site) if goals else None
     if not goals:
         return 0
     computed = None
-    if first is not None:
+    if first_ms is not None:
+        first = local_date(first_ms, site.tz)
         period = make_period("custom", first, last, site.tz)
         bucket = bucket_expr(visits.c.started_ms, Plan((), (), "day"), Query(site, period))
         source = (

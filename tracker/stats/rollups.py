@@ -59,7 +59,7 @@ from tracker.stats.compiler import (
     group_facts,
     raw_buckets,
 )
-from tracker.stats.coverage import covered_until, lock_site_writes, state_table
+from tracker.stats.coverage import covered_until, first_visit_ms, lock_site_writes, state_table
 from tracker.stats.dimensions import DIMENSIONS, FILTER_DIMENSIONS, FILTERED_KEYS, ROLLUP_KEYS
 from tracker.stats.filters import Filter, compile_filters
 from tracker.stats.goals import load_goals
@@ -213,10 +213,6 @@ def _rollup_rows(query: Query, plan: Plan, key: RollupKey, lo: int, hi: int) -> 
     dims = [column(d).label(dim_key(i)) for i, d in enumerate(plan.dims)]
     columns = [*dims, rollup_table.c.day.label("bucket"), *(rollup_table.c[p] for p in plan.parts)]
     return select(*columns).where(*where)
-
-
-def first_visit_ms(conn: Connection, site: SiteRef) -> int | None:
-    return conn.scalar(select(func.min(visits.c.started_ms)).where(visits.c.site_id == site.id))
 
 
 def _dirty_day(conn: Connection, site: SiteRef, after_id: int) -> int | None:
@@ -434,13 +430,11 @@ def _backfill_goal_hits(db: Database, site: SiteRef) -> None:
     """Hits of the goals added since the rollups were last built, for every covered day."""
     with db.engine.connect() as conn:
         last = covered_until(conn, site)
+        conn.rollback()
         if last is None:
             return
-        first_ms = first_visit_ms(conn, site)
-        conn.rollback()
-        first = None if first_ms is None else local_date(first_ms, site.tz)
         try:
-            hits.backfill(conn, site, first, day_from_number(last))
+            hits.backfill(conn, site, day_from_number(last))
         except BaseException:
             conn.invalidate()  # its temporary table goes with it
             raise

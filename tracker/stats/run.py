@@ -26,6 +26,7 @@ from tracker.stats.compiler import (
     outer,
     plan_for,
 )
+from tracker.stats.coverage import first_visit_ms
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import SOURCE, Filter
 from tracker.stats.goals import GOAL, with_goals
@@ -41,7 +42,7 @@ from tracker.stats.periods import (
     week_start,
 )
 from tracker.stats.query import Query, SiteLike, site_ref
-from tracker.stats.rollups import bucket_source, first_visit_ms
+from tracker.stats.rollups import bucket_source
 
 UTM_SOURCE = "visit:utm_source"
 

@@ -83,6 +83,9 @@ class Site(Base):
     shared_export: Mapped[bool] = mapped_column(Boolean, default=False)
     # Visitors whose browser sends Do Not Track or Global Privacy Control are not counted.
     honour_dnt: Mapped[bool] = mapped_column(Boolean, default=False)
+    # ISO 4217 code money is reported in (ad spend, CPA, ROAS); "" until set, or until the
+    # first ad spend import names one.
+    currency: Mapped[str] = mapped_column(String(3), default="")
     owner_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
@@ -137,6 +140,81 @@ class Funnel(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     steps: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdCost(Base):
+    """What one ad (campaign, or its ad group / ad) cost on one day, imported from an ad
+    platform's report. The UTM fields are kept trimmed and case-folded, as they are matched
+    to visits; `campaign_label` keeps the spelling of the last import for display.
+    `row_key` hashes day and the five fields: importing the same row again replaces it."""
+
+    __tablename__ = "ad_costs"
+    __table_args__ = (
+        UniqueConstraint("site_id", "row_key"),
+        Index("ix_ad_costs_site_day", "site_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    row_key: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(255), default="")
+    medium: Mapped[str] = mapped_column(String(255), default="")
+    campaign: Mapped[str] = mapped_column(String(255), default="")
+    term: Mapped[str] = mapped_column(String(255), default="")
+    content: Mapped[str] = mapped_column(String(255), default="")
+    campaign_label: Mapped[str] = mapped_column(String(255), default="")
+    cost_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    impressions: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    clicks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Budget(Base):
+    """A monthly budget for one campaign or one source (`scope`), every month until
+    deleted; `key` is the trimmed, case-folded name it matches cost rows by."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("site_id", "scope", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(8))  # "campaign" or "source"
+    key: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str] = mapped_column(String(255))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UtmLink(Base):
+    """A tagged link saved from the UTM link builder (values as they go into the URL)."""
+
+    __tablename__ = "utm_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    base_url: Mapped[str] = mapped_column(String(2000))
+    source: Mapped[str] = mapped_column(String(255))
+    medium: Mapped[str] = mapped_column(String(255))
+    campaign: Mapped[str] = mapped_column(String(255))
+    term: Mapped[str] = mapped_column(String(255), default="")
+    content: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Annotation(Base):
+    """A dated note drawn on the site's chart ("Black Friday launch")."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_site_day", "site_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    text: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -235,3 +235,30 @@ def test_goals_card_counts_equal_the_full_report_under_each_goal(db: Database, s
             [full] = report(db, site, goal=goal, metrics="visitors,conversions,events", **extra)
             assert card[goal] == (full["visitors"], full["conversions"], full["events"])
         assert card or extra
+
+
+def test_rows_sort_by_completed_metrics_then_page(db: Database, site: Site) -> None:
+    """A conversion rate is worked out after the sums; sorting and paging by it must still
+    see every row, not the first page SQL ordered by something else."""
+    args = {"goal": "Signup", "dimension": "visit:source", "metrics": "conversions,conversion_rate"}
+    by_rate = [r["visit:source"] for r in report(db, site, order="conversion_rate", **args)]
+    assert by_rate == ["Facebook", "Google"]
+    upward = report(db, site, order="conversion_rate:asc", **args)
+    assert [(r["visit:source"], r["conversion_rate"]) for r in upward] == [
+        ("Google", 50.0),
+        ("Facebook", 100.0),
+    ]
+    window = {"period": "custom", "from": str(DAY), "to": str(DAY), **args}
+    first = run(db, parse_query(site, {**window, "order": "conversion_rate", "limit": "1"}))
+    assert [r["visit:source"] for r in first.rows] == ["Facebook"] and first.has_more
+    second = run(
+        db, parse_query(site, {**window, "order": "conversion_rate", "limit": "1", "offset": "1"})
+    )
+    assert [r["visit:source"] for r in second.rows] == ["Google"] and not second.has_more
+    goals = report(
+        db, site, dimension="event:goal", metrics="conversions,conversion_rate",
+        order="conversion_rate:asc,conversions:desc",
+    )  # fmt: skip
+    assert [r["event:goal"] for r in goals] == [
+        "Guide", "Order done", "Pro signup", "Thank you", "Signup"
+    ]  # fmt: skip

@@ -139,3 +139,27 @@ def test_visits_csv_names_the_goals_each_visit_converted_on(
     ]
     converted = viewer.get(url + "&goal=Guide").get_data(as_text=True)
     assert [row["goals"] for row in csv.DictReader(io.StringIO(converted))] == ["Signup; Guide"]
+
+
+def test_report_columns_sort_the_rows_and_the_csv(viewer: FlaskClient, db: Database) -> None:
+    _add_goals(db)
+    default = page(viewer, "&goal=Signup&sources_sort=conversion_rate")
+    assert [r[0] for r in rows(card(default, "sources"))] == ["Facebook", "Google"]
+    upward = page(viewer, "&goal=Signup&sources_sort=conversion_rate:asc")
+    assert rows(card(upward, "sources")) == [
+        ("Google", "1", "1", "50.0%", "—"),
+        ("Facebook", "1", "1", "100.0%", "—"),
+    ]
+    sources = card(upward, "sources")
+    # The sorted column says so, and its heading sorts the other way next.
+    assert 'aria-sort="ascending"' in sources and "sources_sort=conversion_rate#sources" in sources
+    assert "sources_sort=conversions#sources" in sources
+    response = viewer.get(
+        f"/sites/{SITE}/reports/sources.csv?{PERIOD}&goal=Signup&sources_sort=conversion_rate:asc"
+    )
+    assert [line.split(",")[0] for line in response.get_data(as_text=True).splitlines()[1:]] == [
+        "Google",
+        "Facebook",
+    ]
+    # A column the report does not show is ignored, not an error.
+    assert page(viewer, "&sources_sort=nonsense")

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, tuple_
@@ -30,7 +31,7 @@ from tracker.stats.coverage import first_visit_ms
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import SOURCE, Filter
 from tracker.stats.goals import GOAL, with_goals
-from tracker.stats.metrics import PARTS, change, combine, parts_for
+from tracker.stats.metrics import FILLED_LATER, PARTS, change, combine, parts_for
 from tracker.stats.periods import (
     Period,
     day_from_number,
@@ -86,6 +87,44 @@ def _answer(
     *,
     rollups: bool,
 ) -> Result:
+    """One period's rows, ordered and paged; sorted here when SQL cannot order them."""
+    if not any(name in FILLED_LATER for name, _ in query.order_by):
+        return _answer_rows(conn, query, restrict, rollups=rollups)
+    # The order needs metrics completed after the sums (a conversion rate): every row is
+    # completed, then sorted and paged like SQL would.
+    whole = dataclasses.replace(query, limit=None, offset=0)
+    result = _answer_rows(conn, whole, restrict, rollups=rollups)
+    rows = sort_rows(result.rows, query)
+    end = query.offset + query.limit if query.limit else None
+    result.has_more = end is not None and len(rows) > end
+    result.rows = rows[query.offset : end]
+    result.query = query
+    return result
+
+
+def sort_rows(rows: list[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
+    """Rows in the query's order, as `compiler.outer` orders them in SQL: unknown values
+    last when descending, first when ascending; ties by the dimension values."""
+    ordered = sorted(rows, key=lambda row: tuple(_sortable(row[d]) for d in query.dimensions))
+    for name, direction in reversed(query.order_by):
+        ordered.sort(key=lambda row: _sortable(row[name]), reverse=direction == "desc")
+    return ordered
+
+
+def _sortable(value: Any) -> tuple[bool, Any]:
+    """A comparable key; amounts per currency sort by the first (the goal's own currency)."""
+    if isinstance(value, dict):
+        value = Decimal(next(iter(value.values()))) if value else None
+    return (value is not None, 0 if value is None else value)
+
+
+def _answer_rows(
+    conn: Connection,
+    query: Query,
+    restrict: Sequence[tuple[Any, ...]] | None,
+    *,
+    rollups: bool,
+) -> Result:
     """One period's rows: a plain report, or goal rows; goal metrics completed."""
 
     def runner(q: Query, keys: Sequence[tuple[Any, ...]] | None) -> list[dict[str, Any]]:
@@ -112,7 +151,11 @@ def _answer(
             for row in conn.execute(stmt)
         ]
 
-    executed = dataclasses.replace(query, metrics=conversions.executed_metrics(query))
+    executed = dataclasses.replace(
+        query,
+        metrics=conversions.executed_metrics(query),
+        order_by=tuple(o for o in query.order_by if o[0] not in FILLED_LATER),
+    )
     if GOAL in query.dimensions:
         result = Result(rows=conversions.goal_rows(executed, runner, counter), query=query)
         result.meta = {"source": "raw", "period": query.period}

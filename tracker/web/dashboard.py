@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -36,6 +36,7 @@ from tracker.stats import (
     funnel_names,
     parse_query,
     run,
+    series_notes,
     site_goals,
 )
 from tracker.web.access import SiteAccess
@@ -82,7 +83,12 @@ COMPARE_CHOICES = (
     ("off", "nothing"),
 )
 # Page-only parameters (not part of the Query): the chart metric and each card's tab.
-UI_PARAMS = ("metric", "funnel", *(p.tab_param for p in PANELS))
+UI_PARAMS = (
+    "metric",
+    "funnel",
+    *(p.tab_param for p in PANELS),
+    *(p.sort_param for p in PANELS),
+)
 
 
 @dataclass(frozen=True)
@@ -143,10 +149,17 @@ class View:
             filters=(*self.query.filters, *report.query_filters),
             compare=None,
             compare_period=None,
-            order_by=(),
+            order_by=self.report_order(report),
             limit=limit,
             offset=offset,
         )
+
+    def report_order(self, report: Report) -> tuple[tuple[str, str], ...]:
+        """The column the report is sorted by (`<panel>_sort`), else its first, descending."""
+        name, _, direction = self.ui.get(panel_of(report).sort_param, "").partition(":")
+        if name not in self.report_metrics(report):
+            return ()
+        return ((name, "asc" if direction == "asc" else "desc"),)
 
     def report_metrics(self, report: Report) -> tuple[str, ...]:
         """A report's columns: its own, or in conversion mode how its rows converted."""
@@ -255,17 +268,34 @@ def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
         values.append(None if future else row[metric])  # no line into the future
     texts = [_labels(dim, row[dim]) for row in result.rows]
     compare = result.comparison.rows if result.comparison else None
+    notes = series_notes(db, view.query, [row[dim] for row in result.rows])
     return line_chart(
         metric_label=METRICS[metric].label,
         labels=[t[0] for t in texts],
         values=values,
         fmt=FORMATS[metric],
         axis_labels=[t[1] for t in texts],
+        notes=[[note.text for note in bucket] for bucket in notes],
         compare_labels=[_labels(dim, r[dim])[0] for r in compare] if compare else None,
         compare_values=[r[metric] for r in compare] + [None] * (len(values) - len(compare))
         if compare
         else None,
     )
+
+
+def series_query(view: View) -> Query:
+    """The chart's buckets with every headline number, for the chart's CSV."""
+    return dataclasses.replace(
+        view.query,
+        metrics=view.kpi_metrics,
+        dimensions=(interval(view.query),),
+        compare=None,
+        compare_period=None,
+    )
+
+
+def chart_csv_url(view: View) -> str:
+    return view.endpoint("stats.chart_csv", view.params())
 
 
 @dataclass(frozen=True)
@@ -277,9 +307,18 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column heading; following `url` sorts the report by it (again: the other way)."""
+
+    label: str
+    url: str
+    sorted: str  # "descending", "ascending" or "" (the aria-sort value)
+
+
+@dataclass(frozen=True)
 class Table:
     report: Report
-    columns: list[str]
+    columns: list[Column]
     rows: list[Row]
     has_more: bool
 
@@ -313,7 +352,8 @@ def props_text(raw: str) -> str:
     return ", ".join(f"{key}: {value}" for key, value in props.items())
 
 
-def table(view: View, report: Report, result: Result) -> Table:
+def table(view: View, report: Report, result: Result, sort_url: Callable[[str], str]) -> Table:
+    """Display rows; `sort_url(value)` links to this table sorted by `<panel>_sort=value`."""
     metrics = view.report_metrics(report)
     first = metrics[0]
     top = max((row[first] or 0 for row in result.rows), default=0) or 1
@@ -335,8 +375,20 @@ def table(view: View, report: Report, result: Result) -> Table:
                 cells=[metric_value(m, row[m]) for m in metrics],
             )
         )
-    columns = [METRICS[m].label for m in metrics]
-    return Table(report, columns, rows, result.has_more)
+    return Table(report, _columns(view, report, metrics, sort_url), rows, result.has_more)
+
+
+def _columns(
+    view: View, report: Report, metrics: tuple[str, ...], sort_url: Callable[[str], str]
+) -> list[Column]:
+    order = dict(view.report_order(report) or ((metrics[0], "desc"),))
+    columns = []
+    for metric in metrics:
+        direction = order.get(metric, "")
+        again = f"{metric}:asc" if direction == "desc" else metric
+        sorted_ = {"desc": "descending", "asc": "ascending"}.get(direction, "")
+        columns.append(Column(METRICS[metric].label, sort_url(again), sorted_))
+    return columns
 
 
 @dataclass(frozen=True)
@@ -380,6 +432,10 @@ def deferred_url(view: View, key: str) -> str:
 def card(db: Database, view: View, panel: Panel) -> Card:
     report = panel.report(view.ui.get(panel.tab_param))
     result = run(db, view.report_query(report, CARD_ROWS))
+
+    def sort_url(value: str) -> str:
+        return view.url(ui={panel.sort_param: value}) + f"#{panel.key}"
+
     tabs = [
         Link(r.tab, view.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
         for r in panel.reports
@@ -389,7 +445,7 @@ def card(db: Database, view: View, panel: Panel) -> Card:
     return Card(
         panel=panel,
         tabs=tabs if len(tabs) > 1 else [],
-        table=table(view, report, result),
+        table=table(view, report, result, sort_url),
         more_url=view.endpoint("stats.report", params, key=report.key),
         csv_url=view.endpoint("stats.report_csv", params, key=report.key),
         empty=_no_goals(view) if no_goals else None,
@@ -427,8 +483,12 @@ def full_list(db: Database, view: View, report: Report, page: int) -> FullList:
         return view.endpoint("stats.report", {**params, "p": str(number)}, key=report.key)
 
     panel = panel_of(report)
+
+    def sort_url(value: str) -> str:
+        return view.endpoint("stats.report", {**params, panel.sort_param: value}, key=report.key)
+
     return FullList(
-        table=table(view, report, result),
+        table=table(view, report, result, sort_url),
         page=page,
         prev_url=page_url(page - 1) if page > 1 else None,
         next_url=page_url(page + 1) if result.has_more else None,

@@ -51,6 +51,11 @@ class Panel:
     def tab_param(self) -> str:
         return f"{self.key}_tab"
 
+    @property
+    def sort_param(self) -> str:
+        """`sources_sort=conversion_rate` (descending) or `conversion_rate:asc`."""
+        return f"{self.key}_sort"
+
     def report(self, key: str | None) -> Report:
         """The tab named `key`, else the first."""
         return next((r for r in self.reports if r.key == key), self.reports[0])

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracker.money import minor_digits
+from tracker.money import MoneyError, check_amount, minor_digits, parse_amount, to_minor
 
 KINDS = frozenset({"pageview", "click", "event", "engagement"})
 MAX_URL = 2000
@@ -30,9 +29,6 @@ MAX_USER_AGENT = 1000
 MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
 FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
 HASH_ROUTE_PREFIXES = ("/", "!/")
-MAX_REVENUE = Decimal(10) ** 12  # in the currency's major units
-MAX_AMOUNT_DIGITS = 40  # a longer amount is a mistake, and costly to check
-AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class EventError(ValueError):
@@ -150,37 +146,22 @@ def _props(value: Any) -> dict[str, str] | None:
 
 
 def _amount(value: Any) -> Decimal:
-    """revenue.amount: a JSON number or a decimal string, exact, 0 to MAX_REVENUE."""
+    """revenue.amount: a JSON number or a decimal string, exact, 0 to MAX_AMOUNT."""
     field = "revenue.amount"
     if value is None:
         raise EventError(f"{field}: is required")
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise EventError(f"{field}: must not be negative")
-        if len(text) > MAX_AMOUNT_DIGITS:
-            raise EventError(f"{field}: longer than {MAX_AMOUNT_DIGITS} characters")
-        if not AMOUNT_TEXT.fullmatch(text):
-            raise EventError(
-                f'{field}: must be digits with an optional decimal point, e.g. "42.50" '
-                "(no exponent, sign or thousands separator)"
-            )
-        amount = Decimal(text)
-    elif isinstance(value, ExponentDecimal):
-        raise EventError(f"{field}: exponent notation is not allowed; write 1000, not 1e3")
-    elif isinstance(value, Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
-        amount = Decimal(value)
-    elif isinstance(value, float):  # only NaN, Infinity and -Infinity are floats here
+    try:
+        if isinstance(value, str):
+            return parse_amount(value)
+        if isinstance(value, ExponentDecimal):
+            raise EventError(f"{field}: exponent notation is not allowed; write 1000, not 1e3")
+        if isinstance(value, Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
+            return check_amount(Decimal(value))
+    except MoneyError as exc:
+        raise EventError(f"{field}: {exc}") from None
+    if isinstance(value, float):  # only NaN, Infinity and -Infinity are floats here
         raise EventError(f"{field}: must be a finite number")
-    else:
-        raise EventError(f'{field}: must be a number or a decimal string, e.g. "42.50"')
-    if len(amount.as_tuple().digits) > MAX_AMOUNT_DIGITS:
-        raise EventError(f"{field}: more than {MAX_AMOUNT_DIGITS} digits")
-    if amount < 0:
-        raise EventError(f"{field}: must not be negative")
-    if amount > MAX_REVENUE:
-        raise EventError(f"{field}: must not be over {MAX_REVENUE:,}")
-    return amount
+    raise EventError(f'{field}: must be a number or a decimal string, e.g. "42.50"')
 
 
 def _currency(value: Any) -> str:
@@ -198,16 +179,10 @@ def _currency(value: Any) -> str:
 def to_minor_units(amount: Decimal, currency: str) -> int:
     """42.5 EUR -> 4250, exactly; EventError when the amount has more decimals than the
     currency's minor unit (42.505 EUR): money is not rounded."""
-    places = minor_digits()[currency]
-    _sign, digits, exponent = amount.as_tuple()
-    assert isinstance(exponent, int)  # finite: _amount took no NaN or Infinity
-    while exponent < 0 and digits and digits[-1] == 0:  # 42.50 has the decimals of 42.5
-        digits, exponent = digits[:-1], exponent + 1
-    if -exponent > places:
-        raise EventError(
-            f"revenue.amount: more decimals than {currency} has ({places}); round it first"
-        )
-    return int("".join(map(str, digits)) or "0") * 10 ** (exponent + places)
+    try:
+        return to_minor(amount, currency)
+    except MoneyError as exc:
+        raise EventError(f"revenue.amount: {exc}") from None
 
 
 def _revenue(value: Any, kind: str) -> tuple[int, str] | None:

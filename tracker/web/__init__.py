@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from tracker.web import auth, export, health, settings, sites, stats
+from tracker.web import auth, export, health, links, settings, sites, stats
 from tracker.web.beacon import init_beacon
 
 csrf = CSRFProtect()
@@ -20,4 +20,5 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(export.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(links.bp)
     init_beacon(app)

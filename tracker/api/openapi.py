@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
+from tracker.annotations import MAX_TEXT
 from tracker.api.params import INTERVALS, MAX_BREAKDOWN_LIMIT, PERIOD_ALIASES
 from tracker.goals import KINDS, MAX_EVENT_NAME, MAX_NAME, MAX_PATTERN
 from tracker.stats import COMPARISONS, DIMENSIONS, PERIODS
@@ -186,6 +187,83 @@ def _goal_paths() -> dict[str, Any]:
     }
 
 
+def _annotation_paths() -> dict[str, Any]:
+    note = {"$ref": "#/components/schemas/Annotation"}
+    listing = _operation(
+        "The site's chart annotations in the period, by day.",
+        ["site_id", "period", "date"],
+        _ok("The annotations.", {"$ref": "#/components/schemas/Annotations"}),
+    )
+    create = _operation(
+        "Add a note on a day of the site's chart. 400 names the field at fault and nothing "
+        "is saved.",
+        ["site_id"],
+        _ok("The note as stored.", note),
+        method="post",
+        status="201",
+    )
+    create["post"]["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AnnotationInput"}}
+        },
+    }
+    delete = _operation(
+        "Delete a note.",
+        ["site_id"],
+        _ok(
+            "The deleted note's id.",
+            {
+                "type": "object",
+                "required": ["deleted"],
+                "properties": {"deleted": {"type": "integer"}},
+                "additionalProperties": False,
+            },
+        ),
+        method="delete",
+    )
+    delete["delete"]["parameters"].append(
+        {"name": "annotation_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    )
+    return {
+        "/api/v1/annotations": {**listing, **create},
+        "/api/v1/annotations/{annotation_id}": delete,
+    }
+
+
+def _annotation_schemas() -> dict[str, Any]:
+    day = {"type": "string", "format": "date", "description": "A day of the site's time zone."}
+    note = {
+        "type": "object",
+        "required": ["id", "date", "text"],
+        "properties": {"id": {"type": "integer"}, "date": day, "text": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    note_input = {
+        "type": "object",
+        "required": ["text"],
+        "properties": {
+            "site_id": {"type": "string", "description": "The site's domain (or site_id=)."},
+            "date": {**day, "description": "YYYY-MM-DD (default: today in the site's time zone)."},
+            "text": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_TEXT,
+                "description": "Trimmed; no control characters.",
+            },
+        },
+    }
+    listing = {
+        "type": "object",
+        "required": ["annotations"],
+        "properties": {
+            "annotations": {"type": "array", "items": {"$ref": "#/components/schemas/Annotation"}}
+        },
+        "additionalProperties": False,
+    }
+    return {"Annotation": note, "AnnotationInput": note_input, "Annotations": listing}
+
+
 def _goal_schemas() -> dict[str, Any]:
     text = {"type": "string"}
     kind = {"type": "string", "enum": list(KINDS)}
@@ -288,6 +366,7 @@ def _schemas() -> dict[str, Any]:
             },
         },
         **_goal_schemas(),
+        **_annotation_schemas(),
         "FunnelSteps": {
             "type": "object",
             "required": ["funnel", "steps"],
@@ -341,7 +420,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "tracker Stats API",
             "version": version("tracker"),
             "description": "Statistics of the sites an API key's owner can see, in the shape "
-            "of Plausible's Stats API v1, and the sites' goals and funnels.",
+            "of Plausible's Stats API v1, and the sites' goals, funnels and chart annotations.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -375,6 +454,7 @@ def openapi_document() -> dict[str, Any]:
                 _ok("The funnel's steps.", {"$ref": "#/components/schemas/FunnelSteps"}),
             ),
             **_goal_paths(),
+            **_annotation_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

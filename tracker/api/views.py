@@ -1,5 +1,6 @@
 """The Stats API endpoints (thin views over tracker.stats), shaped like Plausible's v1,
-and the listing and management of a site's goals and funnels (over tracker.goals).
+the listing and management of a site's goals and funnels (over tracker.goals), and of its
+chart annotations (over tracker.annotations).
 
 Every /api/v1/stats/ request needs `Authorization: Bearer <API key>` (401 otherwise), is
 counted against the key's hourly allowance (429 with Retry-After above it), and names a
@@ -18,6 +19,13 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import HTTPException, NotFound, TooManyRequests, Unauthorized
 
 from tracker.accounts import hash_api_key
+from tracker.annotations import (
+    AnnotationError,
+    add_annotation,
+    delete_annotation,
+    list_annotations,
+    site_today,
+)
 from tracker.api.openapi import openapi_document
 from tracker.api.params import (
     breakdown_paging,
@@ -39,7 +47,7 @@ from tracker.goals import (
     list_goals,
 )
 from tracker.sites import can_manage, find_site
-from tracker.stats import QueryError, current_visitors, first_day, funnel, run
+from tracker.stats import Note, QueryError, current_visitors, first_day, funnel, run
 from tracker.web.access import BEARER_HELP, bearer_key, bearer_user
 from tracker.web.context import get_db
 
@@ -254,3 +262,49 @@ def funnels() -> ResponseReturnValue:
             for f in list_funnels(session, site)
         ]
     return jsonify(funnels=listed)
+
+
+def _note_json(note: Note) -> dict[str, Any]:
+    return {"id": note.id, "date": note.day.isoformat(), "text": note.text}
+
+
+@bp.get("/annotations")
+def annotation_list() -> ResponseReturnValue:
+    """The site's notes in the period (the stats endpoints' period parameters), by day."""
+    site = _site()
+    period = stats_query(site, request.args, first_day=first_day(get_db(), site)).period
+    notes = list_annotations(get_db(), site, period.start, period.end)
+    return jsonify(annotations=[_note_json(n) for n in notes])
+
+
+@bp.post("/annotations")
+def create_annotation() -> ResponseReturnValue:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(
+            error="The body must be a JSON object (Content-Type: application/json)."
+        ), 400
+    site_id = request.args.get("site_id") or body.get("site_id")
+    site = _site(site_id if isinstance(site_id, str) else "")
+    try:
+        for key in ("date", "text"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise AnnotationError(key, f"{key} must be a JSON string.")
+        day = body.get("date")
+        if day is None:
+            day = site_today(site)  # as on the stats page: today in the site's time zone
+        with get_db().session() as session:
+            created = _note_json(add_annotation(session, site, day, body.get("text")))
+    except AnnotationError as exc:
+        return jsonify(error=f"{exc.field}: {exc}"), 400
+    return jsonify(created), 201
+
+
+@bp.delete("/annotations/<int:annotation_id>")
+def remove_annotation(annotation_id: int) -> ResponseReturnValue:
+    site = _site()
+    with get_db().session() as session:
+        note = delete_annotation(session, site, annotation_id)
+    if note is None:
+        raise NotFound(f"annotation: no annotation {annotation_id} on {site.domain}.")
+    return jsonify(deleted=annotation_id)

@@ -8,6 +8,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from tracker.cli import admin, demo, export, goals, imports, jobs, reclassify, server
+from tracker.cli.annotations import COMMANDS as ANNOTATION_COMMANDS
 from tracker.cli.context import CliContext
 from tracker.config import ConfigError
 
@@ -46,6 +47,7 @@ for command in (
     *server.COMMANDS,
     *admin.COMMANDS,
     *goals.COMMANDS,
+    *ANNOTATION_COMMANDS,
     *jobs.COMMANDS,
     *demo.COMMANDS,
     *imports.COMMANDS,

@@ -5,6 +5,7 @@ The stats page, the JSON API and the CSV export use only what this package expor
 real-time helpers. All SQL for reports lives here.
 """
 
+from tracker.stats.annotations import Note, bucket_notes, series_notes, site_notes
 from tracker.stats.dimensions import DIMENSIONS, Dimension, dimension
 from tracker.stats.expression import parse_expression
 from tracker.stats.filters import Filter
@@ -27,6 +28,7 @@ __all__ = [
     "Filter",
     "FunnelResult",
     "Metric",
+    "Note",
     "Period",
     "Query",
     "QueryError",
@@ -34,6 +36,7 @@ __all__ = [
     "Result",
     "SiteRef",
     "Step",
+    "bucket_notes",
     "current_visitors",
     "dimension",
     "event_rows",
@@ -44,7 +47,9 @@ __all__ = [
     "parse_query",
     "realtime",
     "run",
+    "series_notes",
     "site_goals",
+    "site_notes",
     "site_ref",
     "time_buckets",
     "visit_rows",

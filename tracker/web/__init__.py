@@ -6,6 +6,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from tracker.web import auth, export, health, links, settings, sites, stats
+from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
 
 csrf = CSRFProtect()
@@ -20,5 +21,6 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(export.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(annotations_bp)
     app.register_blueprint(links.bp)
     init_beacon(app)

@@ -4,7 +4,8 @@
 templates/_chart.html draws. The SVG stretches to its box (preserveAspectRatio="none", strokes
 that do not scale), while axis labels are HTML placed by percentages, so text stays readable
 at any width, a phone included. Each point carries its label and formatted values, shown by a
-<title> tooltip without JS and by a small script (static/stats.js) with it.
+<title> tooltip without JS and by a small script (static/stats.js) with it. Annotations are
+markers at their bucket: one marker holds every note of that bucket.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ class ChartPoint:
 
 
 @dataclass(frozen=True)
+class Marker:
+    """The notes of one bucket, drawn as one marker at the bucket's x."""
+
+    x_pct: float
+    label: str  # the bucket, as tooltips name it
+    notes: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """What hovering says, and what a screen reader reads: `Fri 27 Nov 2026: a; b`."""
+        return f"{self.label}: {'; '.join(self.notes)}"
+
+
+@dataclass(frozen=True)
 class Tick:
     pct: float  # from the top (y axis) or from the left (x axis)
     label: str
@@ -46,6 +61,7 @@ class Chart:
     x_ticks: list[Tick]
     points: list[ChartPoint]
     column_width: float  # view units of one hover column
+    markers: tuple[Marker, ...] = ()
     view_w: int = VIEW_W
     view_h: int = VIEW_H
 
@@ -56,6 +72,11 @@ class Chart:
     def hover_width(self, point: ChartPoint) -> float:
         right = min(float(VIEW_W), point.x_pct * VIEW_W / 100 + self.column_width / 2)
         return right - self.hover_x(point)
+
+    @staticmethod
+    def marker_x(marker: Marker) -> float:
+        """The marker's x in view units."""
+        return marker.x_pct * VIEW_W / 100
 
 
 def nice_ceiling(value: float, integral: bool = False) -> tuple[float, float]:
@@ -113,6 +134,16 @@ def _x_ticks(labels: Sequence[str]) -> list[Tick]:
     return [Tick(_x(i, n) / VIEW_W * 100, labels[i]) for i in range(0, n, every)]
 
 
+def _markers(
+    points: Sequence[ChartPoint], notes: Sequence[Sequence[str]], labels: Sequence[str]
+) -> tuple[Marker, ...]:
+    return tuple(
+        Marker(point.x_pct, label, tuple(texts))
+        for point, texts, label in zip(points, notes, labels, strict=False)
+        if texts
+    )
+
+
 def line_chart(
     *,
     metric_label: str,
@@ -122,11 +153,15 @@ def line_chart(
     compare_labels: Sequence[str] | None = None,
     compare_values: Sequence[float | None] | None = None,
     axis_labels: Sequence[str] | None = None,
+    notes: Sequence[Sequence[str]] | None = None,
+    note_labels: Sequence[str] | None = None,
 ) -> Chart:
     """Geometry for one metric over time; `compare_*` (same length) draw the faint line.
 
     `labels` name each bucket in tooltips ("Mon 3 Nov, 14:00"); `axis_labels` (default: the
-    same) are the shorter texts under the x axis ("3 Nov").
+    same) are the shorter texts under the x axis ("3 Nov"); `notes` (same length) are each
+    bucket's annotations, and `note_labels` (default: `labels`) what their marker calls the
+    bucket (the day, on an hourly chart).
     """
     known = [v for v in (*values, *(compare_values or ())) if v is not None]
     top, step = nice_ceiling(max(known, default=0.0), all(float(v).is_integer() for v in known))
@@ -153,5 +188,6 @@ def line_chart(
         y_ticks=y_ticks,
         x_ticks=_x_ticks(axis_labels or labels),
         points=points,
+        markers=_markers(points, notes or (), note_labels or labels),
         column_width=VIEW_W / max(1, len(labels) - 1) if len(labels) > 1 else VIEW_W,
     )

@@ -27,6 +27,7 @@ from tracker.stats import (
     GOAL,
     METRICS,
     Filter,
+    Note,
     Period,
     Query,
     QueryError,
@@ -268,19 +269,29 @@ def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
         values.append(None if future else row[metric])  # no line into the future
     texts = [_labels(dim, row[dim]) for row in result.rows]
     compare = result.comparison.rows if result.comparison else None
-    notes = series_notes(db, view.query, [row[dim] for row in result.rows])
+    buckets = series_notes(db, view.query, [row[dim] for row in result.rows])
     return line_chart(
         metric_label=METRICS[metric].label,
         labels=[t[0] for t in texts],
         values=values,
         fmt=FORMATS[metric],
         axis_labels=[t[1] for t in texts],
-        notes=[[note.text for note in bucket] for bucket in notes],
+        notes=[_note_texts(dim, bucket) for bucket in buckets],
+        note_labels=[_labels("time:day", row[dim][:10])[0] for row in result.rows]
+        if dim == "time:hour"
+        else None,
         compare_labels=[_labels(dim, r[dim])[0] for r in compare] if compare else None,
         compare_values=[r[metric] for r in compare] + [None] * (len(values) - len(compare))
         if compare
         else None,
     )
+
+
+def _note_texts(dim: str, bucket: list[Note]) -> list[str]:
+    """A bucket's notes as its marker says them: with their day on week and month charts."""
+    if dim in ("time:week", "time:month"):
+        return [f"{note.day.strftime('%-d %b')}: {note.text}" for note in bucket]
+    return [note.text for note in bucket]
 
 
 def series_query(view: View) -> Query:

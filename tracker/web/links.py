@@ -84,10 +84,14 @@ def _build(form: LinkForm) -> Link | None:
 
 
 def builder_args(link: Link, **replace: str) -> dict[str, Any]:
-    """URL parameters that build `link` again (its values kept as they are), with some
-    tags replaced: how a warning offers an existing spelling."""
+    """URL parameters that build `link` again, with some tags replaced: how a warning offers
+    an existing spelling. Case is kept only when a value has capitals (else lower-casing
+    changes nothing, and the box stays as the person left it by default)."""
     tags = {**link.tags, **replace}
-    return {"base_url": link.base_url, **{f: v for f, v in tags.items() if v}, "keep_case": "y"}
+    args: dict[str, Any] = {"base_url": link.base_url, **{f: v for f, v in tags.items() if v}}
+    if any(v != v.lower() for v in tags.values()):
+        args["keep_case"] = "y"
+    return args
 
 
 def _use_url(access: SiteAccess, link: Link, warning: LinkWarning) -> str | None:

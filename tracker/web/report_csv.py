@@ -1,7 +1,8 @@
 """A report's rows as CSV: its dimensions, then each metric in the stats layer's units.
 
 Headers are the namespaced names (`visit:source`, `bounce_rate`) used in URLs and the API.
-Text cells are made formula-safe for spreadsheets (tracker.export.neutralize).
+Text cells are made formula-safe for spreadsheets (tracker.export.neutralize). The chart's
+CSV has a row per time bucket and the bucket's annotations in a last column.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import io
 
 from tracker.export import neutralize
-from tracker.stats import FunnelResult, Result
+from tracker.stats import FunnelResult, Note, Result
 from tracker.web.reports import Report
 
 
@@ -23,6 +24,20 @@ def report_csv(report: Report, metrics: tuple[str, ...], result: Result) -> str:
     for row in result.rows:
         labels = [neutralize("" if row[d] is None else str(row[d])) for d in report.dimensions]
         writer.writerow([*labels, *(_cell(row[m]) for m in metrics)])
+    return out.getvalue()
+
+
+def timeseries_csv(result: Result, notes: list[list[Note]]) -> str:
+    """A time series (one time dimension): the bucket, each metric, then `annotations`,
+    the bucket's notes joined by "; " (`notes`: one list per row)."""
+    query = result.query
+    dim = query.dimensions[0]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([dim, *query.metrics, "annotations"])
+    for row, bucket in zip(result.rows, notes, strict=True):
+        text = neutralize("; ".join(note.text for note in bucket))
+        writer.writerow([row[dim], *(_cell(row[m]) for m in query.metrics), text])
     return out.getvalue()
 
 

@@ -11,11 +11,19 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from tracker.sites import has_events
-from tracker.stats import QueryError, current_visitors, funnel, funnel_names, realtime, run
+from tracker.stats import (
+    QueryError,
+    current_visitors,
+    funnel,
+    funnel_names,
+    realtime,
+    run,
+    series_notes,
+)
 from tracker.web import dashboard as dash
 from tracker.web.access import SiteAccess, shared_site, viewable_site
 from tracker.web.context import get_db
-from tracker.web.report_csv import funnel_csv, report_csv
+from tracker.web.report_csv import funnel_csv, report_csv, timeseries_csv
 from tracker.web.reports import PANELS, REPORTS
 from tracker.web.sites import script_base_url
 
@@ -64,6 +72,7 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
             **_head(view),
             kpis=dash.kpis(db, view),
             chart=dash.chart(db, view),
+            chart_csv_url=dash.chart_csv_url(view),
             cards=dash.cards(db, view),
             funnel_url=dash.deferred_url(view, "funnels")
             if funnel_names(db, access.site)
@@ -111,6 +120,26 @@ def report_csv_download(
         report_csv(REPORTS[key], view.report_metrics(REPORTS[key]), result),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/sites/<domain>/chart.csv", endpoint="chart_csv")
+@bp.get("/share/<token>/chart.csv", endpoint="chart_csv")
+def chart_csv_download(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """The chart's buckets with every headline number and the bucket's annotations."""
+    access = _access(domain, token)
+    db = get_db()
+    try:
+        view = dash.page_query(db, access, request.args)
+        result = run(db, dash.series_query(view))
+    except QueryError as error:
+        return Response(f"{error}\n", status=400, mimetype="text/plain")
+    dim = result.query.dimensions[0]
+    notes = series_notes(db, result.query, [row[dim] for row in result.rows])
+    return Response(
+        timeseries_csv(result, notes),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(view, "chart")}"'},
     )
 
 

@@ -43,7 +43,8 @@
       .catch(function () { card.querySelector(".none").prepend("Could not load this card. "); });
   });
 
-  // Chart hover: a cursor line and a tooltip with the value (and the comparison's).
+  // Chart hover: a cursor line and a tooltip with the value (and the comparison's), or
+  // with an annotation marker's notes.
   document.querySelectorAll("[data-chart]").forEach(function (chart) {
     var svg = chart.querySelector("svg"), tip = chart.querySelector(".tip");
     var cursor = chart.querySelector(".cursor"), hits = chart.querySelectorAll(".hit");
@@ -52,12 +53,8 @@
       el.textContent = text;
       parent.appendChild(el);
     };
-    var show = function (hit) {
-      var d = hit.dataset, x = parseFloat(d.x);
-      tip.textContent = "";
-      add(tip, "div", d.label);
-      add(tip, "b", d.value);
-      if (d.cvalue) add(tip, "div", "vs " + d.cvalue + " (" + d.clabel + ")");
+    var place = function (x, isNote) {
+      tip.classList.toggle("note-tip", isNote);
       tip.hidden = false;
       tip.style.left = Math.min(Math.max(x, 12), 88) + "%";
       var vx = x * svg.viewBox.baseVal.width / 100;
@@ -65,10 +62,29 @@
       cursor.setAttribute("x2", vx);
       cursor.style.visibility = "visible";
     };
+    var show = function (hit) {
+      var d = hit.dataset;
+      tip.textContent = "";
+      add(tip, "div", d.label);
+      add(tip, "b", d.value);
+      if (d.cvalue) add(tip, "div", "vs " + d.cvalue + " (" + d.clabel + ")");
+      place(parseFloat(d.x), false);
+    };
+    var showNotes = function (note) {
+      tip.textContent = "";
+      add(tip, "div", note.dataset.label);
+      JSON.parse(note.dataset.notes).forEach(function (text) { add(tip, "b", text); });
+      place(parseFloat(note.dataset.x), true);
+    };
     hits.forEach(function (hit) {
       hit.addEventListener("mouseenter", function () { show(hit); });
       hit.addEventListener("click", function () { show(hit); });
       hit.querySelector("title").remove();  // the tooltip replaces the browser's
+    });
+    chart.querySelectorAll(".note").forEach(function (note) {
+      note.addEventListener("mouseenter", function () { showNotes(note); });
+      note.addEventListener("click", function () { showNotes(note); });
+      note.querySelector("title").remove();
     });
     svg.addEventListener("mouseleave", function () { tip.hidden = true; cursor.style.visibility = "hidden"; });
   });

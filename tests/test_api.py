@@ -30,11 +30,12 @@ from tracker.db.models import User
 from tracker.sites import find_site
 from tracker.stats import parse_query, run
 from tracker.stats.goals import GOAL_METRICS
-from tracker.stats.metrics import PUBLIC_METRICS
+from tracker.stats.metrics import PUBLIC_METRICS, SPEND_METRICS
 
 PERIOD = {"site_id": EXPORT_SITE, "period": "custom", "date": "2026-03-02,2026-03-03"}
-# Every metric that needs no goal (tests/test_conversions.py has the goal ones).
-TRAFFIC_METRICS = [m for m in PUBLIC_METRICS if m not in GOAL_METRICS]
+# Every metric that needs no goal nor ad spend (tests/test_conversions.py has the goal ones,
+# tests/test_spend.py the spend ones).
+TRAFFIC_METRICS = [m for m in PUBLIC_METRICS if m not in GOAL_METRICS | SPEND_METRICS]
 ALL_METRICS = ",".join(TRAFFIC_METRICS)
 
 

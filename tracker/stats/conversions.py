@@ -26,7 +26,7 @@ from tracker.money import format_minor
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import Filter
 from tracker.stats.goals import GOAL
-from tracker.stats.metrics import FILLED_LATER
+from tracker.stats.metrics import CONVERSION_LATER, FILLED_LATER
 from tracker.stats.query import GoalSpec, Query
 
 # (query, the rows' non-time dimension values to restrict to, or None) -> rows
@@ -43,7 +43,7 @@ def executed_metrics(query: Query) -> tuple[str, ...]:
     """The metrics to sum: those asked, without the ones completed later, plus conversions
     (what they are completed from)."""
     metrics = [m for m in query.metrics if m not in FILLED_LATER]
-    if FILLED_LATER & set(query.metrics) and "conversions" not in metrics:
+    if CONVERSION_LATER & set(query.metrics) and "conversions" not in metrics:
         metrics.append("conversions")
     return tuple(metrics)
 
@@ -78,7 +78,7 @@ def _goals_shown(query: Query) -> list[GoalSpec]:
 
 def complete(query: Query, rows: list[dict[str, Any]], runner: Runner, payer: Payer) -> None:
     """Fill conversion_rate, total_revenue and average_revenue of the rows in place."""
-    asked = FILLED_LATER & set(query.metrics)
+    asked = CONVERSION_LATER & set(query.metrics)
     if not asked or not rows:
         return
     if "conversion_rate" in asked:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Numeric, cast, func, literal
 
@@ -68,6 +69,11 @@ class Metric:
         return cast(num, Float) / func.nullif(cast(den, Numeric), literal(0))
 
 
+def _later(name: str, label: str, **options: Any) -> Metric:
+    """A metric `run` completes after the sums (it reads none of them itself)."""
+    return Metric(name, label, ("visits",), lambda parts: None, **options)
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -105,11 +111,15 @@ METRICS: dict[str, Metric] = {
         # conversions are its visits; the rate and revenue are completed by `run`, which
         # needs the visits of the same rows without the goal, and amounts per currency.
         Metric("conversions", "Conversions", ("visits",), _count("visits")),
-        Metric(
-            "conversion_rate", "Conversion rate", ("visits",), lambda parts: None, change="points"
-        ),
-        Metric("total_revenue", "Revenue", ("visits",), lambda parts: None),
-        Metric("average_revenue", "Average revenue", ("visits",), lambda parts: None),
+        _later("conversion_rate", "Conversion rate", change="points"),
+        _later("total_revenue", "Revenue"),
+        _later("average_revenue", "Average revenue"),
+        # Ad spend (tracker/stats/spend.py), completed by `run` from the cost rows of the
+        # row's campaign tag: amounts per currency, ROAS a ratio.
+        _later("cost", "Cost", higher_is_better=False),
+        _later("cpc", "Cost per visit", higher_is_better=False),
+        _later("cpa", "Cost per conversion", higher_is_better=False),
+        _later("roas", "ROAS"),
         Metric(
             "revenue",
             "Revenue (minor units)",
@@ -121,7 +131,9 @@ METRICS: dict[str, Metric] = {
 }
 PUBLIC_METRICS = tuple(name for name, m in METRICS.items() if m.public)
 # Completed by `run` after the sums (see above); not sortable in SQL.
-FILLED_LATER = frozenset({"conversion_rate", "total_revenue", "average_revenue"})
+CONVERSION_LATER = frozenset({"conversion_rate", "total_revenue", "average_revenue"})
+SPEND_METRICS = frozenset({"cost", "cpc", "cpa", "roas"})
+FILLED_LATER = CONVERSION_LATER | SPEND_METRICS
 
 
 def parts_for(metrics: tuple[str, ...]) -> tuple[str, ...]:

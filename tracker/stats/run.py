@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.db import Database
-from tracker.stats import conversions
+from tracker.stats import conversions, spend
 from tracker.stats.compiler import (
     dim_key,
     dimension_column,
@@ -67,6 +67,7 @@ class Result:
 
 def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
     """Answer a query. `rollups=False` reads raw rows only (tests compare both paths)."""
+    spend.check(query)
     with db.engine.connect() as conn:
         query = with_goals(conn, query, hits=rollups)
         result = _answer(conn, query, rollups=rollups)
@@ -151,9 +152,11 @@ def _answer_rows(
             for row in conn.execute(stmt)
         ]
 
+    # Spend is worked out from visits, conversions and revenue, asked or not.
+    widened = dataclasses.replace(query, metrics=(*query.metrics, *spend.needed(query)))
     executed = dataclasses.replace(
-        query,
-        metrics=conversions.executed_metrics(query),
+        widened,
+        metrics=conversions.executed_metrics(widened),
         order_by=tuple(o for o in query.order_by if o[0] not in FILLED_LATER),
     )
     if GOAL in query.dimensions:
@@ -166,9 +169,10 @@ def _answer_rows(
     else:
         result = _run(conn, executed, restrict, rollups=rollups)
         result.query = query
-    conversions.complete(query, result.rows, runner, payer)
+    conversions.complete(widened, result.rows, runner, payer)
+    spend.complete(conn, query, result.rows)
     for row in result.rows:
-        for extra in set(executed.metrics) - set(query.metrics):
+        for extra in (set(executed.metrics) | set(widened.metrics)) - set(query.metrics):
             row.pop(extra, None)
     return result
 

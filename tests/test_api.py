@@ -254,6 +254,8 @@ def test_openapi_lists_what_the_code_accepts(client: FlaskClient) -> None:
         "/api/v1/goals",
         "/api/v1/goals/{goal_id}",
         "/api/v1/funnels",
+        "/api/v1/annotations",
+        "/api/v1/annotations/{annotation_id}",
     }
 
 

@@ -120,6 +120,7 @@ METRICS: dict[str, Metric] = {
         _later("cpc", "Cost per visit", higher_is_better=False),
         _later("cpa", "Cost per conversion", higher_is_better=False),
         _later("roas", "ROAS"),
+        Metric("bounces", "Bounces", ("bounces",), _count("bounces"), public=False),
         Metric(
             "revenue",
             "Revenue (minor units)",

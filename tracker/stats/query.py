@@ -38,9 +38,16 @@ class QueryError(ValueError):
 
 
 class SiteLike(Protocol):
-    id: int
-    domain: str
-    timezone: str
+    """A site model or a SiteRef (read-only members accept both)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def timezone(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def _answer(
     # completed, then sorted and paged like SQL would.
     whole = dataclasses.replace(query, limit=None, offset=0)
     result = _answer_rows(conn, whole, restrict, rollups=rollups)
-    rows = sort_rows(result.rows, query)
+    rows = sort_rows(result.rows, query.dimensions, query.order_by)
     end = query.offset + query.limit if query.limit else None
     result.has_more = end is not None and len(rows) > end
     result.rows = rows[query.offset : end]
@@ -103,11 +103,15 @@ def _answer(
     return result
 
 
-def sort_rows(rows: list[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
-    """Rows in the query's order, as `compiler.outer` orders them in SQL: unknown values
+def sort_rows(
+    rows: list[dict[str, Any]],
+    dimensions: Sequence[str],
+    order_by: Sequence[tuple[str, str]],
+) -> list[dict[str, Any]]:
+    """Rows in a query's order, as `compiler.outer` orders them in SQL: unknown values
     last when descending, first when ascending; ties by the dimension values."""
-    ordered = sorted(rows, key=lambda row: tuple(_sortable(row[d]) for d in query.dimensions))
-    for name, direction in reversed(query.order_by):
+    ordered = sorted(rows, key=lambda row: tuple(_sortable(row[d]) for d in dimensions))
+    for name, direction in reversed(order_by):
         ordered.sort(key=lambda row: _sortable(row[name]), reverse=direction == "desc")
     return ordered
 

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from flask import Flask
 from sqlalchemy import select
 
-from tests.test_spend import DAY, SITE, add_costs, cost, site  # noqa: F401 - a fixture
+from tests.test_spend import DAY, SITE, add_costs, cost, shop
 from tracker.db import Database
 from tracker.db.models import Goal, Site
 from tracker.stats import parse_query
 from tracker.stats.campaigns import CampaignReport, campaign_report
+
+
+@pytest.fixture(params=["raw events", "rollups"])
+def site(request: pytest.FixtureRequest, app: Flask, db: Database) -> Site:
+    return shop(app, db, rollups=request.param == "rollups")
 
 
 def report(db: Database, site: Site, level: str = "campaign", **args: str) -> CampaignReport:

@@ -92,13 +92,18 @@ def add_costs(db: Database, rows: list[AdCost], currency: str = "EUR") -> None:
 
 @pytest.fixture(params=["raw events", "rollups"])
 def site(request: pytest.FixtureRequest, app: Flask, db: Database) -> Site:
+    return shop(app, db, rollups=request.param == "rollups")
+
+
+def shop(app: Flask, db: Database, *, rollups: bool) -> Site:
+    """The site with its traffic, a Purchase goal and COSTS; `rollups`: the rollup job ran."""
     store_events(app, traffic(), site=SITE)
     with db.session() as session:
         found = session.scalars(select(Site).where(Site.domain == SITE)).one()
         session.add(Goal(site_id=found.id, name="Purchase", kind="event",
                          event_name="Purchase", currency="EUR"))  # fmt: skip
     add_costs(db, [*COSTS])
-    if request.param == "rollups":
+    if rollups:
         refresh_site(db, site_ref(found))
     return found
 

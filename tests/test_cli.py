@@ -18,7 +18,8 @@ ADMIN_COMMANDS = [
     ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"], ["apikeys"],
     ["apikeys", "create"], ["apikeys", "list"], ["demo"], ["reclassify"], ["goals"],
     ["goals", "add"], ["goals", "list"], ["goals", "delete"], ["funnels"], ["funnels", "add"],
-    ["funnels", "list"], ["funnels", "delete"],
+    ["funnels", "list"], ["funnels", "delete"], ["annotations"], ["annotations", "add"],
+    ["annotations", "list"], ["annotations", "delete"],
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from tracker.cli import admin, demo, export, goals, imports, jobs, reclassify, server
 from tracker.cli.annotations import COMMANDS as ANNOTATION_COMMANDS
+from tracker.cli.budgets import COMMANDS as BUDGET_COMMANDS
 from tracker.cli.context import CliContext
 from tracker.cli.costs import COMMANDS as COST_COMMANDS
 from tracker.config import ConfigError
@@ -48,6 +49,7 @@ for command in (
     *server.COMMANDS,
     *admin.COMMANDS,
     *goals.COMMANDS,
+    *BUDGET_COMMANDS,
     *ANNOTATION_COMMANDS,
     *COST_COMMANDS,
     *jobs.COMMANDS,

@@ -8,6 +8,7 @@ from flask_wtf.csrf import CSRFProtect
 from tracker.web import auth, export, health, links, settings, sites, stats
 from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
+from tracker.web.budgets import bp as budgets_bp
 
 csrf = CSRFProtect()
 
@@ -21,6 +22,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(export.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(budgets_bp)
     app.register_blueprint(annotations_bp)
     app.register_blueprint(links.bp)
     init_beacon(app)

@@ -216,7 +216,7 @@ def _row(key: str, tally: Tally, currency: str, has_goals: bool) -> CampaignRow:
     }
     return CampaignRow(
         key=key,
-        label=tally.label,
+        label=tally.label or key,
         spellings=tuple(sorted(tally.spellings)),
         values=values,
         other_cost={c: v for c, v in tally.spend.minor.items() if c != currency},

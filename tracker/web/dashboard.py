@@ -84,9 +84,14 @@ COMPARE_CHOICES = (
     ("off", "nothing"),
 )
 # Page-only parameters (not part of the Query): the chart metric and each card's tab.
+# The Campaigns tab's level (campaign, source...) and sort column.
+CAMPAIGN_LEVEL = "campaigns_level"
+CAMPAIGN_SORT = "campaigns_sort"
 UI_PARAMS = (
     "metric",
     "funnel",
+    CAMPAIGN_LEVEL,
+    CAMPAIGN_SORT,
     *(p.tab_param for p in PANELS),
     *(p.sort_param for p in PANELS),
 )
@@ -106,6 +111,8 @@ class View:
     access: SiteAccess
     query: Query
     ui: Mapping[str, str]
+    # The endpoint this view's links lead to: the overview, or the Campaigns tab.
+    page: str = "stats.dashboard"
 
     @property
     def converting(self) -> bool:
@@ -135,7 +142,7 @@ class View:
         return params
 
     def url(self, query: Query | None = None, ui: Mapping[str, str] | None = None) -> str:
-        return self.endpoint("stats.dashboard", self.params(query, ui))
+        return self.endpoint(self.page, self.params(query, ui))
 
     def endpoint(self, endpoint: str, params: Mapping[str, str], **values: Any) -> str:
         base = url_for(endpoint, **self.access.url_args, **values)
@@ -169,7 +176,9 @@ class View:
         return report.metrics
 
 
-def page_query(db: Database, access: SiteAccess, args: Mapping[str, str]) -> View:
+def page_query(
+    db: Database, access: SiteAccess, args: Mapping[str, str], page: str = "stats.dashboard"
+) -> View:
     """Parse the URL once (QueryError on bad input) into the page's View."""
     site = access.site
     query = parse_query(
@@ -178,7 +187,7 @@ def page_query(db: Database, access: SiteAccess, args: Mapping[str, str]) -> Vie
         first_day=first_day(db, site),
         compare=DEFAULT_COMPARE,
     )
-    return View(access, query, {k: args[k] for k in UI_PARAMS if args.get(k)})
+    return View(access, query, {k: args[k] for k in UI_PARAMS if args.get(k)}, page)
 
 
 @dataclass(frozen=True)
@@ -516,6 +525,15 @@ def filter_links(view: View) -> list[Link]:
     ]
 
 
+def page_links(view: View) -> list[Link]:
+    """The stats page's tabs, Overview and Campaigns, keeping the period and filters."""
+    params = view.params()
+    return [
+        Link(label, view.endpoint(page, params), page == view.page)
+        for page, label in (("stats.dashboard", "Overview"), ("stats.campaigns", "Campaigns"))
+    ]
+
+
 def period_links(view: View) -> list[Link]:
     current = view.query.period.kind
     links = []
@@ -524,7 +542,7 @@ def period_links(view: View) -> list[Link]:
         for key in ("from", "to", "date"):
             params.pop(key, None)
         params["period"] = kind
-        links.append(Link(label, view.endpoint("stats.dashboard", params), kind == current))
+        links.append(Link(label, view.endpoint(view.page, params), kind == current))
     return links
 
 
@@ -533,7 +551,7 @@ def compare_links(view: View) -> list[Link]:
     links = []
     for mode, label in COMPARE_CHOICES:
         params = {**view.params(), "compare": mode}
-        links.append(Link(label, view.endpoint("stats.dashboard", params), mode == current))
+        links.append(Link(label, view.endpoint(view.page, params), mode == current))
     return links
 
 

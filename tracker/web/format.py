@@ -87,6 +87,6 @@ def metric_change(metric: str, change: Number) -> str:
     """ "+12%" for counts, "+3 pts" for rates (the stats layer's change units); "" if unknown."""
     if change is None:
         return ""
-    if metric in ("bounce_rate", "conversion_rate"):
+    if metric in ("bounce_rate", "conversion_rate", "ctr"):
         return f"{change:+.0f} pts".replace("+0 pts", "0 pts").replace("-0 pts", "0 pts")
     return f"{change:+.0f}%".replace("+0%", "0%").replace("-0%", "0%")

@@ -20,8 +20,11 @@ from tracker.stats import (
     run,
     series_notes,
 )
+from tracker.stats.pacing import month_pacing
 from tracker.web import dashboard as dash
 from tracker.web.access import SiteAccess, shared_site, viewable_site
+from tracker.web.budgets import pacing_table
+from tracker.web.campaign_view import campaign_csv, campaign_tab
 from tracker.web.context import get_db
 from tracker.web.report_csv import funnel_csv, report_csv, timeseries_csv
 from tracker.web.reports import PANELS, REPORTS
@@ -46,6 +49,7 @@ def _head(view: dash.View) -> dict[str, object]:
         "hidden": dash.hidden_fields(view, "period", "from", "to", "date"),
         "live": current_visitors(get_db(), view.access.site),
         "period_text": dash.period_text,
+        "pages": dash.page_links(view),
     }
 
 
@@ -140,6 +144,42 @@ def chart_csv_download(domain: str | None = None, token: str | None = None) -> R
         timeseries_csv(result, notes),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(view, "chart")}"'},
+    )
+
+
+@bp.get("/sites/<domain>/campaigns", endpoint="campaigns")
+@bp.get("/share/<token>/campaigns", endpoint="campaigns")
+def campaigns_view(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
+    """The Campaigns tab: cost beside visits, conversions and revenue per campaign tag."""
+    access = _access(domain, token)
+    db = get_db()
+    try:
+        view = dash.page_query(db, access, request.args, "stats.campaigns")
+        tab = campaign_tab(db, view)
+    except QueryError as error:
+        return _bad_query(access, error)
+    pacing = pacing_table(month_pacing(db, access.site, month=view.query.period.end))
+    return render_template("campaigns.html", **_head(view), tab=tab, pacing=pacing)
+
+
+@bp.get("/sites/<domain>/campaigns.csv", endpoint="campaigns_csv")
+@bp.get("/share/<token>/campaigns.csv", endpoint="campaigns_csv")
+def campaigns_csv_download(
+    domain: str | None = None, token: str | None = None
+) -> ResponseReturnValue:
+    """The Campaigns tab's rows and totals as CSV (the same report as the page)."""
+    access = _access(domain, token)
+    db = get_db()
+    try:
+        view = dash.page_query(db, access, request.args, "stats.campaigns")
+        tab = campaign_tab(db, view)
+    except QueryError as error:
+        return Response(f"{error}\n", status=400, mimetype="text/plain")
+    name = dash.csv_name(view, f"campaigns-by-{tab.report.level}")
+    return Response(
+        campaign_csv(tab),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

@@ -27,7 +27,7 @@ from tracker.budgets import (
 from tracker.cli import cli
 from tracker.db import Database
 from tracker.db.models import AdCost, Budget, Site
-from tracker.sites import add_site, find_site
+from tracker.sites import add_site, delete_site, find_site
 from tracker.stats.pacing import Pacing, month_pacing, site_today
 from tracker.web.budgets import pacing_table
 
@@ -219,6 +219,20 @@ def test_budgets_belong_to_their_site(db, site) -> None:
         other = find_site(session, "other.example")
         assert list_budgets(session, other) == []
         assert find_budget(session, other, "campaign", "Spring Sale") is None
+
+
+def test_deleting_a_site_deletes_its_budgets(db, site) -> None:
+    with db.session() as session:
+        add_site(session, "other.example")
+    _set(db, name="Spring Sale", amount="10")
+    with db.session() as session:
+        other = find_site(session, "other.example")
+        set_budget(session, other, scope="source", name="Google", amount="5", currency="EUR")
+        delete_site(session, find_site(session, SITE))
+    with db.session() as session:
+        assert [(b.site_id, b.key) for b in session.scalars(select(Budget))] == [
+            (other.id, "google")
+        ]
 
 
 def test_campaign_suggestions_are_the_cost_rows_campaigns_latest_spelling_first(db, site) -> None:

@@ -487,6 +487,14 @@ def env(database_url, tmp_path) -> dict[str, Any]:
     return environ
 
 
+@pytest.mark.parametrize("command", [[], ["set"], ["list"], ["delete"]])
+def test_cli_every_budgets_command_has_help(command) -> None:
+    result = _cli(["budgets", *command, "--help"], {})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: tracker budgets {' '.join(command)}".rstrip())
+    assert "--site" in result.stdout or not command
+
+
 def test_cli_set_list_delete(env, db) -> None:
     site = ["--site", SITE]
     assert "No budgets yet" in _cli(["budgets", "list", *site], env).stdout

@@ -37,6 +37,7 @@ from sqlalchemy import select
 
 from bench.common import BENCH_DIR, BENCH_SITE, CACHE_DIR, parse_count
 from tracker.accounts import create_api_key, create_user
+from tracker.costs import MAX_API_ROWS, parse_cost_json, store_costs
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.db.models import Base, Event, Site, Visit
@@ -407,6 +408,7 @@ def dataset(events: int, *, log: bool = True) -> Dataset:
     data = Dataset(path=path, **json.loads(meta.read_text()))
     prepare(data.url, log=log)
     add_goals(data.url)
+    add_costs(data.url, data.first_day, data.last_day)
     return data
 
 
@@ -423,6 +425,39 @@ def add_goals(url: str) -> None:
             name, steps = FUNNEL
             if find_funnel(session, site, name) is None:
                 add_funnel(session, site, name=name, steps=[have[s] for s in steps])
+    finally:
+        db.dispose()
+
+
+# Ad spend per day (EUR cents) of the landings' paid campaigns, and one that ran no visits.
+COSTS = {
+    ("google", "cpc", "brand"): 4200,
+    ("google", "cpc", "black_friday"): 9100,
+    ("facebook", "paid_social", "launch"): 6300,
+    ("bing", "cpc", "q4"): 1800,
+    ("google", "cpc", "no_clicks_yet"): 700,
+}
+
+
+def add_costs(url: str, first_day: str, last_day: str) -> None:
+    """Daily cost rows for COSTS over the dataset's days, through the import's own checks
+    and storage (replaced when run again)."""
+    day, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+    rows = []
+    while day <= last:
+        for (source, medium, campaign), cents in COSTS.items():
+            rows.append({"date": day.isoformat(), "utm_source": source, "utm_medium": medium,
+                         "utm_campaign": campaign, "cost": f"{cents / 100:.2f}",
+                         "currency": "EUR", "impressions": cents * 3, "clicks": cents // 40})  # fmt: skip
+        day += timedelta(days=1)
+    db = Database(url)
+    try:
+        with db.session() as session:
+            site = session.scalars(select(Site).where(Site.domain == BENCH_SITE)).one()
+            for start in range(0, len(rows), MAX_API_ROWS):
+                batch = parse_cost_json(rows[start : start + MAX_API_ROWS])
+                assert not batch.problems, batch.problems[:3]
+                store_costs(session, site, batch.rows)
     finally:
         db.dispose()
 

@@ -9,7 +9,8 @@ On PostgreSQL the same dataset is copied into our own database (bench.datagen.po
 Goals and funnels (issue 13) are timed in-process through the same calls the page makes:
 the Goals card, the page in conversion mode (its headline, sources and pages reports under
 a goal filter) and the bench site's 4-step funnel (bench.datagen.GOALS, FUNNEL), against
-the same floor; the page in conversion mode is also requested over HTTP.
+the same floor; the page in conversion mode is also requested over HTTP. So is the
+Campaigns tab (issue 14), whose report is also timed in-process (bench.datagen.COSTS).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tracker.app import create_app
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.stats import SiteRef, funnel, parse_query
+from tracker.stats.campaigns import campaign_report
 from tracker.stats import run as run_query
 from tracker.web.dashboard import CARD_ROWS, CONVERSION_KPIS
 from tracker.web.reports import CONVERSION_METRICS, REPORTS
@@ -39,6 +41,9 @@ PAGE_TARGET_MS = {1_000_000: 150.0, 10_000_000: 1000.0}
 # Issue 13, on SQLite: the Goals card and the page in conversion mode, and a 4-step funnel.
 GOALS_TARGET_MS = {1_000_000: 150.0}
 FUNNEL_TARGET_MS = {1_000_000: 300.0}
+# Issue 14, on SQLite: the Campaigns tab's report (per campaign, cost and conversions).
+CAMPAIGN_TARGET_MS = {1_000_000: 150.0}
+CAMPAIGN_REPORT = "campaign report (cost, visits, conversions, revenue)"
 # The goal the page is in conversion mode for: it carries revenue.
 CONVERSION_GOAL = "Purchase"
 STATEMENTS_SHOWN = 5
@@ -129,7 +134,8 @@ GOAL_WORK: list[tuple[str, list[dict[str, str]], dict[int, float]]] = [
 
 
 def goal_calls(db: Database, data: datagen.Dataset) -> list[tuple[str, Callable[[], Any]]]:
-    """(figure name, call) of each goal workload: GOAL_WORK, then the funnel."""
+    """(figure name, call) of each goal workload: GOAL_WORK, the funnel, the campaign
+    report (issue 14: cost beside visits, conversions on any goal and revenue)."""
     site = SiteRef(1, data.site, "UTC")
     period = {"period": "custom", "from": data.first_day, "to": data.last_day}
     calls: list[tuple[str, Callable[[], Any]]] = []
@@ -139,6 +145,7 @@ def goal_calls(db: Database, data: datagen.Dataset) -> list[tuple[str, Callable[
     whole = parse_query(site, period)
     funnel_name, steps = datagen.FUNNEL
     calls.append((f"funnel, {len(steps)} steps", lambda: funnel(db, whole, funnel_name)))
+    calls.append((CAMPAIGN_REPORT, lambda: campaign_report(db, whole, "campaign")))
     return calls
 
 
@@ -179,6 +186,8 @@ def goal_statements(url: str, data: datagen.Dataset) -> list[str]:
 def goal_target(name: str, events: int) -> float | None:
     if name.startswith("funnel"):
         return FUNNEL_TARGET_MS.get(events)
+    if name == CAMPAIGN_REPORT:
+        return CAMPAIGN_TARGET_MS.get(events)
     return next((t.get(events) for n, _, t in GOAL_WORK if n == name), None)
 
 
@@ -258,6 +267,7 @@ def requests(data: datagen.Dataset) -> list[tuple[str, str, dict[str, str]]]:
         ("page", f"/sites/{data.site}?{urlencode(period)}", {}),
         ("page, filtered", f"/sites/{data.site}?{urlencode({**period, 'source': 'Google'})}", {}),
         ("page, conversion mode", f"/sites/{data.site}?{urlencode({**period, **CONVERTING})}", {}),
+        ("page, campaigns tab", f"/sites/{data.site}/campaigns?{urlencode(period)}", {}),
         (
             "API aggregate",
             f"/api/v1/stats/aggregate?{urlencode({**api_period, 'metrics': metrics})}",

@@ -82,7 +82,7 @@ def test_xss_canary_never_runs(app, db, browser, live_server):
     # The payloads are shown as text, and filtering by one keeps them inert.
     page.goto(f"{live_server.url}/sites/xss.example?{DAY}&sources_tab=campaigns")
     assert page.get_by_text(PAYLOADS[0]).count() >= 1
-    page.locator("#sources table a", has_text="svg/onload").first.click()
+    page.locator("#sources tbody a", has_text="svg/onload").first.click()
     page.wait_for_load_state()
     assert page.locator(".filters li", has_text="UTM campaign is").count() == 1
     assert page.evaluate("window.__xss") is None and dialogs == []
@@ -98,11 +98,11 @@ def test_clicking_a_source_filters_the_page(app, db, browser, live_server):
     log_in(page, live_server.url)
     page.goto(f"{live_server.url}/sites/{SITE}?{DAY}")
     assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "3"]
-    page.locator("#sources table a", has_text="Google").click()
+    page.locator("#sources tbody a", has_text="Google").click()
     page.wait_for_url("**source=Google**")
     assert page.locator(".filters li").inner_text().startswith("Source is Google")
     assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "1"]
-    assert page.locator("#pages table a").all_inner_texts() == ["/blog"]
+    assert page.locator("#pages tbody a").all_inner_texts() == ["/blog"]
     page.screenshot(path=str(ARTIFACTS / "stats-filtered-by-source.png"), full_page=True)
     # The chart answers a hover with the day's value and the comparison day's.
     page.locator(".chart .hit").nth(10).hover()  # 10:00, when the Google visit came

@@ -256,6 +256,7 @@ def test_openapi_lists_what_the_code_accepts(client: FlaskClient) -> None:
         "/api/v1/funnels",
         "/api/v1/annotations",
         "/api/v1/annotations/{annotation_id}",
+        "/api/v1/costs",
     }
 
 

@@ -234,10 +234,7 @@ def _day(reader: _Reader, value: Any) -> date:
     if not text:
         raise ValueFormatError("is required")
     if reader.strict:
-        try:
-            day = date.fromisoformat(text) if ISO_DAY.fullmatch(text) else None
-        except ValueError:
-            day = None
+        day = iso_day(text)
         if day is None:
             raise ValueFormatError(f"{text[:40]!r} is not a date written YYYY-MM-DD")
     else:
@@ -627,13 +624,36 @@ def list_costs(session: Session, site: Site, start: date, end: date) -> list[AdC
     return list(session.scalars(query))
 
 
+def iso_day(text: str | None) -> date | None:
+    """A day written YYYY-MM-DD, or None."""
+    value = (text or "").strip()
+    try:
+        return date.fromisoformat(value) if ISO_DAY.fullmatch(value) else None
+    except ValueError:  # 2026-02-30
+        return None
+
+
+def parse_period(start: str | None, end: str | None) -> tuple[date, date]:
+    """`from` and `to` as YYYY-MM-DD, the end not before the start; CostError naming the
+    one at fault."""
+    first, last = iso_day(start), iso_day(end)
+    for name, text, day in (("from", start, first), ("to", end, last)):
+        if day is None:
+            value = (text or "").strip()[:20]
+            raise CostError(name, f"{name}: give a day as YYYY-MM-DD (got {value!r}).")
+    assert first is not None and last is not None
+    if last < first:
+        raise CostError("to", f"to: the period ends ({last}) before it starts ({first}).")
+    return first, last
+
+
 def delete_costs(
     session: Session, site: Site, start: date, end: date, campaign: str | None = None
 ) -> int:
     """Delete the rows from `start` to `end` (inclusive), of one campaign (compared as
     `utm_key`) or all; how many were deleted."""
     if end < start:
-        raise CostError("to", f"The period ends ({end}) before it starts ({start}).")
+        raise CostError("to", f"to: the period ends ({end}) before it starts ({start}).")
     query = delete(AdCost).where(AdCost.site_id == site.id, AdCost.day.between(start, end))
     if campaign is not None:
         query = query.where(AdCost.campaign == utm_key(campaign))

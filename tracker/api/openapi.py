@@ -12,6 +12,8 @@ from typing import Any
 
 from tracker.annotations import MAX_TEXT
 from tracker.api.params import INTERVALS, MAX_BREAKDOWN_LIMIT, PERIOD_ALIASES
+from tracker.costs import MAX_API_ROWS
+from tracker.costs import MAX_TEXT as MAX_COST_TEXT
 from tracker.goals import KINDS, MAX_EVENT_NAME, MAX_NAME, MAX_PATTERN
 from tracker.stats import COMPARISONS, DIMENSIONS, PERIODS
 from tracker.stats.metrics import PUBLIC_METRICS
@@ -264,6 +266,145 @@ def _annotation_schemas() -> dict[str, Any]:
     return {"Annotation": note, "AnnotationInput": note_input, "Annotations": listing}
 
 
+def _cost_paths() -> dict[str, Any]:
+    listing = _operation(
+        "The site's stored ad spend rows from `from` to `to` (both included), by day.",
+        ["site_id"],
+        _ok("The cost rows.", {"$ref": "#/components/schemas/CostRows"}),
+    )
+    for name in ("from", "to"):
+        listing["get"]["parameters"].append(
+            _param(name, "A day, YYYY-MM-DD.", {"type": "string", "format": "date"}, True)
+        )
+    create = _operation(
+        "Store ad spend rows, all or none: a row of a day and tags already stored replaces "
+        "it. 400 lists every problem by row and field, and nothing is stored.",
+        ["site_id"],
+        _ok(
+            "How many rows were stored, and how many of them replaced stored rows.",
+            {"$ref": "#/components/schemas/CostsImported"},
+        ),
+        method="post",
+    )
+    create["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CostImport"}}},
+    }
+    problems = {"$ref": "#/components/schemas/CostProblems"}
+    create["post"]["responses"]["400"] = _ok(
+        "Rows with problems (each by row and field), or a malformed body; nothing stored.",
+        {"oneOf": [problems, {"$ref": "#/components/schemas/Error"}]},
+    )
+    create["post"]["responses"]["413"] = _ok(
+        "The body is too large.", {"$ref": "#/components/schemas/Error"}
+    )
+    return {"/api/v1/costs": {**listing, **create}}
+
+
+def _cost_schemas() -> dict[str, Any]:
+    text = {"type": "string", "maxLength": MAX_COST_TEXT}
+    count = {"type": ["integer", "null"], "minimum": 0}
+    day = {"type": "string", "format": "date"}
+    currency = {"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217 code."}
+    required = ["date", "utm_source", "utm_medium", "utm_campaign", "cost", "currency"]
+    fields: dict[str, Any] = {
+        "date": {**day, "description": "The day the cost is for, YYYY-MM-DD."},
+        "utm_source": text,
+        "utm_medium": text,
+        "utm_campaign": {
+            **text,
+            "description": "Matched to visits' utm_campaign trimmed and ignoring case.",
+        },
+        "utm_term": text,
+        "utm_content": text,
+        "cost": {
+            "oneOf": [
+                {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": 'A decimal string ("12.30") or a JSON number; no more decimals '
+            "than the currency has.",
+        },
+        "currency": currency,
+        "impressions": count,
+        "clicks": count,
+    }
+    row = {
+        "type": "object",
+        "required": required,
+        "properties": fields,
+        "additionalProperties": False,
+    }
+    stored_row = {
+        "type": "object",
+        "required": [
+            *required,
+            "utm_term",
+            "utm_content",
+            "campaign_label",
+            "impressions",
+            "clicks",
+            "imported_at",
+        ],
+        "properties": {
+            **fields,
+            "utm_campaign": {**text, "description": "Trimmed and case-folded."},
+            "cost": {"type": "string", "description": 'A decimal string, e.g. "12.30".'},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "campaign_label": {**text, "description": "The campaign as last imported."},
+            "imported_at": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
+    }
+    problem = {
+        "type": "object",
+        "required": ["row", "field", "message"],
+        "properties": {
+            "row": {"type": "integer", "description": "1 is the first of `rows`; 0 the body."},
+            "field": {"type": "string"},
+            "message": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "CostRows": {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"results": {"type": "array", "items": stored_row}},
+            "additionalProperties": False,
+        },
+        "CostImport": {
+            "type": "object",
+            "required": ["rows"],
+            "properties": {
+                "site_id": {"type": "string", "description": "The site's domain (or site_id=)."},
+                "rows": {"type": "array", "items": row, "minItems": 1, "maxItems": MAX_API_ROWS},
+            },
+        },
+        "CostsImported": {
+            "type": "object",
+            "required": ["imported", "replaced"],
+            "properties": {
+                "imported": {"type": "integer", "description": "Rows stored."},
+                "replaced": {
+                    "type": "integer",
+                    "description": "How many of them replaced rows of the same day and tags.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "CostProblems": {
+            "type": "object",
+            "required": ["error", "problems"],
+            "properties": {
+                "error": {"type": "string"},
+                "problems": {"type": "array", "items": problem},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
 def _goal_schemas() -> dict[str, Any]:
     text = {"type": "string"}
     kind = {"type": "string", "enum": list(KINDS)}
@@ -367,6 +508,7 @@ def _schemas() -> dict[str, Any]:
         },
         **_goal_schemas(),
         **_annotation_schemas(),
+        **_cost_schemas(),
         "FunnelSteps": {
             "type": "object",
             "required": ["funnel", "steps"],
@@ -420,7 +562,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "tracker Stats API",
             "version": version("tracker"),
             "description": "Statistics of the sites an API key's owner can see, in the shape "
-            "of Plausible's Stats API v1, and the sites' goals, funnels and chart annotations.",
+            "of Plausible's Stats API v1, and the sites' goals, funnels, chart annotations and ad "
+            "spend.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -455,6 +598,7 @@ def openapi_document() -> dict[str, Any]:
             ),
             **_goal_paths(),
             **_annotation_paths(),
+            **_cost_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

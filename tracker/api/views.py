@@ -1,6 +1,6 @@
 """The Stats API endpoints (thin views over tracker.stats), shaped like Plausible's v1,
-the listing and management of a site's goals and funnels (over tracker.goals), and of its
-chart annotations (over tracker.annotations).
+the listing and management of a site's goals and funnels (over tracker.goals), of its
+chart annotations (over tracker.annotations) and of its ad spend (over tracker.costs).
 
 Every /api/v1/stats/ request needs `Authorization: Bearer <API key>` (401 otherwise), is
 counted against the key's hourly allowance (429 with Retry-After above it), and names a
@@ -11,12 +11,21 @@ for a site that does not exist). Bad parameters answer 400 with a sentence namin
 from __future__ import annotations
 
 import dataclasses
+import json
+from datetime import UTC
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import HTTPException, NotFound, TooManyRequests, Unauthorized
+from werkzeug.exceptions import (
+    HTTPException,
+    NotFound,
+    RequestEntityTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 
 from tracker.accounts import hash_api_key
 from tracker.annotations import (
@@ -35,7 +44,15 @@ from tracker.api.params import (
     stats_query,
 )
 from tracker.api.ratelimit import RateLimiter
-from tracker.db.models import Goal, Site
+from tracker.costs import (
+    MAX_API_ROWS,
+    CostError,
+    list_costs,
+    parse_cost_json,
+    parse_period,
+    store_costs,
+)
+from tracker.db.models import AdCost, Goal, Site
 from tracker.goals import (
     GoalError,
     add_goal,
@@ -46,12 +63,14 @@ from tracker.goals import (
     list_funnels,
     list_goals,
 )
+from tracker.money import format_minor
 from tracker.sites import can_manage, find_site
 from tracker.stats import Note, QueryError, current_visitors, first_day, funnel, run
 from tracker.web.access import BEARER_HELP, bearer_key, bearer_user
 from tracker.web.context import get_db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_COST_BODY = 8_000_000  # bytes: MAX_API_ROWS rows with room to spare
 
 
 def init_api(app: Flask) -> None:
@@ -308,3 +327,65 @@ def remove_annotation(annotation_id: int) -> ResponseReturnValue:
     if note is None:
         raise NotFound(f"annotation: no annotation {annotation_id} on {site.domain}.")
     return jsonify(deleted=annotation_id)
+
+
+def _cost_json(row: AdCost) -> dict[str, Any]:
+    # SQLite gives the stored UTC moment back without its offset.
+    imported_at = row.imported_at.replace(tzinfo=row.imported_at.tzinfo or UTC)
+    return {
+        "date": row.day.isoformat(),
+        "utm_source": row.source,
+        "utm_medium": row.medium,
+        "utm_campaign": row.campaign,
+        "utm_term": row.term,
+        "utm_content": row.content,
+        "campaign_label": row.campaign_label,
+        "cost": format_minor(row.cost_minor, row.currency),
+        "currency": row.currency,
+        "impressions": row.impressions,
+        "clicks": row.clicks,
+        "imported_at": imported_at.isoformat(),
+    }
+
+
+@bp.get("/costs")
+def cost_list() -> ResponseReturnValue:
+    """The site's stored cost rows from `from` to `to` (YYYY-MM-DD, both included)."""
+    site = _site()
+    try:
+        start, end = parse_period(request.args.get("from"), request.args.get("to"))
+    except CostError as exc:
+        raise QueryError(str(exc)) from None
+    with get_db().session() as session:
+        rows = [_cost_json(r) for r in list_costs(session, site, start, end)]
+    return jsonify(results=rows)
+
+
+@bp.post("/costs")
+def cost_import() -> ResponseReturnValue:
+    """Store cost rows, all or none: 400 lists every problem by row and field."""
+    if (request.content_length or 0) > MAX_COST_BODY:
+        raise RequestEntityTooLarge(
+            f"The body is over {MAX_COST_BODY // 1_000_000} MB: send at most "
+            f"{MAX_API_ROWS:,} rows a request."
+        )
+    try:  # amounts as exact decimals, never floats
+        body = json.loads(request.get_data(), parse_float=Decimal) if request.is_json else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return jsonify(
+            error="The body must be a JSON object (Content-Type: application/json)."
+        ), 400
+    site_id = request.args.get("site_id") or body.get("site_id")
+    site = _site(site_id if isinstance(site_id, str) else "")
+    batch = parse_cost_json(body.get("rows"))
+    if batch.problems:
+        problems = [{"row": p.row, "field": p.field, "message": p.message} for p in batch.problems]
+        listed = "; ".join(str(p) for p in batch.problems[:3])
+        more = "; ..." if len(batch.problems) > 3 else ""
+        error = f"{len(problems)} problem(s), nothing was stored: {listed}{more}"
+        return jsonify(error=error, problems=problems), 400
+    with get_db().session() as session:
+        stored = store_costs(session, site, batch.rows)
+    return jsonify(imported=stored.imported, replaced=stored.replaced)

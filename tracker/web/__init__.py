@@ -9,6 +9,7 @@ from tracker.web import auth, export, health, links, settings, sites, stats
 from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
 from tracker.web.budgets import bp as budgets_bp
+from tracker.web.spend import bp as spend_bp
 
 csrf = CSRFProtect()
 
@@ -24,5 +25,6 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(settings.bp)
     app.register_blueprint(budgets_bp)
     app.register_blueprint(annotations_bp)
+    app.register_blueprint(spend_bp)
     app.register_blueprint(links.bp)
     init_beacon(app)

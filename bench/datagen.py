@@ -446,9 +446,10 @@ def add_costs(url: str, first_day: str, last_day: str) -> None:
     rows = []
     while day <= last:
         for (source, medium, campaign), cents in COSTS.items():
-            rows.append({"date": day.isoformat(), "utm_source": source, "utm_medium": medium,
-                         "utm_campaign": campaign, "cost": f"{cents / 100:.2f}",
-                         "currency": "EUR", "impressions": cents * 3, "clicks": cents // 40})  # fmt: skip
+            tags = {"utm_source": source, "utm_medium": medium, "utm_campaign": campaign}
+            counts = {"impressions": cents * 3, "clicks": cents // 40}
+            cost = {"cost": f"{cents / 100:.2f}", "currency": "EUR"}
+            rows.append({"date": day.isoformat(), **tags, **cost, **counts})
         day += timedelta(days=1)
     db = Database(url)
     try:

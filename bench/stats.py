@@ -32,8 +32,8 @@ from tracker.app import create_app
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.stats import SiteRef, funnel, parse_query
-from tracker.stats.campaigns import campaign_report
 from tracker.stats import run as run_query
+from tracker.stats.campaigns import campaign_report
 from tracker.web.dashboard import CARD_ROWS, CONVERSION_KPIS
 from tracker.web.reports import CONVERSION_METRICS, REPORTS
 

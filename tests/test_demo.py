@@ -6,13 +6,29 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from tracker.annotations import list_annotations
 from tracker.cli import cli
+from tracker.costs import cost_summary
 from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
-from tracker.demo import DEMO_FUNNEL, DEMO_GOALS, DemoGeo, add_demo_goals, demo_days, demo_ingest
+from tracker.demo import (
+    DEMO_FUNNEL,
+    DEMO_GOALS,
+    DEMO_NOTES,
+    PAID,
+    SOURCES,
+    SPEND_DAYS,
+    UNMATCHED,
+    DemoGeo,
+    add_demo_goals,
+    add_demo_spend,
+    demo_days,
+    demo_ingest,
+)
 from tracker.goals import find_funnel, funnel_step_names, goal_label, list_goals
 from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
+from tracker.stats.pacing import OVER, OVER_BUDGET, month_pacing
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 
@@ -90,7 +106,8 @@ def test_demo_command_fills_a_site_through_the_pipeline(database_url, tmp_path):
         }
         assert "Goals and funnel added: Signup, Pro signup," in result.output
         # Again on the same site: more traffic, the goals and funnel as they were.
-        more = CliRunner().invoke(cli, [*args[:3], "--days", "1", "--visits-per-day", "5"], env=env)
+        # Two days: today alone may hold no visit yet just after midnight.
+        more = CliRunner().invoke(cli, [*args[:3], "--days", "2", "--visits-per-day", "5"], env=env)
         assert more.exit_code == 0, more.output
         assert "Goals and funnel added" not in more.output
         with db.session() as session:
@@ -155,3 +172,31 @@ def test_demo_conversions_differ_by_source_and_carry_revenue(app, db):
     # The newsletter and paid brand search convert best; paid social retargeting, poorly.
     best = min(by_campaign["weekly-digest"], by_campaign["brand_search"])
     assert best > 2 * by_campaign["retargeting"] and best > by_campaign[""]
+
+
+def test_demo_spend_budgets_and_notes(app, db):
+    """60 days of cost rows matched to the demo's campaigns (one ad on purpose not), a
+    budget that over-paces, chart notes; run again, nothing doubles."""
+    with db.session() as session:
+        site = add_site(session, "spend.example")
+        rows = add_demo_spend(session, site, visits_per_day=2000)
+        assert rows == demo_spend_rows_expected()
+    with db.session() as session:
+        site = find_site(session, "spend.example")
+        pacing = {p.label: p for p in month_pacing(db, site)}
+        assert pacing["retargeting"].status in (OVER, OVER_BUDGET)
+        assert pacing["brand_search"].status not in (OVER, OVER_BUDGET)
+        notes = list_annotations(db, site)
+        assert [n.text for n in notes][:2] == ["Spring sale starts", "Spring sale ends"]
+        add_demo_spend(session, site, visits_per_day=2000)
+    with db.session() as session:
+        site = find_site(session, "spend.example")
+        assert len(list_annotations(db, site)) == len(DEMO_NOTES)
+        assert sum(t.rows for t in cost_summary(session, site)) == rows
+
+
+def demo_spend_rows_expected() -> int:
+    """Every day of SPEND_DAYS for each ad, but spring_sale only in its flight."""
+    flight = next(s.days_ago for s in SOURCES if s.params.get("utm_campaign") == "spring_sale")
+    always = len(PAID) + len(UNMATCHED) - 1
+    return SPEND_DAYS * always + (flight[1] - flight[0] + 1)

@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -26,6 +27,9 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from tracker.annotations import add_annotation
+from tracker.budgets import set_budget
+from tracker.costs import MAX_API_ROWS, parse_cost_json, store_costs
 from tracker.db.models import Site
 from tracker.enrich.geo import Place
 from tracker.goals import GoalError, add_funnel, add_goal, find_funnel, find_goal
@@ -614,3 +618,99 @@ def add_demo_goals(session: Session, site: Site) -> list[str]:
         else:
             added.append(name)
     return added
+
+
+# Ad spend the demo's paid campaigns ran on: (source, medium, campaign, content, cost per
+# visit in EUR). Cost rows are per day and ad, as an ad platform's report lists them.
+PAID = [
+    ("google", "cpc", "Brand_Search", "", Decimal("0.90")),  # the Ads spelling: matched anyway
+    ("google", "cpc", "spring_sale", "", Decimal("1.60")),
+    ("facebook", "paid_social", "retargeting", "video_a", Decimal("0.55")),
+    ("facebook", "paid_social", "retargeting", "video_b", Decimal("0.60")),
+    ("linkedin", "paid_social", "b2b_launch", "carousel", Decimal("3.40")),
+]
+# Ads that brought no tagged visit (a link without UTM tags): shown as unmatched cost.
+UNMATCHED = [("bing", "cpc", "competitor_terms", "", Decimal("18.00"))]
+SPEND_DAYS = 60
+CLICK_THROUGH = 0.035  # ad clicks per impression
+# A monthly budget per campaign: retargeting's is too small for its pace (over-pacing).
+DEMO_BUDGETS = {"brand_search": 1.05, "retargeting": 0.7, "b2b_launch": 1.0}
+DEMO_NOTES = [
+    (40, "Spring sale starts"),
+    (20, "Spring sale ends"),
+    (12, "Retargeting: video B creative added"),
+    (3, "Newsletter moved to Tuesdays"),
+]
+
+
+def _daily_visits(source: Source, visits_per_day: int) -> float:
+    return visits_per_day * source.weight / sum(s.weight for s in SOURCES)
+
+
+def _paid_source(campaign: str, content: str) -> Source | None:
+    return next(
+        (
+            s
+            for s in SOURCES
+            if s.params.get("utm_campaign") == campaign.casefold()
+            and s.params.get("utm_content", "") == content
+        ),
+        None,
+    )
+
+
+def demo_cost_rows(today: date, visits_per_day: int, seed: int = 1) -> list[dict[str, str | int]]:
+    """SPEND_DAYS of cost rows up to today for PAID and UNMATCHED, shaped as the cost
+    API takes them; a day's cost follows the campaign's visits (none outside its flight)."""
+    rng = random.Random(seed)
+    rows: list[dict[str, str | int]] = []
+    for ago in range(SPEND_DAYS - 1, -1, -1):
+        day = today - timedelta(days=ago)
+        for source, medium, campaign, content, per_visit in [*PAID, *UNMATCHED]:
+            found = _paid_source(campaign, content)
+            if (
+                found is not None
+                and found.days_ago
+                and not (found.days_ago[0] <= ago <= found.days_ago[1])
+            ):
+                continue
+            visits = _daily_visits(found, visits_per_day) if found else 1
+            clicks = max(1, round(visits * rng.uniform(1.05, 1.25)))  # some never load the page
+            cost = (per_visit * Decimal(visits) * Decimal(rng.uniform(0.85, 1.15))).quantize(
+                Decimal("0.01")
+            )
+            rows.append({
+                "date": day.isoformat(), "utm_source": source, "utm_medium": medium,
+                "utm_campaign": campaign, "utm_content": content, "cost": str(cost),
+                "currency": "EUR", "clicks": clicks,
+                "impressions": round(clicks / CLICK_THROUGH * rng.uniform(0.8, 1.2)),
+            })  # fmt: skip
+    return rows
+
+
+def add_demo_spend(session: Session, site: Site, visits_per_day: int) -> int:
+    """Cost rows (through the import's checks and storage: replaced when run again),
+    budgets and chart annotations; the number of cost rows stored."""
+    today = datetime.now(ZoneInfo(site.timezone)).date()
+    rows = demo_cost_rows(today, visits_per_day)
+    replaced = 0
+    for start in range(0, len(rows), MAX_API_ROWS):
+        batch = parse_cost_json(rows[start : start + MAX_API_ROWS])
+        if batch.problems:
+            raise ValueError(f"demo cost rows: {batch.problems[0]}")
+        replaced += store_costs(session, site, batch.rows).replaced
+    monthly = Decimal(30 * visits_per_day) / sum(Decimal(s.weight) for s in SOURCES)
+    for campaign, share in DEMO_BUDGETS.items():
+        source = _paid_source(campaign, "") or next(
+            s for s in SOURCES if s.params.get("utm_campaign") == campaign
+        )
+        per_visit = next(p for _, _, c, _, p in PAID if c.casefold() == campaign)
+        amount = monthly * Decimal(source.weight) * per_visit * Decimal(share)
+        if campaign == "retargeting":
+            amount *= 2  # two ads (video_a, video_b) share it
+        set_budget(session, site, scope="campaign", name=campaign, amount=f"{amount:.2f}",
+                   currency="EUR")  # fmt: skip
+    if not replaced:  # a first run: notes are not replaced, so never added twice
+        for ago, text in DEMO_NOTES:
+            add_annotation(session, site, today - timedelta(days=ago), text)
+    return len(rows)

@@ -7,7 +7,7 @@ import click
 from tracker.cli.context import CliContext, pass_context
 from tracker.config import ensure_secret_key
 from tracker.db.migrate import upgrade
-from tracker.demo import BATCH, add_demo_goals, demo_days, demo_ingest
+from tracker.demo import BATCH, add_demo_goals, add_demo_spend, demo_days, demo_ingest
 from tracker.sites import SiteError, add_site, find_site, list_sites
 
 
@@ -38,7 +38,8 @@ def demo(
     sources and campaigns, devices, countries, bounces, engaged time, outbound clicks,
     downloads and custom events, sign-ups and purchases with revenue. The site is created
     when it does not exist; demo goals and a funnel are added unless it has goals of those
-    names already.
+    names already. Its paid campaigns get 60 days of ad spend (one ad matches no visit),
+    monthly budgets (retargeting over-paces) and a few chart annotations.
     """
     from tracker.app import create_app
 
@@ -56,6 +57,7 @@ def demo(
             except SiteError as exc:
                 raise click.ClickException(str(exc)) from None
         added = add_demo_goals(session, site)
+        cost_rows = add_demo_spend(session, site, visits_per_day)
         domain, zone = site.domain, site.timezone
     ingest = demo_ingest(app)
     accepted = 0
@@ -70,6 +72,10 @@ def demo(
     click.echo(f"The pipeline accepted {accepted:,} events for {domain}.")
     if added:
         click.echo(f"Goals and funnel added: {', '.join(added)}.")
+    click.echo(
+        f"Ad spend: {cost_rows:,} daily cost rows, monthly budgets and chart notes "
+        "(see the Campaigns tab)."
+    )
     click.echo(
         f"Run `tracker serve` (or `make run`), log in (the first visit creates the admin "
         f"account) and open /sites/{domain}."

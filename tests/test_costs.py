@@ -601,7 +601,7 @@ def test_cli_import_list_delete(env, db) -> None:
         "Checked 5 cost rows of google_ads.csv (skipped 5 title, total and note lines).",
         "Imported 5 rows, 0 of them replacing stored rows.",
         "Period: 2026-11-01 to 2026-11-03",
-        "Total: EUR 2391.96",
+        "Total: 2391.96 EUR",
         "The site's currency is now EUR.",
     ]
     assert "Checking" in first.stderr and "Storing" in first.stderr  # the progress bars
@@ -615,9 +615,9 @@ def test_cli_import_list_delete(env, db) -> None:
     listed = _cli(["costs", "list", "--site", SITE], env).stdout.splitlines()
     assert listed[0].split() == ["MONTH", "CAMPAIGN", "ROWS", "DAYS", "COST"]
     assert [line.split() for line in listed[1:]] == [
-        ["2026-11", "Brand", "2", "2026-11-01", "to", "2026-11-02", "EUR", "45.10"],
-        ["2026-11", "Retargeting", "1", "2026-11-02", "to", "2026-11-02", "EUR", "12.50"],
-        ["2026-11", "Spring", "Sale", "6", "2026-11-01", "to", "2026-11-03", "EUR", "4689.32"],
+        ["2026-11", "Brand", "2", "2026-11-01", "to", "2026-11-02", "45.10", "EUR"],
+        ["2026-11", "Retargeting", "1", "2026-11-02", "to", "2026-11-02", "12.50", "EUR"],
+        ["2026-11", "Spring", "Sale", "6", "2026-11-01", "to", "2026-11-03", "4689.32", "EUR"],
     ]
 
     deleted = _cli(["costs", "delete", "--site", SITE, "--from", "2026-11-02", "--to",

@@ -394,7 +394,9 @@ def check_rows(
     on_row: Callable[[], None] | None = None,
 ) -> CostBatch:
     """Every record checked: the valid rows, and every problem by row and field. Two rows
-    of the same day and tags are a problem (they would replace each other)."""
+    of the same day and tags are a problem (they would replace each other). `formats`: how
+    a file writes numbers and dates (`check_table` finds them); None reads the API's JSON
+    strictly, amounts as money.parse_amount and days as YYYY-MM-DD."""
     reader = _Reader(formats or Formats(decimal_mark="."), formats is None, header_currency)
     batch = CostBatch(notes=reader.formats.notes)
     seen: dict[str, int] = {}

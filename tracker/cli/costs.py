@@ -56,8 +56,8 @@ def _site_session(ctx: CliContext, domain: str) -> Iterator[tuple[Session, Site]
 
 
 def money_totals(totals: dict[str, int]) -> str:
-    """{"EUR": 123456, "USD": 300} -> "EUR 1234.56, USD 3.00"."""
-    return ", ".join(f"{code} {format_minor(minor, code)}" for code, minor in totals.items())
+    """{"EUR": 123456, "USD": 300} -> "1234.56 EUR, 3.00 USD": never added or converted."""
+    return ", ".join(f"{format_minor(minor, code)} {code}" for code, minor in totals.items())
 
 
 def _check(file: Path, defaults: CostDefaults) -> CostBatch:

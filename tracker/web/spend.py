@@ -37,6 +37,7 @@ from tracker.db.models import Site
 from tracker.money import format_minor
 from tracker.web.access import SiteAccess, managed_site
 from tracker.web.context import get_db
+from tracker.web.format import money
 
 bp = Blueprint("ad_spend", __name__)
 EXPIRED = "The form expired; reload the page and try again."
@@ -101,10 +102,10 @@ def ad_spend_section(site: Site) -> dict[str, object]:
     }
 
 
-@bp.app_template_filter("money")
-def money_filter(cost: dict[str, int]) -> str:
-    """{"EUR": 123456} -> "1234.56 EUR"; several currencies side by side, never added."""
-    return ", ".join(f"{format_minor(minor, code)} {code}" for code, minor in cost.items())
+@bp.app_template_filter("ad_cost")
+def cost_text(cost: dict[str, int]) -> str:
+    """{"EUR": 123456, "USD": 300} -> "1234.56 EUR · 3.00 USD": never added or converted."""
+    return money({code: format_minor(minor, code) for code, minor in cost.items()})
 
 
 def _read_upload(upload: FileStorage | None) -> str:
@@ -187,7 +188,7 @@ def confirm(domain: str) -> ResponseReturnValue:
         stored = store_costs(session, access.site, batch.rows)
     period = batch.period
     assert period is not None  # ok: the batch has rows
-    totals = money_filter(batch.totals())
+    totals = cost_text(batch.totals())
     flash(
         f"Imported {stored.imported:,} cost rows of {name or 'the file'} ({stored.replaced:,} of "
         f"them replaced rows already stored): {period[0]} to {period[1]}, {totals}."

@@ -31,7 +31,7 @@ from tracker.costs import (
 )
 from tracker.db import Database
 from tracker.db.models import AdCost, Site
-from tracker.sites import add_site, find_site
+from tracker.sites import add_site, delete_site, find_site
 
 DATA = Path(__file__).parent / "data" / "costs"
 SITE = "shop.example"
@@ -559,6 +559,18 @@ def test_list_and_delete(db, site) -> None:
             (date(2026, 11, 2), "brand")
         ]  # fmt: skip
         assert len(list_costs(session, other, date(2026, 1, 1), date(2026, 12, 31))) == 5
+
+
+def test_deleting_a_site_deletes_its_cost_rows(db, site) -> None:
+    batch = parse_cost_file((DATA / "google_ads.csv").read_bytes(), GOOGLE)
+    with db.session() as session:
+        other = add_site(session, "other.example")
+        store_costs(session, site, batch.rows)
+        store_costs(session, other, batch.rows[:2])
+    with db.session() as session:
+        delete_site(session, find_site(session, SITE))
+    with db.session() as session:
+        assert [r.site_id for r in session.scalars(select(AdCost))] == [other.id, other.id]
 
 
 # The CLI

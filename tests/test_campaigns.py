@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.test_spend import DAY, SITE, add_costs, cost, shop
 from tracker.db import Database
-from tracker.db.models import Goal, Site
+from tracker.db.models import Goal, GoalTagDay, Site
 from tracker.stats import parse_query
 from tracker.stats.campaigns import CampaignReport, campaign_report
 
@@ -91,3 +91,26 @@ def test_filters_cost_rows_cannot_follow_leave_cost_unknown(db: Database, site: 
     assert [(r.label, r.values["visits"], r.values["cost"]) for r in found.rows] == [
         ("Retarget", 1, None), ("Spring Sale", 3, None), ("Weekly", 1, None)
     ]  # fmt: skip
+
+
+def test_goal_tag_days_hold_the_conversions_the_report_reads(app: Flask, db: Database) -> None:
+    """The rollup job's per-tag counts: one row per tags of every converting tagged visit,
+    one per currency paid; the report reads them for the days they cover."""
+    site = shop(app, db, rollups=True)
+    with db.session() as session:
+        stored = session.execute(
+            select(GoalTagDay.utm_campaign, GoalTagDay.currency, GoalTagDay.conversions,
+                   GoalTagDay.revenue_minor).order_by(GoalTagDay.utm_campaign, GoalTagDay.currency)
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in stored] == [
+        ("Retarget", "", 1, 0),
+        ("Retarget", "EUR", 1, 5000),
+        ("Spring Sale", "", 1, 0),
+        ("Spring Sale", "EUR", 1, 3000),
+    ]
+    # Changed behind the report's back, the stored rows show: proof they are what it reads.
+    with db.session() as session:
+        session.execute(update(GoalTagDay).where(GoalTagDay.currency == "").values(conversions=7))
+    assert {r.label: r.values["conversions"] for r in report(db, site).rows} == {
+        "Retarget": 7, "Spring Sale": 7, "Weekly": 0
+    }  # fmt: skip

@@ -421,6 +421,33 @@ class GoalDay(Base):
     __table_args__ = (Index("ix_goal_days_site_day", "site_id", "day"),)
 
 
+class GoalTagDay(Base):
+    """A goal's conversions over one local day's tagged visits, per combination of their
+    UTM tags (as the visits wrote them), summed from its hits: what the campaign report
+    reads. Rows with `currency` "" count every converting visit; a row per currency adds
+    the revenue paid in it and the conversions that paid it."""
+
+    __tablename__ = "goal_tag_days"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    day: Mapped[int] = mapped_column(Integer)
+    utm_source: Mapped[str] = mapped_column(String(255), default="")
+    utm_medium: Mapped[str] = mapped_column(String(255), default="")
+    utm_campaign: Mapped[str] = mapped_column(String(255), default="")
+    utm_term: Mapped[str] = mapped_column(String(255), default="")
+    utm_content: Mapped[str] = mapped_column(String(255), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        Index("ix_goal_tag_days_goal_day", "goal_id", "day"),
+        Index("ix_goal_tag_days_site_day", "site_id", "day"),
+    )
+
+
 class StatsRollupState(Base):
     """Up to which local day a site's rollups are built, and up to which event id."""
 

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, func, select
 
 from tracker.db import Database
-from tracker.stats.filters import Filter
-from tracker.stats.goals import GOAL, site_goals
+from tracker.db.models import GoalTagDay
+from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.filters import Filter, compile_filter
+from tracker.stats.goals import GOAL, load_goals, site_goals
 from tracker.stats.metrics import change
-from tracker.stats.query import Query
+from tracker.stats.periods import Period, day_number, local_date, make_period
+from tracker.stats.query import GoalSpec, Query
 from tracker.stats.run import run, sort_rows
 from tracker.stats.spend import (
     Spend,
@@ -32,6 +39,8 @@ from tracker.stats.spend import (
     spend_by,
 )
 from tracker.utm import utm_key
+
+tag_days = GoalTagDay.__table__
 
 LEVELS = {
     "campaign": "visit:utm_campaign",
@@ -175,15 +184,9 @@ def _tallies(db: Database, query: Query, dim: str, has_goals: bool) -> dict[str,
     for r in run(db, base).rows:
         tally = Tally({r[dim]: r["visits"]}, r["visitors"], r["visits"], r["bounces"])
         tallies.setdefault(utm_key(r[dim]), Tally()).add(tally)
-    goal = (query.filter_for(GOAL) or _any_goal(db, query)) if has_goals else None
-    if goal is not None:
-        converted = dataclasses.replace(
-            base, metrics=("conversions", "total_revenue"), filters=(*base.filters, goal)
-        )
-        for r in run(db, converted).rows:
-            revenue = {c: amount_minor(a, c) for c, a in r["total_revenue"].items()}
-            tally = Tally(conversions=r["conversions"], revenue=revenue)
-            tallies.setdefault(utm_key(r[dim]), Tally()).add(tally)
+    if has_goals:
+        for key, tally in _conversions(db, query, base, dim).items():
+            tallies.setdefault(key, Tally()).add(tally)
     if attributable(query):
         with db.engine.connect() as conn:
             for key, spend in spend_by(conn, query, dim).items():
@@ -191,9 +194,92 @@ def _tallies(db: Database, query: Query, dim: str, has_goals: bool) -> dict[str,
     return tallies
 
 
-def _any_goal(db: Database, query: Query) -> Filter:
-    """Conversions on any goal: a visit counts once however many it reached."""
-    return Filter(GOAL, "is", tuple(g.name for g in site_goals(db, query.site)))
+def goal_of(db: Database, query: Query) -> Filter:
+    """The goal conversions are counted for: the query's goal filter, else the site's
+    first goal (the one its owner put first)."""
+    chosen = query.filter_for(GOAL)
+    if chosen is not None:
+        return chosen
+    return Filter(GOAL, "is", (site_goals(db, query.site)[0].name,))
+
+
+def _conversions(db: Database, query: Query, base: Query, dim: str) -> dict[str, Tally]:
+    """Conversions and revenue per utm_key of `dim`: from the goal's tag days for the
+    days its hits cover, from the full report for the rest (or for all of it when the
+    goal, a set of goals or a filter leaves the tag days no answer)."""
+    goal = goal_of(db, query)
+    with db.engine.connect() as conn:
+        spec = _one_built_goal(conn, query, goal)
+        stored: dict[str, Tally] = {}
+        covered = None
+        if spec is not None and spec.hits_until_ms is not None:
+            covered = local_date(spec.hits_until_ms - 1, query.site.tz)
+            last = min(covered, query.period.end)
+            if last >= query.period.start:
+                stored = _tag_days(conn, query, spec.id, dim, last)
+    rest = query.period if covered is None else _after(query.period, covered, query.site.tz)
+    if rest is not None:
+        converted = dataclasses.replace(
+            base,
+            period=rest,
+            metrics=("conversions", "total_revenue"),
+            filters=(*base.filters, goal),
+        )
+        for r in run(db, converted).rows:
+            revenue = {c: amount_minor(a, c) for c, a in r["total_revenue"].items()}
+            tally = Tally(conversions=r["conversions"], revenue=revenue)
+            stored.setdefault(utm_key(r[dim]), Tally()).add(tally)
+    return stored
+
+
+def _one_built_goal(conn: Connection, query: Query, goal: Filter) -> GoalSpec | None:
+    """The goal, when it is one goal and every other filter is on tags (what tag days
+    know); None otherwise."""
+    if goal.op != "is" or len(goal.values) != 1:
+        return None
+    if any(f.dimension not in LEVELS.values() for f in query.filters if f.dimension != GOAL):
+        return None
+    return next(
+        (g for g in load_goals(conn, query.site, hits=True) if g.name == goal.values[0]), None
+    )
+
+
+def _after(period: Period, covered: date, tz: ZoneInfo) -> Period | None:
+    """The period's days after `covered`, or None."""
+    if covered >= period.end:
+        return None
+    return make_period("custom", max(period.start, covered + timedelta(days=1)), period.end, tz)
+
+
+def _tag_days(
+    conn: Connection, query: Query, goal_id: int, dim: str, last: date
+) -> dict[str, Tally]:
+    t = tag_days.c
+    column = t[DIMENSIONS[dim].column]
+    where = [
+        t.goal_id == goal_id,
+        t.day >= day_number(query.period.start),
+        t.day <= day_number(last),
+        column != "",
+        *(compile_filter(f, lambda name: t[DIMENSIONS[name].column]) for f in query.filters
+          if f.dimension != GOAL),
+    ]  # fmt: skip
+    stmt = (
+        select(
+            column.label("value"), t.currency, func.sum(t.conversions), func.sum(t.revenue_minor)
+        )
+        .where(*where)
+        .group_by(column, t.currency)
+    )
+    found: dict[str, Tally] = {}
+    for value, currency, conversions, revenue in conn.execute(stmt):
+        tally = (
+            Tally(revenue={currency: int(revenue)})
+            if currency
+            else Tally(conversions=int(conversions))
+        )
+        found.setdefault(utm_key(value), Tally()).add(tally)
+    return found
 
 
 def _row(key: str, tally: Tally, currency: str, has_goals: bool) -> CampaignRow:

@@ -1,5 +1,6 @@
 """Goal hits: each goal's matching events, kept per local day beside the rollups, and
-each goal's daily counts summed from them (`goal_days`).
+each goal's daily counts summed from them (`goal_days`, and per UTM tags of the visits,
+`goal_tag_days`: what the campaign report reads).
 
 Matching a wide goal (`/blog/*`) against a month of raw events takes seconds; the Goals
 card, conversion mode and funnels read these rows instead (`goals.goal_matches`). The
@@ -27,11 +28,12 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
 
-from tracker.db.models import Event, Goal, GoalDay, GoalHit, Visit
+from tracker.db.models import Event, Goal, GoalDay, GoalHit, GoalTagDay, Visit
 from tracker.stats.compiler import Plan, bucket_expr
 from tracker.stats.coverage import first_visit_ms, lock_site_writes
 from tracker.stats.goals import load_goals, matches
@@ -40,6 +42,9 @@ from tracker.stats.query import GoalSpec, Query, SiteRef
 
 hits_table = cast(Table, GoalHit.__table__)
 days_table = cast(Table, GoalDay.__table__)
+tag_days_table = cast(Table, GoalTagDay.__table__)
+DERIVED = (hits_table, days_table, tag_days_table)
+TAGS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 goals_table = cast(Table, Goal.__table__)
 events = Event.__table__
 visits = Visit.__table__
@@ -90,7 +95,7 @@ def write_day(
     if not goals:
         return
     ids = [g.id for g in goals]
-    for table in (hits_table, days_table):
+    for table in DERIVED:
         c = table.c
         conn.execute(delete(table).where(c.site_id == site.id, c.day == day, c.goal_id.in_(ids)))
     conn.execute(
@@ -116,12 +121,31 @@ def _insert_days(conn: Connection, computed: Table, *where: ColumnElement[bool])
     )
     columns = ["goal_id", "day", "site_id", "visitors", "conversions", "events"]
     conn.execute(insert(days_table).from_select(columns, counts))
+    _insert_tag_days(conn, computed, *where)
+
+
+def _insert_tag_days(conn: Connection, computed: Table, *where: ColumnElement[bool]) -> None:
+    """The daily conversions of the computed hits in tagged visits, per tags: one row of
+    every converting visit (currency ""), one per currency paid with its revenue."""
+    c = computed.c
+    tags = [visits.c[t] for t in TAGS]
+    tagged = or_(*(t != "" for t in tags))
+    joined = computed.join(visits, visits.c.id == c.visit_id)
+    keys = [c.goal_id, c.site_id, c.day, *tags]
+    every = select(*keys, literal(""), func.count(c.visit_id.distinct()), literal(0))
+    paid = select(
+        *keys, c.revenue_currency, func.count(c.visit_id.distinct()), func.sum(c.revenue_minor)
+    ).where(c.revenue_minor.is_not(None), c.revenue_currency != "")
+    columns = ["goal_id", "site_id", "day", *TAGS, "currency", "conversions", "revenue_minor"]
+    for rows, grouped in ((every, keys), (paid, [*keys, c.revenue_currency])):
+        rows = rows.select_from(joined).where(tagged, *where).group_by(*grouped)
+        conn.execute(insert(tag_days_table).from_select(columns, rows))
 
 
 def forget(conn: Connection, site: SiteRef) -> None:
     """Drop a site's hits: its days are being cut anew (a rebuild from scratch)."""
-    conn.execute(delete(hits_table).where(hits_table.c.site_id == site.id))
-    conn.execute(delete(days_table).where(days_table.c.site_id == site.id))
+    for table in DERIVED:
+        conn.execute(delete(table).where(table.c.site_id == site.id))
     conn.execute(
         update(goals_table).where(goals_table.c.site_id == site.id).values(hits_built=False)
     )
@@ -168,8 +192,8 @@ def backfill(conn: Connection, site: SiteRef, last: date) -> int:
     with conn.begin():
         lock_site_writes(conn, site)
         ids = [g.id for g in goals]
-        conn.execute(delete(hits_table).where(hits_table.c.goal_id.in_(ids)))
-        conn.execute(delete(days_table).where(days_table.c.goal_id.in_(ids)))
+        for table in DERIVED:
+            conn.execute(delete(table).where(table.c.goal_id.in_(ids)))
         if computed is not None:
             conn.execute(insert(hits_table).from_select(COLUMNS, select(computed)))
             _insert_days(conn, computed)

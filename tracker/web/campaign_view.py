@@ -26,6 +26,7 @@ from tracker.stats.campaigns import (
     CampaignRow,
     campaign_report,
     changed_for_better,
+    goal_of,
 )
 from tracker.web.dashboard import CAMPAIGN_LEVEL as LEVEL_PARAM
 from tracker.web.dashboard import CAMPAIGN_SORT as SORT_PARAM
@@ -127,15 +128,19 @@ def campaign_tab(db: Database, view: View) -> CampaignTab:
 
 
 def _goal_links(db: Database, view: View) -> list[Link]:
+    """Each goal (the first when the page names none), and any goal at all."""
     goals = site_goals(db, view.access.site)
     if not goals:
         return []
-    chosen = view.query.filter_for(GOAL)
-    selected = chosen.values[0] if chosen and chosen.op == "is" and len(chosen.values) == 1 else ""
-    links = [Link("Any goal", view.url(view.query.without_filter(GOAL)), chosen is None)]
+    counted = goal_of(db, view.query)
+    links = []
     for goal in goals:
         query = view.query.with_filter(Filter(GOAL, "is", (goal.name,)))
-        links.append(Link(goal.name, view.url(query), goal.name == selected))
+        links.append(Link(goal.name, view.url(query), counted.values == (goal.name,)))
+    if len(goals) > 1:
+        every = tuple(g.name for g in goals)
+        query = view.query.with_filter(Filter(GOAL, "is", every))
+        links.append(Link("Any goal", view.url(query), set(counted.values) == set(every)))
     return links
 
 

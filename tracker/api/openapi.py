@@ -62,7 +62,11 @@ def _parameters() -> dict[str, Any]:
             "average_revenue (each an object of decimal strings per currency, e.g. "
             '{"EUR": "42.50"}) need a goal: filter `event:goal==Name` or break down by '
             "`event:goal`. With a goal filter, visitors and visits are those that converted "
-            "and events counts the goal's matching events.",
+            "and events counts the goal's matching events. Ad spend: cost and cpc (cost per "
+            "visit), and with a goal filter cpa (cost per conversion), each an object of "
+            "decimal strings per currency, and roas (revenue / cost, a number), with no "
+            "breakdown or one by visit:utm_source, utm_medium, utm_campaign, utm_term or "
+            "utm_content, and only tag or goal filters.",
             {"type": "string"},
         ),
         "filters": _param(

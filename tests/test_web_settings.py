@@ -35,10 +35,12 @@ def test_save_settings(owner_client, db):
             ),
             "public": "y",
             "shared_export": "y",
+            "currency": " usd",
         },
     )
     assert response.status_code == 302
     site = _site(db)
+    assert site.currency == "USD"
     assert site.timezone == "America/New_York"
     assert site.allowed_hostnames == ["checkout.example.net", "www.shop-example.com"]
     assert site.public is True and site.shared_export is True
@@ -59,6 +61,7 @@ def test_save_settings(owner_client, db):
     [
         ("timezone", "Mars/Olympus", "Not a valid choice"),
         ("allowed_hostnames", "bad host!", "is not a valid hostname"),
+        ("currency", "EURO", "is not an ISO 4217 currency code"),
     ],
 )
 def test_bad_settings_are_refused_and_nothing_changes(owner_client, db, field, value, message):
@@ -67,6 +70,7 @@ def test_bad_settings_are_refused_and_nothing_changes(owner_client, db, field, v
     response = owner_client.post("/sites/shop.example/settings", data=data)
     assert response.status_code == 400 and message in response.get_data(as_text=True)
     assert _site(db).timezone == "UTC" and _site(db).allowed_hostnames == []
+    assert _site(db).currency == ""
 
 
 def test_honour_dnt_is_saved_and_requests_not_counted_are_shown(owner_client, db):

@@ -35,6 +35,12 @@ def minor_digits() -> dict[str, int]:
     return digits
 
 
+def currency_code(value: str) -> str | None:
+    """`" eur"` -> `"EUR"`; None when it is no active ISO 4217 code."""
+    code = value.strip().upper()
+    return code if code in minor_digits() else None
+
+
 def format_minor(minor: int, currency: str) -> str:
     """4250, "EUR" -> "42.50"; 1000, "JPY" -> "1000"."""
     places = minor_digits().get(currency, 2)

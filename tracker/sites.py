@@ -21,6 +21,7 @@ from tracker.db.models import (
     User,
     Visit,
 )
+from tracker.money import currency_code
 
 DOMAIN_RE = re.compile(
     r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?$"
@@ -28,7 +29,12 @@ DOMAIN_RE = re.compile(
 
 
 class SiteError(ValueError):
-    """A user-facing problem with a site operation."""
+    """A user-facing problem with a site operation; `field` names the setting at fault
+    ("" when it is not one setting)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def normalize_domain(domain: str) -> str:
@@ -124,10 +130,18 @@ def update_site(
     public: bool,
     shared_export: bool,
     honour_dnt: bool = False,
+    currency: str | None = None,
 ) -> None:
-    """Apply the settings form; validation errors raise SiteError before anything changes."""
+    """Apply the settings form; validation errors raise SiteError before anything changes.
+    `currency` (None: unchanged) is what ad spend, CPA and ROAS are reported in."""
     timezone = validate_timezone(timezone)
     hosts = normalize_hostnames(allowed_hostnames)
+    if currency is not None:
+        code = currency_code(currency) if currency.strip() else ""
+        if code is None:
+            message = f"{currency.strip()!r} is not an ISO 4217 currency code (e.g. EUR, USD)."
+            raise SiteError(message, "currency")
+        site.currency = code
     site.timezone = timezone
     site.allowed_hostnames = hosts
     site.public = public

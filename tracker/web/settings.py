@@ -76,6 +76,11 @@ class SettingsForm(FlaskForm):
     )
     public = BooleanField("Public: anyone with the address can see the stats (read-only)")
     shared_export = BooleanField("Share links may download raw events as CSV")
+    currency = StringField(
+        "Currency",
+        description="ISO 4217 code ad spend, cost per conversion and ROAS are reported in "
+        "(e.g. EUR). Empty: the first ad spend import's. Other currencies are shown apart.",
+    )
     honour_dnt = BooleanField(
         "Honour Do Not Track and Global Privacy Control",
         description="Visitors whose browser asks not to be tracked are not counted at all "
@@ -147,6 +152,7 @@ def _settings_form(access: SiteAccess) -> SettingsForm:
             "public": site.public,
             "shared_export": site.shared_export,
             "honour_dnt": site.honour_dnt,
+            "currency": site.currency,
         }
     )
     form.timezone.choices = timezone_choices()  # type: ignore[assignment]
@@ -261,9 +267,10 @@ def save(domain: str) -> ResponseReturnValue:
                     public=bool(form.public.data),
                     shared_export=bool(form.shared_export.data),
                     honour_dnt=bool(form.honour_dnt.data),
+                    currency=form.currency.data or "",
                 )
         except SiteError as exc:
-            form.allowed_hostnames.errors = [str(exc)]
+            form[exc.field or "allowed_hostnames"].errors = [str(exc)]
         else:
             flash("Settings saved.")
             return redirect(url_for("site_settings.show", domain=domain))

@@ -102,3 +102,34 @@ def test_healthz(client, make_app):
     response = broken.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["error"] == "database unreachable"
+
+
+SAFE_NEXT_CASES = [
+    ("/%09/evil.example/x", "/sites"),  # a tab Werkzeug drops: //evil.example
+    ("/%0a/evil.example/x", "/sites"),  # a newline: was a 500
+    ("/%0d%0a/evil.example", "/sites"),
+    ("%09//evil.example", "/sites"),
+    ("/\\evil.example", "/sites"),  # browsers read \ as /
+    ("\\\\evil.example", "/sites"),
+    ("//evil.example/x", "/sites"),
+    ("///evil.example", "/evil.example"),  # sent as a path of this site
+    ("%20//evil.example", "/sites"),
+    ("https://evil.example/", "/sites"),
+    ("javascript:alert(1)", "/sites"),
+    ("evil.example", "/sites"),
+    ("/sites/demo.example?period=7d", "/sites/demo.example?period=7d"),
+    ("/sites/caf%C3%A9", "/sites/caf%C3%A9"),
+]
+
+
+def test_login_next_goes_only_to_paths_of_this_site(client, db):
+    add_user(db, "ann@example.com", "right password")
+    token = csrf_token(client, "/login")
+    for raw, expected in SAFE_NEXT_CASES:
+        client.post("/logout", data={"csrf_token": token})
+        response = client.post(
+            f"/login?next={raw}",
+            data={"csrf_token": token, "email": "ann@example.com", "password": "right password"},
+        )
+        assert response.status_code == 302, raw
+        assert response.headers["Location"] == expected, raw

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from werkzeug.urls import iri_to_uri
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -114,7 +117,18 @@ def logout():
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths, so a crafted ?next= cannot send users elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("sites.index")
+    """A path of this site to go to after logging in; the sites page for anything else.
+
+    The check reads the URL as the browser will: Werkzeug's `iri_to_uri` (applied to every
+    Location header) drops tabs and newlines, and browsers also read `\\` as `/`, so
+    `/<tab>/evil.example` becomes `//evil.example`, another host. Control characters and
+    backslashes are refused outright (no link of ours has them), and what is checked is
+    what is sent.
+    """
+    if not target or any(ch < " " or ch in "\x7f\\" for ch in target):
+        return url_for("sites.index")
+    location = iri_to_uri(target)
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or not location.startswith("/") or location.startswith("//"):
+        return url_for("sites.index")
+    return location

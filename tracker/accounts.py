@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from tracker.db.models import ApiKey, User
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # with fullmatch
 MIN_PASSWORD_LENGTH = 8
 API_KEY_PREFIX = "trk_"
 
@@ -24,7 +24,7 @@ class AccountError(ValueError):
 
 def normalize_email(email: str) -> str:
     email = email.strip().lower()
-    if not EMAIL_RE.match(email) or len(email) > 254:
+    if not EMAIL_RE.fullmatch(email) or len(email) > 254:
         raise AccountError(f"{email!r} is not a valid email address")
     return email
 

@@ -22,7 +22,7 @@ from tracker.stats.annotations import Note, site_notes
 
 MAX_TEXT = 200
 # Only YYYY-MM-DD: date.fromisoformat also takes 20261127 and week dates (2026-W48-5).
-DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # with fullmatch
 
 
 class AnnotationError(ValueError):
@@ -46,7 +46,7 @@ def parse_day(value: str | date | None) -> date:
     if not raw:
         raise AnnotationError("date", "The date is required (YYYY-MM-DD).")
     try:
-        if not DATE_RE.match(raw):
+        if not DATE_RE.fullmatch(raw):
             raise ValueError(raw)
         return date.fromisoformat(raw)
     except ValueError:

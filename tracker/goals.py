@@ -39,7 +39,7 @@ MAX_PROP_KEY = 100
 MAX_PROP_VALUE = 500
 MIN_STEPS = 2
 MAX_STEPS = 8
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+CURRENCY_RE = re.compile(r"[A-Z]{3}")  # with fullmatch
 
 
 class GoalError(ValueError):
@@ -74,7 +74,7 @@ def normalize_currency(value: str | None) -> str:
     """No revenue ("") or an ISO 4217 code, upper-cased: "eur" -> "EUR". The codes are the
     collector's (tracker/data/iso4217.tab), so a goal's currency is one revenue can have."""
     code = (value or "").strip().upper()
-    if code and (not CURRENCY_RE.match(code) or code not in minor_digits()):
+    if code and (not CURRENCY_RE.fullmatch(code) or code not in minor_digits()):
         raise GoalError(
             "currency",
             f"Currency {code[:20]!r} is not an ISO 4217 code: give one such as EUR or USD, "

@@ -23,8 +23,9 @@ from tracker.db.models import (
 )
 from tracker.money import currency_code
 
+# Used with fullmatch: `$` would also match before a final newline ("example.com\n").
 DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?$"
+    r"(?=.{1,253}\Z)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*(:\d{1,5})?"
 )
 
 
@@ -42,7 +43,7 @@ def normalize_domain(domain: str) -> str:
     cleaned = re.sub(r"^https?://", "", cleaned).rstrip("/")
     if cleaned.startswith("www."):
         cleaned = cleaned[4:]
-    if not DOMAIN_RE.match(cleaned) or "." not in cleaned and cleaned != "localhost":
+    if not DOMAIN_RE.fullmatch(cleaned) or "." not in cleaned and cleaned != "localhost":
         raise SiteError(f"{domain!r} is not a valid domain (expected something like example.com)")
     return cleaned
 
@@ -112,7 +113,7 @@ def normalize_hostnames(text: str) -> list[str]:
         host = re.sub(r"^https?://", "", raw).rstrip("/")
         if not host:
             continue
-        if not DOMAIN_RE.match(host):
+        if not DOMAIN_RE.fullmatch(host):
             raise SiteError(
                 f"{raw!r} is not a valid hostname (expected something like shop.example.com)"
             )

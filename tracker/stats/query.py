@@ -30,7 +30,7 @@ from tracker.stats.periods import (
 DEFAULT_METRICS = ("visitors",)
 MAX_LIMIT = 10_000
 MAX_DAYS = 366 * 20
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")  # with fullmatch
 
 
 class QueryError(ValueError):
@@ -142,7 +142,7 @@ def site_ref(site: SiteLike) -> SiteRef:
 
 def _parse_date(name: str, raw: str) -> date:
     try:
-        if not DATE_RE.match(raw):
+        if not DATE_RE.fullmatch(raw):
             raise ValueError
         return date.fromisoformat(raw)
     except ValueError:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
 import click
-from sqlalchemy.orm import Session
 
 from tracker.annotations import (
     AnnotationError,
@@ -18,28 +15,14 @@ from tracker.annotations import (
     site_today,
 )
 from tracker.cli.admin import _table
-from tracker.cli.context import CliContext, pass_context
-from tracker.db.models import Site
-from tracker.sites import find_site
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
 
-SITE_OPTION = click.option(
-    "--site", "domain", required=True, metavar="DOMAIN", help="The site's domain."
-)
 # How errors name the input at fault (AnnotationError.field).
 INPUTS = {"date": "--date", "text": "TEXT"}
 
 
-@contextmanager
-def _site_session(ctx: CliContext, domain: str) -> Iterator[tuple[Session, Site]]:
-    """A transaction on one site; bad input becomes a one-line error, nothing saved."""
-    try:
-        with ctx.db.session() as session:
-            site = find_site(session, domain)
-            if site is None:
-                raise click.ClickException(f"no site {domain!r}")
-            yield session, site
-    except AnnotationError as exc:
-        raise click.ClickException(f"{INPUTS.get(exc.field, exc.field)}: {exc}") from None
+def _describe(exc: AnnotationError) -> str:
+    return f"{INPUTS.get(exc.field, exc.field)}: {exc}"
 
 
 def _day_option(name: str, value: str | None) -> date | None:
@@ -61,7 +44,7 @@ def annotations_group() -> None:
 @pass_context
 def annotations_add(ctx: CliContext, domain: str, day: str | None, text: str) -> None:
     """Add the note TEXT (1 to 200 characters) on a day of the site's chart."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, AnnotationError, _describe) as (session, site):
         note = add_annotation(session, site, site_today(site) if day is None else day, text)
         message = f"Added note {note.id} on {note.day.isoformat()}: {note.text}"
     click.echo(message)
@@ -75,7 +58,7 @@ def annotations_add(ctx: CliContext, domain: str, day: str | None, text: str) ->
 def annotations_list(ctx: CliContext, domain: str, first: str | None, last: str | None) -> None:
     """List the site's notes by day, with the ids `delete` takes."""
     start, end = _day_option("--from", first), _day_option("--to", last)
-    with _site_session(ctx, domain) as (_session, site):
+    with site_session(ctx, domain, AnnotationError, _describe) as (_session, site):
         notes = list_annotations(ctx.db, site, start, end)
     if not notes:
         click.echo(f'No notes. Add one with: tracker annotations add --site {domain} "TEXT"')
@@ -89,7 +72,7 @@ def annotations_list(ctx: CliContext, domain: str, first: str | None, last: str 
 @pass_context
 def annotations_delete(ctx: CliContext, domain: str, annotation_id: int) -> None:
     """Delete the note ID (see `tracker annotations list`)."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, AnnotationError, _describe) as (session, site):
         note = delete_annotation(session, site, annotation_id)
         if note is None:
             raise click.ClickException(f"no note {annotation_id} on {site.domain}")

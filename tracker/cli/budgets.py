@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 
 import click
-from sqlalchemy.orm import Session
 
 from tracker.budgets import SCOPES, BudgetError, delete_budget, find_budget, set_budget
 from tracker.cli.admin import _table
-from tracker.cli.context import CliContext, pass_context
-from tracker.db.models import Site
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
 from tracker.money import format_minor
 from tracker.sites import find_site
 from tracker.stats.pacing import STATUS_TEXT, Pacing, month_pacing
 
-SITE_OPTION = click.option(
-    "--site", "domain", required=True, metavar="DOMAIN", help="The site's domain."
-)
 CAMPAIGN_OPTION = click.option("--campaign", metavar="NAME", help="A campaign (utm_campaign).")
 SOURCE_OPTION = click.option("--source", metavar="NAME", help="A source (utm_source).")
 UNKNOWN = "-"
-
-
-@contextmanager
-def _site_session(ctx: CliContext, domain: str) -> Iterator[tuple[Session, Site]]:
-    """A transaction on one site; bad input becomes a one-line error, nothing saved."""
-    try:
-        with ctx.db.session() as session:
-            site = find_site(session, domain)
-            if site is None:
-                raise click.ClickException(f"no site {domain!r}")
-            yield session, site
-    except BudgetError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _scope_name(campaign: str | None, source: str | None) -> tuple[str, str]:
@@ -78,7 +58,7 @@ def budgets_set(
 ) -> None:
     """Set the monthly budget of a --campaign or a --source (changes it when it has one)."""
     scope, name = _scope_name(campaign, source)
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, BudgetError) as (session, site):
         saved = set_budget(session, site, scope=scope, name=name, amount=amount, currency=currency)
         budget = saved.budget
         text = (
@@ -140,7 +120,7 @@ def budgets_list(ctx: CliContext, domain: str, month: str | None) -> None:
 def budgets_delete(ctx: CliContext, domain: str, campaign: str | None, source: str | None) -> None:
     """Delete the budget of a --campaign or a --source (cost rows are kept)."""
     scope, name = _scope_name(campaign, source)
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, BudgetError) as (session, site):
         budget = find_budget(session, site, scope, name)
         if budget is None:
             raise click.ClickException(f"no budget for {scope} {name!r} on {site.domain}")

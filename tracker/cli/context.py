@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
+from typing import TypeVar
 
 import click
+from sqlalchemy.orm import Session
 
 from tracker.config import Settings, load_settings
 from tracker.db import Database
+from tracker.db.models import Site
+from tracker.sites import find_site
 
 
 class CliContext:
@@ -24,3 +30,29 @@ class CliContext:
 
 
 pass_context = click.make_pass_decorator(CliContext)
+
+
+SITE_OPTION = click.option(
+    "--site", "domain", required=True, metavar="DOMAIN", help="The site's domain."
+)
+
+E = TypeVar("E", bound=Exception)
+
+
+@contextmanager
+def site_session(
+    ctx: CliContext,
+    domain: str,
+    errors: type[E],
+    describe: Callable[[E], str] = str,
+) -> Iterator[tuple[Session, Site]]:
+    """A transaction on one site; `errors` (bad input) become a one-line error, nothing
+    saved. `describe` words the error, e.g. to name the option at fault."""
+    try:
+        with ctx.db.session() as session:
+            site = find_site(session, domain)
+            if site is None:
+                raise click.ClickException(f"no site {domain!r}")
+            yield session, site
+    except errors as exc:
+        raise click.ClickException(describe(exc)) from None

@@ -7,16 +7,13 @@ and the exit status is 1. `--dry-run` checks the file and says what it would sto
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import click
-from sqlalchemy.orm import Session
 
 from tracker.cli.admin import _table
-from tracker.cli.context import CliContext, pass_context
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
 from tracker.costs import (
     CostBatch,
     CostDefaults,
@@ -31,28 +28,10 @@ from tracker.costs import (
     read_cost_file,
     store_costs,
 )
-from tracker.db.models import Site
 from tracker.money import format_minor
-from tracker.sites import find_site
 
 SHOWN_PROBLEMS = 100
 DAY = click.DateTime(["%Y-%m-%d"])
-SITE_OPTION = click.option(
-    "--site", "domain", required=True, metavar="DOMAIN", help="The site's domain."
-)
-
-
-@contextmanager
-def _site_session(ctx: CliContext, domain: str) -> Iterator[tuple[Session, Site]]:
-    """One transaction on one site; a bad setting becomes a one-line error, nothing saved."""
-    try:
-        with ctx.db.session() as session:
-            site = find_site(session, domain)
-            if site is None:
-                raise click.ClickException(f"no site {domain!r}")
-            yield session, site
-    except CostError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def money_totals(totals: dict[str, int]) -> str:
@@ -126,7 +105,7 @@ def costs_import(
         defaults = cost_defaults(source, medium, currency)
     except CostError as exc:
         raise click.ClickException(str(exc)) from None
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, CostError) as (session, site):
         batch = _check(file, defaults)
         if not batch.rows and not batch.problems:
             raise click.ClickException(f"{file.name} holds no cost rows")
@@ -146,7 +125,7 @@ def costs_import(
 @pass_context
 def costs_list(ctx: CliContext, domain: str) -> None:
     """List the stored ad spend per month and campaign."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, CostError) as (session, site):
         summary = cost_summary(session, site)
     if not summary:
         click.echo(f"No ad spend stored. Import it with: tracker costs import FILE --site {domain}")
@@ -175,7 +154,7 @@ def costs_delete(
 ) -> None:
     """Delete the stored ad spend of the days --from to --to (both included)."""
     first, last = start.date(), end.date()
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, CostError) as (session, site):
         deleted = delete_costs(session, site, first, last, campaign)
     which = f" of campaign {campaign!r}" if campaign is not None else ""
     click.echo(f"Deleted {deleted:,} cost rows{which} from {first} to {last}.")

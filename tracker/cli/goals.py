@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
-from sqlalchemy.orm import Session
 
 from tracker.cli.admin import _table
-from tracker.cli.context import CliContext, pass_context
-from tracker.db.models import Site
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
 from tracker.goals import (
     GoalError,
     add_funnel,
@@ -25,24 +20,6 @@ from tracker.goals import (
     list_funnels,
     list_goals,
 )
-from tracker.sites import find_site
-
-SITE_OPTION = click.option(
-    "--site", "domain", required=True, metavar="DOMAIN", help="The site's domain."
-)
-
-
-@contextmanager
-def _site_session(ctx: CliContext, domain: str) -> Iterator[tuple[Session, Site]]:
-    """A transaction on one site; bad input becomes a one-line error, nothing saved."""
-    try:
-        with ctx.db.session() as session:
-            site = find_site(session, domain)
-            if site is None:
-                raise click.ClickException(f"no site {domain!r}")
-            yield session, site
-    except GoalError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -82,7 +59,7 @@ def goals_add(
     key, equals, prop_value = (prop or "").partition("=")
     if prop is not None and not equals:
         raise click.ClickException(f"--prop {prop!r}: write it as KEY=VALUE, e.g. plan=pro")
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, GoalError) as (session, site):
         goal = add_goal(
             session,
             site,
@@ -103,7 +80,7 @@ def goals_add(
 @pass_context
 def goals_list(ctx: CliContext, domain: str) -> None:
     """List the site's goals in their display order."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, GoalError) as (session, site):
         rows = [
             (str(n), g.name, g.kind, goal_label(g), g.currency or "-")
             for n, g in enumerate(list_goals(session, site), 1)
@@ -120,7 +97,7 @@ def goals_list(ctx: CliContext, domain: str) -> None:
 @pass_context
 def goals_delete(ctx: CliContext, domain: str, name: str) -> None:
     """Delete the goal NAME (stored events stay; funnels using it become broken)."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, GoalError) as (session, site):
         goal = find_goal(session, site, name)
         if goal is None:
             raise click.ClickException(f"no goal {name!r} on {site.domain}")
@@ -145,7 +122,7 @@ def funnels() -> None:
 @pass_context
 def funnels_add(ctx: CliContext, domain: str, name: str, steps: tuple[str, ...]) -> None:
     """Add a funnel: --step GOAL two to eight times, in the order visitors go."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, GoalError) as (session, site):
         ids = []
         for number, step in enumerate(steps, 1):
             goal = find_goal(session, site, step)
@@ -162,7 +139,7 @@ def funnels_add(ctx: CliContext, domain: str, name: str, steps: tuple[str, ...])
 @pass_context
 def funnels_list(ctx: CliContext, domain: str) -> None:
     """List the site's funnels and their steps; a broken one says what to fix."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, GoalError) as (session, site):
         rows = []
         for funnel in list_funnels(session, site):
             steps = funnel_step_names(session, funnel)
@@ -182,7 +159,7 @@ def funnels_list(ctx: CliContext, domain: str) -> None:
 @pass_context
 def funnels_delete(ctx: CliContext, domain: str, name: str) -> None:
     """Delete the funnel NAME."""
-    with _site_session(ctx, domain) as (session, site):
+    with site_session(ctx, domain, GoalError) as (session, site):
         funnel = find_funnel(session, site, name)
         if funnel is None:
             raise click.ClickException(f"no funnel {name!r} on {site.domain}")

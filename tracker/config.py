@@ -63,6 +63,12 @@ class Settings:
         "Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed. "
         "Environment: comma-separated.",
     )
+    proxy_count: int = _setting(
+        0,
+        "Reverse proxies in front of the server whose X-Forwarded-Proto is believed (1: one "
+        "proxy ending TLS), so requests it took over HTTPS count as HTTPS (Secure session "
+        "cookie). 0: the header is ignored; any client could send it.",
+    )
     max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
     ingest_rate_limit: int = _setting(
         1200,

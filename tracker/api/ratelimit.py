@@ -5,7 +5,8 @@ workers of a server (and all servers on one PostgreSQL) count against one limit.
 request is one statement: an upsert that refills the bucket for the time since its last
 request and spends a token only if one is there, atomically (SQLite's write lock, or
 PostgreSQL's row lock), so concurrent workers cannot both spend the last token. A refused
-request reads the bucket once more to say how long to wait.
+request reads the bucket once more to say how long to wait. Failed logins are counted in
+the same table (tracker/web/login_guard.py), under keys no API key hash can equal.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ class RateLimiter:
         )
         self._bucket = select(limits.c.tokens, limits.c.updated_ms).where(limits.c.key_hash == key)
 
+    def wait(self, key: str) -> int:
+        """Seconds until `key` may spend one request (0: now), spending nothing."""
+        now_ms = int(self.clock() * 1000)
+        with self.db.engine.connect() as conn:
+            bucket = conn.execute(self._bucket, {"key": key}).first()
+        if bucket is None:
+            return 0
+        return self._seconds_until_token(bucket.tokens, now_ms - bucket.updated_ms)
+
     def take(self, key: str) -> int:
         """Spend one request of `key`'s allowance: 0 if allowed, else seconds until one is."""
         params = {"key": key, "now_ms": int(self.clock() * 1000)}
@@ -61,5 +71,10 @@ class RateLimiter:
             if conn.execute(self._take, params).first() is not None:
                 return 0
             tokens, updated_ms = conn.execute(self._bucket, params).one()
-        refilled = min(self.capacity, tokens + (params["now_ms"] - updated_ms) * self.refill_per_ms)
+        return max(1, self._seconds_until_token(tokens, params["now_ms"] - updated_ms))
+
+    def _seconds_until_token(self, tokens: float, elapsed_ms: int) -> int:
+        refilled = min(self.capacity, tokens + elapsed_ms * self.refill_per_ms)
+        if refilled >= 1:
+            return 0
         return max(1, math.ceil((1 - refilled) / (self.refill_per_ms * 1000)))

@@ -59,6 +59,9 @@ class User(Base):
 class ApiKey(Base):
     """Only a SHA-256 of the key is kept; `prefix` lets a person recognise it in lists."""
 
+    # Part of every login session (tracker/web/auth.py); logging out counts it up, which
+    # ends the user's sessions, copies of the cookie included.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

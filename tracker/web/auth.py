@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy import update
 from werkzeug.urls import iri_to_uri
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
@@ -19,7 +21,9 @@ from tracker.accounts import (
     user_count,
 )
 from tracker.db.models import User
-from tracker.web.context import get_db
+from tracker.ingest.client import client_ip, parse_networks
+from tracker.web.context import get_db, get_settings
+from tracker.web.login_guard import LoginGuard, TooManyLogins
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -34,18 +38,33 @@ class LoggedInUser(UserMixin):
         self.id = user.id
         self.email = user.email
         self.is_admin = user.is_admin
+        self.session_generation = user.session_generation
         self.record = user
+
+    def get_id(self) -> str:
+        # What the session keeps: with the generation in it, logging out (which counts the
+        # user's up) ends this session even if a copy of the cookie is replayed.
+        return f"{self.id}:{self.session_generation}"
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> LoggedInUser | None:
+def _load_user(session_id: str) -> LoggedInUser | None:
+    user_id, _, generation = session_id.partition(":")
+    try:
+        # A session from before generations is generation 0, ended by the next logout.
+        key, generation_number = int(user_id), int(generation or 0)
+    except ValueError:
+        return None
     with get_db().session() as session:
-        user = session.get(User, int(user_id))
-        return LoggedInUser(user) if user else None
+        user = session.get(User, key)
+        if user is None or user.session_generation != generation_number:
+            return None
+        return LoggedInUser(user)
 
 
 def init_login(app: Flask) -> None:
     login_manager.init_app(app)
+    app.extensions["tracker.login_guard"] = LoginGuard(app.extensions["tracker.db"])
 
 
 class SetupForm(FlaskForm):
@@ -101,19 +120,48 @@ def login():
         return redirect(url_for("auth.setup"))
     form = LoginForm()
     if form.validate_on_submit():
-        with get_db().session() as session:
-            user = authenticate(session, form.email.data, form.password.data)
+        guard: LoginGuard = current_app.extensions["tracker.login_guard"]
+        email, address = form.email.data.strip().lower(), _client_address()
+        try:
+            guard.check_allowed(email, address)
+            with guard.hashing_slot(), get_db().session() as session:
+                user = authenticate(session, email, form.password.data)
+        except TooManyLogins as exc:
+            form.password.errors = [str(exc)]
+            page = render_template("login.html", form=form)
+            return page, exc.status, {"Retry-After": str(exc.retry_after)}
         if user:
             login_user(LoggedInUser(user))
             return redirect(_safe_next(request.args.get("next")))
+        guard.record_failure(email, address)
         form.password.errors = ["Wrong email or password."]
     return render_template("login.html", form=form), 400 if form.errors else 200
 
 
+def _client_address() -> str:
+    """The address failed logins are counted against: the collector's rule, so behind a
+    trusted proxy it is the browser's, not the proxy's (which would lock everyone out)."""
+    trusted = parse_networks(get_settings().trusted_proxies)
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return client_ip(request.remote_addr or "", forwarded, trusted)
+
+
 @bp.post("/logout")
-def logout():
+def logout() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        _end_sessions(current_user.id)
     logout_user()
     return redirect(url_for("auth.login"))
+
+
+def _end_sessions(user_id: int) -> None:
+    """Every session of the user stops working: each carries the generation counted up here."""
+    with get_db().session() as session:
+        session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(session_generation=User.session_generation + 1)
+        )
 
 
 def _safe_next(target: str | None) -> str:

@@ -54,14 +54,14 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Part of every login session (tracker/web/auth.py); logging out counts it up, which
+    # ends the user's sessions, copies of the cookie included.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Base):
     """Only a SHA-256 of the key is kept; `prefix` lets a person recognise it in lists."""
 
-    # Part of every login session (tracker/web/auth.py); logging out counts it up, which
-    # ends the user's sessions, copies of the cookie included.
-    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -27,8 +27,8 @@ from tracker.budgets import (
 from tracker.cli import cli
 from tracker.db import Database
 from tracker.db.models import AdCost, Budget, Site
-from tracker.sites import add_site, delete_site, find_site
-from tracker.stats.pacing import Pacing, month_pacing, site_today
+from tracker.sites import add_site, delete_site, find_site, site_today
+from tracker.stats.pacing import Pacing, month_pacing
 from tracker.web.budgets import pacing_table
 
 SITE = "shop.example"

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,11 +30,6 @@ class AnnotationError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def site_today(site: Site) -> date:
-    """Today in the site's time zone: the day a new note defaults to."""
-    return datetime.now(ZoneInfo(site.timezone)).date()
 
 
 def parse_day(value: str | date | None) -> date:

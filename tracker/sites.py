@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import delete, exists, select
@@ -56,6 +57,12 @@ def validate_timezone(name: str) -> str:
     if name not in available_timezones() and name != "UTC":
         raise SiteError(f"{name!r} is not a known time zone (e.g. Europe/Paris, UTC)")
     return name
+
+
+def site_today(site: Site, now: datetime | None = None) -> date:
+    """The date in the site's time zone at `now` (default: this instant): the day a new
+    note defaults to, the month budgets pace."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(site.timezone)).date()
 
 
 def find_site(session: Session, domain: str) -> Site | None:

@@ -33,7 +33,6 @@ from tracker.annotations import (
     add_annotation,
     delete_annotation,
     list_annotations,
-    site_today,
 )
 from tracker.api.openapi import openapi_document
 from tracker.api.params import (
@@ -64,7 +63,7 @@ from tracker.goals import (
     list_goals,
 )
 from tracker.money import format_minor
-from tracker.sites import can_manage, find_site
+from tracker.sites import can_manage, find_site, site_today
 from tracker.stats import Note, QueryError, current_visitors, first_day, funnel, run
 from tracker.web.access import BEARER_HELP, bearer_key, bearer_user
 from tracker.web.context import get_db

@@ -12,10 +12,10 @@ from tracker.annotations import (
     delete_annotation,
     list_annotations,
     parse_day,
-    site_today,
 )
 from tracker.cli.admin import _table
 from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
+from tracker.sites import site_today
 
 # How errors name the input at fault (AnnotationError.field).
 INPUTS = {"date": "--date", "text": "TEXT"}

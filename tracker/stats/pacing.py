@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 from tracker.budgets import list_budgets
 from tracker.db import Database
 from tracker.db.models import AdCost, Budget, Site
+from tracker.sites import site_today
 from tracker.stats.periods import month_end, month_start
 from tracker.utm import utm_key
 
@@ -91,11 +91,6 @@ class Pacing:
         if self.elapsed == 0:
             return f"{month} (not started)"
         return f"{month}, day {self.elapsed} of {self.days}"
-
-
-def site_today(site: Site, now: datetime | None = None) -> date:
-    """The date in the site's time zone at `now` (default: this instant)."""
-    return (now or datetime.now(UTC)).astimezone(ZoneInfo(site.timezone)).date()
 
 
 def month_pacing(

@@ -22,9 +22,9 @@ from tracker.annotations import (
     add_annotation,
     delete_annotation,
     list_annotations,
-    site_today,
 )
 from tracker.db.models import Site
+from tracker.sites import site_today
 from tracker.stats import Note
 from tracker.web.access import managed_site
 from tracker.web.context import get_db

@@ -102,3 +102,28 @@ def test_session_cookie_is_httponly_and_samesite_lax(client, db):
     add_user(db, "ann@example.com", "right password")
     cookie = _log_in(client, "ann@example.com", "right password").headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def _login_cookie(app, headers=None):
+    add_user(app.extensions["tracker.db"], "ann@example.com", "right password")
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    response = client.post(
+        "/login",
+        data={"csrf_token": token, "email": "ann@example.com", "password": "right password"},
+        headers=headers or {},
+    )
+    assert response.status_code == 302
+    return response.headers["Set-Cookie"]
+
+
+def test_session_cookie_is_secure_behind_a_trusted_https_proxy(make_app):
+    # Over HTTPS, Flask-WTF also wants a same-site Referer, as browsers send.
+    headers = {"X-Forwarded-Proto": "https", "Referer": "https://localhost/login"}
+    cookie = _login_cookie(make_app(proxy_count=1), headers)
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_forwarded_proto_is_ignored_without_a_configured_proxy(make_app):
+    # Any client can send the header; plain HTTP keeps a cookie the browser sends back.
+    assert "Secure" not in _login_cookie(make_app(), {"X-Forwarded-Proto": "https"})

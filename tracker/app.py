@@ -36,6 +36,13 @@ def _setup_config(app: Flask, settings: Settings) -> None:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["WTF_CSRF_TIME_LIMIT"] = None
     app.extensions["tracker.settings"] = settings
+    _setup_https(app, settings)
+
+
+def _setup_https(app: Flask, settings: Settings) -> None:
+    from tracker.web.https import init_https
+
+    init_https(app, settings)
 
 
 def _setup_logging(settings: Settings) -> None:

@@ -9,7 +9,6 @@ validation passes, so the page, the CLI and the API refuse the same input.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import date
 
 from sqlalchemy import select
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 from tracker.db import Database
 from tracker.db.models import Annotation, Site
 from tracker.stats.annotations import Note, site_notes
+from tracker.text import has_control
 
 MAX_TEXT = 200
 # Only YYYY-MM-DD: date.fromisoformat also takes 20261127 and week dates (2026-W48-5).
@@ -58,7 +58,7 @@ def clean_text(value: str | None) -> str:
         raise AnnotationError(
             "text", f"The note's text must be at most {MAX_TEXT} characters (got {len(text)})."
         )
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+    if has_control(text):
         raise AnnotationError(
             "text", "The note's text must not contain control characters (tabs, line breaks)."
         )

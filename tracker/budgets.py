@@ -10,7 +10,6 @@ BudgetError with a sentence naming the field; nothing is changed before validati
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from tracker.db.models import AdCost, Budget, Site
 from tracker.money import MoneyError, minor_digits, parse_amount, to_minor
+from tracker.text import has_control
 from tracker.utm import utm_key
 
 SCOPES = ("campaign", "source")
@@ -60,7 +60,7 @@ def _name(value: str) -> str:
         raise BudgetError("name", "The campaign or source name is required.")
     if len(name) > MAX_NAME or len(utm_key(name)) > MAX_NAME:
         raise BudgetError("name", f"The name must be at most {MAX_NAME} characters.")
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+    if has_control(name):
         raise BudgetError(
             "name", "The name must not contain control characters (tabs, line breaks)."
         )

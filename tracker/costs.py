@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from tracker.cost_csv import (
 )
 from tracker.db.models import AdCost, Site
 from tracker.money import MoneyError, check_amount, minor_digits, parse_amount, to_minor
+from tracker.text import has_control
 from tracker.utm import utm_key
 
 TEXT_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -199,7 +199,7 @@ def _text_problem(value: str) -> str:
     """Why a tag value cannot be stored, or ""."""
     if len(value.strip()) > MAX_TEXT:
         return f"is longer than {MAX_TEXT} characters"
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+    if has_control(value):
         return "must not contain control characters (tabs, line breaks)"
     return ""
 

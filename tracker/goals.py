@@ -15,7 +15,6 @@ the field; nothing is changed before validation passes.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from tracker.db.models import Funnel, Goal, Site
 from tracker.money import minor_digits
 from tracker.stats import parse_query, run
 from tracker.stats.filters import pattern_parts
+from tracker.text import has_control
 
 KINDS = ("page", "event", "click")
 KIND_LABELS = {"page": "Page visit", "event": "Custom event", "click": "Link click or download"}
@@ -51,10 +51,6 @@ class GoalError(ValueError):
         self.field = field
 
 
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
-
-
 def _text(field: str, label: str, value: str | None, limit: int, *, required: bool) -> str:
     """`value` stripped and checked: present when required, at most `limit` characters,
     no control characters (tabs, line breaks, NUL...)."""
@@ -65,7 +61,7 @@ def _text(field: str, label: str, value: str | None, limit: int, *, required: bo
         return ""
     if len(text) > limit:
         raise GoalError(field, f"{label} must be at most {limit} characters (got {len(text)}).")
-    if _has_control(text):
+    if has_control(text):
         raise GoalError(field, f"{label} must not contain control characters (tabs, line breaks).")
     return text
 
@@ -337,7 +333,7 @@ def _unused_name(name: str, taken: set[str]) -> str:
 
 
 def _usable(text: str, limit: int) -> bool:
-    return bool(text.strip()) and len(text) <= limit and not _has_control(text)
+    return bool(text.strip()) and len(text) <= limit and not has_control(text)
 
 
 def suggest_goals(

@@ -13,7 +13,6 @@ blocks: a link to another host or a tag spelled like an existing one may be inte
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,7 @@ from tracker.db import Database
 from tracker.db.models import Site, UtmLink
 from tracker.ingest.gate import SiteInfo
 from tracker.stats.tags import RECENT_DAYS, TagSpelling, tag_spellings
+from tracker.text import has_control
 from tracker.utm import UTM_FIELDS, utm_key
 
 MAX_TAG = 255  # the visits' utm_* columns (and what the collector keeps of a value)
@@ -73,10 +73,6 @@ class LinkWarning:
     use: str | None = None
 
 
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
-
-
 def _check_tag(field: str, raw: str | None, keep_case: bool) -> tuple[str, str | None]:
     """(the cleaned value, the problem or None)."""
     value = (raw or "").strip()
@@ -87,7 +83,7 @@ def _check_tag(field: str, raw: str | None, keep_case: bool) -> tuple[str, str |
         return value, f"{label} is required." if field in REQUIRED else None
     if len(value) > MAX_TAG:
         return value, f"{label} must be at most {MAX_TAG} characters (got {len(value)})."
-    if _has_control(value):
+    if has_control(value):
         return value, f"{label} must not contain control characters (tabs, line breaks)."
     return value, None
 
@@ -100,7 +96,7 @@ def _check_base_url(raw: str | None) -> tuple[str, SplitResult | None, str | Non
         return url, None, f"{label} is required (e.g. https://example.com/pricing)."
     if len(url) > MAX_BASE_URL:
         return url, None, f"{label} must be at most {MAX_BASE_URL} characters (got {len(url)})."
-    if _has_control(url):
+    if has_control(url):
         return url, None, f"{label} must not contain control characters (tabs, line breaks)."
     try:
         parts = urlsplit(url)

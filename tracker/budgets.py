@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracker.db.models import AdCost, Budget, Site
-from tracker.money import MoneyError, minor_digits, parse_amount, to_minor
+from tracker.money import MoneyError, currency_code, parse_amount, to_minor
 from tracker.text import has_control
 from tracker.utm import utm_key
 
@@ -75,11 +75,12 @@ def _currency(value: str, fallback: str) -> str:
             "currency",
             "The currency is required (an ISO 4217 code such as EUR): the site has none set.",
         )
-    if code not in minor_digits():
+    checked = currency_code(code)
+    if checked is None:
         raise BudgetError(
             "currency", f"Currency {code[:20]!r} is not an ISO 4217 code: give one such as EUR."
         )
-    return code
+    return checked
 
 
 def _amount_minor(value: str, currency: str) -> int:

@@ -41,7 +41,14 @@ from tracker.cost_csv import (
     read_table,
 )
 from tracker.db.models import AdCost, Site
-from tracker.money import MoneyError, check_amount, minor_digits, parse_amount, to_minor
+from tracker.money import (
+    MoneyError,
+    check_amount,
+    currency_code,
+    minor_digits,
+    parse_amount,
+    to_minor,
+)
 from tracker.text import has_control
 from tracker.utm import utm_key
 
@@ -174,18 +181,13 @@ def row_key(day: date, source: str, medium: str, campaign: str, term: str, conte
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def _currency_code(value: str) -> str | None:
-    code = value.strip().upper()
-    return code if code in minor_digits() else None
-
-
 def cost_defaults(source: str = "", medium: str = "", currency: str = "") -> CostDefaults:
     """The defaults of an import, checked: CostError naming the one at fault."""
     for name, value in (("source", source), ("medium", medium)):
         problem = _text_problem(value)
         if problem:
             raise CostError(name, f"The default {name} {problem}.")
-    code = _currency_code(currency) if currency.strip() else ""
+    code = currency_code(currency) if currency.strip() else ""
     if code is None:
         raise CostError(
             "currency",
@@ -246,7 +248,7 @@ def _day(reader: _Reader, value: Any) -> date:
 
 def _currency(reader: _Reader, value: Any, default: str) -> str:
     text = _text(value)
-    code = _currency_code(text) if text else (reader.header_currency or default)
+    code = currency_code(text) if text else (reader.header_currency or default)
     if code is None:
         raise ValueFormatError(
             f"{text[:20]!r} is not an ISO 4217 currency code (e.g. EUR, USD): is the column right?"

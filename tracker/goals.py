@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site
-from tracker.money import minor_digits
+from tracker.money import currency_code
 from tracker.stats import parse_query, run
 from tracker.stats.filters import pattern_parts
 from tracker.text import has_control
@@ -39,7 +39,6 @@ MAX_PROP_KEY = 100
 MAX_PROP_VALUE = 500
 MIN_STEPS = 2
 MAX_STEPS = 8
-CURRENCY_RE = re.compile(r"[A-Z]{3}")  # with fullmatch
 
 
 class GoalError(ValueError):
@@ -70,13 +69,16 @@ def normalize_currency(value: str | None) -> str:
     """No revenue ("") or an ISO 4217 code, upper-cased: "eur" -> "EUR". The codes are the
     collector's (tracker/data/iso4217.tab), so a goal's currency is one revenue can have."""
     code = (value or "").strip().upper()
-    if code and (not CURRENCY_RE.fullmatch(code) or code not in minor_digits()):
+    if not code:
+        return ""
+    checked = currency_code(code)
+    if checked is None:
         raise GoalError(
             "currency",
             f"Currency {code[:20]!r} is not an ISO 4217 code: give one such as EUR or USD, "
             "or leave it empty.",
         )
-    return code
+    return checked
 
 
 def _check_name(session: Session, model: type[Goal] | type[Funnel], site: Site, name: str,

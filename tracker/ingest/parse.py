@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracker.money import MoneyError, check_amount, minor_digits, parse_amount, to_minor
+from tracker.money import MoneyError, check_amount, currency_code, parse_amount, to_minor
 
 KINDS = frozenset({"pageview", "click", "event", "engagement"})
 MAX_URL = 2000
@@ -170,8 +170,8 @@ def _currency(value: Any) -> str:
         raise EventError(f"{field}: is required, an ISO 4217 code such as EUR")
     if not isinstance(value, str):
         raise EventError(f"{field}: must be a string, an ISO 4217 code such as EUR")
-    code = value.strip().upper()
-    if code not in minor_digits():
+    code = currency_code(value)
+    if code is None:
         raise EventError(f"{field}: {value[:10]!r} is not an ISO 4217 currency code")
     return code
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker.accounts import AccountError, create_api_key, create_user, find_user
-from tracker.cli.context import CliContext, pass_context
+from tracker.cli.context import CliContext, pass_context, table
 from tracker.db.models import ApiKey, User
 from tracker.sites import SiteError, add_site, delete_site, find_site, list_sites
 
@@ -24,12 +23,6 @@ def _session(ctx: CliContext) -> Iterator[Session]:
             yield session
     except (AccountError, SiteError) as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _table(rows: list[tuple[Any, ...]], headers: tuple[str, ...]) -> None:
-    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows, strict=False)]
-    for row in (headers, *rows):
-        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _user_or_fail(session: Session, email: str) -> User:
@@ -70,7 +63,7 @@ def sites_list(ctx: CliContext) -> None:
     if not rows:
         click.echo("No sites yet. Add one with: tracker sites add example.com")
         return
-    _table(rows, ("DOMAIN", "TIMEZONE", "PUBLIC"))
+    table(rows, ("DOMAIN", "TIMEZONE", "PUBLIC"))
 
 
 @sites.command("delete")
@@ -121,7 +114,7 @@ def users_list(ctx: CliContext) -> None:
     if not rows:
         click.echo("No users yet. Add one with: tracker users add you@example.com --admin")
         return
-    _table(rows, ("EMAIL", "ADMIN", "CREATED"))
+    table(rows, ("EMAIL", "ADMIN", "CREATED"))
 
 
 @click.group()
@@ -159,7 +152,7 @@ def apikeys_list(ctx: CliContext) -> None:
     if not rows:
         click.echo("No API keys yet. Create one with: tracker apikeys create you@example.com")
         return
-    _table(rows, ("KEY", "USER", "NAME", "CREATED", "LAST USED"))
+    table(rows, ("KEY", "USER", "NAME", "CREATED", "LAST USED"))
 
 
 COMMANDS: list[click.Command] = [sites, users, apikeys]

@@ -13,8 +13,7 @@ from tracker.annotations import (
     list_annotations,
     parse_day,
 )
-from tracker.cli.admin import _table
-from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.sites import site_today
 
 # How errors name the input at fault (AnnotationError.field).
@@ -63,7 +62,7 @@ def annotations_list(ctx: CliContext, domain: str, first: str | None, last: str 
     if not notes:
         click.echo(f'No notes. Add one with: tracker annotations add --site {domain} "TEXT"')
         return
-    _table([(str(n.id), n.day.isoformat(), n.text) for n in notes], ("ID", "DATE", "NOTE"))
+    table([(str(n.id), n.day.isoformat(), n.text) for n in notes], ("ID", "DATE", "NOTE"))
 
 
 @annotations_group.command("delete")

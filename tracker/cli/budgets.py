@@ -7,8 +7,7 @@ from datetime import date, datetime
 import click
 
 from tracker.budgets import SCOPES, BudgetError, delete_budget, find_budget, set_budget
-from tracker.cli.admin import _table
-from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.money import format_minor
 from tracker.sites import find_site
 from tracker.stats.pacing import STATUS_TEXT, Pacing, month_pacing
@@ -105,7 +104,7 @@ def budgets_list(ctx: CliContext, domain: str, month: str | None) -> None:
         return
     click.echo(f"{results[0].caption} ({site.timezone})")
     headers = ("SCOPE", "NAME", "BUDGET", "SPENT", "EXPECTED", "PROJECTED", "PACE", "STATUS")
-    _table([_row(r) for r in results], headers)
+    table([_row(r) for r in results], headers)
     for result in results:
         if result.other_spend:
             other = ", ".join(_money(v, c) for c, v in result.other_spend.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy.orm import Session
@@ -30,6 +30,13 @@ class CliContext:
 
 
 pass_context = click.make_pass_decorator(CliContext)
+
+
+def table(rows: list[tuple[Any, ...]], headers: tuple[str, ...]) -> None:
+    """`rows` under `headers` in left-aligned columns, as every list command prints."""
+    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
 
 
 SITE_OPTION = click.option(

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import click
 
-from tracker.cli.admin import _table
-from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.costs import (
     CostBatch,
     CostDefaults,
@@ -41,11 +40,11 @@ def money_totals(totals: dict[str, int]) -> str:
 
 def _check(file: Path, defaults: CostDefaults) -> CostBatch:
     try:
-        table = read_cost_file(file.read_bytes())
+        rows = read_cost_file(file.read_bytes())
     except CostFileError as exc:
         raise click.ClickException(f"{file.name}: {exc}") from None
-    with click.progressbar(length=len(table.records), label="Checking", file=sys.stderr) as bar:
-        return check_table(table, defaults, on_row=lambda: bar.update(1))
+    with click.progressbar(length=len(rows.records), label="Checking", file=sys.stderr) as bar:
+        return check_table(rows, defaults, on_row=lambda: bar.update(1))
 
 
 def _report_problems(batch: CostBatch, name: str) -> None:
@@ -140,7 +139,7 @@ def costs_list(ctx: CliContext, domain: str) -> None:
         )
         for m in summary
     ]
-    _table(rows, ("MONTH", "CAMPAIGN", "ROWS", "DAYS", "COST"))
+    table(rows, ("MONTH", "CAMPAIGN", "ROWS", "DAYS", "COST"))
 
 
 @costs.command("delete")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tracker.cli.admin import _table
-from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session
+from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.goals import (
     GoalError,
     add_funnel,
@@ -88,7 +87,7 @@ def goals_list(ctx: CliContext, domain: str) -> None:
     if not rows:
         click.echo(f"No goals yet. Add one with: tracker goals add --site {domain} ...")
         return
-    _table(rows, ("#", "NAME", "KIND", "COUNTS", "CURRENCY"))
+    table(rows, ("#", "NAME", "KIND", "COUNTS", "CURRENCY"))
 
 
 @goals.command("delete")
@@ -150,7 +149,7 @@ def funnels_list(ctx: CliContext, domain: str) -> None:
     if not rows:
         click.echo(f"No funnels yet. Add one with: tracker funnels add --site {domain} ...")
         return
-    _table(rows, ("NAME", "STEPS", "STATUS"))
+    table(rows, ("NAME", "STEPS", "STATUS"))
 
 
 @funnels.command("delete")

@@ -20,6 +20,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
+    BadRequest,
     HTTPException,
     NotFound,
     RequestEntityTooLarge,
@@ -121,6 +122,15 @@ def _site(domain: str | None = None) -> Site:
     if site is None or not can_manage(g.api_user, site):
         raise NotFound(f"site_id: no site {domain!r} that this API key can read.")
     return site
+
+
+def _body_and_site(body: Any) -> tuple[dict[str, Any], Site]:
+    """A POST's decoded JSON body, which must be an object (400 otherwise), and the site
+    it names: `site_id` in the query string or else in the body."""
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object (Content-Type: application/json).")
+    site_id = request.args.get("site_id") or body.get("site_id")
+    return body, _site(site_id if isinstance(site_id, str) else "")
 
 
 @bp.get("/openapi.json", endpoint="openapi")
@@ -225,13 +235,7 @@ def _body_text(body: dict[str, Any], key: str, field: str | None = None) -> str:
 
 @bp.post("/goals")
 def create_goal() -> ResponseReturnValue:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return jsonify(
-            error="The body must be a JSON object (Content-Type: application/json)."
-        ), 400
-    site_id = request.args.get("site_id") or body.get("site_id")
-    site = _site(site_id if isinstance(site_id, str) else "")
+    body, site = _body_and_site(request.get_json(silent=True))
     try:
         prop = body.get("property")
         if prop is not None and not (isinstance(prop, dict) and set(prop) <= {"key", "value"}):
@@ -297,13 +301,7 @@ def annotation_list() -> ResponseReturnValue:
 
 @bp.post("/annotations")
 def create_annotation() -> ResponseReturnValue:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return jsonify(
-            error="The body must be a JSON object (Content-Type: application/json)."
-        ), 400
-    site_id = request.args.get("site_id") or body.get("site_id")
-    site = _site(site_id if isinstance(site_id, str) else "")
+    body, site = _body_and_site(request.get_json(silent=True))
     try:
         for key in ("date", "text"):
             if body.get(key) is not None and not isinstance(body[key], str):
@@ -372,12 +370,7 @@ def cost_import() -> ResponseReturnValue:
         body = json.loads(request.get_data(), parse_float=Decimal) if request.is_json else None
     except ValueError:
         body = None
-    if not isinstance(body, dict):
-        return jsonify(
-            error="The body must be a JSON object (Content-Type: application/json)."
-        ), 400
-    site_id = request.args.get("site_id") or body.get("site_id")
-    site = _site(site_id if isinstance(site_id, str) else "")
+    body, site = _body_and_site(body)
     batch = parse_cost_json(body.get("rows"))
     if batch.problems:
         problems = [{"row": p.row, "field": p.field, "message": p.message} for p in batch.problems]

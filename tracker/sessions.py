@@ -13,6 +13,10 @@ runs `VisitAssigner.add` on each event in timestamp order, and writes the result
 - Duration: the sum of the known times on page. Engagement updates it but is no interaction.
 - Engagement beacons are folded into their pageview row (by `pageview_id`), not stored as
   rows of their own; one that names no known pageview is dropped ("no_pageview").
+- A pageview whose `pageview_id` the same visitor sent on the site within the visit
+  timeout is the same beacon delivered twice (the script draws a new id for every
+  pageview): dropped ("duplicate"). Clicks and custom events carry no id of their own,
+  so a repeated one cannot be told from a second click and is stored again.
 """
 
 from __future__ import annotations
@@ -150,9 +154,26 @@ class VisitAssigner:
         """Apply one event; returns a drop reason when it cannot be stored."""
         if hit.kind == "engagement":
             return self._engage(hit)
+        if hit.kind == "pageview" and self._seen(hit):
+            return "duplicate"
         visit = self._current_visit(hit) or self._new_visit(hit)
         self._record(visit, hit)
         return None
+
+    def _seen(self, hit: Hit) -> bool:
+        """Whether this visitor sent a pageview with the hit's id within the visit timeout
+        (stored, or earlier in this batch).
+
+        The same visitor, and moments apart: ids that trusted senders choose may repeat
+        across visitors, or for one visitor on another day."""
+        if not hit.pageview_id:
+            return False
+        pageview = self.by_pageview_id.get((hit.site_id, hit.pageview_id))
+        return (
+            pageview is not None
+            and pageview.visit.row["visitor_id"] in hit.visitor_ids
+            and abs(hit.timestamp_ms - pageview.row["timestamp_ms"]) <= self.timeout_ms
+        )
 
     def _current_visit(self, hit: Hit) -> VisitState | None:
         candidates = [

@@ -9,7 +9,6 @@ fails validation is rejected whole and reported with its number; the others are 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import IO
 import click
 
 from tracker.cli.context import CliContext, pass_context
-from tracker.ingest.parse import EventError, IncomingEvent, parse_event
+from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
 from tracker.ingest.spool import spool_directory
 
@@ -48,9 +47,9 @@ class ImportSummary:
 
 
 def _parse_line(line: bytes, pipeline: Pipeline, received: int) -> IncomingEvent:
-    try:
-        data = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    try:  # as the batch endpoint reads a line: huge numbers or nesting are no crash
+        data = decode_json(line)
+    except EventError:
         raise EventError("not valid JSON") from None
     if isinstance(data, dict):
         missing = [field for field in REQUIRED if not data.get(field)]

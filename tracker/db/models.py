@@ -2,7 +2,7 @@
 
 Times on the two big tables (events, visits) are integers: milliseconds since the Unix epoch,
 UTC. Integers compare and bucket identically on SQLite and PostgreSQL, and the stats layer
-turns them into days and hours of the site's time zone.
+turns them into days and hours of the site's time zone. None is before EARLIEST_DAY.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The collector refuses events dated earlier (a misread date, not traffic), and period=all
+# starts here at the earliest (README, "Ingestion").
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 def utcnow() -> datetime:

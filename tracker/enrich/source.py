@@ -31,6 +31,9 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 # "referral": a known name with no channel of its own (Wikipedia, Linktree).
 CATEGORIES = frozenset({"search", "social", "video", "shopping", "email", "ai", "referral"})
 VENDORED_LISTS = "data/source_lists.json"
+# visits.source, utm_* and click_id hold 255 characters.
+MAX_SOURCE = 255
+MAX_TAG = 255
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,9 @@ def landing_params(query: str) -> dict[str, str]:
     """The query parameters that attribution reads (first value wins, lower-case names)."""
     params: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=False):
-        params.setdefault(key.lower(), value.strip()[:255])
+        # %00 decodes to NUL, which PostgreSQL refuses in text (invalid UTF-8 is already
+        # U+FFFD: parse_qsl decodes with errors="replace").
+        params.setdefault(key.lower(), value.replace("\x00", "").strip()[:MAX_TAG])
     return params
 
 
@@ -245,7 +250,8 @@ def canonical_source(value: str) -> str:
     if value == DIRECT:
         return value
     match = source_table().resolve_tag(value)
-    return match.source.name if match.source else value.casefold()
+    # Cut as `classify` cuts what it stores, so a filter finds it.
+    return match.source.name if match.source else value.casefold()[:MAX_SOURCE]
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -254,7 +260,7 @@ def attribute(query: str, referrer: str, is_same_site: bool) -> Attribution:
     params = landing_params(query)
     utm = {name: params.get(name, "") for name in UTM_FIELDS}
     click_param = next((p for p in CLICK_IDS if params.get(p)), "")
-    click_id = f"{click_param}:{params[click_param]}"[:255] if click_param else ""
+    click_id = f"{click_param}:{params[click_param]}"[:MAX_TAG] if click_param else ""
     host = "" if is_same_site else referrer_host(referrer)
     tagged = utm["utm_source"] or params.get("source", "") or params.get("ref", "")
     source, channel = classify(
@@ -313,7 +319,9 @@ def classify(
         category=known.category if known else "",
         paid_source=paid_tag,
     )
-    return source, channel
+    # A referrer's host is as long as the page says, and case-folding lengthens a tag
+    # (ß -> ss): cut to what visits.source holds.
+    return source[:MAX_SOURCE], channel
 
 
 def channel_group(

@@ -2,19 +2,24 @@
 `IncomingEvent`.
 
 Malformed input raises `EventError` naming the field; over-long text is truncated to the
-limits below rather than refused, because beacons cannot fix what the page gives them.
+limits below rather than refused, because beacons cannot fix what the page gives them. For
+the same reason text is made storable (`storable_text`) rather than refused. Whatever
+passes here must store on both databases: a 202 is a promise (docs/ARCHITECTURE.md,
+"Ingestion").
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from dataclasses import dataclass, replace
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from tracker.db.models import EARLIEST_DAY
 from tracker.money import MoneyError, check_amount, currency_code, parse_amount, to_minor
 
 KINDS = frozenset({"pageview", "click", "event", "engagement"})
@@ -26,8 +31,13 @@ MAX_PROPS = 30
 MAX_PROP_KEY = 100
 MAX_PROP_VALUE = 500
 MAX_USER_AGENT = 1000
+# DNS names have at most 253 characters; events.hostname and visits.hostname hold 255.
+MAX_HOSTNAME = 253
 MAX_ENGAGED_MS = 24 * 3600 * 1000  # a page open in the foreground for a day is not a person
 FUTURE_SKEW_MS = 60_000  # clocks disagree a little; more than this is a mistake
+# Trusted timestamps before this are misread dates, not traffic (and day arithmetic near
+# year 1 overflows).
+EARLIEST = datetime(EARLIEST_DAY.year, EARLIEST_DAY.month, EARLIEST_DAY.day, tzinfo=UTC)
 HASH_ROUTE_PREFIXES = ("/", "!/")
 
 
@@ -80,8 +90,30 @@ def decode_json(body: bytes) -> Any:
     """A request body's JSON, numbers with a point as `Decimal` (json.loads otherwise)."""
     try:
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
-    except ValueError:  # bad UTF-8, bad JSON, an integer of over 4,300 digits
+    except ValueError as exc:  # bad UTF-8, bad JSON, an integer of over 4,300 digits
+        if "digits" in str(exc):
+            raise EventError("body: a number has more than 4,300 digits") from None
         raise EventError("body is not valid JSON") from None
+    except InvalidOperation:  # 1e99999999999999999999: no Decimal holds that exponent
+        raise EventError("body: a number's exponent is out of range") from None
+    except RecursionError:
+        raise EventError("body: JSON nested too deeply") from None
+
+
+def storable_text(value: str) -> str:
+    """`value` as both databases can store it: NUL characters dropped (PostgreSQL refuses
+    them in text and JSON), lone surrogates ("\\ud800" in JSON, a title cut mid-emoji by the
+    page) replaced by U+FFFD (no database encodes them). Cheap for clean text, which is
+    nearly all: two scans in C."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # UTF-16 pairs up surrogates that make a character; only lone ones are replaced.
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
 
 
 def _text(data: dict[str, Any], field: str, limit: int) -> str:
@@ -90,7 +122,7 @@ def _text(data: dict[str, Any], field: str, limit: int) -> str:
         return ""
     if not isinstance(value, str):
         raise EventError(f"{field}: must be a string")
-    return value.strip()[:limit]
+    return storable_text(value).strip()[:limit]
 
 
 def _int(data: dict[str, Any], field: str, low: int, high: int) -> int | None:
@@ -117,6 +149,8 @@ def _http_url(value: str, field: str) -> tuple[str, str, str]:
         raise EventError(f"{field}: not a valid URL") from None
     if parts.scheme not in ("http", "https") or not hostname:
         raise EventError(f"{field}: must be an http(s) URL")
+    if len(hostname) > MAX_HOSTNAME:
+        raise EventError(f"{field}: host name longer than {MAX_HOSTNAME} characters")
     path = parts.path or "/"
     if parts.fragment.startswith(HASH_ROUTE_PREFIXES):
         path += "#" + parts.fragment
@@ -138,11 +172,18 @@ def _props(value: Any) -> dict[str, str] | None:
         elif isinstance(item, int | float):
             item = str(item)
         elif isinstance(item, Decimal):
-            item = str(float(item))  # as before numbers came as Decimal: 1.50 -> "1.5"
+            item = _decimal_text(item)
         elif not isinstance(item, str):
             continue  # objects, lists and nulls are not flat properties
-        props[str(key)[:MAX_PROP_KEY]] = item[:MAX_PROP_VALUE]
+        props[storable_text(str(key))[:MAX_PROP_KEY]] = storable_text(item)[:MAX_PROP_VALUE]
     return props or None
+
+
+def _decimal_text(number: Decimal) -> str:
+    """A property's number as before numbers came as Decimal (1.50 -> "1.5"); one too large
+    for a float keeps its own digits rather than becoming "inf"."""
+    as_float = float(number)
+    return str(as_float) if math.isfinite(as_float) else str(number)
 
 
 def _amount(value: Any) -> Decimal:
@@ -209,6 +250,8 @@ def parse_timestamp(value: Any, now_ms: int) -> int:
         ) from None
     if moment.tzinfo is None:
         raise EventError("timestamp: needs a UTC offset, e.g. 2026-01-31T09:30:00Z")
+    if moment < EARLIEST:
+        raise EventError(f"timestamp: is before {EARLIEST_DAY.isoformat()}")
     ms = int(moment.timestamp() * 1000)
     if ms > now_ms + FUTURE_SKEW_MS:
         raise EventError("timestamp: is in the future")
@@ -228,7 +271,7 @@ def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
     url = data.get("url")
     if not isinstance(url, str) or not url.strip():
         raise EventError("url: is required")
-    url = url.strip()
+    url = storable_text(url).strip()
     if len(url) > MAX_URL:
         raise EventError(f"url: longer than {MAX_URL} characters")
     hostname, path, query = _http_url(url, "url")

@@ -1,8 +1,9 @@
 """Requests the collector answered but did not count, per reason, over the last days.
 
 Bots (and prefetches), referrer spam, visitors whose Do Not Track or Global Privacy
-Control the site honours, and engagement beacons of a pageview never received: the
-collector keeps only these counts per site, day and reason (`drop_counts`).
+Control the site honours, engagement beacons of a pageview never received, and pageviews
+received twice: the collector keeps only these counts per site, day and reason
+(`drop_counts`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ REASONS = {
     "spam": "Referrer spam",
     "dnt": "Do Not Track or Global Privacy Control",
     "no_pageview": "Engagement of an unknown pageview",
+    "duplicate": "Pageviews received twice",
 }
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from tracker.db.models import EARLIEST_DAY
+
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -110,7 +112,9 @@ def period_dates(kind: str, anchor: date, first_day: date | None = None) -> tupl
     if kind == "year":
         return date(anchor.year, 1, 1), date(anchor.year, 12, 31)
     if kind == "all":
-        return min(first_day or anchor, anchor), anchor
+        # Not before EARLIEST_DAY: events dated earlier are refused (ones stored before the
+        # collector did are misread dates, and would make "All time" a century long).
+        return min(max(first_day or anchor, EARLIEST_DAY), anchor), anchor
     raise ValueError(f"unknown period {kind!r}")
 
 

@@ -29,7 +29,13 @@ from tracker.stats.periods import (
 
 DEFAULT_METRICS = ("visitors",)
 MAX_LIMIT = 10_000
-MAX_DAYS = 366 * 20
+# A century: "All time" from EARLIEST_DAY (2000) fits, and a period's day-by-day work (DST
+# segments, a daily chart) stays a fraction of a second.
+MAX_DAYS = 366 * 100
+# Dates a URL may name: far wider than any data, and far enough from datetime's limits
+# (years 1 and 9999) that a period, its comparison and its UTC bounds never overflow.
+FIRST_DATE = date(1900, 1, 1)
+LAST_DATE = date(2999, 12, 31)
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")  # with fullmatch
 
 
@@ -144,9 +150,14 @@ def _parse_date(name: str, raw: str) -> date:
     try:
         if not DATE_RE.fullmatch(raw):
             raise ValueError
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise QueryError(f"{name}: {raw!r} is not a date; use YYYY-MM-DD.") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise QueryError(
+            f"{name}: {raw!r} is out of range; use a date from {FIRST_DATE} to {LAST_DATE}."
+        )
+    return day
 
 
 def _parse_period(
@@ -208,6 +219,8 @@ def _parse_filters(args: Mapping[str, str]) -> tuple[Filter, ...]:
         )
         if dim is None or raw == "":
             continue
+        if "\x00" in raw:  # no stored value holds one, and PostgreSQL refuses it in a query
+            raise QueryError(f"{key}: a filter value cannot contain a NUL character (%00).")
         try:
             op, values = decode_values(raw)
         except ValueError:

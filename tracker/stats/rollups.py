@@ -14,9 +14,10 @@ query filtering on one such value reads them for the days they were kept and raw
 the days its value was not among the top; any other filter reads raw rows.
 
 Freshness: `refresh` rebuilds, for each site, every day from the last one it built (or
-the earliest day touched by events stored since) through today. The `stats_rollups` job
-runs it every minute; in between, rolled-up days (today included) can lag by that much.
-A site whose time zone changed is rebuilt from scratch.
+the earliest day touched by events stored since) through today, skipping the days with
+neither visits nor rows (there is nothing to write: the cost follows the data, not the
+calendar). The `stats_rollups` job runs it every minute; in between, rolled-up days (today
+included) can lag by that much. A site whose time zone changed is rebuilt from scratch.
 """
 
 from __future__ import annotations
@@ -223,6 +224,40 @@ def _dirty_day(conn: Connection, site: SiteRef, after_id: int) -> int | None:
         .where(events.c.id > after_id, events.c.site_id == site.id)
     )
     return None if first is None else day_number(local_date(first, site.tz))
+
+
+def _next_busy_day(conn: Connection, site: SiteRef, day: int, today: int) -> int | None:
+    """The first day from `day` through `today` with visits, or with rows of an earlier
+    build (to replace, or to delete when their visits moved to another day); None if none.
+
+    The refresh skips the days between: rebuilding an empty day writes nothing, so its cost
+    follows the data, not the calendar (a visit decades old costs one chunk, not a build of
+    every day since). Each lookup is one index seek.
+    """
+    since = local_midnight_ms(day_from_number(day), site.tz)
+    first_ms = conn.scalar(
+        select(func.min(visits.c.started_ms)).where(
+            visits.c.site_id == site.id, visits.c.started_ms >= since
+        )
+    )
+    c = rollup_table.c
+    # Every day with rollup rows has its total row (dimension "", over all visits).
+    rolled = conn.scalar(
+        select(func.min(c.day)).where(
+            c.site_id == site.id,
+            c.filter_dim == "",
+            c.filter_value == "",
+            c.dimension == "",
+            c.day >= day,
+        )
+    )
+    busy = [
+        None if first_ms is None else day_number(local_date(first_ms, site.tz)),
+        rolled,
+        hits.first_day(conn, site, day),
+    ]
+    first = min((d for d in busy if d is not None), default=None)
+    return first if first is not None and first <= today else None
 
 
 def _temp_table(conn: Connection, name: str, stmt: Select) -> Table:
@@ -476,7 +511,10 @@ def _refresh_rollups(
         goals = load_goals(conn, site)
         conn.rollback()
         try:
-            for chunk_start in range(start, today + 1, CHUNK_DAYS):
+            final = False
+            with conn.begin():
+                chunk_start = _next_busy_day(conn, site, start, today)
+            while chunk_start is not None:
                 chunk_end = min(chunk_start + CHUNK_DAYS - 1, today)
                 final = chunk_end == today
                 with conn.begin():
@@ -501,6 +539,13 @@ def _refresh_rollups(
                             )
                 with conn.begin():
                     build.drop()
+                    chunk_start = (
+                        None if final else _next_busy_day(conn, site, chunk_end + 1, today)
+                    )
+            if not final:  # the days after the last busy one are empty: covered as they are
+                with conn.begin():
+                    lock_site_writes(conn, site)
+                    _save_state(conn, site, last_day=today, last_event_id=max_id, built_ms=now_ms)
             if fresh:  # every day was written for these goals
                 with conn.begin():
                     hits.mark_built(conn, goals)

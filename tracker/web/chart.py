@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 VIEW_W = 1000
 VIEW_H = 300
 TOP_PAD = 12  # room above the highest gridline, in view units
 MAX_X_LABELS = 7
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ def _markers(
     )
 
 
+def _fitted(series: Sequence[T], length: int) -> list[T | None]:
+    """`series` cut or padded with None to `length` items."""
+    return [*series[:length], *[None] * (length - len(series))]
+
+
 def line_chart(
     *,
     metric_label: str,
@@ -161,22 +168,30 @@ def line_chart(
     `labels` name each bucket in tooltips ("Mon 3 Nov, 14:00"); `axis_labels` (default: the
     same) are the shorter texts under the x axis ("3 Nov"); `notes` (same length) are each
     bucket's annotations, and `note_labels` (default: `labels`) what their marker calls the
-    bucket (the day, on an hourly chart).
+    bucket (the day, on an hourly chart). A comparison may have fewer or more buckets (28
+    days of February against 31 of March): each bucket is drawn against the comparison's
+    bucket of the same rank, and one with none shows none.
     """
-    known = [v for v in (*values, *(compare_values or ())) if v is not None]
+    their_labels: list[str | None] | None = None
+    theirs: list[float | None] | None = None
+    if compare_labels is not None:
+        their_labels = _fitted(compare_labels, len(labels))
+    if compare_values is not None:
+        theirs = _fitted(compare_values, len(labels))
+    known = [v for v in (*values, *(theirs or ())) if v is not None]
     top, step = nice_ceiling(max(known, default=0.0), all(float(v).is_integer() for v in known))
     steps = round(top / step)
     y_ticks = [Tick(_y(k * step, top) / VIEW_H * 100, fmt(k * step)) for k in range(steps + 1)]
     points = []
     for i, label in enumerate(labels):
         value = values[i]
-        compare = compare_values[i] if compare_values is not None else None
+        compare = theirs[i] if theirs is not None else None
         points.append(
             ChartPoint(
                 x_pct=_x(i, len(labels)) / VIEW_W * 100,
                 label=label,
                 value=fmt(value) if value is not None else "—",
-                compare_label=compare_labels[i] if compare_labels is not None else None,
+                compare_label=their_labels[i] if their_labels is not None else None,
                 compare_value=fmt(compare) if compare is not None else None,
             )
         )
@@ -184,7 +199,7 @@ def line_chart(
         metric_label=metric_label,
         line=_path(values, top),
         area=_area(values, top),
-        compare_line=_path(compare_values, top) if compare_values is not None else None,
+        compare_line=_path(theirs, top) if theirs is not None else None,
         y_ticks=y_ticks,
         x_ticks=_x_ticks(axis_labels or labels),
         points=points,

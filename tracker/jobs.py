@@ -2,14 +2,16 @@
 
 Each job is a plain, idempotent function of (database, settings): tests and
 `tracker jobs run NAME` call it directly; `start_scheduler` runs the table with
-APScheduler in one server process per host when `scheduler_enabled` is set. Running a job
-twice, or in two processes at once, must be harmless. To add a job, append a row to JOBS.
+APScheduler in one process per data directory (`tracker serve`'s jobs process, through
+`run_scheduler`). Running a job twice, or in two processes at once, must be harmless. To
+add a job, append a row to JOBS.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +28,13 @@ from tracker.ingest.spool import replay, spool_directory
 from tracker.stats.rollups import refresh as refresh_rollups
 
 log = logging.getLogger(__name__)
+CLAIM_RETRY_SECONDS = 5.0
+
+# The scheduler locks this process holds, by lock file: referenced here for as long as their
+# scheduler runs, whatever becomes of the app that started it. A lock kept only by its app
+# was closed when the app was garbage collected (the jobs process dropped it at once), and
+# a second `tracker serve` on the data dir then started a second scheduler.
+_held_locks: dict[Path, IO[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -80,32 +89,60 @@ def _guarded(job: Job, db: Database, settings: Settings) -> Callable[[], None]:
     return run
 
 
-def _claim_scheduler(settings: Settings) -> IO[bytes] | None:
-    """One scheduler per host: the process that holds this lock file runs the jobs.
+def _lock_path(settings: Settings) -> Path:
+    return Path(settings.data_dir).resolve() / "scheduler.lock"
 
-    gunicorn starts several workers from one app factory; without this each ran every job,
-    and on SQLite their writes fought over the lock. The lock dies with its process, so a
-    restarted worker takes it over.
+
+def _claim_scheduler(settings: Settings) -> IO[bytes] | None:
+    """One scheduler per data directory: the process that holds this lock file runs the jobs.
+
+    gunicorn starts several workers from one app factory, and two servers may share a data
+    directory; without this each ran every job, and on SQLite their writes fought over the
+    lock. The lock dies with its process, so another one takes it over.
     """
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / "scheduler.lock", "wb")  # held open for the process's life
+    path = _lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "wb")  # held open for as long as the scheduler runs
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         return None
+    _held_locks[path] = handle
     return handle
 
 
 def start_scheduler(app: Flask) -> BackgroundScheduler | None:
-    """Run the job table in this process, unless another process on this host already does."""
-    db: Database = app.extensions["tracker.db"]
+    """Run the job table in this process, unless another process already does for this
+    data directory."""
+    lock = _claim_scheduler(app.extensions["tracker.settings"])
+    if lock is None:
+        log.info("jobs run in another process for this data directory")
+        return None
+    return _run_table(app, lock)
+
+
+def run_scheduler(app: Flask, stop: threading.Event) -> None:
+    """The jobs process's life: run the job table until `stop` is set. While another
+    server on this data directory runs it, try again every CLAIM_RETRY_SECONDS, so the jobs
+    go on soon after that server stops."""
     settings: Settings = app.extensions["tracker.settings"]
     lock = _claim_scheduler(settings)
     if lock is None:
-        log.info("jobs run in another process on this host")
-        return None
+        log.info("jobs run in another process for this data directory; taking over when it stops")
+    while lock is None:
+        if stop.wait(CLAIM_RETRY_SECONDS):
+            return
+        lock = _claim_scheduler(settings)
+    log.info("running the jobs of %s", settings.data_dir)
+    _run_table(app, lock)
+    stop.wait()
+    stop_scheduler(app)
+
+
+def _run_table(app: Flask, lock: IO[bytes]) -> BackgroundScheduler:
+    db: Database = app.extensions["tracker.db"]
+    settings: Settings = app.extensions["tracker.settings"]
     app.extensions["tracker.scheduler_lock"] = lock
     # APScheduler logs two lines per run; with replay_spool every 5 s they drowned the
     # server's log. Failures are still logged, by _guarded.
@@ -120,3 +157,19 @@ def start_scheduler(app: Flask) -> BackgroundScheduler | None:
     scheduler.start()
     app.extensions["tracker.scheduler"] = scheduler
     return scheduler
+
+
+def stop_scheduler(app: Flask) -> None:
+    """Stop the app's scheduler (jobs running finish first) and give up its lock."""
+    scheduler: BackgroundScheduler | None = app.extensions.pop("tracker.scheduler", None)
+    if scheduler is not None:
+        # Jobs out first: after shutdown() has closed its thread pool, APScheduler's loop
+        # looks for due jobs once more, and one due then logged "RuntimeError: cannot
+        # schedule new futures after shutdown". (Exiting without shutdown() logged the same
+        # for "interpreter shutdown" when the server stopped as a job was due.)
+        scheduler.remove_all_jobs()
+        scheduler.shutdown(wait=True)
+    lock: IO[bytes] | None = app.extensions.pop("tracker.scheduler_lock", None)
+    if lock is not None:
+        _held_locks.pop(Path(lock.name), None)
+        lock.close()

@@ -114,10 +114,11 @@ def _stop_event() -> threading.Event:
 def run_jobs(settings: Settings) -> None:
     """The jobs process: the app with its scheduler, until the server is gone."""
     from tracker.app import create_app
+    from tracker.jobs import run_scheduler
 
     stop = _stop_event()
-    create_app(settings)
-    stop.wait()
+    # The scheduler waits here for its lock, held by another server on this data dir.
+    run_scheduler(create_app(settings.with_overrides(scheduler_enabled=False)), stop)
 
 
 def run_writer(settings: Settings) -> None:

@@ -269,9 +269,15 @@ class Spool:
         if not self._segments or self._segments[-1].full:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"{time.time_ns():020d}-{uuid.uuid4().hex}.open"
+            # Locked before it is named `.open`: an `.open` segment nobody locks is a dead
+            # process's, and the host's writer deletes it once stored. Created under its
+            # name, a new segment seen between open and flock was deleted, and every event
+            # then appended to it was lost (answered 202).
+            fresh = path.with_suffix(".new")
             # Read back by pread on the same descriptor: it holds the lock.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(fresh, path)
             _fsync_directory(self.directory)
             self._segments.append(Segment(path, fd, base=self._appended))
         return self._segments[-1]

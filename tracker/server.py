@@ -23,10 +23,10 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from tracker.config import Settings
+from tracker.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 SETTINGS_VARIABLE = "TRACKER_SERVER_SETTINGS"  # the settings, as JSON, for its processes
-STOP_SECONDS = 30
 
 
 class TrackerServer(BaseApplication):  # type: ignore[misc]
@@ -34,7 +34,8 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.processes: list[subprocess.Popen[bytes]] = []
+        # Restarts the writer or the jobs when one dies (tracker.supervisor).
+        self.supervisor = Supervisor(lambda role: _start(role, settings))
         super().__init__()
 
     def load_config(self) -> None:
@@ -71,20 +72,12 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
     def start_background(self, _arbiter: Any = None) -> None:
         """The spool writer's process and, if enabled, the jobs' process."""
         if self.background:
-            self.processes.append(_start("writer", self.settings))
-            if self.settings.scheduler_enabled:
-                self.processes.append(_start("jobs", self.settings))
+            jobs = ["jobs"] if self.settings.scheduler_enabled else []
+            self.supervisor.run(["writer", *jobs])
 
     def stop_background(self, _arbiter: Any = None) -> None:
         """After the workers: the writer stores what they left in the spool, then exits."""
-        for process in self.processes:
-            assert process.stdin is not None
-            process.stdin.close()  # "stop": see run_writer and run_jobs
-        for process in self.processes:
-            try:
-                process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()  # what is left in the spool is stored at the next start
+        self.supervisor.stop()  # closes their standard input: see run_writer and run_jobs
 
 
 def _start(role: str, settings: Settings) -> subprocess.Popen[bytes]:

@@ -12,6 +12,10 @@ assignment in time order (each offset moved by a compare-and-set in that transac
 the replay job may run beside it); it deletes a segment once it is stored to the end and nobody
 appends to it any more: its worker handed it over full (`.full`) or is gone (no lock on
 `.open`). Lines of processes that died are stored the same way, exactly once.
+
+While it runs it holds a shared lock on the spool's `writer.lock`, which /healthz reads
+(`writer_running`): workers answer 202 whether or not anyone stores the spool, so a dead
+writer was invisible but for events that stopped appearing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 PASS_SECONDS = 0.02  # at most 50 transactions a second; events wait that long at most
 BACKOFF_SECONDS = 1.0
 CHECKPOINT_SECONDS = 10.0
+WRITER_LOCK = "writer.lock"  # held (shared) by every running writer of the spool
+PROBE_LOCK = "writer.probe"  # taken by a health check for its look at WRITER_LOCK
 
 
 @dataclass
@@ -49,6 +56,7 @@ class HostWriter:
     def __init__(self, db: Database, directory: Path, timeout_ms: int) -> None:
         self.db = db
         self.directory = directory
+        self.lock_fd = hold_writer_lock(directory)
         self.chunks = ChunkStore(db, timeout_ms)
         self.readings: dict[str, Reading] = {}
 
@@ -135,6 +143,7 @@ class HostWriter:
             os.close(reading.fd)
         self.readings.clear()
         self.chunks.disconnect()
+        os.close(self.lock_fd)
 
 
 def _abandoned(path: Path, size: int) -> bool:
@@ -147,5 +156,44 @@ def _abandoned(path: Path, size: int) -> bool:
         except BlockingIOError:
             return False
         return os.fstat(fd).st_size == size
+    finally:
+        os.close(fd)
+
+
+def hold_writer_lock(directory: Path) -> int:
+    """WRITER_LOCK, shared (servers sharing a data dir each run a writer), for as long as
+    the returned descriptor is open; the kernel lets it go when the process dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def writer_running(directory: Path) -> bool:
+    """Whether a writer process stores this spool: some process holds WRITER_LOCK."""
+    try:
+        fd = os.open(directory / WRITER_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        with _probing(directory):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _probing(directory: Path) -> Iterator[None]:
+    """One health check at a time looks at WRITER_LOCK: two at once would each find it
+    held, by the other."""
+    fd = os.open(directory / PROBE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)

@@ -210,8 +210,13 @@ class Spool:
             try:
                 _write_all(segment.fd, line)
             except OSError:
-                segment.full = True  # a partly written line must not be followed by others
-                _truncate(segment)
+                # A partly written line must not be followed by others: cut it off, else
+                # retire the segment. (Retiring it always made a new segment, and under
+                # `tracker serve` kept its file open, for every refused event on a full disk.)
+                if not _truncate(segment):
+                    segment.full = True
+                    if self.hand_over_full:
+                        _hand_over(segment)
                 raise
             segment.written += len(line)
             self._appended += len(line)
@@ -303,11 +308,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _truncate(segment: Segment) -> None:
+def _truncate(segment: Segment) -> bool:
     try:
         os.ftruncate(segment.fd, segment.written)
     except OSError:
         log.exception("spool %s: could not cut a partly written line", segment.name)
+        return False
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -321,6 +328,26 @@ def _fsync_directory(directory: Path) -> None:
 
 def spool_directory(data_dir: str) -> Path:
     return Path(data_dir) / "spool"
+
+
+PROBE_BYTES = 4096  # a beacon's line, with room to spare
+
+
+def write_problem(directory: Path) -> str | None:
+    """Why the spool cannot take a line now (a full disk, a read-only or lost directory),
+    tried with a file of PROBE_BYTES written and deleted; None when it can (/healthz)."""
+    path = directory / f"probe-{os.getpid()}-{threading.get_ident()}.tmp"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, b"\n" * PROBE_BYTES)
+        finally:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def advance_offset(conn: Connection, chunk: Chunk) -> bool:

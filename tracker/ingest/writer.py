@@ -59,6 +59,7 @@ class SpoolWriter:
         self._thread: threading.Thread | None = None
         self.chunks = ChunkStore(db, timeout_ms)
         self.host_writer = False
+        self.refusing = False  # the spool could not be written: said once, not per event
 
     def use_host_writer(self) -> None:
         """Under `tracker serve`: the host's writer process (tracker.ingest.drainer) stores
@@ -74,8 +75,13 @@ class SpoolWriter:
         try:
             ticket = self.spool.append(hits, drops or Counter())
         except OSError as exc:
-            log.error("could not write the spool; events refused with 503: %s", exc)
+            if not self.refusing:
+                self.refusing = True
+                log.error("could not write the spool; events refused with 503: %s", exc)
             raise StoreUnavailable("the events could not be kept") from None
+        if self.refusing:
+            self.refusing = False
+            log.warning("the spool takes events again")
         if not self.host_writer:
             self._wake()
         return self.wait(ticket, wait_seconds) if wait_seconds else False

@@ -316,3 +316,18 @@ def test_goal_hits_of_a_day_without_visits_are_removed(
     with db.session() as session:
         days = list(session.scalars(select(GoalHit.day).where(GoalHit.goal_id == goal_id)))
     assert days == [(date(2026, 3, 2) - date(1970, 1, 1)).days]
+
+
+def test_a_nul_in_a_site_or_funnel_name_finds_nothing(
+    client: FlaskClient, owner: User, api: Any
+) -> None:
+    """Names looked up in the database: a NUL matches none (PostgreSQL refused it: 500)."""
+    response = api("aggregate", site_id="exa\x00mple.com")
+    assert response.status_code == 404
+    assert response.get_json()["error"].startswith("site_id: no site")
+    assert client.get("/sites/exa%00mple.com").status_code == 404
+    funnel = api("funnel", funnel="a\x00b")
+    assert (funnel.status_code, funnel.get_json()) == (
+        400,
+        {"error": "funnel: no funnel named 'a\\x00b'."},
+    )

@@ -66,6 +66,8 @@ def site_today(site: Site, now: datetime | None = None) -> date:
 
 
 def find_site(session: Session, domain: str) -> Site | None:
+    if "\x00" in domain:  # no domain holds one, and PostgreSQL refuses it in a query
+        return None
     return session.scalar(select(Site).where(Site.domain == domain.strip().lower()))
 
 

@@ -70,7 +70,12 @@ def funnel_names(db: Database, site: SiteLike) -> list[str]:
 
 def _steps(conn: Connection, query: Query, name: str) -> list[GoalSpec]:
     f = Funnel.__table__.c
-    row = conn.execute(select(f.steps).where(f.site_id == query.site.id, f.name == name)).first()
+    # No name holds a NUL, and PostgreSQL refuses one in a query.
+    row = None
+    if "\x00" not in name:
+        row = conn.execute(
+            select(f.steps).where(f.site_id == query.site.id, f.name == name)
+        ).first()
     if row is None:
         raise QueryError(f"funnel: no funnel named {name!r}.")
     goals = {g.id: g for g in query.goals}

@@ -325,13 +325,18 @@ def test_migration_reclassifies_stored_visits(tmp_path: Path) -> None:
         ("ProductHunt", "", ""),
     ]
     with Session(engine) as session, session.begin():
-        site = Site(domain="example.com")
-        session.add(site)
-        session.flush()
+        # The sites table as revision 0008 has it (today's model has more columns).
+        site_id = session.execute(
+            text(
+                "INSERT INTO sites (domain, timezone, allowed_hostnames, public, shared_export, "
+                "honour_dnt, created_at) VALUES ('example.com', 'UTC', '[]', 0, 0, 0, "
+                "'2026-01-01 00:00:00') RETURNING id"
+            )
+        ).scalar_one()
         for i, (source, utm, referrer) in enumerate(old_style):
             session.add(
                 Visit(
-                    id=i + 1, site_id=site.id, visitor_id=i, started_ms=0, last_ms=0,
+                    id=i + 1, site_id=site_id, visitor_id=i, started_ms=0, last_ms=0,
                     source=source, channel="Unassigned", utm_source=utm, referrer=referrer,
                 )
             )  # fmt: skip

@@ -25,6 +25,7 @@ from tracker.db.models import User
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Outcome, Pipeline, Rejected, now_ms
 from tracker.ingest.writer import StoreUnavailable
+from tracker.web.security import EVERY_RESPONSE
 
 bp = Blueprint("ingest", __name__)
 INGEST_PATHS = ("/api/event", "/api/pixel.gif")  # /api/event and /api/events
@@ -275,6 +276,8 @@ class BeaconFastPath:
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(ACCEPTED))),
             *CORS_HEADERS,
+            # What the app adds to every response (Flask's after_request never sees these).
+            *EVERY_RESPONSE.items(),
         ]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:

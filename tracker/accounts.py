@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -16,6 +16,10 @@ from tracker.db.models import ApiKey, User
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # with fullmatch
 MIN_PASSWORD_LENGTH = 8
 API_KEY_PREFIX = "trk_"
+# A key's last use is written when the stored one is older than this (lists show minutes):
+# a write per request cost many times the read.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+MIN_PREFIX = 8  # characters of a key's prefix that name it in `tracker apikeys revoke`
 
 
 class AccountError(ValueError):
@@ -83,8 +87,60 @@ def create_api_key(session: Session, user: User, name: str = "") -> tuple[ApiKey
 
 
 def user_for_api_key(session: Session, plain: str) -> User | None:
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain)))
-    if key is None:
+    """The key's owner, None for an unknown (or revoked) key.
+
+    Read anew for every request, one indexed lookup: a revoked key, or its owner's
+    changed admin flag, counts from the next request on, on every worker and server. (A
+    per-worker cache kept a deleted key working, with its user's old flag, for a minute.)
+    """
+    row = session.execute(
+        select(User, ApiKey.id, ApiKey.last_used_at)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == hash_api_key(plain))
+    ).first()
+    if row is None:
         return None
-    key.last_used_at = datetime.now(UTC)
-    return session.get(User, key.user_id)
+    user, key_id, last_used = row
+    now = datetime.now(UTC)
+    if last_used is None or _aware(last_used) < now - LAST_USED_RESOLUTION:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    return user
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes for what was stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def find_api_key(session: Session, ident: str) -> ApiKey:
+    """The key named by its id (as `tracker apikeys list` shows), by the start of its
+    prefix (at least MIN_PREFIX characters; a trailing "…" is ignored) or by the whole
+    key; AccountError when none or several match."""
+    ident = ident.strip().removesuffix("…").removesuffix("...")
+    if ident.isdigit():
+        key = session.get(ApiKey, int(ident))
+        if key is None:
+            raise AccountError(f"no API key with id {ident}")
+        return key
+    whole = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(ident)))
+    if whole is not None:
+        return whole
+    if len(ident) < MIN_PREFIX:
+        raise AccountError(
+            f"{ident!r}: give a key's id or at least {MIN_PREFIX} characters of its prefix"
+        )
+    # A prefix is the key's first 12 characters; any more given cannot be checked.
+    start = ApiKey.prefix.startswith(ident[:12], autoescape=True)
+    matches = list(session.scalars(select(ApiKey).where(start)))
+    if not matches:
+        raise AccountError(f"no API key starts with {ident!r}")
+    if len(matches) > 1:
+        ids = ", ".join(str(key.id) for key in matches)
+        raise AccountError(f"{len(matches)} API keys start with {ident!r} (ids {ids}): give the id")
+    return matches[0]
+
+
+def revoke_api_key(session: Session, key: ApiKey) -> None:
+    """Delete the key: the next request with it is refused (401), on every server."""
+    session.delete(key)
+    session.flush()

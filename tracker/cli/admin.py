@@ -9,7 +9,14 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracker.accounts import AccountError, create_api_key, create_user, find_user
+from tracker.accounts import (
+    AccountError,
+    create_api_key,
+    create_user,
+    find_api_key,
+    find_user,
+    revoke_api_key,
+)
 from tracker.cli.context import CliContext, pass_context, table
 from tracker.db.models import ApiKey, User
 from tracker.sites import SiteError, add_site, delete_site, find_site, list_sites
@@ -119,7 +126,7 @@ def users_list(ctx: CliContext) -> None:
 
 @click.group()
 def apikeys() -> None:
-    """Create and list API keys (Stats API and trusted ingestion)."""
+    """Create, list and revoke API keys (Stats API and trusted ingestion)."""
 
 
 @apikeys.command("create")
@@ -141,6 +148,7 @@ def apikeys_list(ctx: CliContext) -> None:
         query = select(ApiKey, User.email).join(User).order_by(User.email, ApiKey.id)
         rows = [
             (
+                k.id,
                 f"{k.prefix}…",
                 email,
                 k.name,
@@ -152,7 +160,21 @@ def apikeys_list(ctx: CliContext) -> None:
     if not rows:
         click.echo("No API keys yet. Create one with: tracker apikeys create you@example.com")
         return
-    table(rows, ("KEY", "USER", "NAME", "CREATED", "LAST USED"))
+    table(rows, ("ID", "KEY", "USER", "NAME", "CREATED", "LAST USED"))
+
+
+@apikeys.command("revoke")
+@click.argument("key")
+@pass_context
+def apikeys_revoke(ctx: CliContext, key: str) -> None:
+    """Revoke KEY (its id or prefix, as listed, or the key itself): refused from the next
+    request on, on every server."""
+    with _session(ctx) as session:
+        found = find_api_key(session, key)
+        owner = session.get(User, found.user_id)
+        said = f"{found.prefix}… of {owner.email}" if owner else f"{found.prefix}…"
+        revoke_api_key(session, found)
+    click.echo(f"Revoked {said}; it is refused from the next request on.")
 
 
 COMMANDS: list[click.Command] = [sites, users, apikeys]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
-import time
 from typing import Any
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
@@ -36,7 +34,6 @@ SESSIONLESS_PATHS = (*INGEST_PATHS, "/tracker.js")
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 RETRY_AFTER_SECONDS = 30
-API_KEY_CACHE_SECONDS = 60.0
 ACCEPTED = b'{"status":"accepted"}\n'
 CORS_HEADERS = (
     ("Access-Control-Allow-Origin", "*"),
@@ -138,25 +135,6 @@ def _accept_event(
     pipeline.accept([parsed], client, user)
 
 
-class _KeyCache:
-    """API key -> user for a minute: trusted senders post often, the key table rarely changes."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[float, User]] = {}
-        self.lock = threading.Lock()
-
-    def user(self, key: str) -> User | None:
-        entry = self.entries.get(key)
-        if entry and entry[0] > time.monotonic():
-            return entry[1]
-        with _pipeline().db.session() as session:
-            user = user_for_api_key(session, key)
-        if user is not None:
-            with self.lock:
-                self.entries[key] = (time.monotonic() + API_KEY_CACHE_SECONDS, user)
-        return user
-
-
 def _trusted_user() -> User | None:
     header = request.headers.get("Authorization", "")
     if not header:
@@ -165,8 +143,9 @@ def _trusted_user() -> User | None:
         key = bearer_token(header)
     except ValueError:
         raise Unauthorized("Authorization: expected 'Bearer <API key>'") from None
-    cache: _KeyCache = current_app.extensions["tracker.ingest.keys"]
-    user = cache.user(key)
+    # Read for each request (no cache): a revoked key is refused from the next one on.
+    with _pipeline().db.session() as session:
+        user = user_for_api_key(session, key)
     if user is None:
         raise Unauthorized("Authorization: unknown API key")
     return user
@@ -327,7 +306,6 @@ class _NoSessionForIngest(SessionInterface):
 
 
 def register(app: Flask) -> None:
-    app.extensions["tracker.ingest.keys"] = _KeyCache()
     app.session_interface = _NoSessionForIngest(app.session_interface)
     csrf = app.extensions.get("csrf")
     if csrf is not None:

@@ -1,0 +1,173 @@
+"""API keys: revoking one (`tracker apikeys revoke`) and changing its user's admin flag
+count from the very next request, on every app sharing the database (no per-worker cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import select, update
+
+from tests.helpers import DEFAULT_USER_AGENT, add_user
+from tracker.accounts import create_api_key
+from tracker.cli import cli
+from tracker.db import Database
+from tracker.db.models import ApiKey, User
+from tracker.sites import add_site
+
+SITE = "example.com"
+
+
+def revoke(database_url: str, key: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        cli,
+        ["apikeys", "revoke", key],
+        env={"TRACKER_DATABASE_URL": database_url, "TRACKER_CONFIG": None},
+        prog_name="tracker",
+    )
+    return result.exit_code, result.output
+
+
+def send(app: Flask, key: str) -> int:
+    """A trusted batch of one event; its status."""
+    response = app.test_client().post(
+        "/api/events",
+        json=[{"site": SITE, "type": "pageview", "url": f"https://{SITE}/", "ip": "203.0.113.9"}],
+        headers={"Authorization": f"Bearer {key}", "User-Agent": DEFAULT_USER_AGENT},
+    )
+    assert response.status_code != 400, response.get_data(as_text=True)
+    return response.status_code
+
+
+def stats(app: Flask, key: str) -> int:
+    response = app.test_client().get(
+        f"/api/v1/stats/aggregate?site_id={SITE}", headers={"Authorization": f"Bearer {key}"}
+    )
+    return response.status_code
+
+
+def new_key(db: Database, user: User, name: str = "") -> str:
+    with db.session() as session:
+        return create_api_key(session, session.get(User, user.id), name)[1]
+
+
+@pytest.fixture
+def two_apps(make_app: Callable[..., Flask]) -> tuple[Flask, Flask]:
+    """Two apps on one database: two workers, or two servers."""
+    first, second = make_app(), make_app()
+    with first.extensions["tracker.db"].session() as session:
+        add_site(session, SITE)
+    return first, second
+
+
+def test_a_revoked_key_is_refused_on_the_next_request(
+    two_apps: tuple[Flask, Flask], database_url: str
+) -> None:
+    first, second = two_apps
+    db = first.extensions["tracker.db"]
+    key = new_key(db, add_user(db))
+    for app in two_apps:  # each has seen the key work
+        assert send(app, key) == 202
+        assert stats(app, key) == 200
+
+    code, output = revoke(database_url, key[:12] + "…")  # as `tracker apikeys list` shows it
+    assert code == 0, output
+    assert f"Revoked {key[:12]}… of admin@example.com" in output
+
+    for app in (second, first):
+        assert send(app, key) == 401
+        assert stats(app, key) == 401
+
+
+def test_a_changed_admin_flag_counts_on_the_next_request(two_apps: tuple[Flask, Flask]) -> None:
+    db = two_apps[0].extensions["tracker.db"]
+    user = add_user(db, "ops@example.com", admin=False)  # not the site's owner
+    key = new_key(db, user)
+
+    def make_admin(flag: bool) -> None:
+        with db.session() as session:
+            session.execute(update(User).where(User.id == user.id).values(is_admin=flag))
+
+    assert [send(app, key) for app in two_apps] == [403, 403]
+    make_admin(True)
+    assert [send(app, key) for app in two_apps] == [202, 202]
+    make_admin(False)
+    assert [send(app, key) for app in two_apps] == [403, 403]
+
+
+def test_revoke_by_id_prefix_or_key_and_its_errors(app: Flask, database_url: str) -> None:
+    db = app.extensions["tracker.db"]
+    user = add_user(db)
+    keys = [new_key(db, user, name) for name in ("ci", "backend", "shop")]
+    with db.session() as session:
+        ids = list(session.scalars(select(ApiKey.id).order_by(ApiKey.id)))
+
+    listed = (
+        CliRunner()
+        .invoke(cli, ["apikeys", "list"], env={"TRACKER_DATABASE_URL": database_url})
+        .output
+    )
+    assert listed.splitlines()[0].split()[:2] == ["ID", "KEY"]
+    assert [str(ids[0]), f"{keys[0][:12]}…"] == listed.splitlines()[1].split()[:2]
+
+    assert revoke(database_url, str(ids[0]))[0] == 0  # by id
+    assert revoke(database_url, keys[1])[0] == 0  # the whole key
+    assert revoke(database_url, keys[2][:9])[0] == 0  # the start of its prefix
+    with db.session() as session:
+        assert session.scalars(select(ApiKey)).all() == []
+
+    for ident, message in [
+        (str(ids[0]), f"no API key with id {ids[0]}"),
+        ("trk_", "at least 8 characters"),
+        ("trk_zzzzzzzz", "no API key starts with 'trk_zzzzzzzz'"),
+    ]:
+        code, output = revoke(database_url, ident)
+        assert code == 1
+        assert message in output
+        assert len(output.strip().splitlines()) == 1
+
+
+def test_an_ambiguous_prefix_names_the_ids(app: Flask, database_url: str) -> None:
+    db = app.extensions["tracker.db"]
+    user = add_user(db)
+    new_key(db, user)
+    new_key(db, user)
+    with db.session() as session:  # two keys whose prefixes start alike
+        first, second = session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+        second.prefix = first.prefix[:10] + "zz"
+        same = first.prefix[:10]
+    code, output = revoke(database_url, same)
+    assert code == 1
+    assert f"2 API keys start with {same!r} (ids {first.id}, {second.id}): give the id" in output
+
+
+def test_last_use_is_written_at_most_once_a_minute(app: Flask) -> None:
+    db = app.extensions["tracker.db"]
+    with db.session() as session:
+        add_site(session, SITE)
+    key = new_key(db, add_user(db))
+
+    def last_used() -> datetime | None:
+        with db.session() as session:
+            moment = session.scalar(select(ApiKey.last_used_at))
+        return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def set_last_used(moment: datetime) -> None:
+        with db.session() as session:
+            session.execute(update(ApiKey).values(last_used_at=moment))
+
+    assert last_used() is None
+    assert send(app, key) == 202
+    assert last_used() is not None
+    recent = datetime.now(UTC) - timedelta(seconds=20)
+    set_last_used(recent)
+    assert send(app, key) == 202
+    assert last_used() == recent  # not written again within the minute
+    old = datetime.now(UTC) - timedelta(minutes=2)
+    set_last_used(old)
+    assert stats(app, key) == 200
+    used = last_used()
+    assert used is not None and used > recent

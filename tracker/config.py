@@ -48,6 +48,16 @@ class Settings:
     port: int = _setting(8000, "Port `tracker serve` listens on.")
     workers: int = _setting(2, "Gunicorn worker processes for `tracker serve`.")
     threads: int = _setting(8, "Threads per gunicorn worker (gthread worker class).")
+    header_timeout_seconds: int = _setting(
+        10,
+        "`tracker serve`: a request's head (request line and headers) must arrive within this "
+        "time, else 408 and the connection closes. Requests take a thread only once complete.",
+    )
+    body_timeout_seconds: int = _setting(
+        30,
+        "`tracker serve`: a request's body must arrive within this time after its head, else "
+        "408; a thread writing an answer to a client that reads none of it gives up after it.",
+    )
     base_url: str = _setting(
         "",
         "Public URL of this server, used in the script tag shown to users. Empty: the request's.",

@@ -1,5 +1,6 @@
-"""Gunicorn, embedded: `tracker serve` runs the app factory in gthread workers, and two
-processes beside them: the host's spool writer (tracker.ingest.drainer) and the jobs.
+"""Gunicorn, embedded: `tracker serve` runs the app factory in gthread workers (that read
+each request whole before a thread takes it: tracker.server_worker), and two processes
+beside them: the host's spool writer (tracker.ingest.drainer) and the jobs.
 
 Both used to run as threads of the workers, and a worker's requests waited for its GIL
 while they worked: the writer's ~40 us per event cost ~150 us there, and the rollup
@@ -43,7 +44,12 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
             "bind": f"{self.settings.host}:{self.settings.port}",
             "workers": self.settings.workers,
             "threads": self.settings.threads,
-            "worker_class": "gthread",
+            # gthread, but a request gets a thread only once it has all arrived, within
+            # the header and body timeouts: slow clients cannot hold the threads.
+            "worker_class": "tracker.server_worker.BufferedThreadWorker",
+            # Files are written with send, which gives up on a client that reads nothing
+            # (the socket's kernel timeout); sendfile would wait for it without end.
+            "sendfile": False,
             "graceful_timeout": 30,
             "accesslog": None,
             "errorlog": "-",

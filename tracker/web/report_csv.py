@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 
 from tracker.export import neutralize
 from tracker.stats import FunnelResult, Note, Result
 from tracker.web.reports import Report
 
 
-def report_csv(report: Report, metrics: tuple[str, ...], result: Result) -> str:
+def report_csv(report: Report, metrics: tuple[str, ...], pages: Iterable[Result]) -> Iterator[str]:
     """The report's rows with the columns the page shows (`metrics`: in conversion mode
-    conversions and their rate). Revenue cells read `42.50 EUR` (one currency a cell part)."""
+    conversions and their rate), a chunk of text per page of rows. Revenue cells read
+    `42.50 EUR` (one currency a cell part)."""
+    yield _line([*report.dimensions, *metrics])
+    for result in pages:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        for row in result.rows:
+            labels = [neutralize("" if row[d] is None else str(row[d])) for d in report.dimensions]
+            writer.writerow([*labels, *(_cell(row[m]) for m in metrics)])
+        yield out.getvalue()
+
+
+def _line(cells: list[object]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*report.dimensions, *metrics])
-    for row in result.rows:
-        labels = [neutralize("" if row[d] is None else str(row[d])) for d in report.dimensions]
-        writer.writerow([*labels, *(_cell(row[m]) for m in metrics)])
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
     return out.getvalue()
 
 

@@ -95,10 +95,16 @@ class Settings:
         "(<data_dir>/spool) and are stored when the database takes them. Beacons are "
         "answered once spooled.",
     )
+    query_timeout_seconds: int = _setting(
+        30,
+        "On PostgreSQL, the longest one database statement of a page, a Stats API request or "
+        "a download (GET requests) may run; then it is cancelled and the request answers 503, "
+        "so an abandoned export does not run on. 0: no limit. Writes, imports and jobs have none.",
+    )
     scheduler_enabled: bool = _setting(
         True,
         "Run background jobs (salt rotation, rollups, spool replay) beside the server: `tracker "
-        "serve` starts a process for them, one per host.",
+        "serve` starts a process for them, one per data directory.",
     )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
 

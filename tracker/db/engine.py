@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The PostgreSQL statement timeout of transactions begun in this context (thread), in ms;
+# 0: none. Set for web and API reads (tracker.web.database), never for jobs or writers.
+statement_timeout_ms: ContextVar[int] = ContextVar("statement_timeout_ms", default=0)
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -41,7 +45,21 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwarg
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "begin", _apply_statement_timeout)
+    return engine
+
+
+def _apply_statement_timeout(conn: Connection) -> None:
+    """SET LOCAL, so it lasts this transaction only and the pooled connection goes back
+    without it. On the DBAPI cursor: the driver begins the transaction with it."""
+    timeout_ms = statement_timeout_ms.get()
+    if timeout_ms:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        finally:
+            cursor.close()
 
 
 class Database:

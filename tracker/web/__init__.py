@@ -9,6 +9,7 @@ from tracker.web import auth, export, health, links, settings, sites, stats
 from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
 from tracker.web.budgets import bp as budgets_bp
+from tracker.web.database import init_database
 from tracker.web.security import init_security_headers
 from tracker.web.spend import bp as spend_bp
 
@@ -19,6 +20,7 @@ def init_web(app: Flask) -> None:
     csrf.init_app(app)
     init_security_headers(app)
     auth.init_login(app)
+    init_database(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(sites.bp)

@@ -1,0 +1,89 @@
+"""Where the columnar store keeps a site's closed days, and the manifest that lists them.
+
+A site's directory (`<data_dir>/columnar/site-<id>/`) holds immutable Parquet parts, each
+the visits that started in a run of whole UTC days and those visits' events, and
+`manifest.json`, which says which parts are current. Parts are never changed: the builder
+writes new files, then replaces the manifest in one `os.replace`, so a reader sees either
+the old set of parts or the new one, never half of each. Files the manifest no longer
+names are deleted later (`RETIRED_AFTER_S`), after any reader that opened the old manifest
+is done with them.
+
+`complete_until_ms` is the promise readers rely on: every visit that started before it is
+in the parts, with all its events as the database held them when the part was written.
+Visits from then on are read from the database of record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DAY_MS = 86_400_000
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+RETIRED_AFTER_S = 600
+TABLES = ("visits", "events")
+
+
+@dataclass(frozen=True)
+class Part:
+    """The visits that started on UTC days `first_day`..`last_day` (day numbers since
+    1970-01-01, inclusive) and their events, as two Parquet files."""
+
+    first_day: int
+    last_day: int
+    visits: str
+    events: str
+
+    @property
+    def start_ms(self) -> int:
+        return self.first_day * DAY_MS
+
+    @property
+    def end_ms(self) -> int:
+        return (self.last_day + 1) * DAY_MS
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A site's current parts; `complete_until_ms` is 0 for a site with nothing built."""
+
+    site_id: int
+    complete_until_ms: int = 0
+    # Builder bookkeeping: the largest event id the parts account for, and when.
+    event_id: int = 0
+    built_ms: int = 0
+    parts: tuple[Part, ...] = field(default_factory=tuple)
+    version: int = FORMAT_VERSION
+
+    def covering(self, start_ms: int, end_ms: int) -> list[Part]:
+        """The parts holding visits that started in [start_ms, end_ms)."""
+        return [p for p in self.parts if p.start_ms < end_ms and start_ms < p.end_ms]
+
+
+def site_dir(root: Path, site_id: int) -> Path:
+    return root / f"site-{int(site_id)}"
+
+
+def read_manifest(root: Path, site_id: int) -> Manifest | None:
+    """The site's manifest, or None when nothing was built (or the format is older)."""
+    try:
+        data: dict[str, Any] = json.loads((site_dir(root, site_id) / MANIFEST).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if data.get("version") != FORMAT_VERSION:
+        return None
+    parts = tuple(Part(**part) for part in data.pop("parts", ()))
+    return Manifest(**{**data, "parts": parts})
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Replace the site's manifest at once (readers see the old one or this one)."""
+    directory = site_dir(root, manifest.site_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{MANIFEST}.{os.getpid()}"
+    temporary.write_text(json.dumps(asdict(manifest), separators=(",", ":")))
+    os.replace(temporary, directory / MANIFEST)

@@ -68,6 +68,12 @@ class Settings:
     geoip_path: str = _setting(
         "", "Path to a MaxMind/DB-IP .mmdb (City or Country). Empty: no geolocation."
     )
+    spam_list_url: str = _setting(
+        "https://raw.githubusercontent.com/matomo-org/referrer-spam-list/master/spammers.txt",
+        "Referrer spam list, one host per line (an http(s) URL or a file), that `tracker spam "
+        "update` and the job update_spam_list (weekly) load into <data_dir>/spam_hosts.txt; "
+        "it counts with the bundled list. Default: Matomo's public-domain list. Empty: no job.",
+    )
     trusted_proxies: tuple[str, ...] = _setting(
         [],
         "Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed. "

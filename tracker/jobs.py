@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,11 +24,14 @@ from flask import Flask
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
+from tracker.ingest.spam import SpamListError, spam_hosts_path
+from tracker.ingest.spam import update as update_spam_hosts
 from tracker.ingest.spool import replay, spool_directory
 from tracker.stats.rollups import refresh as refresh_rollups
 
 log = logging.getLogger(__name__)
 CLAIM_RETRY_SECONDS = 5.0
+SPAM_LIST_MAX_AGE = timedelta(days=7) - timedelta(hours=1)  # weekly, whatever the run's minute
 
 # The scheduler locks this process holds, by lock file: referenced here for as long as their
 # scheduler runs, whatever becomes of the app that started it. A lock kept only by its app
@@ -62,6 +65,25 @@ def rotate_salts_job(db: Database, settings: Settings) -> None:
     rotate_salts(db, datetime.now(UTC).date())
 
 
+def update_spam_list_job(db: Database, settings: Settings) -> None:
+    """Referrer spam hosts from spam_list_url, read again once the last read is a week old."""
+    if not settings.spam_list_url:
+        return
+    path = spam_hosts_path(settings.data_dir)
+    try:
+        age = datetime.now(UTC) - datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        age = None
+    if age is not None and age < SPAM_LIST_MAX_AGE:
+        return
+    try:
+        result = update_spam_hosts(settings.spam_list_url, settings.data_dir)
+    except SpamListError as exc:
+        log.warning("referrer spam list not updated: %s", exc)
+        return
+    log.info("%s", result.summary())
+
+
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
@@ -69,6 +91,9 @@ JOBS: list[Job] = [
     Job("stats_rollups", stats_rollups_job, "interval", {"minutes": 1}, run_at_start=True),
     # Cheap when the spool is empty (one directory listing); a retry every few seconds else.
     Job("replay_spool", replay_spool_job, "interval", {"seconds": 5}, run_at_start=True),
+    # Daily, fetching only when the file is a week old: a server down at that hour, a
+    # download that failed or a new install catches up the next day, not the next week.
+    Job("update_spam_list", update_spam_list_job, "cron", {"hour": 4, "minute": 27}),
 ]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from tracker.cli import admin, demo, export, goals, imports, jobs, reclassify, server
+from tracker.cli import admin, demo, export, goals, imports, jobs, reclassify, server, spam
 from tracker.cli.annotations import COMMANDS as ANNOTATION_COMMANDS
 from tracker.cli.budgets import COMMANDS as BUDGET_COMMANDS
 from tracker.cli.context import CliContext
@@ -57,6 +57,7 @@ for command in (
     *imports.COMMANDS,
     *export.COMMANDS,
     *reclassify.COMMANDS,
+    *spam.COMMANDS,
 ):
     cli.add_command(command)
 

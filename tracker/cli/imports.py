@@ -19,6 +19,7 @@ import click
 from tracker.cli.context import CliContext, pass_context
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
+from tracker.ingest.spam import spam_hosts_path
 from tracker.ingest.spool import spool_directory
 
 CHUNK = 1000
@@ -109,6 +110,7 @@ def import_events(ctx: CliContext, file: Path) -> None:
         geoip_path=settings.geoip_path,
         store_timeout_seconds=max(settings.store_timeout_seconds, 60),
         spool_dir=spool_directory(settings.data_dir),
+        spam_hosts_file=spam_hosts_path(settings.data_dir),
     )
     with file.open("rb") as stream:
         summary = import_file(pipeline, stream, file.stat().st_size)

@@ -26,7 +26,7 @@ from tracker.ingest.client import Network, client_ip, parse_networks
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.ratelimit import ClientRateLimit
-from tracker.ingest.spam import is_spam_referrer, spam_hosts
+from tracker.ingest.spam import SpamList, spam_hosts_path
 from tracker.ingest.spool import Spool, spool_directory
 from tracker.ingest.store import DropKey, utc_day
 from tracker.ingest.writer import SpoolWriter
@@ -94,6 +94,7 @@ class Pipeline:
         trusted_proxies: tuple[str, ...] = (),
         store_timeout_seconds: float = 10.0,
         rate_limit_per_minute: int = 0,
+        spam_hosts_file: Path | None = None,
     ) -> None:
         self.db = db
         self.sites = SiteCache(db)
@@ -102,6 +103,7 @@ class Pipeline:
         self.trusted_proxies: tuple[Network, ...] = parse_networks(trusted_proxies)
         self.store_timeout_seconds = store_timeout_seconds
         self.rate_limit = ClientRateLimit(rate_limit_per_minute)
+        self.spam = SpamList(spam_hosts_file)  # the bundled list, and the data directory's
         self.writer = SpoolWriter(db, Spool(spool_dir), timeout_ms=visit_timeout_minutes * 60_000)
         _warm_up()
 
@@ -116,6 +118,7 @@ class Pipeline:
             store_timeout_seconds=settings.store_timeout_seconds,
             spool_dir=spool_directory(settings.data_dir),
             rate_limit_per_minute=settings.ingest_rate_limit,
+            spam_hosts_file=spam_hosts_path(settings.data_dir),
         )
 
     def accept(
@@ -166,7 +169,7 @@ class Pipeline:
         user_agent = event.user_agent if event.user_agent is not None else client.user_agent
         if client.prefetch or is_bot_user_agent(user_agent):
             return "bot"
-        if event.referrer and is_spam_referrer(event.referrer):
+        if event.referrer and self.spam.is_spam(event.referrer):
             return "spam"
         return None
 
@@ -209,7 +212,6 @@ def _warm_up() -> None:
     instead of during the first requests (it takes a second or two)."""
     is_bot_user_agent(WARM_UP_USER_AGENT)
     source_table()
-    spam_hosts()
 
 
 def _is_same_site(event: IncomingEvent, site: SiteInfo) -> bool:

@@ -69,6 +69,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # The columnar store's directory (tracker.columnar), set by the app from its
+        # settings; None: reports read the database alone.
+        self.columnar_root: Path | None = None
 
     @property
     def is_sqlite(self) -> bool:

@@ -153,3 +153,28 @@ def test_empty_state_turns_green_by_itself(app, db, browser, live_server):
     page.wait_for_selector(".kpis", timeout=15_000)
     assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "1"]
     context.close()
+
+
+def test_realtime_bars_stay_inside_their_box(app, db, browser, live_server):
+    """Issue 20: every bar was pageviews x 100% tall, spilling over the header."""
+    add_user(db, "owner@example.com", PASSWORD)
+    store_events(
+        app,
+        [{"url": f"https://{SITE}/p{i % 3}", "ip": f"203.0.113.{i}"} for i in range(7)],
+        site=SITE,
+    )
+    for width, height in ((1440, 900), (390, 844)):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        log_in(page, live_server.url)
+        page.goto(f"{live_server.url}/sites/{SITE}/realtime")
+        box = page.locator(".realtime .bars").bounding_box()
+        bars = [b.bounding_box() for b in page.locator(".realtime .bars span").all()]
+        assert len(bars) == 30
+        for bar in bars:
+            assert bar["y"] >= box["y"] - 0.5
+            assert bar["y"] + bar["height"] <= box["y"] + box["height"] + 0.5
+        assert max(bar["height"] for bar in bars) == pytest.approx(box["height"], abs=1)
+        axis = page.locator(".realtime .axis").inner_text()
+        assert "busiest minute: 7 pageviews" in axis
+        context.close()

@@ -144,6 +144,22 @@ def test_realtime_and_live_count(app, viewer):
     live = viewer.get(f"/sites/{SITE}/realtime").get_data(as_text=True)
     assert "<b>1</b> current visitor<" in live
     assert '<td title="/now"><span>/now</span></td><td>1</td>' in live
+    # The busiest minute is the chart's full height; the axis says how many that is.
+    assert live.count('style="height:100.0%"') == 1
+    assert "busiest minute: 1 pageview<" in live
+
+
+def test_realtime_bars_are_shares_of_the_busiest_minute(app, viewer):
+    store_events(
+        app,
+        [{"url": f"https://{SITE}/p{i}", "ip": f"203.0.113.{i}"} for i in range(4)],
+        site=SITE,
+    )
+    live = viewer.get(f"/sites/{SITE}/realtime").get_data(as_text=True)
+    heights = re.findall(r'<span style="height:([0-9.]+)%"', live)
+    assert len(heights) == 30  # one bar per minute
+    assert heights.count("100.0") == 1 and set(heights) == {"0.0", "100.0"}
+    assert "busiest minute: 4 pageviews<" in live
 
 
 def test_empty_state_turns_into_the_page(app, client, db):

@@ -259,5 +259,5 @@ def realtime_view(domain: str | None = None, token: str | None = None) -> Respon
     """The last 30 minutes by minute and the pages being viewed now; refreshes itself."""
     access = _access(domain, token)
     now = realtime(get_db(), access.site)
-    peak = max((pageviews for _ago, pageviews, _v in now.minutes), default=0) or 1
-    return render_template("realtime.html", access=access, site=access.site, now=now, peak=peak)
+    most = max((pageviews for _ago, pageviews, _v in now.minutes), default=0)
+    return render_template("realtime.html", access=access, site=access.site, now=now, most=most)

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from tracker.columnar.layout import store_root
 from tracker.config import Settings, ensure_secret_key, load_settings
 from tracker.db import Database
 from tracker.db.engine import SQLITE_BUSY_TIMEOUT_MS
@@ -53,7 +54,9 @@ def open_database(settings: Settings) -> Database:
     # A writer waits for the SQLite lock at most half of a waiting request's patience, then
     # retries, so the request can still be answered within store_timeout_seconds.
     busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, settings.store_timeout_seconds * 500)
-    return Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
+    db = Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
+    db.columnar_root = store_root(settings.data_dir)
+    return db
 
 
 def _setup_database(app: Flask, settings: Settings) -> None:

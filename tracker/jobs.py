@@ -21,6 +21,7 @@ from typing import IO, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from tracker.columnar.build import refresh as refresh_columnar
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
@@ -52,6 +53,12 @@ class Job:
 def stats_rollups_job(db: Database, settings: Settings) -> None:
     """Every site's report rollups cover its days through today (see tracker.stats.rollups)."""
     refresh_rollups(db)
+
+
+def columnar_store_job(db: Database, settings: Settings) -> None:
+    """Every site's closed days are in the columnar store (see tracker.columnar.build)."""
+    if db.columnar_root is not None:
+        refresh_columnar(db, db.columnar_root)
 
 
 def replay_spool_job(db: Database, settings: Settings) -> None:
@@ -89,6 +96,8 @@ JOBS: list[Job] = [
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
     # Each run rebuilds today (and any day late events touched): pages lag by up to a minute.
     Job("stats_rollups", stats_rollups_job, "interval", {"minutes": 1}, run_at_start=True),
+    # A query when nothing changed; a day's parts once it closes, a month's when it does.
+    Job("columnar_store", columnar_store_job, "interval", {"minutes": 1}, run_at_start=True),
     # Cheap when the spool is empty (one directory listing); a retry every few seconds else.
     Job("replay_spool", replay_spool_job, "interval", {"seconds": 5}, run_at_start=True),
     # Daily, fetching only when the file is a week old: a server down at that hour, a

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, func, select, update
 
+from tracker.columnar.invalidate import invalidate
 from tracker.db import Database
 from tracker.db.models import Visit
 from tracker.enrich.source import CLICK_IDS, DIRECT, classify, referrer_host, source_table
@@ -148,6 +149,9 @@ def reclassify(
             result.first_changed_ms = min(starts)
             with db.engine.begin() as conn:
                 conn.execute(UPDATE_ATTRIBUTION, changes)
+            # Batch by batch, as each is committed: readers never take changed visits
+            # from columnar parts written before.
+            invalidate(db.columnar_root, site.id, result.first_changed_ms)
         result.visits += len(rows)
         result.changed += len(changes)
         progress(len(rows))

@@ -7,7 +7,18 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from tracker.cli import admin, demo, export, goals, imports, jobs, reclassify, server, spam
+from tracker.cli import (
+    admin,
+    columnar,
+    demo,
+    export,
+    goals,
+    imports,
+    jobs,
+    reclassify,
+    server,
+    spam,
+)
 from tracker.cli.annotations import COMMANDS as ANNOTATION_COMMANDS
 from tracker.cli.budgets import COMMANDS as BUDGET_COMMANDS
 from tracker.cli.context import CliContext
@@ -58,6 +69,7 @@ for command in (
     *export.COMMANDS,
     *reclassify.COMMANDS,
     *spam.COMMANDS,
+    *columnar.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -18,6 +18,7 @@ from tracker.accounts import (
     revoke_api_key,
 )
 from tracker.cli.context import CliContext, pass_context, table
+from tracker.columnar.invalidate import forget
 from tracker.db.models import ApiKey, User
 from tracker.sites import SiteError, add_site, delete_site, find_site, list_sites
 
@@ -86,6 +87,8 @@ def sites_delete(ctx: CliContext, domain: str, yes: bool) -> None:
         if not yes:
             click.confirm(f"Delete {site.domain} and all its data?", abort=True)
         delete_site(session, site)
+        site_id = site.id
+    forget(ctx.db.columnar_root, site_id)  # once the deletion is committed
     click.echo(f"Deleted {domain}.")
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.orm import Session
 
+from tracker.columnar.layout import store_root
 from tracker.config import Settings, load_settings
 from tracker.db import Database
 from tracker.db.models import Site
@@ -26,7 +27,9 @@ class CliContext:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.resolved_database_url())
+        db = Database(self.settings.resolved_database_url())
+        db.columnar_root = store_root(self.settings.data_dir)
+        return db
 
 
 pass_context = click.make_pass_decorator(CliContext)

@@ -58,10 +58,18 @@ class Manifest:
     built_ms: int = 0
     parts: tuple[Part, ...] = field(default_factory=tuple)
     version: int = FORMAT_VERSION
+    # Builder bookkeeping: how many of the site's events had ids in the ID_MARGIN ids up
+    # to `event_id` (tracker.columnar.build): one more later is an event committed late.
+    recent_events: int = 0
 
     def covering(self, start_ms: int, end_ms: int) -> list[Part]:
         """The parts holding visits that started in [start_ms, end_ms)."""
         return [p for p in self.parts if p.start_ms < end_ms and start_ms < p.end_ms]
+
+
+def store_root(data_dir: str | os.PathLike[str]) -> Path:
+    """Where a data directory keeps its columnar store."""
+    return Path(data_dir).resolve() / "columnar"
 
 
 def site_dir(root: Path, site_id: int) -> Path:

@@ -22,6 +22,7 @@ from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from tracker.columnar.invalidate import forget
 from tracker.db.models import Funnel, Site
 from tracker.goals import (
     KIND_LABELS,
@@ -310,6 +311,7 @@ def delete(domain: str) -> ResponseReturnValue:
                 site = find_site(session, access.site.domain)
                 if site is not None:
                     delete_site(session, site)
+            forget(get_db().columnar_root, access.site.id)  # once the deletion is committed
             flash(f"Deleted {access.site.domain} and all its data.")
             return redirect(url_for("sites.index"))
         form.confirm.errors = [f"Type {access.site.domain} exactly to delete the site."]

@@ -1,0 +1,446 @@
+"""The columnar store's builder (tracker.columnar.build), on SQLite and PostgreSQL: which
+days get parts and when, that parts hold exactly the database's rows, late events, month
+parts, invalidation, retired files, the job and the command line. Clocks are fixed
+(`now_ms`): a day closes a day and two hours after it ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import Text, cast, delete, insert, select, update
+
+from tests.helpers import store_events
+from tracker.cli import cli
+from tracker.columnar import build
+from tracker.columnar.build import ID_MARGIN, refresh
+from tracker.columnar.invalidate import invalidate
+from tracker.columnar.layout import (
+    DAY_MS,
+    MANIFEST,
+    RETIRED_AFTER_S,
+    Manifest,
+    Part,
+    read_manifest,
+    site_dir,
+)
+from tracker.db import Database
+from tracker.db.models import Event, Site, Visit
+from tracker.jobs import find_job
+from tracker.reclassify import reclassify
+from tracker.stats import site_ref
+
+SITE = "example.com"
+BASE = f"https://{SITE}"
+IP_A, IP_B, IP_C = "203.0.113.7", "203.0.113.20", "203.0.113.30"
+
+
+def ms(moment: str) -> int:
+    return int(datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def day(moment: str) -> int:
+    return ms(moment) // DAY_MS
+
+
+# Two visits on 2026-03-02 (one with a click, one with engagement), none on 03-03, one
+# with a custom event (props, revenue) on 03-04.
+TRAFFIC = [
+    {"url": f"{BASE}/?utm_source=news&utm_campaign=spring", "ip": IP_A, "title": "Home",
+     "referrer": "https://mail.example.org/", "timestamp": "2026-03-02T09:00:00Z",
+     "pageview_id": "a1"},
+    {"url": f"{BASE}/pricing", "ip": IP_A, "title": 'Pricing, "best"\nfor 🎉 teams',
+     "referrer": f"{BASE}/", "timestamp": "2026-03-02T09:01:00Z", "pageview_id": "a2"},
+    {"type": "click", "url": f"{BASE}/pricing", "ip": IP_A, "name": "Buy",
+     "target": "https://pay.example.net/checkout", "pageview_id": "a2",
+     "timestamp": "2026-03-02T09:01:30Z"},
+    {"url": f"{BASE}/blog/post", "ip": IP_B, "referrer": "https://www.google.com/",
+     "timestamp": "2026-03-02T23:50:00Z", "pageview_id": "b1"},
+    {"type": "engagement", "url": f"{BASE}/blog/post", "ip": IP_B, "pageview_id": "b1",
+     "engaged_ms": 12000, "scroll": 80, "timestamp": "2026-03-03T00:10:00Z"},
+    {"url": f"{BASE}/blog/post", "ip": IP_C, "timestamp": "2026-03-04T08:00:00Z",
+     "pageview_id": "c1"},
+    {"type": "event", "url": f"{BASE}/blog/post", "ip": IP_C, "name": "Signup",
+     "props": {"plan": "pro, annual", "é": "ü"}, "pageview_id": "c1",
+     "revenue": {"amount": "42.50", "currency": "EUR"}, "timestamp": "2026-03-04T08:00:40Z"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def root(db: Database) -> Path:
+    assert db.columnar_root is not None
+    return db.columnar_root
+
+
+def site_id(db: Database, domain: str = SITE) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.scalar(select(Site.id).where(Site.domain == domain)))
+
+
+def manifest(root: Path, db: Database) -> Manifest:
+    found = read_manifest(root, site_id(db))
+    assert found is not None
+    return found
+
+
+def spans(found: Manifest) -> list[tuple[int, int]]:
+    return [(p.first_day, p.last_day) for p in found.parts]
+
+
+def _as_text(table: Any) -> list[Any]:
+    return [cast(c, Text).label(c.name) if c.name == "props" else c for c in table.c]
+
+
+def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dict], list[dict]]:
+    """The visits that started on those days and their events, as the tables hold them."""
+    started = (Visit.started_ms >= first_day * DAY_MS) & (
+        Visit.started_ms < (last_day + 1) * DAY_MS
+    )
+    with db.engine.connect() as conn:
+        visits = conn.execute(
+            select(*_as_text(Visit.__table__)).where(started).order_by(Visit.id)
+        ).all()
+        events = conn.execute(
+            select(*_as_text(Event.__table__))
+            .join(Visit, Visit.id == Event.visit_id)
+            .where(started)
+            .order_by(Event.id)
+        ).all()
+    return [dict(r._mapping) for r in visits], [dict(r._mapping) for r in events]
+
+
+def part_rows(root: Path, db: Database, part: Part) -> tuple[list[dict], list[dict]]:
+    directory = site_dir(root, site_id(db))
+    visits = sorted(pq.read_table(directory / part.visits).to_pylist(), key=lambda r: r["id"])
+    events = sorted(pq.read_table(directory / part.events).to_pylist(), key=lambda r: r["id"])
+    return visits, events
+
+
+def parquet_files(root: Path, db: Database) -> set[str]:
+    return {p.name for p in site_dir(root, site_id(db)).glob("*.parquet")}
+
+
+def test_closed_days_get_parts_holding_the_rows_as_stored(
+    app: Flask, db: Database, root: Path
+) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    # 03-04 closes at 03-06 02:00: at 01:00 only 03-02 and 03-03 (no visits) are closed.
+    assert refresh(db, root, now_ms=ms("2026-03-06T01:00:00")) == 1
+    found = manifest(root, db)
+    assert spans(found) == [(day("2026-03-02"), day("2026-03-02"))]
+    assert found.complete_until_ms == ms("2026-03-04T00:00:00")
+    visits, events = part_rows(root, db, found.parts[0])
+    assert (visits, events) == database_rows(db, day("2026-03-02"), day("2026-03-02"))
+    assert len(visits) == 2 and len(events) == 4
+    engaged = next(e for e in events if e["pageview_id"] == "b1")
+    assert (engaged["engaged_ms"], engaged["scroll"], engaged["time_on_page_ms"]) == (
+        12000,
+        80,
+        12000,
+    )
+    click = next(e for e in events if e["kind"] == "click")
+    assert click["props"] is None and click["engaged_ms"] is None
+    assert click["revenue_minor"] is None
+    assert found.event_id == max(e["id"] for e in events) + 2  # 03-04's two are accounted for
+
+    assert refresh(db, root, now_ms=ms("2026-03-06T02:00:00")) == 1
+    found = manifest(root, db)
+    assert spans(found)[-1] == (day("2026-03-04"), day("2026-03-04"))
+    assert found.complete_until_ms == ms("2026-03-05T00:00:00")
+    visits, events = part_rows(root, db, found.parts[-1])
+    assert (visits, events) == database_rows(db, day("2026-03-04"), day("2026-03-04"))
+    signup = next(e for e in events if e["kind"] == "event")
+    assert signup["props"] == '{"plan": "pro, annual", "\\u00e9": "\\u00fc"}'
+    assert (signup["revenue_minor"], signup["revenue_currency"]) == (4250, "EUR")
+
+
+def test_parquet_types_are_what_queries_need(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    part = manifest(root, db).parts[0]
+    directory = site_dir(root, site_id(db))
+    visits = pq.read_schema(directory / part.visits)
+    events = pq.read_schema(directory / part.events)
+    for name in ("id", "site_id", "visitor_id", "started_ms", "last_ms", "duration_ms"):
+        assert visits.field(name).type == pa.int64(), name
+    assert visits.field("pageviews").type == pa.int32()
+    assert visits.field("is_bounce").type == pa.bool_()
+    assert visits.field("source").type == pa.string()
+    for name in ("id", "visit_id", "visitor_id", "timestamp_ms", "engaged_ms", "revenue_minor"):
+        assert events.field(name).type == pa.int64(), name
+    assert events.field("scroll").type == pa.int32()
+    assert events.field("props").type == pa.string()
+    assert events.field("pageview_id").type == pa.string()
+    assert pq.ParquetFile(directory / part.events).metadata.row_group(0).column(0).compression == (
+        "ZSTD"
+    )
+
+
+def test_nothing_changed_nothing_written(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    now = ms("2026-03-06T03:00:00")
+    refresh(db, root, now_ms=now)
+    path = site_dir(root, site_id(db)) / MANIFEST
+    before = path.stat()
+    files = parquet_files(root, db)
+    assert refresh(db, root, now_ms=now + 60_000) == 0
+    assert refresh(db, root, now_ms=now + 3_600_000) == 0  # no day closed since
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert parquet_files(root, db) == files
+
+
+def test_days_without_visits_move_complete_until_only(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    parts = manifest(root, db).parts
+    assert refresh(db, root, now_ms=ms("2026-03-09T03:00:00")) == 1
+    found = manifest(root, db)
+    assert found.parts == parts  # 03-05..03-07 have no visits: no part, nothing rewritten
+    assert found.complete_until_ms == ms("2026-03-08T00:00:00")
+
+
+def test_a_site_without_visits_is_complete_with_no_parts(
+    app: Flask, db: Database, root: Path
+) -> None:
+    store_events(app, TRAFFIC[:1], site=SITE)
+    store_events(app, [{"timestamp": "2026-03-02T10:00:00Z"}], site="quiet.example")
+    with db.engine.begin() as conn:
+        quiet = site_id(db, "quiet.example")
+        conn.execute(delete(Event).where(Event.site_id == quiet))
+        conn.execute(delete(Visit).where(Visit.site_id == quiet))
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    found = read_manifest(root, quiet)
+    assert found is not None
+    assert (found.parts, found.complete_until_ms) == ((), ms("2026-03-05T00:00:00"))
+
+
+def test_a_late_event_rewrites_its_days_part(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    now = ms("2026-03-06T03:00:00")
+    refresh(db, root, now_ms=now)
+    first, later = manifest(root, db).parts
+    late = {"url": f"{BASE}/late", "ip": "203.0.113.99", "timestamp": "2026-03-02T15:00:00Z"}
+    store_events(app, [late], site=SITE)
+
+    assert refresh(db, root, now_ms=now + 60_000) == 1
+    found = manifest(root, db)
+    rewritten, kept = found.parts
+    assert kept == later  # 03-04 untouched
+    assert rewritten.visits != first.visits
+    assert part_rows(root, db, rewritten) == database_rows(db, first.first_day, first.last_day)
+    assert "/late" in {v["entry_page"] for v in part_rows(root, db, rewritten)[0]}
+    assert refresh(db, root, now_ms=now + 120_000) == 0  # noticed once
+
+
+def test_an_event_committed_late_under_the_watermark_is_noticed(
+    app: Flask, db: Database, root: Path
+) -> None:
+    """PostgreSQL commits ids out of order: an event may appear below `event_id`."""
+    store_events(app, TRAFFIC, site=SITE)
+    with db.engine.begin() as conn:
+        click = conn.execute(select(Event.__table__).where(Event.kind == "click")).one()
+        conn.execute(delete(Event).where(Event.id == click.id))  # not committed yet
+    now = ms("2026-03-06T03:00:00")
+    refresh(db, root, now_ms=now)
+    assert manifest(root, db).event_id > click.id > manifest(root, db).event_id - ID_MARGIN
+    with db.engine.begin() as conn:
+        conn.execute(insert(Event.__table__).values(**click._mapping))  # committed now
+
+    assert refresh(db, root, now_ms=now + 60_000) == 1
+    part = manifest(root, db).parts[0]
+    assert click.id in {e["id"] for e in part_rows(root, db, part)[1]}
+    assert refresh(db, root, now_ms=now + 120_000) == 0
+
+
+def month_traffic(*days: str, domain: str = SITE) -> list[dict[str, Any]]:
+    """A one-page visit at noon of each day."""
+    return [{"url": f"https://{domain}/{d}", "timestamp": f"{d}T12:00:00Z"} for d in days]
+
+
+def test_closed_months_become_one_part(app: Flask, db: Database, root: Path) -> None:
+    store_events(
+        app, month_traffic("2025-11-20", "2026-01-30", "2026-02-01", "2026-02-10"), site=SITE
+    )
+    refresh(db, root, now_ms=ms("2026-02-12T03:00:00"))
+    assert spans(manifest(root, db)) == [
+        (day("2025-11-01"), day("2025-11-30")),
+        (day("2026-01-01"), day("2026-01-31")),
+        (day("2026-02-01"), day("2026-02-01")),
+        (day("2026-02-10"), day("2026-02-10")),
+    ]
+    store_events(app, month_traffic("2026-02-28", "2026-03-01"), site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-03T03:00:00"))  # February closed as a whole
+    found = manifest(root, db)
+    assert spans(found)[1:] == [
+        (day("2026-01-01"), day("2026-01-31")),
+        (day("2026-02-01"), day("2026-02-28")),
+        (day("2026-03-01"), day("2026-03-01")),
+    ]
+    february = found.parts[2]
+    assert part_rows(root, db, february) == database_rows(db, february.first_day, february.last_day)
+    assert len(part_rows(root, db, february)[0]) == 3
+
+    store_events(app, month_traffic("2026-01-15"), site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-03T03:01:00"))
+    january = manifest(root, db).parts[1]
+    assert (january.first_day, january.last_day) == (day("2026-01-01"), day("2026-01-31"))
+    assert len(part_rows(root, db, january)[0]) == 2  # a late event rewrites its month
+
+
+def test_reclassify_invalidates_from_the_first_changed_visit(
+    app: Flask, db: Database, root: Path
+) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    now = ms("2026-03-06T03:00:00")
+    refresh(db, root, now_ms=now)
+    with db.engine.begin() as conn:
+        conn.execute(update(Visit).where(Visit.utm_source == "news").values(source="Stale"))
+    refresh(db, root, now_ms=now + 60_000)  # no event id tells of that
+    with db.session() as session:
+        site = session.scalars(select(Site).where(Site.domain == SITE)).one()
+        ref = site_ref(site)
+    old = manifest(root, db)
+
+    reclassify(db, ref, 0, now)
+    found = manifest(root, db)
+    assert (found.parts, found.complete_until_ms) == ((), ms("2026-03-02T00:00:00"))
+    old_files = {n for p in old.parts for n in (p.visits, p.events)}
+    assert old_files <= parquet_files(root, db)  # readers of the old manifest may go on
+
+    refresh(db, root, now_ms=now + 120_000)
+    visits, _ = part_rows(root, db, manifest(root, db).parts[0])
+    assert "Stale" not in {v["source"] for v in visits}
+
+
+def test_invalidate_keeps_the_parts_before(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    first, _ = manifest(root, db).parts
+    invalidate(root, site_id(db), ms("2026-03-04T08:00:00"))
+    found = manifest(root, db)
+    assert (found.parts, found.complete_until_ms) == ((first,), ms("2026-03-04T00:00:00"))
+
+
+def test_a_build_that_read_before_an_invalidation_is_not_published(
+    app: Flask, db: Database, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    write_part = build.write_part
+
+    def reclassified_meanwhile(*args: Any) -> Part | None:
+        part = write_part(*args)
+        invalidate(root, site_id(db))
+        return part
+
+    monkeypatch.setattr(build, "write_part", reclassified_meanwhile)
+    assert refresh(db, root, now_ms=ms("2026-03-06T03:00:00")) == 0
+    assert manifest(root, db).complete_until_ms == 0
+    assert parquet_files(root, db) == set()  # the unpublished files are gone
+
+
+def cli_env(database_url: str, root: Path) -> dict[str, str | None]:
+    return {
+        "TRACKER_DATABASE_URL": database_url,
+        "TRACKER_DATA_DIR": str(root.parent),
+        "TRACKER_CONFIG": None,
+    }
+
+
+def run_cli(env: dict[str, str | None], *args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env, prog_name="tracker")
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_deleting_a_site_deletes_its_store(
+    app: Flask, db: Database, root: Path, database_url: str
+) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    directory = site_dir(root, site_id(db))
+    assert directory.is_dir()
+    run_cli(cli_env(database_url, root), "sites", "delete", SITE, "--yes")
+    assert not directory.exists()
+
+
+def test_stores_of_unknown_sites_are_removed(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    stray = site_dir(root, 9999)
+    stray.mkdir(parents=True)
+    (stray / MANIFEST).write_text("{}")
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    assert not stray.exists()
+    assert site_dir(root, site_id(db)).is_dir()
+
+
+def test_retired_files_are_deleted_after_the_delay(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    now = ms("2026-03-06T03:00:00")
+    refresh(db, root, now_ms=now)
+    old = manifest(root, db).parts[0]
+    store_events(app, [{"ip": "203.0.113.99", "timestamp": "2026-03-02T15:00:00Z"}], site=SITE)
+    retired_at = now + 60_000
+    refresh(db, root, now_ms=retired_at)
+    assert {old.visits, old.events} <= parquet_files(root, db)
+    refresh(db, root, now_ms=retired_at + (RETIRED_AFTER_S - 1) * 1000)
+    assert {old.visits, old.events} <= parquet_files(root, db)
+    refresh(db, root, now_ms=retired_at + (RETIRED_AFTER_S + 1) * 1000)
+    assert not {old.visits, old.events} & parquet_files(root, db)
+    named = {n for p in manifest(root, db).parts for n in (p.visits, p.events)}
+    assert parquet_files(root, db) == named
+
+
+def test_a_budget_spreads_a_first_build_over_runs(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, month_traffic("2026-01-10", "2026-02-10", "2026-03-02"), site=SITE)
+    now = ms("2026-03-06T03:00:00")
+    until = []
+    for minute in range(4):
+        refresh(db, root, now_ms=now + minute * 60_000, budget_s=0)
+        until.append(manifest(root, db).complete_until_ms)
+    assert until == [
+        ms("2026-02-01T00:00:00"),
+        ms("2026-03-01T00:00:00"),
+        ms("2026-03-03T00:00:00"),
+        ms("2026-03-05T00:00:00"),
+    ]
+
+
+def test_the_job_builds_every_site(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    store_events(app, month_traffic("2026-03-02", domain="other.example"), site="other.example")
+    find_job("columnar_store").func(db, app.extensions["tracker.settings"])
+    for domain in (SITE, "other.example"):
+        found = read_manifest(root, site_id(db, domain))
+        assert found is not None and found.parts
+
+
+def test_rebuild_and_status_from_the_command_line(
+    app: Flask, db: Database, root: Path, database_url: str
+) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    before = manifest(root, db)
+    env = cli_env(database_url, root)
+
+    out = run_cli(env, "columnar", "rebuild", "--site", SITE)
+    found = manifest(root, db)
+    assert f"{SITE}: 1 parts, complete until" in out
+    assert spans(found) == [(day("2026-03-01"), day("2026-03-31"))]  # March is closed now
+    assert part_rows(root, db, found.parts[0]) == database_rows(
+        db, day("2026-03-01"), day("2026-03-31")
+    )
+    old_files = {n for p in before.parts for n in (p.visits, p.events)}
+    assert old_files <= parquet_files(root, db)  # retired, deleted after the delay
+
+    status = run_cli(env, "columnar", "status")
+    line = next(row for row in status.splitlines() if row.startswith(SITE))
+    assert "1 (1 months)" in line and "2026-03-01..2026-03-31" in line
+    assert line.split()[-4:-2] == ["3", "6"]  # visits, events (engagement is no row)
+    assert line.endswith(" kB")

@@ -1,0 +1,169 @@
+"""One part: a site's visits that started in a run of whole UTC days, and their events,
+streamed from the database into two Parquet files.
+
+Every column of the two tables is copied, as the database holds it: integers as BIGINT
+(ids and times in ms) or INTEGER, `is_bounce` as BOOLEAN, text as VARCHAR with
+its NULLs, and `props` as the JSON text `CAST(props AS TEXT)` gives on either database
+(what the compiler reads). Visits are in (started_ms, id) order, events in their visit's
+(started_ms, visit_id) order then by id, so row group statistics let a reader skip by time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    select,
+)
+from sqlalchemy import cast as sql_cast
+
+from tracker.columnar.layout import DAY_MS, Part
+from tracker.db import Database
+from tracker.db.models import Event, Visit
+
+visits = cast(Table, Visit.__table__)
+events = cast(Table, Event.__table__)
+
+# Rows fetched, converted and written (one Parquet row group) at a time: memory stays the
+# same for a day or a month.
+BATCH_ROWS = 65_536
+COMPRESSION = "zstd"
+EPOCH = date(1970, 1, 1)
+
+
+def arrow_type(column: Column[Any]) -> pa.DataType:
+    """The Parquet type of a visits or events column."""
+    kind = column.type
+    if isinstance(kind, String | Text | JSON):
+        return pa.string()
+    if isinstance(kind, Boolean):
+        return pa.bool_()
+    if not isinstance(kind, Integer):
+        raise TypeError(f"no Parquet type for {column.table.name}.{column.name} ({kind})")
+    if isinstance(kind, BigInteger) or column.primary_key or column.foreign_keys:
+        return pa.int64()
+    return pa.int32()
+
+
+def arrow_schema(table: Table) -> pa.Schema:
+    return pa.schema([pa.field(c.name, arrow_type(c)) for c in table.c])
+
+
+VISITS_SCHEMA = arrow_schema(visits)
+EVENTS_SCHEMA = arrow_schema(events)
+
+
+def _selected(table: Table) -> list[ColumnElement[Any]]:
+    # TRICKY: PostgreSQL's driver hands json back parsed; its text is what reports read.
+    return [sql_cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c for c in table.c]
+
+
+def visits_query(site_id: int, start_ms: int, end_ms: int) -> Select[Any]:
+    return (
+        select(*_selected(visits))
+        .where(
+            visits.c.site_id == site_id,
+            visits.c.started_ms >= start_ms,
+            visits.c.started_ms < end_ms,
+        )
+        .order_by(visits.c.started_ms, visits.c.id)
+    )
+
+
+def events_query(site_id: int, start_ms: int, end_ms: int) -> Select[Any]:
+    return (
+        select(*_selected(events))
+        .select_from(events.join(visits, visits.c.id == events.c.visit_id))
+        .where(
+            visits.c.site_id == site_id,
+            visits.c.started_ms >= start_ms,
+            visits.c.started_ms < end_ms,
+        )
+        .order_by(visits.c.started_ms, visits.c.id, events.c.id)
+    )
+
+
+@contextmanager
+def snapshot(db: Database) -> Iterator[Connection]:
+    """A connection whose reads all see one state of the database, so a part's visits and
+    events agree. Reads only: on SQLite a deferred transaction takes no write lock."""
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _batch_table(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    columns = zip(*rows, strict=True)
+    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_rows(
+    conn: Connection, stmt: Select[Any], schema: pa.Schema, path: Path, *, empty: bool
+) -> int:
+    """Stream the statement's rows into a Parquet file; returns how many. No file is made
+    for no rows unless `empty`."""
+    result = conn.execution_options(yield_per=BATCH_ROWS).execute(stmt)
+    written = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for rows in result.partitions():
+            if writer is None:
+                writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+            writer.write_table(_batch_table(rows, schema))
+            written += len(rows)
+        if writer is None and empty:
+            writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
+
+
+def file_names(first_day: int, last_day: int, built_ms: int) -> tuple[str, str]:
+    """Unique names for a new part's two files: its days, when it was built, and a few
+    random characters (two builds in one millisecond never collide)."""
+    days = f"{EPOCH + timedelta(days=first_day)}_{EPOCH + timedelta(days=last_day)}"
+    tag = f"{days}_{built_ms}_{secrets.token_hex(3)}"
+    return f"visits_{tag}.parquet", f"events_{tag}.parquet"
+
+
+def write_part(
+    db: Database, directory: Path, site_id: int, first_day: int, last_day: int, built_ms: int
+) -> Part | None:
+    """The part of the site's visits that started on days first_day..last_day (UTC day
+    numbers), written into `directory`; None when there were no visits."""
+    start_ms, end_ms = first_day * DAY_MS, (last_day + 1) * DAY_MS
+    visits_name, events_name = file_names(first_day, last_day, built_ms)
+    directory.mkdir(parents=True, exist_ok=True)
+    with snapshot(db) as conn:
+        stmt = visits_query(site_id, start_ms, end_ms)
+        if not write_rows(conn, stmt, VISITS_SCHEMA, directory / visits_name, empty=False):
+            return None
+        stmt = events_query(site_id, start_ms, end_ms)
+        write_rows(conn, stmt, EVENTS_SCHEMA, directory / events_name, empty=True)
+    return Part(first_day=first_day, last_day=last_day, visits=visits_name, events=events_name)

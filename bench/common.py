@@ -93,8 +93,15 @@ def http(
         return exc.code, exc.read()
 
 
-def server_env(data_dir: Path, database_url: str, port: int, workers: int = 2) -> dict[str, str]:
-    """`tracker serve` settings for a benchmark: production defaults, its own data and port.
+def server_env(
+    data_dir: Path,
+    database_url: str,
+    port: int,
+    workers: int = 2,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """`tracker serve` settings for a benchmark: production defaults, its own data and port,
+    then `extra` (TRACKER_* settings a benchmark changes).
 
     Loopback is a trusted proxy so the load generator can vary client addresses through
     X-Forwarded-For, as a reverse proxy in front of a real deployment does.
@@ -109,6 +116,7 @@ def server_env(data_dir: Path, database_url: str, port: int, workers: int = 2) -
         TRACKER_LOG_LEVEL="WARNING",
         TRACKER_TRUSTED_PROXIES="127.0.0.1",
     )
+    env.update(extra or {})
     return env
 
 
@@ -200,11 +208,16 @@ def serving(argv: list[str], env: dict[str, str], port: int, log: Path) -> Itera
 
 @contextmanager
 def tracker_serve(
-    data_dir: Path, database_url: str, *, workers: int = 2, log_name: str = "server.log"
+    data_dir: Path,
+    database_url: str,
+    *,
+    workers: int = 2,
+    log_name: str = "server.log",
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """`tracker serve` on its own port, data directory and database."""
+    """`tracker serve` on its own port, data directory and database; `env`: settings."""
     port = free_port()
-    env = server_env(data_dir, database_url, port, workers)
+    env = server_env(data_dir, database_url, port, workers, env)
     data_dir.mkdir(parents=True, exist_ok=True)
     with serving([str(BIN / "tracker"), "serve"], env, port, data_dir / log_name) as server:
         yield server
@@ -257,6 +270,10 @@ class Options:
     connections: tuple[int, ...] = (16, 64)
     databases: tuple[str, ...] = ("sqlite", "postgres")
     stats_reps: int = 3
+    # Datasets of the filter matrix (bench/filters.py): "default" and/or "wide".
+    filter_datasets: tuple[str, ...] = ("default", "wide")
+    # The matrix's slow queries run to their end instead of being stopped (bench/filters.py).
+    filter_exact: bool = False
 
 
 def sqlite_url(path: Path) -> str:

@@ -13,6 +13,13 @@ The SQLite file is built once per (size, generator version) under bench/cache/ a
 each use first migrates it to the current schema (as an upgrade would a real database).
 `python -m bench.datagen 10M` builds one ahead of a run.
 
+The wide variant (issue 16, `python -m bench.datagen --wide 1M`) is the same traffic with
+high-cardinality values: half the pageviews land on one of WIDE_PAGES pages picked
+uniformly (about 100,000 distinct pages at 1M events) and WIDE_CAMPAIGN_SHARE of the visits
+come from one of WIDE_CAMPAIGNS tagged campaigns, so rare values exist (a page or campaign
+with a handful of visits) and every day has thousands of values per dimension. Its cache
+file is named by WIDE_VERSION too; the default dataset and its files are unchanged.
+
 Some "Add to cart" events are followed by a "Purchase" carrying revenue (minor units, mostly
 EUR, some USD). The bench site has goals of each kind and a 4-step funnel (GOALS, FUNNEL),
 added through tracker.goals to a dataset that lacks them, as the settings page would.
@@ -50,6 +57,9 @@ from tracker.sites import add_site
 from tracker.stats.rollups import refresh as refresh_rollups
 
 GENERATOR_VERSION = 4
+# Bumped when the wide variant's generation changes (its cache files are named by it).
+WIDE_VERSION = 1
+WIDE = f"wide{WIDE_VERSION}"
 DAYS = 30
 DAY_MS = 86_400_000
 VISIT_GAP_MS = 30 * 60_000
@@ -87,6 +97,27 @@ PATHS = (
 )
 # Zipf-like popularity (cumulative weights): the home page and a few posts take most views.
 PATH_WEIGHTS = list(accumulate(1 / (rank + 1) ** 0.9 for rank in range(len(PATHS))))
+# The wide variant: a catalogue that brings the site's pages to 100,000, and the share of
+# pageviews spread uniformly over all of them (the rest follow PATH_WEIGHTS as above).
+# Uniform, not Zipf: the long tail is what makes a day's values many and some values rare.
+WIDE_PAGES = 100_000
+WIDE_UNIFORM_SHARE = 0.5
+CATEGORIES = ["shoes", "bags", "hats", "shirts", "lamps", "chairs", "mugs", "books"]
+WIDE_PATHS = PATHS + [
+    f"/shop/{CATEGORIES[i % len(CATEGORIES)]}/item-{i}" for i in range(WIDE_PAGES - len(PATHS))
+]
+# 10,000 campaigns, each tagged on one of these (utm_source, utm_medium, referrer), taking
+# this share of the visits between them, uniformly.
+WIDE_CAMPAIGNS = 10_000
+WIDE_CAMPAIGN_SHARE = 0.3
+CAMPAIGN_CHANNELS = [
+    ("google", "cpc", "https://www.google.com/"),
+    ("facebook", "paid_social", "https://www.facebook.com/"),
+    ("newsletter", "email", ""),
+    ("partner", "affiliate", "https://partner.example/"),
+    ("linkedin", "paid_social", "https://www.linkedin.com/"),
+]
+CAMPAIGN_KINDS = ["promo", "webinar", "retarget", "launch", "digest"]
 TARGETS = [
     "https://github.com/acme/tool",
     "https://twitter.com/acme",
@@ -157,6 +188,8 @@ class Dataset:
     events: int
     visits: int
     api_key: str
+    # "" for the default dataset, WIDE for the high-cardinality one (older files: "").
+    variant: str = ""
 
     @property
     def url(self) -> str:
@@ -177,14 +210,30 @@ class Generator:
     applied to the same user agents and landings the live load (events.lua) sends.
     """
 
-    def __init__(self, site_id: int, first_day: date, total_events: int, seed: int = SEED) -> None:
+    def __init__(
+        self,
+        site_id: int,
+        first_day: date,
+        total_events: int,
+        seed: int = SEED,
+        *,
+        wide: bool = False,
+    ) -> None:
         self.rng = random.Random(seed)
         self.site_id = site_id
         self.first_day = first_day
         self.total_events = total_events
-        self.landings = [
-            Landing(attribute(query, referrer, False), clean_referrer(referrer), query)
-            for referrer, query in LANDINGS
+        self.wide = wide
+        self.landings = [_landing(referrer, query) for referrer, query in LANDINGS]
+        # Attributed once here, not per visit: 10,000 parses would dominate generation.
+        self.campaign_landings = [
+            _landing(
+                referrer,
+                f"utm_source={source}&utm_medium={medium}"
+                f"&utm_campaign={CAMPAIGN_KINDS[i % len(CAMPAIGN_KINDS)]}_{i:05d}",
+            )
+            for i in range(WIDE_CAMPAIGNS if wide else 0)
+            for source, medium, referrer in [CAMPAIGN_CHANNELS[i % len(CAMPAIGN_CHANNELS)]]
         ]
         devices = [parse_user_agent(ua) for ua in USER_AGENTS]
         self.devices = [d for d in devices if not d.is_bot]
@@ -246,9 +295,19 @@ class Generator:
         rng = self.rng
         visit_id = self.next_visit_id
         self.next_visit_id += 1
-        landing = rng.choice(self.landings)
+        # The default dataset draws exactly as before (the wide variant's extra draws only
+        # when wide), so its cached files stay what GENERATOR_VERSION says they are.
+        if self.wide and rng.random() < WIDE_CAMPAIGN_SHARE:
+            landing = rng.choice(self.campaign_landings)
+        else:
+            landing = rng.choice(self.landings)
         pageviews = 1 if rng.random() < 0.45 else 2 + min(int(rng.expovariate(0.6)), 12)
         paths = rng.choices(PATHS, cum_weights=PATH_WEIGHTS, k=pageviews)
+        if self.wide:
+            paths = [
+                rng.choice(WIDE_PATHS) if rng.random() < WIDE_UNIFORM_SHARE else path
+                for path in paths
+            ]
         events: list[tuple[Any, ...]] = []
         interactions = duration = 0
         now = last_ms = started
@@ -399,12 +458,23 @@ class Generator:
         )
 
 
-def dataset(events: int, *, log: bool = True) -> Dataset:
-    """The cached dataset of `events` events, built first when missing."""
-    path = CACHE_DIR / f"events-{events}-gen{GENERATOR_VERSION}.db"
+def _landing(referrer: str, query: str) -> Landing:
+    return Landing(attribute(query, referrer, False), clean_referrer(referrer), query)
+
+
+def cache_path(events: int, *, wide: bool = False) -> Path:
+    """The dataset's SQLite file: named by size and generator version (and variant)."""
+    variant = f"-{WIDE}" if wide else ""
+    return CACHE_DIR / f"events-{events}-gen{GENERATOR_VERSION}{variant}.db"
+
+
+def dataset(events: int, *, log: bool = True, wide: bool = False) -> Dataset:
+    """The cached dataset of `events` events (wide: the high-cardinality variant), built
+    first when missing."""
+    path = cache_path(events, wide=wide)
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
-        build(path, events, log=log)
+        build(path, events, log=log, wide=wide)
     data = Dataset(path=path, **json.loads(meta.read_text()))
     prepare(data.url, log=log)
     add_goals(data.url)
@@ -477,7 +547,7 @@ def prepare(url: str, *, log: bool = True) -> None:
         print(f"[datagen] rollups ready in {time.monotonic() - began:.0f} s", file=sys.stderr)
 
 
-def build(path: Path, events: int, *, log: bool = True) -> None:
+def build(path: Path, events: int, *, log: bool = True, wide: bool = False) -> None:
     began = time.monotonic()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -488,7 +558,7 @@ def build(path: Path, events: int, *, log: bool = True) -> None:
     site_id, api_key = _accounts(url)
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     first_day = last_day - timedelta(days=DAYS - 1)
-    generator = Generator(site_id, first_day, events)
+    generator = Generator(site_id, first_day, events, wide=wide)
     visits = made = 0
     conn = sqlite3.connect(partial)
     conn.execute("PRAGMA synchronous=OFF")  # a half-built file is thrown away anyway
@@ -507,7 +577,14 @@ def build(path: Path, events: int, *, log: bool = True) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     info = Dataset(
-        partial, BENCH_SITE, first_day.isoformat(), last_day.isoformat(), made, visits, api_key
+        partial,
+        BENCH_SITE,
+        first_day.isoformat(),
+        last_day.isoformat(),
+        made,
+        visits,
+        api_key,
+        WIDE if wide else "",
     )
     partial.rename(path)
     meta = {k: v for k, v in asdict(info).items() if k != "path"}
@@ -534,8 +611,9 @@ def _accounts(url: str) -> tuple[int, str]:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:] or ["1M"]:
-        print(dataset(parse_count(arg)).path)
+    sizes = [arg for arg in sys.argv[1:] if arg != "--wide"]
+    for arg in sizes or ["1M"]:
+        print(dataset(parse_count(arg), wide="--wide" in sys.argv[1:]).path)
 
 
 def postgres_copy(data: Dataset) -> str:
@@ -547,7 +625,8 @@ def postgres_copy(data: Dataset) -> str:
 
     from bench.common import postgres_database
 
-    name = f"tracker_bench_{data.events}_gen{GENERATOR_VERSION}"
+    variant = f"_{data.variant}" if data.variant else ""
+    name = f"tracker_bench_{data.events}_gen{GENERATOR_VERSION}{variant}"
     stamp = f"{data.path.name} {data.first_day}"
     url = postgres_database(name, fresh=False)
     dsn = url.replace("postgresql+psycopg://", "postgresql://")

@@ -4,6 +4,7 @@
     python -m bench --full             # 30 s ingest runs, as quoted in README
     python -m bench --events 10M       # stats and export on 10M events (slow to generate once)
     python -m bench --only ingest,script --databases sqlite
+    python -m bench --only filters --filter-datasets default   # the filter matrix alone
 
 Each benchmark measures its own baseline in the same run (the shared, noisy machine moves
 both alike) and the table shows the ratio. Figures are medians of the repetitions.
@@ -26,13 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import classify, export, ingest, profile, script, stats
+from bench import classify, export, filters, ingest, profile, script, stats
 from bench.common import REPO, Figure, Options, Unavailable, parse_count
 
 BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
     "script": script.run,
     "ingest": ingest.run,
     "stats": stats.run,
+    "filters": filters.run,
     "export": export.run,
     "profile": profile.run,
     "classify": classify.run,
@@ -51,6 +53,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (medians reported)")
     parser.add_argument("--connections", default="16,64", help="ingest connection counts")
     parser.add_argument("--databases", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument(
+        "--filter-datasets",
+        default="default,wide",
+        help="the filter matrix's datasets: default, wide (100k pages, 10k campaigns)",
+    )
+    parser.add_argument(
+        "--filter-exact",
+        action="store_true",
+        help="let the filter matrix's slow queries run to their end (default: stopped at 3x"
+        " the target)",
+    )
     parser.add_argument("--full", action="store_true", help="30 s ingest runs (README figures)")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
@@ -58,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.only.split(",")) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    if set(args.filter_datasets.split(",")) - {"default", "wide"}:
+        parser.error("--filter-datasets: use default, wide or both")
     if args.full:
         args.duration = 30.0
     if args.tiny:
@@ -138,6 +153,8 @@ def main(argv: list[str] | None = None) -> list[Figure]:
             reps=args.reps,
             connections=tuple(int(c) for c in args.connections.split(",")),
             databases=tuple(args.databases.split(",")),
+            filter_datasets=tuple(args.filter_datasets.split(",")),
+            filter_exact=args.filter_exact,
         )
         for name in args.only.split(","):
             began = time.monotonic()

@@ -11,9 +11,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from bench import datagen, profile
-from bench.common import parse_count
+from bench import datagen, filters, profile
+from bench.common import Options, parse_count
 from bench.run import main
 from tracker.db import Database
 from tracker.stats import SiteRef, parse_query, run
@@ -25,6 +27,12 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datagen.Dataset:
     return datagen.dataset(3000, log=False)
 
 
+@pytest.fixture
+def tiny_wide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datagen.Dataset:
+    monkeypatch.setattr(datagen, "CACHE_DIR", tmp_path / "cache")
+    return datagen.dataset(10_000, log=False, wide=True)
+
+
 def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
     # Whole visits only: the last one may end a few events past the size asked for.
     assert 3000 <= tiny.events < 3100
@@ -34,8 +42,10 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
         assert conn.execute("SELECT count(*) FROM visits").fetchone() == (tiny.visits,)
 
 
-def test_visits_agree_with_their_events(tiny: datagen.Dataset) -> None:
-    with sqlite3.connect(tiny.path) as conn:
+@pytest.mark.parametrize("variant", ["tiny", "tiny_wide"])
+def test_visits_agree_with_their_events(variant: str, request: pytest.FixtureRequest) -> None:
+    data: datagen.Dataset = request.getfixturevalue(variant)
+    with sqlite3.connect(data.path) as conn:
         mismatches = conn.execute(
             """
             SELECT v.id FROM visits v JOIN (
@@ -134,3 +144,95 @@ def test_classify_bench_runs_tiny(tmp_path: Path) -> None:
         "referrer attribution, cached",
     }
     assert all(f.value > 0 for f in figures)
+
+
+def test_wide_dataset_has_many_pages_and_campaigns(
+    tiny_wide: datagen.Dataset, tmp_path: Path
+) -> None:
+    assert tiny_wide.variant == datagen.WIDE
+    assert tiny_wide.path.name.endswith(f"-{datagen.WIDE}.db")  # the default's file untouched
+    with sqlite3.connect(tiny_wide.path) as conn:
+        pages = conn.execute("SELECT count(DISTINCT path) FROM events").fetchone()[0]
+        campaigns = conn.execute("SELECT count(DISTINCT utm_campaign) FROM visits").fetchone()[0]
+        rare = conn.execute(
+            "SELECT count(*) FROM (SELECT path FROM events WHERE kind = 'pageview'"
+            " GROUP BY path HAVING count(*) = 1)"
+        ).fetchone()[0]
+    # 10,000 events: ~8,900 pageviews, half of them spread over 100,000 pages, and ~1,200
+    # visits tagged with one of 10,000 campaigns; the default dataset has 327 pages and 7
+    # campaigns.
+    assert pages > 4000
+    assert campaigns > 1000
+    assert rare > 3000
+
+
+def test_filter_matrix_spells_each_filter_alike_for_page_and_api(
+    tiny: datagen.Dataset,
+) -> None:
+    db = Database(tiny.url)
+    try:
+        picks = filters.pick_values(db, tiny)
+    finally:
+        db.dispose()
+    matrix = filters.cases(picks)
+    assert len(matrix) == 240
+    site = SiteRef(1, tiny.site, "UTC")
+    for case in matrix:
+        filters.page_query(site, tiny, case)  # asserts the page's and the API's filters agree
+    for dim, pick in picks.items():
+        assert pick.popular[0].visits >= pick.popular[1].visits >= pick.rare[0].visits, dim
+
+
+@pytest.mark.parametrize("operator", filters.OPERATORS)
+def test_filter_matrix_escapes_odd_values(operator: str, tiny: datagen.Dataset) -> None:
+    odd = ("a|b*c;d\\e", "!~x")
+    case = filters.Case("visit:utm_campaign", operator, "rare", odd, "aggregate")
+    query = filters.page_query(SiteRef(1, tiny.site, "UTC"), tiny, case)
+    (flt,) = query.filters
+    expected = {
+        "is": ("is", odd[:1]),
+        "is not": ("is_not", odd[:1]),
+        "any of": ("is", odd),
+        "contains": ("contains", (odd[0].lower(),)),
+        # The prefix's * and \ escaped as a pattern wants them, then the wildcard.
+        "wildcard": ("matches", ("a|b\\*c;d\\\\*",)),
+    }[operator]
+    assert (flt.op, flt.values) == expected
+
+
+def test_filter_matrix_stops_a_slow_statement(tiny: datagen.Dataset) -> None:
+    db = Database(tiny.url)
+    endless = text(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    )
+    try:
+        with filters.stopping(db, 50) as fired, pytest.raises(DBAPIError):  # noqa: PT012
+            with db.engine.connect() as conn:
+                conn.execute(endless)
+        assert fired.is_set()
+        with db.engine.connect() as conn:  # the connection is usable again
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        db.dispose()
+
+
+@pytest.mark.slow
+def test_filter_matrix_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
+    opts = Options(
+        workdir=tmp_path,
+        results=tmp_path,
+        events=3000,
+        databases=("sqlite",),
+        filter_datasets=("default",),
+        stats_reps=1,
+    )
+    figures = filters.run(opts)
+    names = {f.metric for f in figures}
+    assert {"is, popular: median", "wildcard, rare: worst", "all filters: worst"} <= names
+    assert {"API by day, is popular source", "API by page, slowest in-process"} <= names
+    served = [f for f in figures if f.metric.startswith("API")]
+    assert served and all(f.value > 0 for f in served)  # each answered 200
+    # Every query, with the columnar store and without it.
+    detail = (tmp_path / filters.DETAIL_FILE).read_text()
+    assert detail.count("warm-up") == 2 * 240
+    assert "columnar store build" in names

@@ -9,17 +9,20 @@ row's previous value and change.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, tuple_
 
+from tracker.columnar import engine as columnar
 from tracker.db import Database
 from tracker.stats import conversions, spend
 from tracker.stats.compiler import (
+    Plan,
     dim_key,
     dimension_column,
     goal_counts,
@@ -66,18 +69,20 @@ class Result:
 
 
 def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
-    """Answer a query. `rollups=False` reads raw rows only (tests compare both paths)."""
+    """Answer a query. `rollups=False` reads raw rows only, neither rollups nor the
+    columnar store (tests compare the paths)."""
     spend.check(query)
+    store = db.columnar_root if rollups else None
     with db.engine.connect() as conn:
         query = with_goals(conn, query, hits=rollups)
-        result = _answer(conn, query, rollups=rollups)
+        result = _answer(conn, query, rollups=rollups, store=store)
         if query.compare and query.compare_period:
             restrict = _row_keys(result)
             previous = _comparison_query(query)
-            result.comparison = _answer(conn, previous, restrict, rollups=rollups)
+            result.comparison = _answer(conn, previous, restrict, rollups=rollups, store=store)
             _attach_comparison(result, result.comparison)
         if SOURCE in query.dimensions:
-            _spell_sources(conn, result, rollups=rollups)
+            _spell_sources(conn, result, rollups=rollups, store=store)
     return result
 
 
@@ -87,14 +92,15 @@ def _answer(
     restrict: Sequence[tuple[Any, ...]] | None = None,
     *,
     rollups: bool,
+    store: Path | None,
 ) -> Result:
     """One period's rows, ordered and paged; sorted here when SQL cannot order them."""
     if not any(name in FILLED_LATER for name, _ in query.order_by):
-        return _answer_rows(conn, query, restrict, rollups=rollups)
+        return _answer_rows(conn, query, restrict, rollups=rollups, store=store)
     # The order needs metrics completed after the sums (a conversion rate): every row is
     # completed, then sorted and paged like SQL would.
     whole = dataclasses.replace(query, limit=None, offset=0)
-    result = _answer_rows(conn, whole, restrict, rollups=rollups)
+    result = _answer_rows(conn, whole, restrict, rollups=rollups, store=store)
     rows = sort_rows(result.rows, query.dimensions, query.order_by)
     end = query.offset + query.limit if query.limit else None
     result.has_more = end is not None and len(rows) > end
@@ -129,11 +135,12 @@ def _answer_rows(
     restrict: Sequence[tuple[Any, ...]] | None,
     *,
     rollups: bool,
+    store: Path | None,
 ) -> Result:
     """One period's rows: a plain report, or goal rows; goal metrics completed."""
 
     def runner(q: Query, keys: Sequence[tuple[Any, ...]] | None) -> list[dict[str, Any]]:
-        return _run(conn, q, keys, rollups=rollups).rows
+        return _run(conn, q, keys, rollups=rollups, store=store).rows
 
     def counter(q: Query) -> dict[str, Any] | None:
         stmt = goal_counts(q)
@@ -171,7 +178,7 @@ def _answer_rows(
             wanted = set(map(tuple, restrict))
             result.rows = [r for r in result.rows if tuple(r[k] for k in keys) in wanted]
     else:
-        result = _run(conn, executed, restrict, rollups=rollups)
+        result = _run(conn, executed, restrict, rollups=rollups, store=store)
         result.query = query
     conversions.complete(widened, result.rows, runner, payer)
     spend.complete(conn, query, result.rows)
@@ -181,7 +188,7 @@ def _answer_rows(
     return result
 
 
-def _spell_sources(conn: Connection, result: Result, *, rollups: bool) -> None:
+def _spell_sources(conn: Connection, result: Result, *, rollups: bool, store: Path | None) -> None:
     """Show case-folded sources in their most frequent spelling in the period.
 
     A tagged source no list knows is stored case-folded (`newsletter-uk`), so letter case
@@ -209,7 +216,7 @@ def _spell_sources(conn: Connection, result: Result, *, rollups: bool) -> None:
         offset=0,
     )
     spelling: dict[str, str] = {}
-    for row in _run(conn, tagged, rollups=rollups).rows:  # most visits first
+    for row in _run(conn, tagged, rollups=rollups, store=store).rows:  # most visits first
         key = str(row[UTM_SOURCE]).strip().casefold()
         if key in folded:
             spelling.setdefault(key, str(row[UTM_SOURCE]).strip())
@@ -239,18 +246,17 @@ def _run(
     restrict: Sequence[tuple[Any, ...]] | None = None,
     *,
     rollups: bool,
+    store: Path | None = None,
 ) -> Result:
     parts = parts_for(query.metrics)
     plan = plan_for(query, parts)
     query, extra = _restricted(query, restrict)
-    source, used = bucket_source(conn, query, plan, extra, rollups=rollups)
-    raw = conn.execute(outer(query, plan, source)).all()
+    raw, used = _sums(conn, query, plan, extra, rollups=rollups, store=store)
     has_more = bool(query.limit) and len(raw) > (query.limit or 0)
     if has_more:
         raw = raw[: query.limit]
     rows = []
-    for record in raw:
-        values = record._mapping
+    for values in raw:
         row: dict[str, Any] = {
             name: _dimension_value(name, values[f"k{i}"], query)
             for i, name in enumerate(query.dimensions)
@@ -263,6 +269,25 @@ def _run(
         rows = _fill_series(query, rows)
     meta = {"source": used, "period": query.period, "compare_period": query.compare_period}
     return Result(rows=rows, query=query, has_more=has_more, meta=meta)
+
+
+def _sums(
+    conn: Connection,
+    query: Query,
+    plan: Plan,
+    extra: ColumnElement[bool] | None,
+    *,
+    rollups: bool,
+    store: Path | None,
+) -> tuple[Sequence[Mapping[str, Any]], str]:
+    """`outer`'s rows (k0.., parts) and which path answered: the columnar store where it
+    holds the period's first days (tracker.columnar.engine), else the database."""
+    if store is not None:
+        found = columnar.answer(conn, store, query, plan, extra)
+        if found is not None:
+            return found
+    source, used = bucket_source(conn, query, plan, extra, rollups=rollups)
+    return [record._mapping for record in conn.execute(outer(query, plan, source))], used
 
 
 def _restricted(

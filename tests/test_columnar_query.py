@@ -1,0 +1,370 @@
+"""The columnar store answers every report exactly as the raw path does (issue 16).
+
+A week of traffic on a site in Europe/Paris across the end of summer time (2026-10-25,
+02:00 local comes twice), stored through the real collector on SQLite and PostgreSQL, with
+visits just before and after local midnight (22:00 UTC in summer, 23:00 UTC in winter) and
+UTC midnight. The store holds whole UTC days (tests/columnar_store.py); reports read it
+for the visits started before the last local midnight it covers, the database for the rest.
+Each query's rows must equal `run(..., rollups=False)`'s, row for row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from tests.columnar_store import write_store
+from tests.helpers import store_events
+from tracker.columnar import engine
+from tracker.columnar.layout import DAY_MS, read_manifest, site_dir
+from tracker.db import Database
+from tracker.db.models import Event, Site, Visit
+from tracker.goals import add_goal
+from tracker.sites import add_site, find_site
+from tracker.stats import parse_query, run
+from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.periods import day_number
+from tracker.stats.query import Query, site_ref
+from tracker.stats.rollups import refresh_site
+
+SITE = "paris.example"
+NOW = datetime(2026, 10, 28, 12, tzinfo=UTC)
+FIRST = date(2026, 10, 22)
+WEEK = {"period": "custom", "from": "2026-10-22", "to": "2026-10-28"}
+ALL_METRICS = (
+    "visitors,visits,pageviews,views_per_visit,bounce_rate,visit_duration,time_on_page,events"
+)
+VISIT_METRICS = "visitors,visits,bounce_rate,visit_duration"
+PAGES = ["/", "/blog/a", "/blog/b", "/pricing", "/Élan", "/élan", "/docs/x_y%z", "/BLOG/c"]
+REFERRERS = ["", "https://www.google.com/", "https://www.bing.com/", "https://facebook.com/"]
+CAMPAIGNS = [
+    "",
+    "?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
+    "?utm_source=Newsletter-UK&utm_campaign=autumn",
+]
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+)
+DESKTOP = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
+# Visit starts (UTC) around local midnight (22:00 before the 25th, 23:00 from then on),
+# UTC midnight and the repeated hour of the 25th, and in the day.
+CLOCKS = ["21:40", "22:20", "23:10", "23:40", "00:15", "00:50", "01:20", "09:00", "17:30"]
+# The visit merged into another visitor's (see `merge_across_utc_midnight`).
+MERGED = ("2026-10-26T23:40:07+00:00", "2026-10-27T00:50:07+00:00")
+
+
+def visit_events(rng: random.Random, ip: str, start: datetime, agent: str) -> list[dict]:
+    url = f"https://{SITE}"
+    first = rng.choice(PAGES) + rng.choice(CAMPAIGNS)
+    referrer = rng.choice(REFERRERS)
+    who = {"ip": ip, "user_agent": agent}
+    events: list[dict[str, Any]] = []
+    for step in range(rng.choice([1, 1, 2, 3])):
+        at = start + timedelta(minutes=2 * step)
+        page = {**who, "url": url + (first if step == 0 else rng.choice(PAGES)),
+                "pageview_id": f"{ip}-{at.isoformat()}"}  # fmt: skip
+        view = {**page, "timestamp": at.isoformat()}
+        if step == 0 and referrer:
+            view["referrer"] = referrer
+        events.append(view)
+        if rng.random() < 0.5:
+            events.append({**page, "type": "engagement", "engaged_ms": rng.randint(1, 90) * 1000,
+                           "timestamp": (at + timedelta(seconds=50)).isoformat()})  # fmt: skip
+        if rng.random() < 0.2:
+            events.append({**page, "type": "click", "name": "Outbound Link",
+                           "target": rng.choice(["https://partner.example/", "https://x.example/a"]),
+                           "timestamp": (at + timedelta(seconds=55)).isoformat()})  # fmt: skip
+    if rng.random() < 0.3:
+        custom = {**who, "type": "event", "name": "Signup", "url": url + "/pricing",
+                  "timestamp": (start + timedelta(seconds=70)).isoformat()}  # fmt: skip
+        if rng.random() < 0.6:
+            custom["props"] = {"plan": rng.choice(["pro", "free"])}
+        if rng.random() < 0.4:
+            custom["name"] = "Purchase"
+            custom["revenue"] = {"amount": str(rng.randint(1, 90)),
+                                 "currency": rng.choice(["EUR", "USD"])}  # fmt: skip
+        events.append(custom)
+    return events
+
+
+def traffic() -> list[dict[str, Any]]:
+    rng = random.Random(16)
+    events = []
+    for offset in range(7):
+        day = FIRST + timedelta(days=offset)
+        for person in range(10):
+            ip = f"198.51.100.{person + 1}"
+            agent = PHONE if person % 3 == 0 else DESKTOP
+            clocks = sorted(rng.sample(CLOCKS, rng.choice([1, 2, 3])))
+            for clock in clocks:
+                hour, minute = map(int, clock.split(":"))
+                start = datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+                if start < NOW:
+                    events += visit_events(rng, ip, start, agent)
+    # One visitor on both sides of local and UTC midnight, in three visits (MERGED).
+    for clock in ("2026-10-26T22:40:07", "2026-10-26T23:40:07", "2026-10-27T00:50:07"):
+        start = datetime.fromisoformat(clock + "+00:00")
+        events += visit_events(random.Random(clock), "192.0.2.77", start, DESKTOP)
+    return events
+
+
+def merge_across_utc_midnight(db: Database) -> None:
+    """Give MERGED's second visit the first one's visitor id, as an import keeping one id
+    per person would: one visitor with visits on both sides of UTC midnight, on one local
+    day (2026-10-27), which a store cut at UTC midnight would count twice."""
+    v = Visit.__table__.c
+    stamps = [int(datetime.fromisoformat(s).timestamp() * 1000) for s in MERGED]
+    with db.engine.begin() as conn:
+        keep, other = (
+            conn.execute(select(v.visitor_id, v.id).where(v.started_ms == ms)).one()
+            for ms in stamps
+        )
+        conn.execute(update(Visit).where(v.id == other.id).values(visitor_id=keep.visitor_id))
+        conn.execute(
+            update(Event).where(Event.visit_id == other.id).values(visitor_id=keep.visitor_id)
+        )
+
+
+@pytest.fixture
+def site(app: Flask, db: Database) -> Site:
+    with db.session() as session:
+        add_site(session, SITE, timezone="Europe/Paris")
+    store_events(app, traffic(), site=SITE)
+    merge_across_utc_midnight(db)
+    with db.session() as session:
+        found = find_site(session, SITE)
+        assert found is not None
+        return found
+
+
+def build(db: Database, root: Path, site: Site, until: date) -> None:
+    """The store of every UTC day before `until`, and reports reading it."""
+    write_store(db, root, site.id, day_number(FIRST) - 1, day_number(until) - 1)
+    db.columnar_root = root
+
+
+def query(site: Site, args: dict[str, str], period: dict[str, str] = WEEK) -> Query:
+    """The query of URL parameters; `order_by` ("name:direction,...") also orders by
+    dimensions, which URLs cannot say."""
+    args = dict(args)
+    order = args.pop("order_by", "")
+    q = parse_query(site, {**period, **args}, now=NOW)
+    if order:
+        pairs = tuple(tuple(item.rsplit(":", 1)) for item in order.split(","))
+        q = dataclasses.replace(q, order_by=pairs)  # type: ignore[arg-type]
+    return q
+
+
+VISIT_DIMENSIONS = [n for n, d in DIMENSIONS.items() if d.scope == "visit"]
+EVENT_DIMENSIONS = [n for n, d in DIMENSIONS.items() if d.is_event and n != "event:goal"]
+QUERIES: list[dict[str, str]] = [
+    {"metrics": ALL_METRICS},
+    *({"metrics": ALL_METRICS, "dimension": t} for t in ("time:hour", "time:day", "time:week")),
+    {"metrics": "visitors,pageviews", "dimension": "time:month"},
+    *({"metrics": VISIT_METRICS, "dimension": d} for d in VISIT_DIMENSIONS),
+    *({"metrics": ALL_METRICS, "dimension": d} for d in EVENT_DIMENSIONS),
+    {"metrics": "visitors,events", "dimension": "event:name,event:props"},
+    # Rows tied on the day, ordered by properties: NULL first on SQLite, last on PostgreSQL.
+    {"metrics": "visitors,events", "dimension": "time:day,event:props"},
+    {"metrics": VISIT_METRICS, "dimension": "visit:source,event:page"},
+    # Filters: is, is not, any of, contains, wildcards; on visit and event dimensions.
+    {"metrics": ALL_METRICS, "source": "Google"},
+    {"metrics": ALL_METRICS, "source": "!Google"},
+    {"metrics": ALL_METRICS, "source": "Google|Bing"},
+    {"metrics": ALL_METRICS, "source": "!Google|Bing"},
+    {"metrics": ALL_METRICS, "source": "~goo"},
+    {"metrics": ALL_METRICS, "source": "newsletter*"},
+    {"metrics": ALL_METRICS, "source": "!news*"},
+    {"metrics": ALL_METRICS, "page": "/blog*"},
+    {"metrics": ALL_METRICS, "page": "!/blog*"},
+    {"metrics": ALL_METRICS, "page": "~blog"},
+    {"metrics": ALL_METRICS, "page": "~élan"},
+    {"metrics": ALL_METRICS, "page": "~ÉLAN"},
+    {"metrics": ALL_METRICS, "page": "/docs/x_y%z"},
+    {"metrics": ALL_METRICS, "page": "*_y%*"},
+    {"metrics": ALL_METRICS, "page": "/pricing", "dimension": "visit:source"},
+    {"metrics": ALL_METRICS, "entry_page": "~/b", "dimension": "event:page"},
+    {"metrics": ALL_METRICS, "device": "!Mobile", "dimension": "time:day"},
+    {"metrics": ALL_METRICS, "utm_campaign": "spring|autumn", "dimension": "visit:channel"},
+    {"metrics": "visitors,events", "event": "Signup", "dimension": "event:props"},
+    {"metrics": "visitors,events", "props": "~pro", "dimension": "visit:source"},
+    {"metrics": "visitors,events", "target": "~partner", "dimension": "event:target"},
+    {"metrics": VISIT_METRICS, "revenue_currency": "EUR", "dimension": "visit:device"},
+    # Filters combined.
+    {"metrics": ALL_METRICS, "source": "!Google", "page": "/blog*", "device": "Desktop"},
+    {"metrics": ALL_METRICS, "source": "!Bing", "page": "!/", "dimension": "event:page"},
+    {"metrics": VISIT_METRICS, "source": "~e", "utm_campaign": "!spring", "dimension": "time:hour"},
+    # Paging and orders.
+    *(
+        {"metrics": ALL_METRICS, "dimension": "event:page", "limit": "2", "offset": o}
+        for o in ("0", "2", "4", "6")
+    ),
+    {"metrics": ALL_METRICS, "dimension": "event:page", "order": "visitors:asc"},
+    {"metrics": ALL_METRICS, "dimension": "event:page", "order": "bounce_rate", "limit": "3"},
+    {"metrics": ALL_METRICS, "dimension": "event:page", "order": "time_on_page"},
+    {"metrics": ALL_METRICS, "dimension": "event:page",
+     "order_by": "visitors:desc,event:page:desc"},
+    {"metrics": ALL_METRICS, "dimension": "visit:source", "order_by": "visit:source:desc"},
+    {"metrics": "visitors,events", "dimension": "event:props", "order_by": "event:props:asc"},
+    {"metrics": "visitors,events", "dimension": "event:props", "order_by": "event:props:desc"},
+    # Comparisons: one dimension (a filter on the rows shown), two (a tuple IN), a series.
+    {"metrics": ALL_METRICS, "dimension": "visit:source", "compare": "previous_period"},
+    {"metrics": "visitors,events", "dimension": "event:name,event:target",
+     "compare": "previous_period"},
+    {"metrics": ALL_METRICS, "dimension": "time:day", "compare": "previous_period", "page": "~a"},
+]  # fmt: skip
+
+
+def assert_same(db: Database, site: Site, args: dict[str, str], period: dict[str, str]) -> str:
+    """Asserts the store's rows are the raw path's; returns which path answered."""
+    q = query(site, args, period)
+    stored, raw = run(db, q), run(db, q, rollups=False)
+    assert raw.meta["source"] == "raw"
+    assert stored.rows == raw.rows, (args, period)
+    assert stored.has_more == raw.has_more, (args, period)
+    if raw.comparison is not None:
+        assert stored.comparison is not None
+        assert stored.comparison.rows == raw.comparison.rows, (args, period)
+    return str(stored.meta["source"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("until", [date(2026, 10, 25), date(2026, 10, 27)])
+def test_every_report_matches_the_raw_path(
+    db: Database, site: Site, tmp_path: Path, until: date
+) -> None:
+    """Store complete until 2026-10-25 00:00 UTC (local midnight 22:00 UTC the day before)
+    or until 2026-10-27 00:00 UTC (23:00 UTC the day before): the week is read from both."""
+    build(db, tmp_path / "columnar", site, until)
+    for args in QUERIES:
+        assert assert_same(db, site, args, WEEK) == "columnar+live", args
+        assert any(row[query(site, args).metrics[0]] for row in run(db, query(site, args)).rows)
+
+
+PERIODS = [
+    ({"period": "custom", "from": "2026-10-22", "to": "2026-10-26"}, "columnar"),
+    ({"period": "custom", "from": "2026-10-25", "to": "2026-10-25"}, "columnar"),
+    ({"period": "custom", "from": "2026-10-26", "to": "2026-10-27"}, "columnar+live"),
+    # Entirely after the split: the database alone.
+    ({"period": "custom", "from": "2026-10-27", "to": "2026-10-28"}, "raw"),
+    ({"period": "month"}, "columnar+live"),
+    ({"period": "7d", "compare": "year_over_year"}, "columnar+live"),
+]
+
+
+@pytest.mark.slow
+def test_periods_closed_live_or_both(db: Database, site: Site, tmp_path: Path) -> None:
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    for period, path in PERIODS:
+        for args in QUERIES[:12] + QUERIES[-8:]:
+            assert assert_same(db, site, args, period) == path, (args, period)
+
+
+def test_a_visitor_across_utc_midnight_counts_once_on_its_local_day(
+    db: Database, site: Site, tmp_path: Path
+) -> None:
+    """MERGED's visits started on both sides of UTC midnight, both on local 2026-10-27:
+    the split falls at local midnight (23:00 UTC), so both are read from the database."""
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    args = {"metrics": "visitors,visits", "dimension": "time:day"}
+    assert assert_same(db, site, args, WEEK) == "columnar+live"
+    manifest = read_manifest(tmp_path / "columnar", site.id)
+    assert manifest is not None
+    split = engine.split_ms(manifest, query(site, args))
+    assert split == int(datetime(2026, 10, 26, 23, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_no_manifest_reads_the_database(db: Database, site: Site, tmp_path: Path) -> None:
+    db.columnar_root = tmp_path / "nothing-built"
+    assert assert_same(db, site, {"metrics": ALL_METRICS, "source": "!Google"}, WEEK) == "raw"
+
+
+def test_a_goal_keeps_its_own_path(db: Database, site: Site, tmp_path: Path) -> None:
+    with db.session() as session:
+        owner = session.get(Site, site.id)
+        add_goal(session, owner, name="Signup", kind="event", event_name="Signup")
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    for args in (
+        {"metrics": "visitors,conversions,conversion_rate", "goal": "Signup"},
+        {"metrics": "visitors,conversions", "dimension": "event:goal"},
+        {"metrics": "visitors,conversion_rate", "goal": "Signup", "dimension": "visit:source"},
+    ):
+        assert assert_same(db, site, args, WEEK) in ("raw", "mixed"), args
+    # The conversion rate's visits without the goal may come from the store: same numbers.
+    args = {"metrics": "visitors,conversion_rate", "goal": "!Signup", "dimension": "event:page"}
+    assert_same(db, site, args, WEEK)
+
+
+def test_rollups_answer_where_they_hold_every_closed_day(
+    db: Database, site: Site, tmp_path: Path
+) -> None:
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000))
+    assert assert_same(db, site, {"metrics": ALL_METRICS, "dimension": "event:page"}, WEEK) == (
+        "rollup"
+    )
+    assert assert_same(db, site, {"metrics": ALL_METRICS, "source": "!Google"}, WEEK) == (
+        "columnar+live"
+    )
+
+
+def test_a_part_deleted_under_the_reader(db: Database, site: Site, tmp_path: Path) -> None:
+    root = tmp_path / "columnar"
+    build(db, root, site, date(2026, 10, 27))
+    args = {"metrics": ALL_METRICS, "dimension": "event:page", "source": "!Google"}
+    assert assert_same(db, site, args, WEEK) == "columnar+live"
+    manifest = read_manifest(root, site.id)
+    assert manifest is not None
+    (site_dir(root, site.id) / manifest.parts[2].events).unlink()
+    # The manifest still names it (a builder died half-way): the database answers.
+    assert assert_same(db, site, args, WEEK) == "raw"
+
+
+def test_a_part_replaced_between_manifest_and_read(
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder replaced the manifest and deleted a part the reader's copy names: the
+    manifest is read again and the query retried once."""
+    root = tmp_path / "columnar"
+    build(db, root, site, date(2026, 10, 27))
+    stale = read_manifest(root, site.id)
+    assert stale is not None
+    moved = site_dir(root, site.id) / stale.parts[3].visits
+    moved.rename(moved.with_name("visits-rebuilt.parquet"))
+    fresh = type(stale)(
+        **{
+            **stale.__dict__,
+            "parts": tuple(
+                type(p)(**{**p.__dict__, "visits": "visits-rebuilt.parquet"}) if i == 3 else p
+                for i, p in enumerate(stale.parts)
+            ),
+        }
+    )
+    reads = iter([stale, fresh])
+    monkeypatch.setattr(engine, "current_manifest", lambda *_: next(reads))
+    args = {"metrics": ALL_METRICS, "source": "!Google", "dimension": "time:day"}
+    assert assert_same(db, site, args, WEEK) == "columnar+live"
+
+
+def test_statements_bind_every_value(db: Database, site: Site) -> None:
+    """User values reach DuckDB as parameters, never as SQL text."""
+    evil = "x' OR '1'='1"
+    q = query(site, {"metrics": "visits", "dimension": "event:page", "page": evil})
+    from tracker.stats.compiler import outer, plan_for, raw_buckets
+    from tracker.stats.metrics import parts_for
+
+    plan = plan_for(q, parts_for(q.metrics))
+    for record in ("sqlite", "postgresql"):
+        sql, params = engine.compiled(outer(q, plan, raw_buckets(q, plan, [(0, DAY_MS)])), record)
+        assert evil not in sql and evil in params

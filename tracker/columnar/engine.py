@@ -1,0 +1,347 @@
+"""Reading the columnar store: the compiler's own statements, run by DuckDB over the parts.
+
+A query's visits are cut at the split, the last local midnight (site time zone) at or before
+the manifest's `complete_until_ms`: those started before it are read from the Parquet parts,
+those from it on from the database of record (today, maybe yesterday: few rows, through
+`bucket_source`, so rollups answer them where they can). Visitors are counted distinct per
+local day (or hour), so a local day is never cut in two: a visitor with visits on both sides
+would count twice. The database's per-bucket rows are handed to DuckDB as an Arrow table and
+both sides are summed by the compiler's `outer` statement there, so ordering and paging stay
+in one place. The statements are compiled for DuckDB with bound parameters, in a dialect
+that keeps the database of record's semantics where DuckDB's differ.
+
+DuckDB runs in the process: one database per worker process, one connection per thread (its
+connections are not safe to share between threads), never loading or downloading an
+extension. Each call reads the parts covering its days through temporary views of that
+thread's connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Select,
+    Text,
+    column,
+    select,
+    table,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql.base import PGCompiler, PGDialect, PGTypeCompiler
+
+from tracker.columnar.layout import MANIFEST, Manifest, Part, read_manifest, site_dir
+from tracker.stats.compiler import Plan, dim_key, outer, raw_buckets
+from tracker.stats.goals import goal_clause, goal_events
+from tracker.stats.periods import local_date, local_midnight_ms, make_period
+from tracker.stats.query import Query
+from tracker.stats.rollups import bucket_source
+
+log = logging.getLogger(__name__)
+
+# DuckDB's threads per statement, for the whole process (docs/ARCHITECTURE.md, "Columnar
+# store: reading", has the measurements behind it).
+THREADS = 1
+# The name the database's rows are registered under on a DuckDB connection.
+LIVE = "live_buckets"
+# Nothing is ever loaded or downloaded at run time (air-gapped servers).
+SETTINGS = (
+    "SET autoinstall_known_extensions=false",
+    "SET autoload_known_extensions=false",
+)
+# Where each database of record puts NULLs when an ORDER BY does not say: rows tied on
+# every sort key must come out in the same order from DuckDB.
+NULL_ORDER = {
+    "sqlite": "nulls_first_on_asc_last_on_desc",
+    "postgresql": "nulls_last_on_asc_first_on_desc",
+}
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class DuckCompiler(PGCompiler):
+    """PostgreSQL's SQL for DuckDB, with two differences.
+
+    Integer division: DuckDB's `/` is float division, `//` divides integers (truncating,
+    as SQLite's and PostgreSQL's `/` do).
+
+    Integers are written into the SQL, text stays a bound parameter: DuckDB accepts no
+    parameter in GROUP BY (a month's first day, constant over a one-month period) nor an
+    expression selected and grouped by unless both are the same text. An int renders as
+    digits only, so no value a user typed becomes SQL; cast, so a constant grouped or
+    ordered by is not read as a column's position.
+    """
+
+    def visit_floordiv_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        return f"({self.process(binary.left, **kw)} // {self.process(binary.right, **kw)})"
+
+    def visit_bindparam(self, bindparam: Any, **kw: Any) -> str:
+        value = bindparam.effective_value
+        if type(value) is int:  # not bool, a subclass
+            return f"CAST({value} AS BIGINT)"
+        return str(super().visit_bindparam(bindparam, **kw))
+
+
+def _ascii_lower(sql: str) -> str:
+    return f"translate({sql}, '{_UPPER}', '{_UPPER.lower()}')"
+
+
+class SqliteDuckCompiler(DuckCompiler):
+    """SQLite's lower() and case-insensitive LIKE fold ASCII letters only (`É` stays `É`);
+    DuckDB's fold every letter, so a `contains` filter or a source pattern would match
+    more rows than the raw path does on SQLite."""
+
+    def visit_lower_func(self, fn: Any, **kw: Any) -> str:
+        return _ascii_lower(self.process(fn.clauses, **kw))
+
+    def visit_ilike_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        return self._folded_like(binary, "LIKE", **kw)
+
+    def visit_not_ilike_op_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        return self._folded_like(binary, "NOT LIKE", **kw)
+
+    def _folded_like(self, binary: Any, op: str, **kw: Any) -> str:
+        left = _ascii_lower(self.process(binary.left, **kw))
+        right = _ascii_lower(self.process(binary.right, **kw))
+        escape = binary.modifiers.get("escape")
+        tail = "" if escape is None else " ESCAPE " + self.render_literal_value(escape, Text())
+        return f"{left} {op} {right}{tail}"
+
+
+class DuckTypeCompiler(PGTypeCompiler):
+    """DuckDB's FLOAT is single precision and its bare NUMERIC a DECIMAL(18,3); metric sort
+    keys divide in double precision on both databases of record, so DuckDB must too."""
+
+    def visit_FLOAT(self, type_: Any, **kw: Any) -> str:  # noqa: N802 - SQLAlchemy's name
+        return "DOUBLE"
+
+    def visit_NUMERIC(self, type_: Any, **kw: Any) -> str:  # noqa: N802 - SQLAlchemy's name
+        return "DOUBLE"
+
+
+class DuckDialect(PGDialect):
+    """Statements for DuckDB, agreeing with PostgreSQL where DuckDB's SQL differs."""
+
+    name = "duckdb"
+    default_paramstyle = "qmark"
+    statement_compiler = DuckCompiler
+    type_compiler_cls = DuckTypeCompiler
+
+
+class SqliteDuckDialect(DuckDialect):
+    """Statements for DuckDB, agreeing with SQLite where its functions differ."""
+
+    statement_compiler = SqliteDuckCompiler
+
+
+DIALECTS = {"sqlite": SqliteDuckDialect(), "postgresql": DuckDialect()}
+
+
+def compiled(stmt: Select, record: str) -> tuple[str, list[Any]]:
+    """SQL for DuckDB, with the semantics of the database of record (its dialect name),
+    and its bound values in order: user values are never inlined."""
+    comp = stmt.compile(dialect=DIALECTS[record], compile_kwargs={"render_postcompile": True})
+    return str(comp), [comp.params[name] for name in comp.positiontup or ()]
+
+
+class _Process:
+    """This process's DuckDB database, and each thread's connection to it."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.database = duckdb.connect(":memory:", config={"threads": THREADS})
+        for statement in SETTINGS:
+            self.database.execute(statement)
+        self.local = threading.local()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        found = getattr(self.local, "connection", None)
+        if found is None:
+            found = self.local.connection = self.database.cursor()
+        return found
+
+
+_process: _Process | None = None
+_process_lock = threading.Lock()
+
+
+def connection() -> duckdb.DuckDBPyConnection:
+    """The calling thread's DuckDB connection; a forked child makes its own database."""
+    global _process
+    with _process_lock:
+        if _process is None or _process.pid != os.getpid():
+            _process = _Process()
+        process = _process
+    return process.connection()
+
+
+# Per process: each manifest read, by path, with the identity of the file it was read from.
+_manifests: dict[Path, tuple[tuple[int, int, int], Manifest | None]] = {}
+
+
+def current_manifest(root: Path, site_id: int) -> Manifest | None:
+    """The site's manifest, read again only when the file was replaced."""
+    path = site_dir(root, site_id) / MANIFEST
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _manifests.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    manifest = read_manifest(root, site_id)
+    _manifests[path] = (identity, manifest)
+    return manifest
+
+
+def forget_manifest(root: Path, site_id: int) -> None:
+    _manifests.pop(site_dir(root, site_id) / MANIFEST, None)
+
+
+def split_ms(manifest: Manifest, query: Query) -> int:
+    """The last local midnight at or before `complete_until_ms`: the visits started before
+    it are in the parts, in whole local days."""
+    tz = query.site.tz
+    return local_midnight_ms(local_date(manifest.complete_until_ms, tz), tz)
+
+
+def _days(query: Query, start_ms: int, end_ms: int) -> Query:
+    """The query over the local days from start_ms to end_ms (local midnights)."""
+    tz = query.site.tz
+    last = local_date(end_ms - 1, tz)
+    period = make_period("custom", local_date(start_ms, tz), last, tz)
+    return dataclasses.replace(query, period=period)
+
+
+def answer(
+    conn: Connection,
+    root: Path,
+    query: Query,
+    plan: Plan,
+    extra: ColumnElement[bool] | None = None,
+) -> tuple[list[dict[str, Any]], str] | None:
+    """`outer`'s rows (k0.., parts) and which path answered ("columnar", "columnar+live"),
+    or None where the store cannot help: nothing built for the period's first day, a goal
+    (its matches are kept in goal_hits), rollups holding every closed day already, or
+    parts that cannot be read."""
+    if goal_clause(query) is not None or goal_events(query) is not None:
+        return None
+    for attempt in range(2):
+        manifest = current_manifest(root, query.site.id)
+        if manifest is None:
+            return None
+        try:
+            return _answer(conn, root, manifest, query, plan, extra)
+        except duckdb.IOException:
+            # A part replaced by the builder (and deleted) since the manifest was read.
+            forget_manifest(root, query.site.id)
+            if attempt:
+                log.warning("columnar store of site %s unreadable in %s", query.site.id, root)
+    return None
+
+
+def _answer(
+    conn: Connection,
+    root: Path,
+    manifest: Manifest,
+    query: Query,
+    plan: Plan,
+    extra: ColumnElement[bool] | None,
+) -> tuple[list[dict[str, Any]], str] | None:
+    period = query.period
+    split = split_ms(manifest, query)
+    if split <= period.start_ms:
+        return None
+    closed = _days(query, period.start_ms, min(split, period.end_ms))
+    if bucket_source(conn, closed, plan, extra)[1] == "rollup":
+        return None
+    live = None
+    if split < period.end_ms:
+        source, _ = bucket_source(conn, _days(query, split, period.end_ms), plan, extra)
+        live = conn.execute(source).all()
+    rows = sums(root, manifest, query, plan, split, live, extra, record=conn.dialect.name)
+    return rows, "columnar" if live is None else "columnar+live"
+
+
+def _live_table(rows: Sequence[Any], plan: Plan) -> pa.Table:
+    """The database's per-bucket rows, typed as DuckDB computes the parts' own (text
+    dimensions, integer bucket and sums; PostgreSQL's sums come as decimals)."""
+    names = [*(dim_key(i) for i in range(len(plan.dims))), "bucket", *plan.parts]
+    mappings: list[Mapping[str, Any]] = [row._mapping for row in rows]
+    arrays = []
+    for index, name in enumerate(names):
+        values = [m[name] for m in mappings]
+        if index < len(plan.dims):
+            arrays.append(pa.array(values, pa.string()))
+        else:
+            arrays.append(pa.array([None if v is None else int(v) for v in values], pa.int64()))
+    return pa.table(arrays, names=names)
+
+
+def _live_select(plan: Plan) -> Select:
+    dims = [column(dim_key(i), Text) for i in range(len(plan.dims))]
+    sums = [column(p, BigInteger) for p in plan.parts]
+    return select(table(LIVE, *dims, column("bucket", BigInteger), *sums))
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _views(duck: duckdb.DuckDBPyConnection, directory: Path, parts: Sequence[Part]) -> None:
+    """`visits` and `events` of this connection: the rows of exactly these parts."""
+    for name in ("visits", "events"):
+        files = ", ".join(_quoted(directory / getattr(p, name)) for p in parts)
+        duck.execute(
+            f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM read_parquet([{files}])"
+        )
+
+
+def sums(
+    root: Path,
+    manifest: Manifest,
+    query: Query,
+    plan: Plan,
+    split: int,
+    live: Sequence[Any] | None,
+    extra: ColumnElement[bool] | None = None,
+    *,
+    record: str,
+) -> list[dict[str, Any]]:
+    """`outer`'s rows over the parts' visits started from the period's start to `split`
+    and the database's per-bucket `live` rows; duckdb.IOException when a part is gone."""
+    period = query.period
+    end = min(split, period.end_ms)
+    parts = manifest.covering(period.start_ms, end)
+    duck = connection()
+    duck.execute(f"SET default_null_order = '{NULL_ORDER[record]}'")
+    sides: list[Select] = []
+    if parts:
+        _views(duck, site_dir(root, manifest.site_id), parts)
+        sides.append(raw_buckets(query, plan, [(period.start_ms, end)], extra))
+    if live:
+        duck.register(LIVE, _live_table(live, plan))
+        sides.append(_live_select(plan))
+    if not sides:
+        return []
+    source: Select | CompoundSelect = sides[0] if len(sides) == 1 else union_all(*sides)
+    sql, params = compiled(outer(query, plan, source), record)
+    try:
+        cursor = duck.execute(sql, params)
+        names = [d[0] for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        if live:
+            duck.unregister(LIVE)

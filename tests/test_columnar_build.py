@@ -60,8 +60,11 @@ TRAFFIC = [
     {"type": "click", "url": f"{BASE}/pricing", "ip": IP_A, "name": "Buy",
      "target": "https://pay.example.net/checkout", "pageview_id": "a2",
      "timestamp": "2026-03-02T09:01:30Z"},
+    # COPY's end-of-data marker as a whole value, and a CR LF: PostgreSQL's CSV quotes both.
+    {"url": f"{BASE}/faq", "ip": IP_A, "title": "\\.", "timestamp": "2026-03-02T09:02:00Z",
+     "pageview_id": "a3"},
     {"url": f"{BASE}/blog/post", "ip": IP_B, "referrer": "https://www.google.com/",
-     "timestamp": "2026-03-02T23:50:00Z", "pageview_id": "b1"},
+     "title": "Post\r\nfooter", "timestamp": "2026-03-02T23:50:00Z", "pageview_id": "b1"},
     {"type": "engagement", "url": f"{BASE}/blog/post", "ip": IP_B, "pageview_id": "b1",
      "engaged_ms": 12000, "scroll": 80, "timestamp": "2026-03-03T00:10:00Z"},
     {"url": f"{BASE}/blog/post", "ip": IP_C, "timestamp": "2026-03-04T08:00:00Z",
@@ -137,7 +140,8 @@ def test_closed_days_get_parts_holding_the_rows_as_stored(
     assert found.complete_until_ms == ms("2026-03-04T00:00:00")
     visits, events = part_rows(root, db, found.parts[0])
     assert (visits, events) == database_rows(db, day("2026-03-02"), day("2026-03-02"))
-    assert len(visits) == 2 and len(events) == 4
+    assert len(visits) == 2 and len(events) == 5
+    assert {"\\.", "Post\r\nfooter"} <= {e["title"] for e in events}
     engaged = next(e for e in events if e["pageview_id"] == "b1")
     assert (engaged["engaged_ms"], engaged["scroll"], engaged["time_on_page_ms"]) == (
         12000,
@@ -442,5 +446,5 @@ def test_rebuild_and_status_from_the_command_line(
     status = run_cli(env, "columnar", "status")
     line = next(row for row in status.splitlines() if row.startswith(SITE))
     assert "1 (1 months)" in line and "2026-03-01..2026-03-31" in line
-    assert line.split()[-4:-2] == ["3", "6"]  # visits, events (engagement is no row)
+    assert line.split()[-4:-2] == ["3", "7"]  # visits, events (engagement is no row)
     assert line.endswith(" kB")

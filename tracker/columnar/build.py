@@ -368,9 +368,9 @@ def refresh(
                 written += (
                     refresh_site(db, root, site, recent, now_ms=now_ms, budget=budget) is not None
                 )
+                sweep(root, site.id, now_ms)
             except Exception:  # noqa: BLE001 - one site's failure must not stop the others
                 log.exception("columnar refresh failed for site %s", site.id)
-            sweep(root, site.id, now_ms)
         return written
 
 

@@ -6,18 +6,23 @@ Every column of the two tables is copied, as the database holds it: integers as 
 its NULLs, and `props` as the JSON text `CAST(props AS TEXT)` gives on either database
 (what the compiler reads). Visits are in (started_ms, id) order, events in their visit's
 (started_ms, visit_id) order then by id, so row group statistics let a reader skip by time.
+
+On PostgreSQL the rows come as `COPY (...) TO STDOUT` CSV, parsed by pyarrow's CSV reader:
+half the CPU of fetching Python rows (server and client), the same table to the value.
 """
 
 from __future__ import annotations
 
+import io
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlalchemy import (
     JSON,
@@ -45,6 +50,9 @@ events = cast(Table, Event.__table__)
 # Rows fetched, converted and written (one Parquet row group) at a time: memory stays the
 # same for a day or a month.
 BATCH_ROWS = 65_536
+# PostgreSQL's COPY: bytes of CSV parsed at once (a row group: ~50,000 events).
+CSV_BLOCK = 16 << 20
+COPY_BUFFER = 1 << 20
 COMPRESSION = "zstd"
 EPOCH = date(1970, 1, 1)
 
@@ -116,10 +124,61 @@ def snapshot(db: Database) -> Iterator[Connection]:
             conn.rollback()
 
 
-def _batch_table(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Table:
-    columns = zip(*rows, strict=True)
-    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=schema)
+def _fetched(conn: Connection, stmt: Select[Any], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows a batch at a time, column by column."""
+    result = conn.execution_options(yield_per=BATCH_ROWS).execute(stmt)
+    for rows in result.partitions():
+        columns = zip(*rows, strict=True)
+        arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
+        yield pa.Table.from_arrays(arrays, schema=schema)
+
+
+class _CopyOutput(io.RawIOBase):
+    """The chunks a COPY sends, as the file pyarrow's CSV reader reads."""
+
+    def __init__(self, first: memoryview, rest: Iterator[memoryview]) -> None:
+        self.chunk, self.rest = first, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.chunk:
+            following = next(self.rest, None)
+            if following is None:
+                return 0
+            self.chunk = memoryview(following)
+        size = min(len(buffer), len(self.chunk))
+        buffer[:size] = self.chunk[:size]
+        self.chunk = self.chunk[size:]
+        return size
+
+
+def _copied(conn: Connection, stmt: Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The rows as PostgreSQL's CSV, a block at a time. NULL is an unquoted empty field, an
+    empty string a quoted one; booleans are t and f."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    driver = conn.connection.dbapi_connection
+    assert driver is not None  # an open connection's
+    cursor = driver.cursor()
+    with cursor.copy(f"COPY ({compiled.string}) TO STDOUT (FORMAT CSV)", compiled.params) as copy:
+        chunks = iter(copy)
+        first = next(chunks, None)
+        if first is None:
+            return  # the CSV reader refuses an empty file
+        yield from pa_csv.open_csv(
+            io.BufferedReader(_CopyOutput(memoryview(first), chunks), COPY_BUFFER),
+            read_options=pa_csv.ReadOptions(column_names=schema.names, block_size=CSV_BLOCK),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
 
 
 def write_rows(
@@ -127,15 +186,16 @@ def write_rows(
 ) -> int:
     """Stream the statement's rows into a Parquet file; returns how many. No file is made
     for no rows unless `empty`."""
-    result = conn.execution_options(yield_per=BATCH_ROWS).execute(stmt)
+    postgresql = conn.dialect.name == "postgresql"
+    batches = _copied(conn, stmt, schema) if postgresql else _fetched(conn, stmt, schema)
     written = 0
     writer: pq.ParquetWriter | None = None
     try:
-        for rows in result.partitions():
+        for batch in batches:
             if writer is None:
                 writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
-            writer.write_table(_batch_table(rows, schema))
-            written += len(rows)
+            writer.write(batch)
+            written += batch.num_rows
         if writer is None and empty:
             writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
     finally:

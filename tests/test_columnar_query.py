@@ -42,6 +42,7 @@ ALL_METRICS = (
     "visitors,visits,pageviews,views_per_visit,bounce_rate,visit_duration,time_on_page,events"
 )
 VISIT_METRICS = "visitors,visits,bounce_rate,visit_duration"
+DIRECT_METRICS = "visitors,pageviews,time_on_page,events"
 PAGES = ["/", "/blog/a", "/blog/b", "/pricing", "/Élan", "/élan", "/docs/x_y%z", "/BLOG/c"]
 REFERRERS = ["", "https://www.google.com/", "https://www.bing.com/", "https://facebook.com/"]
 CAMPAIGNS = [
@@ -174,6 +175,11 @@ QUERIES: list[dict[str, str]] = [
     {"metrics": "visitors,pageviews", "dimension": "time:month"},
     *({"metrics": VISIT_METRICS, "dimension": d} for d in VISIT_DIMENSIONS),
     *({"metrics": ALL_METRICS, "dimension": d} for d in EVENT_DIMENSIONS),
+    # Parts DuckDB sums straight from events (compiler.DIRECT_PARTS), not per visit first.
+    *({"metrics": DIRECT_METRICS, "dimension": d} for d in EVENT_DIMENSIONS),
+    {"metrics": DIRECT_METRICS, "page": "/blog*", "dimension": "visit:source"},
+    {"metrics": DIRECT_METRICS, "source": "!Google", "dimension": "event:page", "limit": "3"},
+    {"metrics": DIRECT_METRICS, "page": "~a", "dimension": "time:hour"},
     {"metrics": "visitors,events", "dimension": "event:name,event:props"},
     # Rows tied on the day, ordered by properties: NULL first on SQLite, last on PostgreSQL.
     {"metrics": "visitors,events", "dimension": "time:day,event:props"},

@@ -478,3 +478,25 @@ def test_reports_read_from_the_parts_equal_the_databases(
         assert stored.meta["source"] == "columnar+live", args
         assert stored.rows == raw.rows, args
         assert stored.rows, args
+
+
+def test_a_migration_invalidates_every_store(
+    app: Flask,
+    db: Database,
+    root: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    before = manifest(root, db)
+    env = cli_env(database_url, root)
+    run_cli(env, "migrate")  # already at the latest revision: nothing ran
+    assert manifest(root, db) == before
+
+    monkeypatch.setattr("tracker.cli.server.upgrade", lambda url: True)
+    run_cli(env, "migrate")
+    found = manifest(root, db)
+    assert (found.parts, found.complete_until_ms) == ((), 0)
+    refresh(db, root, now_ms=ms("2026-03-06T03:01:00"))
+    assert spans(manifest(root, db)) == spans(before)

@@ -5,15 +5,24 @@ from __future__ import annotations
 import click
 
 from tracker.cli.context import CliContext, pass_context
-from tracker.config import ensure_secret_key
+from tracker.columnar.invalidate import invalidate_all
+from tracker.columnar.layout import store_root
+from tracker.config import Settings, ensure_secret_key
 from tracker.db.migrate import upgrade
+
+
+def migrate_database(settings: Settings) -> None:
+    """Upgrade the schema; after any migration, the columnar store is written again (a
+    migration may have rewritten stored visits, or changed the columns parts hold)."""
+    if upgrade(settings.resolved_database_url()):
+        invalidate_all(store_root(settings.data_dir))
 
 
 @click.command()
 @pass_context
 def migrate(ctx: CliContext) -> None:
     """Create or upgrade the database schema to the latest version."""
-    upgrade(ctx.settings.resolved_database_url())
+    migrate_database(ctx.settings)
     click.echo(f"Database is up to date ({_describe(ctx.settings.resolved_database_url())}).")
 
 
@@ -30,7 +39,7 @@ def serve(ctx: CliContext, host: str | None, port: int | None, workers: int | No
         **{k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
     )
     settings = ensure_secret_key(settings)  # once, so every worker signs with the same key
-    upgrade(settings.resolved_database_url())
+    migrate_database(settings)
     click.echo(f"tracker is serving on http://{settings.host}:{settings.port}/")
     run_gunicorn(settings)
 

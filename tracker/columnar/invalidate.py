@@ -116,3 +116,12 @@ def forget(root: Path | None, site_id: int) -> None:
         return
     with manifest_lock(root):
         shutil.rmtree(site_dir(root, site_id), ignore_errors=True)
+
+
+def invalidate_all(root: Path) -> None:
+    """Every site's store, after a migration: it may have rewritten stored rows, or
+    changed the columns parts must have."""
+    for directory in root.glob("site-*") if root.is_dir() else ():
+        site_id = directory.name.removeprefix("site-")
+        if site_id.isdigit():
+            invalidate(root, int(site_id))

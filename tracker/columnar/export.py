@@ -47,12 +47,13 @@ from tracker.db.models import Event, Visit
 visits = cast(Table, Visit.__table__)
 events = cast(Table, Event.__table__)
 
-# Rows fetched, converted and written (one Parquet row group) at a time: memory stays the
-# same for a day or a month.
-BATCH_ROWS = 65_536
-# PostgreSQL's COPY: bytes of CSV parsed at once (a row group: ~50,000 events).
-CSV_BLOCK = 16 << 20
+# Rows fetched and converted at a time (as Python objects on SQLite, as CSV bytes from
+# PostgreSQL), and rows per Parquet row group (DuckDB's own): memory stays the same for a
+# day or a month, and each row group is large enough for DuckDB to scan in parallel.
+BATCH_ROWS = 8192
+CSV_BLOCK = 2 << 20
 COPY_BUFFER = 1 << 20
+ROW_GROUP_ROWS = 122_880
 COMPRESSION = "zstd"
 EPOCH = date(1970, 1, 1)
 
@@ -124,13 +125,13 @@ def snapshot(db: Database) -> Iterator[Connection]:
             conn.rollback()
 
 
-def _fetched(conn: Connection, stmt: Select[Any], schema: pa.Schema) -> Iterator[pa.Table]:
+def _fetched(conn: Connection, stmt: Select[Any], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The rows a batch at a time, column by column."""
     result = conn.execution_options(yield_per=BATCH_ROWS).execute(stmt)
     for rows in result.partitions():
         columns = zip(*rows, strict=True)
         arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
-        yield pa.Table.from_arrays(arrays, schema=schema)
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 class _CopyOutput(io.RawIOBase):
@@ -168,7 +169,10 @@ def _copied(conn: Connection, stmt: Select[Any], schema: pa.Schema) -> Iterator[
             return  # the CSV reader refuses an empty file
         yield from pa_csv.open_csv(
             io.BufferedReader(_CopyOutput(memoryview(first), chunks), COPY_BUFFER),
-            read_options=pa_csv.ReadOptions(column_names=schema.names, block_size=CSV_BLOCK),
+            # One thread: a background job, and threads cost more CPU than they save here.
+            read_options=pa_csv.ReadOptions(
+                column_names=schema.names, block_size=CSV_BLOCK, use_threads=False
+            ),
             parse_options=pa_csv.ParseOptions(newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types=schema,
@@ -181,6 +185,20 @@ def _copied(conn: Connection, stmt: Select[Any], schema: pa.Schema) -> Iterator[
         )
 
 
+def _row_groups(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The batches gathered ROW_GROUP_ROWS rows at a time (the last group fewer)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= ROW_GROUP_ROWS:
+            yield pa.Table.from_batches(pending, schema)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, schema)
+
+
 def write_rows(
     conn: Connection, stmt: Select[Any], schema: pa.Schema, path: Path, *, empty: bool
 ) -> int:
@@ -191,11 +209,11 @@ def write_rows(
     written = 0
     writer: pq.ParquetWriter | None = None
     try:
-        for batch in batches:
+        for table in _row_groups(batches, schema):
             if writer is None:
                 writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
-            writer.write(batch)
-            written += batch.num_rows
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            written += table.num_rows
         if writer is None and empty:
             writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
     finally:

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Select,
     Text,
     column,
+    literal,
     select,
     table,
     union_all,
@@ -95,8 +96,15 @@ class DuckCompiler(PGCompiler):
         return str(super().visit_bindparam(bindparam, **kw))
 
 
+_ASCII_FOLD = str.maketrans(_UPPER, _UPPER.lower())
+
+
 def _ascii_lower(sql: str) -> str:
-    return f"translate({sql}, '{_UPPER}', '{_UPPER.lower()}')"
+    """SQL lowering the ASCII letters of a column only. DuckDB's translate() is slow (2 s
+    over 1M paths): only text with other characters (more bytes than characters) goes
+    through it; lower() folds pure ASCII text the same way, 50 times faster."""
+    folded = f"translate({sql}, '{_UPPER}', '{_UPPER.lower()}')"
+    return f"CASE WHEN strlen({sql}) = length({sql}) THEN lower({sql}) ELSE {folded} END"
 
 
 class SqliteDuckCompiler(DuckCompiler):
@@ -114,8 +122,11 @@ class SqliteDuckCompiler(DuckCompiler):
         return self._folded_like(binary, "NOT LIKE", **kw)
 
     def _folded_like(self, binary: Any, op: str, **kw: Any) -> str:
+        # The column on the left, the pattern (a bound value) folded here: a constant
+        # pattern keeps DuckDB's fast LIKE.
         left = _ascii_lower(self.process(binary.left, **kw))
-        right = _ascii_lower(self.process(binary.right, **kw))
+        pattern = str(binary.right.effective_value).translate(_ASCII_FOLD)
+        right = self.process(literal(pattern, Text()), **kw)
         escape = binary.modifiers.get("escape")
         tail = "" if escape is None else " ESCAPE " + self.render_literal_value(escape, Text())
         return f"{left} {op} {right}{tail}"

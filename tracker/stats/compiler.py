@@ -149,8 +149,10 @@ def raw_buckets(
 ) -> Select:
     """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms).
 
-    `direct`: sum events per bucket without first grouping them per visit where the parts
-    allow it (`event_buckets`); the columnar store's engine runs that faster."""
+    `direct`: the same rows in the forms DuckDB (the columnar store's engine) runs faster:
+    with event filters but no event dimension, events summed per visit id before the join
+    (`matched_visit_facts`); with an event dimension, events summed per bucket where no
+    part is per visit (`event_buckets`)."""
     site: ColumnElement = visits.c.site_id
     started: ColumnElement = visits.c.started_ms
     converted = goal_clause(query)
@@ -159,16 +161,22 @@ def raw_buckets(
         # the converting ids; out of its indexes' reach, it looks those visits up by id.
         site, started = unindexed(site), unindexed(started)
     where = [site == query.site.id, _ranges_clause(started, ranges)]
-    flt = compile_filters(column_filters(query), dimension_column)
-    if flt is not None:
-        where.append(flt)
     if converted is not None:
         where.append(converted)
     if extra is not None:
         where.append(extra)
     bucket = bucket_expr(visits.c.started_ms, plan, query)
     dims = [dimension_column(d) for d in plan.dims]
-    if needs_events(query, plan.parts) and direct and set(plan.parts) <= DIRECT_PARTS:
+    on_events = any(DIMENSIONS[d].is_event for d in plan.dims)
+    if direct and needs_events(query, plan.parts) and not on_events:
+        event_where, visit_where = _split_filters(query)
+        facts = matched_visit_facts(query, bucket, dims, event_where).where(*where, *visit_where)
+        sub = facts.subquery("facts")
+        return group_facts(sub, [sub.c[dim_key(i)] for i in range(len(dims))], plan.parts)
+    flt = compile_filters(column_filters(query), dimension_column)
+    if flt is not None:
+        where.append(flt)
+    if direct and needs_events(query, plan.parts) and set(plan.parts) <= DIRECT_PARTS:
         return event_buckets(query, visits, bucket, dims, plan.parts).where(*where)
     if needs_events(query, plan.parts):
         facts = event_facts(query, visits, bucket, dims).where(*where)
@@ -272,20 +280,57 @@ def event_facts(
         func.max(_bounce(source)).label("bounce"),
         func.max(source.c.duration_ms).label("duration_ms"),
     ]
+    stmt = select(*once, *_event_sums(query)).select_from(_joined(source))
+    return _of_kinds(stmt.group_by(*event_keys, source.c.id), query)
+
+
+def _event_sums(query: Query) -> list[ColumnElement]:
+    """A visit's pageviews, events, revenue and times on page, over its matching events."""
     added = _event_parts(query)
-    stmt = (
-        select(
-            *once,
-            func.sum(added["pageviews"]).label("pageviews"),
-            func.sum(added["events"]).label("events"),
-            func.coalesce(func.sum(added["revenue"]), 0).label("revenue"),
-            func.sum(added["top_ms"]).label("top_ms"),
-            func.count(added["top_ms"]).label("top_known"),
-        )
-        .select_from(_joined(source))
-        .group_by(*event_keys, source.c.id)
-    )
-    return _of_kinds(stmt, query)
+    return [
+        func.sum(added["pageviews"]).label("pageviews"),
+        func.sum(added["events"]).label("events"),
+        func.coalesce(func.sum(added["revenue"]), 0).label("revenue"),
+        func.sum(added["top_ms"]).label("top_ms"),
+        func.count(added["top_ms"]).label("top_known"),
+    ]
+
+
+def _split_filters(query: Query) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
+    """The query's column filters: those on events, those on visits."""
+    filters = column_filters(query)
+
+    def clauses(on_events: bool) -> list[ColumnElement[bool]]:
+        kept = tuple(f for f in filters if DIMENSIONS[f.dimension].is_event == on_events)
+        clause = compile_filters(kept, dimension_column)
+        return [] if clause is None else [clause]
+
+    return clauses(True), clauses(False)
+
+
+def matched_visit_facts(
+    query: Query,
+    bucket: ColumnElement,
+    dims: Sequence[ColumnElement],
+    event_where: Sequence[ColumnElement[bool]],
+) -> Select:
+    """`event_facts` of a query without event dimensions, as DuckDB runs it faster: the
+    matching events summed per visit first (grouped by its id alone), then joined to their
+    visit. One row per visit with a matching event, its facts and those sums."""
+    summed = _of_kinds(
+        select(events.c.visit_id, *_event_sums(query))
+        .where(*event_where)
+        .group_by(events.c.visit_id),
+        query,
+    ).subquery("matched")
+    return select(
+        *(d.label(dim_key(i)) for i, d in enumerate(dims)),
+        bucket.label("bucket"),
+        visits.c.visitor_id,
+        _bounce(visits).label("bounce"),
+        visits.c.duration_ms,
+        *(c for c in summed.c if c.name != "visit_id"),
+    ).select_from(visits.join(summed, summed.c.visit_id == visits.c.id))
 
 
 # Parts `event_buckets` sums straight from events: distinct visitors, and what each event

@@ -298,6 +298,13 @@ def test_closed_months_become_one_part(app: Flask, db: Database, root: Path) -> 
     assert (january.first_day, january.last_day) == (day("2026-01-01"), day("2026-01-31"))
     assert len(part_rows(root, db, january)[0]) == 2  # a late event rewrites its month
 
+    store_events(app, month_traffic("2026-02-11"), site=SITE)
+    refresh(db, root, now_ms=ms("2026-02-20T00:00:00"))  # a clock set back
+    found = manifest(root, db)
+    assert spans(found)[2] == (day("2026-02-01"), day("2026-02-28"))
+    assert len(part_rows(root, db, found.parts[2])[0]) == 4
+    assert found.complete_until_ms == ms("2026-03-02T00:00:00")
+
 
 def test_reclassify_invalidates_from_the_first_changed_visit(
     app: Flask, db: Database, root: Path

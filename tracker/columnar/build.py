@@ -148,6 +148,8 @@ class Watch:
 
 
 def watch(recent: Recent, site_id: int, old: Manifest | None) -> Watch:
+    """The site's late days: those of its events above the watermark, or above the
+    window's start when the window's count changed (an event committed late in it)."""
     rows = recent.by_site.get(site_id, [])
     count = sum(1 for event_id, _ in rows if event_id > recent.top - ID_MARGIN)
     old = _built(old)
@@ -187,6 +189,8 @@ class _Build:
             self.parts[unit] = part
 
     def stale(self, days: Iterable[int]) -> set[Unit]:
+        """The parts to write again for late days (those not complete yet are written
+        when they are)."""
         return {unit_of(d, self.closed_day) for d in days if d < self.complete_day}
 
     def unmerged(self) -> set[Unit]:
@@ -305,6 +309,8 @@ def refresh_site(
     if base is not None:
         build.complete_day = base.complete_until_ms // DAY_MS
         build.parts = {(p.first_day, p.last_day): p for p in base.parts}
+        # A clock set back must not cut a month part into days (the others would be lost).
+        build.closed_day = max(build.closed_day, build.complete_day)
     if not build.needed(news):
         return None
     try:

@@ -36,6 +36,7 @@ from tracker.annotations import (
 from tracker.cli import cli
 from tracker.db import Database
 from tracker.db.models import Annotation, Site, User
+from tracker.members import OWNER, add_member
 from tracker.sites import add_site, create_share_link, find_site
 from tracker.stats import Note, bucket_notes
 
@@ -177,7 +178,7 @@ def _count(db: Database) -> int:
 def owner(db: Database, site: Site) -> User:
     user = add_user(db, "owner@example.com", admin=False)
     with db.session() as session:
-        session.get(Site, site.id).owner_id = user.id
+        add_member(session, site, user, OWNER)
     return user
 
 

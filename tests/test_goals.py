@@ -36,6 +36,7 @@ from tracker.goals import (
     rename_goal,
     update_funnel,
 )
+from tracker.members import OWNER, add_member
 from tracker.sites import add_site, delete_site, find_site
 
 SITE = "shop.example"
@@ -338,7 +339,7 @@ def test_cli_unknown_site(env) -> None:
 def owner(db: Database, site: Site) -> User:
     user = add_user(db, "owner@example.com", admin=False)
     with db.session() as session:
-        session.get(Site, site.id).owner_id = user.id
+        add_member(session, site, user, OWNER)
     return user
 
 

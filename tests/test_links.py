@@ -23,6 +23,7 @@ from tracker.links import (
     save_link,
     saved_url,
 )
+from tracker.members import OWNER, add_member
 from tracker.sites import add_site, delete_site, find_site
 from tracker.stats import site_ref
 from tracker.stats.rollups import refresh_site
@@ -409,7 +410,7 @@ def _section(html: str, anchor: str) -> str:
 def owner_client(client, db, site):
     owner = add_user(db, "owner@example.com", admin=False)
     with db.session() as session:
-        find_site(session, SITE).owner_id = owner.id
+        add_member(session, find_site(session, SITE), owner, OWNER)
     log_in(client, owner)
     return client
 

@@ -14,6 +14,7 @@ from tests.browser import LiveServer, TestSite, wait_for
 from tests.helpers import add_user
 from tracker.db import Database
 from tracker.db.models import Site, Visit
+from tracker.members import OWNER, add_member
 from tracker.stats import parse_query, run
 
 # What a browser runs does not depend on the database: SQLite only, to keep the suite quick.
@@ -57,9 +58,10 @@ def test_a_built_link_brings_a_visit_to_exactly_its_campaign(
     owner = add_user(db, "owner@example.com", PASSWORD, admin=False)
     with db.session() as session:
         # The test site is served from 127.0.0.1, which the site allows besides its domain.
-        session.add(
-            Site(domain=SITE, timezone="UTC", allowed_hostnames=["127.0.0.1"], owner_id=owner.id)
-        )
+        site = Site(domain=SITE, timezone="UTC", allowed_hostnames=["127.0.0.1"])
+        session.add(site)
+        session.flush()
+        add_member(session, site, owner, OWNER)
     script = (
         f'<script defer data-site="{SITE}" data-allow-local '
         f'src="{live_server.url}/tracker.js"></script>'

@@ -12,6 +12,7 @@ from tests.helpers import add_user
 from tests.stats_fixture import DAY, SITE, store_fixture
 from tracker.db import Database
 from tracker.goals import add_goal
+from tracker.members import OWNER, add_member
 from tracker.sites import create_share_link, find_site
 
 pytestmark = [
@@ -63,7 +64,7 @@ def test_pages_work_under_the_policy_without_violations(
     with db.session() as session:
         site = find_site(session, SITE)
         assert site is not None
-        site.owner_id = owner.id
+        add_member(session, site, owner, OWNER)
         add_goal(session, site, name="Signup", kind="event", event_name="Signup")
         token = create_share_link(session, site, "Agency").token
     base = live_server.url

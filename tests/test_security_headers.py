@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.helpers import add_user, log_in
 from tests.stats_fixture import SITE, store_fixture
 from tracker.goals import add_goal
+from tracker.members import OWNER, add_member
 from tracker.sites import create_share_link, find_site
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "tracker" / "web" / "templates"
@@ -40,7 +41,7 @@ def test_every_kind_of_page_has_the_headers(app, client, db):
     store_fixture(app)
     with db.session() as session:
         site = find_site(session, SITE)
-        site.owner_id = owner.id
+        add_member(session, site, owner, OWNER)
         add_goal(session, site, name="Signup", kind="event", event_name="Signup")
         token = create_share_link(session, site, "Agency").token
     _assert_page_headers(anonymous.get("/login"), "/login")

@@ -17,7 +17,8 @@ from tests.helpers import add_user, log_in, store_events
 from tests.test_spend import DAY, SITE, shop
 from tracker.accounts import create_api_key
 from tracker.db import Database
-from tracker.db.models import Site, User
+from tracker.db.models import User
+from tracker.members import OWNER, add_member
 
 PERIOD = f"period=custom&from={DAY}&to={DAY}&compare=off"
 ROW_RE = re.compile(r"<tr><td title=\"[^\"]*\">(?:<a href=\"([^\"]*)\">|<span>)([^<]*)</(?:a|span)>"
@@ -30,7 +31,7 @@ def owner(app: Flask, client: FlaskClient, db: Database) -> FlaskClient:
     site = shop(app, db, rollups=False)
     user = add_user(db, "owner@example.com")
     with db.session() as session:
-        session.get(Site, site.id).owner_id = user.id
+        add_member(session, site, user, OWNER)
     log_in(client, user)
     return client
 

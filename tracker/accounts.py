@@ -102,13 +102,13 @@ def user_for_api_key(session: Session, plain: str) -> User | None:
         return None
     user, key_id, last_used = row
     now = datetime.now(UTC)
-    if last_used is None or _aware(last_used) < now - LAST_USED_RESOLUTION:
+    if last_used is None or as_utc(last_used) < now - LAST_USED_RESOLUTION:
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
     return user
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives back naive datetimes for what was stored in UTC."""
+def as_utc(moment: datetime) -> datetime:
+    """A stored moment, aware: SQLite gives back naive datetimes for what was stored in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

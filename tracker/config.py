@@ -60,7 +60,11 @@ class Settings:
     )
     base_url: str = _setting(
         "",
-        "Public URL of this server, used in the script tag shown to users. Empty: the request's.",
+        "Public URL of this server, used in the script tag and the invitation links shown to "
+        "users. Empty: the request's (`tracker invite` then prints the link's path only).",
+    )
+    invite_expiry_hours: int = _setting(
+        72, "How long an invitation link to join a site works, unless used or revoked first."
     )
     visit_timeout_minutes: int = _setting(
         30, "A visitor's events with no gap longer than this form one visit."

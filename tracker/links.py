@@ -166,7 +166,6 @@ def host_warning(site: Site, link: Link) -> LinkWarning | None:
     info = SiteInfo(
         id=site.id,
         domain=site.domain,
-        owner_id=site.owner_id,
         allowed_hostnames=tuple(h.lower() for h in site.allowed_hostnames or ()),
     )
     if info.allows_host(host):

@@ -1,4 +1,4 @@
-"""Sites: validation of domains and time zones, adding, listing, deleting, access checks."""
+"""Sites: validation of domains and time zones, adding, listing, deleting, share links."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from tracker.db.models import (
     Event,
     Funnel,
     Goal,
+    Invitation,
     SharedLink,
     Site,
+    SiteMember,
     StatsRollup,
     StatsRollupState,
     User,
     Visit,
 )
+from tracker.members import OWNER, add_member
 from tracker.money import currency_code
 
 # Used with fullmatch: `$` would also match before a final newline ("example.com\n").
@@ -78,34 +81,30 @@ def add_site(
     timezone = validate_timezone(timezone)
     if find_site(session, domain):
         raise SiteError(f"site {domain!r} already exists")
-    site = Site(
-        domain=domain,
-        timezone=timezone,
-        allowed_hostnames=[],
-        owner_id=owner.id if owner else None,
-    )
+    site = Site(domain=domain, timezone=timezone, allowed_hostnames=[])
     session.add(site)
     session.flush()
+    if owner is not None:
+        add_member(session, site, owner, OWNER)
     return site
 
 
 def delete_site(session: Session, site: Site) -> None:
     """Delete a site and all its data, children first (works without FK cascades too)."""
-    for model in (StatsRollup, StatsRollupState, Event, Visit, DropCount, SharedLink, Funnel, Goal):
+    children = (StatsRollup, StatsRollupState, Event, Visit, DropCount, SharedLink, Funnel, Goal)
+    for model in (*children, SiteMember, Invitation):
         session.execute(delete(model).where(model.site_id == site.id))
     session.delete(site)
 
 
 def list_sites(session: Session, user: User | None = None) -> list[Site]:
-    """All sites for an admin (or the CLI, user=None); owned sites for anyone else."""
+    """All sites for a server administrator (or the CLI, user=None); for anyone else the
+    sites they are a member of, whatever their role."""
     query = select(Site).order_by(Site.domain)
     if user is not None and not user.is_admin:
-        query = query.where(Site.owner_id == user.id)
+        mine = select(SiteMember.site_id).where(SiteMember.user_id == user.id)
+        query = query.where(Site.id.in_(mine))
     return list(session.scalars(query))
-
-
-def can_manage(user: User | None, site: Site) -> bool:
-    return user is not None and (user.is_admin or site.owner_id == user.id)
 
 
 def new_share_token() -> str:

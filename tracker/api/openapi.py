@@ -113,11 +113,15 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors() -> dict[str, Any]:
+def _errors(method: str = "get") -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/Error"}
+    changes = {
+        "403": _ok("The key's user is a viewer of the site: changes need admin or owner.", error)
+    }
     return {
         "400": _ok("A parameter is wrong; the message names it.", error),
         "401": _ok("No valid API key.", error),
+        **(changes if method != "get" else {}),
         "404": _ok("No such site that this key can read.", error),
         "429": {
             **_ok("Too many requests for this key.", error),
@@ -138,7 +142,7 @@ def _operation(
         method: {
             "summary": summary,
             "parameters": [{"$ref": f"#/components/parameters/{p}"} for p in params],
-            "responses": {status: ok, **_errors()},
+            "responses": {status: ok, **_errors(method)},
         }
     }
 

@@ -4,8 +4,10 @@ chart annotations (over tracker.annotations) and of its ad spend (over tracker.c
 
 Every /api/v1/stats/ request needs `Authorization: Bearer <API key>` (401 otherwise), is
 counted against the key's hourly allowance (429 with Retry-After above it), and names a
-site its key's owner may see (`site_id` is the domain; 404 otherwise, the same answer as
-for a site that does not exist). Bad parameters answer 400 with a sentence naming them.
+site its key's user is a member of (`site_id` is the domain; 404 otherwise, the same
+answer as for a site that does not exist). Reading needs any role; adding or deleting
+goals, annotations and costs needs admin or owner (403 for a viewer). Changes are written
+to the audit log as the key's user. Bad parameters answer 400 with a sentence naming them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from werkzeug.exceptions import (
     Unauthorized,
 )
 
+from tracker import audit
 from tracker.accounts import hash_api_key
 from tracker.annotations import (
     AnnotationError,
@@ -60,13 +63,15 @@ from tracker.goals import (
     funnel_problems,
     funnel_step_names,
     get_goal,
+    goal_label,
     list_funnels,
     list_goals,
 )
+from tracker.members import ADMIN, VIEWER
 from tracker.money import format_minor
-from tracker.sites import can_manage, find_site, site_today
+from tracker.sites import site_today
 from tracker.stats import Note, QueryError, current_visitors, first_day, funnel, run
-from tracker.web.access import BEARER_HELP, bearer_key, bearer_user
+from tracker.web.access import BEARER_HELP, api_site, bearer_key, bearer_user
 from tracker.web.context import get_db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -115,13 +120,10 @@ def _authenticate() -> None:
         )
 
 
-def _site(domain: str | None = None) -> Site:
+def _site(need: str = VIEWER, domain: str | None = None) -> Site:
+    """The site `site_id` names (or `domain`), when the key's user's role reaches `need`."""
     domain = (request.args.get("site_id", "") if domain is None else domain).strip()
-    with get_db().session() as session:
-        site = find_site(session, domain) if domain else None
-    if site is None or not can_manage(g.api_user, site):
-        raise NotFound(f"site_id: no site {domain!r} that this API key can read.")
-    return site
+    return api_site(domain, g.api_user, need)
 
 
 def _body_and_site(body: Any) -> tuple[dict[str, Any], Site]:
@@ -130,7 +132,7 @@ def _body_and_site(body: Any) -> tuple[dict[str, Any], Site]:
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object (Content-Type: application/json).")
     site_id = request.args.get("site_id") or body.get("site_id")
-    return body, _site(site_id if isinstance(site_id, str) else "")
+    return body, _site(ADMIN, site_id if isinstance(site_id, str) else "")
 
 
 @bp.get("/openapi.json", endpoint="openapi")
@@ -254,6 +256,9 @@ def create_goal() -> ResponseReturnValue:
                 currency=_body_text(body, "currency"),
             )
             created = _goal_json(goal)
+            audit.record(
+                session, g.api_user, site, "goal.add", f"{goal.name!r}: {goal_label(goal)}"
+            )
     except GoalError as exc:
         return jsonify(error=f"{exc.field}: {exc}"), 400
     return jsonify(created), 201
@@ -261,12 +266,13 @@ def create_goal() -> ResponseReturnValue:
 
 @bp.delete("/goals/<int:goal_id>")
 def remove_goal(goal_id: int) -> ResponseReturnValue:
-    site = _site()
+    site = _site(ADMIN)
     with get_db().session() as session:
         goal = get_goal(session, site, goal_id)
         if goal is None:
             raise NotFound(f"goal: no goal {goal_id} on {site.domain}.")
         broken = delete_goal(session, site, goal)
+        audit.record(session, g.api_user, site, "goal.delete", repr(goal.name))
     return jsonify(deleted=goal_id, broken_funnels=broken)
 
 
@@ -310,7 +316,9 @@ def create_annotation() -> ResponseReturnValue:
         if day is None:
             day = site_today(site)  # as on the stats page: today in the site's time zone
         with get_db().session() as session:
-            created = _note_json(add_annotation(session, site, day, body.get("text")))
+            note = add_annotation(session, site, day, body.get("text"))
+            audit.record(session, g.api_user, site, "annotation.add", f"{note.day}: {note.text}")
+            created = _note_json(note)
     except AnnotationError as exc:
         return jsonify(error=f"{exc.field}: {exc}"), 400
     return jsonify(created), 201
@@ -318,9 +326,11 @@ def create_annotation() -> ResponseReturnValue:
 
 @bp.delete("/annotations/<int:annotation_id>")
 def remove_annotation(annotation_id: int) -> ResponseReturnValue:
-    site = _site()
+    site = _site(ADMIN)
     with get_db().session() as session:
         note = delete_annotation(session, site, annotation_id)
+        if note is not None:
+            audit.record(session, g.api_user, site, "annotation.delete", f"{note.day}: {note.text}")
     if note is None:
         raise NotFound(f"annotation: no annotation {annotation_id} on {site.domain}.")
     return jsonify(deleted=annotation_id)
@@ -380,4 +390,12 @@ def cost_import() -> ResponseReturnValue:
         return jsonify(error=error, problems=problems), 400
     with get_db().session() as session:
         stored = store_costs(session, site, batch.rows)
+        audit.record(
+            session,
+            g.api_user,
+            site,
+            "cost.import",
+            f"Imported {stored.imported:,} cost rows through the API "
+            f"({stored.replaced:,} of them replaced rows already stored).",
+        )
     return jsonify(imported=stored.imported, replaced=stored.replaced)

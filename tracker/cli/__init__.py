@@ -15,6 +15,7 @@ from tracker.cli import (
     goals,
     imports,
     jobs,
+    members,
     reclassify,
     server,
     spam,
@@ -59,6 +60,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 for command in (
     *server.COMMANDS,
     *admin.COMMANDS,
+    *members.COMMANDS,
     *goals.COMMANDS,
     *BUDGET_COMMANDS,
     *ANNOTATION_COMMANDS,

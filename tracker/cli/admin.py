@@ -9,6 +9,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tracker import audit
 from tracker.accounts import (
     AccountError,
     create_api_key,
@@ -48,7 +49,9 @@ def sites() -> None:
 @sites.command("add")
 @click.argument("domain")
 @click.option("--timezone", default="UTC", show_default=True, help="Site time zone (IANA name).")
-@click.option("--owner", metavar="EMAIL", help="User who owns the site (admins see all sites).")
+@click.option(
+    "--owner", metavar="EMAIL", help="User who becomes its owner (server admins see all sites)."
+)
 @pass_context
 def sites_add(ctx: CliContext, domain: str, timezone: str, owner: str | None) -> None:
     """Register DOMAIN (e.g. example.com) and print its script tag."""
@@ -56,6 +59,7 @@ def sites_add(ctx: CliContext, domain: str, timezone: str, owner: str | None) ->
         owner_user = _user_or_fail(session, owner) if owner else None
         site = add_site(session, domain, timezone=timezone, owner=owner_user)
         domain = site.domain
+        audit.record(session, None, site, "site.create", domain)
     click.echo(f"Added {domain}. Script tag:")
     click.echo(
         f'<script defer data-site="{domain}" src="https://YOUR-TRACKER-HOST/tracker.js"></script>'
@@ -86,6 +90,7 @@ def sites_delete(ctx: CliContext, domain: str, yes: bool) -> None:
             raise click.ClickException(f"no site {domain!r}")
         if not yes:
             click.confirm(f"Delete {site.domain} and all its data?", abort=True)
+        audit.record(session, None, site, "site.delete", "The site and its data")
         delete_site(session, site)
         site_id = site.id
     forget(ctx.db.columnar_root, site_id)  # once the deletion is committed
@@ -139,8 +144,15 @@ def apikeys() -> None:
 def apikeys_create(ctx: CliContext, email: str, name: str) -> None:
     """Create an API key for the user EMAIL; it is printed once, store it now."""
     with _session(ctx) as session:
-        _key, plain = create_api_key(session, _user_or_fail(session, email), name)
+        owner = _user_or_fail(session, email)
+        key, plain = create_api_key(session, owner, name)
+        audit.record(session, None, None, "apikey.create", _key_text(key, owner))
     click.echo(plain)
+
+
+def _key_text(key: ApiKey, owner: User | None) -> str:
+    named = f" ({key.name})" if key.name else ""
+    return f"Key {key.prefix}…{named} of {owner.email if owner else 'a deleted user'}"
 
 
 @apikeys.command("list")
@@ -176,6 +188,7 @@ def apikeys_revoke(ctx: CliContext, key: str) -> None:
         found = find_api_key(session, key)
         owner = session.get(User, found.user_id)
         said = f"{found.prefix}… of {owner.email}" if owner else f"{found.prefix}…"
+        audit.record(session, None, None, "apikey.revoke", _key_text(found, owner))
         revoke_api_key(session, found)
     click.echo(f"Revoked {said}; it is refused from the next request on.")
 

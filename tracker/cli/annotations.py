@@ -6,6 +6,7 @@ from datetime import date
 
 import click
 
+from tracker import audit
 from tracker.annotations import (
     AnnotationError,
     add_annotation,
@@ -46,6 +47,7 @@ def annotations_add(ctx: CliContext, domain: str, day: str | None, text: str) ->
     with site_session(ctx, domain, AnnotationError, _describe) as (session, site):
         note = add_annotation(session, site, site_today(site) if day is None else day, text)
         message = f"Added note {note.id} on {note.day.isoformat()}: {note.text}"
+        audit.record(session, None, site, "annotation.add", f"{note.day}: {note.text}")
     click.echo(message)
 
 
@@ -75,6 +77,7 @@ def annotations_delete(ctx: CliContext, domain: str, annotation_id: int) -> None
         note = delete_annotation(session, site, annotation_id)
         if note is None:
             raise click.ClickException(f"no note {annotation_id} on {site.domain}")
+        audit.record(session, None, site, "annotation.delete", f"{note.day}: {note.text}")
     click.echo(f"Deleted note {note.id} of {note.day.isoformat()}: {note.text}")
 
 

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import click
 
+from tracker import audit
 from tracker.budgets import SCOPES, BudgetError, delete_budget, find_budget, set_budget
 from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.money import format_minor
@@ -64,6 +65,7 @@ def budgets_set(
             f"{'Set' if saved.created else 'Changed'} the budget of {scope} {budget.label!r}: "
             f"{format_minor(budget.amount_minor, budget.currency)} {budget.currency} a month."
         )
+        audit.record(session, None, site, "budget.set", text)
     click.echo(text)
 
 
@@ -125,6 +127,7 @@ def budgets_delete(ctx: CliContext, domain: str, campaign: str | None, source: s
             raise click.ClickException(f"no budget for {scope} {name!r} on {site.domain}")
         label = budget.label
         delete_budget(session, budget)
+        audit.record(session, None, site, "budget.delete", f"Budget for {scope} {label!r}")
     click.echo(f"Deleted the budget of {scope} {label!r}.")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from tracker import audit
 from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.costs import (
     CostBatch,
@@ -116,6 +117,8 @@ def costs_import(
         else:
             with click.progressbar(length=len(batch.rows), label="Storing", file=sys.stderr) as bar:
                 stored = store_costs(session, site, batch.rows, on_stored=bar.update)
+            detail = f"Imported {stored.imported:,} cost rows of {file.name}"
+            audit.record(session, None, site, "cost.import", detail)
     _report(batch, file.name, stored, dry_run=dry_run)
 
 
@@ -155,8 +158,10 @@ def costs_delete(
     first, last = start.date(), end.date()
     with site_session(ctx, domain, CostError) as (session, site):
         deleted = delete_costs(session, site, first, last, campaign)
-    which = f" of campaign {campaign!r}" if campaign is not None else ""
-    click.echo(f"Deleted {deleted:,} cost rows{which} from {first} to {last}.")
+        which = f" of campaign {campaign!r}" if campaign is not None else ""
+        message = f"Deleted {deleted:,} cost rows{which} from {first} to {last}."
+        audit.record(session, None, site, "cost.delete", message)
+    click.echo(message)
 
 
 COMMANDS: list[click.Command] = [costs]

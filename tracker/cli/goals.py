@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from tracker import audit
 from tracker.cli.context import SITE_OPTION, CliContext, pass_context, site_session, table
 from tracker.goals import (
     GoalError,
@@ -71,6 +72,7 @@ def goals_add(
             currency=currency,
         )
         text = f"Added goal {goal.name!r}: {goal_label(goal)}."
+        audit.record(session, None, site, "goal.add", f"{goal.name!r}: {goal_label(goal)}")
     click.echo(text)
 
 
@@ -102,6 +104,7 @@ def goals_delete(ctx: CliContext, domain: str, name: str) -> None:
             raise click.ClickException(f"no goal {name!r} on {site.domain}")
         name = goal.name
         broken = delete_goal(session, site, goal)
+        audit.record(session, None, site, "goal.delete", repr(name))
     click.echo(f"Deleted goal {name!r}.")
     for funnel in broken:
         click.echo(f"Funnel {funnel!r} used it and is now broken: delete it or fix its steps.")
@@ -130,6 +133,7 @@ def funnels_add(ctx: CliContext, domain: str, name: str, steps: tuple[str, ...])
             ids.append(goal.id)
         funnel = add_funnel(session, site, name=name, steps=ids)
         text = f"Added funnel {funnel.name!r}: {' -> '.join(steps)}."
+        audit.record(session, None, site, "funnel.save", text)
     click.echo(text)
 
 
@@ -164,6 +168,7 @@ def funnels_delete(ctx: CliContext, domain: str, name: str) -> None:
             raise click.ClickException(f"no funnel {name!r} on {site.domain}")
         name = funnel.name
         delete_funnel(session, funnel)
+        audit.record(session, None, site, "funnel.delete", repr(name))
     click.echo(f"Deleted funnel {name!r}.")
 
 

@@ -94,10 +94,61 @@ class Site(Base):
     # ISO 4217 code money is reported in (ad spend, CPA, ROAS); "" until set, or until the
     # first ad spend import names one.
     currency: Mapped[str] = mapped_column(String(3), default="")
-    owner_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SiteMember(Base):
+    """A user's role on a site: owner, admin or viewer (tracker.members). Server
+    administrators (User.is_admin) need no row: they act as owners of every site."""
+
+    __tablename__ = "site_members"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Invitation(Base):
+    """An invitation to join a site with a role (tracker.invitations). Only a SHA-256 of
+    the link's token is kept, as for API keys. Kept once accepted or revoked, so an old
+    link says why it no longer works."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who changed what, when (tracker.audit). The user's email and the site's domain are
+    copied in, so the entry still says who and where after either is deleted."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_site_id", "site_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # None and "": the command line (no user).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_email: Mapped[str] = mapped_column(String(254), default="")
+    # None and "": not about one site (an API key).
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    site_domain: Mapped[str] = mapped_column(String(253), default="")
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(String(1000), default="")
 
 
 class SharedLink(Base):
@@ -473,12 +524,15 @@ class StatsRollupState(Base):
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "DailySalt",
     "DropCount",
     "Event",
+    "Invitation",
     "SharedLink",
     "Site",
+    "SiteMember",
     "StatsRollup",
     "StatsRollupState",
     "User",

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from tracker.db import Database
-from tracker.db.models import Site
+from tracker.db.models import Site, SiteMember
+from tracker.members import ADMIN, OWNER
 
 CACHE_SECONDS = 10.0
 
@@ -22,9 +23,12 @@ CACHE_SECONDS = 10.0
 class SiteInfo:
     id: int
     domain: str
-    owner_id: int | None
     allowed_hostnames: tuple[str, ...]
     honour_dnt: bool = False
+    # Users whose API keys may send events for the site: its owners and admins (server
+    # administrators may for every site). Cached like the rest: a role change counts
+    # within CACHE_SECONDS.
+    writer_ids: frozenset[int] = frozenset()
 
     def allows_host(self, host: str) -> bool:
         """The domain, its subdomains (www. included) and the site's extra allowed hosts."""
@@ -56,9 +60,16 @@ class SiteCache:
                 SiteInfo(
                     id=site.id,
                     domain=site.domain,
-                    owner_id=site.owner_id,
                     allowed_hostnames=tuple(h.lower() for h in site.allowed_hostnames or ()),
                     honour_dnt=site.honour_dnt,
+                    writer_ids=frozenset(
+                        session.scalars(
+                            select(SiteMember.user_id).where(
+                                SiteMember.site_id == site.id,
+                                SiteMember.role.in_((OWNER, ADMIN)),
+                            )
+                        )
+                    ),
                 )
                 if site
                 else None

@@ -155,7 +155,7 @@ class Pipeline:
         site = self.sites.get(event.site)
         if site is None:
             raise Rejected(f"site: {event.site!r} is not a site registered here")
-        if user is not None and not (user.is_admin or site.owner_id == user.id):
+        if user is not None and not (user.is_admin or user.id in site.writer_ids):
             raise Rejected(f"site: this API key may not send events for {event.site!r}")
         if not site.allows_host(event.hostname):
             raise Rejected(f"url: host {event.hostname!r} is not allowed for {site.domain!r}")

@@ -1,11 +1,25 @@
-"""The web UI: first run, login, sites, stats pages, site settings, and health. Views stay thin."""
+"""The web UI: first run, login, sites, stats pages, site settings, members and invitations,
+the audit log, and health. Views stay thin."""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, render_template
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import Forbidden
 
-from tracker.web import auth, export, health, links, settings, sites, stats
+from tracker.web import (
+    audit_log,
+    auth,
+    export,
+    health,
+    invitations,
+    links,
+    members,
+    settings,
+    sites,
+    stats,
+)
 from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
 from tracker.web.budgets import bp as budgets_bp
@@ -31,4 +45,13 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(annotations_bp)
     app.register_blueprint(spend_bp)
     app.register_blueprint(links.bp)
+    app.register_blueprint(members.bp)
+    app.register_blueprint(invitations.bp)
+    app.register_blueprint(audit_log.bp)
+    app.register_error_handler(Forbidden, _forbidden)
     init_beacon(app)
+
+
+def _forbidden(error: Forbidden) -> ResponseReturnValue:
+    """A page saying which role it takes (the Stats API answers its own JSON)."""
+    return render_template("forbidden.html", message=error.description), 403

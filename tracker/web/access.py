@@ -1,13 +1,18 @@
-"""Who may see a site's stats, and how: owner or admin, anyone (public site), or a share link.
+"""Who may see or change a site, and how: its members by role, anyone (public site), or a
+share link. Every site route and API endpoint asks `site_access` / `api_site` for the
+role it needs (tracker.members: viewer < admin < owner), nothing else.
+
+Unknown sites and sites the user is not a member of answer 404, so the answer does not
+reveal which sites exist (not logged in: the login page). A member whose role is too low
+gets 403 with a sentence saying which role it takes: they know the site exists.
 
 A share link is a secret path, `/share/<token>`: it opens one site's stats read-only and
 nothing else (no settings, no other site). Revoking deletes the token, so the next request
-through it fails. Unknown sites and sites a logged-in user may not see answer 404, so the
-answer does not reveal which sites exist.
+through it fails.
 
-Raw export (events.csv, visits.csv) is the owner's or an admin's, logged in or through an
-API key (`Authorization: Bearer <key>`). A public site or a share link grants it only when
-the site's owner enabled `shared_export`.
+Raw export (events.csv, visits.csv) is any member's, logged in or through an API key
+(`Authorization: Bearer <key>`). A public site or a share link grants it only when the
+site's owner enabled `shared_export`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from typing import Any, NoReturn
 
 from flask import abort, request
 from flask_login import current_user
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
 
 from tracker.accounts import bearer_token, user_for_api_key
 from tracker.db.models import Site, User
-from tracker.sites import can_manage, find_site, site_for_share_token
+from tracker.members import ADMIN, OWNER, ROLE_NEEDS, VIEWER, allows, role_of
+from tracker.sites import find_site, site_for_share_token
 from tracker.web.auth import login_manager
 from tracker.web.context import get_db
 
@@ -30,11 +36,26 @@ BEARER_HELP = "send your API key as the header: Authorization: Bearer <key>"
 
 @dataclass(frozen=True)
 class SiteAccess:
-    """A site as one request may see it."""
+    """A site as one request may see it, with the user's role (None: not a member, on a
+    public site or through a share link)."""
 
     site: Site
-    can_manage: bool
+    role: str | None = None
     share_token: str | None = None
+
+    @property
+    def can_manage(self) -> bool:
+        """Settings, goals, costs, budgets, links, annotations, members."""
+        return allows(self.role, ADMIN)
+
+    @property
+    def is_owner(self) -> bool:
+        """Deleting the site, making owners."""
+        return allows(self.role, OWNER)
+
+    @property
+    def can_export(self) -> bool:
+        return allows(self.role, VIEWER)
 
     @property
     def url_args(self) -> dict[str, Any]:
@@ -44,7 +65,8 @@ class SiteAccess:
         return {"domain": self.site.domain}
 
 
-def _user() -> User | None:
+def logged_in_user() -> User | None:
+    """The logged-in user's record (None when nobody is): who the audit log names."""
     return current_user.record if current_user.is_authenticated else None
 
 
@@ -54,27 +76,39 @@ def _login_or_404(user: User | None) -> NoReturn:
     abort(404)
 
 
-def viewable_site(domain: str) -> SiteAccess:
-    """The site for /sites/<domain>: its owner, an admin, or anyone when it is public."""
+def _site_and_role(domain: str, user: User | None) -> tuple[Site | None, str | None]:
     with get_db().session() as session:
         site = find_site(session, domain)
-    user = _user()
-    if site is None:
-        _login_or_404(user)
-    manager = can_manage(user, site)
-    if not (manager or site.public):
-        _login_or_404(user)
-    return SiteAccess(site=site, can_manage=manager)
+        return site, role_of(session, user, site) if site is not None else None
 
 
-def managed_site(domain: str) -> SiteAccess:
-    """The site for settings pages: only its owner or an admin."""
-    user = _user()
-    with get_db().session() as session:
-        site = find_site(session, domain)
-    if site is None or not can_manage(user, site):
+def _too_low(site: Site, role: str, need: str) -> Forbidden:
+    return Forbidden(
+        f"Your role on {site.domain} is {role}: only {ROLE_NEEDS[need]} of the site may do this."
+    )
+
+
+def site_access(domain: str, need: str) -> SiteAccess:
+    """The site for /sites/<domain>/... when the logged-in user's role reaches `need`
+    (VIEWER, ADMIN or OWNER); reading (VIEWER) a public site needs no role at all."""
+    user = logged_in_user()
+    site, role = _site_and_role(domain, user)
+    if site is None or (role is None and not (need == VIEWER and site.public)):
         _login_or_404(user)
-    return SiteAccess(site=site, can_manage=True)
+    if role is not None and not allows(role, need):
+        raise _too_low(site, role, need)
+    return SiteAccess(site=site, role=role)
+
+
+def api_site(domain: str, user: User, need: str) -> Site:
+    """The site an API request names, when the key's user's role reaches `need`: 404 for
+    unknown sites and non-members alike, 403 for a member below it."""
+    site, role = _site_and_role(domain, user) if domain else (None, None)
+    if site is None or role is None:
+        raise NotFound(f"site_id: no site {domain!r} that this API key can read.")
+    if not allows(role, need):
+        raise _too_low(site, role, need)
+    return site
 
 
 def shared_site(token: str) -> SiteAccess:
@@ -83,7 +117,7 @@ def shared_site(token: str) -> SiteAccess:
         site = site_for_share_token(session, token)
     if site is None:
         abort(404)
-    return SiteAccess(site=site, can_manage=False, share_token=token)
+    return SiteAccess(site=site, share_token=token)
 
 
 def bearer_key() -> str | None:
@@ -111,17 +145,14 @@ def bearer_user() -> User | None:
 
 def request_user() -> User | None:
     """The caller: the logged-in user, else the API key's owner, else None."""
-    return _user() or bearer_user()
+    return logged_in_user() or bearer_user()
 
 
 def exportable_site(domain: str) -> Site:
-    """The site for /sites/<domain>/export/...: owner or admin, else public + shared_export."""
+    """The site for /sites/<domain>/export/...: any member, else public + shared_export."""
     user = request_user()
-    with get_db().session() as session:
-        site = find_site(session, domain)
-    if site is None:
-        _login_or_404(user)
-    if not (can_manage(user, site) or (site.public and site.shared_export)):
+    site, role = _site_and_role(domain, user)
+    if site is None or not (role is not None or (site.public and site.shared_export)):
         _login_or_404(user)
     return site
 

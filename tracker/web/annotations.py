@@ -1,9 +1,10 @@
 """Chart annotations on the web: adding a note (under the stats page's chart, or on the
 settings page) and deleting one (settings page).
 
-Only the site's owner or an administrator may (`managed_site`: anyone else gets the same
-404 as for an unknown site); share links never do. Each form carries a CSRF token. A note
-that fails validation is not saved: the page it came from says why, in a flash message.
+Only the site's admins and owners may (`site_access(domain, ADMIN)`: a viewer gets 403,
+anyone else the same 404 as for an unknown site); share links never do. Each form carries a
+CSRF token. A note that fails validation is not saved: the page it came from says why, in a
+flash message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import HiddenField, StringField
 
+from tracker import audit
 from tracker.annotations import (
     MAX_TEXT,
     AnnotationError,
@@ -24,9 +26,10 @@ from tracker.annotations import (
     list_annotations,
 )
 from tracker.db.models import Site
+from tracker.members import ADMIN
 from tracker.sites import site_today
 from tracker.stats import Note
-from tracker.web.access import managed_site
+from tracker.web.access import logged_in_user, site_access
 from tracker.web.context import get_db
 
 bp = Blueprint("annotations", __name__)
@@ -58,15 +61,20 @@ def _back(domain: str, back: str) -> Response:
     return redirect(f"{page}?{query}" if query else page)
 
 
+def _note(note: Note) -> str:
+    return f"{note.day.isoformat()}: {note.text}"
+
+
 @bp.post("/sites/<domain>/annotations")
 def add(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = NoteForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
     try:
         with get_db().session() as session:
             note = add_annotation(session, access.site, form.date.data, form.text.data)
+            audit.record(session, logged_in_user(), access.site, "annotation.add", _note(note))
         flash(f"Note added on {note.day.strftime('%-d %b %Y')}: {note.text}")
     except AnnotationError as exc:
         flash(f"The note was not added. {exc}")
@@ -75,11 +83,13 @@ def add(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/annotations/<int:annotation_id>/delete")
 def delete(domain: str, annotation_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
         note = delete_annotation(session, access.site, annotation_id)
+        if note is not None:
+            audit.record(session, logged_in_user(), access.site, "annotation.delete", _note(note))
     if note is None:
         abort(404)
     flash(f"Note of {note.day.strftime('%-d %b %Y')} deleted: {note.text}")

@@ -2,10 +2,10 @@
 month's pacing) and `pacing_table`, which turns pacing results into the display rows the
 `_pacing.html` partial shows (the campaign report includes it too).
 
-Only the site's owner or an administrator reaches these forms (`managed_site`: anyone else
-gets the same 404 as for an unknown site); share links never do. Each form carries a CSRF
-token. A budget that fails validation is not saved: the settings page comes back (400)
-with the error under its field and the input kept.
+Only the site's admins and owners reach these forms (`site_access(domain, ADMIN)`: a viewer
+gets 403, anyone else the same 404 as for an unknown site); share links never do. Each form
+carries a CSRF token. A budget that fails validation is not saved: the settings page comes
+back (400) with the error under its field and the input kept.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
+from tracker import audit
 from tracker.budgets import (
     MAX_NAME,
     SCOPE_LABELS,
@@ -32,6 +33,7 @@ from tracker.budgets import (
     set_budget,
 )
 from tracker.db.models import Budget, Site
+from tracker.members import ADMIN
 from tracker.money import format_minor
 from tracker.stats.pacing import (
     NOT_STARTED,
@@ -44,7 +46,7 @@ from tracker.stats.pacing import (
     month_pacing,
 )
 from tracker.web import settings
-from tracker.web.access import managed_site
+from tracker.web.access import logged_in_user, site_access
 from tracker.web.context import get_db
 
 bp = Blueprint("budgets", __name__)
@@ -221,7 +223,7 @@ def _saved_message(budget: Budget, created: bool) -> str:
 
 @bp.post("/sites/<domain>/settings/budgets")
 def set_view(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = BudgetForm()
     if not form.validate_on_submit():
         g.budget_form = form
@@ -237,6 +239,7 @@ def set_view(domain: str) -> ResponseReturnValue:
                 currency=form.currency.data or "",
             )
             message = _saved_message(saved.budget, saved.created)
+            audit.record(session, logged_in_user(), access.site, "budget.set", message)
     except BudgetError as exc:
         field = form[exc.field] if exc.field in form else form.name
         field.errors = [*field.errors, str(exc)]
@@ -248,7 +251,7 @@ def set_view(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/budgets/<int:budget_id>")
 def change_view(domain: str, budget_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = ChangeForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
@@ -266,6 +269,7 @@ def change_view(domain: str, budget_id: int) -> ResponseReturnValue:
                 currency=form.currency.data or "",
             )
             message = _saved_message(saved.budget, saved.created)
+            audit.record(session, logged_in_user(), access.site, "budget.set", message)
     except BudgetError as exc:
         g.budget_errors = {budget_id: str(exc)}
         return _refused(domain)
@@ -275,7 +279,7 @@ def change_view(domain: str, budget_id: int) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/budgets/<int:budget_id>/delete")
 def delete_view(domain: str, budget_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
@@ -284,5 +288,6 @@ def delete_view(domain: str, budget_id: int) -> ResponseReturnValue:
             abort(404)
         what = f"{SCOPE_LABELS[budget.scope]} {budget.label!r}"
         delete_budget(session, budget)
+        audit.record(session, logged_in_user(), access.site, "budget.delete", f"Budget for {what}")
     flash(f"Budget for {what} deleted; cost rows are kept.")
     return _back(domain)

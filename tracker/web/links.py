@@ -2,7 +2,7 @@
 
 Building is a GET (it changes nothing, so anyone who may see the site's stats may build and
 copy links, and a built link's page can be bookmarked); saving and deleting are POSTs with
-a CSRF token, for the site's owner or an administrator only.
+a CSRF token, for the site's admins and owners only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField
 
+from tracker import audit
 from tracker.links import (
     LABELS,
     REQUIRED,
@@ -27,8 +28,9 @@ from tracker.links import (
     save_link,
     saved_url,
 )
+from tracker.members import ADMIN, VIEWER
 from tracker.utm import UTM_FIELDS
-from tracker.web.access import SiteAccess, managed_site, viewable_site
+from tracker.web.access import SiteAccess, logged_in_user, site_access
 from tracker.web.context import get_db
 
 bp = Blueprint("links", __name__)
@@ -129,7 +131,7 @@ def _render(access: SiteAccess, form: LinkForm, link: Link | None) -> ResponseRe
 
 @bp.get("/sites/<domain>/links")
 def index(domain: str) -> ResponseReturnValue:
-    access = viewable_site(domain)
+    access = site_access(domain, VIEWER)
     form = LinkForm(request.args)
     submitted = any(name in request.args for name in ("base_url", *UTM_FIELDS))
     return _render(access, form, _build(form) if submitted else None)
@@ -137,7 +139,7 @@ def index(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/links")
 def save(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = SaveForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
@@ -146,6 +148,7 @@ def save(domain: str) -> ResponseReturnValue:
         return _render(access, form, None)
     with get_db().session() as session:
         save_link(session, access.site, link)
+        audit.record(session, logged_in_user(), access.site, "link.save", link.url)
     flash("Link saved.")
     args = builder_args(link)
     return redirect(url_for("links.index", domain=access.site.domain, **args) + "#saved")
@@ -153,11 +156,12 @@ def save(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/links/<int:link_id>/delete")
 def delete(domain: str, link_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
         if not delete_link(session, access.site, link_id):
             abort(404)
+        audit.record(session, logged_in_user(), access.site, "link.delete", f"Link {link_id}")
     flash("Link deleted. Visits that came through it are kept.")
     return redirect(url_for("links.index", domain=access.site.domain) + "#saved")

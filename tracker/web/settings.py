@@ -1,7 +1,8 @@
 """Site settings: time zone, allowed hostnames, visibility, Do Not Track, goals and
 funnels, share links, requests not counted, deletion.
 
-Only the site's owner or an administrator reaches these pages (share links never do).
+Only the site's admins and owners reach these pages (share links never do); deleting the
+site is its owners' alone.
 Each form posts to its own URL and carries a CSRF token (Flask-WTF checks every POST).
 """
 
@@ -22,6 +23,7 @@ from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from tracker import audit
 from tracker.columnar.invalidate import forget
 from tracker.db.models import Funnel, Site
 from tracker.goals import (
@@ -44,6 +46,7 @@ from tracker.goals import (
     suggest_goals,
     update_funnel,
 )
+from tracker.members import ADMIN, OWNER
 from tracker.sites import (
     SiteError,
     create_share_link,
@@ -55,7 +58,7 @@ from tracker.sites import (
 )
 from tracker.stats.dropped import REASONS as DROP_REASONS
 from tracker.stats.dropped import dropped_counts
-from tracker.web.access import SiteAccess, managed_site
+from tracker.web.access import SiteAccess, logged_in_user, site_access
 from tracker.web.context import get_db
 from tracker.web.sites import script_base_url
 
@@ -144,9 +147,12 @@ for _number, _field in enumerate(STEP_FIELDS, 1):
 GOAL_FORM_FIELDS = {"property": "prop_key", "steps": "step_1"}
 
 
-def _settings_form(access: SiteAccess) -> SettingsForm:
+def _settings_form(access: SiteAccess, **kwargs: Any) -> SettingsForm:
+    """The General form with the site's values; `formdata=None` to show them even when
+    another form's POST renders the page (its fields would otherwise read as unchecked)."""
     site = access.site
     form = SettingsForm(
+        **kwargs,
         data={
             "timezone": site.timezone,
             "allowed_hostnames": "\n".join(site.allowed_hostnames or []),
@@ -154,7 +160,7 @@ def _settings_form(access: SiteAccess) -> SettingsForm:
             "shared_export": site.shared_export,
             "honour_dnt": site.honour_dnt,
             "currency": site.currency,
-        }
+        },
     )
     form.timezone.choices = timezone_choices()  # type: ignore[assignment]
     return form
@@ -234,7 +240,7 @@ def _render(
         dropped=dropped,
         dropped_reasons=DROP_REASONS,
         base_url=script_base_url(),
-        settings_form=settings_form or _settings_form(access),
+        settings_form=settings_form or _settings_form(access, formdata=None),
         share_form=share_form or ShareForm(formdata=None),
         delete_form=delete_form or DeleteForm(formdata=None),
         revoke_form=RevokeForm(formdata=None),
@@ -248,18 +254,18 @@ def _render(
 
 @bp.get("/sites/<domain>/settings")
 def show(domain: str) -> ResponseReturnValue:
-    return _render(managed_site(domain))
+    return _render(site_access(domain, ADMIN))
 
 
 @bp.post("/sites/<domain>/settings")
 def save(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = _settings_form(access)
     if form.validate_on_submit():
         try:
             with get_db().session() as session:
                 site = find_site(session, access.site.domain)
-                assert site is not None  # managed_site found it in this request
+                assert site is not None  # site_access found it in this request
                 update_site(
                     session,
                     site,
@@ -270,6 +276,7 @@ def save(domain: str) -> ResponseReturnValue:
                     honour_dnt=bool(form.honour_dnt.data),
                     currency=form.currency.data or "",
                 )
+                audit.record(session, logged_in_user(), site, "site.settings", _settings_text(site))
         except SiteError as exc:
             form[exc.field or "allowed_hostnames"].errors = [str(exc)]
         else:
@@ -280,36 +287,46 @@ def save(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/shares")
 def add_share(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = ShareForm()
     if not form.validate_on_submit():
         return _render(access, share_form=form)
     with get_db().session() as session:
-        create_share_link(session, access.site, form.name.data or "")
+        link = create_share_link(session, access.site, form.name.data or "")
+        audit.record(
+            session, logged_in_user(), access.site, "share.create", f"Share link {link.name!r}"
+        )
     flash("Share link created. Anyone holding it sees this site's stats, read-only.")
     return redirect(url_for("site_settings.show", domain=domain) + "#sharing")
 
 
 @bp.post("/sites/<domain>/settings/shares/<int:link_id>/revoke")
 def revoke_share(domain: str, link_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not RevokeForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
         revoked = revoke_share_link(session, access.site, link_id)
+        if revoked:
+            audit.record(
+                session, logged_in_user(), access.site, "share.revoke", f"Share link {link_id}"
+            )
     flash("Share link revoked: it no longer opens anything." if revoked else "No such link.")
     return redirect(url_for("site_settings.show", domain=domain) + "#sharing")
 
 
 @bp.post("/sites/<domain>/settings/delete")
 def delete(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, OWNER)
     form = DeleteForm()
     if form.validate_on_submit():
         if form.confirm.data.strip().lower() == access.site.domain:
             with get_db().session() as session:
                 site = find_site(session, access.site.domain)
                 if site is not None:
+                    audit.record(
+                        session, logged_in_user(), site, "site.delete", "The site and its data"
+                    )
                     delete_site(session, site)
             forget(get_db().columnar_root, access.site.id)  # once the deletion is committed
             flash(f"Deleted {access.site.domain} and all its data.")
@@ -318,13 +335,26 @@ def delete(domain: str) -> ResponseReturnValue:
     return _render(access, delete_form=form)
 
 
+def _settings_text(site: Site) -> str:
+    hosts = ", ".join(site.allowed_hostnames or []) or "none"
+    return (
+        f"Time zone {site.timezone}; other hosts {hosts}; public {_yes(site.public)}; shared "
+        f"export {_yes(site.shared_export)}; honour Do Not Track {_yes(site.honour_dnt)}; "
+        f"currency {site.currency or 'none'}"
+    )
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
 def _back(domain: str, anchor: str) -> Response:
     return redirect(url_for("site_settings.show", domain=domain) + anchor)
 
 
 @bp.post("/sites/<domain>/settings/goals")
 def add_goal_view(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = GoalForm()
     if not form.validate_on_submit():
         return _render(access, goal_form=form)
@@ -342,6 +372,13 @@ def add_goal_view(domain: str) -> ResponseReturnValue:
                 currency=form.currency.data or "",
             )
             message = f"Goal {goal.name!r} added: {goal_label(goal)}. It counts past data too."
+            audit.record(
+                session,
+                logged_in_user(),
+                access.site,
+                "goal.add",
+                f"{goal.name!r}: {goal_label(goal)}",
+            )
     except GoalError as exc:
         _goal_error(form, exc)
         return _render(access, goal_form=form)
@@ -351,7 +388,7 @@ def add_goal_view(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/goals/<int:goal_id>/rename")
 def rename_goal_view(domain: str, goal_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = RenameForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
@@ -363,6 +400,7 @@ def rename_goal_view(domain: str, goal_id: int) -> ResponseReturnValue:
             old = goal.name
             rename_goal(session, access.site, goal, form.name.data or "")
             message = f"Goal {old!r} renamed to {goal.name!r}."
+            audit.record(session, logged_in_user(), access.site, "goal.rename", message)
     except GoalError as exc:
         return _render(access, goal_errors={goal_id: str(exc)})
     flash(message)
@@ -371,7 +409,7 @@ def rename_goal_view(domain: str, goal_id: int) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/goals/<int:goal_id>/move/<any(up, down):direction>")
 def move_goal_view(domain: str, goal_id: int, direction: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
@@ -379,12 +417,15 @@ def move_goal_view(domain: str, goal_id: int, direction: str) -> ResponseReturnV
         if goal is None:
             abort(404)
         move_goal(session, access.site, goal, -1 if direction == "up" else 1)
+        audit.record(
+            session, logged_in_user(), access.site, "goal.move", f"{goal.name!r} {direction}"
+        )
     return _back(domain, "#goals")
 
 
 @bp.post("/sites/<domain>/settings/goals/<int:goal_id>/delete")
 def delete_goal_view(domain: str, goal_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
@@ -393,6 +434,7 @@ def delete_goal_view(domain: str, goal_id: int) -> ResponseReturnValue:
             abort(404)
         name = goal.name
         broken = delete_goal(session, access.site, goal)
+        audit.record(session, logged_in_user(), access.site, "goal.delete", repr(name))
     flash(f"Goal {name!r} deleted; stored events are kept.")
     for funnel in broken:
         flash(f"Funnel {funnel!r} used it and is now broken: fix its steps below.")
@@ -404,12 +446,12 @@ def add_funnel_view(domain: str) -> ResponseReturnValue:
     def save(session: Session, site: Site, name: str, steps: list[int]) -> Funnel:
         return add_funnel(session, site, name=name, steps=steps)
 
-    return _save_funnel(managed_site(domain), "", "added", save)
+    return _save_funnel(site_access(domain, ADMIN), "", "added", save)
 
 
 @bp.post("/sites/<domain>/settings/funnels/<int:funnel_id>")
 def edit_funnel_view(domain: str, funnel_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     with get_db().session() as session:
         if get_funnel(session, access.site, funnel_id) is None:
             abort(404)
@@ -447,6 +489,7 @@ def _save_funnel(
         with get_db().session() as session:
             funnel = save(session, access.site, form.name.data or "", _steps(form))
             message = f"Funnel {funnel.name!r} {done}."
+            audit.record(session, logged_in_user(), access.site, "funnel.save", message)
     except GoalError as exc:
         _goal_error(form, exc)
         return again()
@@ -456,7 +499,7 @@ def _save_funnel(
 
 @bp.post("/sites/<domain>/settings/funnels/<int:funnel_id>/delete")
 def delete_funnel_view(domain: str, funnel_id: int) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     with get_db().session() as session:
@@ -465,5 +508,6 @@ def delete_funnel_view(domain: str, funnel_id: int) -> ResponseReturnValue:
             abort(404)
         name = funnel.name
         delete_funnel(session, funnel)
+        audit.record(session, logged_in_user(), access.site, "funnel.delete", repr(name))
     flash(f"Funnel {name!r} deleted.")
     return _back(domain, "#funnels")

@@ -1,13 +1,17 @@
-"""The list of sites: add a site and copy its script tag."""
+"""The list of sites the user may see (a server administrator: all), with their role on
+each: add a site (its creator becomes its owner), copy a script tag, leave a site."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired
 
+from tracker import audit
+from tracker.members import memberships
 from tracker.sites import SiteError, add_site, list_sites
 from tracker.web.context import get_db, get_settings
 
@@ -44,12 +48,26 @@ def index():
                     owner=current_user.record,
                 )
                 domain = site.domain
+                audit.record(session, current_user.record, site, "site.create", domain)
         except SiteError as exc:
             form.domain.errors = [str(exc)]
         else:
             flash(f"Added {domain}. Paste its script tag into your pages.")
             return redirect(url_for("sites.index"))
+    return page(form, 400 if form.errors else 200)
+
+
+def page(form: AddSiteForm | None = None, status: int = 200) -> ResponseReturnValue:
+    """The list of sites (with the add-a-site form as typed), e.g. after a refused leave."""
+    user = current_user.record
     with get_db().session() as session:
-        sites = list_sites(session, current_user.record)
-    status = 400 if form.errors else 200
-    return render_template("sites.html", form=form, sites=sites, base_url=script_base_url()), status
+        sites = list_sites(session, user)
+        roles = memberships(session, user)
+    html = render_template(
+        "sites.html",
+        form=form or AddSiteForm(formdata=None),
+        sites=sites,
+        roles=roles,
+        base_url=script_base_url(),
+    )
+    return html, status

@@ -2,10 +2,11 @@
 every problem before anything is saved, confirm to store it; list what is stored per
 month and campaign, and delete a month of a campaign.
 
-Only the site's owner or an administrator reaches these (`managed_site`: anyone else gets
-the same 404 as for an unknown site); share links never do. Each form carries a CSRF
-token. The preview carries the file's text to the confirmation in a hidden field (up to
-MAX_PAGE_BYTES), and the confirmation checks it again: what is stored is what was checked.
+Only the site's admins and owners reach these (`site_access(domain, ADMIN)`: a viewer gets
+403, anyone else the same 404 as for an unknown site); share links never do. Each form
+carries a CSRF token. The preview carries the file's text to the confirmation in a hidden
+field (up to MAX_PAGE_BYTES), and the confirmation checks it again: what is stored is what
+was checked.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask_wtf.file import FileField
 from werkzeug.datastructures import FileStorage
 from wtforms import HiddenField, StringField
 
+from tracker import audit
 from tracker.cost_csv import CostFileError, decode
 from tracker.costs import (
     CostBatch,
@@ -34,8 +36,9 @@ from tracker.costs import (
     store_costs,
 )
 from tracker.db.models import Site
+from tracker.members import ADMIN
 from tracker.money import format_minor
-from tracker.web.access import SiteAccess, managed_site
+from tracker.web.access import SiteAccess, logged_in_user, site_access
 from tracker.web.context import get_db
 from tracker.web.format import money
 
@@ -155,7 +158,7 @@ def _defaults(form: FlaskForm) -> CostDefaults:
 
 @bp.post("/sites/<domain>/settings/ad-spend/preview")
 def preview(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = UploadForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
@@ -171,7 +174,7 @@ def preview(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/ad-spend/import")
 def confirm(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = ConfirmForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
@@ -186,13 +189,15 @@ def confirm(domain: str) -> ResponseReturnValue:
         return _render(access, result, form)
     with get_db().session() as session:
         stored = store_costs(session, access.site, batch.rows)
-    period = batch.period
-    assert period is not None  # ok: the batch has rows
-    totals = cost_text(batch.totals())
-    flash(
-        f"Imported {stored.imported:,} cost rows of {name or 'the file'} ({stored.replaced:,} of "
-        f"them replaced rows already stored): {period[0]} to {period[1]}, {totals}."
-    )
+        period = batch.period
+        assert period is not None  # ok: the batch has rows
+        totals = cost_text(batch.totals())
+        message = (
+            f"Imported {stored.imported:,} cost rows of {name or 'the file'} ({stored.replaced:,} "
+            f"of them replaced rows already stored): {period[0]} to {period[1]}, {totals}."
+        )
+        audit.record(session, logged_in_user(), access.site, "cost.import", message)
+    flash(message)
     if stored.site_currency:
         flash(f"The site's currency is now {stored.site_currency}.")
     return redirect(url_for("site_settings.show", domain=domain) + "#ad-spend")
@@ -200,7 +205,7 @@ def confirm(domain: str) -> ResponseReturnValue:
 
 @bp.post("/sites/<domain>/settings/ad-spend/delete")
 def delete(domain: str) -> ResponseReturnValue:
-    access = managed_site(domain)
+    access = site_access(domain, ADMIN)
     form = DeleteForm()
     if not form.validate_on_submit():
         return EXPIRED, 400
@@ -208,9 +213,11 @@ def delete(domain: str) -> ResponseReturnValue:
         start, end = parse_period(form.start.data, form.end.data)
         with get_db().session() as session:
             deleted = delete_costs(session, access.site, start, end, form.campaign.data or None)
+            which = f" of campaign {form.campaign.data}" if form.campaign.data else ""
+            message = f"Deleted {deleted:,} cost rows{which} from {start} to {end}."
+            audit.record(session, logged_in_user(), access.site, "cost.delete", message)
     except CostError as exc:
         flash(f"Nothing deleted: {exc}")
     else:
-        which = f" of campaign {form.campaign.data}" if form.campaign.data else ""
-        flash(f"Deleted {deleted:,} cost rows{which} from {start} to {end}.")
+        flash(message)
     return redirect(url_for("site_settings.show", domain=domain) + "#ad-spend")

@@ -1,6 +1,6 @@
 """The stats page of a site, its full report lists and CSV downloads (thin views over stats).
 
-Every route answers at /sites/<domain>/... (owner, admin, or anyone for a public site) and at
+Every route answers at /sites/<domain>/... (any member, or anyone for a public site) and at
 /share/<token>/... (a share link, read-only), so links built with `access.url_args` keep a
 share-link visitor inside the link. Bad parameters answer 400 with the QueryError sentence.
 """
@@ -18,6 +18,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from tracker.members import VIEWER
 from tracker.sites import has_events
 from tracker.stats import (
     QueryError,
@@ -30,7 +31,7 @@ from tracker.stats import (
 )
 from tracker.stats.pacing import month_pacing
 from tracker.web import dashboard as dash
-from tracker.web.access import SiteAccess, shared_site, viewable_site
+from tracker.web.access import SiteAccess, shared_site, site_access
 from tracker.web.budgets import pacing_table
 from tracker.web.campaign_view import campaign_csv, campaign_tab
 from tracker.web.context import get_db
@@ -42,7 +43,7 @@ bp = Blueprint("stats", __name__)
 
 
 def _access(domain: str | None, token: str | None) -> SiteAccess:
-    return shared_site(token) if token is not None else viewable_site(domain or "")
+    return shared_site(token) if token is not None else site_access(domain or "", VIEWER)
 
 
 def _head(view: dash.View) -> dict[str, object]:

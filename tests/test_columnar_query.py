@@ -3,9 +3,9 @@
 A week of traffic on a site in Europe/Paris across the end of summer time (2026-10-25,
 02:00 local comes twice), stored through the real collector on SQLite and PostgreSQL, with
 visits just before and after local midnight (22:00 UTC in summer, 23:00 UTC in winter) and
-UTC midnight. The store holds whole UTC days (tests/columnar_store.py); reports read it
-for the visits started before the last local midnight it covers, the database for the rest.
-Each query's rows must equal `run(..., rollups=False)`'s, row for row.
+UTC midnight. The builder's store holds whole UTC days; reports read it for the visits
+started before the last local midnight it covers, the database for the rest. Each query's
+rows must equal `run(..., rollups=False)`'s, row for row.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from tests.columnar_store import write_store
 from tests.helpers import store_events
 from tracker.columnar import engine
+from tracker.columnar.build import CLOSE_AFTER_MS, refresh
 from tracker.columnar.layout import DAY_MS, read_manifest, site_dir
 from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
@@ -30,7 +30,6 @@ from tracker.goals import add_goal
 from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.periods import day_number
 from tracker.stats.query import Query, site_ref
 from tracker.stats.rollups import refresh_site
 
@@ -150,8 +149,11 @@ def site(app: Flask, db: Database) -> Site:
 
 
 def build(db: Database, root: Path, site: Site, until: date) -> None:
-    """The store of every UTC day before `until`, and reports reading it."""
-    write_store(db, root, site.id, day_number(FIRST) - 1, day_number(until) - 1)
+    """The builder's store of every UTC day before `until`, and reports reading it."""
+    until_ms = int(datetime(until.year, until.month, until.day, tzinfo=UTC).timestamp() * 1000)
+    refresh(db, root, now_ms=until_ms + CLOSE_AFTER_MS, budget_s=None)
+    manifest = read_manifest(root, site.id)
+    assert manifest is not None and manifest.complete_until_ms == until_ms
     db.columnar_root = root
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from tracker.db.models import Event, Site, Visit
 from tracker.goals import add_goal
 from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
+from tracker.stats.compiler import outer, plan_for, raw_buckets
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.query import Query, site_ref
+from tracker.stats.metrics import parts_for
+from tracker.stats.query import Query, SiteRef, site_ref
 from tracker.stats.rollups import refresh_site
 
 SITE = "paris.example"
@@ -365,14 +368,36 @@ def test_a_part_replaced_between_manifest_and_read(
     assert assert_same(db, site, args, WEEK) == "columnar+live"
 
 
-def test_statements_bind_every_value(db: Database, site: Site) -> None:
-    """User values reach DuckDB as parameters, never as SQL text."""
+def test_statements_bind_every_text() -> None:
+    """Text a user typed reaches DuckDB as parameters, never as SQL, whatever the filter."""
     evil = "x' OR '1'='1"
-    q = query(site, {"metrics": "visits", "dimension": "event:page", "page": evil})
-    from tracker.stats.compiler import outer, plan_for, raw_buckets
-    from tracker.stats.metrics import parts_for
+    site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
+    for value in (evil, f"!{evil}", f"~{evil}", f"{evil}*", f"!{evil}*"):
+        args = {"metrics": "visits", "dimension": "event:page", "page": value, "source": value}
+        q = query(site, args)  # type: ignore[arg-type]
+        plan = plan_for(q, parts_for(q.metrics))
+        for record in ("sqlite", "postgresql"):
+            stmt = outer(q, plan, raw_buckets(q, plan, [(0, DAY_MS)], direct=True))
+            sql, params = engine.compiled(stmt, record)
+            assert "or '1'='1" not in sql.lower(), value
+            assert any(isinstance(p, str) and "or '1'='1" in p.lower() for p in params), value
 
-    plan = plan_for(q, parts_for(q.metrics))
-    for record in ("sqlite", "postgresql"):
-        sql, params = engine.compiled(outer(q, plan, raw_buckets(q, plan, [(0, DAY_MS)])), record)
-        assert evil not in sql and evil in params
+
+def test_each_thread_its_own_connection_to_one_database_that_fetches_nothing() -> None:
+    found: list[Any] = []
+
+    def settings() -> None:
+        duck = engine.connection()
+        assert engine.connection() is duck
+        found.append(duck)
+        names = "threads, autoinstall_known_extensions, autoload_known_extensions"
+        row = duck.execute(
+            "SELECT " + ", ".join(f"current_setting('{n.strip()}')" for n in names.split(","))
+        ).fetchone()
+        assert row == (engine.THREADS, False, False)
+
+    worker = threading.Thread(target=settings)
+    worker.start()
+    worker.join()
+    settings()
+    assert len(found) == 2 and found[0] is not found[1]

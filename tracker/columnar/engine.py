@@ -2,13 +2,13 @@
 
 A query's visits are cut at the split, the last local midnight (site time zone) at or before
 the manifest's `complete_until_ms`: those started before it are read from the Parquet parts,
-those from it on from the database of record (today, maybe yesterday: few rows, through
-`bucket_source`, so rollups answer them where they can). Visitors are counted distinct per
-local day (or hour), so a local day is never cut in two: a visitor with visits on both sides
-would count twice. The database's per-bucket rows are handed to DuckDB as an Arrow table and
-both sides are summed by the compiler's `outer` statement there, so ordering and paging stay
-in one place. The statements are compiled for DuckDB with bound parameters, in a dialect
-that keeps the database of record's semantics where DuckDB's differ.
+those from it on from the database of record (today, yesterday, at most the day before: few
+rows, through `bucket_source`, so rollups answer them where they can). Visitors are counted
+distinct per local day (or hour), so a local day is never cut in two: a visitor with visits
+on both sides would count twice. The database's per-bucket rows are handed to DuckDB as an
+Arrow table and both sides are summed by the compiler's `outer` statement there, so ordering
+and paging stay in one place. The statements are compiled for DuckDB in a dialect that keeps
+the database of record's semantics where DuckDB's differ; text is always a bound parameter.
 
 DuckDB runs in the process: one database per worker process, one connection per thread (its
 connections are not safe to share between threads), never loading or downloading an
@@ -57,13 +57,16 @@ log = logging.getLogger(__name__)
 THREADS = 1
 # The name the database's rows are registered under on a DuckDB connection.
 LIVE = "live_buckets"
-# Nothing is ever loaded or downloaded at run time (air-gapped servers).
-SETTINGS = (
-    "SET autoinstall_known_extensions=false",
-    "SET autoload_known_extensions=false",
-    # Parts are immutable: their footers are read once per process.
-    "SET parquet_metadata_cache=true",
-)
+# The database's settings, which every connection to it starts with.
+CONFIG: dict[str, Any] = {
+    "threads": THREADS,
+    # Nothing is ever loaded or downloaded at run time (air-gapped servers).
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+# Parts are immutable: their footers are read once per process. (The Parquet reader's
+# option, known only once the database is open.)
+CACHE_FOOTERS = "SET GLOBAL parquet_metadata_cache = true"
 # Where each database of record puts NULLs when an ORDER BY does not say: rows tied on
 # every sort key must come out in the same order from DuckDB.
 NULL_ORDER = {
@@ -173,9 +176,8 @@ class _Process:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.database = duckdb.connect(":memory:", config={"threads": THREADS})
-        for statement in SETTINGS:
-            self.database.execute(statement)
+        self.database = duckdb.connect(":memory:", config=CONFIG)
+        self.database.execute(CACHE_FOOTERS)
         self.local = threading.local()
 
     def connection(self) -> duckdb.DuckDBPyConnection:

@@ -342,6 +342,16 @@ def test_a_part_deleted_under_the_reader(db: Database, site: Site, tmp_path: Pat
     assert assert_same(db, site, args, WEEK) == "raw"
 
 
+def test_a_damaged_part_reads_the_database(db: Database, site: Site, tmp_path: Path) -> None:
+    root = tmp_path / "columnar"
+    build(db, root, site, date(2026, 10, 27))
+    manifest = read_manifest(root, site.id)
+    assert manifest is not None
+    (site_dir(root, site.id) / manifest.parts[1].visits).write_bytes(b"not parquet")
+    args = {"metrics": ALL_METRICS, "source": "!Google", "dimension": "visit:device"}
+    assert assert_same(db, site, args, WEEK) == "raw"
+
+
 def test_a_part_replaced_between_manifest_and_read(
     db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -189,13 +189,19 @@ class _Process:
 
 _process: _Process | None = None
 _process_lock = threading.Lock()
+# A forked child's copy of its parent's database: kept, never closed there (closing would
+# wait for threads the child does not have).
+_inherited: list[_Process] = []
 
 
 def connection() -> duckdb.DuckDBPyConnection:
     """The calling thread's DuckDB connection; a forked child makes its own database."""
     global _process
     with _process_lock:
-        if _process is None or _process.pid != os.getpid():
+        if _process is not None and _process.pid != os.getpid():
+            _inherited.append(_process)
+            _process = None
+        if _process is None:
             _process = _Process()
         process = _process
     return process.connection()
@@ -264,6 +270,10 @@ def answer(
             forget_manifest(root, query.site.id)
             if attempt:
                 log.warning("columnar store of site %s unreadable in %s", query.site.id, root)
+        except duckdb.Error:
+            # A damaged part, or a statement DuckDB refuses: the database still answers.
+            log.exception("columnar store of site %s failed in %s", query.site.id, root)
+            return None
     return None
 
 

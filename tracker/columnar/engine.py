@@ -92,11 +92,11 @@ class DuckCompiler(PGCompiler):
     def visit_floordiv_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
         return f"({self.process(binary.left, **kw)} // {self.process(binary.right, **kw)})"
 
-    def visit_bindparam(self, bindparam: Any, **kw: Any) -> str:
+    def visit_bindparam(self, bindparam: Any, *args: Any, **kw: Any) -> Any:
         value = bindparam.effective_value
         if type(value) is int:  # not bool, a subclass
             return f"CAST({value} AS BIGINT)"
-        return str(super().visit_bindparam(bindparam, **kw))
+        return super().visit_bindparam(bindparam, *args, **kw)
 
 
 _ASCII_FOLD = str.maketrans(_UPPER, _UPPER.lower())

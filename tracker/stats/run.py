@@ -279,7 +279,7 @@ def _sums(
     *,
     rollups: bool,
     store: Path | None,
-) -> tuple[Sequence[Mapping[str, Any]], str]:
+) -> tuple[Sequence[Mapping[Any, Any]], str]:
     """`outer`'s rows (k0.., parts) and which path answered: the columnar store where it
     holds the period's first days (tracker.columnar.engine), else the database."""
     if store is not None:
@@ -287,7 +287,7 @@ def _sums(
         if found is not None:
             return found
     source, used = bucket_source(conn, query, plan, extra, rollups=rollups)
-    return [record._mapping for record in conn.execute(outer(query, plan, source))], used
+    return conn.execute(outer(query, plan, source)).mappings().all(), used
 
 
 def _restricted(

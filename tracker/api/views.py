@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
     BadRequest,
+    Forbidden,
     HTTPException,
     NotFound,
     RequestEntityTooLarge,
@@ -94,6 +95,9 @@ def _bad_parameter(error: QueryError) -> ResponseReturnValue:
     return jsonify(error=str(error)), 400
 
 
+# Forbidden too: Flask looks up handlers of a status code (the web's 403 page) before
+# those of a class.
+@bp.errorhandler(Forbidden)
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> ResponseReturnValue:
     response = error.get_response()

@@ -19,7 +19,7 @@ ADMIN_COMMANDS = [
     ["apikeys", "create"], ["apikeys", "list"], ["demo"], ["reclassify"], ["goals"],
     ["goals", "add"], ["goals", "list"], ["goals", "delete"], ["funnels"], ["funnels", "add"],
     ["funnels", "list"], ["funnels", "delete"], ["annotations"], ["annotations", "add"],
-    ["annotations", "list"], ["annotations", "delete"],
+    ["annotations", "list"], ["annotations", "delete"], ["invite"],
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from flask import Blueprint, flash, g, make_response, redirect, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import SelectField, StringField
@@ -173,11 +174,12 @@ def remove_view(domain: str, user_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/sites/<domain>/leave")
+@login_required  # a public site lets anyone read it, and only members leave
 def leave_view(domain: str) -> ResponseReturnValue:
     """Any member leaves the site (not its last owner); back to the list of sites."""
     access = site_access(domain, VIEWER)
-    user = logged_in_user()
-    if user is None or not ActionForm().validate_on_submit():
+    user = current_user.record
+    if not ActionForm().validate_on_submit():
         return EXPIRED, 400
     try:
         with get_db().session() as session:

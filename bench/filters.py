@@ -48,7 +48,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError
 
 from bench import datagen
 from bench.common import Figure, Options, Unavailable, http, median, tracker_serve
@@ -280,16 +279,28 @@ def _reads(total_ms: float, statements: list[tuple[float, str]]) -> str:
     return f"mostly {most}: {detail}"
 
 
+def _duckdb_connection() -> Any | None:
+    """This thread's DuckDB connection of the columnar store's reader (the one a query run
+    in this thread uses), or None before the reader exists."""
+    try:
+        from tracker.columnar import engine  # noqa: PLC0415 - not in every checkout yet
+    except ImportError:
+        return None
+    return engine.connection()
+
+
 @contextmanager
 def stopping(db: Database, after_ms: float | None) -> Iterator[threading.Event]:
-    """Stops the statements `db` runs inside the block once `after_ms` have passed (None:
-    never); the event says whether it did. SQLite's connections are interrupted and
-    PostgreSQL's statements cancelled, both from a timer thread, as both drivers allow."""
+    """Stops what the calling thread's queries run inside the block once `after_ms` have
+    passed (None: never); the event says whether it did. SQLite's connections and DuckDB's
+    are interrupted, PostgreSQL's statements cancelled, from a timer thread, as each
+    driver allows; the query then raises."""
     fired = threading.Event()
     if after_ms is None:
         yield fired
         return
     live: set[Any] = set()
+    duckdb_connection = _duckdb_connection()
 
     def checkout(dbapi_connection: Any, *_: Any) -> None:
         live.add(dbapi_connection)
@@ -301,6 +312,8 @@ def stopping(db: Database, after_ms: float | None) -> Iterator[threading.Event]:
         fired.set()
         for connection in list(live):
             (getattr(connection, "interrupt", None) or connection.cancel)()
+        if duckdb_connection is not None:
+            duckdb_connection.interrupt()
 
     event.listen(db.engine, "checkout", checkout)
     event.listen(db.engine, "checkin", checkin)
@@ -335,13 +348,14 @@ def time_cases(
             began = time.perf_counter()
             try:
                 timing.rows = len(run_query(db, query).rows)
-            except DBAPIError:
+            except Exception:
+                # Whatever the interrupted driver raised (DuckDB's is not a DBAPIError).
                 if not fired.is_set():
                     raise
                 timing.stopped = True
             timing.warmup = (time.perf_counter() - began) * 1000
         timing.read = "stopped" if timing.stopped else _reads(timing.warmup, statements)
-        if slow_ms and timing.warmup > slow_ms:
+        if timing.stopped or (slow_ms and timing.warmup > slow_ms):
             timing.samples.append(timing.warmup)
         else:
             for _ in range(reps):
@@ -526,7 +540,7 @@ def _group_figures(
         figures.append(_figure(bench, f"{group}: worst", worst.value, floor, target, note))
     if target:
         over = [t for t in timings if t.value > target]
-        slow = [t for t in timings if slow_ms and t.warmup > slow_ms]
+        slow = [t for t in timings if t.stopped or (slow_ms and t.warmup > slow_ms)]
         stopped = sum(t.stopped for t in timings)
         note = f"of {len(timings)}"
         if slow_ms and slow:
@@ -588,8 +602,9 @@ def _http_figures(
     """Each chosen case through the Stats API: a warm-up request, then the median of
     `reps` (a slow one, as in-process: its first request only)."""
     figures = []
-    # A generous API allowance: the matrix must time queries, not the rate limiter.
-    env = {"TRACKER_API_RATE_LIMIT": "100000"}
+    # The matrix times queries: not the rate limiter (a generous allowance), nor background
+    # jobs sharing the two CPUs (their first runs on a fresh data directory took minutes).
+    env = {"TRACKER_API_RATE_LIMIT": "100000", "TRACKER_SCHEDULER_ENABLED": "false"}
     with tracker_serve(data_dir, url, env=env) as server:
         headers = {"Authorization": f"Bearer {data.api_key}"}
         for name, timing in served:

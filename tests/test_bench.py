@@ -234,5 +234,5 @@ def test_filter_matrix_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     assert served and all(f.value > 0 for f in served)  # each answered 200
     # Every query, with the columnar store and without it.
     detail = (tmp_path / filters.DETAIL_FILE).read_text()
-    assert detail.count("warm-up") == 2 * 240
+    assert detail.count("warm-up ") == 2 * 240
     assert "columnar store build" in names

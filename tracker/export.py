@@ -178,8 +178,25 @@ def export_csv(
     table: Table,
     watch: Callable[[Iterator[Batch]], Iterator[Batch]] = iter,
 ) -> Iterator[str]:
-    """The CSV text of `table` for `query`, chunk by chunk; `watch` may observe the batches."""
-    return csv_chunks(table.columns, watch(table.rows(db, query, table.cells())))
+    """The CSV text of `table` for `query`, chunk by chunk; `watch` may observe the batches.
+
+    Closing it (a download whose client left: Werkzeug and gunicorn close the response)
+    closes the rows' stream at once, whatever `watch` holds: its cursor is closed and its
+    connection goes back to the pool, its transaction rolled back (stats.rows)."""
+    rows = table.rows(db, query, table.cells())
+    return _closing(csv_chunks(table.columns, watch(rows)), rows)
+
+
+def _closing(chunks: Iterator[str], rows: Iterator[Batch]) -> Iterator[str]:
+    """`chunks`, then `rows` closed, also when the consumer stops early. Not left to the
+    garbage collector: a reference kept elsewhere (a traceback, a wrapper) would hold the
+    connection, and on PostgreSQL its open transaction, until it is collected."""
+    try:
+        yield from chunks
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
 
 
 def export_filename(query: Query, table: Table) -> str:

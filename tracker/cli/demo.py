@@ -6,8 +6,10 @@ import click
 
 from tracker.cli.context import CliContext, pass_context
 from tracker.config import ensure_secret_key
+from tracker.db import analyze
 from tracker.db.migrate import upgrade
 from tracker.demo import BATCH, add_demo_goals, add_demo_spend, demo_days, demo_ingest
+from tracker.ingest.store import STORED_TABLES
 from tracker.sites import SiteError, add_site, find_site, list_sites
 
 
@@ -69,6 +71,7 @@ def demo(
         for events in bar:
             for start in range(0, len(events), BATCH):
                 accepted += ingest(events[start : start + BATCH])
+    analyze(db, STORED_TABLES)  # the planner's statistics count the demo's rows
     click.echo(f"The pipeline accepted {accepted:,} events for {domain}.")
     if added:
         click.echo(f"Goals and funnel added: {', '.join(added)}.")

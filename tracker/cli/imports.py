@@ -17,10 +17,12 @@ from typing import IO
 import click
 
 from tracker.cli.context import CliContext, pass_context
+from tracker.db import analyze
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
 from tracker.ingest.spam import spam_hosts_path
 from tracker.ingest.spool import spool_directory
+from tracker.ingest.store import STORED_TABLES
 
 CHUNK = 1000
 REQUIRED = ("timestamp", "ip", "user_agent")
@@ -121,6 +123,8 @@ def import_events(ctx: CliContext, file: Path) -> None:
             "replay_spool job stores them when it does.",
             err=True,
         )
+    elif summary.accepted:
+        analyze(ctx.db, STORED_TABLES)  # the planner's statistics count the imported rows
     if summary.rejected:
         raise SystemExit(1)
 

@@ -1,5 +1,6 @@
-"""Database access: engine set-up per backend, sessions, and migrations."""
+"""Database access: engine set-up per backend, sessions, migrations, planner statistics."""
 
 from tracker.db.engine import Database, make_engine
+from tracker.db.statistics import analyze
 
-__all__ = ["Database", "make_engine"]
+__all__ = ["Database", "analyze", "make_engine"]

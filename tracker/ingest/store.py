@@ -49,6 +49,8 @@ LOOKBACK_MS = DAY_MS
 visits_t = cast(Table, Visit.__table__)
 events_t = cast(Table, Event.__table__)
 drops_t = cast(Table, DropCount.__table__)
+# What storing writes: analyzed after a bulk load of events (tracker.db.analyze).
+STORED_TABLES: tuple[Table, ...] = (visits_t, events_t, drops_t)
 
 DropKey = tuple[int, date, str]  # site id, UTC day, reason
 

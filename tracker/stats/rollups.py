@@ -18,6 +18,8 @@ the earliest day touched by events stored since) through today, skipping the day
 neither visits nor rows (there is nothing to write: the cost follows the data, not the
 calendar). The `stats_rollups` job runs it every minute; in between, rolled-up days (today
 included) can lag by that much. A site whose time zone changed is rebuilt from scratch.
+A refresh that rebuilt a week of days or more (a first build, an import of past events)
+ends with ANALYZE of the tables it wrote, on PostgreSQL (tracker.db.statistics).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType
 
-from tracker.db import Database
+from tracker.db import Database, analyze
 from tracker.db.models import Event, Site, StatsRollup, Visit
 from tracker.stats import hits
 from tracker.stats.compiler import (
@@ -91,6 +93,9 @@ THROTTLE = 10
 _next_due: dict[tuple[str, int], float] = {}
 # Event ids are not committed in order on PostgreSQL; re-checking the last ones is cheap.
 ID_MARGIN = 10_000
+# A refresh whose new data spans this many days or more (through today) analyzes the
+# tables it wrote (PostgreSQL).
+ANALYZE_AFTER_DAYS = CHUNK_DAYS
 
 
 @dataclass(frozen=True)
@@ -452,24 +457,49 @@ def refresh_site(
     rebuild_from: date | None = None,
 ) -> tuple[date, date] | None:
     """Bring one site's rollups and goal hits up to date; returns the days rebuilt (None:
-    nothing to do).
+    nothing to do). After a bulk rebuild or backfill, the tables written are analyzed
+    (see `_refresh_site`).
 
     `rebuild_from`: also rebuild every day from that one (visits rewritten in place, as
     `tracker reclassify` does, leave no new event id behind to notice)."""
-    days = _refresh_rollups(db, site, now_ms=now_ms, full=full, rebuild_from=rebuild_from)
-    _backfill_goal_hits(db, site)
+    written: set[Table] = set()
+    days = _refresh_site(db, site, written, now_ms=now_ms, full=full, rebuild_from=rebuild_from)
+    analyze(db, written)
     return days
 
 
-def _backfill_goal_hits(db: Database, site: SiteRef) -> None:
-    """Hits of the goals added since the rollups were last built, for every covered day."""
+def _refresh_site(
+    db: Database,
+    site: SiteRef,
+    written: set[Table],
+    *,
+    now_ms: int | None = None,
+    full: bool = False,
+    rebuild_from: date | None = None,
+) -> tuple[date, date] | None:
+    """`refresh_site`, adding to `written` the tables whose planner statistics it left
+    behind: the rollups' and goal hits' after new data of ANALYZE_AFTER_DAYS days or more
+    (a first build, a changed time zone, an import of past events, a reclassification),
+    the goal hits' after a new goal's backfill over every covered day. The minute's
+    refresh of the last day or two adds none: autovacuum keeps up with that."""
+    days, bulk = _refresh_rollups(db, site, now_ms=now_ms, full=full, rebuild_from=rebuild_from)
+    if bulk:
+        written.update((rollup_table, state_table, *hits.DERIVED))
+    if _backfill_goal_hits(db, site):
+        written.update(hits.DERIVED)
+    return days
+
+
+def _backfill_goal_hits(db: Database, site: SiteRef) -> int:
+    """Hits of the goals added since the rollups were last built, for every covered day;
+    returns how many goals."""
     with db.engine.connect() as conn:
         last = covered_until(conn, site)
         conn.rollback()
         if last is None:
-            return
+            return 0
         try:
-            hits.backfill(conn, site, day_from_number(last))
+            return hits.backfill(conn, site, day_from_number(last))
         except BaseException:
             conn.invalidate()  # its temporary table goes with it
             raise
@@ -482,7 +512,11 @@ def _refresh_rollups(
     now_ms: int | None,
     full: bool,
     rebuild_from: date | None,
-) -> tuple[date, date] | None:
+) -> tuple[tuple[date, date] | None, bool]:
+    """The days rebuilt (None: nothing to do), and whether the rebuild was a bulk one: its
+    new data (every day on a first build, the days from `rebuild_from`, the days of the
+    events stored since the last build, not those ID_MARGIN re-checks) reaches back
+    ANALYZE_AFTER_DAYS days or more from today."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     today = day_number(local_date(now_ms, site.tz))
     with db.engine.connect() as conn:
@@ -492,16 +526,23 @@ def _refresh_rollups(
             first_ms = first_visit_ms(conn, site)
             start = None if first_ms is None else day_number(local_date(first_ms, site.tz))
             fresh, last_id = True, 0
+            new_from = start
         elif max_id == state.last_event_id and state.last_day == today and not rebuild_from:
-            return None  # not one event stored anywhere since the last build
+            return None, False  # not one event stored anywhere since the last build
         else:
             dirty = _dirty_day(conn, site, state.last_event_id - ID_MARGIN)
             forced = day_number(rebuild_from) if rebuild_from else None
             start = min(d for d in (state.last_day, dirty, forced) if d is not None)
             fresh, last_id = False, state.last_event_id
+            if dirty is not None and today - dirty + 1 >= ANALYZE_AFTER_DAYS:
+                # On a small database the margin reaches days back: events of those days
+                # are rebuilt, not new. Only the events stored since count.
+                dirty = _dirty_day(conn, site, state.last_event_id)
+            new_from = min((d for d in (dirty, forced) if d is not None), default=None)
     if start is None:
-        return None
+        return None, False
     start = min(start, today)
+    bulk = new_from is not None and today - new_from + 1 >= ANALYZE_AFTER_DAYS
     if fresh:
         with db.engine.begin() as conn:
             conn.execute(delete(rollup_table).where(rollup_table.c.site_id == site.id))
@@ -552,14 +593,15 @@ def _refresh_rollups(
         except BaseException:
             conn.invalidate()  # its temporary tables go with it
             raise
-    return day_from_number(start), day_from_number(today)
+    return (day_from_number(start), day_from_number(today)), bulk
 
 
 def refresh(db: Database, *, now_ms: int | None = None, full: bool = False) -> int:
     """Refresh every site's rollups; returns how many sites were rebuilt.
 
     A site whose last rebuild took d seconds waits THROTTLE * d before the next one, so a
-    very busy site costs at most ~1/THROTTLE of a core however often the job runs.
+    very busy site costs at most ~1/THROTTLE of a core however often the job runs. The
+    tables bulk rebuilds wrote are analyzed once, after every site (see `_refresh_site`).
     """
     with db.engine.connect() as conn:
         sites = [
@@ -567,15 +609,17 @@ def refresh(db: Database, *, now_ms: int | None = None, full: bool = False) -> i
             for r in conn.execute(select(Site.id, Site.domain, Site.timezone))
         ]
     done = 0
+    written: set[Table] = set()
     for site in sites:
         began = time.monotonic()
         due = (db.url, site.id)
         if not full and _next_due.get(due, 0.0) > began:
             continue
         try:
-            done += refresh_site(db, site, now_ms=now_ms, full=full) is not None
+            done += _refresh_site(db, site, written, now_ms=now_ms, full=full) is not None
         except Exception:  # noqa: BLE001 - one site's failure must not stop the others
             log.exception("rollup refresh failed for %s", site.domain)
         ended = time.monotonic()
         _next_due[due] = ended + THROTTLE * (ended - began)
+    analyze(db, written)
     return done

@@ -269,8 +269,12 @@ def _stream(
 ) -> Iterator[Batch]:
     """`statement`'s rows as pieces of `columns`; rows needing the CSV writer are read
     again by `key` from `rows_by_key` (the same columns, unfiltered), a batch at once."""
-    # The connection stays open while the consumer reads; closing the generator (a client
-    # that goes away) closes it, and the pool rolls its transaction back.
+    # The connection stays open while the consumer reads. Closing the generator (a client
+    # that went away: tracker.export closes it) raises GeneratorExit at the `yield`, where
+    # no statement runs: each batch is one FETCH of the server-side cursor, done before the
+    # batch is yielded. The cursor is closed (on PostgreSQL, CLOSE of its portal) and the
+    # connection goes back to the pool, whose rollback ends the transaction: nothing of the
+    # export is left on the server. A connection whose cursor fails to close is dropped.
     with db.engine.connect() as conn:
         span = _span_ms(conn, query)
         raw = _Raw(conn)
@@ -283,12 +287,18 @@ def _stream(
                 pieces, wanted = lines.split(rows)
                 if wanted:
                     again = raw.cursor(slow.where(key.in_(wanted)))
-                    by_key = {row[-1]: row[:-1] for row in again.fetchall()}
-                    again.close()
+                    try:
+                        by_key = {row[-1]: row[:-1] for row in again.fetchall()}
+                    finally:
+                        again.close()
                     pieces = [by_key[p] if isinstance(p, int) else p for p in pieces]
                 yield pieces
         finally:
-            cursor.close()
+            try:
+                cursor.close()
+            except BaseException:
+                conn.invalidate()
+                raise
 
 
 def event_rows(

@@ -13,7 +13,9 @@ from tests.helpers import DEFAULT_USER_AGENT, add_user, store_events
 from tracker.accounts import create_api_key
 from tracker.db import Database
 from tracker.db.models import DropCount, Event, Site, Visit
+from tracker.ingest.drops import DropReason
 from tracker.sites import add_site
+from tracker.stats.dropped import REASONS as DROP_LABELS
 
 CHROME = {"User-Agent": DEFAULT_USER_AGENT}
 IPHONE = (
@@ -278,6 +280,10 @@ def test_bots_get_202_and_are_only_counted(client: FlaskClient, db: Database, si
     assert post(client, spam).status_code == 202
     assert count(db, Event) == 0
     assert drops(db) == {"bot": 3, "spam": 1}
+
+
+def test_every_drop_reason_has_a_label_in_the_not_counted_report() -> None:
+    assert set(DROP_LABELS) == set(DropReason)
 
 
 def test_do_not_track_and_gpc_are_honoured_when_the_site_asks(make_app) -> None:

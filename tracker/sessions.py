@@ -12,11 +12,11 @@ runs `VisitAssigner.add` on each event in timestamp order, and writes the result
   time until the visit's next pageview; else unknown (NULL).
 - Duration: the sum of the known times on page. Engagement updates it but is no interaction.
 - Engagement beacons are folded into their pageview row (by `pageview_id`), not stored as
-  rows of their own; one that names no known pageview is dropped ("no_pageview").
+  rows of their own; one that names no known pageview is dropped (`DropReason.NO_PAGEVIEW`).
 - A pageview whose `pageview_id` the same visitor sent on the site within the visit
   timeout is the same beacon delivered twice (the script draws a new id for every
-  pageview): dropped ("duplicate"). Clicks and custom events carry no id of their own,
-  so a repeated one cannot be told from a second click and is stored again.
+  pageview): dropped (`DropReason.DUPLICATE`). Clicks and custom events carry no id of
+  their own, so a repeated one cannot be told from a second click and is stored again.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
+from tracker.ingest.drops import DropReason
 
 INTERACTIONS = frozenset({"click", "event"})
 
@@ -150,12 +151,12 @@ class VisitAssigner:
         if pageview_id:
             self.by_pageview_id[(pageview.visit.row["site_id"], pageview_id)] = pageview
 
-    def add(self, hit: Hit) -> str | None:
+    def add(self, hit: Hit) -> DropReason | None:
         """Apply one event; returns a drop reason when it cannot be stored."""
         if hit.kind == "engagement":
             return self._engage(hit)
         if hit.kind == "pageview" and self._seen(hit):
-            return "duplicate"
+            return DropReason.DUPLICATE
         visit = self._current_visit(hit) or self._new_visit(hit)
         self._record(visit, hit)
         return None
@@ -270,10 +271,10 @@ class VisitAssigner:
         visit.pageviews.append(pageview)
         self._index_pageview(pageview)
 
-    def _engage(self, hit: Hit) -> str | None:
+    def _engage(self, hit: Hit) -> DropReason | None:
         pageview = self.by_pageview_id.get((hit.site_id, hit.pageview_id))
         if pageview is None:
-            return "no_pageview"
+            return DropReason.NO_PAGEVIEW
         row = pageview.row
         if hit.engaged_ms is not None and (
             row["engaged_ms"] is None or hit.engaged_ms > row["engaged_ms"]

@@ -23,6 +23,7 @@ from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.enrich.visitor import Salts, visitor_id
 from tracker.ingest.bots import is_bot_user_agent, is_prefetch
 from tracker.ingest.client import Network, client_ip, parse_networks
+from tracker.ingest.drops import DropReason
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.ratelimit import ClientRateLimit
@@ -75,7 +76,7 @@ class Client:
 @dataclass(frozen=True)
 class Outcome:
     accepted: int
-    dropped: Counter[str]
+    dropped: Counter[DropReason]
     stored: bool  # in the database already (else in the spool, stored moments later)
 
 
@@ -134,7 +135,7 @@ class Pipeline:
         sites = [self.gate(event, user) for event in events]
         hits: list[Hit] = []
         drops: Counter[DropKey] = Counter()
-        dropped: Counter[str] = Counter()
+        dropped: Counter[DropReason] = Counter()
         received = now_ms()
         for event, site in zip(events, sites, strict=True):
             timestamp_ms = event.timestamp_ms if event.timestamp_ms is not None else received
@@ -161,16 +162,17 @@ class Pipeline:
             raise Rejected(f"url: host {event.hostname!r} is not allowed for {site.domain!r}")
         return site
 
-    def drop_reason(self, event: IncomingEvent, client: Client, site: SiteInfo) -> str | None:
-        """Why the event is answered but not stored: "dnt" (the site honours the visitor's
-        Do Not Track or Global Privacy Control), "bot", "spam"; None to store it."""
+    def drop_reason(
+        self, event: IncomingEvent, client: Client, site: SiteInfo
+    ) -> DropReason | None:
+        """Why the event is answered but not stored; None to store it."""
         if client.opted_out and site.honour_dnt:
-            return "dnt"
+            return DropReason.DNT
         user_agent = event.user_agent if event.user_agent is not None else client.user_agent
         if client.prefetch or is_bot_user_agent(user_agent):
-            return "bot"
+            return DropReason.BOT
         if event.referrer and self.spam.is_spam(event.referrer):
-            return "spam"
+            return DropReason.SPAM
         return None
 
     def enrich(self, event: IncomingEvent, site: SiteInfo, client: Client, ts: int) -> Hit:

@@ -44,6 +44,7 @@ from tracker.db.models import SpoolOffset
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
+from tracker.ingest.drops import DropReason
 from tracker.ingest.store import (
     DropKey,
     WriterFileLock,
@@ -109,7 +110,10 @@ def decode_batch(line: bytes) -> Batch:
     data = json.loads(line)
     hits = [_decode_hit(item) for item in data["hits"]]
     drops: Counter[DropKey] = Counter(
-        {(site, date.fromisoformat(day), reason): n for site, day, reason, n in data["drops"]}
+        {
+            (site, date.fromisoformat(day), DropReason(reason)): n
+            for site, day, reason, n in data["drops"]
+        }
     )
     return hits, drops
 

@@ -39,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.db import Database
 from tracker.db.models import DropCount, Event, Visit
+from tracker.ingest.drops import DropReason
 from tracker.sessions import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
 
 DAY_MS = 86_400_000
@@ -52,7 +53,7 @@ drops_t = cast(Table, DropCount.__table__)
 # What storing writes: analyzed after a bulk load of events (tracker.db.analyze).
 STORED_TABLES: tuple[Table, ...] = (visits_t, events_t, drops_t)
 
-DropKey = tuple[int, date, str]  # site id, UTC day, reason
+DropKey = tuple[int, date, DropReason]  # site id, UTC day, reason
 
 # Rows per multi-row statement on SQLite: within its limit of 32,766 bound parameters for
 # the widest table (visits, 32 columns).

@@ -14,13 +14,14 @@ from sqlalchemy import func, select
 
 from tracker.db import Database
 from tracker.db.models import DropCount
+from tracker.ingest.drops import DropReason
 
-REASONS = {
-    "bot": "Bots and prefetches",
-    "spam": "Referrer spam",
-    "dnt": "Do Not Track or Global Privacy Control",
-    "no_pageview": "Engagement of an unknown pageview",
-    "duplicate": "Pageviews received twice",
+REASONS: dict[DropReason, str] = {
+    DropReason.BOT: "Bots and prefetches",
+    DropReason.SPAM: "Referrer spam",
+    DropReason.DNT: "Do Not Track or Global Privacy Control",
+    DropReason.NO_PAGEVIEW: "Engagement of an unknown pageview",
+    DropReason.DUPLICATE: "Pageviews received twice",
 }
 
 

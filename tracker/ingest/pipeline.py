@@ -23,13 +23,12 @@ from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.enrich.visitor import Salts, visitor_id
 from tracker.ingest.bots import is_bot_user_agent, is_prefetch
 from tracker.ingest.client import Network, client_ip, parse_networks
-from tracker.ingest.drops import DropReason
+from tracker.ingest.drops import DropKey, DropReason, drop_key, utc_day
 from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.ratelimit import ClientRateLimit
 from tracker.ingest.spam import SpamList, spam_hosts_path
 from tracker.ingest.spool import Spool, spool_directory
-from tracker.ingest.store import DropKey, utc_day
 from tracker.ingest.writer import SpoolWriter
 from tracker.sessions import Hit
 
@@ -141,7 +140,7 @@ class Pipeline:
             timestamp_ms = event.timestamp_ms if event.timestamp_ms is not None else received
             reason = self.drop_reason(event, client, site)
             if reason:
-                drops[(site.id, utc_day(timestamp_ms), reason)] += 1
+                drops[drop_key(site.id, timestamp_ms, reason)] += 1
                 dropped[reason] += 1
             else:
                 hits.append(self.enrich(event, site, client, timestamp_ms))

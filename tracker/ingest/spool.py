@@ -44,9 +44,8 @@ from tracker.db.models import SpoolOffset
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
-from tracker.ingest.drops import DropReason
+from tracker.ingest.drops import DropKey, DropReason
 from tracker.ingest.store import (
-    DropKey,
     WriterFileLock,
     merge_batches,
     store_transaction,

@@ -14,8 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import date, timedelta
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, cast
 
@@ -39,10 +37,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.db import Database
 from tracker.db.models import DropCount, Event, Visit
-from tracker.ingest.drops import DropReason
+from tracker.ingest.drops import DAY_MS, DropKey, drop_key
 from tracker.sessions import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
 
-DAY_MS = 86_400_000
 # How far back a visitor's visits are loaded: the visit timeout, or a day for engagement
 # beacons of a tab left open (visitor ids change daily anyway).
 LOOKBACK_MS = DAY_MS
@@ -53,20 +50,9 @@ drops_t = cast(Table, DropCount.__table__)
 # What storing writes: analyzed after a bulk load of events (tracker.db.analyze).
 STORED_TABLES: tuple[Table, ...] = (visits_t, events_t, drops_t)
 
-DropKey = tuple[int, date, DropReason]  # site id, UTC day, reason
-
 # Rows per multi-row statement on SQLite: within its limit of 32,766 bound parameters for
 # the widest table (visits, 32 columns).
 MAX_ROWS_PER_STATEMENT = 512
-
-
-def utc_day(ms: int) -> date:
-    return _day(ms // DAY_MS)
-
-
-@lru_cache(maxsize=64)
-def _day(days_since_epoch: int) -> date:
-    return date(1970, 1, 1) + timedelta(days=days_since_epoch)
 
 
 def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counter[DropKey]) -> None:
@@ -79,7 +65,7 @@ def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counte
         for hit in sorted(hits, key=lambda h: (h.timestamp_ms, h.kind != "pageview")):
             reason = assigner.add(hit)
             if reason:
-                drops[(hit.site_id, utc_day(hit.timestamp_ms), reason)] += 1
+                drops[drop_key(hit.site_id, hit.timestamp_ms, reason)] += 1
         _write(raw, assigner, new_ids)
     if drops:
         _count_drops(conn, drops)

@@ -31,8 +31,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
+from tracker.ingest.drops import DropKey
 from tracker.ingest.spool import Chunk, Spool, advance_offset, stored_offset
-from tracker.ingest.store import DropKey, WriterFileLock, merge_batches, store_transaction
+from tracker.ingest.store import WriterFileLock, merge_batches, store_transaction
 from tracker.sessions import Hit
 
 log = logging.getLogger(__name__)

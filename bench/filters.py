@@ -35,6 +35,8 @@ closes 26 hours after its end) and are read from the database, as today's are in
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import sys
 import threading
@@ -64,6 +66,8 @@ from tracker.stats.filters import encode_values
 TARGET_MS = {"sqlite": {1_000_000: 150.0, 10_000_000: 1000.0}, "postgres": {1_000_000: 150.0}}
 # A warm-up this many times over the target: its only run, stopped there unless exact.
 SLOW_FACTOR = 3
+# Seconds between interrupts of a query being stopped (see `stopping`).
+STOP_EVERY_S = 0.05
 OPERATORS = ("is", "is not", "any of", "contains", "wildcard")
 POPULARITY = ("popular", "rare")
 FILTERED = (
@@ -100,6 +104,8 @@ DAY_TOP = 10
 # "A handful of visits": a rare value has at least this many in the 30 days.
 RARE_MIN_VISITS = 3
 DETAIL_FILE = "filters-matrix.txt"
+# Bumped when the way values are picked (or FILTERED) changes: picks kept are then ignored.
+PICKS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,25 @@ class Picks:
 
 
 def pick_values(db: Database, data: datagen.Dataset) -> dict[str, Picks]:
-    """Each FILTERED dimension's two most visited values, and two rare ones."""
+    """Each FILTERED dimension's two most visited values, and two rare ones; kept beside
+    the cached dataset (its rows never change), as counting them takes minutes at 10M."""
+    kept = data.path.with_name(f"{data.path.stem}.picks-{PICKS_VERSION}.json")
+    if kept.exists():
+        return {
+            name: Picks(popular=_pair(popular), rare=_pair(rare))
+            for name, (popular, rare) in json.loads(kept.read_text()).items()
+        }
+    picks = _count_values(db, data)
+    kept.write_text(json.dumps({n: [p.popular, p.rare] for n, p in picks.items()}, default=vars))
+    return picks
+
+
+def _pair(values: list[dict[str, Any]]) -> tuple[Value, Value]:
+    first, second = (Value(**v) for v in values)
+    return first, second
+
+
+def _count_values(db: Database, data: datagen.Dataset) -> dict[str, Picks]:
     bounds = {"start": _day_ms(data.first_day), "end": _day_ms(data.last_day, end=True)}
     picks = {}
     with db.engine.connect() as conn:
@@ -293,14 +317,17 @@ def _duckdb_connection() -> Any | None:
 def stopping(db: Database, after_ms: float | None) -> Iterator[threading.Event]:
     """Stops what the calling thread's queries run inside the block once `after_ms` have
     passed (None: never); the event says whether it did. SQLite's connections and DuckDB's
-    are interrupted, PostgreSQL's statements cancelled, from a timer thread, as each
-    driver allows; the query then raises."""
+    are interrupted, PostgreSQL's statements cancelled, from a thread, as each driver
+    allows; the query then raises. Again every STOP_EVERY_S until the block ends: the
+    columnar store's reader answers a failed DuckDB statement from the database instead,
+    and that statement starts after the first interrupt."""
     fired = threading.Event()
     if after_ms is None:
         yield fired
         return
     live: set[Any] = set()
     duckdb_connection = _duckdb_connection()
+    done = threading.Event()
 
     def checkout(dbapi_connection: Any, *_: Any) -> None:
         live.add(dbapi_connection)
@@ -309,20 +336,33 @@ def stopping(db: Database, after_ms: float | None) -> Iterator[threading.Event]:
         live.discard(dbapi_connection)
 
     def stop() -> None:
+        if done.wait(after_ms / 1000):
+            return
         fired.set()
-        for connection in list(live):
-            (getattr(connection, "interrupt", None) or connection.cancel)()
-        if duckdb_connection is not None:
-            duckdb_connection.interrupt()
+        while True:
+            for connection in list(live):
+                (getattr(connection, "interrupt", None) or connection.cancel)()
+            if duckdb_connection is not None:
+                duckdb_connection.interrupt()
+            if done.wait(STOP_EVERY_S):
+                return
+
+    def quiet(_record: logging.LogRecord) -> bool:
+        # The reader logs the interrupted DuckDB statement as a failure: it is ours.
+        return not fired.is_set()
 
     event.listen(db.engine, "checkout", checkout)
     event.listen(db.engine, "checkin", checkin)
-    timer = threading.Timer(after_ms / 1000, stop)
-    timer.start()
+    columnar_log = logging.getLogger("tracker.columnar.engine")
+    columnar_log.addFilter(quiet)
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
     try:
         yield fired
     finally:
-        timer.cancel()
+        done.set()
+        stopper.join()
+        columnar_log.removeFilter(quiet)
         event.remove(db.engine, "checkout", checkout)
         event.remove(db.engine, "checkin", checkin)
 

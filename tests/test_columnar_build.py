@@ -36,6 +36,7 @@ from tracker.jobs import find_job
 from tracker.reclassify import reclassify
 from tracker.sites import find_site
 from tracker.stats import parse_query, run, site_ref
+from tracker.stats.compiler import VISIT_COPIES
 
 SITE = "example.com"
 BASE = f"https://{SITE}"
@@ -110,8 +111,10 @@ def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dic
         visits = conn.execute(
             select(*_as_text(Visit.__table__)).where(started).order_by(Visit.id)
         ).all()
+        # Each event carries copies of its visit's columns (compiler.VISIT_COPIES).
+        copies = [Visit.__table__.c[n].label(f"visit_{n}") for n in VISIT_COPIES]
         events = conn.execute(
-            select(*_as_text(Event.__table__))
+            select(*_as_text(Event.__table__), *copies)
             .join(Visit, Visit.id == Event.visit_id)
             .where(started)
             .order_by(Event.id)

@@ -185,6 +185,9 @@ QUERIES: list[dict[str, str]] = [
     {"metrics": DIRECT_METRICS, "page": "/blog*", "dimension": "visit:source"},
     {"metrics": DIRECT_METRICS, "source": "!Google", "dimension": "event:page", "limit": "3"},
     {"metrics": DIRECT_METRICS, "page": "~a", "dimension": "time:hour"},
+    # Read from events alone, the visit's columns from their copies (compiler.events_alone).
+    {"metrics": ALL_METRICS, "page": "~blog", "dimension": "event:page"},
+    {"metrics": VISIT_METRICS, "page": "/blog*", "dimension": "time:day"},
     {"metrics": "visitors,events", "dimension": "event:name,event:props"},
     # Rows tied on the day, ordered by properties: NULL first on SQLite, last on PostgreSQL.
     {"metrics": "visitors,events", "dimension": "time:day,event:props"},
@@ -391,6 +394,28 @@ def test_statements_bind_every_text() -> None:
             sql, params = engine.compiled(stmt, record)
             assert "or '1'='1" not in sql.lower(), value
             assert any(isinstance(p, str) and "or '1'='1" in p.lower() for p in params), value
+
+
+@pytest.mark.parametrize(
+    ("args", "joined"),
+    [
+        ({"metrics": ALL_METRICS, "page": "/blog*"}, False),
+        ({"metrics": ALL_METRICS, "dimension": "event:page", "page": "~a"}, False),
+        ({"metrics": DIRECT_METRICS, "dimension": "event:page"}, False),
+        ({"metrics": DIRECT_METRICS, "dimension": "event:page", "source": "Google"}, True),
+        ({"metrics": ALL_METRICS, "dimension": "visit:source", "page": "/blog*"}, True),
+    ],
+)
+def test_events_alone_unless_a_visit_column_is_not_copied(
+    args: dict[str, str], joined: bool
+) -> None:
+    """DuckDB reads an event report from events alone where the visit's columns it needs
+    are copied into them; a visit dimension or filter still joins the visits."""
+    site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
+    q = query(site, args)  # type: ignore[arg-type]
+    plan = plan_for(q, parts_for(q.metrics))
+    sql, _ = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
+    assert ("visits." in sql) == joined, sql
 
 
 def test_each_thread_its_own_connection_to_one_database_that_fetches_nothing() -> None:

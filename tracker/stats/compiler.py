@@ -235,7 +235,7 @@ def events_alone(stmt: Select) -> Select | None:
     copies the columnar store's events carry; None when it needs another of the visit's."""
     missing = False
 
-    def replaced(element: Any) -> Any:
+    def replaced(element: Any, **_: Any) -> Any:
         nonlocal missing
         if isinstance(element, Join) and element.left is events and element.right is visits:
             return stored_events

@@ -4,16 +4,16 @@ job stores, each line exactly once, in the visits live traffic would make."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -28,6 +28,8 @@ from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest import spool, writer
 from tracker.ingest.drainer import HostWriter
+from tracker.ingest.drops import DropReason
+from tracker.ingest.parse import Payload
 from tracker.ingest.spool import (
     Spool,
     decode_batch,
@@ -41,40 +43,74 @@ from tracker.sites import add_site
 
 
 def a_hit(site_id: int = 3, path: str = "/cart", timestamp_ms: int = 1_764_000_000_123) -> Hit:
+    """A hit with every kind of value a spool line holds."""
     return Hit(
         site_id=site_id,
         visitor_ids=(-9_100_000_000_000_000_001, 42),
         timestamp_ms=timestamp_ms,
-        kind="event",
-        hostname="shop.example",
-        path=path,
-        query="utm_source=news&x=1",
+        payload=Payload(
+            kind="event",
+            hostname="shop.example",
+            path=path,
+            query="utm_source=news&x=1",
+            title='Cart "<b>" , 🛒\nline two',
+            name="Add to cart",
+            props={"plan": "pro", "step": "2"},
+            engaged_ms=None,
+            scroll=55,
+            pageview_id="abc",
+        ),
         attribution=Attribution(
             source="Newsletter", channel="Email", utm_source="news", utm_campaign="black friday"
         ),
         device=DeviceInfo("Firefox", "132", "Linux", "", "Desktop", False),
         place=Place("FR", "Île-de-France", "Paris"),
         screen="Desktop",
-        title='Cart "<b>" , 🛒\nline two',
-        name="Add to cart",
-        props={"plan": "pro", "step": "2"},
-        engaged_ms=None,
-        scroll=55,
-        pageview_id="abc",
     )
 
 
+def with_payload(hit: Hit, **changes: Any) -> Hit:
+    return replace(hit, payload=replace(hit.payload, **changes))
+
+
 def test_a_spooled_batch_decodes_to_the_same_hits_and_drops() -> None:
-    drops = Counter({(3, date(2026, 12, 4), "bot"): 7})
+    drops = Counter({(3, date(2026, 12, 4), DropReason.BOT): 7})
     assert decode_batch(encode_batch([a_hit()], drops)) == ([a_hit()], drops)
 
 
-def test_lines_of_earlier_versions_still_decode() -> None:
-    """Segments spooled by the previous version held hits as objects of named fields."""
-    legacy = {"hits": [asdict(a_hit())], "drops": [[3, "2026-12-04", "bot", 7]]}
-    hits, drops = decode_batch(json.dumps(legacy).encode())
+# Lines as earlier versions spooled a_hit() and 7 bots: hits as one flat array of fields by
+# position (with revenue, and before it), and, before that, as objects of named fields.
+LINES_OF_EARLIER_VERSIONS = (
+    '{"hits":[[3,[-9100000000000000001,42],1764000000123,"event","shop.example","/cart",'
+    '"utm_source=news&x=1",["Newsletter","","Email","news","","black friday","","",""],'
+    '["Firefox","132","Linux","","Desktop",false],["FR","\\u00cele-de-France","Paris"],'
+    '"Desktop","Cart \\"<b>\\" , \\ud83d\\uded2\\nline two","","Add to cart","",'
+    '{"plan":"pro","step":"2"},null,55,"abc",null,""]],"drops":[[3,"2026-12-04","bot",7]]}',
+    '{"hits":[[3,[-9100000000000000001,42],1764000000123,"event","shop.example","/cart",'
+    '"utm_source=news&x=1",["Newsletter","","Email","news","","black friday","","",""],'
+    '["Firefox","132","Linux","","Desktop",false],["FR","\\u00cele-de-France","Paris"],'
+    '"Desktop","Cart \\"<b>\\" , \\ud83d\\uded2\\nline two","","Add to cart","",'
+    '{"plan":"pro","step":"2"},null,55,"abc"]],"drops":[[3,"2026-12-04","bot",7]]}',
+    '{"hits":[{"site_id":3,"visitor_ids":[-9100000000000000001,42],'
+    '"timestamp_ms":1764000000123,"kind":"event","hostname":"shop.example","path":"/cart",'
+    '"query":"utm_source=news&x=1","attribution":{"source":"Newsletter","referrer":"",'
+    '"channel":"Email","utm_source":"news","utm_medium":"","utm_campaign":"black friday",'
+    '"utm_term":"","utm_content":"","click_id":""},"device":{"browser":"Firefox",'
+    '"browser_version":"132","os":"Linux","os_version":"","device":"Desktop","is_bot":false},'
+    '"place":{"country":"FR","region":"\\u00cele-de-France","city":"Paris"},'
+    '"screen":"Desktop","title":"Cart \\"<b>\\" , \\ud83d\\uded2\\nline two",'
+    '"referrer":"","name":"Add to cart","target":"","props":{"plan":"pro","step":"2"},'
+    '"engaged_ms":null,"scroll":55,"pageview_id":"abc"}],'
+    '"drops":[[3,"2026-12-04","bot",7]]}',
+)
+
+
+@pytest.mark.parametrize("line", LINES_OF_EARLIER_VERSIONS, ids=["flat", "flat-1", "named"])
+def test_lines_of_earlier_versions_still_decode(line: str) -> None:
+    """A dead process of an earlier version left its segment; the replay reads it."""
+    hits, drops = decode_batch(line.encode())
     assert hits == [a_hit()]
-    assert drops == Counter({(3, date(2026, 12, 4), "bot"): 7})
+    assert drops == Counter({(3, date(2026, 12, 4), DropReason.BOT): 7})
 
 
 @contextmanager

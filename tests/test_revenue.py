@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.helpers import DEFAULT_USER_AGENT, _store_events_key, store_events
-from tests.test_ingest_spool import a_hit
+from tests.test_ingest_spool import LINES_OF_EARLIER_VERSIONS, a_hit, with_payload
 from tracker.db import Database
 from tracker.db.models import Event
 from tracker.ingest.spool import decode_batch, encode_batch, replay
@@ -314,7 +313,7 @@ def test_one_bad_revenue_refuses_the_whole_batch(app: Flask, db: Database, site:
 
 
 def test_revenue_survives_the_spool_line() -> None:
-    hit = replace(a_hit(), revenue_minor=4250, revenue_currency="EUR")
+    hit = with_payload(a_hit(), revenue_minor=4250, revenue_currency="EUR")
     assert decode_batch(encode_batch([hit], Counter())) == ([hit], Counter())
 
 
@@ -327,21 +326,19 @@ def test_spool_lines_written_before_revenue_still_store(
     db: Database = app.extensions["tracker.db"]
     with db.session() as session:
         site_id = add_site(session, SITE).id
-    with_revenue = replace(
+    with_revenue = with_payload(
         a_hit(site_id, "/paid", 1_764_000_000_000), revenue_minor=1234, revenue_currency="KWD"
     )
-    by_position = json.loads(encode_batch([a_hit(site_id, "/old", 1_764_000_000_001)], Counter()))
-    by_position["hits"][0] = by_position["hits"][0][:-2]  # no revenue_minor, revenue_currency
-    by_name = json.loads(encode_batch([], Counter()))
-    older = a_hit(site_id, "/older", 1_764_000_000_002)
-    named = asdict(older)
-    del named["revenue_minor"], named["revenue_currency"]
-    by_name["hits"] = [named]
+    _flat, flat_before_revenue, by_name = map(json.loads, LINES_OF_EARLIER_VERSIONS)
+    old = flat_before_revenue["hits"][0]
+    old[0], old[2], old[5] = site_id, 1_764_000_000_001, "/old"
+    by_name["hits"][0].update(site_id=site_id, timestamp_ms=1_764_000_000_002, path="/older")
+    flat_before_revenue["drops"] = by_name["drops"] = []  # of another site
     directory = tmp_path / "spool"
     directory.mkdir()
     (directory / "dead-1.jsonl").write_bytes(
         encode_batch([with_revenue], Counter())
-        + json.dumps(by_position).encode()
+        + json.dumps(flat_before_revenue).encode()
         + b"\n"
         + json.dumps(by_name).encode()
         + b"\n"

@@ -8,9 +8,11 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.helpers import store_events
+from tests.test_ingest_spool import a_hit
 from tracker.db import Database
 from tracker.db.models import Event, Visit
 from tracker.enrich.visitor import rotate_salts
+from tracker.sessions import event_row
 
 SITE = "example.com"
 
@@ -291,3 +293,11 @@ def test_a_visit_starting_with_a_click_gets_its_entry_from_the_first_pageview(
         1,
         2,
     )
+
+
+def test_a_new_event_row_fills_every_column_of_events() -> None:
+    """The row follows the payload's declaration: a field added there without its column
+    (or a column without its field) would be lost on the way."""
+    row = event_row(a_hit(), visitor_id=42)
+    assert set(row) | {"id", "visit_id"} == set(Event.__table__.columns.keys())
+    assert (row["path"], row["pageview_id"], row["scroll"]) == ("/cart", "abc", None)

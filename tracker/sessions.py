@@ -21,13 +21,15 @@ runs `VisitAssigner.add` on each event in timestamp order, and writes the result
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropReason
+from tracker.ingest.parse import Payload
 
 INTERACTIONS = frozenset({"click", "event"})
 
@@ -68,25 +70,16 @@ class Hit:
     # Today's id first; then the id under yesterday's salt, so visits continue past midnight.
     visitor_ids: tuple[int, ...]
     timestamp_ms: int
-    kind: str
-    hostname: str
-    path: str
-    query: str
+    payload: Payload  # the parsed event's own, not copied
     attribution: Attribution
     device: DeviceInfo
     place: Place
     screen: str = ""
-    title: str = ""
-    referrer: str = ""
-    name: str = ""
-    target: str = ""
-    props: dict[str, str] | None = None
-    engaged_ms: int | None = None
-    scroll: int | None = None
-    pageview_id: str = ""
-    # Custom events only: integer minor units of revenue_currency (ISO 4217), e.g. 4250 EUR.
-    revenue_minor: int | None = None
-    revenue_currency: str = ""
+    referrer: str = ""  # "" when the referrer is the site itself
+
+
+PAYLOAD_FIELDS = tuple(f.name for f in fields(Payload))
+_payload_values = attrgetter(*PAYLOAD_FIELDS)
 
 
 # Visit columns that visit assignment changes after creation.
@@ -153,9 +146,10 @@ class VisitAssigner:
 
     def add(self, hit: Hit) -> DropReason | None:
         """Apply one event; returns a drop reason when it cannot be stored."""
-        if hit.kind == "engagement":
+        kind = hit.payload.kind
+        if kind == "engagement":
             return self._engage(hit)
-        if hit.kind == "pageview" and self._seen(hit):
+        if kind == "pageview" and self._seen(hit):
             return DropReason.DUPLICATE
         visit = self._current_visit(hit) or self._new_visit(hit)
         self._record(visit, hit)
@@ -167,9 +161,10 @@ class VisitAssigner:
 
         The same visitor, and moments apart: ids that trusted senders choose may repeat
         across visitors, or for one visitor on another day."""
-        if not hit.pageview_id:
+        pageview_id = hit.payload.pageview_id
+        if not pageview_id:
             return False
-        pageview = self.by_pageview_id.get((hit.site_id, hit.pageview_id))
+        pageview = self.by_pageview_id.get((hit.site_id, pageview_id))
         return (
             pageview is not None
             and pageview.visit.row["visitor_id"] in hit.visitor_ids
@@ -189,7 +184,7 @@ class VisitAssigner:
         ts = hit.timestamp_ms
         if ts - row["last_ms"] > self.timeout_ms or row["started_ms"] - ts > self.timeout_ms:
             return None
-        if hit.kind == "pageview" and campaign_changed(row, hit.attribution):
+        if hit.payload.kind == "pageview" and campaign_changed(row, hit.attribution):
             return None
         return visit
 
@@ -200,7 +195,7 @@ class VisitAssigner:
                 "visitor_id": hit.visitor_ids[0],
                 "started_ms": hit.timestamp_ms,
                 "last_ms": hit.timestamp_ms,
-                "hostname": hit.hostname,
+                "hostname": hit.payload.hostname,
                 "entry_page": "",
                 "exit_page": "",
                 "pageviews": 0,
@@ -221,27 +216,8 @@ class VisitAssigner:
         row["last_ms"] = max(row["last_ms"], ts)
         row["started_ms"] = min(row["started_ms"], ts)
         row["events"] += 1
-        event = {
-            "site_id": hit.site_id,
-            "visitor_id": row["visitor_id"],
-            "timestamp_ms": ts,
-            "kind": hit.kind,
-            "name": hit.name,
-            "hostname": hit.hostname,
-            "path": hit.path,
-            "query": hit.query,
-            "title": hit.title,
-            "referrer": hit.referrer,
-            "target": hit.target,
-            "props": hit.props,
-            "engaged_ms": None,
-            "scroll": None,
-            "time_on_page_ms": None,
-            "pageview_id": hit.pageview_id,
-            "revenue_minor": hit.revenue_minor,
-            "revenue_currency": hit.revenue_currency,
-        }
-        if hit.kind == "pageview":
+        event = event_row(hit, row["visitor_id"])
+        if event["kind"] == "pageview":
             self._add_pageview(visit, event)
         else:
             row["interactions"] += 1
@@ -272,17 +248,16 @@ class VisitAssigner:
         self._index_pageview(pageview)
 
     def _engage(self, hit: Hit) -> DropReason | None:
-        pageview = self.by_pageview_id.get((hit.site_id, hit.pageview_id))
+        engaged_ms, scroll = hit.payload.engaged_ms, hit.payload.scroll
+        pageview = self.by_pageview_id.get((hit.site_id, hit.payload.pageview_id))
         if pageview is None:
             return DropReason.NO_PAGEVIEW
         row = pageview.row
-        if hit.engaged_ms is not None and (
-            row["engaged_ms"] is None or hit.engaged_ms > row["engaged_ms"]
-        ):
-            row["engaged_ms"] = hit.engaged_ms
-            _set_time_on_page(pageview, hit.engaged_ms)
-        if hit.scroll is not None and (row["scroll"] is None or hit.scroll > row["scroll"]):
-            row["scroll"] = hit.scroll
+        if engaged_ms is not None and (row["engaged_ms"] is None or engaged_ms > row["engaged_ms"]):
+            row["engaged_ms"] = engaged_ms
+            _set_time_on_page(pageview, engaged_ms)
+        if scroll is not None and (row["scroll"] is None or scroll > row["scroll"]):
+            row["scroll"] = scroll
             pageview.dirty = True
         visit = pageview.visit
         if 0 <= hit.timestamp_ms - visit.row["last_ms"] <= self.timeout_ms:
@@ -299,6 +274,23 @@ class VisitAssigner:
         return [
             v for group in self.by_visitor.values() for v in group if v.dirty and id(v) not in seen
         ]
+
+
+def event_row(hit: Hit, visitor_id: int) -> dict[str, Any]:
+    """The events row of a new hit (without its visit id): its payload's fields and what
+    enrichment found. Engagement and time on page are not the hit's own: its engagement
+    beacons and the visit's next pageview set them later."""
+    row = dict(zip(PAYLOAD_FIELDS, _payload_values(hit.payload), strict=True))
+    row.update(
+        site_id=hit.site_id,
+        visitor_id=visitor_id,
+        timestamp_ms=hit.timestamp_ms,
+        referrer=hit.referrer,
+        engaged_ms=None,
+        scroll=None,
+        time_on_page_ms=None,
+    )
+    return row
 
 
 def _set_time_on_page(pageview: PageviewState, ms: int) -> None:

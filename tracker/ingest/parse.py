@@ -6,6 +6,16 @@ limits below rather than refused, because beacons cannot fix what the page gives
 the same reason text is made storable (`storable_text`) rather than refused. Whatever
 passes here must store on both databases: a 202 is a promise (docs/ARCHITECTURE.md,
 "Ingestion").
+
+The fields an event carries unchanged from the request to its stored row are declared
+once, in `Payload`: the accepted hit (tracker.sessions.Hit) holds the same object, the spool
+line and the events row are built from its fields. Adding such a field: declare it last in
+`Payload` with a default (spool lines written before it lack it and take the default),
+validate it in `parse_event`, and add its column to the `Event` model with a migration.
+The CSV export's columns (tracker/export.py) are not derived from it: their names and order
+are a stable interface that does not follow this one (`type` for `kind`, `page` for `path`,
+revenue as decimal text, no `pageview_id`, visit columns in between), so a field that should
+be exported gets its column there, after the others.
 """
 
 from __future__ import annotations
@@ -45,17 +55,17 @@ class EventError(ValueError):
     """Malformed input; the message names the field and says what is wrong."""
 
 
-@dataclass(slots=True)  # read-only by convention; frozen costs ~10x more to build per event
-class IncomingEvent:
-    site: str
+# Read-only by convention, as the two below: frozen costs ~10x more to build per event.
+@dataclass(slots=True)
+class Payload:
+    """What the sender said happened, kept as sent (once validated): the stored row's own
+    fields. Engagement (`engaged_ms`, `scroll`) is folded into its pageview's row instead."""
+
     kind: str
-    url: str
     hostname: str
     path: str
     query: str
-    referrer: str = ""
     title: str = ""
-    screen: int | None = None
     name: str = ""
     target: str = ""
     props: dict[str, str] | None = None
@@ -65,6 +75,17 @@ class IncomingEvent:
     # Custom events only: the amount in the currency's minor units (4250 for EUR 42.50).
     revenue_minor: int | None = None
     revenue_currency: str = ""  # ISO 4217, "" without revenue
+
+
+@dataclass(slots=True)
+class IncomingEvent:
+    """A validated event: its payload, and what enrichment reads and does not keep."""
+
+    site: str
+    url: str
+    payload: Payload
+    referrer: str = ""
+    screen: int | None = None
     # Only from trusted (API key) requests; None means "take it from the request".
     timestamp_ms: int | None = None
     ip: str | None = None
@@ -288,16 +309,12 @@ def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
             raise EventError("pageview_id: is required for type=engagement")
     target = _text(data, "target", MAX_URL)
     revenue_minor, revenue_currency = _revenue(data.get("revenue"), kind) or (None, "")
-    event = IncomingEvent(
-        site=site,
+    payload = Payload(
         kind=kind,
-        url=url,
         hostname=hostname,
         path=path[:MAX_URL],
         query=query[:MAX_URL],
-        referrer=_text(data, "referrer", MAX_URL),
         title=_text(data, "title", MAX_TITLE),
-        screen=_int(data, "screen", 0, 100_000),
         name=name,
         target=target,
         props=_props(data.get("props")),
@@ -306,6 +323,13 @@ def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
         pageview_id=pageview_id,
         revenue_minor=revenue_minor,
         revenue_currency=revenue_currency,
+    )
+    event = IncomingEvent(
+        site=site,
+        url=url,
+        payload=payload,
+        referrer=_text(data, "referrer", MAX_URL),
+        screen=_int(data, "screen", 0, 100_000),
     )
     if not trusted:
         return event

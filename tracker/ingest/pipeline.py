@@ -157,8 +157,9 @@ class Pipeline:
             raise Rejected(f"site: {event.site!r} is not a site registered here")
         if user is not None and not (user.is_admin or user.id in site.writer_ids):
             raise Rejected(f"site: this API key may not send events for {event.site!r}")
-        if not site.allows_host(event.hostname):
-            raise Rejected(f"url: host {event.hostname!r} is not allowed for {site.domain!r}")
+        hostname = event.payload.hostname
+        if not site.allows_host(hostname):
+            raise Rejected(f"url: host {hostname!r} is not allowed for {site.domain!r}")
         return site
 
     def drop_reason(
@@ -187,24 +188,12 @@ class Pipeline:
             site_id=site.id,
             visitor_ids=tuple(ids),
             timestamp_ms=ts,
-            kind=event.kind,
-            hostname=event.hostname,
-            path=event.path,
-            query=event.query,
-            attribution=attribute(event.query, event.referrer, same_site),
+            payload=event.payload,
+            attribution=attribute(event.payload.query, event.referrer, same_site),
             device=parse_user_agent(user_agent),
             place=self.geo.lookup(ip),
             screen=screen_class(event.screen),
-            title=event.title,
             referrer="" if same_site else clean_referrer(event.referrer),
-            name=event.name,
-            target=event.target,
-            props=event.props,
-            engaged_ms=event.engaged_ms,
-            scroll=event.scroll,
-            pageview_id=event.pageview_id,
-            revenue_minor=event.revenue_minor,
-            revenue_currency=event.revenue_currency,
         )
 
 
@@ -217,4 +206,5 @@ def _warm_up() -> None:
 
 def _is_same_site(event: IncomingEvent, site: SiteInfo) -> bool:
     host = referrer_host(event.referrer)
-    return bool(host) and (host == event.hostname.removeprefix("www.") or site.allows_host(host))
+    hostname = event.payload.hostname
+    return bool(host) and (host == hostname.removeprefix("www.") or site.allows_host(host))

@@ -29,12 +29,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import date
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast, get_type_hints
 
 from sqlalchemy import Connection, Table, delete, select
 from sqlalchemy.exc import OperationalError
@@ -45,15 +45,17 @@ from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropKey, DropReason
+from tracker.ingest.parse import Payload
 from tracker.ingest.store import (
     WriterFileLock,
     merge_batches,
     store_transaction,
     upsert_into,
 )
-from tracker.sessions import Hit
+from tracker.sessions import PAYLOAD_FIELDS, Hit
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SEGMENT_BYTES = 16 * 1024 * 1024  # then a new segment; a stored one is deleted
 CHUNK_BYTES = 1024 * 1024  # lines stored per transaction (about 1,400 events)
@@ -65,15 +67,20 @@ Batch = tuple[list[Hit], Counter[DropKey]]
 
 # --- lines: a batch of hits and drop counts as one line of JSON --------------------------
 
+# Version 2 holds a hit's payload as one nested array; version 1 (lines without "version")
+# held its fields among the hit's own.
+LINE_VERSION = 2
+
 _HIT_FIELDS = tuple(f.name for f in fields(Hit))
 _hit_values = attrgetter(*_HIT_FIELDS)
-# Nested values travel as arrays of their fields, rebuilt by position.
+# Nested values (the payload, attribution, device, place) travel as arrays of their fields,
+# rebuilt by position.
 _NESTED = {
-    _HIT_FIELDS.index(name): (cls, attrgetter(*(f.name for f in fields(cls))))
-    for name, cls in (("attribution", Attribution), ("device", DeviceInfo), ("place", Place))
+    index: (cls, attrgetter(*(f.name for f in fields(cls))))
+    for index, cls in enumerate(get_type_hints(Hit).values())
+    if isinstance(cls, type) and is_dataclass(cls)
 }
 _VISITOR_IDS = _HIT_FIELDS.index("visitor_ids")
-_DEFAULTS = {f.name: f.default for f in fields(Hit) if f.default is not MISSING}
 
 
 def _encode_hit(hit: Hit) -> list[Any]:
@@ -83,22 +90,48 @@ def _encode_hit(hit: Hit) -> list[Any]:
     return values
 
 
-def _decode_hit(item: list[Any] | dict[str, Any]) -> Hit:
-    """A hit of a spool line; lines written before a field was added (revenue) hold fewer
-    values, and the missing ones take their defaults."""
-    if isinstance(item, dict):  # segments of earlier versions: fields by name
-        item = [item[name] if name in item else _DEFAULTS[name] for name in _HIT_FIELDS]
-        for index, (cls, _get) in _NESTED.items():
-            item[index] = [item[index][f.name] for f in fields(cls)]
+def _decode_hit(item: list[Any]) -> Hit:
+    """A hit of a spool line; lines written before a field was added (last, with a default)
+    hold fewer values, and the missing ones take their defaults."""
     for index, (cls, _get) in _NESTED.items():
         item[index] = cls(*item[index])
     item[_VISITOR_IDS] = tuple(item[_VISITOR_IDS])
     return Hit(*item)
 
 
+# A hit of a version 1 line: these fields, in this order, the last two missing from lines
+# written before revenue; in older segments an object of the same names, nested values too.
+# Fixed: it is what files left by earlier versions hold.
+_FLAT_FIELDS = (
+    "site_id", "visitor_ids", "timestamp_ms", "kind", "hostname", "path", "query",
+    "attribution", "device", "place", "screen", "title", "referrer", "name", "target",
+    "props", "engaged_ms", "scroll", "pageview_id", "revenue_minor", "revenue_currency",
+)  # fmt: skip
+
+
+def _decode_flat_hit(item: list[Any] | dict[str, Any]) -> Hit:
+    named = dict(zip(_FLAT_FIELDS, item, strict=False)) if isinstance(item, list) else item
+    return Hit(
+        site_id=named["site_id"],
+        visitor_ids=tuple(named["visitor_ids"]),
+        timestamp_ms=named["timestamp_ms"],
+        payload=Payload(**{name: named[name] for name in PAYLOAD_FIELDS if name in named}),
+        attribution=_nested(Attribution, named["attribution"]),
+        device=_nested(DeviceInfo, named["device"]),
+        place=_nested(Place, named["place"]),
+        screen=named["screen"],
+        referrer=named["referrer"],
+    )
+
+
+def _nested(cls: type[T], value: list[Any] | dict[str, Any]) -> T:
+    return cls(**value) if isinstance(value, dict) else cls(*value)
+
+
 def encode_batch(hits: list[Hit], drops: Counter[DropKey]) -> bytes:
     """One spool line: a batch's hits and drop counts as JSON."""
     line = {
+        "version": LINE_VERSION,
         "hits": [_encode_hit(hit) for hit in hits],
         "drops": [[site, day.isoformat(), reason, n] for (site, day, reason), n in drops.items()],
     }
@@ -107,7 +140,8 @@ def encode_batch(hits: list[Hit], drops: Counter[DropKey]) -> bytes:
 
 def decode_batch(line: bytes) -> Batch:
     data = json.loads(line)
-    hits = [_decode_hit(item) for item in data["hits"]]
+    decode = _decode_hit if data.get("version") == LINE_VERSION else _decode_flat_hit
+    hits = [decode(item) for item in data["hits"]]
     drops: Counter[DropKey] = Counter(
         {
             (site, date.fromisoformat(day), DropReason(reason)): n

@@ -62,7 +62,7 @@ def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counte
         visits, pageviews, new_ids = _load(raw, hits)
         assigner = VisitAssigner(timeout_ms, visits, pageviews)
         # Pageviews first among equal times: a click or beacon of the same ms follows its page.
-        for hit in sorted(hits, key=lambda h: (h.timestamp_ms, h.kind != "pageview")):
+        for hit in sorted(hits, key=lambda h: (h.timestamp_ms, h.payload.kind != "pageview")):
             reason = assigner.add(hit)
             if reason:
                 drops[drop_key(hit.site_id, hit.timestamp_ms, reason)] += 1
@@ -301,7 +301,7 @@ def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewSta
     by_site: dict[int, set[int]] = {}
     for hit in hits:
         by_site.setdefault(hit.site_id, set()).update(hit.visitor_ids)
-    may_start = sum(1 for hit in hits if hit.kind != "engagement")
+    may_start = sum(1 for hit in hits if hit.payload.kind != "engagement")
     reads = []
     with raw.pipeline():
         if raw.is_postgresql:

@@ -1,4 +1,5 @@
-"""The collector: parse -> validate -> site gate -> drop bots and spam -> enrich -> store.
+"""The collector: `parse_event`, then the pipeline's gate -> drop_reason -> enrich ->
+SpoolWriter.submit (tracker.ingest.pipeline); the writer then runs `store_hits`.
 
 `init_ingest(app)` registers the HTTP endpoints and the per-process spool and its writer.
 """

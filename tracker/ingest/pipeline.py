@@ -1,10 +1,22 @@
 """The ingest pipeline: validated events in, hits handed to the writer, drops counted.
 
-    gate -> drop_bot -> drop_spam -> put_device -> put_geo -> put_source -> put_visitor -> store
+`Pipeline.accept` takes a request's parsed events (tracker.ingest.parse) through these
+steps, each a function of the event and what the steps before it found:
 
-Each step is a small function of the event and what the steps before it found. A request's
-events are all accepted or all rejected (403), never half; bots and spam are answered
-like anything else and only counted, per site, day and reason, in `drop_counts`.
+    gate -> drop_reason -> enrich -> SpoolWriter.submit
+
+- `gate`: the site is registered here, the API key (if any) may send for it, the page's
+  host is allowed. Else the request is refused (403): its events are all accepted or all
+  rejected, never half.
+- `drop_reason`: Do Not Track or Global Privacy Control where the site honours them, bots
+  and prefetches, referrer spam. Such events are answered like any other and only counted,
+  per site, UTC day and reason (tracker.ingest.drops).
+- `enrich`: the `Hit` (tracker.sessions): `visitor_ids` from the daily salts, then source
+  (`attribute`), device (`parse_user_agent`), place (`GeoIP.lookup`) and screen class
+  (`screen_class`), of tracker.enrich. No IP address or user agent goes further.
+- `SpoolWriter.submit` (tracker.ingest.writer): the hits and drop counts appended to the
+  spool, on disk before the answer; the writer stores them moments later
+  (`store_hits` in tracker.ingest.store: visit assignment, rows, drop counts).
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,8 +180,7 @@ class Pipeline:
         """Why the event is answered but not stored; None to store it."""
         if client.opted_out and site.honour_dnt:
             return DropReason.DNT
-        user_agent = event.user_agent if event.user_agent is not None else client.user_agent
-        if client.prefetch or is_bot_user_agent(user_agent):
+        if client.prefetch or is_bot_user_agent(_user_agent(event, client)):
             return DropReason.BOT
         if event.referrer and self.spam.is_spam(event.referrer):
             return DropReason.SPAM
@@ -177,16 +188,11 @@ class Pipeline:
 
     def enrich(self, event: IncomingEvent, site: SiteInfo, client: Client, ts: int) -> Hit:
         ip = event.ip or client.ip
-        user_agent = event.user_agent if event.user_agent is not None else client.user_agent
-        day = utc_day(ts)
-        ids = [visitor_id(self.salts.for_day(day), site.id, ip, user_agent)]
-        yesterday = self.salts.existing(day - timedelta(days=1))
-        if yesterday is not None:
-            ids.append(visitor_id(yesterday, site.id, ip, user_agent))
+        user_agent = _user_agent(event, client)
         same_site = _is_same_site(event, site)
         return Hit(
             site_id=site.id,
-            visitor_ids=tuple(ids),
+            visitor_ids=self.visitor_ids(site.id, ip, user_agent, utc_day(ts)),
             timestamp_ms=ts,
             payload=event.payload,
             attribution=attribute(event.payload.query, event.referrer, same_site),
@@ -195,6 +201,20 @@ class Pipeline:
             screen=screen_class(event.screen),
             referrer="" if same_site else clean_referrer(event.referrer),
         )
+
+    def visitor_ids(self, site_id: int, ip: str, user_agent: str, day: date) -> tuple[int, ...]:
+        """The visitor's id under the day's salt, then under yesterday's while it exists,
+        so a visit continues past midnight."""
+        today = visitor_id(self.salts.for_day(day), site_id, ip, user_agent)
+        yesterday = self.salts.existing(day - timedelta(days=1))
+        if yesterday is None:
+            return (today,)
+        return today, visitor_id(yesterday, site_id, ip, user_agent)
+
+
+def _user_agent(event: IncomingEvent, client: Client) -> str:
+    """The event's own (a trusted sender's, for its visitor), else the request's."""
+    return event.user_agent if event.user_agent is not None else client.user_agent
 
 
 def _warm_up() -> None:

@@ -2,8 +2,9 @@
 
 `tracker serve` runs on the cached dataset (bench/datagen.py); each request is timed from
 the client, sequentially, after one warm-up request; the figure is the median. The baseline,
-timed in the same run, is the raw query the design notes say a page cannot afford per report:
-count(distinct visitor) over the same 30 days of raw events, on the same database.
+timed in the same run, is the raw query a page cannot afford per report (docs/ARCHITECTURE.md,
+"Storage": why reports read rollups): count(distinct visitor) over the same 30 days of raw
+events, on the same database.
 On PostgreSQL the same dataset is copied into our own database (bench.datagen.postgres_copy).
 
 Goals and funnels (issue 13) are timed in-process through the same calls the page makes:

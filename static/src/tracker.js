@@ -1,7 +1,7 @@
 /*
  * tracker.js: the beacon every tracked site loads. Readable source; the served file
  * static/tracker.js is built from it with terser (`make beacon`), and a test checks the two
- * agree. Protocol: "Ingestion protocol" in DESIGN.md; usage: README "Tracking script".
+ * agree. Protocol: README "Ingestion"; usage: README "Tracking script".
  *
  * Rules: never throw into the page (every entry point is guarded), never delay navigation
  * (no preventDefault; beacons survive unloads), store nothing in cookies or storage, and send

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql.base import PGCompiler, PGDialect, PGTypeCompiler
 
 from tracker.columnar.layout import MANIFEST, Manifest, Part, read_manifest, site_dir
+from tracker.files import FileVersion, file_version
 from tracker.stats.compiler import Plan, dim_key, outer, raw_buckets
 from tracker.stats.goals import goal_clause, goal_events
 from tracker.stats.periods import local_date, local_midnight_ms, make_period
@@ -208,17 +209,15 @@ def connection() -> duckdb.DuckDBPyConnection:
 
 
 # Per process: each manifest read, by path, with the identity of the file it was read from.
-_manifests: dict[Path, tuple[tuple[int, int, int], Manifest | None]] = {}
+_manifests: dict[Path, tuple[FileVersion, Manifest | None]] = {}
 
 
 def current_manifest(root: Path, site_id: int) -> Manifest | None:
     """The site's manifest, read again only when the file was replaced."""
     path = site_dir(root, site_id) / MANIFEST
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
+    identity = file_version(path)
+    if identity is None:
         return None
-    identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     cached = _manifests.get(path)
     if cached is not None and cached[0] == identity:
         return cached[1]

@@ -18,13 +18,14 @@ then until the new content reads well.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 
 import geoip2.database
 import geoip2.errors
+
+from tracker.files import FileVersion, file_version
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,7 @@ class _Loaded:
 
     reader: geoip2.database.Reader
     has_city: bool
-    version: tuple[int, int, int, int]  # (device, inode, size, mtime) it was read at
-
-
-def _version(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    version: FileVersion  # of the file it was read from
 
 
 def _place(reader: geoip2.database.Reader, has_city: bool, ip: str) -> Place:
@@ -154,7 +147,7 @@ class GeoIP:
 
     def _check(self) -> None:
         self._checked = time.monotonic()
-        version = _version(self.path)
+        version = file_version(self.path)
         if version == self._seen:
             return
         self._seen = version  # each version is tried once

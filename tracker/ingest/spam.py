@@ -31,6 +31,7 @@ from time import monotonic
 from urllib.parse import urlsplit
 
 from tracker.enrich.source import referrer_host
+from tracker.files import FileVersion, file_version
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ CHECK_SECONDS = 30.0
 MAX_BYTES = 5 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 30.0
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_Version = tuple[int, int, int, int]  # (device, inode, size, mtime) of a file
 
 
 class SpamListError(Exception):
@@ -117,14 +117,6 @@ def is_spam_referrer(referrer: str) -> bool:
     return _bundled_matcher()(referrer)
 
 
-def _version(path: Path) -> _Version | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class SpamList:
     """The bundled hosts and those of `path` (`<data_dir>/spam_hosts.txt`) when it exists.
 
@@ -138,7 +130,7 @@ class SpamList:
         self.check_seconds = check_seconds
         self.hosts = bundled_hosts()
         self._match = _bundled_matcher()
-        self._seen: _Version | None = None
+        self._seen: FileVersion | None = None
         self._next_check = 0.0
         self._checking = threading.Lock()
         self._check()
@@ -160,7 +152,7 @@ class SpamList:
         self._next_check = monotonic() + self.check_seconds
         if self.path is None:
             return
-        version = _version(self.path)
+        version = file_version(self.path)
         if version == self._seen:
             return
         self._seen = version

@@ -32,8 +32,8 @@ PG_ADMIN_URL = os.environ.get(
     "TRACKER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = bool(os.environ.get("CI"))
-# Real-browser fixtures: `browser`, `live_server`, `test_site`.
-pytest_plugins = ["tests.browser"]
+# Real-browser fixtures: `browser`, `live_server`, `test_site`; a real SMTP server: `smtp_server`.
+pytest_plugins = ["tests.browser", "tests.mailserver"]
 
 
 def _postgres_unavailable(reason: str) -> None:

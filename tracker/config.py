@@ -116,6 +116,27 @@ class Settings:
         "Run background jobs (salt rotation, rollups, spool replay) beside the server: `tracker "
         "serve` starts a process for them, one per data directory.",
     )
+    smtp_host: str = _setting(
+        "",
+        "SMTP server that sends mail (reports, alerts, invitations). Empty: no mail is sent "
+        "and the pages offering it say so. Check it with `tracker email test ADDRESS`.",
+    )
+    smtp_port: int = _setting(587, "SMTP server port: 587 for STARTTLS, 465 for TLS, 25 plain.")
+    smtp_security: str = _setting(
+        "starttls",
+        "How the SMTP connection is protected: starttls (upgrade after connecting), tls "
+        "(encrypted from the start, usually port 465) or none (a local relay only).",
+    )
+    smtp_user: str = _setting("", "SMTP login name. Empty: no login.")
+    smtp_password: str = _setting(
+        "", "SMTP password; better in the environment (TRACKER_SMTP_PASSWORD) or a file."
+    )
+    smtp_password_file: str = _setting(
+        "", "File holding the SMTP password (one line); used when smtp_password is empty."
+    )
+    mail_from: str = _setting(
+        "", "The From address of every mail, e.g. Tracker <reports@example.com>."
+    )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
 
     def resolved_database_url(self) -> str:

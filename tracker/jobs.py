@@ -28,6 +28,7 @@ from tracker.enrich.visitor import rotate_salts
 from tracker.ingest.spam import SpamListError, spam_hosts_path
 from tracker.ingest.spam import update as update_spam_hosts
 from tracker.ingest.spool import replay, spool_directory
+from tracker.mail import drain as drain_outbox
 from tracker.stats.rollups import refresh as refresh_rollups
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ def update_spam_list_job(db: Database, settings: Settings) -> None:
     log.info("%s", result.summary())
 
 
+def send_mail_job(db: Database, settings: Settings) -> None:
+    """Due mails of the outbox are sent, failures retried later (tracker.mail)."""
+    result = drain_outbox(db, settings)
+    if result.failed:
+        log.warning("mail: %d sent, %d failed (retried later)", result.sent, result.failed)
+
+
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
@@ -103,6 +111,8 @@ JOBS: list[Job] = [
     # Daily, fetching only when the file is a week old: a server down at that hour, a
     # download that failed or a new install catches up the next day, not the next week.
     Job("update_spam_list", update_spam_list_job, "cron", {"hour": 4, "minute": 27}),
+    # One query when nothing is due; mails queued by a page go out within seconds.
+    Job("send_mail", send_mail_job, "interval", {"seconds": 10}, run_at_start=True),
 ]
 
 

@@ -522,6 +522,32 @@ class StatsRollupState(Base):
     built_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class OutboxMail(Base):
+    """A mail waiting to be sent, sent, or given up (tracker.mail). Kept after sending for a
+    while, so the settings page can say what went out and what failed."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The site the mail is about (a report, an alert); None for mail to a user (invitation).
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(String)
+    html_body: Mapped[str] = mapped_column(String, default="")
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the retries are used up: the mail stays, with its last error, never sent.
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 __all__ = [
     "ApiKey",
     "AuditEntry",
@@ -530,6 +556,7 @@ __all__ = [
     "DropCount",
     "Event",
     "Invitation",
+    "OutboxMail",
     "SharedLink",
     "Site",
     "SiteMember",

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import classify, export, filters, ingest, profile, script, stats
+from bench import accesslog, classify, export, filters, ingest, profile, script, stats
 from bench.common import REPO, Figure, Options, Unavailable, parse_count
 
 BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
     "export": export.run,
     "profile": profile.run,
     "classify": classify.run,
+    "accesslog": accesslog.run,
 }
 DEFAULT = ",".join(BENCHMARKS)
 RESULTS = REPO / "bench" / "results" / "latest.json"

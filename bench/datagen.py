@@ -52,9 +52,9 @@ from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution, attribute, clean_referrer
 from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
 from tracker.goals import add_funnel, add_goal, find_funnel, list_goals
-from tracker.sessions import landing_columns
 from tracker.sites import add_site
 from tracker.stats.rollups import refresh as refresh_rollups
+from tracker.storage.visits import landing_columns
 
 GENERATOR_VERSION = 4
 # Bumped when the wide variant's generation changes (its cache files are named by it).

@@ -19,10 +19,10 @@ from tests.helpers import DEFAULT_IP, DEFAULT_USER_AGENT, store_events
 from tracker.cli import cli
 from tracker.db import Database, analyze
 from tracker.db.models import Goal, Site
-from tracker.ingest.store import STORED_TABLES
 from tracker.sites import add_site
 from tracker.stats.query import site_ref
 from tracker.stats.rollups import ANALYZE_AFTER_DAYS, refresh, refresh_site
+from tracker.storage.store import STORED_TABLES
 
 ROLLUP_TABLES = ("stats_rollups", "stats_rollup_state", "goal_hits", "goal_days", "goal_tag_days")
 GOAL_TABLES = ("goal_hits", "goal_days", "goal_tag_days")

@@ -25,8 +25,8 @@ from sqlalchemy import create_engine, text
 
 from tests.helpers import DEFAULT_USER_AGENT
 from tracker.db.migrate import upgrade
-from tracker.ingest.spool import pending_segments
 from tracker.sites import add_site
+from tracker.storage.spool import pending_segments
 
 SITE = "example.com"
 

@@ -26,11 +26,12 @@ from tests.test_ingest_durability import SITE, Server, post, write_locked
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
-from tracker.ingest import spool, writer
-from tracker.ingest.drainer import HostWriter
 from tracker.ingest.drops import DropReason
 from tracker.ingest.parse import Payload
-from tracker.ingest.spool import (
+from tracker.sites import add_site
+from tracker.storage import spool, writer
+from tracker.storage.drainer import HostWriter
+from tracker.storage.spool import (
     Spool,
     decode_batch,
     encode_batch,
@@ -38,8 +39,7 @@ from tracker.ingest.spool import (
     replay,
     spool_directory,
 )
-from tracker.sessions import Hit
-from tracker.sites import add_site
+from tracker.storage.visits import Hit
 
 
 def a_hit(site_id: int = 3, path: str = "/cart", timestamp_ms: int = 1_764_000_000_123) -> Hit:
@@ -329,7 +329,7 @@ def test_offsets_of_long_deleted_segments_are_forgotten(
 def test_the_host_writer_stores_every_segment_once_and_deletes_finished_ones(
     make_app: Callable[..., Flask], database_url: str, tmp_path: Path
 ) -> None:
-    """Under `tracker serve` one process stores the workers' segments (tracker.ingest.drainer):
+    """Under `tracker serve` one process stores the workers' segments (tracker.storage.drainer):
     a live one as it grows, one handed over full, one of a process that died (torn last
     line included); a replay beside it stores nothing twice."""
     db = make_app().extensions["tracker.db"]

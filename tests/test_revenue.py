@@ -23,9 +23,9 @@ from tests.helpers import DEFAULT_USER_AGENT, _store_events_key, store_events
 from tests.test_ingest_spool import LINES_OF_EARLIER_VERSIONS, a_hit, with_payload
 from tracker.db import Database
 from tracker.db.models import Event
-from tracker.ingest.spool import decode_batch, encode_batch, replay
 from tracker.money import minor_digits
 from tracker.sites import add_site
+from tracker.storage.spool import decode_batch, encode_batch, replay
 
 SITE = "shop.example"
 URL = f"https://{SITE}/checkout/done"

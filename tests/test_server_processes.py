@@ -24,9 +24,9 @@ from tests.helpers import DEFAULT_USER_AGENT
 from tests.test_ingest_durability import SITE, event_body, free_port
 from tracker.db import Database
 from tracker.db.migrate import upgrade
-from tracker.ingest.drainer import hold_writer_lock
-from tracker.ingest.spool import spool_directory
 from tracker.sites import add_site
+from tracker.storage.drainer import hold_writer_lock
+from tracker.storage.spool import spool_directory
 
 DEADLINE_SECONDS = 60
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from tracker.ingest import spool as spool_module
-from tracker.ingest.drainer import HostWriter
-from tracker.ingest.spool import Spool, pending_segments, spool_directory
+from tracker.storage import spool as spool_module
+from tracker.storage.drainer import HostWriter
+from tracker.storage.spool import Spool, pending_segments, spool_directory
 
 
 def test_a_new_segment_is_locked_before_the_writer_can_see_it(

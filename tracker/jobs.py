@@ -27,7 +27,7 @@ from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
 from tracker.ingest.spam import SpamListError, spam_hosts_path
 from tracker.ingest.spam import update as update_spam_hosts
-from tracker.ingest.spool import replay, spool_directory
+from tracker.storage.spool import replay, spool_directory
 from tracker.mail import drain as drain_outbox
 from tracker.stats.rollups import refresh as refresh_rollups
 
@@ -63,7 +63,7 @@ def columnar_store_job(db: Database, settings: Settings) -> None:
 
 
 def replay_spool_job(db: Database, settings: Settings) -> None:
-    """Events spooled while the database was unavailable are stored (tracker.ingest.spool)."""
+    """Events spooled while the database was unavailable are stored (tracker.storage.spool)."""
     timeout_ms = settings.visit_timeout_minutes * 60_000
     replay(db, spool_directory(settings.data_dir), timeout_ms)
 

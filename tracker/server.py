@@ -1,6 +1,6 @@
 """Gunicorn, embedded: `tracker serve` runs the app factory in gthread workers (that read
 each request whole before a thread takes it: tracker.server_worker), and two processes
-beside them: the host's spool writer (tracker.ingest.drainer) and the jobs.
+beside them: the host's spool writer (tracker.storage.drainer) and the jobs.
 
 Both used to run as threads of the workers, and a worker's requests waited for its GIL
 while they worked: the writer's ~40 us per event cost ~150 us there, and the rollup
@@ -121,11 +121,11 @@ def run_jobs(settings: Settings) -> None:
 
 
 def run_writer(settings: Settings) -> None:
-    """The host's spool writer (tracker.ingest.drainer); once stopped, it stores what is
+    """The host's spool writer (tracker.storage.drainer); once stopped, it stores what is
     left in the spool before it exits."""
     from tracker.app import open_database
-    from tracker.ingest.drainer import HostWriter
-    from tracker.ingest.spool import spool_directory
+    from tracker.storage.drainer import HostWriter
+    from tracker.storage.spool import spool_directory
 
     logging.basicConfig(level=settings.log_level.upper())
     stop = _stop_event()

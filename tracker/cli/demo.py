@@ -9,8 +9,8 @@ from tracker.config import ensure_secret_key
 from tracker.db import analyze
 from tracker.db.migrate import upgrade
 from tracker.demo import BATCH, add_demo_goals, add_demo_spend, demo_days, demo_ingest
-from tracker.ingest.store import STORED_TABLES
 from tracker.sites import SiteError, add_site, find_site, list_sites
+from tracker.storage.store import STORED_TABLES
 
 
 @click.command()

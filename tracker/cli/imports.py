@@ -21,8 +21,8 @@ from tracker.db import analyze
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
 from tracker.ingest.spam import spam_hosts_path
-from tracker.ingest.spool import spool_directory
-from tracker.ingest.store import STORED_TABLES
+from tracker.storage.spool import spool_directory
+from tracker.storage.store import STORED_TABLES
 
 CHUNK = 1000
 REQUIRED = ("timestamp", "ip", "user_agent")

@@ -300,7 +300,7 @@ class DropCount(Base):
 
 
 class SpoolOffset(Base):
-    """How many bytes of an ingest spool segment are stored (tracker/ingest/spool.py),
+    """How many bytes of an ingest spool segment are stored (tracker/storage/spool.py),
     written in the same transaction as its events, so no line is stored twice."""
 
     __tablename__ = "spool_offsets"

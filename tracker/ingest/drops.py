@@ -3,7 +3,7 @@
 An event dropped is answered like any other (bots and spam learn nothing) and only counted,
 per site, UTC day and reason (`DropKey`), in `drop_counts`. The collector drops by who sent
 the event (tracker.ingest.pipeline), visit assignment by what is stored already
-(tracker.sessions, through tracker.ingest.store); the settings page's "not counted" report
+(tracker.storage.visits, through tracker.storage.store); the settings page's "not counted" report
 (tracker.stats.dropped) labels each reason.
 """
 

@@ -8,7 +8,7 @@ passes here must store on both databases: a 202 is a promise (docs/ARCHITECTURE.
 "Ingestion").
 
 The fields an event carries unchanged from the request to its stored row are declared
-once, in `Payload`: the accepted hit (tracker.sessions.Hit) holds the same object, the spool
+once, in `Payload`: the accepted hit (tracker.storage.visits.Hit) holds the same object, the spool
 line and the events row are built from its fields. Adding such a field: declare it last in
 `Payload` with a default (spool lines written before it lack it and take the default),
 validate it in `parse_event`, and add its column to the `Event` model with a migration.

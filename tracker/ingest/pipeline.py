@@ -11,12 +11,12 @@ steps, each a function of the event and what the steps before it found:
 - `drop_reason`: Do Not Track or Global Privacy Control where the site honours them, bots
   and prefetches, referrer spam. Such events are answered like any other and only counted,
   per site, UTC day and reason (tracker.ingest.drops).
-- `enrich`: the `Hit` (tracker.sessions): `visitor_ids` from the daily salts, then source
+- `enrich`: the `Hit` (tracker.storage.visits): `visitor_ids` from the daily salts, then source
   (`attribute`), device (`parse_user_agent`), place (`GeoIP.lookup`) and screen class
   (`screen_class`), of tracker.enrich. No IP address or user agent goes further.
-- `SpoolWriter.submit` (tracker.ingest.writer): the hits and drop counts appended to the
+- `SpoolWriter.submit` (tracker.storage.writer): the hits and drop counts appended to the
   spool, on disk before the answer; the writer stores them moments later
-  (`store_hits` in tracker.ingest.store: visit assignment, rows, drop counts).
+  (`store_hits` in tracker.storage.store: visit assignment, rows, drop counts).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.ratelimit import ClientRateLimit
 from tracker.ingest.spam import SpamList, spam_hosts_path
-from tracker.ingest.spool import Spool, spool_directory
-from tracker.ingest.writer import SpoolWriter
-from tracker.sessions import Hit
+from tracker.storage.spool import Spool, spool_directory
+from tracker.storage.visits import Hit
+from tracker.storage.writer import SpoolWriter
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -22,7 +22,7 @@ from tracker.accounts import bearer_token, user_for_api_key
 from tracker.db.models import User
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Outcome, Pipeline, Rejected, now_ms
-from tracker.ingest.writer import StoreUnavailable
+from tracker.storage.writer import StoreUnavailable
 from tracker.web.security import EVERY_RESPONSE
 
 bp = Blueprint("ingest", __name__)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from tracker.ingest.drainer import writer_running
 from tracker.ingest.pipeline import Pipeline
-from tracker.ingest.spool import write_problem
+from tracker.storage.drainer import writer_running
+from tracker.storage.spool import write_problem
 from tracker.web.context import get_db
 
 bp = Blueprint("health", __name__)

@@ -1,5 +1,5 @@
 """The spool: every accepted event is appended here, on local disk, before its 202; the
-writer (tracker.ingest.writer) stores it in the database moments later.
+writer (tracker.storage.writer) stores it in the database moments later.
 
 Why not answer after the database commit? A request that waits for a shared commit is
 handed between threads twice, and under load those hand-offs cost more CPU than the event
@@ -46,13 +46,13 @@ from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropKey, DropReason
 from tracker.ingest.parse import Payload
-from tracker.ingest.store import (
+from tracker.storage.store import (
     WriterFileLock,
     merge_batches,
     store_transaction,
     upsert_into,
 )
-from tracker.sessions import PAYLOAD_FIELDS, Hit
+from tracker.storage.visits import PAYLOAD_FIELDS, Hit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

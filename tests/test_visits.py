@@ -12,7 +12,7 @@ from tests.test_ingest_spool import a_hit
 from tracker.db import Database
 from tracker.db.models import Event, Visit
 from tracker.enrich.visitor import rotate_salts
-from tracker.sessions import event_row
+from tracker.storage.visits import event_row
 
 SITE = "example.com"
 

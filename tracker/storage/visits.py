@@ -1,7 +1,7 @@
 """Visits: which visit an event belongs to, and each visit's metrics (definitions in
 docs/ARCHITECTURE.md, "Metric definitions").
 
-Pure logic over in-memory state; tracker.ingest.store loads the state a batch needs,
+Pure logic over in-memory state; tracker.storage.store loads the state a batch needs,
 runs `VisitAssigner.add` on each event in timestamp order, and writes the result back.
 
 - A visitor's events on a site with no gap over the timeout form one visit; a pageview

@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tracker.db import Database
 from tracker.db.models import DropCount, Event, Visit
 from tracker.ingest.drops import DAY_MS, DropKey, drop_key
-from tracker.sessions import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
+from tracker.storage.visits import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
 
 # How far back a visitor's visits are loaded: the visit timeout, or a day for engagement
 # beacons of a tab left open (visitor ids change daily anyway).

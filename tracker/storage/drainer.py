@@ -3,7 +3,7 @@
 In a worker, the writer thread took ~150 us of CPU per event under load for ~40 us of its
 own work: the rest was the worker's request threads and the writer taking turns on one
 GIL. Here it has a process (and a GIL) of its own; workers only append to their segments
-(tracker.ingest.spool) and, when they must wait for the database, read the segment's
+(tracker.storage.spool) and, when they must wait for the database, read the segment's
 offset in `spool_offsets`.
 
 It reads each segment from its stored offset and stores the next chunk of complete lines of
@@ -32,8 +32,8 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from tracker.db import Database
-from tracker.ingest.spool import Chunk, next_chunk, pending_segments, stored_offset
-from tracker.ingest.writer import ChunkStore
+from tracker.storage.spool import Chunk, next_chunk, pending_segments, stored_offset
+from tracker.storage.writer import ChunkStore
 
 log = logging.getLogger(__name__)
 

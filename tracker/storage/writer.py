@@ -1,6 +1,6 @@
 """The writer: one thread per process stores what its spool took, a chunk per transaction.
 
-A request appends its hits to the spool (tracker.ingest.spool) and is answered 202 at
+A request appends its hits to the spool (tracker.storage.spool) and is answered 202 at
 once: the events are on disk. The writer takes every line appended since its last
 transaction (about a megabyte at most), stores them in one transaction through the same
 visit assignment as everything else, with the segment's new offset, then takes the next.
@@ -32,9 +32,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tracker.db import Database
 from tracker.ingest.drops import DropKey
-from tracker.ingest.spool import Chunk, Spool, advance_offset, stored_offset
-from tracker.ingest.store import WriterFileLock, merge_batches, store_transaction
-from tracker.sessions import Hit
+from tracker.storage.spool import Chunk, Spool, advance_offset, stored_offset
+from tracker.storage.store import WriterFileLock, merge_batches, store_transaction
+from tracker.storage.visits import Hit
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class SpoolWriter:
         self.refusing = False  # the spool could not be written: said once, not per event
 
     def use_host_writer(self) -> None:
-        """Under `tracker serve`: the host's writer process (tracker.ingest.drainer) stores
+        """Under `tracker serve`: the host's writer process (tracker.storage.drainer) stores
         the spool; this process only appends, and waits by reading segment offsets."""
         self.host_writer = True
         self.spool.hand_over_full = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -101,8 +101,33 @@ def test_half_hour_zone_hours_start_on_local_hours() -> None:
 
 
 def _compare(kind: str, start: date, end: date, mode: str, today: date) -> tuple[date, date]:
-    previous = comparison_period(make_period(kind, start, end, PARIS), mode, today, PARIS)
+    now = datetime.combine(today, time(12), tzinfo=PARIS)
+    previous = comparison_period(make_period(kind, start, end, PARIS), mode, now, PARIS)
     return previous.start, previous.end
+
+
+def test_today_compares_with_yesterday_until_the_same_time() -> None:
+    now = datetime(2026, 3, 15, 9, 40, tzinfo=PARIS)
+    today = make_period("today", now.date(), now.date(), PARIS)
+    previous = comparison_period(today, "previous_period", now, PARIS)
+    assert (previous.start, previous.end, previous.cut) == (date(2026, 3, 14),) * 2 + (True,)
+    assert previous.end_ms == int(datetime(2026, 3, 14, 9, 40, tzinfo=PARIS).timestamp() * 1000)
+
+
+def test_seven_days_cut_their_last_compared_day_at_the_same_time() -> None:
+    now = datetime(2026, 3, 15, 9, 40, tzinfo=PARIS)
+    week = make_period("7d", date(2026, 3, 9), now.date(), PARIS)
+    previous = comparison_period(week, "previous_period", now, PARIS)
+    assert (previous.start, previous.end) == (date(2026, 3, 2), date(2026, 3, 8))
+    assert previous.end_ms == int(datetime(2026, 3, 8, 9, 40, tzinfo=PARIS).timestamp() * 1000)
+
+
+def test_a_period_over_is_compared_whole() -> None:
+    now = datetime(2026, 3, 15, 9, 40, tzinfo=PARIS)
+    yesterday = make_period("yesterday", date(2026, 3, 14), date(2026, 3, 14), PARIS)
+    previous = comparison_period(yesterday, "previous_period", now, PARIS)
+    assert not previous.cut
+    assert previous.end_ms == local_midnight_ms(date(2026, 3, 14), PARIS)
 
 
 def test_previous_period_same_length_just_before() -> None:

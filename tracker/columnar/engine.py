@@ -256,7 +256,8 @@ def answer(
     or None where the store cannot help: nothing built for the period's first day, a goal
     (its matches are kept in goal_hits), rollups holding every closed day already, or
     parts that cannot be read."""
-    if goal_clause(query) is not None or goal_events(query) is not None:
+    # Parts hold whole days: a period cut at a time of day is answered by the database.
+    if goal_clause(query) is not None or goal_events(query) is not None or query.period.cut:
         return None
     for attempt in range(2):
         manifest = current_manifest(root, query.site.id)

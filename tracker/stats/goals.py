@@ -230,7 +230,8 @@ def goal_matches(query: Query, goal: GoalSpec) -> Select:
 def daily_counts(query: Query, goal: GoalSpec) -> Select | None:
     """The goal's visitors (per day, summed), visits and events over the whole period from
     its daily counts; None unless those cover the period (then read `goal_matches`)."""
-    if goal.hits_until_ms is None or goal.hits_until_ms < query.period.end_ms:
+    # Daily counts cannot stop at a time of day (a comparison cut at the time it is now).
+    if goal.hits_until_ms is None or goal.hits_until_ms < query.period.end_ms or query.period.cut:
         return None
     d = goal_days.c
     return select(

@@ -9,6 +9,7 @@ days are 23 or 25 hours long on DST changes and buckets must follow.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -44,6 +45,9 @@ class Period:
     end: date
     start_ms: int
     end_ms: int
+    # The last day stops before its end (end_ms is not its midnight): the comparison of a
+    # period still running stops at the same time of day as now.
+    cut: bool = False
 
     @property
     def days(self) -> int:
@@ -118,12 +122,25 @@ def period_dates(kind: str, anchor: date, first_day: date | None = None) -> tupl
     raise ValueError(f"unknown period {kind!r}")
 
 
-def comparison_period(period: Period, mode: str, today: date, tz: ZoneInfo) -> Period:
+def comparison_period(period: Period, mode: str, now: datetime, tz: ZoneInfo) -> Period:
     """The period a comparison reads: the one just before, or the same dates a year earlier.
 
-    A period still in progress (this month, this year) is compared up to the same point:
-    the first 10 days of this month against the first 10 days of last month.
+    A period still in progress is compared up to the same point, like with like: the first
+    10 days of this month against the first 10 days of last month, today until 09:40
+    against yesterday until 09:40, the last 7 days against the 7 before, the last one cut
+    at the time of day it is now.
     """
+    local_now = now.astimezone(tz)
+    whole = _whole_comparison(period, mode, local_now.date(), tz)
+    if not period.start_ms <= now.timestamp() * 1000 < period.end_ms:
+        return whole
+    until = datetime.combine(whole.end, local_now.time(), tzinfo=tz)
+    return dataclasses.replace(
+        whole, end_ms=int(until.astimezone(UTC).timestamp() * 1000), cut=True
+    )
+
+
+def _whole_comparison(period: Period, mode: str, today: date, tz: ZoneInfo) -> Period:
     end = min(period.end, max(today, period.start))
     if mode == "year_over_year":
         return make_period(period.kind, shift_months(period.start, -12), shift_months(end, -12), tz)

@@ -272,7 +272,8 @@ def parse_query(
         tz = ref.tz
     except (ZoneInfoNotFoundError, ValueError):
         raise QueryError(f"The site's time zone {ref.timezone!r} is not known.") from None
-    today = (now or datetime.now(UTC)).astimezone(tz).date()
+    now = now or datetime.now(UTC)
+    today = now.astimezone(tz).date()
     period = _parse_period(merged, tz, today, first_day)
     metrics = _parse_metrics(merged.get("metrics") or ",".join(DEFAULT_METRICS))
     dims = _parse_dimensions(merged.get("dimension") or merged.get("property") or "")
@@ -290,7 +291,7 @@ def parse_query(
         dimensions=dims,
         filters=_parse_filters(merged),
         compare=compare,
-        compare_period=comparison_period(period, compare, today, tz) if compare else None,
+        compare_period=comparison_period(period, compare, now, tz) if compare else None,
         order_by=_parse_order(merged.get("order", ""), metrics, dims),
         limit=limit,
         offset=offset,

@@ -156,7 +156,7 @@ def bucket_source(
     period = query.period
     key = rollup_key(query, plan.parts) if rollups and extra is None else None
     last = covered_until(conn, query.site) if key is not None else None
-    lo, hi = day_number(period.start), min(day_number(period.end), last if last is not None else -1)
+    lo, hi = day_number(period.start), min(_last_whole_day(query), last if last is not None else -1)
     if key is None or lo > hi:
         return raw_buckets(query, plan, [(period.start_ms, period.end_ms)], extra), "raw"
     rolled = _rollup_rows(query, plan, key, lo, hi)
@@ -167,14 +167,26 @@ def bucket_source(
     first, last = raw_days[0], raw_days[-1]
     span = (
         local_midnight_ms(day_from_number(first), query.site.tz),
-        local_midnight_ms(day_from_number(last) + timedelta(days=1), query.site.tz),
-    )
+        min(local_midnight_ms(day_from_number(last) + timedelta(days=1), query.site.tz),
+            period.end_ms),
+    )  # fmt: skip
     # One range the visits index can scan, narrowed to the days (several ranges OR-ed
     # together make SQLite give up that index).
     days = None
     if len(raw_days) <= last - first:
         days = bucket_expr(visits.c.started_ms, plan, query).in_(raw_days)
     return union_all(rolled, raw_buckets(query, plan, [span], days)), "mixed"
+
+
+def _last_whole_day(query: Query) -> int:
+    """The period's last day rollups may answer for: not one cut short (a comparison up to
+    the same time). Nor today alone: its rollup lags the collector by up to a minute, and
+    "Visitors 1" beside "4 current visitors" (read from raw events) would contradict itself;
+    one day of raw rows costs little, and longer periods dwarf the lag."""
+    period = query.period
+    last = day_number(period.end) - period.cut
+    today = day_number(local_date(int(time.time() * 1000), query.site.tz))
+    return last - 1 if period.days == 1 and last == today else last
 
 
 def _days_not_kept(conn: Connection, query: Query, key: RollupKey, lo: int, hi: int) -> list[int]:

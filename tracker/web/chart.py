@@ -59,6 +59,9 @@ class Chart:
     line: str  # SVG path data
     area: str
     compare_line: str | None
+    # Into the bucket still running (today, this hour), dashed: it is not over yet.
+    partial_line: str | None
+    compare_partial_line: str | None
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     points: list[ChartPoint]
@@ -118,6 +121,17 @@ def _path(values: Sequence[float | None], top: float) -> str:
     return "".join(parts)
 
 
+def _split_partial(
+    values: Sequence[float | None] | None, partial: int | None
+) -> tuple[list[float | None] | None, list[float | None] | None]:
+    """(the values up to the bucket before `partial`, the segment into `partial`)."""
+    if values is None or partial is None or partial == 0 or values[partial] is None:
+        return (list(values) if values is not None else None), None
+    whole = [v if i < partial else None for i, v in enumerate(values)]
+    segment = [v if i in (partial - 1, partial) else None for i, v in enumerate(values)]
+    return whole, segment
+
+
 def _area(values: Sequence[float | None], top: float) -> str:
     known = [(i, v) for i, v in enumerate(values) if v is not None]
     if not known:
@@ -162,13 +176,15 @@ def line_chart(
     axis_labels: Sequence[str] | None = None,
     notes: Sequence[Sequence[str]] | None = None,
     note_labels: Sequence[str] | None = None,
+    partial: int | None = None,
 ) -> Chart:
     """Geometry for one metric over time; `compare_*` (same length) draw the faint line.
 
     `labels` name each bucket in tooltips ("Mon 3 Nov, 14:00"); `axis_labels` (default: the
     same) are the shorter texts under the x axis ("3 Nov"); `notes` (same length) are each
     bucket's annotations, and `note_labels` (default: `labels`) what their marker calls the
-    bucket (the day, on an hourly chart). A comparison may have fewer or more buckets (28
+    bucket (the day, on an hourly chart); `partial` is the index of the bucket still
+    running, whose segment is dashed on both lines. A comparison may have fewer or more buckets (28
     days of February against 31 of March): each bucket is drawn against the comparison's
     bucket of the same rank, and one with none shows none.
     """
@@ -195,11 +211,15 @@ def line_chart(
                 compare_value=fmt(compare) if compare is not None else None,
             )
         )
+    whole, segment = _split_partial(values, partial)
+    their_whole, their_segment = _split_partial(theirs, partial)
     return Chart(
         metric_label=metric_label,
-        line=_path(values, top),
+        line=_path(whole or [], top),
         area=_area(values, top),
-        compare_line=_path(theirs, top) if theirs is not None else None,
+        compare_line=_path(their_whole, top) if their_whole is not None else None,
+        partial_line=_path(segment, top) if segment else None,
+        compare_partial_line=_path(their_segment, top) if their_segment else None,
         y_ticks=y_ticks,
         x_ticks=_x_ticks(axis_labels or labels),
         points=points,

@@ -277,6 +277,12 @@ def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
         future = start > now if dim == "time:hour" else start.date() > today.date()
         values.append(None if future else row[metric])  # no line into the future
     texts = [_labels(dim, row[dim]) for row in result.rows]
+    period = view.query.period
+    partial = None
+    if period.start_ms <= now.timestamp() * 1000 < period.end_ms:
+        partial = max(i for i, v in enumerate(values) if v is not None)
+        tooltip, axis = texts[partial]
+        texts[partial] = (f"{tooltip} (so far)", axis)
     compare = result.comparison.rows if result.comparison else None
     buckets = series_notes(db, view.query, [row[dim] for row in result.rows])
     return line_chart(
@@ -293,6 +299,7 @@ def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
         compare_values=[r[metric] for r in compare] + [None] * (len(values) - len(compare))
         if compare
         else None,
+        partial=partial,
     )
 
 

@@ -49,6 +49,16 @@ NOT_SITE_ROUTES = {
     ("ingest.events", "POST"): "trusted ingestion: owners' and admins' keys "
     "(test_viewer_key_may_not_send_events below)",
     ("invitations.take", "POST"): "accepting an invitation: the link's token (test_invitations)",
+    ("auth.login_code", "POST"): "the two-factor step of logging in (test_twofactor)",
+    # One's own account, whoever is logged in (test_account, test_twofactor).
+    ("account.email", "POST"): "changing one's email address (test_account)",
+    ("account.password", "POST"): "changing one's password (test_account)",
+    ("account.end_other_sessions", "POST"): "logging out one's other sessions (test_account)",
+    ("account.create_key", "POST"): "creating one's API key (test_account)",
+    ("account.revoke_key", "POST"): "revoking one's own API key only (test_account)",
+    ("twofactor.confirm_code", "POST"): "turning on one's two-factor login (test_twofactor)",
+    ("twofactor.turn_off", "POST"): "turning off one's two-factor login (test_twofactor)",
+    ("twofactor.renew_codes", "POST"): "one's new recovery codes (test_twofactor)",
 }
 COST_ROW = {
     "date": "2026-11-01",

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tests.helpers import DEFAULT_USER_AGENT, add_user
 from tracker.accounts import create_api_key
 from tracker.cli import cli
 from tracker.db import Database
-from tracker.db.models import ApiKey, User
+from tracker.db.models import AdCost, ApiKey, Event, User
 from tracker.sites import add_site
 
 SITE = "example.com"
@@ -171,3 +171,56 @@ def test_last_use_is_written_at_most_once_a_minute(app: Flask) -> None:
     assert stats(app, key) == 200
     used = last_used()
     assert used is not None and used > recent
+
+
+def test_a_read_key_reads_and_may_not_write(app: Flask, db: Database) -> None:
+    owner = add_user(db, "owner@example.com", admin=False)
+    with db.session() as session:
+        add_site(session, SITE, owner=session.get(User, owner.id))
+        read_key = create_api_key(session, session.get(User, owner.id), "sheet", "read")[1]
+        write_key = create_api_key(session, session.get(User, owner.id), "backend", "write")[1]
+    client = app.test_client()
+    row = {"date": "2026-11-01", "utm_source": "google", "utm_medium": "cpc", "utm_campaign": "A",
+           "cost": "1", "currency": "EUR"}  # fmt: skip
+    for key, allowed in ((read_key, False), (write_key, True)):
+        bearer = {"Authorization": f"Bearer {key}"}
+        assert stats(app, key) == 200
+        costs = client.post("/api/v1/costs", json={"site_id": SITE, "rows": [row]}, headers=bearer)
+        goal = client.post(
+            "/api/v1/goals",
+            json={"site_id": SITE, "name": "Buy", "kind": "event", "event_name": "Buy"},
+            headers=bearer,
+        )
+        if allowed:
+            assert (costs.status_code, goal.status_code) == (200, 201)
+            assert send(app, key) == 202
+            continue
+        for answer in (costs, goal):
+            assert answer.status_code == 403
+            assert answer.get_json() == {
+                "error": "This API key's scope is read: it reads stats only. Create a key with "
+                "the write scope to send events, costs, goals or notes."
+            }
+        assert send(app, key) == 403
+        beacon = client.post(
+            "/api/event",
+            json={"site": SITE, "type": "pageview", "url": f"https://{SITE}/"},
+            headers=bearer,
+        )
+        assert beacon.status_code == 403 and "scope is read" in beacon.get_json()["error"]
+    with db.session() as session:
+        assert session.scalar(select(func.count(AdCost.id))) == 1
+        assert session.scalar(select(func.count(Event.id))) == 1
+
+
+def test_cli_keys_are_write_keys_unless_told(app: Flask, database_url: str) -> None:
+    add_user(app.extensions["tracker.db"], "owner@example.com", admin=False)
+    env = {"TRACKER_DATABASE_URL": database_url, "TRACKER_CONFIG": None}
+    runner = CliRunner()
+    for args in (["--name", "old"], ["--name", "sheet", "--scope", "read"]):
+        result = runner.invoke(cli, ["apikeys", "create", "owner@example.com", *args], env=env)
+        assert result.exit_code == 0, result.output
+    bad = runner.invoke(cli, ["apikeys", "create", "owner@example.com", "--scope", "all"], env=env)
+    assert bad.exit_code == 2 and "'all' is not one of 'read', 'write'" in bad.output
+    listed = runner.invoke(cli, ["apikeys", "list"], env=env).output
+    assert [line.split()[4] for line in listed.splitlines()[1:]] == ["write", "read"]

@@ -133,7 +133,7 @@ def test_command_line_changes_name_no_user(
         (SITE, "invite.create"),
         (SITE, "site.delete"),
     ]
-    assert re.fullmatch(r"Key trk_\S+… \(sheet\) of owner@example.com", entries[0][3])
+    assert re.fullmatch(r"Key trk_\S+… \(sheet\), scope write, of owner@example.com", entries[0][3])
     with db.session() as session:
         key_id = session.scalars(select(ApiKey.id)).one()
     assert runner.invoke(cli, ["apikeys", "revoke", str(key_id)], env=env).exit_code == 0

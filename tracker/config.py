@@ -66,6 +66,12 @@ class Settings:
     invite_expiry_hours: int = _setting(
         72, "How long an invitation link to join a site works, unless used or revoked first."
     )
+    require_2fa_for_admins: bool = _setting(
+        False,
+        "Server administrators and site owners and admins must log in with a two-factor "
+        "code: one who has not set it up is sent to do so after the password, and none can "
+        "turn it off. `tracker users disable-2fa` still can, for a lost phone.",
+    )
     visit_timeout_minutes: int = _setting(
         30, "A visitor's events with no gap longer than this form one visit."
     )

@@ -6,7 +6,8 @@ Every /api/v1/stats/ request needs `Authorization: Bearer <API key>` (401 otherw
 counted against the key's hourly allowance (429 with Retry-After above it), and names a
 site its key's user is a member of (`site_id` is the domain; 404 otherwise, the same
 answer as for a site that does not exist). Reading needs any role; adding or deleting
-goals, annotations and costs needs admin or owner (403 for a viewer). Changes are written
+goals, annotations and costs needs admin or owner (403 for a viewer) and a key of the
+write scope (403 for a read key). Changes are written
 to the audit log as the key's user. Bad parameters answer 400 with a sentence naming them.
 """
 
@@ -32,7 +33,7 @@ from werkzeug.exceptions import (
 )
 
 from tracker import audit
-from tracker.accounts import hash_api_key
+from tracker.accounts import READ_ONLY_KEY, hash_api_key
 from tracker.annotations import (
     AnnotationError,
     add_annotation,
@@ -72,11 +73,12 @@ from tracker.members import ADMIN, VIEWER
 from tracker.money import format_minor
 from tracker.sites import site_today
 from tracker.stats import Note, QueryError, current_visitors, first_day, funnel, run
-from tracker.web.access import BEARER_HELP, api_site, bearer_key, bearer_user
+from tracker.web.access import BEARER_HELP, api_site, bearer_caller, bearer_key
 from tracker.web.context import get_db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_COST_BODY = 8_000_000  # bytes: MAX_API_ROWS rows with room to spare
+READING = {"GET", "HEAD", "OPTIONS"}  # what a read-scope key may send
 
 
 def init_api(app: Flask) -> None:
@@ -110,12 +112,14 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
 def _authenticate() -> None:
     if request.endpoint == "api.openapi":
         return
-    user = bearer_user()
-    if user is None:
+    caller = bearer_caller()
+    if caller is None:
         raise Unauthorized(
             f"Authorization: {BEARER_HELP}.", www_authenticate=WWWAuthenticate("bearer")
         )
-    g.api_user = user
+    if request.method not in READING and not caller.may_write:
+        raise Forbidden(READ_ONLY_KEY)
+    g.api_user = caller.user
     limiter: RateLimiter = current_app.extensions["tracker.api.limiter"]
     wait = limiter.take(hash_api_key(bearer_key() or ""))
     if wait:

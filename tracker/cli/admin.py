@@ -11,17 +11,23 @@ from sqlalchemy.orm import Session
 
 from tracker import audit
 from tracker.accounts import (
+    SCOPES,
+    WRITE,
     AccountError,
     create_api_key,
     create_user,
+    describe_api_key,
+    end_sessions,
     find_api_key,
     find_user,
     revoke_api_key,
+    set_password,
 )
 from tracker.cli.context import CliContext, pass_context, table
 from tracker.columnar.invalidate import forget
 from tracker.db.models import ApiKey, User
 from tracker.sites import SiteError, add_site, delete_site, find_site, list_sites
+from tracker.twofactor import disable, is_enabled
 
 
 @contextmanager
@@ -99,7 +105,7 @@ def sites_delete(ctx: CliContext, domain: str, yes: bool) -> None:
 
 @click.group()
 def users() -> None:
-    """Add and list user accounts."""
+    """Add and list user accounts, reset a password, turn off two-factor login."""
 
 
 @users.command("add")
@@ -123,13 +129,55 @@ def users_list(ctx: CliContext) -> None:
     """List users."""
     with _session(ctx) as session:
         rows = [
-            (u.email, "yes" if u.is_admin else "no", u.created_at.strftime("%Y-%m-%d"))
+            (
+                u.email,
+                "yes" if u.is_admin else "no",
+                "on" if is_enabled(u) else "off",
+                u.created_at.strftime("%Y-%m-%d"),
+            )
             for u in session.scalars(select(User).order_by(User.email))
         ]
     if not rows:
         click.echo("No users yet. Add one with: tracker users add you@example.com --admin")
         return
-    table(rows, ("EMAIL", "ADMIN", "CREATED"))
+    table(rows, ("EMAIL", "ADMIN", "2FA", "CREATED"))
+
+
+@users.command("password")
+@click.argument("email")
+@click.option("--password", help="The new password (prompted for, hidden, when omitted).")
+@pass_context
+def users_password(ctx: CliContext, email: str, password: str | None) -> None:
+    """Set a new password for EMAIL (a forgotten one); every session of the user ends."""
+    with _session(ctx) as session:
+        user = _user_or_fail(session, email)
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _session(ctx) as session:
+        user = _user_or_fail(session, email)
+        set_password(session, user, password)
+        audit.record(session, None, None, "account.password", f"Password of {user.email} reset")
+    click.echo(f"New password set for {user.email}; their sessions are logged out.")
+
+
+@users.command("disable-2fa")
+@click.argument("email")
+@pass_context
+def users_disable_2fa(ctx: CliContext, email: str) -> None:
+    """Turn off two-factor login for EMAIL (a lost phone and no recovery code left)."""
+    with _session(ctx) as session:
+        user = _user_or_fail(session, email)
+        if not is_enabled(user):
+            raise click.ClickException(f"{user.email} has no two-factor login to turn off")
+        disable(session, user)
+        end_sessions(session, user.id)
+        audit.record(
+            session, None, None, "account.2fa_off", f"Two-factor login of {user.email} turned off"
+        )
+    click.echo(
+        f"Two-factor login is off for {user.email}: the password alone logs in, and they can "
+        "set it up again on their account page."
+    )
 
 
 @click.group()
@@ -140,19 +188,21 @@ def apikeys() -> None:
 @apikeys.command("create")
 @click.argument("email")
 @click.option("--name", default="", help="A label to recognise the key by.")
+@click.option(
+    "--scope",
+    type=click.Choice(list(SCOPES)),
+    default=WRITE,
+    show_default=True,
+    help="read: read stats only; write: also send events, costs, goals and notes.",
+)
 @pass_context
-def apikeys_create(ctx: CliContext, email: str, name: str) -> None:
+def apikeys_create(ctx: CliContext, email: str, name: str, scope: str) -> None:
     """Create an API key for the user EMAIL; it is printed once, store it now."""
     with _session(ctx) as session:
         owner = _user_or_fail(session, email)
-        key, plain = create_api_key(session, owner, name)
-        audit.record(session, None, None, "apikey.create", _key_text(key, owner))
+        key, plain = create_api_key(session, owner, name, scope)
+        audit.record(session, None, None, "apikey.create", describe_api_key(key, owner))
     click.echo(plain)
-
-
-def _key_text(key: ApiKey, owner: User | None) -> str:
-    named = f" ({key.name})" if key.name else ""
-    return f"Key {key.prefix}…{named} of {owner.email if owner else 'a deleted user'}"
 
 
 @apikeys.command("list")
@@ -167,6 +217,7 @@ def apikeys_list(ctx: CliContext) -> None:
                 f"{k.prefix}…",
                 email,
                 k.name,
+                k.scope,
                 k.created_at.strftime("%Y-%m-%d"),
                 k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
             )
@@ -175,7 +226,7 @@ def apikeys_list(ctx: CliContext) -> None:
     if not rows:
         click.echo("No API keys yet. Create one with: tracker apikeys create you@example.com")
         return
-    table(rows, ("ID", "KEY", "USER", "NAME", "CREATED", "LAST USED"))
+    table(rows, ("ID", "KEY", "USER", "NAME", "SCOPE", "CREATED", "LAST USED"))
 
 
 @apikeys.command("revoke")
@@ -188,7 +239,7 @@ def apikeys_revoke(ctx: CliContext, key: str) -> None:
         found = find_api_key(session, key)
         owner = session.get(User, found.user_id)
         said = f"{found.prefix}… of {owner.email}" if owner else f"{found.prefix}…"
-        audit.record(session, None, None, "apikey.revoke", _key_text(found, owner))
+        audit.record(session, None, None, "apikey.revoke", describe_api_key(found, owner))
         revoke_api_key(session, found)
     click.echo(f"Revoked {said}; it is refused from the next request on.")
 

@@ -62,6 +62,12 @@ class User(Base):
     # Part of every login session (tracker/web/auth.py); logging out counts it up, which
     # ends the user's sessions, copies of the cookie included.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Two-factor login (tracker.twofactor). The secret is kept as is: checking a code needs
+    # it. It is on once `totp_enabled_at` is set (a code confirmed it); `totp_last_step`
+    # is the time step of the last code taken, so a code works once.
+    totp_secret: Mapped[str | None] = mapped_column(String(32))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):
@@ -76,6 +82,32 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "read" (stats) or "write" (stats, events, costs, goals, notes): tracker.accounts.SCOPES.
+    scope: Mapped[str] = mapped_column(String(8), default="write", server_default="write")
+
+
+class RecoveryCode(Base):
+    """A two-factor recovery code: only its SHA-256 is kept; each works once."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordReset(Base):
+    """A password reset link (tracker.password_reset): only its token's SHA-256 is kept."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Site(Base):

@@ -18,7 +18,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from tracker.accounts import bearer_token, user_for_api_key
+from tracker.accounts import READ_ONLY_KEY, api_key_caller, bearer_token
 from tracker.db.models import User
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
 from tracker.ingest.pipeline import Client, Outcome, Pipeline, Rejected, now_ms
@@ -145,10 +145,12 @@ def _trusted_user() -> User | None:
         raise Unauthorized("Authorization: expected 'Bearer <API key>'") from None
     # Read for each request (no cache): a revoked key is refused from the next one on.
     with _pipeline().db.session() as session:
-        user = user_for_api_key(session, key)
-    if user is None:
+        caller = api_key_caller(session, key)
+    if caller is None:
         raise Unauthorized("Authorization: unknown API key")
-    return user
+    if not caller.may_write:
+        raise Rejected(READ_ONLY_KEY)
+    return caller.user
 
 
 def _body(limit: int) -> bytes:

@@ -1,5 +1,6 @@
 """The web UI: first run, login, sites, stats pages, site settings, members and invitations,
-the audit log, and health. Views stay thin."""
+the audit log, one's account (password, two-factor login, API keys), and health. Views stay
+thin."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import Forbidden
 
 from tracker.web import (
+    account,
     audit_log,
     auth,
     export,
@@ -26,6 +28,7 @@ from tracker.web.budgets import bp as budgets_bp
 from tracker.web.database import init_database
 from tracker.web.security import init_security_headers
 from tracker.web.spend import bp as spend_bp
+from tracker.web.twofactor import init_twofactor
 
 csrf = CSRFProtect()
 
@@ -48,6 +51,8 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(members.bp)
     app.register_blueprint(invitations.bp)
     app.register_blueprint(audit_log.bp)
+    app.register_blueprint(account.bp)
+    init_twofactor(app)
     app.register_error_handler(Forbidden, _forbidden)
     init_beacon(app)
 

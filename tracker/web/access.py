@@ -24,7 +24,7 @@ from flask import abort, request
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
 
-from tracker.accounts import bearer_token, user_for_api_key
+from tracker.accounts import ApiCaller, api_key_caller, bearer_token
 from tracker.db.models import Site, User
 from tracker.members import ADMIN, OWNER, ROLE_NEEDS, VIEWER, allows, role_of
 from tracker.sites import find_site, site_for_share_token
@@ -131,16 +131,22 @@ def bearer_key() -> str | None:
         raise Unauthorized(f"Authorization: {BEARER_HELP}.") from None
 
 
-def bearer_user() -> User | None:
-    """The owner of the request's API key; None without a key, 401 for an unknown one."""
+def bearer_caller() -> ApiCaller | None:
+    """The request's API key's owner and scope; None without a key, 401 for an unknown one."""
     key = bearer_key()
     if key is None:
         return None
     with get_db().session() as session:
-        user = user_for_api_key(session, key)
-    if user is None:
+        caller = api_key_caller(session, key)
+    if caller is None:
         raise Unauthorized(f"Authorization: this API key is not valid; {BEARER_HELP}.")
-    return user
+    return caller
+
+
+def bearer_user() -> User | None:
+    """The owner of the request's API key; None without a key, 401 for an unknown one."""
+    caller = bearer_caller()
+    return caller.user if caller else None
 
 
 def request_user() -> User | None:

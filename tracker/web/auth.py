@@ -1,16 +1,29 @@
-"""First run (create the first admin), login and logout."""
+"""First run (create the first admin), login (with the two-factor code step) and logout."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as cookie
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import update
+from sqlalchemy.orm import Session
 from werkzeug.urls import iri_to_uri
-from wtforms import EmailField, PasswordField
+from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from tracker.accounts import (
@@ -18,13 +31,18 @@ from tracker.accounts import (
     AccountError,
     authenticate,
     create_user,
+    end_sessions,
     user_count,
 )
 from tracker.db.models import User
 from tracker.ingest.client import client_ip, parse_networks
+from tracker.twofactor import check_code, is_enabled
 from tracker.web.context import get_db, get_settings
 from tracker.web.login_guard import LoginGuard, TooManyLogins
 
+T = TypeVar("T")
+PENDING_KEY = "pending_login"  # in the session cookie: who passed the password step, until
+PENDING_SECONDS = 300
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -77,6 +95,13 @@ class SetupForm(FlaskForm):
     )
 
 
+class CodeForm(FlaskForm):
+    code = StringField(
+        "Code from your authenticator app, or a recovery code",
+        validators=[DataRequired(), Length(max=40)],
+    )
+
+
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
@@ -120,22 +145,85 @@ def login():
         return redirect(url_for("auth.setup"))
     form = LoginForm()
     if form.validate_on_submit():
-        guard: LoginGuard = current_app.extensions["tracker.login_guard"]
-        email, address = form.email.data.strip().lower(), _client_address()
+        email, password = form.email.data.strip().lower(), form.password.data
         try:
-            guard.check_allowed(email, address)
-            with guard.hashing_slot(), get_db().session() as session:
-                user = authenticate(session, email, form.password.data)
+            user = guarded_check(email, lambda session: authenticate(session, email, password))
         except TooManyLogins as exc:
             form.password.errors = [str(exc)]
             page = render_template("login.html", form=form)
             return page, exc.status, {"Retry-After": str(exc.retry_after)}
+        if user and is_enabled(user):
+            return ask_for_code(user, _safe_next(request.args.get("next")))
         if user:
             login_user(LoggedInUser(user))
             return redirect(_safe_next(request.args.get("next")))
-        guard.record_failure(email, address)
         form.password.errors = ["Wrong email or password."]
     return render_template("login.html", form=form), 400 if form.errors else 200
+
+
+def ask_for_code(user: User, next_path: str) -> ResponseReturnValue:
+    """The password was right and the account has two-factor login: the browser holds a
+    signed note of that for a few minutes, and the code page finishes the login."""
+    cookie[PENDING_KEY] = {
+        "user": user.id,
+        "email": user.email,
+        "generation": user.session_generation,
+        "until": time.time() + PENDING_SECONDS,
+        "next": next_path,
+    }
+    return redirect(url_for("auth.login_code"))
+
+
+def _pending_login() -> dict[str, Any] | None:
+    pending = cookie.get(PENDING_KEY)
+    if not isinstance(pending, dict) or pending.get("until", 0) < time.time():
+        return None
+    return pending
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code() -> ResponseReturnValue:
+    pending = _pending_login()
+    if pending is None:
+        flash("Log in with your password first (the code is asked for a few minutes after it).")
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        code = form.code.data
+
+        def right_code(session: Session) -> User | None:
+            user = session.get(User, pending["user"])
+            # A password changed or a logout since the password step ends it too.
+            if user is None or user.session_generation != pending["generation"]:
+                return None
+            return user if check_code(session, user, code) else None
+
+        try:
+            user = guarded_check(pending["email"], right_code)
+        except TooManyLogins as exc:
+            form.code.errors = [str(exc)]
+            page = render_template("login_code.html", form=form)
+            return page, exc.status, {"Retry-After": str(exc.retry_after)}
+        if user:
+            cookie.pop(PENDING_KEY)
+            login_user(LoggedInUser(user))
+            return redirect(_safe_next(pending["next"]))
+        form.code.errors = ["That code is not right, or was used already."]
+    return render_template("login_code.html", form=form), 400 if form.errors else 200
+
+
+def guarded_check(email: str, check: Callable[[Session], T | None]) -> T | None:
+    """`check` (a password or a code of the account `email`) behind the login guard: refused
+    (TooManyLogins) when the account or the address failed too often, and a failure (None)
+    counted against both."""
+    guard: LoginGuard = current_app.extensions["tracker.login_guard"]
+    address = _client_address()
+    guard.check_allowed(email, address)
+    with guard.hashing_slot(), get_db().session() as session:
+        passed = check(session)
+    if passed is None:
+        guard.record_failure(email, address)
+    return passed
 
 
 def _client_address() -> str:
@@ -149,19 +237,10 @@ def _client_address() -> str:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        _end_sessions(current_user.id)
+        with get_db().session() as session:
+            end_sessions(session, current_user.id)
     logout_user()
     return redirect(url_for("auth.login"))
-
-
-def _end_sessions(user_id: int) -> None:
-    """Every session of the user stops working: each carries the generation counted up here."""
-    with get_db().session() as session:
-        session.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(session_generation=User.session_generation + 1)
-        )
 
 
 def _safe_next(target: str | None) -> str:

@@ -36,6 +36,7 @@ from tracker.invitations import create_invitation
 from tracker.links import build_link, save_link
 from tracker.members import ADMIN, OWNER, VIEWER, add_member
 from tracker.sites import add_site, create_share_link
+from tracker.subscribers import set_recipient
 
 SITE = "shop.example"
 ROLES = ("owner", "admin", "viewer", "non-member", "server admin")
@@ -49,6 +50,8 @@ NOT_SITE_ROUTES = {
     ("ingest.events", "POST"): "trusted ingestion: owners' and admins' keys "
     "(test_viewer_key_may_not_send_events below)",
     ("invitations.take", "POST"): "accepting an invitation: the link's token (test_invitations)",
+    ("email_reports.unsubscribe_now", "POST"): "unsubscribing: the mail's signed link "
+    "(test_email_reports)",
     ("auth.login_code", "POST"): "the two-factor step of logging in (test_twofactor)",
     # One's own account, whoever is logged in (test_account, test_twofactor).
     ("account.email", "POST"): "changing one's email address (test_account)",
@@ -120,6 +123,9 @@ def world(app: Flask, db: Database) -> World:
             ),
         )
         share = create_share_link(session, site, "Agency")
+        recipient = set_recipient(
+            session, site, "list@example.com", weekly=True, monthly=False, alerts=False
+        )
         store_costs(session, site, parse_cost_json([COST_ROW]).rows)
         invitation, _token = create_invitation(
             session,
@@ -144,6 +150,7 @@ def world(app: Flask, db: Database) -> World:
             "share": share.id,
             "invitation": invitation.id,
             "target": target.id,
+            "recipient": recipient.id,
         }
     return World(users=users, keys=keys, ids=ids)
 
@@ -240,6 +247,13 @@ MUTATIONS = [
          _form(f"{S}/settings/invitations", email="new@example.com", role="viewer")),
     Case("members.revoke_view", "POST", ADMIN,
          _form(f"{S}/settings/invitations/{{invitation}}/revoke")),
+    Case("email_reports.add_recipient", "POST", ADMIN,
+         _form(f"{S}/settings/email/recipients", email="new@example.com", monthly="on")),
+    Case("email_reports.remove_recipient_view", "POST", ADMIN,
+         _form(f"{S}/settings/email/recipients/{{recipient}}/remove")),
+    # Queues a mail, which this app cannot send (no SMTP settings): 409 once let through.
+    Case("email_reports.send_test", "POST", ADMIN, _form(f"{S}/settings/email/test"),
+         special={"owner": 409, "admin": 409, "server admin": 409}),
     Case("api.create_goal", "POST", ADMIN,
          _json("/api/v1/goals", {"site_id": SITE, "name": "API", "kind": "page",
                                  "pattern": "/api"})),
@@ -267,6 +281,7 @@ READ_ONLY = [
     ("export.site_export", f"{S}/export/events.csv", VIEWER),
     ("links.index", f"{S}/links", VIEWER),
     ("site_settings.show", f"{S}/settings", ADMIN),
+    ("email_reports.preview", f"{S}/settings/email/preview", ADMIN),
     ("api.aggregate", f"/api/v1/stats/aggregate?site_id={SITE}&metrics=visitors", VIEWER),
     ("api.timeseries", f"/api/v1/stats/timeseries?site_id={SITE}", VIEWER),
     ("api.breakdown", f"/api/v1/stats/breakdown?site_id={SITE}&property=visit:source", VIEWER),

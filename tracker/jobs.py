@@ -29,6 +29,7 @@ from tracker.ingest.spam import SpamListError, spam_hosts_path
 from tracker.ingest.spam import update as update_spam_hosts
 from tracker.storage.spool import replay, spool_directory
 from tracker.mail import drain as drain_outbox
+from tracker.report_schedule import send_due_reports
 from tracker.stats.rollups import refresh as refresh_rollups
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ def send_mail_job(db: Database, settings: Settings) -> None:
         log.warning("mail: %d sent, %d failed (retried later)", result.sent, result.failed)
 
 
+def email_reports_job(db: Database, settings: Settings) -> None:
+    """Each site's due weekly and monthly reports are queued, once (tracker.report_schedule)."""
+    queued = send_due_reports(db, settings)
+    if queued:
+        log.info("reports: %d mails queued", queued)
+
+
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
@@ -113,6 +121,8 @@ JOBS: list[Job] = [
     Job("update_spam_list", update_spam_list_job, "cron", {"hour": 4, "minute": 27}),
     # One query when nothing is due; mails queued by a page go out within seconds.
     Job("send_mail", send_mail_job, "interval", {"seconds": 10}, run_at_start=True),
+    # A claimed row per site and period: a run finding it claimed does nothing.
+    Job("email_reports", email_reports_job, "interval", {"minutes": 10}, run_at_start=True),
 ]
 
 

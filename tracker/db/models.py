@@ -580,7 +580,75 @@ class OutboxMail(Base):
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class ReportRecipient(Base):
+    """An address that receives a site's mail (tracker.subscribers): the weekly and/or
+    monthly report, and alerts. A member's address or any other."""
+
+    __tablename__ = "report_recipients"
+    __table_args__ = (UniqueConstraint("site_id", "email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    weekly: Mapped[bool] = mapped_column(Boolean, default=True)
+    monthly: Mapped[bool] = mapped_column(Boolean, default=False)
+    alerts: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReportRun(Base):
+    """A site's report for one period, claimed by the process that queued its mails (in the
+    same transaction): the primary key lets one process only, ever, send it."""
+
+    __tablename__ = "report_runs"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "weekly" or "monthly"
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertRule(Base):
+    """What to watch on a site (tracker.alerts): `kind` with its `threshold` (spike: current
+    visitors; drop: percent of the usual; goal_drop: hours without a conversion; pacing:
+    unused), at most one mail per `cooldown_minutes`, optionally also to a webhook."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    threshold: Mapped[int] = mapped_column(Integer, default=0)
+    goal_id: Mapped[int | None] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
+    cooldown_minutes: Mapped[int] = mapped_column(Integer, default=360)
+    webhook_url: Mapped[str] = mapped_column(String(2000), default="")
+    # Signs webhook bodies (X-Tracker-Signature: sha256=HMAC of the body), shown once made.
+    webhook_secret: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertEvent(Base):
+    """An alert that fired, and when its condition ended (cleared_at; None: still on).
+    `notified`: whether mails and the webhook went out (not within the cool-down)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_rule_id", "rule_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    message: Mapped[str] = mapped_column(String(500))
+    notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    webhook_error: Mapped[str] = mapped_column(String(500), default="")
+
+
 __all__ = [
+    "AlertEvent",
+    "AlertRule",
     "ApiKey",
     "AuditEntry",
     "Base",
@@ -589,6 +657,8 @@ __all__ = [
     "Event",
     "Invitation",
     "OutboxMail",
+    "ReportRecipient",
+    "ReportRun",
     "SharedLink",
     "Site",
     "SiteMember",

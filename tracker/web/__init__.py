@@ -26,6 +26,8 @@ from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
 from tracker.web.budgets import bp as budgets_bp
 from tracker.web.database import init_database
+from tracker.web.email_reports import bp as email_reports_bp
+from tracker.web.email_reports import unsubscribe_now
 from tracker.web.security import init_security_headers
 from tracker.web.spend import bp as spend_bp
 from tracker.web.twofactor import init_twofactor
@@ -51,6 +53,9 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(members.bp)
     app.register_blueprint(invitations.bp)
     app.register_blueprint(audit_log.bp)
+    app.register_blueprint(email_reports_bp)
+    # Mail clients post one-click unsubscribes without a token: the link's signature is it.
+    csrf.exempt(unsubscribe_now)
     app.register_blueprint(account.bp)
     init_twofactor(app)
     app.register_error_handler(Forbidden, _forbidden)

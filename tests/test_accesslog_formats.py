@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tracker.accesslog.files import LogFileError, lines_with_head, open_log, recognise, text
+from tracker.accesslog.files import (
+    LogFileError,
+    lines_with_head,
+    open_log,
+    recognise,
+    sample,
+    text,
+)
 from tracker.accesslog.formats import (
     COMBINED,
     COMMON,
@@ -276,8 +283,8 @@ def test_files_plain_gzip_long_lines_and_bad_bytes(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(content))
     for path in (plain, packed):
         log = open_log(str(path))
-        sample, lines = lines_with_head(log)
-        assert recognise(log.name, sample, UTC) is COMBINED
+        head, lines = lines_with_head(log)
+        assert recognise(log.name, sample(head), UTC) is COMBINED
         requests = [parse_combined(text(line)) for line in lines]
         assert log.size == path.stat().st_size
         assert log.position() == path.stat().st_size
@@ -292,7 +299,7 @@ def test_files_errors(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("dear diary\n")
     log = open_log(str(path))
-    sample, _ = lines_with_head(log)
+    head, _ = lines_with_head(log)
     with pytest.raises(LogFileError, match="notes.txt: the first lines are not in a format"):
-        recognise(log.name, sample, UTC)
+        recognise(log.name, sample(head), UTC)
     log.close()

@@ -23,6 +23,7 @@ from tracker.accesslog.formats import LogFormat, detect
 
 GZIP_MAGIC = b"\x1f\x8b"
 DETECT_LINES = 50
+HEAD_BYTES = 4096  # how much of a file identifies it (tracker.accesslog.load)
 STDIN = "-"
 
 
@@ -52,7 +53,9 @@ class LogFile:
 def open_log(name: str) -> LogFile:
     """Open a log file by name (`-`: standard input), decompressing gzip."""
     if name == STDIN:
-        raw = cast(io.BufferedReader, sys.stdin.buffer)
+        stdin = sys.stdin.buffer
+        # peek() is needed to tell gzip; a test runner's stdin may be a plain BytesIO.
+        raw = stdin if isinstance(stdin, io.BufferedReader) else io.BufferedReader(stdin)  # type: ignore[type-var]
         size = None
     else:
         path = Path(name)
@@ -73,20 +76,33 @@ def text(line: bytes) -> str:
     return line.decode("utf-8", "replace").rstrip("\r\n")
 
 
-def lines_with_head(log: LogFile) -> tuple[list[str], Iterator[bytes]]:
-    """The first non-empty lines (as text, to recognise the format) and all the lines."""
+def lines_with_head(log: LogFile) -> tuple[list[bytes], Iterator[bytes]]:
+    """The first lines (at least HEAD_BYTES bytes and DETECT_LINES non-empty lines, or the
+    whole file), to recognise the file and its format, and all the lines."""
     head: list[bytes] = []
-    sample: list[str] = []
+    size = non_empty = 0
     try:
         for line in log.stream:
             head.append(line)
-            if line.strip():
-                sample.append(text(line))
-                if len(sample) >= DETECT_LINES:
-                    break
+            size += len(line)
+            non_empty += bool(line.strip())
+            if size >= HEAD_BYTES and non_empty >= DETECT_LINES:
+                break
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise LogFileError(f"{log.name}: {exc}") from None
-    return sample, chain(head, log.stream)
+    return head, chain(head, _checked(log))
+
+
+def _checked(log: LogFile) -> Iterator[bytes]:
+    try:
+        yield from log.stream
+    except (OSError, EOFError) as exc:  # a .gz cut short
+        raise LogFileError(f"{log.name}: {exc}") from None
+
+
+def sample(head: list[bytes]) -> list[str]:
+    """The non-empty lines of a head, as text, for `detect`."""
+    return [text(line) for line in head if line.strip()][:DETECT_LINES]
 
 
 def recognise(name: str, sample: list[str], zone: tzinfo) -> LogFormat:

@@ -1,4 +1,5 @@
-"""`tracker import events FILE.ndjson`: history and server-side events from a file.
+"""`tracker import events FILE.ndjson`: history and server-side events from a file;
+`tracker import logs FILE...`: web-server access logs (tracker.accesslog).
 
 Each line is one event of the ingestion protocol with the trusted fields `timestamp`,
 `ip` and `user_agent` (all three required here: there is no request to take them from).
@@ -10,12 +11,18 @@ fails validation is rejected whole and reported with its number; the others are 
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
+from datetime import tzinfo
 from pathlib import Path
 from typing import IO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from tracker.accesslog.files import LogFileError, open_log
+from tracker.accesslog.formats import NAMES, LogFormatError, named_format
+from tracker.accesslog.load import FileReport, LogImport, LogImportError
 from tracker.cli.context import CliContext, pass_context
 from tracker.db import analyze
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
@@ -126,6 +133,115 @@ def import_events(ctx: CliContext, file: Path) -> None:
     elif summary.accepted:
         analyze(ctx.db, STORED_TABLES)  # the planner's statistics count the imported rows
     if summary.rejected:
+        raise SystemExit(1)
+
+
+def _zone(_ctx: click.Context, _param: click.Parameter, name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"{name!r} is not a time zone name such as Europe/Paris") from None
+
+
+class LineRate:
+    """The progress bar's item text: lines read and lines per second."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.lines = 0
+
+    def __call__(self, _item: object) -> str:
+        rate = self.lines / max(time.monotonic() - self.began, 1e-3)
+        return f"{self.lines:,} lines, {rate:,.0f} lines/s"
+
+
+def _import_one(job: LogImport, name: str, dry_run: bool) -> FileReport:
+    log = open_log(name)
+    rate = LineRate()
+    bar = click.progressbar(
+        length=log.size or 0,
+        label=f"Importing {log.name}",
+        file=sys.stderr,
+        show_eta=bool(log.size),
+        show_percent=bool(log.size),
+        item_show_func=rate,
+    )
+    read = 0
+
+    def progress(position: int, lines: int) -> None:
+        nonlocal read
+        rate.lines = lines
+        bar.update(max(position - read, 0), current_item=lines)
+        read = max(read, position)
+
+    try:
+        with bar:
+            report = job.run(log, dry_run=dry_run, progress=progress)
+    finally:
+        log.close()
+    click.echo(f"  {rate(None)}", err=True)  # a pipe's or a log file's bar shows no rate
+    return report
+
+
+@import_group.command("logs")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--site", "domain", required=True, help="The site's domain, as registered.")
+@click.option(
+    "--format",
+    "format_name",
+    type=click.Choice(NAMES),
+    default="auto",
+    show_default=True,
+    help="auto: recognised from each file's first lines.",
+)
+@click.option("--log-format", help="nginx's log_format text, for --format nginx.")
+@click.option(
+    "--timezone",
+    "zone",
+    default="UTC",
+    show_default=True,
+    callback=_zone,
+    help="Time zone of times logged without an offset (Caddy's wall clock).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be stored; store nothing.")
+@pass_context
+def import_logs(
+    ctx: CliContext,
+    files: tuple[str, ...],
+    domain: str,
+    format_name: str,
+    log_format: str | None,
+    zone: tzinfo,
+    dry_run: bool,
+) -> None:
+    """Import web-server access logs: FILE... (.gz too; - for standard input).
+
+    Page requests only (successful GET/HEAD of HTML pages, no bots, assets or health
+    checks) become pageviews and visits, as if the tracker had seen them. Lines stored by an
+    earlier import of a file (the same file, grown, rotated or compressed) are skipped.
+    Import the files covering a day in one run: visitor ids use salts of the run's own.
+    Exits with status 1 when a file could not be imported (nothing of it is stored).
+    """
+    try:
+        fmt = None if format_name == "auto" else named_format(format_name, zone, log_format)
+        job = LogImport.with_settings(ctx.db, ctx.settings, domain, zone=zone, log_format=fmt)
+    except (LogFormatError, LogImportError) as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = stored = 0
+    for name in files:
+        try:
+            report = _import_one(job, name, dry_run)
+        except (LogFileError, LogImportError) as exc:
+            click.echo(f"{exc}", err=True)
+            failed += 1
+            continue
+        click.echo("\n".join(report.summary()))
+        stored += report.pages
+    if dry_run:
+        click.echo("Dry run: nothing was stored.")
+    elif stored:
+        analyze(ctx.db, STORED_TABLES)  # the planner's statistics count the imported rows
+    if failed:
         raise SystemExit(1)
 
 

@@ -646,6 +646,48 @@ class AlertEvent(Base):
     webhook_error: Mapped[str] = mapped_column(String(500), default="")
 
 
+class LogFile(Base):
+    """An access log imported into a site (tracker/accesslog/load.py): how many bytes of it
+    are stored, so importing it again, grown or rotated, stores each line once. A file is
+    recognised by a hash of its first bytes (`head_bytes`, at most 4 KB); `content_hash`
+    is of its first `bytes` bytes. Hashes of that much text cannot be traced back to an
+    address; no line is kept."""
+
+    __tablename__ = "log_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    head_bytes: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    lines: Mapped[int] = mapped_column(BigInteger)
+    pages: Mapped[int] = mapped_column(BigInteger)
+    first_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_ms: Mapped[int | None] = mapped_column(BigInteger)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LogUpload(Base):
+    """An access log uploaded on the settings page, imported by the jobs process
+    (`import_uploaded_logs`); `done_bytes` of `size` read so far, `summary` when finished."""
+
+    __tablename__ = "log_uploads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    log_format: Mapped[str] = mapped_column(String(1000), default="auto")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    done_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    summary: Mapped[str] = mapped_column(String(4000), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 __all__ = [
     "AlertEvent",
     "AlertRule",
@@ -656,6 +698,8 @@ __all__ = [
     "DropCount",
     "Event",
     "Invitation",
+    "LogFile",
+    "LogUpload",
     "OutboxMail",
     "ReportRecipient",
     "ReportRun",

@@ -91,3 +91,22 @@ class Salts:
             secret = bytes(stored) if stored is not None else None
             self._remember(day, secret)
         return secret
+
+
+class RunSalts(Salts):
+    """Salts of one process run, one random per day, never stored: an access-log import's.
+
+    Its visitor ids can be linked to no live traffic, no other import and, once the run
+    ends, to no address, however long ago the day was: a day's stored salt exists only
+    for today and yesterday, and a past day's could not be made again without keeping a
+    secret that links every day's ids. Within the run, a day's salt is one, so the run's
+    files count a visitor once per day and a visit continues past midnight."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[date, bytes] = {}
+
+    def for_day(self, day: date) -> bytes:
+        return self._secrets.setdefault(day, secrets.token_bytes(SALT_BYTES))
+
+    def existing(self, day: date) -> bytes | None:
+        return self._secrets.get(day)

@@ -55,11 +55,24 @@ STORED_TABLES: tuple[Table, ...] = (visits_t, events_t, drops_t)
 MAX_ROWS_PER_STATEMENT = 512
 
 
-def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counter[DropKey]) -> None:
-    """Assign visits to `hits` (processed in timestamp order) and write everything."""
+def store_hits(
+    conn: Connection,
+    hits: list[Hit],
+    timeout_ms: int,
+    drops: Counter[DropKey],
+    *,
+    lock_visitors: bool = True,
+) -> int:
+    """Assign visits to `hits` (processed in timestamp order) and write everything; returns
+    how many visits they started.
+
+    `lock_visitors=False` is for a writer whose visitor ids no other writer can have (an
+    access-log import, under salts of its own): PostgreSQL keeps every advisory lock until
+    the transaction ends, and one transaction per imported file would take millions."""
+    new_visits = 0
     if hits:
         raw = Raw.of(conn)
-        visits, pageviews, new_ids = _load(raw, hits)
+        visits, pageviews, new_ids = _load(raw, hits, lock_visitors)
         assigner = VisitAssigner(timeout_ms, visits, pageviews)
         # Pageviews first among equal times: a click or beacon of the same ms follows its page.
         for hit in sorted(hits, key=lambda h: (h.timestamp_ms, h.payload.kind != "pageview")):
@@ -67,8 +80,10 @@ def store_hits(conn: Connection, hits: list[Hit], timeout_ms: int, drops: Counte
             if reason:
                 drops[drop_key(hit.site_id, hit.timestamp_ms, reason)] += 1
         _write(raw, assigner, new_ids)
+        new_visits = len(assigner.new_visits)
     if drops:
         _count_drops(conn, drops)
+    return new_visits
 
 
 def _visitor_lock_keys(hits: list[Hit]) -> list[int]:
@@ -293,7 +308,9 @@ _SELECT_VISITS = Bulk(_select_visits)
 _SELECT_PAGEVIEWS = Bulk(_select_pageviews)
 
 
-def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewState], list[int]]:
+def _load(
+    raw: Raw, hits: list[Hit], lock_visitors: bool
+) -> tuple[list[VisitState], list[PageviewState], list[int]]:
     """The visits and pageviews the batch may touch, and ids for the visits it may start.
 
     All reads go in one round trip on PostgreSQL (with the visitor locks first)."""
@@ -305,7 +322,8 @@ def _load(raw: Raw, hits: list[Hit]) -> tuple[list[VisitState], list[PageviewSta
     reads = []
     with raw.pipeline():
         if raw.is_postgresql:
-            raw.new_cursor().execute(_LOCK_VISITORS, {"keys": _visitor_lock_keys(hits)})
+            if lock_visitors:
+                raw.new_cursor().execute(_LOCK_VISITORS, {"keys": _visitor_lock_keys(hits)})
             ids_cursor = raw.new_cursor()
             ids_cursor.execute(_RESERVE_VISIT_IDS, {"n": may_start})
         else:

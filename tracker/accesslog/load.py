@@ -1,0 +1,388 @@
+"""Storing an access log: its page requests become pageviews and visits, as live traffic's.
+
+Each line is parsed (tracker.accesslog.formats) and sorted (tracker.accesslog.pages); a page
+request then takes the collector's own steps (tracker.ingest.pipeline): `gate` (the site,
+its allowed hosts), `drop_reason` (bots, referrer spam: the collector's rules), `enrich`
+(visitor id, source and channel from the logged referrer and UTM parameters, device,
+place), and `store_hits` (tracker.storage.store: the 30-minute rule, campaigns, time on page
+from the next pageview). No address or user agent is stored.
+
+- Visitor ids hash address and user agent with the run's own salt of the day
+  (`RunSalts`, never stored): a visitor of a past day is counted once per day across the
+  files of one run; import the files that cover a day together.
+- A file is stored in one transaction with its `log_files` row, or not at all. The row
+  says how many bytes of the file are stored and hashes them: a file that begins with the
+  bytes of one imported before (the same file, grown, rotated or compressed) has those
+  lines skipped and only the rest stored, so each line is stored once. Only whole lines
+  are read: a last line without its end of line (a log being written) waits for the next
+  import.
+- `dry_run` runs the same transaction and rolls it back: the numbers are what would be
+  stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import text as text_sql
+
+from tracker.accesslog.files import HEAD_BYTES, LogFile, lines_with_head, recognise, sample, text
+from tracker.accesslog.formats import LineError, LogFormat, Request
+from tracker.accesslog.pages import Skip, skip_reason
+from tracker.config import Settings
+from tracker.db import Database
+from tracker.db.models import EARLIEST_DAY
+from tracker.db.models import LogFile as LogFileRow
+from tracker.enrich.visitor import RunSalts
+from tracker.ingest.parse import FUTURE_SKEW_MS, EventError, IncomingEvent, parse_event
+from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
+from tracker.ingest.spam import spam_hosts_path
+from tracker.storage.spool import spool_directory
+from tracker.storage.store import WriterFileLock, store_hits
+from tracker.storage.visits import Hit
+
+CHUNK = 2000  # page requests per visit assignment (memory stays constant)
+SHOWN_MALFORMED = 5
+PROGRESS_LINES = 5000  # lines between progress reports
+EARLIEST_MS = int(datetime(EARLIEST_DAY.year, 1, 1, tzinfo=UTC).timestamp() * 1000)
+NO_CLIENT = Client(ip="", user_agent="")  # each line brings its own
+IMPORT_LOCK = 0x1067_0000_0000  # + site id: the advisory lock key of a site's imports
+
+Progress = Callable[[int, int], None]  # (bytes of the file read, lines read)
+
+
+class LogImportError(Exception):
+    """A file that cannot be imported; nothing of it was stored. The message names it."""
+
+
+@dataclass
+class FileReport:
+    """What one file gave (or, on a dry run, would give)."""
+
+    name: str
+    format: str = ""
+    lines: int = 0  # read, including those stored by an earlier import
+    already: int = 0  # stored by an earlier import of this file
+    pages: int = 0
+    visits: int = 0
+    skipped: Counter[Skip] = field(default_factory=Counter)
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # the first few
+    first_ms: int | None = None
+    last_ms: int | None = None
+    unfinished_line: bool = False  # the last line had no end of line: not read
+
+    def page(self, ms: int) -> None:
+        self.pages += 1
+        self.first_ms = ms if self.first_ms is None else min(self.first_ms, ms)
+        self.last_ms = ms if self.last_ms is None else max(self.last_ms, ms)
+
+    def skip(self, reason: Skip, number: int = 0, message: str = "") -> None:
+        self.skipped[reason] += 1
+        if reason is Skip.MALFORMED and len(self.malformed) < SHOWN_MALFORMED:
+            self.malformed.append((number, message))
+
+    def summary(self) -> list[str]:
+        """The report in sentences, first line first (the command's and the upload's)."""
+        kind = f" ({self.format})" if self.format else ""
+        out = [
+            f"{self.name}{kind}: {self.lines:,} lines read, {self.pages:,} pages, "
+            f"{self.visits:,} visits{self._period()}"
+        ]
+        if self.skipped:
+            ranked = sorted(self.skipped.items(), key=lambda item: (-item[1], item[0]))
+            out.append("  skipped: " + ", ".join(f"{r.value} {n:,}" for r, n in ranked))
+        out += [f"  line {number}: {message}" for number, message in self.malformed]
+        if self.already:
+            out.append(f"  {self.already:,} lines were stored by an earlier import: skipped")
+        if self.unfinished_line:
+            out.append("  the last line has no end of line (still being written): left for later")
+        return out
+
+    def _period(self) -> str:
+        if self.first_ms is None or self.last_ms is None:
+            return ""
+        first, last = (
+            datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+            for ms in (self.first_ms, self.last_ms)
+        )
+        return f", {first} to {last} UTC"
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class LogImport:
+    """Imports access logs into one site, with one set of salts for the whole run."""
+
+    @classmethod
+    def with_settings(
+        cls,
+        db: Database,
+        settings: Settings,
+        domain: str,
+        *,
+        zone: tzinfo = UTC,
+        log_format: LogFormat | None = None,
+    ) -> LogImport:
+        pipeline = Pipeline(
+            db,
+            visit_timeout_minutes=settings.visit_timeout_minutes,
+            geoip_path=settings.geoip_path,
+            spool_dir=spool_directory(settings.data_dir),
+            spam_hosts_file=spam_hosts_path(settings.data_dir),
+        )
+        timeout_ms = settings.visit_timeout_minutes * 60_000
+        return cls(pipeline, domain, timeout_ms, zone=zone, log_format=log_format)
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        domain: str,
+        timeout_ms: int,
+        *,
+        zone: tzinfo = UTC,
+        log_format: LogFormat | None = None,
+    ) -> None:
+        site = pipeline.sites.get(domain.lower())
+        if site is None:
+            raise LogImportError(f"site: {domain!r} is not a site registered here")
+        self.pipeline = pipeline
+        self.pipeline.salts = RunSalts()
+        self.site = site
+        self.domain = site.domain
+        self.timeout_ms = timeout_ms
+        self.zone = zone
+        self.log_format = log_format
+
+    def run(
+        self, log: LogFile, *, dry_run: bool = False, progress: Progress | None = None
+    ) -> FileReport:
+        """Store the page requests of `log` in one transaction (rolled back on a dry run)."""
+        report = FileReport(log.name)
+        head, lines = lines_with_head(log)
+        if not any(line.strip() for line in head):
+            return report
+        fmt = self.log_format or recognise(log.name, sample(head), self.zone)
+        report.format = fmt.name
+        first = b"".join(head)[:HEAD_BYTES]
+        with _file_transaction(self.pipeline) as conn:
+            known = _known_file(conn, self.site.id, first)
+            stored_bytes = self._read(conn, fmt, lines, known, report, log, progress)
+            if stored_bytes and not dry_run:
+                _record_file(conn, self.site.id, log.name, first, stored_bytes, known, report)
+            if dry_run:
+                conn.rollback()
+            else:
+                conn.commit()
+        return report
+
+    def _read(
+        self,
+        conn: Connection,
+        fmt: LogFormat,
+        lines: Iterator[bytes],
+        known: Row[Any] | None,
+        report: FileReport,
+        log: LogFile,
+        progress: Progress | None,
+    ) -> tuple[int, str] | None:
+        """Store the file's new lines; (bytes read, their hash) or None if it has none."""
+        skip_until = known.bytes if known else 0
+        digest = hashlib.blake2b(digest_size=16)
+        offset = 0
+        hits: list[Hit] = []
+        received = now_ms()
+        for number, line in enumerate(lines, start=1):
+            if not line.endswith(b"\n"):
+                report.unfinished_line = True
+                break
+            offset += len(line)
+            digest.update(line)
+            report.lines += 1
+            if progress and number % PROGRESS_LINES == 0:
+                progress(log.position(), number)
+            if offset <= skip_until:
+                report.already += 1
+                if offset == skip_until:
+                    _check_same(log.name, known, digest.hexdigest())
+                continue
+            if offset - len(line) < skip_until:
+                _check_same(log.name, known, "")  # the old end falls inside a line
+            hit = self._hit(fmt, line, number, received, report)
+            if hit is not None:
+                hits.append(hit)
+                if len(hits) >= CHUNK:
+                    report.visits += self._store(conn, hits)
+        report.visits += self._store(conn, hits)
+        if progress:
+            progress(log.position(), report.lines)
+        if offset <= skip_until:
+            return None  # nothing new: the whole file was imported before
+        return offset, digest.hexdigest()
+
+    def _hit(
+        self, fmt: LogFormat, line: bytes, number: int, received: int, report: FileReport
+    ) -> Hit | None:
+        """The enriched pageview of a line, or None with the reason counted."""
+        if not line.strip():
+            return None
+        try:
+            request = fmt.parse(text(line))
+            _check_time(request.timestamp_ms, received)
+        except LineError as exc:
+            report.skip(Skip.MALFORMED, number, str(exc))
+            return None
+        reason = skip_reason(request)
+        if reason is not None:
+            report.skip(reason, number, f"request target {request.target[:80]!r} is not a path")
+            return None
+        try:
+            event = self._event(request, received)
+        except EventError as exc:
+            report.skip(Skip.MALFORMED, number, str(exc))
+            return None
+        try:
+            site = self.pipeline.gate(event, None)
+        except Rejected:
+            report.skip(Skip.HOST)
+            return None
+        if fmt.logs_user_agent:
+            dropped = self.pipeline.drop_reason(event, NO_CLIENT, site)
+            if dropped is not None:
+                report.skip(Skip(dropped.value))
+                return None
+        report.page(request.timestamp_ms)
+        return self.pipeline.enrich(event, site, NO_CLIENT, request.timestamp_ms)
+
+    def _event(self, request: Request, received: int) -> IncomingEvent:
+        """The request as the collector's pageview, validated by the collector's parser."""
+        target = request.target
+        if target.startswith("/"):
+            target = f"https://{request.host or self.domain}{target}"
+        data = {
+            "site": self.domain,
+            "type": "pageview",
+            "url": target,
+            "referrer": request.referrer,
+            "ip": request.ip,
+        }
+        if request.user_agent is not None:
+            data["user_agent"] = request.user_agent
+        event = parse_event(data, trusted=True, now_ms=received)
+        event.timestamp_ms = request.timestamp_ms
+        return event
+
+    def _store(self, conn: Connection, hits: list[Hit]) -> int:
+        """Store a chunk of hits inside the file's transaction; the visits they started."""
+        if not hits:
+            return 0
+        started = store_hits(conn, hits, self.timeout_ms, Counter(), lock_visitors=False)
+        hits.clear()
+        return started
+
+
+def _check_time(ms: int, received: int) -> None:
+    if ms < EARLIEST_MS:
+        raise LineError(f"time: before {EARLIEST_DAY.year}")
+    if ms > received + FUTURE_SKEW_MS:
+        raise LineError("time: in the future")
+
+
+def _check_same(name: str, known: Row[Any] | None, digest: str) -> None:
+    if known is not None and digest != known.content_hash:
+        raise LogImportError(
+            f"{name}: begins as {known.name} (imported {known.imported_at:%Y-%m-%d %H:%M} UTC)"
+            f" but differs from it within its first {known.bytes:,} bytes; nothing imported"
+        )
+
+
+@contextmanager
+def _file_transaction(pipeline: Pipeline) -> Iterator[Connection]:
+    """One transaction for a whole file, taking the writers' turn on SQLite (the collector's
+    writer keeps its events in the spool meanwhile)."""
+    db = pipeline.db
+    lock = WriterFileLock.for_database(db)
+    try:
+        with db.engine.connect() as conn, lock:
+            if db.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+    finally:
+        lock.close()
+
+
+def _known_file(conn: Connection, site_id: int, first: bytes) -> Row[Any] | None:
+    """The imported file this one begins as (the one with most bytes stored), if any.
+
+    On PostgreSQL, imports into one site take turns first (SQLite's write lock already
+    does), so two imports of one file at once cannot both find it new."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text_sql("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK + site_id})
+    table = LogFileRow.__table__
+    rows = conn.execute(select(table).where(table.c.site_id == site_id)).all()
+    matches = [
+        row
+        for row in rows
+        if row.head_bytes <= len(first) and content_hash(first[: row.head_bytes]) == row.head_hash
+    ]
+    return max(matches, key=lambda row: row.bytes, default=None)
+
+
+def _record_file(
+    conn: Connection,
+    site_id: int,
+    name: str,
+    first: bytes,
+    stored: tuple[int, str],
+    known: Row[Any] | None,
+    report: FileReport,
+) -> None:
+    size, digest = stored
+    values = {
+        "name": name[-255:],
+        "bytes": size,
+        "content_hash": digest,
+        "imported_at": datetime.now(UTC),
+    }
+    if known is None:
+        head = first[:size]
+        conn.execute(
+            insert(LogFileRow).values(
+                site_id=site_id,
+                head_bytes=len(head),
+                head_hash=content_hash(head),
+                lines=report.lines,
+                pages=report.pages,
+                first_ms=report.first_ms,
+                last_ms=report.last_ms,
+                **values,
+            )
+        )
+        return
+    firsts = [ms for ms in (known.first_ms, report.first_ms) if ms is not None]
+    lasts = [ms for ms in (known.last_ms, report.last_ms) if ms is not None]
+    conn.execute(
+        update(LogFileRow)
+        .where(LogFileRow.id == known.id)
+        .values(
+            lines=report.lines,
+            pages=known.pages + report.pages,
+            first_ms=min(firsts, default=None),
+            last_ms=max(lasts, default=None),
+            **values,
+        )
+    )

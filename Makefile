@@ -30,7 +30,7 @@ $(TEST_INSTALLED): $(INSTALLED)
 # A database without any site gets a demo site first, so a newcomer sees a living page.
 run: install
 	$(BIN)/tracker migrate
-	$(BIN)/tracker demo --if-no-sites --days 30 --visits-per-day 300
+	$(BIN)/tracker demo --if-no-sites --days 90 --visits-per-day 130
 	$(BIN)/tracker serve
 
 # System services and packages the suite needs: PostgreSQL running, Debian's chromium.

@@ -200,3 +200,19 @@ def demo_spend_rows_expected() -> int:
     flight = next(s.days_ago for s in SOURCES if s.params.get("utm_campaign") == "spring_sale")
     always = len(PAID) + len(UNMATCHED) - 1
     return SPEND_DAYS * always + (flight[1] - flight[0] + 1)
+
+
+def test_demo_history_grows_and_has_a_campaign_burst():
+    """90 days, so the default view (30 days against the 30 before) has a change to show."""
+    days = list(demo_days("demo.example", days=90, visits_per_day=150, now=NOW))
+    landings = [
+        Counter(e["url"] for e in day if e["type"] == "pageview" and "utm_" in e["url"])
+        for day in days
+    ]
+    pageviews = [sum(1 for e in day if e["type"] == "pageview") for day in days]
+    assert sum(pageviews[-30:]) > 1.2 * sum(pageviews[-60:-30]) > 1.44 * sum(pageviews[:30])
+    launch = [sum(n for url, n in c.items() if "launch_week" in url) for c in landings]
+    burst = [i for i, n in enumerate(launch) if n]
+    assert burst == list(range(90 - 12, 90 - 8))  # 11 to 8 days ago
+    week_before = sum(pageviews[i - 7] for i in burst)  # the same weekdays
+    assert sum(pageviews[i] for i in burst) > 1.4 * week_before

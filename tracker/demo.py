@@ -201,6 +201,16 @@ SOURCES: list[Source] = [
         bounce=0.5,
         convert=0.035,
     ),
+    # Launch week: one newsletter blast and its shares, a burst that lifts the chart.
+    Source(
+        60,
+        params={"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "launch_week"},
+        landings=("/features", "/pricing"),
+        bounce=0.3,
+        convert=0.12,
+        pro=0.4,
+        days_ago=(8, 11),
+    ),
     Source(
         2,
         params={
@@ -215,6 +225,9 @@ SOURCES: list[Source] = [
         pro=0.5,
     ),
 ]
+
+# A day without a flight (spring sale, launch week): what each source's weight is a share of.
+ALWAYS_ON_WEIGHT = sum(s.weight for s in SOURCES if s.days_ago is None)
 
 # (user agent, screen width, weight): desktop, phone and tablet browsers people really use.
 DEVICES: list[tuple[str, int, float]] = [
@@ -303,6 +316,7 @@ OUTBOUND = [
     "https://www.youtube.com/watch?v=acme-tour",
 ]
 RETURN_SAME_DAY = 0.12
+GROWTH = 0.991  # a day's visits against the next day's: +31 % a month
 DOWNLOADS = ["/files/acme-whitepaper.pdf", "/files/acme-pricing.pdf"]
 THANK_YOU = "/thank-you"
 REACH_THANK_YOU = 0.93  # some close the tab before the confirmation page
@@ -336,10 +350,12 @@ def _weighted(rng: random.Random, items: list[Any], weights: list[float]) -> Any
     return rng.choices(items, weights=weights, k=1)[0]
 
 
-def _visits_on(day_index: int, days: int, day: date, per_day: int, rng: random.Random) -> int:
-    """Weekdays busier than weekends, a gentle growth over the range, and daily noise."""
+def _visits_on(days_ago: int, day: date, per_day: int, rng: random.Random) -> int:
+    """Weekdays busier than weekends, growth, and daily noise: `per_day` is today's
+    weekday level, and each month before had about a quarter fewer visits, so the default
+    view (30 days against the 30 before) has a change to show."""
     weekend = 0.65 if day.weekday() >= 5 else 1.0
-    trend = 0.8 + 0.3 * (day_index / max(1, days - 1))
+    trend = GROWTH**days_ago
     return max(0, round(per_day * weekend * trend * rng.uniform(0.85, 1.15)))
 
 
@@ -523,12 +539,10 @@ def demo_days(
     zone = ZoneInfo(timezone)
     today = now.astimezone(zone).date()
     carried: list[Event] = []
-    for day_index in range(days):
-        day = today - timedelta(days=days - 1 - day_index)
+    for ago in range(days - 1, -1, -1):
+        day = today - timedelta(days=ago)
         midnight = datetime.combine(day, datetime.min.time(), tzinfo=zone)
-        events = carried + _day_events(
-            domain, rng, day, (today - day).days, midnight, days, day_index, visits_per_day
-        )
+        events = carried + _day_events(domain, rng, day, ago, midnight, visits_per_day)
         cutoff = now if day == today else midnight + timedelta(days=1)
         events.sort(key=lambda e: str(e["timestamp"]))
         ready = [e for e in events if datetime.fromisoformat(e["timestamp"]) < cutoff]
@@ -542,14 +556,14 @@ def _day_events(
     day: date,
     days_ago: int,
     midnight: datetime,
-    days: int,
-    day_index: int,
     visits_per_day: int,
 ) -> list[Event]:
     sources = [s for s in SOURCES if not s.days_ago or s.days_ago[0] <= days_ago <= s.days_ago[1]]
     weights = [s.weight for s in sources]
     events: list[Event] = []
-    for _ in range(_visits_on(day_index, days, day, visits_per_day, rng)):
+    # A campaign's flight brings visits on top of the usual ones.
+    lift = sum(weights) / ALWAYS_ON_WEIGHT
+    for _ in range(round(lift * _visits_on(days_ago, day, visits_per_day, rng))):
         start = midnight + timedelta(seconds=_start_second(rng))
         ua, screen, _w = _weighted(rng, DEVICES, [d[2] for d in DEVICES])
         ip = _random_ip(rng)
@@ -639,12 +653,13 @@ DEMO_NOTES = [
     (40, "Spring sale starts"),
     (20, "Spring sale ends"),
     (12, "Retargeting: video B creative added"),
+    (11, "Launch week newsletter sent"),
     (3, "Newsletter moved to Tuesdays"),
 ]
 
 
 def _daily_visits(source: Source, visits_per_day: int) -> float:
-    return visits_per_day * source.weight / sum(s.weight for s in SOURCES)
+    return visits_per_day * source.weight / ALWAYS_ON_WEIGHT
 
 
 def _paid_source(campaign: str, content: str) -> Source | None:
@@ -699,7 +714,7 @@ def add_demo_spend(session: Session, site: Site, visits_per_day: int) -> int:
         if batch.problems:
             raise ValueError(f"demo cost rows: {batch.problems[0]}")
         replaced += store_costs(session, site, batch.rows).replaced
-    monthly = Decimal(30 * visits_per_day) / sum(Decimal(s.weight) for s in SOURCES)
+    monthly = Decimal(30 * visits_per_day) / Decimal(ALWAYS_ON_WEIGHT)
     for campaign, share in DEMO_BUDGETS.items():
         source = _paid_source(campaign, "") or next(
             s for s in SOURCES if s.params.get("utm_campaign") == campaign

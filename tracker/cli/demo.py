@@ -79,8 +79,9 @@ def demo(
         f"Ad spend: {cost_rows:,} daily cost rows, monthly budgets and chart notes "
         "(see the Campaigns tab)."
     )
+    # Said so that it reads right both alone and as a step of `make run`, which serves next.
     click.echo(
-        f"Run `tracker serve` (or `make run`), log in (the first visit creates the admin "
+        f"Once the server runs (`tracker serve`), log in (the first visit creates the admin "
         f"account) and open /sites/{domain}."
     )
 

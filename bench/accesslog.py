@@ -1,8 +1,11 @@
-"""Access-log reading speed: lines/s parsed and sorted into pages and skips, beside the floor.
+"""Access-log import speed: lines/s parsed and sorted into pages and skips, and imported
+end to end into a fresh SQLite database, beside the floor.
 
 The floor is reading the same file's lines and decoding them, nothing more: what any parser
 pays. The log is a generated combined-format file with a busy site's mix (assets, pages,
-bots, errors), so the parse figures are for real lines, not one repeated line.
+bots, errors), so the figures are for real lines, not one repeated line. The import is
+`tracker import logs` without its progress bar: bot checks, enrichment, visit assignment
+and the one transaction that stores the file.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from pathlib import Path
 from bench.common import BENCH_DIR, Figure, Options, median
 from tracker.accesslog.files import open_log, text
 from tracker.accesslog.formats import caddy_parser, parse_combined
+from tracker.accesslog.load import LogImport
 from tracker.accesslog.pages import skip_reason
+from tracker.db import Database
+from tracker.db.migrate import upgrade
+from tracker.ingest.pipeline import Pipeline
+from tracker.sites import add_site
 
 TARGET_LINES_PER_S = 50_000
 START = 1_780_000_000  # seconds since 1970
@@ -92,6 +100,24 @@ def _rate(path: Path, per_line: Callable[[bytes], object]) -> float:
     return count / elapsed
 
 
+def _import_rate(path: Path, workdir: Path, rep: int) -> tuple[float, int]:
+    """Lines/s of a whole import into a new database, and the pageviews it stored."""
+    url = f"sqlite:///{workdir / f'import-{rep}.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.session() as session:
+        add_site(session, "bench.example")
+    pipeline = Pipeline(db, visit_timeout_minutes=30, spool_dir=workdir / f"spool-{rep}")
+    job = LogImport(pipeline, "bench.example", 30 * 60_000)
+    log = open_log(str(path))
+    began = time.perf_counter()
+    report = job.run(log)
+    elapsed = time.perf_counter() - began
+    log.close()
+    db.dispose()
+    return report.lines / elapsed, report.pages
+
+
 def run(opts: Options) -> list[Figure]:
     count = 2000 if opts.events <= 10_000 else 200_000
     combined, caddy = opts.workdir / "access.log", opts.workdir / "caddy.log"
@@ -102,12 +128,15 @@ def run(opts: Options) -> list[Figure]:
     def parse_and_sort(line: bytes) -> None:
         skip_reason(parse_combined(text(line)))
 
-    floor, parsed, sorted_, json_parsed = [], [], [], []
-    for _ in range(opts.reps):
+    floor, parsed, sorted_, json_parsed, imported = [], [], [], [], []
+    pages = 0
+    for rep in range(opts.reps):
         floor.append(_rate(combined, text))
         parsed.append(_rate(combined, lambda line: parse_combined(text(line))))
         sorted_.append(_rate(combined, parse_and_sort))
         json_parsed.append(_rate(caddy, lambda line: skip_reason(parse_caddy(text(line)))))
+        rate, pages = _import_rate(combined, opts.workdir, rep)
+        imported.append(rate)
     note = f"{count:,} generated lines, median of {opts.reps}"
     target = f">= {TARGET_LINES_PER_S:,}/s"
     return [
@@ -142,5 +171,17 @@ def run(opts: Options) -> list[Figure]:
             target=target,
             passed=median(json_parsed) >= TARGET_LINES_PER_S,
             samples=json_parsed,
+        ),
+        Figure(
+            "accesslog",
+            "combined: import into SQLite",
+            median(imported),
+            "/s",
+            baseline=median(floor),
+            baseline_name="floor",
+            target=target,
+            passed=median(imported) >= TARGET_LINES_PER_S,
+            note=f"{pages:,} pageviews stored of {count:,} lines",
+            samples=imported,
         ),
     ]

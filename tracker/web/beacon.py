@@ -2,7 +2,8 @@
 
 Every tracked site loads it on every page, so it is read and compressed once when the app
 starts, answered gzipped to clients that accept it, cached for a day and revalidated by ETag
-(a 304 costs no body), and loadable from any origin.
+(a 304 costs no body), and loadable from any origin. A fetch from a page on localhost is
+noted (tracker.web.local_pages): the beacon stays silent there, and the empty state says so.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, request
+
+from tracker.web.context import get_settings
+from tracker.web.local_pages import local_origin, note_local_page
 
 BEACON_PATH = Path(__file__).resolve().parents[2] / "static" / "tracker.js"
 # The URL carries no version, so a day bounds how long a visitor's browser keeps an old copy
@@ -47,6 +51,9 @@ def init_beacon(app: Flask) -> None:
 @bp.get("/tracker.js")
 def tracker_js() -> Response:
     beacon: Beacon = current_app.extensions["tracker.beacon"]
+    origin = local_origin(request.referrer)
+    if origin is not None:
+        note_local_page(get_settings().data_dir, origin)
     gzipped = "gzip" in request.accept_encodings
     response = Response(
         beacon.gzipped if gzipped else beacon.body, mimetype="application/javascript"

@@ -34,7 +34,8 @@ from tracker.web import dashboard as dash
 from tracker.web.access import SiteAccess, shared_site, site_access
 from tracker.web.budgets import pacing_table
 from tracker.web.campaign_view import campaign_csv, campaign_tab
-from tracker.web.context import get_db
+from tracker.web.context import get_db, get_settings
+from tracker.web.local_pages import recent_local_page
 from tracker.web.report_csv import funnel_csv, report_csv, timeseries_csv
 from tracker.web.reports import PANELS, REPORTS
 from tracker.web.sites import script_base_url
@@ -76,7 +77,11 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
         started = has_events(session, access.site)
     if not started:
         return render_template(
-            "empty.html", access=access, site=access.site, base_url=script_base_url()
+            "empty.html",
+            access=access,
+            site=access.site,
+            base_url=script_base_url(),
+            local_page=recent_local_page(get_settings().data_dir),
         )
     try:
         view = dash.page_query(db, access, request.args)
@@ -240,10 +245,13 @@ def funnel_csv_download(domain: str | None = None, token: str | None = None) -> 
 @bp.get("/sites/<domain>/status.json")
 @bp.get("/share/<token>/status.json")
 def status(domain: str | None = None, token: str | None = None) -> ResponseReturnValue:
-    """Polled by the empty state: turns true once the first event is stored."""
+    """Polled by the empty state: turns true once the first event is stored; until then
+    names a local page that loaded the script (which sends nothing from there)."""
     access = _access(domain, token)
     with get_db().session() as session:
-        return jsonify(has_events=has_events(session, access.site))
+        started = has_events(session, access.site)
+    local_page = None if started else recent_local_page(get_settings().data_dir)
+    return jsonify(has_events=started, local_page=local_page)
 
 
 @bp.get("/sites/<domain>/live.json")

@@ -11,10 +11,17 @@
     setTimeout(tick, every);
   };
 
-  // Empty state: turn green, then show the stats, as soon as the first event is stored.
+  // Empty state: turn green, then show the stats, as soon as the first event is stored;
+  // say why nothing comes when a page on localhost loaded the script.
   var waiting = document.querySelector("[data-waiting]");
   if (waiting) {
     poll(waiting.dataset.waiting, 3000, function (data) {
+      if (data.local_page) {
+        var note = waiting.querySelector("[data-local-note]");
+        note.querySelector("[data-local-origin]").textContent = data.local_page;
+        note.hidden = false;
+        waiting.querySelector("[data-local]").open = true;
+      }
       if (!data.has_events) return true;
       waiting.classList.add("ok");
       waiting.querySelector("[data-status-text]").textContent =

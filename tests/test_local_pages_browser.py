@@ -1,0 +1,80 @@
+"""Testing on localhost, in a real browser: the beacon sends nothing from a local page, and
+the site's empty state says so (naming the page) and offers the `data-allow-local` tag,
+which does record. Checked at 1440x900 and 390x844."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import wait_for
+from tests.helpers import add_user
+from tracker.db.models import Site
+from tracker.web.local_pages import recent_local_page
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+
+SITE = "shop.test"
+PASSWORD = "correct horse"
+SIZES = ({"width": 1440, "height": 900}, {"width": 390, "height": 844})
+
+
+def _page_with(tag_attrs: str, collector: str) -> str:
+    return (
+        '<!doctype html><title>Local</title><link rel="icon" href="data:,">'
+        f'<script defer data-site="{SITE}"{tag_attrs} src="{collector}/tracker.js"></script>'
+    )
+
+
+def _log_in(page, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", "owner@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Log in')")
+
+
+def _inside(page, selector: str, width: int) -> bool:
+    box = page.locator(selector).bounding_box()
+    return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+def test_local_page_is_explained_and_allow_local_records(
+    app, db, browser, live_server, test_site
+):
+    add_user(db, "owner@example.com", PASSWORD)
+    with db.session() as session:
+        session.add(Site(domain=SITE, timezone="UTC", allowed_hostnames=["127.0.0.1"]))
+    data_dir = app.extensions["tracker.settings"].data_dir
+    phone, desktop = (browser.new_context(viewport=size) for size in reversed(SIZES))
+    waiting = phone.new_page()
+    _log_in(waiting, live_server.url)
+    waiting.goto(f"{live_server.url}/sites/{SITE}")
+    note = waiting.locator("[data-local-note]")
+    assert not note.is_visible()  # no local page yet: nothing to explain
+
+    tester = browser.new_context().new_page()
+    tester.goto(test_site.page("/plain", _page_with("", live_server.url)))
+    assert wait_for(lambda: recent_local_page(data_dir)) == test_site.url
+    # The open page's check learns it at its next poll, and says what to do.
+    note.wait_for(state="visible", timeout=10_000)
+    assert test_site.url in note.inner_text()
+    assert waiting.locator("details[data-local]").get_attribute("open") is not None
+    snippet = waiting.locator("details[data-local] textarea").input_value()
+    assert f'data-site="{SITE}" data-allow-local src="{live_server.url}/tracker.js"' in snippet
+    assert _inside(waiting, "[data-local-note]", 390)
+    assert _inside(waiting, "details[data-local] textarea", 390)
+
+    page = desktop.new_page()
+    _log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/sites/{SITE}")  # rendered with the note, no poll needed
+    assert page.locator("[data-local-note]").is_visible()
+    assert test_site.url in page.locator("[data-local-note]").inner_text()
+    assert _inside(page, "details[data-local] textarea", 1440)
+
+    tester.goto(test_site.page("/allowed", _page_with(" data-allow-local", live_server.url)))
+    status = waiting.locator("[data-status-text]")
+    status.filter(has_text="First pageview received").wait_for(timeout=10_000)
+

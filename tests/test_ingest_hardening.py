@@ -44,11 +44,11 @@ def site(db: Database) -> str:
 
 @pytest.fixture
 def no_chunk_fails(caplog: pytest.LogCaptureFixture) -> Any:
-    """Fails the test when the writer met data it could not store: then it drops to
+    """Fails the test when the drain met data it could not store: then it drops to
     storing line by line and loses the bad line's events (`ChunkStore.store`)."""
-    caplog.set_level(logging.WARNING, logger="tracker.storage.writer")
+    caplog.set_level(logging.WARNING, logger="tracker.storage.drain")
     yield
-    failures = [r.getMessage() for r in caplog.records if r.name == "tracker.storage.writer"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "tracker.storage.drain"]
     assert failures == []
 
 
@@ -200,7 +200,7 @@ def test_a_trusted_batch_with_bad_text_stores_every_event(
 def test_import_of_lines_with_bad_text_stores_them(
     database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tracker.storage.writer")
+    caplog.set_level(logging.WARNING, logger="tracker.storage.drain")
     db = Database(database_url)
     with db.session() as session:
         add_site(session, SITE)
@@ -233,7 +233,7 @@ def test_import_of_lines_with_bad_text_stores_them(
         paths = [e.path for e in session.scalars(select(Event).order_by(Event.path))]
     db.dispose()
     assert paths == ["/1", "/2", "/3", "/4", "/7"]
-    assert [r.getMessage() for r in caplog.records if r.name == "tracker.storage.writer"] == []
+    assert [r.getMessage() for r in caplog.records if r.name == "tracker.storage.drain"] == []
 
 
 # --- item 8: JSON the parser cannot hold is a 400 with a sentence -----------------------

@@ -1,10 +1,10 @@
-"""The durable spool: every accepted event is on disk before its 202; the writer stores it
-moments later, or when the database is back; what a dead process left, the `replay_spool`
-job stores, each line exactly once, in the visits live traffic would make."""
+"""The durable spool: every accepted event is on disk before its 202; the drain stores it
+moments later, or when the database is back; what a dead process left, the next drain (or
+the `replay_spool` job) stores, each line exactly once, in the visits live traffic would
+make."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections import Counter
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN_URL
@@ -29,14 +29,13 @@ from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropReason
 from tracker.ingest.parse import Payload
 from tracker.sites import add_site
-from tracker.storage import spool, writer
-from tracker.storage.drainer import HostWriter
+from tracker.storage import drain, writer
+from tracker.storage.drain import Drain, replay
 from tracker.storage.spool import (
     Spool,
     decode_batch,
     encode_batch,
     pending_segments,
-    replay,
     spool_directory,
 )
 from tracker.storage.visits import Hit
@@ -179,14 +178,14 @@ def test_events_wait_in_the_spool_while_the_database_is_unavailable(
         time.sleep(0.5)
         assert not app.extensions["tracker.ingest"].writer.flush(0.1)  # not stored yet
 
-    assert replay(db, spool, 30 * 60_000) == 0  # a live process's segment is its writer's
-    assert app.extensions["tracker.ingest"].flush()  # the writer retries and stores them
+    assert replay(db, spool, 30 * 60_000) == 0  # a live process's segment is its own drain's
+    assert app.extensions["tracker.ingest"].flush()  # the drain retries and stores them
     assert stored_paths(database_url) == ["/before", "/during-1", "/during-2"]
     # Late, but the same visit as live traffic: one visit, entered and left where it was.
     assert visits(database_url) == [("/before", "/during-2", 3)]
 
 
-def test_an_idle_writer_deletes_its_stored_segment(
+def test_an_idle_drain_thread_deletes_its_stored_segment(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(writer, "IDLE_SECONDS", 0.2)
@@ -201,9 +200,9 @@ def test_an_idle_writer_deletes_its_stored_segment(
             break
         time.sleep(0.05)
     assert pending_segments(spool) == []
-    assert post(app.test_client(), "/b").status_code == 202  # a new segment, a new writer
+    assert post(app.test_client(), "/b").status_code == 202  # a new segment, a new thread
     assert stored_paths(app.extensions["tracker.db"].url) == ["/a", "/b"]
-    assert pending_segments(spool) == []  # flushed: stored, the writer stopped, deleted
+    assert pending_segments(spool) == []  # flushed: stored, the thread stopped, deleted
 
 
 def test_a_dead_process_segment_is_replayed_once_from_its_stored_offset(
@@ -215,23 +214,21 @@ def test_a_dead_process_segment_is_replayed_once_from_its_stored_offset(
         site_id = add_site(session, SITE).id
     directory = tmp_path / "spool"
     dead = Spool(directory)
-    for number in range(3):
+    first = dead.append([a_hit(site_id, "/p0", 1_764_000_000_000)], Counter())
+    for number in (1, 2):
         dead.append([a_hit(site_id, f"/p{number}", 1_764_000_000_000 + number)], Counter())
-    chunk = dead.take()
-    assert chunk is not None and len(chunk.batches) == 3
-    # The process stored its first line, then died (its descriptor, and so its lock, gone).
-    first_line_end = chunk.batches[0][0]
+    # The process's drain stored its first line, then it died (its lock gone).
     with db.engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO spool_offsets (segment, stored_bytes, updated_ms) VALUES (:s, :b, 0)"
             ),
-            {"s": chunk.segment, "b": first_line_end},
+            {"s": first.segment, "b": first.offset},
         )
     [segment] = pending_segments(directory)
     kept = segment.with_name("copy")
     shutil.copy(segment, kept)
-    os.close(dead._segments[0].fd)
+    dead.close()
 
     assert replay(db, directory, 30 * 60_000) == 2
     assert stored_paths(database_url) == ["/p1", "/p2"]
@@ -326,75 +323,72 @@ def test_offsets_of_long_deleted_segments_are_forgotten(
     assert kept == ["recent"]  # a live writer may still be storing it
 
 
-def test_the_host_writer_stores_every_segment_once_and_deletes_finished_ones(
+def test_the_drain_stores_every_segment_once_and_deletes_finished_ones(
     make_app: Callable[..., Flask], database_url: str, tmp_path: Path
 ) -> None:
-    """Under `tracker serve` one process stores the workers' segments (tracker.storage.drainer):
-    a live one as it grows, one handed over full, one of a process that died (torn last
-    line included); a replay beside it stores nothing twice."""
+    """Under `tracker serve` one drain process stores the workers' segments: a live one as it
+    grows, one released full, one of a process that died (torn last line included); a
+    replay beside it stores nothing twice."""
     db = make_app().extensions["tracker.db"]
     with db.session() as session:
         site_id = add_site(session, SITE).id
     directory = tmp_path / "spool"
     live, dead = Spool(directory, segment_bytes=10**9), Spool(directory, segment_bytes=10**9)
-    live.hand_over_full = dead.hand_over_full = True
     for owner, name in ((live, "live"), (dead, "dead")):
         owner.append([a_hit(site_id, f"/{name}-1", 1_764_000_000_000)], Counter())
-    dead_path = dead._segments[0].path
-    with dead_path.open("ab") as file:
+    assert dead.last is not None
+    with dead.segment_path(dead.last.segment).open("ab") as file:
         file.write(b'{"hits": [[')  # a crash in the middle of a line
-    os.close(dead._segments[0].fd)  # the process dies: its lock goes
-    writer = HostWriter(db, directory, 30 * 60_000)
+    dead.close()  # the process dies: its lock goes
+    host = Drain(db, directory, 30 * 60_000)
     try:
-        while writer.store_pass():
+        while host.store_pass():
             pass
         assert sorted(stored_paths(database_url)) == ["/dead-1", "/live-1"]
-        assert [p.suffix for p in pending_segments(directory)] == [".open"]  # the live one
+        assert len(pending_segments(directory)) == 1  # the live one
         live.append([a_hit(site_id, "/live-2", 1_764_000_000_001)], Counter())
-        live.segment_bytes = 1  # the next line fills it: handed over as .full
+        live.segment_bytes = 1  # the next line fills it: released
         live.append([a_hit(site_id, "/live-3", 1_764_000_000_002)], Counter())
-        assert [p.suffix for p in pending_segments(directory)] == [".full"]
+        assert not live.is_open
         assert replay(db, directory, 30 * 60_000) == 2  # the replay job got there first
-        while writer.store_pass():
+        while host.store_pass():
             pass
     finally:
-        writer.close()
+        host.close()
+        live.close()
     assert sorted(stored_paths(database_url)) == ["/dead-1", "/live-1", "/live-2", "/live-3"]
     assert pending_segments(directory) == []
 
 
-def test_a_replay_declined_by_the_host_writer_leaves_it_the_segment(
+def test_a_chunk_another_drain_stored_first_is_declined_and_the_rest_stored_once(
     make_app: Callable[..., Flask],
     database_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The replay job read a handed-over segment's offset just before the host's writer
-    stored its first line: its chunk is declined, and it must not delete the segment."""
+    """The replay read a segment's offset just before the host's drain stored its first
+    line: its chunk (both lines) is declined, it reads the offset again and stores the
+    second line alone."""
     db = make_app().extensions["tracker.db"]
     with db.session() as session:
         site_id = add_site(session, SITE).id
     directory = tmp_path / "spool"
-    worker = Spool(directory, segment_bytes=1)
-    worker.hand_over_full = True
-    worker.append([a_hit(site_id, "/1", 1_764_000_000_000)], Counter())  # handed over
-    [segment] = pending_segments(directory)
-    data = segment.read_bytes()
-    writer = HostWriter(db, directory, 30 * 60_000)
+    worker = Spool(directory)
+    worker.append([a_hit(site_id, "/1", 1_764_000_000_000)], Counter())
+    host = Drain(db, directory, 30 * 60_000)
     try:
-        with db.engine.begin() as conn:  # the writer stored line 1 of 1...
-            conn.execute(text("INSERT INTO spool_offsets VALUES (:s, 5, 0)"), {"s": segment.stem})
-        real = spool.stored_offset
-        reads = iter([0])  # ...after the replay had read the offset (0)
-        monkeypatch.setattr(spool, "stored_offset", lambda c, s: next(reads, real(c, s)))
-        assert replay(db, directory, 30 * 60_000) == 0
-        assert pending_segments(directory) == [segment]  # kept for the writer
-        monkeypatch.undo()
-        with db.engine.begin() as conn:
-            conn.execute(text("UPDATE spool_offsets SET stored_bytes = 0"))
-        while writer.store_pass():
-            pass
+        assert host.store_pass()  # line 1, while the worker lives
     finally:
-        writer.close()
-    assert stored_paths(database_url) == ["/1"]
-    assert pending_segments(directory) == [] and len(data) > 5
+        host.close()
+    worker.append([a_hit(site_id, "/2", 1_764_000_000_001)], Counter())
+    worker.close()  # and dies
+    real = drain.stored_offset
+    stale = [0]  # the offset as the replay read it, before the host's commit
+
+    def stored_offset(conn: Connection, segment: str) -> int:
+        return stale.pop() if stale else real(conn, segment)
+
+    monkeypatch.setattr(drain, "stored_offset", stored_offset)
+    assert replay(db, directory, 30 * 60_000) == 1
+    assert stored_paths(database_url) == ["/1", "/2"]
+    assert pending_segments(directory) == []

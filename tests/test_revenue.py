@@ -25,7 +25,8 @@ from tracker.db import Database
 from tracker.db.models import Event
 from tracker.money import minor_digits
 from tracker.sites import add_site
-from tracker.storage.spool import decode_batch, encode_batch, replay
+from tracker.storage.drain import replay
+from tracker.storage.spool import decode_batch, encode_batch
 
 SITE = "shop.example"
 URL = f"https://{SITE}/checkout/done"

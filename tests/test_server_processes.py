@@ -25,7 +25,7 @@ from tests.test_ingest_durability import SITE, event_body, free_port
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.sites import add_site
-from tracker.storage.drainer import hold_writer_lock
+from tracker.storage.drain import hold_writer_lock
 from tracker.storage.spool import spool_directory
 
 DEADLINE_SECONDS = 60
@@ -202,7 +202,7 @@ def lock_holders(path: Path) -> list[int]:
 def test_healthz_says_when_no_writer_stores_the_spool(app: Flask) -> None:
     """Under `tracker serve` the host's writer process stores the spool; none running (dead,
     being replaced) is a 503 while beacons are still answered 202."""
-    app.extensions["tracker.ingest"].writer.use_host_writer()
+    app.extensions["tracker.ingest"].writer.use_host_drain()
     client = app.test_client()
     response = client.get("/healthz")
     assert response.status_code == 503

@@ -1,8 +1,7 @@
-"""Spool segments and the host's writer: a segment is never taken for a dead process's."""
+"""Spool segments and the drain: a segment is never taken for a dead process's."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -10,38 +9,36 @@ import pytest
 from flask import Flask
 
 from tracker.storage import spool as spool_module
-from tracker.storage.drainer import HostWriter
+from tracker.storage.drain import Drain
 from tracker.storage.spool import Spool, pending_segments, spool_directory
 
 
-def test_a_new_segment_is_locked_before_the_writer_can_see_it(
+def test_a_new_segment_is_locked_before_the_drain_can_see_it(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The host's writer deletes an `.open` segment nobody locks (a dead process's). A
-    segment was created under that name and then locked, and a writer pass in between
-    deleted it: every event the worker then appended to it was lost."""
+    """The drain deletes an `.open` segment nobody locks (a dead process's). A segment was
+    created under that name and then locked, and a drain pass in between deleted it: every
+    event the worker then appended to it was lost."""
     app = make_app()
     db = app.extensions["tracker.db"]
     directory = spool_directory(app.extensions["tracker.settings"].data_dir)
-    writer = HostWriter(db, directory, 30 * 60_000)
+    drain = Drain(db, directory, 30 * 60_000)
     real_flock = spool_module.fcntl.flock
 
-    class Fcntl:  # the writer's pass runs between the segment's creation and its lock
+    class Fcntl:  # the drain's pass runs between the segment's creation and its lock
         LOCK_EX = spool_module.fcntl.LOCK_EX
 
         @staticmethod
         def flock(fd: int, operation: int) -> None:
-            writer.store_pass()
+            drain.store_pass()
             real_flock(fd, operation)
 
     monkeypatch.setattr(spool_module, "fcntl", Fcntl)
     spool = Spool(directory)
-    spool.hand_over_full = True
     try:
         spool.append([], Counter())
         monkeypatch.undo()
         assert len(pending_segments(directory)) == 1  # still there, under its worker's lock
     finally:
-        writer.close()
-        for segment in spool._segments:
-            os.close(segment.fd)
+        drain.close()
+        spool.close()

@@ -27,7 +27,8 @@ from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
 from tracker.ingest.spam import SpamListError, spam_hosts_path
 from tracker.ingest.spam import update as update_spam_hosts
-from tracker.storage.spool import replay, spool_directory
+from tracker.storage.drain import replay
+from tracker.storage.spool import spool_directory
 from tracker.mail import drain as drain_outbox
 from tracker.report_schedule import send_due_reports
 from tracker.stats.rollups import refresh as refresh_rollups
@@ -64,7 +65,7 @@ def columnar_store_job(db: Database, settings: Settings) -> None:
 
 
 def replay_spool_job(db: Database, settings: Settings) -> None:
-    """Events spooled while the database was unavailable are stored (tracker.storage.spool)."""
+    """Events spooled while the database was unavailable are stored (tracker.storage.drain)."""
     timeout_ms = settings.visit_timeout_minutes * 60_000
     replay(db, spool_directory(settings.data_dir), timeout_ms)
 

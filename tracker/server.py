@@ -1,6 +1,6 @@
 """Gunicorn, embedded: `tracker serve` runs the app factory in gthread workers (that read
 each request whole before a thread takes it: tracker.server_worker), and two processes
-beside them: the host's spool writer (tracker.storage.drainer) and the jobs.
+beside them: the spool's drain (tracker.storage.drain) and the jobs.
 
 Both used to run as threads of the workers, and a worker's requests waited for its GIL
 while they worked: the writer's ~40 us per event cost ~150 us there, and the rollup
@@ -67,7 +67,7 @@ class TrackerServer(BaseApplication):  # type: ignore[misc]
         from tracker.app import create_app
 
         app = create_app(self.settings.with_overrides(scheduler_enabled=False))
-        app.extensions["tracker.ingest"].writer.use_host_writer()
+        app.extensions["tracker.ingest"].writer.use_host_drain()
         # Everything built so far (modules, compiled patterns, data tables, the app) lives as
         # long as the worker: out of the collector's sight, a full collection no longer
         # stops every request of the worker for ~100 ms (the p99 latency under load).
@@ -121,20 +121,23 @@ def run_jobs(settings: Settings) -> None:
 
 
 def run_writer(settings: Settings) -> None:
-    """The host's spool writer (tracker.storage.drainer); once stopped, it stores what is
-    left in the spool before it exits."""
+    """The host's drain (tracker.storage.drain), holding the writer lock that /healthz
+    looks for; once stopped, it stores what is left in the spool before it exits."""
     from tracker.app import open_database
-    from tracker.storage.drainer import HostWriter
+    from tracker.storage.drain import PASS_SECONDS, Drain, hold_writer_lock
     from tracker.storage.spool import spool_directory
 
     logging.basicConfig(level=settings.log_level.upper())
     stop = _stop_event()
     directory = spool_directory(settings.data_dir)
-    writer = HostWriter(open_database(settings), directory, settings.visit_timeout_minutes * 60_000)
+    lock = hold_writer_lock(directory)
+    timeout_ms = settings.visit_timeout_minutes * 60_000
+    drain = Drain(open_database(settings), directory, timeout_ms, checkpoint=True)
     try:
-        writer.run(stop.is_set)
+        drain.run(idle=stop.is_set, pause_seconds=PASS_SECONDS)
     finally:
-        writer.close()
+        drain.close()
+        os.close(lock)
 
 
 def _store_spooled_events(_arbiter: Any, worker: Any) -> None:

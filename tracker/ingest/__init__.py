@@ -1,7 +1,7 @@
 """The collector: `parse_event`, then the pipeline's gate -> drop_reason -> enrich ->
-SpoolWriter.submit (tracker.ingest.pipeline); the writer then runs `store_hits`.
+Writer.submit (tracker.ingest.pipeline); storage (tracker.storage) does the rest.
 
-`init_ingest(app)` registers the HTTP endpoints and the per-process spool and its writer.
+`init_ingest(app)` registers the HTTP endpoints and the pipeline, with its writer.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `Pipeline.accept` takes a request's parsed events (tracker.ingest.parse) through these
 steps, each a function of the event and what the steps before it found:
 
-    gate -> drop_reason -> enrich -> SpoolWriter.submit
+    gate -> drop_reason -> enrich -> Writer.submit
 
 - `gate`: the site is registered here, the API key (if any) may send for it, the page's
   host is allowed. Else the request is refused (403): its events are all accepted or all
@@ -14,8 +14,8 @@ steps, each a function of the event and what the steps before it found:
 - `enrich`: the `Hit` (tracker.storage.visits): `visitor_ids` from the daily salts, then source
   (`attribute`), device (`parse_user_agent`), place (`GeoIP.lookup`) and screen class
   (`screen_class`), of tracker.enrich. No IP address or user agent goes further.
-- `SpoolWriter.submit` (tracker.storage.writer): the hits and drop counts appended to the
-  spool, on disk before the answer; the writer stores them moments later
+- `Writer.submit` (tracker.storage.writer): the hits and drop counts appended to the
+  spool, on disk before the answer; the drain stores them moments later
   (`store_hits` in tracker.storage.store: visit assignment, rows, drop counts).
 """
 
@@ -40,9 +40,9 @@ from tracker.ingest.gate import SiteCache, SiteInfo
 from tracker.ingest.parse import IncomingEvent
 from tracker.ingest.ratelimit import ClientRateLimit
 from tracker.ingest.spam import SpamList, spam_hosts_path
-from tracker.storage.spool import Spool, spool_directory
+from tracker.storage.spool import spool_directory
 from tracker.storage.visits import Hit
-from tracker.storage.writer import SpoolWriter
+from tracker.storage.writer import Writer
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -116,7 +116,7 @@ class Pipeline:
         self.store_timeout_seconds = store_timeout_seconds
         self.rate_limit = ClientRateLimit(rate_limit_per_minute)
         self.spam = SpamList(spam_hosts_file)  # the bundled list, and the data directory's
-        self.writer = SpoolWriter(db, Spool(spool_dir), timeout_ms=visit_timeout_minutes * 60_000)
+        self.writer = Writer(db, spool_dir, timeout_ms=visit_timeout_minutes * 60_000)
         _warm_up()
 
     @classmethod

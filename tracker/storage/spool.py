@@ -1,21 +1,21 @@
 """The spool: every accepted event is appended here, on local disk, before its 202; the
-writer (tracker.storage.writer) stores it in the database moments later.
+drain (tracker.storage.drain) stores it in the database moments later.
 
 Why not answer after the database commit? A request that waits for a shared commit is
 handed between threads twice, and under load those hand-offs cost more CPU than the event
 itself. Appending a line costs microseconds and survives kill -9 of the server (the bytes
-are in the kernel once `write` returns); the writer fdatasyncs a segment before storing
+are in the kernel once `write` returns); the drain fdatasyncs a segment before storing
 from it, so a power cut loses at most the events of the last moments, as SQLite's WAL at
 synchronous=NORMAL does. No raw IP address or user agent is in a line: hits are enriched
 before they are spooled.
 
 Segments: each process appends to its own `<time>-<uuid>.open` file, holding an exclusive
-flock on it, and its writer stores the lines in order, recording in `spool_offsets`, in
-the same transaction, how many bytes of the segment are stored. A full segment is replaced
-by a new one and deleted once stored. An `.open` file nobody holds belongs to a process
-that died: the `replay_spool` job stores its lines past the recorded offset (a torn last
-line was never acknowledged), so each line is stored exactly once. `.jsonl` files are
-closed segments of earlier versions; they replay the same way.
+flock on it; the drain stores the lines in order, recording in `spool_offsets`, in the same
+transaction, how many bytes of the segment are stored (`advance_offset`). A full segment is
+released (its lock goes) and a new one begun. An `.open` file nobody holds is nobody's any
+more (released, or its process died): once stored through its last complete line (a torn
+last line was never acknowledged), the drain deletes it. `.full` and `.jsonl` files are
+released segments of earlier versions; they are stored the same way.
 """
 
 from __future__ import annotations
@@ -31,27 +31,19 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date
-from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar, cast, get_type_hints
 
-from sqlalchemy import Connection, Table, delete, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Table, select
 
-from tracker.db import Database
 from tracker.db.models import SpoolOffset
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropKey, DropReason
 from tracker.ingest.parse import Payload
-from tracker.storage.store import (
-    WriterFileLock,
-    merge_batches,
-    store_transaction,
-    upsert_into,
-)
+from tracker.storage.store import upsert_into
 from tracker.storage.visits import PAYLOAD_FIELDS, Hit
 
 log = logging.getLogger(__name__)
@@ -59,7 +51,6 @@ T = TypeVar("T")
 
 SEGMENT_BYTES = 16 * 1024 * 1024  # then a new segment; a stored one is deleted
 CHUNK_BYTES = 1024 * 1024  # lines stored per transaction (about 1,400 events)
-OFFSET_KEEP_MS = 3_600_000  # offsets of deleted segments are forgotten after an hour
 offsets_t = cast(Table, SpoolOffset.__table__)
 
 Batch = tuple[list[Hit], Counter[DropKey]]
@@ -206,41 +197,42 @@ def next_chunk(segment: str, fd: int, start: int, end: int) -> Chunk | None:
 # --- the writing end -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Ticket:
+    """Where a line ends: it is stored once its segment is stored through `offset`."""
+
+    segment: str
+    offset: int
+
+
 @dataclass(eq=False)
 class Segment:
-    """A segment this process appends to (the last one) or still stores from."""
+    """The segment this process appends to."""
 
     path: Path
     fd: int  # opened for appending, flocked
-    base: int  # this process's spool bytes before this segment
     written: int = 0
-    stored: int = 0
-    full: bool = False  # takes no more lines; deleted once stored
 
     @property
     def name(self) -> str:
         return self.path.stem
 
-    @property
-    def done(self) -> bool:
-        return self.stored == self.written
-
 
 class Spool:
-    """One process's spool (thread-safe): request threads append, its writer takes chunks."""
+    """One process's spool (thread-safe): request threads append lines to its segment.
+
+    The drain (tracker.storage.drain) stores them; a segment this process released (full,
+    or closed when idle) is nobody's any more, and the drain deletes it once stored."""
 
     def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
-        self._segments: list[Segment] = []  # oldest first; appends go to the last one
-        self._appended = 0  # bytes this process has appended, over all its segments
-        # Under `tracker serve` the host's writer process stores the segments: a full one is
-        # handed over (renamed .full, closed) instead of kept for this process's writer.
-        self.hand_over_full = False
+        self._segment: Segment | None = None
+        self.last: Ticket | None = None  # the last line appended
 
-    def append(self, hits: list[Hit], drops: Counter[DropKey]) -> int:
-        """Write a batch, or raise OSError; returns its ticket for `stored_through`."""
+    def append(self, hits: list[Hit], drops: Counter[DropKey]) -> Ticket:
+        """Write a batch, or raise OSError; the ticket says when it is stored."""
         line = encode_batch(hits, drops)
         with self._lock:
             segment = self._writable()
@@ -248,95 +240,50 @@ class Spool:
                 _write_all(segment.fd, line)
             except OSError:
                 # A partly written line must not be followed by others: cut it off, else
-                # retire the segment. (Retiring it always made a new segment, and under
+                # release the segment. (Releasing it always made a new segment, and under
                 # `tracker serve` kept its file open, for every refused event on a full disk.)
                 if not _truncate(segment):
-                    segment.full = True
-                    if self.hand_over_full:
-                        _hand_over(segment)
+                    self._release()
                 raise
             segment.written += len(line)
-            self._appended += len(line)
+            self.last = Ticket(segment.name, segment.written)
             if segment.written >= self.segment_bytes:
-                segment.full = True
-                if self.hand_over_full:
-                    _hand_over(segment)
-            return self._appended
+                self._release()
+            return self.last
 
-    def position(self, ticket: int) -> tuple[str, int]:
-        """The segment and the offset in it that a ticket stands for."""
-        with self._lock:
-            segment = next(s for s in self._segments if s.base < ticket <= s.base + s.written)
-            return segment.name, ticket - segment.base
-
-    def take(self) -> Chunk | None:
-        """The oldest lines not stored yet, about CHUNK_BYTES of them; None when all are."""
-        with self._lock:
-            self._delete_stored()
-            if not self._segments or self._segments[0].done:
-                return None
-            segment = self._segments[0]
-            start, end = segment.stored, segment.written
-        return next_chunk(segment.name, segment.fd, start, end)
-
-    def mark_stored(self, chunk: Chunk) -> None:
-        with self._lock:
-            segment = next(s for s in self._segments if s.name == chunk.segment)
-            segment.stored = chunk.end
+    def segment_path(self, name: str) -> Path:
+        return self.directory / f"{name}.open"
 
     @property
-    def appended(self) -> int:
-        """The ticket of the last line appended."""
-        return self._appended
+    def is_open(self) -> bool:
+        """Whether this process holds a segment (the next line goes there)."""
+        return self._segment is not None
 
-    def stored_through(self) -> int:
-        """Bytes appended by this process that are stored (compare with a ticket)."""
+    def close(self) -> None:
+        """Release the segment: the next line starts a new one."""
         with self._lock:
-            if not self._segments:
-                return self._appended
-            first = self._segments[0]
-            return first.base + first.stored
+            self._release()
 
-    def release(self) -> bool:
-        """Delete the segments once all is stored (an idle writer stops); False if not."""
-        with self._lock:
-            if any(not s.done for s in self._segments):
-                return False
-            for segment in self._segments:
-                segment.full = True
-            self._delete_stored()
-            return True
+    def _release(self) -> None:
+        if self._segment is not None:
+            os.close(self._segment.fd)  # its lock goes with it
+            self._segment = None
 
     def _writable(self) -> Segment:
-        if not self._segments or self._segments[-1].full:
+        if self._segment is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{time.time_ns():020d}-{uuid.uuid4().hex}.open"
+            path = self.segment_path(f"{time.time_ns():020d}-{uuid.uuid4().hex}")
             # Locked before it is named `.open`: an `.open` segment nobody locks is a dead
-            # process's, and the host's writer deletes it once stored. Created under its
-            # name, a new segment seen between open and flock was deleted, and every event
-            # then appended to it was lost (answered 202).
+            # process's, and the drain deletes it once stored. Created under its name, a new
+            # segment seen between open and flock was deleted, and every event then appended
+            # to it was lost (answered 202).
             fresh = path.with_suffix(".new")
-            # Read back by pread on the same descriptor: it holds the lock.
-            fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.rename(fresh, path)
             _fsync_directory(self.directory)
-            self._segments.append(Segment(path, fd, base=self._appended))
-        return self._segments[-1]
-
-    def _delete_stored(self) -> None:
-        while self._segments and self._segments[0].full and self._segments[0].done:
-            segment = self._segments.pop(0)
-            segment.path.unlink(missing_ok=True)  # before the lock goes: no replay of it
-            os.close(segment.fd)
-
-
-def _hand_over(segment: Segment) -> None:
-    """The segment takes no more lines: renamed .full for the host's writer, closed."""
-    segment.path = segment.path.rename(segment.path.with_suffix(".full"))
-    _fsync_directory(segment.path.parent)
-    os.close(segment.fd)
-    segment.fd = -1
+            self._segment = Segment(path, fd)
+        return self._segment
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -409,84 +356,8 @@ def stored_offset(conn: Connection, segment: str) -> int:
     return int(conn.execute(query).scalar() or 0)
 
 
-# --- replay of segments left by processes that died -------------------------------------
-
-
 def pending_segments(directory: Path) -> list[Path]:
-    """Every segment file, oldest first (live ones included)."""
+    """Every segment file, oldest first (those being appended to included)."""
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix in (".jsonl", ".open", ".full"))
-
-
-def _orphan(path: Path) -> Iterator[bytes]:
-    """The segment's content while this process holds its lock; nothing when a live
-    process holds it (or it is gone)."""
-    try:
-        file = path.open("rb")
-    except FileNotFoundError:
-        return
-    with file:
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return
-        if path.exists():  # not deleted by its writer between the listing and the lock
-            yield file.read()
-
-
-def replay(db: Database, directory: Path, timeout_ms: int) -> int:
-    """Store the lines of dead processes' segments; returns the number of events stored.
-
-    A database still unavailable raises (OperationalError) and leaves the rest for later.
-    """
-    stored = 0
-    lock = WriterFileLock.for_database(db)
-    try:
-        for path in pending_segments(directory):
-            for data in _orphan(path):
-                count, complete = _replay_segment(db, lock, path.stem, data, timeout_ms)
-                stored += count
-                if complete:
-                    path.unlink()
-        _forget_offsets(db, {p.stem for p in pending_segments(directory)})
-    finally:
-        lock.close()
-    return stored
-
-
-def _replay_segment(
-    db: Database, lock: WriterFileLock, segment: str, data: bytes, timeout_ms: int
-) -> tuple[int, bool]:
-    """Events stored, and whether the segment's complete lines are all stored now. They may
-    not be: under `tracker serve` the host's writer may be storing a handed-over segment
-    too, and where it got first, this replay's chunks (cut elsewhere) are declined; the
-    segment is then its to finish and delete."""
-    with db.engine.connect() as conn:
-        start = stored_offset(conn, segment)
-        conn.rollback()
-        stored = 0
-        for chunk in chunks_of(segment, data, start):
-            hits, drops = merge_batches(batch for _end, batch in chunk.batches)
-
-            claim = partial(advance_offset, chunk=chunk)
-            if store_transaction(db, conn, lock, hits, drops, timeout_ms, claim):
-                stored += len(hits)
-        if stored:
-            log.info("spool: replayed %d events of %s", stored, segment)
-        complete = stored_offset(conn, segment) >= data.rfind(b"\n") + 1
-        conn.rollback()
-        return stored, complete
-
-
-def _forget_offsets(db: Database, segments: set[str]) -> None:
-    """Offsets of segments deleted over an hour ago (files still there are kept)."""
-    cutoff = time.time_ns() // 10**6 - OFFSET_KEEP_MS
-    try:
-        with db.engine.begin() as conn:
-            query = select(offsets_t.c.segment).where(offsets_t.c.updated_ms < cutoff)
-            gone = [name for (name,) in conn.execute(query) if name not in segments]
-            if gone:
-                conn.execute(delete(offsets_t).where(offsets_t.c.segment.in_(gone)))
-    except OperationalError:
-        pass  # the database is unavailable: the next run forgets them

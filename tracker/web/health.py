@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from tracker.ingest.pipeline import Pipeline
-from tracker.storage.drainer import writer_running
+from tracker.storage.drain import writer_running
 from tracker.storage.spool import write_problem
 from tracker.web.context import get_db
 
@@ -49,6 +49,6 @@ def healthz() -> ResponseReturnValue:
 def _writer(pipeline: Pipeline) -> str:
     """ "ok" while a writer process stores the spool (under `tracker serve`), "down" while
     none does, "in process" when this process stores its own (tests, imports)."""
-    if not pipeline.writer.host_writer:
+    if not pipeline.writer.host_drain:
         return "in process"
     return "ok" if writer_running(pipeline.writer.spool.directory) else "down"

@@ -437,8 +437,7 @@ class Event(Base):
 
 class StatsRollup(Base):
     """Pre-aggregated report rows: the stats layer's additive parts per site, local day,
-    dimension ("" for the total) and value, over all visits or over those of one filter
-    value (`filter_dim` = `filter_value`). Maintained by tracker.stats.rollups."""
+    dimension ("" for the total) and value. Maintained by tracker.stats.rollups."""
 
     __tablename__ = "stats_rollups"
 
@@ -446,9 +445,6 @@ class StatsRollup(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     # Local day of the visits' start, in the site's time zone: days since 1970-01-01.
     day: Mapped[int] = mapped_column(Integer)
-    # The rows count only visits whose `filter_dim` is `filter_value` ("": all visits).
-    filter_dim: Mapped[str] = mapped_column(String(64), default="", server_default="")
-    filter_value: Mapped[str] = mapped_column(String(2000), default="", server_default="")
     # Dimension names joined by "," ("" for the total); one value each, in that order.
     dimension: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(String(2000))
@@ -462,9 +458,8 @@ class StatsRollup(Base):
     time_on_page_ms: Mapped[int] = mapped_column(BigInteger)
     time_on_page_known: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (
-        Index("ix_stats_rollups_key", "site_id", "filter_dim", "filter_value", "dimension", "day"),
-    )
+    # Reports read a dimension's days; the refresh replaces a day's values range by range.
+    __table_args__ = (Index("ix_stats_rollups_key", "site_id", "dimension", "day", "value"),)
 
 
 class GoalHit(Base):

@@ -93,34 +93,6 @@ ROLLUP_KEYS: tuple[tuple[str, ...], ...] = (
     ("event:name", "event:target"),
 )
 
-# Filters traffic managers set most (a row of a report clicked): for each day's top values
-# of these, every key of FILTERED_KEYS is also kept over that value's visits alone.
-FILTER_DIMENSIONS = (
-    "visit:source",
-    "visit:channel",
-    "visit:utm_campaign",
-    "visit:utm_source",
-    "visit:utm_medium",
-    "visit:country",
-    "visit:device",
-    "event:page",
-    "visit:entry_page",
-)
-# Not entry and exit pages (tabs whose rows per filter value come near one per visit) nor
-# dimensions no report of the page shows: filtered, those read raw rows.
-FILTERED_KEYS: tuple[tuple[str, ...], ...] = tuple(
-    key
-    for key in ROLLUP_KEYS
-    if not set(key)
-    & {
-        "visit:entry_page",
-        "visit:exit_page",
-        "visit:browser_version",
-        "visit:os_version",
-        "event:hostname",
-    }
-)
-
 
 def dimension(name: str) -> Dimension:
     """The dimension for a full name or its short alias; KeyError if unknown."""

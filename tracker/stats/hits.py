@@ -22,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
+    Index,
     MetaData,
     Table,
     delete,
@@ -90,18 +91,17 @@ def compute(
 def write_day(
     conn: Connection, site: SiteRef, goals: Sequence[GoalSpec], computed: Table, day: int
 ) -> None:
-    """Replace the day's hits of `goals` with the computed ones (in the caller's transaction,
-    with the day's rollup rows)."""
+    """Replace the day's hits of `goals` with the computed ones (in the caller's
+    transaction)."""
     if not goals:
         return
     ids = [g.id for g in goals]
     for table in DERIVED:
         c = table.c
         conn.execute(delete(table).where(c.site_id == site.id, c.day == day, c.goal_id.in_(ids)))
-    conn.execute(
-        insert(hits_table).from_select(COLUMNS, select(computed).where(computed.c.day == day))
-    )
-    _insert_days(conn, computed, computed.c.day == day)
+    mine = (computed.c.day == day, computed.c.goal_id.in_(ids))
+    conn.execute(insert(hits_table).from_select(COLUMNS, select(computed).where(*mine)))
+    _insert_days(conn, computed, *mine)
 
 
 def _insert_days(conn: Connection, computed: Table, *where: ColumnElement[bool]) -> None:
@@ -173,13 +173,15 @@ def _unbuilt(conn: Connection, site: SiteRef) -> list[GoalSpec]:
 def backfill(conn: Connection, site: SiteRef, last: date) -> int:
     """Write every hit of the site's goals not built yet, for visits started through day
     `last`, and mark them built; returns how many goals. Computed first into a temporary
-    table, so SQLite's write lock is held only for the copy."""
+    table, then copied a goal and a day per transaction, so SQLite's write lock is held
+    only for that (reports match the goals on raw events until they are marked built)."""
     with conn.begin():
         goals = _unbuilt(conn, site)
         first_ms = first_visit_ms(conn, site) if goals else None
     if not goals:
         return 0
     computed = None
+    days: list[int] = []
     if first_ms is not None:
         first = local_date(first_ms, site.tz)
         period = make_period("custom", first, last, site.tz)
@@ -196,16 +198,21 @@ def backfill(conn: Connection, site: SiteRef, last: date) -> int:
         with conn.begin():
             computed = new_table(conn, "goal_backfill")
             compute(conn, site, goals, source, computed)
+            Index("ix_goal_backfill_day", computed.c.day, computed.c.goal_id).create(conn)
+            days = list(conn.scalars(select(computed.c.day).distinct().order_by(computed.c.day)))
     with conn.begin():
         lock_site_writes(conn, site)
         ids = [g.id for g in goals]
         for table in DERIVED:
             conn.execute(delete(table).where(table.c.goal_id.in_(ids)))
-        if computed is not None:
-            conn.execute(insert(hits_table).from_select(COLUMNS, select(computed)))
-            _insert_days(conn, computed)
-        mark_built(conn, goals)
     if computed is not None:
-        with conn.begin():
+        for day in days:
+            for goal in goals:
+                with conn.begin():
+                    lock_site_writes(conn, site)
+                    write_day(conn, site, [goal], computed, day)
+    with conn.begin():
+        mark_built(conn, goals)
+        if computed is not None:
             computed.drop(conn)
     return len(goals)

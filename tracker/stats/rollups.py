@@ -5,30 +5,29 @@ So for each site, local day, rollup dimension (and "" for the total) and value, 
 additive parts are stored in `stats_rollups`. They are written by the compiler's own raw
 query (INSERT ... SELECT of `raw_buckets`), so a rollup row is by construction what the
 raw path computes; `bucket_source` reads them back for the days they cover and reads raw
-rows for the rest, and the outer query sums both the same way.
+rows for the rest, and the outer query sums both the same way. Filtered reports that no
+rollup key holds read the columnar store for closed days (tracker.columnar.engine).
 
-Filtered views: for each day's TOP_VALUES values of the common filter dimensions
-(FILTER_DIMENSIONS: source, channel, campaign, country, page...), the keys of the page's
-reports are also kept over that value's visits alone (`filter_dim`, `filter_value`). A
-query filtering on one such value reads them for the days they were kept and raw rows for
-the days its value was not among the top; any other filter reads raw rows.
-
-Freshness: `refresh` rebuilds, for each site, every day from the last one it built (or
-the earliest day touched by events stored since) through today, skipping the days with
+Freshness: `refresh` rebuilds, for each site, the days touched by events stored since its
+last build, and the days from the last one it built through today, skipping the days with
 neither visits nor rows (there is nothing to write: the cost follows the data, not the
-calendar). The `stats_rollups` job runs it every minute; in between, rolled-up days (today
-included) can lag by that much. A site whose time zone changed is rebuilt from scratch.
-A refresh that rebuilt a week of days or more (a first build, an import of past events)
-ends with ANALYZE of the tables it wrote, on PostgreSQL (tracker.db.statistics).
+calendar). A site without new events costs one look at the ids stored since. The
+`stats_rollups` job runs it every minute; in between, rolled-up days (today included) can
+lag by that much. A site whose time zone changed is rebuilt from scratch. Each day is
+written in transactions of at most WRITE_ROWS rows (a range of one dimension's values), so
+SQLite's one writer is never kept from storing events for long; a report running meanwhile
+reads each value's row either as it was or as it is now. A refresh that rebuilt a week of
+days or more (a first build, an import of past events) ends with ANALYZE of the tables it
+wrote, on PostgreSQL (tracker.db.statistics).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import cast
 
 from sqlalchemy import (
@@ -38,15 +37,17 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     FromClause,
+    Index,
     MetaData,
     Select,
     Table,
+    and_,
     delete,
     func,
     insert,
     literal,
+    or_,
     select,
-    tuple_,
     union_all,
 )
 from sqlalchemy.types import NullType
@@ -63,7 +64,7 @@ from tracker.stats.compiler import (
     raw_buckets,
 )
 from tracker.stats.coverage import covered_until, first_visit_ms, lock_site_writes, state_table
-from tracker.stats.dimensions import DIMENSIONS, FILTER_DIMENSIONS, FILTERED_KEYS, ROLLUP_KEYS
+from tracker.stats.dimensions import DIMENSIONS, ROLLUP_KEYS
 from tracker.stats.filters import Filter, compile_filters
 from tracker.stats.goals import load_goals
 from tracker.stats.metrics import ROLLUP_PARTS
@@ -84,27 +85,22 @@ visits = Visit.__table__
 
 # Days computed at once (temporary tables hold a chunk's visits and facts).
 CHUNK_DAYS = 7
-# Values of each filter dimension kept per day: a report card shows ten rows to click.
-TOP_VALUES = 10
+# Rows written per transaction: SQLite's writer (ingest) waits at most that long, ~10-30 ms.
+WRITE_ROWS = 5_000
 # A rollup row's dimension values, in the order of its key's dimensions.
 VALUE_COLUMNS = ("value", "value2")
 # Per process: when each site of each database may be rebuilt again (see `refresh`).
 THROTTLE = 10
 _next_due: dict[tuple[str, int], float] = {}
 # Event ids are not committed in order on PostgreSQL; re-checking the last ones is cheap.
-ID_MARGIN = 10_000
+# SQLite has one writer: its ids are committed in order.
+ID_MARGIN = {"postgresql": 10_000}
 # A refresh whose new data spans this many days or more (through today) analyzes the
 # tables it wrote (PostgreSQL).
 ANALYZE_AFTER_DAYS = CHUNK_DAYS
 
 
-@dataclass(frozen=True)
-class RollupKey:
-    """Which rollup rows answer a query: their dimensions, and the filter dimension whose
-    single value they were kept for ("": rows over all visits)."""
-
-    dims: tuple[str, ...]
-    filter: str = ""
+RollupKey = tuple[str, ...]
 
 
 def _adds_up(flt: Filter, parts: tuple[str, ...]) -> bool:
@@ -117,7 +113,7 @@ def _adds_up(flt: Filter, parts: tuple[str, ...]) -> bool:
 
 
 def rollup_key(query: Query, parts: tuple[str, ...]) -> RollupKey | None:
-    """The rollup rows holding exactly the dimensions a query groups and filters by.
+    """The rollup key holding exactly the dimensions a query groups and filters by.
 
     Exactly: the query sums rows over the values of each dimension it filters on but does
     not group by, which only some filters allow (`_adds_up`).
@@ -125,20 +121,10 @@ def rollup_key(query: Query, parts: tuple[str, ...]) -> RollupKey | None:
     if query.time_dimension == "time:hour" or not set(parts) <= set(ROLLUP_PARTS):
         return None
     grouped = {d for d in query.dimensions if not DIMENSIONS[d].is_time}
-    loose = [f for f in query.filters if f.dimension not in grouped]
-    if not all(_adds_up(f, parts) for f in loose):
+    if not all(_adds_up(f, parts) for f in query.filters if f.dimension not in grouped):
         return None
     names = grouped | {f.dimension for f in query.filters}
-    for key in ROLLUP_KEYS:
-        if set(key) == names:
-            return RollupKey(key)
-    for flt in loose:
-        if flt.dimension in FILTER_DIMENSIONS and flt.op == "is" and len(flt.values) == 1:
-            rest = names - {flt.dimension}
-            for key in FILTERED_KEYS:
-                if set(key) == rest:
-                    return RollupKey(key, flt.dimension)
-    return None
+    return next((key for key in ROLLUP_KEYS if set(key) == names), None)
 
 
 def bucket_source(
@@ -160,22 +146,10 @@ def bucket_source(
     if key is None or lo > hi:
         return raw_buckets(query, plan, [(period.start_ms, period.end_ms)], extra), "raw"
     rolled = _rollup_rows(query, plan, key, lo, hi)
-    raw_days = _days_not_kept(conn, query, key, lo, hi)
-    raw_days += range(hi + 1, day_number(period.end) + 1)
-    if not raw_days:
+    if hi >= day_number(period.end):
         return rolled, "rollup"
-    first, last = raw_days[0], raw_days[-1]
-    span = (
-        local_midnight_ms(day_from_number(first), query.site.tz),
-        min(local_midnight_ms(day_from_number(last) + timedelta(days=1), query.site.tz),
-            period.end_ms),
-    )  # fmt: skip
-    # One range the visits index can scan, narrowed to the days (several ranges OR-ed
-    # together make SQLite give up that index).
-    days = None
-    if len(raw_days) <= last - first:
-        days = bucket_expr(visits.c.started_ms, plan, query).in_(raw_days)
-    return union_all(rolled, raw_buckets(query, plan, [span], days)), "mixed"
+    span = (local_midnight_ms(day_from_number(hi + 1), query.site.tz), period.end_ms)
+    return union_all(rolled, raw_buckets(query, plan, [span])), "mixed"
 
 
 def _last_whole_day(query: Query) -> int:
@@ -189,58 +163,22 @@ def _last_whole_day(query: Query) -> int:
     return last - 1 if period.days == 1 and last == today else last
 
 
-def _days_not_kept(conn: Connection, query: Query, key: RollupKey, lo: int, hi: int) -> list[int]:
-    """Days lo..hi that have visits of the key's filter value but no rows kept for it (it
-    was not among that day's top values): the raw rows answer for those days."""
-    if not key.filter:
-        return []
-    flt = query.filter_for(key.filter)
-    assert flt is not None
-    value = flt.values[0]
-    c = rollup_table.c
-
-    def days(*where: ColumnElement[bool]) -> set[int]:
-        stmt = select(c.day).where(c.site_id == query.site.id, c.day >= lo, c.day <= hi, *where)
-        return set(conn.scalars(stmt))
-
-    seen = days(
-        c.filter_dim == "", c.filter_value == "", c.dimension == key.filter, c.value == value
-    )
-    kept = days(c.filter_dim == key.filter, c.filter_value == value, c.dimension == "")
-    return sorted(seen - kept)
-
-
 def _rollup_rows(query: Query, plan: Plan, key: RollupKey, lo: int, hi: int) -> Select:
     def column(name: str) -> ColumnElement:
-        if name == key.filter:
-            return rollup_table.c.filter_value
-        return rollup_table.c[VALUE_COLUMNS[key.dims.index(name)]]
+        return rollup_table.c[VALUE_COLUMNS[key.index(name)]]
 
     where = [
         rollup_table.c.site_id == query.site.id,
-        rollup_table.c.filter_dim == key.filter,
-        rollup_table.c.dimension == ",".join(key.dims),
+        rollup_table.c.dimension == ",".join(key),
         rollup_table.c.day >= lo,
         rollup_table.c.day <= hi,
     ]
-    if not key.filter:
-        where.append(rollup_table.c.filter_value == "")
     flt = compile_filters(query.filters, column)
     if flt is not None:
         where.append(flt)
     dims = [column(d).label(dim_key(i)) for i, d in enumerate(plan.dims)]
     columns = [*dims, rollup_table.c.day.label("bucket"), *(rollup_table.c[p] for p in plan.parts)]
     return select(*columns).where(*where)
-
-
-def _dirty_day(conn: Connection, site: SiteRef, after_id: int) -> int | None:
-    """The earliest visit day touched by events stored after `after_id` (None: none)."""
-    first = conn.scalar(
-        select(func.min(visits.c.started_ms))
-        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
-        .where(events.c.id > after_id, events.c.site_id == site.id)
-    )
-    return None if first is None else day_number(local_date(first, site.tz))
 
 
 def _next_busy_day(conn: Connection, site: SiteRef, day: int, today: int) -> int | None:
@@ -258,15 +196,9 @@ def _next_busy_day(conn: Connection, site: SiteRef, day: int, today: int) -> int
         )
     )
     c = rollup_table.c
-    # Every day with rollup rows has its total row (dimension "", over all visits).
+    # Every day with rollup rows has its total row (dimension "").
     rolled = conn.scalar(
-        select(func.min(c.day)).where(
-            c.site_id == site.id,
-            c.filter_dim == "",
-            c.filter_value == "",
-            c.dimension == "",
-            c.day >= day,
-        )
+        select(func.min(c.day)).where(c.site_id == site.id, c.dimension == "", c.day >= day)
     )
     busy = [
         None if first_ms is None else day_number(local_date(first_ms, site.tz)),
@@ -289,6 +221,25 @@ def _temp_table(conn: Connection, name: str, stmt: Select) -> Table:
     return table
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """A day's rows of one dimension with values from `lo` (included) to `hi` (excluded);
+    None: unbounded."""
+
+    dimension: str
+    lo: str | None = None
+    hi: str | None = None
+
+    def of(self, table: Table) -> ColumnElement[bool]:
+        c = table.c
+        where = [c.dimension == self.dimension]
+        if self.lo is not None:
+            where.append(c.value >= self.lo)
+        if self.hi is not None:
+            where.append(c.value < self.hi)
+        return and_(*where)
+
+
 class _Build:
     """The rollup rows of days `start`..`end`, computed into the temporary table `rows`
     with the compiler's own pieces; only temporary tables are written, so on SQLite the
@@ -296,7 +247,7 @@ class _Build:
 
     # TRICKY: the chunk's visits, and their per-visit event facts, are copied to temporary
     tables once (per visit, and per visit and value of each event dimension, every visit
-    dimension riding along); each of the ~200 keys then groups a small copy instead of
+    dimension riding along); each of the ~25 keys then groups a small copy instead of
     joining the big tables again. Only keys of two event dimensions join events again.
     """
 
@@ -344,11 +295,13 @@ class _Build:
         self.temps.append(self.rows)
         for key in ROLLUP_KEYS:
             self._insert(key)
-        top = self._temp("rollup_top", self._top_values())
-        for name in FILTER_DIMENSIONS:
-            for key in FILTERED_KEYS:
-                if name not in key:
-                    self._insert(key, name, top)
+        # Each write transaction copies one slice of a day: found by index, not by a scan
+        # of the chunk's rows while SQLite's write lock is held.
+        Index("ix_rollup_rows_slice", self.rows.c.day, self.rows.c.dimension, self.rows.c.value)
+        Index("ix_rollup_hits_day", self.hits.c.day, self.hits.c.goal_id)
+        for table in (self.rows, self.hits):
+            for index in table.indexes:
+                index.create(conn)
 
     def _temp(self, name: str, stmt: Select) -> Table:
         table = _temp_table(self.conn, name, stmt)
@@ -377,74 +330,82 @@ class _Build:
         table = self.facts[lead]
         return table, [table.c[dim_key(order.index(n))] for n in names]
 
-    def _top_values(self) -> Select:
-        """Each filter dimension's TOP_VALUES values of each day, by visits (ties by value):
-        the ones kept per filter value. Empty values are left out (no report links them)."""
-        r = self.rows.c
-        rank = func.row_number().over(
-            partition_by=(r.dimension, r.day), order_by=(r.visits.desc(), r.value)
-        )
-        ranked = (
-            select(r.dimension, r.day, r.value, rank.label("rank"))
-            .where(r.filter_dim == "", r.dimension.in_(FILTER_DIMENSIONS), r.value != "")
-            .subquery()
-        )
-        return select(ranked.c.dimension, ranked.c.day, ranked.c.value).where(
-            ranked.c.rank <= TOP_VALUES
-        )
-
-    def _insert(self, key: tuple[str, ...], filter_dim: str = "", top: Table | None = None) -> None:
-        """The rows of `key`; with a filter dimension, over each of its top values alone
-        (grouped by it too: the raw path filtering on one value groups the same visits)."""
-        names = (filter_dim, *key) if filter_dim else key
-        facts, columns = self._facts(names)
-        grouped = group_facts(facts, columns, ROLLUP_PARTS)
-        if top is not None:
-            kept = select(top.c.day, top.c.value).where(top.c.dimension == filter_dim)
-            grouped = grouped.where(tuple_(facts.c.bucket, columns[0]).in_(kept))
-        rows = grouped.subquery()
-        values = [rows.c[dim_key(i)] for i in range(len(names))]
-        filter_value = values.pop(0) if filter_dim else literal("")
+    def _insert(self, key: tuple[str, ...]) -> None:
+        """The rows of `key`."""
+        facts, columns = self._facts(key)
+        rows = group_facts(facts, columns, ROLLUP_PARTS).subquery()
+        values = [rows.c[dim_key(i)] for i in range(len(key))]
         values += [literal("")] * (len(VALUE_COLUMNS) - len(key))
         source = select(
             literal(self.site.id),
             rows.c.bucket,
-            literal(filter_dim),
-            filter_value,
             literal(",".join(key)),
             *values,
             *(rows.c[p] for p in ROLLUP_PARTS),
         )
-        columns_out = [
-            "site_id",
-            "day",
-            "filter_dim",
-            "filter_value",
-            "dimension",
-            *VALUE_COLUMNS,
-            *ROLLUP_PARTS,
-        ]
+        columns_out = ["site_id", "day", "dimension", *VALUE_COLUMNS, *ROLLUP_PARTS]
         self.conn.execute(insert(self.rows).from_select(columns_out, source))
 
     def write_day(self, day: int) -> None:
-        """Replace the site's rollup rows of `day` with the computed ones."""
+        """Replace the site's rollup rows and goal hits of `day` with the computed ones, in
+        transactions of at most WRITE_ROWS rows: a few whole dimensions, or a range of one
+        dimension's values (their order is the database's); then one per goal."""
+        conn, r = self.conn, self.rows.c
+        with conn.begin():
+            counted = select(r.dimension, func.count()).where(r.day == day).group_by(r.dimension)
+            counts: dict[str, int] = {row[0]: row[1] for row in conn.execute(counted)}
+        batch: list[_Slice] = []
+        size = 0
+        for key in ROLLUP_KEYS:
+            name = ",".join(key)
+            count = counts.get(name, 0)
+            if count > WRITE_ROWS:
+                for piece in self._slices(day, name):
+                    self._replace(day, [piece])
+                continue
+            if batch and size + count > WRITE_ROWS:
+                self._replace(day, batch)
+                batch, size = [], 0
+            batch.append(_Slice(name))
+            size += count
+        if batch:
+            self._replace(day, batch)
+        for goal in self.goals:
+            with conn.begin():
+                lock_site_writes(conn, self.site)
+                hits.write_day(conn, self.site, [goal], self.hits, day)
+
+    def _slices(self, day: int, name: str) -> list[_Slice]:
+        """The dimension's rows of the day in slices of WRITE_ROWS rows or so, by value."""
+        r = self.rows.c
+        with self.conn.begin():
+            values = self.conn.scalars(
+                select(r.value).where(r.day == day, r.dimension == name).order_by(r.value)
+            ).all()
+        # A value's rows stay in one slice (a pair key's first value may have many).
+        bounds: list[str | None] = [None, *dict.fromkeys(values[WRITE_ROWS::WRITE_ROWS]), None]
+        return [_Slice(name, lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+    def _replace(self, day: int, slices: list[_Slice]) -> None:
+        """One transaction: the day's rows in `slices` replaced by the computed ones."""
         conn = self.conn
-        # Two servers refreshing the same site at once: the second waits. If the one
-        # writing last computed first, it also saves the older event id (`refresh_site`),
-        # so the next refresh redoes what it missed.
-        lock_site_writes(conn, self.site)
-        conn.execute(
-            delete(rollup_table).where(
-                rollup_table.c.site_id == self.site.id, rollup_table.c.day == day
+        with conn.begin():
+            # Two servers refreshing the same site at once: the second waits. If the one
+            # writing last computed first, it also saves the older event id
+            # (`refresh_site`), so the next refresh redoes what it missed.
+            lock_site_writes(conn, self.site)
+            kept = rollup_table.c
+            conn.execute(
+                delete(rollup_table).where(
+                    kept.site_id == self.site.id,
+                    kept.day == day,
+                    or_(*(piece.of(rollup_table) for piece in slices)),
+                )
             )
-        )
-        columns = [c.name for c in self.rows.c]
-        conn.execute(
-            insert(rollup_table).from_select(
-                columns, select(self.rows).where(self.rows.c.day == day)
+            computed = select(self.rows).where(
+                self.rows.c.day == day, or_(*(piece.of(self.rows) for piece in slices))
             )
-        )
-        hits.write_day(conn, self.site, self.goals, self.hits, day)
+            conn.execute(insert(rollup_table).from_select([c.name for c in self.rows.c], computed))
 
     def drop(self) -> None:
         for table in reversed(self.temps):
@@ -531,29 +492,34 @@ def _refresh_rollups(
     ANALYZE_AFTER_DAYS days or more from today."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     today = day_number(local_date(now_ms, site.tz))
+    forced = day_number(rebuild_from) if rebuild_from else None
     with db.engine.connect() as conn:
         max_id = conn.scalar(select(func.max(events.c.id))) or 0
         state = conn.execute(select(state_table).where(state_table.c.site_id == site.id)).first()
-        if full or state is None or state.timezone != site.timezone:
+        fresh = full or state is None or state.timezone != site.timezone
+        if fresh:
             first_ms = first_visit_ms(conn, site)
-            start = None if first_ms is None else day_number(local_date(first_ms, site.tz))
-            fresh, last_id = True, 0
-            new_from = start
-        elif max_id == state.last_event_id and state.last_day == today and not rebuild_from:
-            return None, False  # not one event stored anywhere since the last build
+            if first_ms is None:
+                return None, False
+            start, last_day, last_id = day_number(local_date(first_ms, site.tz)), None, 0
+            dirty: set[int] = set()
+            new_from: int | None = start
         else:
-            dirty = _dirty_day(conn, site, state.last_event_id - ID_MARGIN)
-            forced = day_number(rebuild_from) if rebuild_from else None
-            start = min(d for d in (state.last_day, dirty, forced) if d is not None)
-            fresh, last_id = False, state.last_event_id
-            if dirty is not None and today - dirty + 1 >= ANALYZE_AFTER_DAYS:
-                # On a small database the margin reaches days back: events of those days
-                # are rebuilt, not new. Only the events stored since count.
-                dirty = _dirty_day(conn, site, state.last_event_id)
-            new_from = min((d for d in (dirty, forced) if d is not None), default=None)
-    if start is None:
-        return None, False
-    start = min(start, today)
+            assert state is not None
+            last_day, last_id = int(state.last_day), int(state.last_event_id)
+            if last_day == today and forced is None and not _stored_since(conn, site, last_id):
+                conn.rollback()
+                if max_id > last_id:  # other sites' events: look after them next time
+                    with conn.begin():
+                        lock_site_writes(conn, site)
+                        _save_state(conn, site, last_event_id=max_id)
+                return None, False
+            margin = ID_MARGIN.get(conn.dialect.name, 0)
+            dirty = _dirty_days(conn, site, last_id - margin)
+            start = min(d for d in (last_day, forced) if d is not None)
+            new = _dirty_days(conn, site, last_id) if margin else dirty
+            new_from = min((d for d in (*new, forced) if d is not None), default=None)
+        days = sorted(dirty | set(_busy_days(conn, site, min(start, today), today)))
     bulk = new_from is not None and today - new_from + 1 >= ANALYZE_AFTER_DAYS
     if fresh:
         with db.engine.begin() as conn:
@@ -564,48 +530,80 @@ def _refresh_rollups(
         goals = load_goals(conn, site)
         conn.rollback()
         try:
-            final = False
-            with conn.begin():
-                chunk_start = _next_busy_day(conn, site, start, today)
-            while chunk_start is not None:
-                chunk_end = min(chunk_start + CHUNK_DAYS - 1, today)
-                final = chunk_end == today
+            for chunk in _chunks(days):
                 with conn.begin():
                     build = _Build(
                         conn,
                         site,
-                        day_from_number(chunk_start),
-                        day_from_number(chunk_end),
+                        day_from_number(chunk[0]),
+                        day_from_number(chunk[-1]),
                         goals,
                     )
-                # One short write transaction per day: ingest waits for SQLite's one writer.
-                for day in range(chunk_start, chunk_end + 1):
-                    with conn.begin():
-                        build.write_day(day)
-                        if day == chunk_end:
-                            _save_state(
-                                conn,
-                                site,
-                                last_day=chunk_end,
-                                last_event_id=max_id if final else last_id,
-                                built_ms=now_ms,
-                            )
+                for day in chunk:
+                    build.write_day(day)
+                last_day = max(chunk[-1], -1 if last_day is None else last_day)
                 with conn.begin():
                     build.drop()
-                    chunk_start = (
-                        None if final else _next_busy_day(conn, site, chunk_end + 1, today)
-                    )
-            if not final:  # the days after the last busy one are empty: covered as they are
-                with conn.begin():
                     lock_site_writes(conn, site)
-                    _save_state(conn, site, last_day=today, last_event_id=max_id, built_ms=now_ms)
+                    # Every day through `last_day` is up to date; new events of those days
+                    # stored since `last_id` are rebuilt next time if the run stops here.
+                    _save_state(
+                        conn, site, last_day=last_day, last_event_id=last_id, built_ms=now_ms
+                    )
+            with conn.begin():
+                lock_site_writes(conn, site)
+                _save_state(conn, site, last_day=today, last_event_id=max_id, built_ms=now_ms)
             if fresh:  # every day was written for these goals
                 with conn.begin():
                     hits.mark_built(conn, goals)
         except BaseException:
             conn.invalidate()  # its temporary tables go with it
             raise
-    return (day_from_number(start), day_from_number(today)), bulk
+    first = days[0] if days else today
+    return (day_from_number(min(first, today)), day_from_number(today)), bulk
+
+
+def _stored_since(conn: Connection, site: SiteRef, after_id: int) -> bool:
+    """Whether the site has events stored after `after_id`: a range of the primary key,
+    the events stored since (of every site), never the table."""
+    found = conn.scalar(
+        select(events.c.id).where(events.c.id > after_id, events.c.site_id == site.id).limit(1)
+    )
+    return found is not None
+
+
+def _dirty_days(conn: Connection, site: SiteRef, after_id: int) -> set[int]:
+    """The local days of the visits touched by events stored after `after_id`."""
+    # Quarter hours: every time zone's offset is a whole number of them, so each falls in
+    # one local day; a day has at most 96, however many events.
+    quarter = visits.c.started_ms // 900_000
+    starts = conn.scalars(
+        select(quarter)
+        .select_from(events.join(visits, events.c.visit_id == visits.c.id))
+        .where(events.c.id > after_id, events.c.site_id == site.id)
+        .distinct()
+    )
+    return {day_number(local_date(int(q) * 900_000, site.tz)) for q in starts}
+
+
+def _busy_days(conn: Connection, site: SiteRef, day: int, today: int) -> Iterator[int]:
+    """The days from `day` through `today` that have visits or rows (`_next_busy_day`)."""
+    busy = _next_busy_day(conn, site, day, today)
+    while busy is not None:
+        yield busy
+        busy = _next_busy_day(conn, site, busy + 1, today)
+
+
+def _chunks(days: list[int]) -> Iterator[list[int]]:
+    """Sorted days in groups spanning CHUNK_DAYS at most (computed together)."""
+    chunk: list[int] = []
+    for day in days:
+        if chunk and day - chunk[0] >= CHUNK_DAYS:
+            yield chunk
+            chunk = []
+        chunk.append(day)
+    if chunk:
+        yield chunk
 
 
 def refresh(db: Database, *, now_ms: int | None = None, full: bool = False) -> int:

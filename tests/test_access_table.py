@@ -62,6 +62,8 @@ NOT_SITE_ROUTES = {
     ("twofactor.confirm_code", "POST"): "turning on one's two-factor login (test_twofactor)",
     ("twofactor.turn_off", "POST"): "turning off one's two-factor login (test_twofactor)",
     ("twofactor.renew_codes", "POST"): "one's new recovery codes (test_twofactor)",
+    ("password_reset.forgot", "POST"): "asking for a reset link: anyone (test_password_reset)",
+    ("password_reset.reset", "POST"): "a new password: the link's token (test_password_reset)",
 }
 COST_ROW = {
     "date": "2026-11-01",

@@ -18,6 +18,7 @@ from tracker.web import (
     invitations,
     links,
     members,
+    password_reset,
     settings,
     sites,
     stats,
@@ -57,6 +58,7 @@ def init_web(app: Flask) -> None:
     # Mail clients post one-click unsubscribes without a token: the link's signature is it.
     csrf.exempt(unsubscribe_now)
     app.register_blueprint(account.bp)
+    app.register_blueprint(password_reset.bp)
     init_twofactor(app)
     app.register_error_handler(Forbidden, _forbidden)
     init_beacon(app)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
-from zoneinfo import available_timezones
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
@@ -61,18 +59,14 @@ from tracker.stats.dropped import dropped_counts
 from tracker.web.access import SiteAccess, logged_in_user, site_access
 from tracker.web.context import get_db
 from tracker.web.sites import script_base_url
+from tracker.web.timezones import TimezoneField
 
 bp = Blueprint("site_settings", __name__)
 EXPIRED = "The form expired; reload the page and try again."
 
 
-@cache
-def timezone_choices() -> list[str]:
-    return sorted(available_timezones() | {"UTC"})
-
-
 class SettingsForm(FlaskForm):
-    timezone = SelectField("Time zone", description="Days and hours on the stats page follow it.")
+    timezone = TimezoneField(description="Days and hours on the stats page follow it.")
     allowed_hostnames = TextAreaField(
         "Other allowed hostnames",
         description="One per line. Events from the domain and its subdomains are always "
@@ -162,7 +156,6 @@ def _settings_form(access: SiteAccess, **kwargs: Any) -> SettingsForm:
             "currency": site.currency,
         },
     )
-    form.timezone.choices = timezone_choices()  # type: ignore[assignment]
     return form
 
 

@@ -7,27 +7,21 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import StringField
 from wtforms.validators import DataRequired
 
 from tracker import audit
 from tracker.members import memberships
 from tracker.sites import SiteError, add_site, list_sites
 from tracker.web.context import get_db, get_settings
+from tracker.web.timezones import TimezoneField
 
 bp = Blueprint("sites", __name__)
-
-COMMON_TIMEZONES = [
-    "UTC", "Europe/London", "Europe/Paris", "Europe/Berlin", "Europe/Madrid", "Europe/Rome",
-    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
-    "America/Sao_Paulo", "Asia/Tokyo", "Asia/Shanghai", "Asia/Kolkata", "Asia/Singapore",
-    "Australia/Sydney", "Africa/Johannesburg",
-]  # fmt: skip
 
 
 class AddSiteForm(FlaskForm):
     domain = StringField("Domain", validators=[DataRequired()])
-    timezone = SelectField("Time zone", choices=COMMON_TIMEZONES, default="UTC")
+    timezone = TimezoneField(default="UTC")
 
 
 def script_base_url() -> str:

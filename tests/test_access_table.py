@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from tests.helpers import csrf_token, log_in
 from tracker.accounts import create_api_key
+from tracker.alerts import SPIKE, add_rule
 from tracker.annotations import add_annotation
 from tracker.budgets import set_budget
 from tracker.costs import parse_cost_json, store_costs
@@ -128,6 +129,7 @@ def world(app: Flask, db: Database) -> World:
         recipient = set_recipient(
             session, site, "list@example.com", weekly=True, monthly=False, alerts=False
         )
+        alert = add_rule(session, site, kind=SPIKE, threshold=100)
         store_costs(session, site, parse_cost_json([COST_ROW]).rows)
         invitation, _token = create_invitation(
             session,
@@ -153,6 +155,7 @@ def world(app: Flask, db: Database) -> World:
             "invitation": invitation.id,
             "target": target.id,
             "recipient": recipient.id,
+            "alert": alert.id,
         }
     return World(users=users, keys=keys, ids=ids)
 
@@ -256,6 +259,9 @@ MUTATIONS = [
     # Queues a mail, which this app cannot send (no SMTP settings): 409 once let through.
     Case("email_reports.send_test", "POST", ADMIN, _form(f"{S}/settings/email/test"),
          special={"owner": 409, "admin": 409, "server admin": 409}),
+    Case("alerts.add", "POST", ADMIN,
+         _form(f"{S}/settings/alerts", kind="drop", threshold="50", cooldown_hours="6")),
+    Case("alerts.delete", "POST", ADMIN, _form(f"{S}/settings/alerts/{{alert}}/delete")),
     Case("api.create_goal", "POST", ADMIN,
          _json("/api/v1/goals", {"site_id": SITE, "name": "API", "kind": "page",
                                  "pattern": "/api"})),

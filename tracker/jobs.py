@@ -21,6 +21,7 @@ from typing import IO, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from tracker.alerts import check_alerts
 from tracker.columnar.build import refresh as refresh_columnar
 from tracker.config import Settings
 from tracker.db import Database
@@ -108,6 +109,12 @@ def email_reports_job(db: Database, settings: Settings) -> None:
         log.info("reports: %d mails queued", queued)
 
 
+def alerts_job(db: Database, settings: Settings) -> None:
+    """Every alert rule checked: fired, notified unless cooling down, or cleared."""
+    for event in check_alerts(db, settings):
+        log.info("alert: %s", event.message)
+
+
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
@@ -124,6 +131,8 @@ JOBS: list[Job] = [
     Job("send_mail", send_mail_job, "interval", {"seconds": 10}, run_at_start=True),
     # A claimed row per site and period: a run finding it claimed does nothing.
     Job("email_reports", email_reports_job, "interval", {"minutes": 10}, run_at_start=True),
+    # Real time is the last 5 minutes: a spike lasting that long is seen.
+    Job("alerts", alerts_job, "interval", {"minutes": 5}, run_at_start=True),
 ]
 
 

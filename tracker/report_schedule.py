@@ -18,15 +18,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from tracker import mail
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.db.models import ReportRecipient, ReportRun, Site
-from tracker.digest import Digest, build_digest, last_complete_period, render_html, render_text
+from tracker.digest import build_digest, last_complete_period, render_html, render_text
 from tracker.stats.periods import local_midnight_ms
-from tracker.subscribers import REPORT_KINDS, recipients_of, unsubscribe_url
+from tracker.subscribers import REPORT_KINDS, mail_recipients, recipients_of
 
 # Beacons of the period's last minutes (engagement, a visit still going on) are stored by then.
 SEND_AFTER = timedelta(hours=1)
@@ -48,27 +47,6 @@ def _claimed(db: Database, site_id: int, kind: str, start: date) -> bool:
         return session.get(ReportRun, (site_id, kind, start)) is not None
 
 
-def queue_digest(
-    session: Session,
-    settings: Settings,
-    digest: Digest,
-    site_id: int,
-    recipients: list[ReportRecipient],
-) -> None:
-    """One mail per recipient, each with its own unsubscribe link."""
-    for recipient in recipients:
-        url = unsubscribe_url(settings, recipient)
-        mail.enqueue(
-            session,
-            to=recipient.email,
-            subject=digest.subject,
-            text=render_text(digest, url),
-            html=render_html(digest, url),
-            headers=mail.unsubscribe_headers(url),
-            site_id=site_id,
-        )
-
-
 def send_report(db: Database, settings: Settings, site: Site, kind: str, now: datetime) -> int:
     """Queue the site's due report of `kind` unless it was; the number of mails queued."""
     period = due_period(site, kind, now)
@@ -84,7 +62,13 @@ def send_report(db: Database, settings: Settings, site: Site, kind: str, now: da
             session.add(ReportRun(site_id=site.id, kind=kind, period_start=period[0],
                                   claimed_at=now, recipients=len(recipients)))  # fmt: skip
             session.flush()  # the claim first: a second claimer fails here, queueing nothing
-            queue_digest(session, settings, digest, site.id, recipients)
+            mail_recipients(
+                session,
+                settings,
+                recipients,
+                digest.subject,
+                lambda url: (render_text(digest, url), render_html(digest, url)),
+            )
     except IntegrityError:
         return 0  # another process claimed it first and sent it
     return len(recipients)

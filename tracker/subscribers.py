@@ -4,6 +4,7 @@ every such mail carries (tracker.mail's one-click List-Unsubscribe)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from tracker.accounts import AccountError, normalize_email
 from tracker.config import Settings
 from tracker.db.models import ReportRecipient, Site
-from tracker.mail import read_unsubscribe_token, unsubscribe_token
+from tracker.mail import enqueue, read_unsubscribe_token, unsubscribe_headers, unsubscribe_token
 
 # What a recipient may receive: the two reports, and alerts.
 WEEKLY, MONTHLY, ALERTS = "weekly", "monthly", "alerts"
@@ -81,6 +82,29 @@ def unsubscribe_url(settings: Settings, recipient: ReportRecipient) -> str:
     """The recipient's link to stop every mail of this site (absolute with base_url)."""
     token = unsubscribe_token(settings.secret_key, {"r": recipient.id, "e": recipient.email})
     return f"{settings.base_url.rstrip('/')}{UNSUBSCRIBE_PATH}{token}"
+
+
+def mail_recipients(
+    session: Session,
+    settings: Settings,
+    recipients: list[ReportRecipient],
+    subject: str,
+    render: Callable[[str], tuple[str, str]],
+) -> None:
+    """Queue one mail per recipient: `render(unsubscribe_url)` gives its text and HTML,
+    each with the recipient's own link, also in the List-Unsubscribe headers."""
+    for recipient in recipients:
+        url = unsubscribe_url(settings, recipient)
+        text, html = render(url)
+        enqueue(
+            session,
+            to=recipient.email,
+            subject=subject,
+            text=text,
+            html=html,
+            headers=unsubscribe_headers(url),
+            site_id=recipient.site_id,
+        )
 
 
 @dataclass(frozen=True)

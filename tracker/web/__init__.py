@@ -23,6 +23,7 @@ from tracker.web import (
     sites,
     stats,
 )
+from tracker.web.alert_rules import bp as alerts_bp
 from tracker.web.annotations import bp as annotations_bp
 from tracker.web.beacon import init_beacon
 from tracker.web.budgets import bp as budgets_bp
@@ -55,6 +56,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(invitations.bp)
     app.register_blueprint(audit_log.bp)
     app.register_blueprint(email_reports_bp)
+    app.register_blueprint(alerts_bp)
     # Mail clients post one-click unsubscribes without a token: the link's signature is it.
     csrf.exempt(unsubscribe_now)
     app.register_blueprint(account.bp)

@@ -96,6 +96,12 @@ class Settings:
         "cookie). 0: the header is ignored; any client could send it.",
     )
     max_body_bytes: int = _setting(65536, "Largest accepted ingestion request body, in bytes.")
+    max_log_upload_mb: int = _setting(
+        200,
+        "Largest access log the settings page's Import section accepts, in MB (it waits in "
+        "the data directory until the jobs process imports it); `tracker import logs` has "
+        "no limit.",
+    )
     ingest_rate_limit: int = _setting(
         1200,
         "Events per minute the collector takes from one client address, per worker process "

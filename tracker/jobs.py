@@ -21,6 +21,7 @@ from typing import IO, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from tracker.accesslog.uploads import import_uploads
 from tracker.alerts import check_alerts
 from tracker.columnar.build import refresh as refresh_columnar
 from tracker.config import Settings
@@ -115,6 +116,13 @@ def alerts_job(db: Database, settings: Settings) -> None:
         log.info("alert: %s", event.message)
 
 
+def import_uploaded_logs_job(db: Database, settings: Settings) -> None:
+    """Access logs uploaded on the settings page are imported (tracker.accesslog.uploads)."""
+    imported = import_uploads(db, settings)
+    if imported:
+        log.info("access logs: %d uploads imported", imported)
+
+
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
@@ -133,6 +141,14 @@ JOBS: list[Job] = [
     Job("email_reports", email_reports_job, "interval", {"minutes": 10}, run_at_start=True),
     # Real time is the last 5 minutes: a spike lasting that long is seen.
     Job("alerts", alerts_job, "interval", {"minutes": 5}, run_at_start=True),
+    # One query when nothing waits; an upload starts within seconds of arriving.
+    Job(
+        "import_uploaded_logs",
+        import_uploaded_logs_job,
+        "interval",
+        {"seconds": 10},
+        run_at_start=True,
+    ),
 ]
 
 

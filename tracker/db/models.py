@@ -665,8 +665,9 @@ class LogFile(Base):
 
 
 class LogUpload(Base):
-    """An access log uploaded on the settings page, imported by the jobs process
-    (`import_uploaded_logs`); `done_bytes` of `size` read so far, `summary` when finished."""
+    """An access log uploaded on the settings page, waiting for the jobs process to import
+    it (tracker.accesslog.uploads): `status` waiting, running, done or failed, and what the
+    import said (`summary`). The file itself waits in the data directory."""
 
     __tablename__ = "log_uploads"
 
@@ -674,14 +675,13 @@ class LogUpload(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
-    log_format: Mapped[str] = mapped_column(String(1000), default="auto")
+    log_format: Mapped[str] = mapped_column(String(16), default="auto")
+    nginx_format: Mapped[str] = mapped_column(String(1000), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     status: Mapped[str] = mapped_column(String(16), default="waiting")
-    done_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     summary: Mapped[str] = mapped_column(String(4000), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
 
 __all__ = [
     "AlertEvent",

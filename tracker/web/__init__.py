@@ -30,6 +30,7 @@ from tracker.web.budgets import bp as budgets_bp
 from tracker.web.database import init_database
 from tracker.web.email_reports import bp as email_reports_bp
 from tracker.web.email_reports import unsubscribe_now
+from tracker.web.log_imports import bp as log_imports_bp
 from tracker.web.security import init_security_headers
 from tracker.web.spend import bp as spend_bp
 from tracker.web.twofactor import init_twofactor
@@ -51,6 +52,7 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(budgets_bp)
     app.register_blueprint(annotations_bp)
     app.register_blueprint(spend_bp)
+    app.register_blueprint(log_imports_bp)
     app.register_blueprint(links.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(invitations.bp)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,9 +17,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.helpers import add_user, csrf_token, log_in
+from tests.mailserver import SmtpServer
 from tracker.cli import cli
 from tracker.db import Database
-from tracker.db.models import Invitation, User
+from tracker.db.models import AuditEntry, Invitation, User
 from tracker.invitations import (
     InviteError,
     InviteUnusable,
@@ -28,6 +31,7 @@ from tracker.invitations import (
     pending_invitations,
     revoke_invitation,
 )
+from tracker.mail import drain
 from tracker.members import ADMIN, OWNER, VIEWER, MemberError, MemberForbidden, role_of
 from tracker.sites import add_site, find_site
 
@@ -359,3 +363,49 @@ def test_cli_invite_prints_the_link(
         and "'boss' is not one of 'owner', 'admin', 'viewer'" in unknown.stderr
     )
     assert _count(db) == 2
+
+
+def test_with_mail_the_link_is_mailed_too(
+    make_app: Callable[..., Flask], smtp_server: SmtpServer, database_url: str, tmp_path: Path
+) -> None:
+    base = "https://stats.example.org"
+    app = make_app(**smtp_server.settings(base_url=base))
+    db: Database = app.extensions["tracker.db"]
+    user = add_user(db, "owner@example.com", admin=False)
+    with db.session() as session:
+        add_site(session, SITE, owner=user)
+    client = app.test_client()
+    log_in(client, user)
+    made = _post(client, f"{SETTINGS}/invitations", email="viewer@example.com", role="viewer")
+    html = made.get_data(as_text=True)
+    assert "Invitation mailed to viewer@example.com." in html
+    shown = LINK_RE.search(html).group(1)  # type: ignore[union-attr]
+    env = {
+        "TRACKER_DATABASE_URL": database_url,
+        "TRACKER_DATA_DIR": str(tmp_path / "d"),
+        "TRACKER_BASE_URL": base,
+        "TRACKER_SMTP_HOST": "127.0.0.1",
+        "TRACKER_SMTP_PORT": str(smtp_server.port),
+        "TRACKER_SMTP_SECURITY": "none",
+        "TRACKER_MAIL_FROM": "tracker@example.org",
+    }
+    cli_made = CliRunner().invoke(
+        cli, ["invite", SITE, "admin@example.com", "--role", "admin"], env=env
+    )
+    assert "as admin (mailed to admin@example.com);" in cli_made.stdout
+    drain(db, app.extensions["tracker.settings"])
+    [viewer_mail] = smtp_server.inbox.to("viewer@example.com")
+    [admin_mail] = smtp_server.inbox.to("admin@example.com")
+    assert viewer_mail["Subject"] == "You are invited to shop.example's analytics"
+    text = viewer_mail.get_content()
+    assert "owner@example.com invites you to see shop.example's web analytics as viewer." in text
+    assert shown in text and shown.startswith(f"{base}/invite/")
+    assert cli_made.stdout.splitlines()[1] in admin_mail.get_content()
+    page = app.test_client().get(shown.removeprefix(base))
+    assert "Choose a password for your new account, viewer@example.com." in page.get_data(True)
+    with db.session() as session:
+        details = list(session.scalars(select(AuditEntry.detail).order_by(AuditEntry.id)))
+    assert details == [
+        "viewer@example.com invited as viewer (mailed)",
+        "admin@example.com invited as admin (mailed)",
+    ]

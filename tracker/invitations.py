@@ -3,8 +3,8 @@
 The link carries a random token; only its SHA-256 is stored (as for API keys), so the
 database alone opens nothing. A link works once, until it expires (`invite_expiry_hours`,
 72 by default) or is revoked; each of those, and an unknown token, has its own sentence.
-There is no mail server yet: whoever invites copies the link (web page or
-`tracker invite`) and sends it.
+When the server sends mail and knows its address (`base_url`), `mail_invitation` mails the
+link; else whoever invites copies it (web page or `tracker invite`) and sends it.
 
 Accepting: someone without an account chooses a password and gets one with the invited
 address; someone with one logs in with that address and joins. Every function takes
@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
+from tracker import mail
 from tracker.accounts import (
     AccountError,
     as_utc,
@@ -27,6 +28,7 @@ from tracker.accounts import (
     hash_api_key,
     normalize_email,
 )
+from tracker.config import Settings
 from tracker.db.models import Invitation, Site, SiteMember, User
 from tracker.members import (
     OWNER,
@@ -56,6 +58,32 @@ class InviteUnusable(ValueError):
 
 def invite_path(token: str) -> str:
     return INVITE_PATH.format(token=token)
+
+
+def mail_invitation(
+    session: Session,
+    settings: Settings,
+    invitation: Invitation,
+    site: Site,
+    token: str,
+    by: User | None,
+) -> bool:
+    """Queue the invitation's mail, in the session's transaction, when this server sends
+    mail and knows its address; whether it did. The link is built on `base_url` only, never
+    on a request's Host header, which whoever posts the form chooses."""
+    if not (mail.is_configured(settings) and settings.base_url):
+        return False
+    link = settings.base_url.rstrip("/") + invite_path(token)
+    who = by.email if by else "An administrator"
+    text = (
+        f"{who} invites you to see {site.domain}'s web analytics as {invitation.role}.\n\n"
+        f"Open this link to join (it works once, until "
+        f"{as_utc(invitation.expires_at):%Y-%m-%d %H:%M} UTC):\n{link}\n\n"
+        "Not expecting this? Ignore this mail: nothing happens without the link.\n"
+    )
+    subject = f"You are invited to {site.domain}'s analytics"
+    mail.enqueue(session, to=invitation.email, subject=subject, text=text, site_id=site.id)
+    return True
 
 
 def _utc(now: datetime | None) -> datetime:

@@ -1,5 +1,5 @@
-"""`tracker invite`: an invitation link to join a site, printed to copy (there is no mail
-server yet). The command line acts as an owner, so it may invite owners too."""
+"""`tracker invite`: an invitation link to join a site, printed to copy, and mailed when the
+server sends mail. The command line acts as an owner, so it may invite owners too."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from tracker import audit
 from tracker.cli.context import CliContext, pass_context, site_session
-from tracker.invitations import create_invitation, invite_path
+from tracker.invitations import create_invitation, invite_path, mail_invitation
 from tracker.members import OWNER, ROLES, VIEWER, MemberError
 
 
@@ -21,7 +21,8 @@ from tracker.members import OWNER, ROLES, VIEWER, MemberError
 )
 @pass_context
 def invite(ctx: CliContext, site: str, email: str, role: str) -> None:
-    """Invite EMAIL to SITE (a domain) and print the single-use link to send them.
+    """Invite EMAIL to SITE (a domain) and print the single-use link to send them (mailed to
+    them too when the server sends mail and base_url is set).
 
     The link expires after the setting invite_expiry_hours. Its address is the setting
     base_url; without it only the path is printed: put your server's address before it.
@@ -37,10 +38,15 @@ def invite(ctx: CliContext, site: str, email: str, role: str) -> None:
             by=None,
             expiry=timedelta(hours=hours),
         )
-        audit.record(session, None, found, "invite.create", f"{invitation.email} invited as {role}")
+        mailed = mail_invitation(session, ctx.settings, invitation, found, token, None)
+        detail = f"{invitation.email} invited as {role}" + (" (mailed)" if mailed else "")
+        audit.record(session, None, found, "invite.create", detail)
         domain, address = found.domain, invitation.email
     base = ctx.settings.base_url.rstrip("/")
-    click.echo(f"Invited {address} to {domain} as {role}; the link works once, for {hours} hours:")
+    sent = f" (mailed to {address})" if mailed else ""
+    click.echo(
+        f"Invited {address} to {domain} as {role}{sent}; the link works once, for {hours} hours:"
+    )
     click.echo(base + invite_path(token))
     if not base:
         click.echo(

@@ -6,7 +6,8 @@ viewers, only owners manage owners (tracker.members). A refused change comes bac
 settings page with the sentence in the Members section and nothing changed (400; 403
 when it takes an owner). Every change is written to the audit log.
 
-There is no mail server yet: a new invitation's link is shown once on the page to copy.
+A new invitation's link is shown once on the page to copy; when the server sends mail
+(and knows its address, `base_url`) it is also mailed to the invited address.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tracker.invitations import (
     MAX_EMAIL,
     create_invitation,
     invite_path,
+    mail_invitation,
     pending_invitations,
     revoke_invitation,
 )
@@ -86,6 +88,7 @@ class MembersSection:
     error: str
     new_link: str  # a new invitation's link, shown once; "" otherwise
     new_email: str
+    mailed: bool  # the new invitation was mailed too
     expiry_hours: int
     max_email: int = MAX_EMAIL
 
@@ -116,6 +119,7 @@ def members_section(access: SiteAccess) -> MembersSection:
         error=g.get("members_error", ""),
         new_link=g.get("new_invite_link", ""),
         new_email=g.get("new_invite_email", ""),
+        mailed=g.get("new_invite_mailed", False),
         expiry_hours=get_settings().invite_expiry_hours,
     )
 
@@ -211,13 +215,16 @@ def invite_view(domain: str) -> ResponseReturnValue:
                 by=user,
                 expiry=timedelta(hours=get_settings().invite_expiry_hours),
             )
+            mailed = mail_invitation(session, get_settings(), invitation, access.site, token, user)
             detail = f"{invitation.email} invited as {invitation.role}"
+            detail += " (mailed)" if mailed else ""
             audit.record(session, user, access.site, "invite.create", detail)
     except MemberError as exc:
         return _refused(domain, exc)
     g.invite_form = InviteForm(formdata=None)
     g.new_invite_link = script_base_url() + invite_path(token)
     g.new_invite_email = invitation.email
+    g.new_invite_mailed = mailed
     return _page(domain, 200)
 
 

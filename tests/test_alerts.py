@@ -276,3 +276,28 @@ def test_settings_page_adds_lists_and_deletes_rules(alert_app: Flask) -> None:
     )
     assert deleted.status_code == 302
     assert "No alerts yet." in client.get(f"/sites/{SITE}/settings").get_data(as_text=True)
+
+
+def test_two_checkers_fire_an_alert_once(alert_app: Flask, database_url: str, hook: Hook) -> None:
+    db: Database = alert_app.extensions["tracker.db"]
+    _rule(db, kind=SPIKE, threshold=1, webhook_url=hook.url)
+    store_events(alert_app, _visitors(3, T0 - timedelta(minutes=1)), site=SITE)
+    first, second = Database(database_url), Database(database_url)
+    fired: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def check(checker: Database) -> None:
+        barrier.wait()
+        fired.append(len(check_alerts(checker, _settings(alert_app), T0)))
+
+    try:
+        threads = [threading.Thread(target=check, args=(d,)) for d in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        first.dispose()
+        second.dispose()
+    assert sorted(fired) == [0, 1]
+    assert len(_events(db)) == 1 and len(hook.received) == 1

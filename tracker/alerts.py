@@ -16,7 +16,9 @@ Numbers come from the stats layer (`run` on raw rows for exact bounds, `current_
 starts is recorded as an `AlertEvent` (fired_at), and recorded as cleared when it ends.
 A fired alert is mailed to the site's recipients of alerts and POSTed to the rule's webhook
 unless an earlier one of the rule was notified less than `cooldown_minutes` before (still
-recorded, not sent: no mail storm while a condition flaps). The webhook body is JSON,
+recorded, not sent: no mail storm while a condition flaps). Two checkers (servers on one
+database) record and send an alert once: each holds the rule while it reads and writes its
+events. The webhook body is JSON,
 signed: `X-Tracker-Signature: sha256=<HMAC-SHA256 of the body with the rule's secret>`.
 """
 
@@ -36,7 +38,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from markupsafe import escape
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tracker import mail
@@ -297,6 +299,13 @@ def _cooling_down(session: Session, rule: AlertRule, now: datetime) -> bool:
     return last is not None and now - _as_utc(last) < timedelta(minutes=rule.cooldown_minutes)
 
 
+def _lock(session: Session, rule: AlertRule) -> None:
+    """Hold the rule until commit, before reading its events: a second checker (another
+    server on the database) waits, then sees this one's alert instead of firing it again.
+    A write, not SELECT ... FOR UPDATE: SQLite has none, and takes its write lock here."""
+    session.execute(update(AlertRule).where(AlertRule.id == rule.id).values(id=AlertRule.id))
+
+
 def _open_event(session: Session, rule: AlertRule) -> AlertEvent | None:
     return session.scalar(
         select(AlertEvent)
@@ -330,6 +339,7 @@ def _fire(
     """Record the alert; notify unless cooling down. None if it was already on."""
     link = f"{settings.base_url.rstrip('/')}/sites/{site.domain}?period=today"
     with db.session() as session:
+        _lock(session, rule)
         if _open_event(session, rule) is not None:
             return None
         notify = not _cooling_down(session, rule, now)
@@ -373,6 +383,7 @@ def _clear(db: Database, rule: AlertRule, now: datetime) -> None:
     with db.session() as session:
         event = _open_event(session, rule)
         if event is not None:
+            _lock(session, rule)
             event.cleared_at = now
 
 

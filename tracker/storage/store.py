@@ -71,15 +71,15 @@ def store_hits(
     the transaction ends, and one transaction per imported file would take millions."""
     new_visits = 0
     if hits:
-        raw = Raw.of(conn)
-        visits, pageviews, new_ids = _load(raw, hits, lock_visitors)
+        dbapi = Dbapi.of(conn)
+        visits, pageviews, new_ids = _load(dbapi, hits, lock_visitors)
         assigner = VisitAssigner(timeout_ms, visits, pageviews)
         # Pageviews first among equal times: a click or beacon of the same ms follows its page.
         for hit in sorted(hits, key=lambda h: (h.timestamp_ms, h.payload.kind != "pageview")):
             reason = assigner.add(hit)
             if reason:
                 drops[drop_key(hit.site_id, hit.timestamp_ms, reason)] += 1
-        _write(raw, assigner, new_ids)
+        _write(dbapi, assigner, new_ids)
         new_visits = len(assigner.new_visits)
     if drops:
         _count_drops(conn, drops)
@@ -108,14 +108,15 @@ _MAX_VISIT_ID = "SELECT coalesce(max(id), 0) FROM visits"
 
 
 @dataclass(frozen=True)
-class Raw:
-    """The writer's DBAPI cursor, inside the transaction its SQLAlchemy connection began."""
+class Dbapi:
+    """The DBAPI cursor storing runs on, inside the transaction its SQLAlchemy connection
+    began (see Bulk for why statements bypass SQLAlchemy here)."""
 
     cursor: Any
     dialect: Dialect
 
     @classmethod
-    def of(cls, conn: Connection) -> Raw:
+    def of(cls, conn: Connection) -> Dbapi:
         return cls(conn.connection.dbapi_connection.cursor(), conn.dialect)  # type: ignore[union-attr]
 
     @property
@@ -150,10 +151,10 @@ class Bulk:
         self.build = statement if callable(statement) else lambda _name: statement
         self._compiled: dict[str, tuple[str, list[str] | None]] = {}
 
-    def _for(self, raw: Raw) -> tuple[str, list[str] | None]:
-        name = raw.dialect.name
+    def _for(self, dbapi: Dbapi) -> tuple[str, list[str] | None]:
+        name = dbapi.dialect.name
         if name not in self._compiled:
-            compiled = self.build(name).compile(dialect=raw.dialect)
+            compiled = self.build(name).compile(dialect=dbapi.dialect)
             order = list(compiled.positiontup) if compiled.positional else None
             self._compiled[name] = (compiled.string, order)
         return self._compiled[name]
@@ -162,23 +163,23 @@ class Bulk:
     def _params(order: list[str] | None, row: dict[str, Any]) -> Any:
         return row if order is None else tuple(row[k] for k in order)
 
-    def run(self, raw: Raw, rows: list[dict[str, Any]]) -> None:
-        sql, order = self._for(raw)
+    def run(self, dbapi: Dbapi, rows: list[dict[str, Any]]) -> None:
+        sql, order = self._for(dbapi)
         if order is None:
-            raw.cursor.executemany(sql, rows)
+            dbapi.cursor.executemany(sql, rows)
             return
         pick = itemgetter(*order)
-        if raw.dialect.name != "sqlite":
-            raw.cursor.executemany(sql, [pick(row) for row in rows])
+        if dbapi.dialect.name != "sqlite":
+            dbapi.cursor.executemany(sql, [pick(row) for row in rows])
             return
         one_row = _placeholders(len(order))
         for values, params in _sqlite_value_lists(rows, order):
-            raw.cursor.execute(sql.replace(one_row, values, 1), params)
+            dbapi.cursor.execute(sql.replace(one_row, values, 1), params)
 
-    def start(self, raw: Raw, params: dict[str, Any]) -> Any:
+    def start(self, dbapi: Dbapi, params: dict[str, Any]) -> Any:
         """Execute on a cursor of its own; read its rows with `rows` (after a pipeline)."""
-        sql, order = self._for(raw)
-        cursor = raw.new_cursor()
+        sql, order = self._for(dbapi)
+        cursor = dbapi.new_cursor()
         cursor.execute(sql, self._params(order, params))
         return cursor
 
@@ -199,15 +200,15 @@ class PageviewUpdate:
     def __init__(self) -> None:
         self.bulk = _bulk_update(events_t, "event_id", self.COLUMNS)
 
-    def run(self, raw: Raw, rows: list[dict[str, Any]]) -> None:
-        if raw.dialect.name != "sqlite":
-            self.bulk.run(raw, rows)
+    def run(self, dbapi: Dbapi, rows: list[dict[str, Any]]) -> None:
+        if dbapi.dialect.name != "sqlite":
+            self.bulk.run(dbapi, rows)
             return
         names = ("event_id", *self.COLUMNS)
         table = events_t.name
         assignments = ", ".join(f"{name} = v.{name}" for name in self.COLUMNS)
         for values, params in _sqlite_value_lists(rows, names):
-            raw.cursor.execute(
+            dbapi.cursor.execute(
                 f"WITH v({', '.join(names)}) AS (VALUES {values}) "
                 f"UPDATE {table} SET {assignments} FROM v WHERE {table}.id = v.event_id",
                 params,
@@ -309,7 +310,7 @@ _SELECT_PAGEVIEWS = Bulk(_select_pageviews)
 
 
 def _load(
-    raw: Raw, hits: list[Hit], lock_visitors: bool
+    dbapi: Dbapi, hits: list[Hit], lock_visitors: bool
 ) -> tuple[list[VisitState], list[PageviewState], list[int]]:
     """The visits and pageviews the batch may touch, and ids for the visits it may start.
 
@@ -320,23 +321,25 @@ def _load(
         by_site.setdefault(hit.site_id, set()).update(hit.visitor_ids)
     may_start = sum(1 for hit in hits if hit.payload.kind != "engagement")
     reads = []
-    with raw.pipeline():
-        if raw.is_postgresql:
+    with dbapi.pipeline():
+        if dbapi.is_postgresql:
             if lock_visitors:
-                raw.new_cursor().execute(_LOCK_VISITORS, {"keys": _visitor_lock_keys(hits)})
-            ids_cursor = raw.new_cursor()
+                dbapi.new_cursor().execute(_LOCK_VISITORS, {"keys": _visitor_lock_keys(hits)})
+            ids_cursor = dbapi.new_cursor()
             ids_cursor.execute(_RESERVE_VISIT_IDS, {"n": may_start})
         else:
-            ids_cursor = raw.new_cursor()
+            ids_cursor = dbapi.new_cursor()
             ids_cursor.execute(_MAX_VISIT_ID)
         for site_id, visitor_ids in by_site.items():
             params = {
                 "site_id": site_id,
                 "since": since,
-                "visitor_ids": _id_list(raw, visitor_ids),
+                "visitor_ids": _id_list(dbapi, visitor_ids),
                 "kind": "pageview",
             }
-            reads.append((_SELECT_VISITS.start(raw, params), _SELECT_PAGEVIEWS.start(raw, params)))
+            reads.append(
+                (_SELECT_VISITS.start(dbapi, params), _SELECT_PAGEVIEWS.start(dbapi, params))
+            )
     visits: dict[int, VisitState] = {}
     pageviews: list[PageviewState] = []
     for visits_cursor, pageviews_cursor in reads:
@@ -344,7 +347,7 @@ def _load(
             visits[row["id"]] = VisitState(row=row, id=row["id"])
         for row in Bulk.rows(pageviews_cursor):
             pageviews.append(PageviewState(visit=visits[row["visit_id"]], row=row, is_new=False))
-    if raw.is_postgresql:
+    if dbapi.is_postgresql:
         new_ids = [row[0] for row in ids_cursor.fetchall()]
     else:
         # fetchall, not fetchone: a statement left unfinished keeps its read snapshot open.
@@ -353,12 +356,12 @@ def _load(
     return list(visits.values()), pageviews, new_ids
 
 
-def _id_list(raw: Raw, ids: Iterable[int]) -> list[int] | str:
+def _id_list(dbapi: Dbapi, ids: Iterable[int]) -> list[int] | str:
     """The bound value of an _in_id_list parameter."""
-    return list(ids) if raw.is_postgresql else json.dumps(list(ids))
+    return list(ids) if dbapi.is_postgresql else json.dumps(list(ids))
 
 
-def _write(raw: Raw, assigner: VisitAssigner, new_ids: list[int]) -> None:
+def _write(dbapi: Dbapi, assigner: VisitAssigner, new_ids: list[int]) -> None:
     # At most one new visit per event that is not engagement: enough ids were drawn.
     for visit, new_id in zip(assigner.new_visits, new_ids, strict=False):
         visit.id = new_id
@@ -374,13 +377,13 @@ def _write(raw: Raw, assigner: VisitAssigner, new_ids: list[int]) -> None:
         if event["props"] is not None:
             event["props"] = json.dumps(event["props"])
         events.append(event)
-    with raw.pipeline():
+    with dbapi.pipeline():
         if visits:
-            UPSERT_VISITS.run(raw, [v.row for v in visits])
+            UPSERT_VISITS.run(dbapi, [v.row for v in visits])
         if pageviews:
-            UPDATE_PAGEVIEWS.run(raw, pageviews)
+            UPDATE_PAGEVIEWS.run(dbapi, pageviews)
         if events:
-            INSERT_EVENTS.run(raw, events)
+            INSERT_EVENTS.run(dbapi, events)
 
 
 def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:

@@ -311,7 +311,7 @@ def _event_parts(query: Query) -> dict[str, ColumnElement]:
         "pageviews": case((is_pageview, 1), else_=0),
         "events": case((counted, 1), else_=0),
         "revenue": case((paid, events.c.revenue_minor)),
-        "top_ms": case((is_pageview, events.c.time_on_page_ms)),
+        "time_on_page_ms": case((is_pageview, events.c.time_on_page_ms)),
     }
 
 
@@ -358,8 +358,8 @@ def _event_sums(query: Query) -> list[ColumnElement]:
         func.sum(added["pageviews"]).label("pageviews"),
         func.sum(added["events"]).label("events"),
         func.coalesce(func.sum(added["revenue"]), 0).label("revenue"),
-        func.sum(added["top_ms"]).label("top_ms"),
-        func.count(added["top_ms"]).label("top_known"),
+        func.sum(added["time_on_page_ms"]).label("time_on_page_ms"),
+        func.count(added["time_on_page_ms"]).label("time_on_page_known"),
     ]
 
 
@@ -424,8 +424,8 @@ def event_buckets(
         "visitors": lambda: func.count(source.c.visitor_id.distinct()),
         "pageviews": lambda: func.sum(added["pageviews"]),
         "events": lambda: func.sum(added["events"]),
-        "time_on_page_ms": lambda: func.coalesce(func.sum(added["top_ms"]), 0),
-        "time_on_page_known": lambda: func.count(added["top_ms"]),
+        "time_on_page_ms": lambda: func.coalesce(func.sum(added["time_on_page_ms"]), 0),
+        "time_on_page_known": lambda: func.count(added["time_on_page_ms"]),
         "revenue_minor": lambda: func.coalesce(func.sum(added["revenue"]), 0),
     }
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), bucket.label("bucket")]
@@ -447,8 +447,8 @@ def group_facts(facts: FromClause, dims: Sequence[ColumnElement], parts: Sequenc
         "pageviews": lambda: func.sum(c.pageviews),
         "events": lambda: func.sum(c.events),
         "duration_ms": lambda: func.sum(c.duration_ms),
-        "time_on_page_ms": lambda: func.coalesce(func.sum(c.top_ms), 0),
-        "time_on_page_known": lambda: func.sum(c.top_known),
+        "time_on_page_ms": lambda: func.coalesce(func.sum(c.time_on_page_ms), 0),
+        "time_on_page_known": lambda: func.sum(c.time_on_page_known),
         "revenue_minor": lambda: func.sum(c.revenue),
     }
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), c.bucket]

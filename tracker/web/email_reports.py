@@ -82,7 +82,7 @@ def email_section(site: Site) -> EmailSection:
 
 
 def _back(domain: str) -> Response:
-    return redirect(url_for("site_settings.show", domain=domain) + "#email")
+    return redirect(url_for("site_settings.show", domain=domain) + "#email-reports")
 
 
 def _kind() -> str:

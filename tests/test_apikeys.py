@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.orm import Session
 
 from tests.helpers import DEFAULT_USER_AGENT, add_user
-from tracker.accounts import create_api_key
+from tests.test_members import blank_url  # noqa: F401 - the fixture: an empty database
+from tracker.accounts import api_key_caller, create_api_key, hash_api_key
 from tracker.cli import cli
 from tracker.db import Database
+from tracker.db.migrate import upgrade
 from tracker.db.models import AdCost, ApiKey, Event, User
 from tracker.sites import add_site
 
@@ -224,3 +227,29 @@ def test_cli_keys_are_write_keys_unless_told(app: Flask, database_url: str) -> N
     assert bad.exit_code == 2 and "'all' is not one of 'read', 'write'" in bad.output
     listed = runner.invoke(cli, ["apikeys", "list"], env=env).output
     assert [line.split()[4] for line in listed.splitlines()[1:]] == ["write", "read"]
+
+
+def test_keys_from_before_scopes_become_write_keys(blank_url: str) -> None:  # noqa: F811
+    url = blank_url
+    upgrade(url, "0016")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (email, password_hash, is_admin, created_at, "
+                "session_generation) VALUES ('ann@example.com', '-', false, '2026-01-01', 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at) "
+                "SELECT id, 'old', 'trk_old', :h, '2026-01-01' FROM users"
+            ),
+            {"h": hash_api_key("trk_old-key")},
+        )
+    upgrade(url)
+    with Session(engine) as session:
+        caller = api_key_caller(session, "trk_old-key")
+        assert caller is not None and caller.scope == "write" and caller.may_write
+        session.rollback()
+    engine.dispose()

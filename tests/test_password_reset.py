@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pyotp
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -25,8 +26,12 @@ EMAIL, PASSWORD = "ann@example.com", "first password"
 BASE = "https://stats.example.org"
 
 
-def _mailing_app(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> Flask:
-    return make_app(**smtp_server.settings(base_url=BASE))
+@pytest.fixture
+def mailing_app(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> Flask:
+    """An app that mails through the test's SMTP server, with Ann's account."""
+    app = make_app(**smtp_server.settings(base_url=BASE))
+    add_user(app.extensions["tracker.db"], EMAIL, PASSWORD, admin=False)
+    return app
 
 
 def _forgot(client: FlaskClient, email: str):  # type: ignore[no-untyped-def]
@@ -82,11 +87,10 @@ def test_without_base_url_no_link_is_mailed(
 
 
 def test_a_mailed_link_sets_a_new_password_once(
-    make_app: Callable[..., Flask], smtp_server: SmtpServer
+    mailing_app: Flask, smtp_server: SmtpServer
 ) -> None:
-    app = _mailing_app(make_app, smtp_server)
+    app = mailing_app
     db: Database = app.extensions["tracker.db"]
-    add_user(db, EMAIL, PASSWORD, admin=False)
     logged_in = app.test_client()
     assert _log_in(logged_in, PASSWORD).status_code == 302
 
@@ -115,12 +119,9 @@ def test_a_mailed_link_sets_a_new_password_once(
     assert _log_in(app.test_client(), "third password").status_code == 400
 
 
-def test_expired_unknown_and_repeated_requests(
-    make_app: Callable[..., Flask], smtp_server: SmtpServer
-) -> None:
-    app = _mailing_app(make_app, smtp_server)
+def test_expired_unknown_and_repeated_requests(mailing_app: Flask, smtp_server: SmtpServer) -> None:
+    app = mailing_app
     db: Database = app.extensions["tracker.db"]
-    add_user(db, EMAIL, PASSWORD, admin=False)
     with db.session() as session:
         made = request_reset(session, EMAIL, now=datetime.now(UTC) - timedelta(minutes=61))
     assert made is not None
@@ -134,12 +135,9 @@ def test_expired_unknown_and_repeated_requests(
     assert len(_sent_links(app, smtp_server)) == 1
 
 
-def test_a_reset_leaves_two_factor_login_on(
-    make_app: Callable[..., Flask], smtp_server: SmtpServer
-) -> None:
-    app = _mailing_app(make_app, smtp_server)
+def test_a_reset_leaves_two_factor_login_on(mailing_app: Flask, smtp_server: SmtpServer) -> None:
+    app = mailing_app
     db: Database = app.extensions["tracker.db"]
-    add_user(db, EMAIL, PASSWORD, admin=False)
     with db.session() as session:
         user = session.scalars(select(User)).one()
         confirm(session, user, pyotp.TOTP(start_enrolment(user)).now())

@@ -4,10 +4,8 @@ of silent loss (a locked or lost database, and the spool, in test_ingest_spool).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,15 +22,10 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 
 from tests.helpers import DEFAULT_USER_AGENT
+from tests.served import SITE, event_body, free_port, post_event, stored_rows
 from tracker.db.migrate import upgrade
 from tracker.sites import add_site
 from tracker.storage.spool import pending_segments
-
-SITE = "example.com"
-
-
-def event_body(path: str) -> bytes:
-    return json.dumps({"site": SITE, "type": "pageview", "url": f"https://{SITE}{path}"}).encode()
 
 
 def post(client, path: str):
@@ -75,12 +68,6 @@ def test_unreachable_database_gets_503(make_app: Callable[..., Flask]) -> None:
 
 
 # --- a real `tracker serve` in a subprocess -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -128,26 +115,10 @@ class Server:
             return False
 
     def post(self, path: str) -> int:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/event",
-            data=event_body(path),
-            headers={"Content-Type": "text/plain", "User-Agent": DEFAULT_USER_AGENT},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0  # connection refused or cut: no answer
+        return post_event(self.port, path)
 
     def stored_rows(self) -> list[str]:
-        """The path of each stored event."""
-        conn = sqlite3.connect(self.db_path)
-        try:
-            return [row[0] for row in conn.execute("SELECT path FROM events")]
-        finally:
-            conn.close()
+        return stored_rows(self.db_path)
 
     def stored_paths(self) -> set[str]:
         return set(self.stored_rows())

@@ -22,7 +22,8 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN_URL
-from tests.test_ingest_durability import SITE, Server, post, write_locked
+from tests.served import SITE
+from tests.test_ingest_durability import Server, post, write_locked
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
 from tracker.enrich.useragent import DeviceInfo

@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pytest
 from flask import Flask
 
 from tests.helpers import DEFAULT_USER_AGENT
-from tests.test_ingest_durability import SITE, event_body, free_port
+from tests.served import SITE, event_body, free_port, post_event, stored_rows
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.sites import add_site
@@ -79,23 +78,10 @@ class Serve:
             return 0, {}
 
     def post(self, path: str) -> int:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/event",
-            data=event_body(path),
-            headers={"Content-Type": "text/plain", "User-Agent": DEFAULT_USER_AGENT},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
+        return post_event(self.port, path)
 
     def stored_paths(self) -> set[str]:
-        conn = sqlite3.connect(self.db_path)
-        try:
-            return {row[0] for row in conn.execute("SELECT path FROM events")}
-        finally:
-            conn.close()
+        return set(stored_rows(self.db_path))
 
     def children(self, role: bytes) -> list[int]:
         """The server's processes of a role (b"writer", b"jobs"), started by any of its

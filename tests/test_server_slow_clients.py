@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import DEFAULT_USER_AGENT
-from tests.test_ingest_durability import Server, event_body
+from tests.served import event_body
+from tests.test_ingest_durability import Server
 from tracker.api.views import MAX_COST_BODY
 from tracker.config import Settings
 from tracker.server_worker import (

@@ -109,6 +109,7 @@ def test_two_factor_set_up_then_code_and_recovery_logins(
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     totp = pyotp.TOTP(page.input_value("#totp-secret"))
     page.fill("#enrol input[name=code]", totp.now())
+    page.fill("#enrol input[name=password]", PASSWORD)
     page.click("button:has-text('Turn on two-factor login')")
     page.wait_for_load_state()
     codes = page.locator("#recovery-codes code").all_inner_texts()

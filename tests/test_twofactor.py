@@ -152,10 +152,18 @@ def test_enrolling_in_the_browser_pages(app: Flask, db: Database) -> None:
     assert secret is not None
     assert secret.group(1) in client.get("/account/2fa").get_data(as_text=True)  # kept on reload
     token = csrf_token(client, "/account/2fa")
-    wrong = client.post("/account/2fa", data={"csrf_token": token, "code": "000000"})
+    code = pyotp.TOTP(secret.group(1)).now()
+    wrong = client.post(
+        "/account/2fa", data={"csrf_token": token, "code": "000000", "password": PASSWORD}
+    )
     assert wrong.status_code == 400 and "That code does not match" in wrong.get_data(True)
+    no_password = client.post(
+        "/account/2fa", data={"csrf_token": token, "code": code, "password": "a thief's guess"}
+    )
+    assert no_password.status_code == 400
+    assert "That is not your current password." in no_password.get_data(as_text=True)
     right = client.post(
-        "/account/2fa", data={"csrf_token": token, "code": pyotp.TOTP(secret.group(1)).now()}
+        "/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD}
     )
     assert right.status_code == 200
     assert len(re.findall(r"<code>[a-z2-9-]{11}</code>", right.get_data(as_text=True))) == 10
@@ -186,7 +194,8 @@ def test_the_server_can_require_it_of_administrators(make_app: Callable[..., Fla
     secret = re.search(r'value="([A-Z2-7]{32})"', page)
     assert secret is not None
     token = csrf_token(client, "/account/2fa")
-    client.post("/account/2fa", data={"csrf_token": token, "code": pyotp.TOTP(secret[1]).now()})
+    code = pyotp.TOTP(secret[1]).now()
+    client.post("/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD})
     assert client.get("/sites/shop.example/settings").status_code == 200
     assert "it cannot be turned off" in client.get("/account").get_data(as_text=True)
     off = client.post(

@@ -2,8 +2,9 @@
 compulsory for administrators.
 
 /account/2fa shows a QR code drawn on the page (tracker.twofactor.qr_svg: no remote image,
-no outside service) and the secret as text; a code from the app turns it on and shows the
-recovery codes, once. Turning it off and getting new recovery codes ask for the password.
+no outside service) and the secret as text; a code from the app, with the password, turns it
+on and shows the recovery codes, once. Turning it off and getting new recovery codes ask for
+the password too.
 
 With `require_2fa_for_admins`, a user it applies to who has no second factor yet is sent to
 /account/2fa from every page until it is on (logging out still works).
@@ -18,7 +19,7 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
-from wtforms import StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from tracker import audit
@@ -46,6 +47,8 @@ NO_LOGIN = {"ingest", "api", "health", "beacon"}
 
 class CodeForm(FlaskForm):
     code = StringField("Code from the app", validators=[DataRequired(), Length(max=12)])
+    # A stolen session alone must not turn it on: the owner would be locked out.
+    password = PasswordField("Your password", validators=[DataRequired()])
 
 
 def init_twofactor(app: Flask) -> None:
@@ -104,7 +107,7 @@ def enrol() -> ResponseReturnValue:
 @login_required
 def confirm_code() -> ResponseReturnValue:
     form = CodeForm()
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not password_checked(form.password):
         return _enrolment_page(form, 400)
     try:
         with get_db().session() as session:

@@ -87,8 +87,9 @@ class TestSite:
         return Response(page[0], mimetype=page[1])(environ, start_response)
 
 
-def wait_for(probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Poll until `probe()` is truthy (beacons arrive asynchronously); its last value."""
+def wait_for(probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
+    """Poll until `probe()` is truthy (beacons arrive asynchronously); its last value. The
+    deadline is generous: a loaded machine is slow, and a passing probe ends the wait."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

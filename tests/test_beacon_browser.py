@@ -410,24 +410,33 @@ def test_calls_queued_before_the_script_loads_are_sent(
 
 
 # Hides or shows the page as the browser would (headless chromium is always visible and
-# focused), and answers the page's own clock at that moment.
+# focused). Answers the page's clock just before and just after: the beacon's own clock read
+# lies between the two.
 SET_VISIBILITY = """hidden => {
+    const before = performance.now();
     Object.defineProperty(document, 'visibilityState',
         {configurable: true, get: () => hidden ? 'hidden' : 'visible'});
     Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
     document.dispatchEvent(new Event('visibilitychange'));
-    return performance.now();
+    return [before, performance.now()];
 }"""
 SET_FOCUS = """focused => {
+    const before = performance.now();
     document.hasFocus = () => focused;
     window.dispatchEvent(new Event(focused ? 'focus' : 'blur'));
-    return performance.now();
+    return [before, performance.now()];
 }"""
-# The page reports its clock when it is left, so the test knows the real visible time.
-REPORT_LEAVING = (
-    "<script>addEventListener('pagehide', () => navigator.sendBeacon('/record', "
-    "JSON.stringify({left: performance.now()})))</script>"
-)
+# The page records, on the test site, each beacon the script sends with the page's clock
+# just after the script read its own, and when the page is left (its listener runs before
+# the script's, which is added later).
+RECORD_BEACONS = """<script>
+const beacon = navigator.sendBeacon.bind(navigator);
+navigator.sendBeacon = (url, body) => {
+  beacon('/record', JSON.stringify({at: performance.now(), beacon: JSON.parse(body)}));
+  return beacon(url, body);
+};
+addEventListener('pagehide', () => beacon('/record', JSON.stringify({left: performance.now()})));
+</script>"""
 
 
 def test_engagement_counts_only_visible_and_focused_time(
@@ -437,7 +446,7 @@ def test_engagement_counts_only_visible_and_focused_time(
         "/article",
         html(
             "Article",
-            "<style>body{margin:0}</style>" + REPORT_LEAVING + tag(collector),
+            "<style>body{margin:0}</style>" + RECORD_BEACONS + tag(collector),
             '<div style="height:5000px">text</div>',
         ),
     )
@@ -446,39 +455,55 @@ def test_engagement_counts_only_visible_and_focused_time(
     page = visitor.page
     page.goto(url)
     pageview_id = wait_events(db, 1, "pageview")[0].pageview_id
-    # The visitor sees the page from its first paint (the page's own clock starts earlier);
-    # the pageview may be stored before the browser has recorded that paint.
+    # The script counts from the first paint when the page has painted before it runs, else
+    # from its own start, which is after its file arrived and before it sent the pageview.
     page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length")
-    painted_at = page.evaluate(
-        "performance.getEntriesByName('first-contentful-paint')[0].startTime"
+    painted_at, script_loaded_at = page.evaluate(
+        """src => [performance.getEntriesByName('first-contentful-paint')[0].startTime,
+                   performance.getEntriesByName(src)[0].responseEnd]""",
+        collector.url + "/tracker.js",
     )
 
-    # Long enough for 5% to cover what the beacon counts before the first paint when it runs
-    # before the page has painted (tens of ms; it then counts from its own start).
-    page.wait_for_timeout(2500)
-    hidden_at = page.evaluate(SET_VISIBILITY, True)
+    page.wait_for_timeout(500)
+    hidden = page.evaluate(SET_VISIBILITY, True)
     first = wait_for(lambda: (row := pageview_row(db, pageview_id)).engaged_ms is not None and row)
     page.wait_for_timeout(400)  # hidden: not counted
-    shown_at = page.evaluate(SET_VISIBILITY, False)
+    shown = page.evaluate(SET_VISIBILITY, False)
     page.wait_for_timeout(400)
-    blurred_at = page.evaluate(SET_FOCUS, False)
+    blurred = page.evaluate(SET_FOCUS, False)
     page.wait_for_timeout(400)  # another window has focus: not counted
-    focused_at = page.evaluate(SET_FOCUS, True)
+    focused = page.evaluate(SET_FOCUS, True)
     page.evaluate("scrollTo(0, 1500)")  # in view down to 2,500 px of 5,000
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(500)
     page.goto(test_site.url + "/next")  # leaving: pagehide, then hidden, as for real
 
-    left_at = wait_for(lambda: test_site.recorded)[0]["left"]
+    records = wait_for(lambda: len(test_site.recorded) >= 4 and list(test_site.recorded))
+    assert records, f"expected a pageview, two engagements and the leaving: {test_site.recorded}"
+    [left] = [r["left"] for r in records if "left" in r]
+    sent = sorted((r for r in records if "beacon" in r), key=lambda r: r["at"])
+    assert [r["beacon"]["type"] for r in sent] == ["pageview", "engagement", "engagement"]
+    pageview_at, hidden_at, left_at = (r["at"] for r in sent)
+    on_hide, on_leave = sent[1]["beacon"], sent[2]["beacon"]
+
+    # What the beacon counted lies between what the page's clocks allow, to the ms it rounds.
+    counted_from = (min(painted_at, script_loaded_at), pageview_at)
+    first_stretch = (hidden[0] - counted_from[1], hidden_at - counted_from[0])
+    assert first_stretch[0] - 1 <= on_hide["engaged_ms"] <= first_stretch[1] + 1
+    visible = (
+        first_stretch[0] + (blurred[0] - shown[1]) + (left - focused[1]),
+        first_stretch[1] + (blurred[1] - shown[0]) + (left_at - focused[0]),
+    )
+    assert visible[0] - 1 <= on_leave["engaged_ms"] <= visible[1] + 1
+    assert (on_hide["scroll"], on_leave["scroll"]) == (20, 50)  # 1,000 then 2,500 of 5,000 px
+
+    # The collector stores what the beacon reported.
     assert first, "no engagement stored when the page was hidden"
-    assert first.engaged_ms == pytest.approx(hidden_at - painted_at, rel=0.05)
-    assert first.scroll == 20  # 1,000 px of 5,000 in view
+    assert (first.engaged_ms, first.scroll) == (on_hide["engaged_ms"], 20)
     final = wait_for(
         lambda: (row := pageview_row(db, pageview_id)).engaged_ms != first.engaged_ms and row
     )
     assert final, "no engagement stored when the page was left"
-    visible = (hidden_at - painted_at) + (blurred_at - shown_at) + (left_at - focused_at)
-    assert final.engaged_ms == pytest.approx(visible, rel=0.05)
-    assert final.scroll == 50
+    assert (final.engaged_ms, final.scroll) == (on_leave["engaged_ms"], 50)
     assert final.time_on_page_ms == final.engaged_ms
     assert events(db, "engagement") == []  # folded into the pageview, not stored apart
 

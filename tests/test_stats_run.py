@@ -398,8 +398,8 @@ def test_rollups_written_a_row_per_transaction_give_identical_numbers(
 def test_a_refresh_rebuilds_only_the_days_new_events_touched(
     app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A late event of 03-01 rebuilds 03-01 alone (not the days since), and another site's
-    events cost this one nothing."""
+    """A late event of 03-01 rebuilds 03-01 and the day after (its visit may have left it),
+    not the days since, and another site's events cost this one nothing."""
     for day in ("2026-03-01", "2026-03-04"):
         store_events(app, morning(day=day), site="example.com")
     site = site_of(db)
@@ -422,7 +422,7 @@ def test_a_refresh_rebuilds_only_the_days_new_events_touched(
     }
     store_events(app, [late], site="example.com")
     assert refresh_site(db, site_ref(site), now_ms=now_ms) == (date(2026, 3, 1), date(2026, 3, 5))
-    assert built == [(date(2026, 3, 1), date(2026, 3, 1))]
+    assert built == [(date(2026, 3, 1), date(2026, 3, 2))]
     days = {"period": "custom", "from": "2026-03-01", "to": "2026-03-05"}
     query = parse_query(site, {**days, "metrics": "visits", "dimension": "time:day"}, now=NOW)
     rolled = run(db, query)
@@ -432,7 +432,7 @@ def test_a_refresh_rebuilds_only_the_days_new_events_touched(
         add_site(session, "other.example")
     store_events(app, morning(site="other.example", day="2026-03-05"), site="other.example")
     assert refresh_site(db, site_ref(site), now_ms=now_ms) is None
-    assert built == [(date(2026, 3, 1), date(2026, 3, 1))]
+    assert built == [(date(2026, 3, 1), date(2026, 3, 2))]
 
 
 def test_filters_keeping_several_values_never_add_up_visitors(app: Flask, db: Database) -> None:

@@ -519,7 +519,8 @@ def _refresh_rollups(
             start = min(d for d in (last_day, forced) if d is not None)
             new = _dirty_days(conn, site, last_id) if margin else dirty
             new_from = min((d for d in (*new, forced) if d is not None), default=None)
-        days = sorted(dirty | set(_busy_days(conn, site, min(start, today), today)))
+        busy = set(_busy_days(conn, site, min(start, today), today))
+        days = sorted(d for d in dirty | busy if d <= today)
     bulk = new_from is not None and today - new_from + 1 >= ANALYZE_AFTER_DAYS
     if fresh:
         with db.engine.begin() as conn:
@@ -573,7 +574,10 @@ def _stored_since(conn: Connection, site: SiteRef, after_id: int) -> bool:
 
 
 def _dirty_days(conn: Connection, site: SiteRef, after_id: int) -> set[int]:
-    """The local days of the visits touched by events stored after `after_id`."""
+    """The local days of the visits touched by events stored after `after_id`, and the day
+    after each: a late event may start its visit earlier, on the day before the one it
+    had rows on (a visit keeps one visitor id, so it lies within one UTC day: two local
+    days at most)."""
     # Quarter hours: every time zone's offset is a whole number of them, so each falls in
     # one local day; a day has at most 96, however many events.
     quarter = visits.c.started_ms // 900_000
@@ -583,7 +587,8 @@ def _dirty_days(conn: Connection, site: SiteRef, after_id: int) -> set[int]:
         .where(events.c.id > after_id, events.c.site_id == site.id)
         .distinct()
     )
-    return {day_number(local_date(int(q) * 900_000, site.tz)) for q in starts}
+    days = {day_number(local_date(int(q) * 900_000, site.tz)) for q in starts}
+    return days | {day + 1 for day in days}
 
 
 def _busy_days(conn: Connection, site: SiteRef, day: int, today: int) -> Iterator[int]:

@@ -27,7 +27,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accesslog, classify, export, filters, ingest, profile, script, stats
+from bench import (
+    accesslog,
+    classify,
+    export,
+    filters,
+    ingest,
+    profile,
+    reports,
+    script,
+    stats,
+)
 from bench.common import REPO, Figure, Options, Unavailable, parse_count
 
 BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
@@ -39,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Options], list[Figure]]] = {
     "profile": profile.run,
     "classify": classify.run,
     "accesslog": accesslog.run,
+    "reports": reports.run,
 }
 DEFAULT = ",".join(BENCHMARKS)
 RESULTS = REPO / "bench" / "results" / "latest.json"

@@ -8,7 +8,7 @@ Kinds (`AlertRule.kind`, with what `threshold` means):
   removed from the site or an outage shows here first. Quiet sites (a usual day under
   MIN_USUAL_VISITORS so far) never fire: a few visitors more or less is no news;
 - goal_drop: no conversion of the rule's goal in the last `threshold` hours, while the
-  WEEKS * 7 days before made at least one per that many hours on average;
+  WEEKS * 7 whole days before today made at least one per that many hours on average;
 - pacing: a budget of this month over or under its even pace (tracker.stats.pacing).
 
 Numbers come from the stats layer (`run` on raw rows for exact bounds, `current_visitors`,
@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -45,7 +46,7 @@ from tracker import mail
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.db.models import AlertEvent, AlertRule, Goal, Site
-from tracker.stats import GOAL, Filter, Query, current_visitors, run, site_ref
+from tracker.stats import GOAL, Filter, Query, SiteRef, current_visitors, run, site_ref
 from tracker.stats.pacing import OVER, OVER_BUDGET, STATUS_TEXT, UNDER, month_pacing
 from tracker.stats.periods import make_period
 from tracker.subscribers import ALERTS, mail_recipients, recipients_of
@@ -214,26 +215,36 @@ def _drop(db: Database, site: Site, rule: AlertRule, now: datetime) -> Check:
     return Check(False)
 
 
+@lru_cache(maxsize=1024)
+def usual_conversions(db: Database, site: SiteRef, goal: str, today: date) -> int:
+    """The goal's conversions over the WEEKS * 7 whole local days before `today`. Whole days
+    are read from goal hits and rollups; the jobs process asks once a day per rule (the
+    answer is kept), so a check every 5 minutes costs the recent window alone."""
+    days = make_period("custom", today - timedelta(weeks=WEEKS), today - timedelta(days=1), site.tz)
+    query = Query(site=site, period=days, metrics=("conversions",))
+    return _conversions(db, query, goal, rollups=True)
+
+
+def _conversions(db: Database, query: Query, goal: str, *, rollups: bool) -> int:
+    counted = dataclasses.replace(
+        query, metrics=("conversions",), filters=(Filter(GOAL, "is", (goal,)),)
+    )
+    return int(run(db, counted, rollups=rollups).totals.get("conversions") or 0)
+
+
 def _goal_drop(db: Database, site: Site, rule: AlertRule, now: datetime) -> Check:
     goal = _goal_name(db, rule)
     hours = timedelta(hours=rule.threshold)
-
-    def conversions(start: datetime, end: datetime) -> int:
-        query = dataclasses.replace(
-            _window(site, start, end),
-            metrics=("conversions",),
-            filters=(Filter(GOAL, "is", (goal,)),),
-        )
-        return int(run(db, query, rollups=False).totals.get("conversions") or 0)
-
-    recent = conversions(now - hours, now)
-    before = conversions(now - hours - timedelta(weeks=WEEKS), now - hours)
+    if _conversions(db, _window(site, now - hours, now), goal, rollups=False):
+        return Check(False)
+    today = now.astimezone(ZoneInfo(site.timezone)).date()
+    before = usual_conversions(db, site_ref(site), goal, today)
     expected = before * hours / timedelta(weeks=WEEKS)
-    if recent == 0 and expected >= 1:
+    if expected >= 1:
         return Check(
             True,
-            f"No {goal} conversion on {site.domain} for {rule.threshold} hours; usually "
-            f"{expected:.1f} in that time",
+            f"No {goal} conversion on {site.domain} for {rule.threshold} hours; "
+            f"usually {expected:.1f} in that time",
         )
     return Check(False)
 

@@ -167,6 +167,20 @@ def test_enqueue_refuses_what_is_not_an_address(db: Database) -> None:
             enqueue(session, to="nobody", subject="S", text="T")
         with pytest.raises(MailError, match="is not an email address"):
             enqueue(session, to="a@example.com\r\nBcc: x@example.com", subject="S", text="T")
+        with pytest.raises(MailError, match="header 'X-Tag': a name of letters"):
+            enqueue(session, to="a@example.com", subject="S", text="T",
+                    headers={"X-Tag": "a\r\nBcc: x@example.com"})  # fmt: skip
+
+
+def test_a_subject_is_one_line(
+    db: Database, make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    with db.session() as session:
+        enqueue(session, to="a@example.com", subject="Report\r\nBcc: x@example.com", text="T")
+    assert drain(db, make_settings(**smtp_server.settings())).sent == 1
+    [message] = smtp_server.inbox.messages
+    assert message["Subject"] == "Report Bcc: x@example.com"
+    assert message["Bcc"] is None and smtp_server.inbox.envelopes == [["a@example.com"]]
 
 
 def test_unsubscribe_token_is_signed() -> None:

@@ -24,6 +24,7 @@ carries `unsubscribe_headers(url)`: List-Unsubscribe and one-click List-Unsubscr
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -55,6 +56,7 @@ MAX_ATTEMPTS = 12  # about a day of retries with the waits above
 CLAIM_LEASE = timedelta(minutes=10)
 KEEP_SENT = timedelta(days=30)
 UNSUBSCRIBE_SALT = "tracker.unsubscribe"
+HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
 class MailError(Exception):
@@ -81,10 +83,14 @@ def enqueue(
     address = to.strip()
     if "@" not in parseaddr(address)[1] or any(c in address for c in "\r\n"):
         raise MailError(f"recipient: {to!r} is not an email address")
+    for name, value in (headers or {}).items():
+        if not HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n"):
+            raise MailError(f"header {name!r}: a name of letters, digits and -, a one-line value")
     mail = OutboxMail(
         site_id=site_id,
         recipient=address,
-        subject=subject[:300],
+        # One line: a line break in a header would end it (and could add others).
+        subject=" ".join(subject.split())[:300],
         text_body=text,
         html_body=html,
         headers=dict(headers or {}),

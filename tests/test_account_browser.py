@@ -1,21 +1,27 @@
 """The account page in a real browser (Debian's chromium): an API key created, used and
 revoked; two-factor login set up from the QR page and used to log in with a code made here
-(pyotp) and with a recovery code; the page on a phone."""
+(pyotp) and with a recovery code; the page on a phone; a forgotten password reset through a
+link mailed to a real SMTP server."""
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyotp
 import pytest
+from flask import Flask
 
 from tests.browser import LiveServer
 from tests.helpers import add_user
+from tests.mailserver import SmtpServer
 from tracker.db import Database
+from tracker.mail import drain
 from tracker.sites import add_site
 
 pytestmark = [
@@ -26,6 +32,7 @@ pytestmark = [
 
 SITE = "shop.example"
 EMAIL, PASSWORD = "owner@example.com", "owner password"
+MAILED_BASE = "https://stats.example.org"  # base_url: links in mails; the test opens them here
 
 
 def _log_in(page: Any, base: str, password: str = PASSWORD) -> None:
@@ -143,3 +150,37 @@ def test_two_factor_set_up_then_code_and_recovery_logins(
     assert page.url == f"{base}/login/code"
     assert "That code is not right, or was used already." in page.inner_text("#login-code")
     context.close()
+
+
+def test_forgotten_password_reset_by_a_mailed_link(
+    make_app: Callable[..., Flask], smtp_server: SmtpServer, browser: Any
+) -> None:
+    app = make_app(**smtp_server.settings(base_url=MAILED_BASE))
+    add_user(app.extensions["tracker.db"], EMAIL, PASSWORD, admin=False)
+    server = LiveServer(app)
+    try:
+        context = browser.new_context(viewport={"width": 390, "height": 844})
+        page = context.new_page()
+        page.goto(f"{server.url}/login")
+        page.click("a:has-text('Forgot password?')")
+        page.fill("input[name=email]", EMAIL)
+        page.click("button:has-text('Mail me a link')")
+        page.wait_for_load_state()
+        assert "If an account uses that address" in page.inner_text("#forgot")
+        drain(app.extensions["tracker.db"], app.extensions["tracker.settings"])
+        [message] = smtp_server.inbox.to(EMAIL)
+        link = re.search(re.escape(MAILED_BASE) + r"(/reset/\S+)", message.get_content())
+        assert link is not None
+        page.goto(server.url + link[1])
+        page.fill("input[name=password]", "a new password")
+        page.fill("input[name=confirm]", "a new password")
+        page.click("button:has-text('Set my new password')")
+        page.wait_for_load_state()
+        assert "Your new password is set" in page.inner_text("main")
+        _log_in(page, server.url, "a new password")
+        assert page.url == f"{server.url}/sites"
+        page.goto(server.url + link[1])
+        assert "was used already" in page.inner_text("#reset")
+        context.close()
+    finally:
+        server.stop()

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 
 from tests.helpers import DEFAULT_USER_AGENT
 from tests.served import SITE, event_body, free_port, post_event, stored_rows
+from tests.waiting import connections_accepted, signal_pending, wait_until
 from tracker.db.migrate import upgrade
 from tracker.sites import add_site
 from tracker.storage.spool import pending_segments
@@ -202,11 +203,17 @@ def test_sigterm_drains_requests_in_flight(server: Server) -> None:
     paths = [f"/d/{i}" for i in range(12)]
     result: dict[str, int] = {}
     with write_locked(f"sqlite:///{server.db_path}"):
-        sender = threading.Thread(target=lambda: result.update(send_many(server, paths, 12)))
+        sender = threading.Thread(target=send_many, args=(server, paths, 12, result))
         sender.start()
-        time.sleep(1.0)  # the requests are now waiting for the database inside the server
+        wait_until(
+            lambda: connections_accepted(server.port) == len(paths),
+            "every request taken by the server, where it waits for the database",
+        )
         os.killpg(server.proc.pid, signal.SIGTERM)
-        time.sleep(0.5)
+        wait_until(
+            lambda: not signal_pending(server.proc.pid, signal.SIGTERM),
+            "every process of the server takes the SIGTERM while the requests wait",
+        )
     sender.join(timeout=60)
     assert server.proc.wait(timeout=60) == 0
     assert result == {path: 202 for path in paths}

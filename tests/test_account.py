@@ -124,7 +124,7 @@ def test_api_keys_created_listed_and_revoked_in_the_browser(app: Flask, db: Data
     assert "No API keys yet." in client.get("/account").get_data(as_text=True)
     created = _post(client, "/account/apikeys", name="Weekly <sheet>", scope="read")
     html = created.get_data(as_text=True)
-    assert created.status_code == 201
+    assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
     assert "Weekly &lt;sheet&gt;" in html and "<sheet>" not in html
     plain = html.split('id="new-key-value" aria-label="New API key" value="')[1].split('"')[0]
     assert plain.startswith("trk_")

@@ -165,7 +165,7 @@ def test_enrolling_in_the_browser_pages(app: Flask, db: Database) -> None:
     right = client.post(
         "/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD}
     )
-    assert right.status_code == 200
+    assert right.status_code == 200 and right.headers["Cache-Control"] == "no-store"
     assert len(re.findall(r"<code>[a-z2-9-]{11}</code>", right.get_data(as_text=True))) == 10
     assert client.get("/account/2fa").status_code == 302  # on: nothing to set up
 

@@ -49,6 +49,9 @@ from tracker.web.login_guard import TooManyLogins
 
 bp = Blueprint("account", __name__)
 WRONG_PASSWORD = "That is not your current password."
+# On pages that show a secret (a new key, recovery codes, a TOTP secret): no copy of them
+# kept in the browser's cache for the next user of the computer.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class EmailForm(FlaskForm):
@@ -138,7 +141,7 @@ def page(
         key_form=forms.get("key_form") or KeyForm(formdata=None),
         confirm_form=forms.get("confirm_form") or ConfirmForm(formdata=None),
     )
-    return html, status
+    return html, status, NO_STORE
 
 
 def password_checked(field: Field) -> bool:

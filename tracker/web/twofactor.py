@@ -35,7 +35,7 @@ from tracker.twofactor import (
     required_for,
     start_enrolment,
 )
-from tracker.web.account import ConfirmForm, page, password_checked
+from tracker.web.account import NO_STORE, ConfirmForm, page, password_checked
 from tracker.web.context import get_db, get_settings
 
 bp = Blueprint("twofactor", __name__)
@@ -91,7 +91,7 @@ def _enrolment_page(form: CodeForm | None = None, status: int = 200) -> Response
         secret=secret,
         form=form or CodeForm(formdata=None),
     )
-    return html, status
+    return html, status, NO_STORE
 
 
 @bp.get("/account/2fa")
@@ -117,7 +117,7 @@ def confirm_code() -> ResponseReturnValue:
     except TwoFactorError as exc:
         form.code.errors = [str(exc)]
         return _enrolment_page(form, 400)
-    return render_template("recovery_codes.html", codes=codes, first=True)
+    return render_template("recovery_codes.html", codes=codes, first=True), 200, NO_STORE
 
 
 @bp.post("/account/2fa/disable")
@@ -151,4 +151,4 @@ def renew_codes() -> ResponseReturnValue:
             return redirect(url_for("twofactor.enrol"))
         codes = new_recovery_codes(session, user)
         audit.record(session, user, None, "account.2fa_codes", "New recovery codes")
-    return render_template("recovery_codes.html", codes=codes, first=False)
+    return render_template("recovery_codes.html", codes=codes, first=False), 200, NO_STORE

@@ -28,6 +28,7 @@ added through tracker.goals to a dataset that lacks them, as the settings page w
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import sys
@@ -255,11 +256,11 @@ class Generator:
             quota = round(planned) - made
             day = self.first_day + timedelta(offset)
             start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-            visits, events = self._day(start, quota)
+            visits, events = self.day(start, quota)
             made += len(events)
             yield visits, events
 
-    def _day(self, day_ms: int, quota: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def day(self, day_ms: int, quota: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         rng = self.rng
         visits: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
@@ -476,9 +477,12 @@ def dataset(events: int, *, log: bool = True, wide: bool = False) -> Dataset:
     if not (path.exists() and meta.exists()):
         build(path, events, log=log, wide=wide)
     data = Dataset(path=path, **json.loads(meta.read_text()))
-    prepare(data.url, log=log)
+    # Goals before the rollups: their first build writes the goals' hits day by day, where
+    # goals added later are backfilled over every day at once.
+    upgrade(data.url)
     add_goals(data.url)
     add_costs(data.url, data.first_day, data.last_day)
+    prepare(data.url, log=log)
     return data
 
 
@@ -550,20 +554,24 @@ def prepare(url: str, *, log: bool = True) -> None:
 def build(path: Path, events: int, *, log: bool = True, wide: bool = False) -> None:
     began = time.monotonic()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    for old in path.parent.glob(partial.name + "*"):
-        old.unlink()
+    # Named by process: two runs building the same dataset at once (two benchmarks in one
+    # checkout) each write their own file, and the last one renamed wins; sharing one file
+    # corrupted it. Files of builders no longer running are left-overs.
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    for old in path.parent.glob(f"{path.name}.partial-*"):
+        if not _running(int(old.name.split(".partial-", 1)[1].split("-")[0])):
+            old.unlink()
     url = f"sqlite:///{partial}"
     upgrade(url)
-    site_id, api_key = _accounts(url)
+    site_id, api_key = accounts(url)
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     first_day = last_day - timedelta(days=DAYS - 1)
     generator = Generator(site_id, first_day, events, wide=wide)
     visits = made = 0
     conn = sqlite3.connect(partial)
     conn.execute("PRAGMA synchronous=OFF")  # a half-built file is thrown away anyway
-    insert_visit = _insert("visits", VISIT_COLUMNS)
-    insert_event = _insert("events", EVENT_COLUMNS)
+    insert_visit = insert_statement("visits", VISIT_COLUMNS)
+    insert_event = insert_statement("events", EVENT_COLUMNS)
     for day, (visit_rows, event_rows) in enumerate(generator.days(), start=1):
         with conn:
             conn.executemany(insert_visit, visit_rows)
@@ -593,11 +601,21 @@ def build(path: Path, events: int, *, log: bool = True, wide: bool = False) -> N
         print(f"[datagen] {path.name} built in {time.monotonic() - began:.0f} s", file=sys.stderr)
 
 
-def _insert(table: str, columns: list[str]) -> str:
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def insert_statement(table: str, columns: list[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def _accounts(url: str) -> tuple[int, str]:
+def accounts(url: str) -> tuple[int, str]:
     """The site (public, so its page needs no login) and an API key for the Stats API."""
     db = Database(url)
     with db.session() as session:

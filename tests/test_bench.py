@@ -236,3 +236,18 @@ def test_filter_matrix_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     detail = (tmp_path / filters.DETAIL_FILE).read_text()
     assert detail.count("warm-up ") == 2 * 240
     assert "columnar store build" in names
+
+
+def test_jobs_bench_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
+    from bench import jobs
+
+    figures = jobs.run(Options(workdir=tmp_path, results=tmp_path, events=3000, duration=1))
+    metrics = {f.metric: f for f in figures}
+    for step in ("report rollups build", "columnar store build"):
+        assert metrics[step].value > 0
+        held = metrics[f"{step}: longest write lock held"]
+        assert held.value >= 0 and held.passed is not None
+        assert metrics[f"{step}: longest wait for the write lock"].value >= 0
+    idle = [f for f in figures if f.metric.startswith("jobs CPU when idle")]
+    assert len(idle) == 1 and idle[0].value >= 0
+    assert idle[0].bench.startswith("jobs sqlite, a day of ")

@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 from tests.helpers import add_user, csrf_token, log_in, store_events
 from tests.mailserver import SmtpServer
 from tracker.config import Settings
+from tracker.costs import parse_cost_json, store_costs
 from tracker.db import Database
 from tracker.db.models import OutboxMail, ReportRecipient, ReportRun, Site, User
 from tracker.digest import build_digest, last_complete_period, page_params
+from tracker.goals import add_goal
 from tracker.mail import drain
 from tracker.members import OWNER
 from tracker.report_schedule import send_due_reports
@@ -56,6 +58,10 @@ EVENTS = [
 ]  # fmt: skip
 
 
+SPRING_COST = {"date": "2026-03-26", "utm_source": "google", "utm_medium": "cpc",
+               "utm_campaign": "Spring", "cost": "12.30", "currency": "EUR"}  # fmt: skip
+
+
 @pytest.fixture
 def mail_app(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> Flask:
     app = make_app(**smtp_server.settings(), base_url="https://stats.example")
@@ -67,6 +73,8 @@ def mail_app(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> Flask:
         site.timezone = "Europe/Paris"
         site.created_at = datetime(2026, 3, 1, tzinfo=UTC)  # no February report
         set_recipient(session, site, "ann@example.com", weekly=True, monthly=True, alerts=False)
+        add_goal(session, site, name="Signup", kind="page", pattern="/signup")
+        store_costs(session, site, parse_cost_json([SPRING_COST]).rows)
         set_recipient(session, site, "bob@example.com", weekly=True, monthly=False, alerts=True)
     return app
 
@@ -104,11 +112,18 @@ def test_report_numbers_are_the_stats_page_numbers(mail_app: Flask) -> None:
         for figure in report.figures:
             assert page[figure.label] == (figure.value, figure.change), figure.label
         tables = {t.title: t for t in report.tables}
-        for title, key in (("Top sources", "sources"), ("Top pages", "pages")):
+        pairs = (("Top sources", "sources"), ("Channels", "channels"), ("Top pages", "pages"),
+                 ("Goals", "goals"))  # fmt: skip
+        for title, key in pairs:
             rows = run(db, view.report_query(REPORTS[key], limit=5)).rows
             dim = REPORTS[key].dimension
             assert [r[0] for r in tables[title].rows] == [str(r[dim]) for r in rows]
-    assert [r[0] for r in tables["Campaigns"].rows] == ["spring"]
+    # The campaign's spend, matched to its visit whatever the letter case; no conversion.
+    assert tables["Campaigns"].columns == (
+        "Visits", "Cost (EUR)", "Conversions", "CPA (EUR)", "ROAS"
+    )  # fmt: skip
+    assert tables["Campaigns"].rows == [("spring", "1", "12.30", "0", "-", "0.00")]
+    assert tables["Goals"].rows == [("Signup", "1", "1", "25.0%")]
     assert report.link == (
         "https://stats.example/sites/shop.example?period=custom&from=2026-03-23&to=2026-03-29"
     )
@@ -222,6 +237,7 @@ def test_settings_section_recipients_preview_and_test_mail(
     log_in(client, user)
     page = client.get(f"/sites/{SITE}/settings").get_data(as_text=True)
     assert "ann@example.com" in page and "weekly report, monthly report" in page
+    assert "<code>base_url</code>" not in page
     token = csrf_token(client, f"/sites/{SITE}/settings")
     bad = client.post(
         f"/sites/{SITE}/settings/email/recipients",
@@ -269,4 +285,5 @@ def test_mail_server_down_page_answers_and_shows_the_failure(
     assert "Mails not delivered" in page
     assert f"connection refused by 127.0.0.1:{free_port}" in page
     assert "1 attempt, retried at" in page
+    assert "administrator sets <code>base_url</code>" in page  # links in mails need it
     assert _queued(db) == 1  # kept for the retry

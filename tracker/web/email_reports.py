@@ -57,6 +57,8 @@ class ActionForm(FlaskForm):
 @dataclass(frozen=True)
 class EmailSection:
     configured: bool
+    # Links in mails (the stats page, unsubscribing) need this server's public address.
+    has_base_url: bool
     recipients: list[ReportRecipient]
     member_emails: list[str]
     problems: list[OutboxMail]
@@ -73,6 +75,7 @@ def email_section(site: Site) -> EmailSection:
         problems = mail.problems(session, site.id)
     return EmailSection(
         configured=mail.is_configured(get_settings()),
+        has_base_url=bool(get_settings().base_url),
         recipients=recipients,
         member_emails=members,
         problems=problems,

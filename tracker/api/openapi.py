@@ -116,7 +116,11 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _errors(method: str = "get") -> dict[str, Any]:
     error = {"$ref": "#/components/schemas/Error"}
     changes = {
-        "403": _ok("The key's user is a viewer of the site: changes need admin or owner.", error)
+        "403": _ok(
+            "The key's scope is read (changes need a write key), or its user is a viewer of "
+            "the site (changes need admin or owner).",
+            error,
+        )
     }
     return {
         "400": _ok("A parameter is wrong; the message names it.", error),

@@ -117,19 +117,22 @@ class Unsubscribed:
 def find_unsubscribe(session: Session, secret_key: str, token: str) -> Unsubscribed | None:
     """Whom the link names (None: not a link of ours, or already used)."""
     recipient = _recipient(session, secret_key, token)
-    if recipient is None:
-        return None
-    site = session.get(Site, recipient.site_id)
-    return Unsubscribed(recipient.email, recipient.site_id, site.domain if site else "")
+    return None if recipient is None else _unsubscribed(session, recipient)
 
 
 def unsubscribe(session: Session, secret_key: str, token: str) -> Unsubscribed | None:
     """Stop every mail of the site to the link's address; None if it gets none already."""
-    found = find_unsubscribe(session, secret_key, token)
     recipient = _recipient(session, secret_key, token)
-    if recipient is not None:
-        session.delete(recipient)
+    if recipient is None:
+        return None
+    found = _unsubscribed(session, recipient)
+    session.delete(recipient)
     return found
+
+
+def _unsubscribed(session: Session, recipient: ReportRecipient) -> Unsubscribed:
+    site = session.get(Site, recipient.site_id)
+    return Unsubscribed(recipient.email, recipient.site_id, site.domain if site else "")
 
 
 def _recipient(session: Session, secret_key: str, token: str) -> ReportRecipient | None:

@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from tests.concurrency import on_two_servers
 from tests.helpers import add_user, csrf_token, log_in, store_events
 from tests.mailserver import SmtpServer
 from tracker.alerts import (
@@ -282,22 +283,8 @@ def test_two_checkers_fire_an_alert_once(alert_app: Flask, database_url: str, ho
     db: Database = alert_app.extensions["tracker.db"]
     _rule(db, kind=SPIKE, threshold=1, webhook_url=hook.url)
     store_events(alert_app, _visitors(3, T0 - timedelta(minutes=1)), site=SITE)
-    first, second = Database(database_url), Database(database_url)
-    fired: list[int] = []
-    barrier = threading.Barrier(2)
-
-    def check(checker: Database) -> None:
-        barrier.wait()
-        fired.append(len(check_alerts(checker, _settings(alert_app), T0)))
-
-    try:
-        threads = [threading.Thread(target=check, args=(d,)) for d in (first, second)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        first.dispose()
-        second.dispose()
+    fired = on_two_servers(
+        database_url, lambda server: len(check_alerts(server, _settings(alert_app), T0))
+    )
     assert sorted(fired) == [0, 1]
     assert len(_events(db)) == 1 and len(hook.received) == 1

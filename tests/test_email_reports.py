@@ -5,7 +5,6 @@ reach a real SMTP server and their unsubscribe link works in one click."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
@@ -13,6 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from tests.concurrency import on_two_servers
 from tests.helpers import add_user, csrf_token, log_in, store_events
 from tests.mailserver import SmtpServer
 from tracker.config import Settings
@@ -177,23 +177,9 @@ def _queued(db: Database) -> int:
 
 def test_two_schedulers_send_each_period_once(mail_app: Flask, database_url: str) -> None:
     settings = _settings(mail_app)
-    first, second = Database(database_url), Database(database_url)
-    counts: list[int] = []
-    barrier = threading.Barrier(2)
-
-    def claim(db: Database) -> None:
-        barrier.wait()
-        counts.append(send_due_reports(db, settings, AFTER_WEEK))
-
-    try:
-        threads = [threading.Thread(target=claim, args=(d,)) for d in (first, second)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        first.dispose()
-        second.dispose()
+    counts = on_two_servers(
+        database_url, lambda server: send_due_reports(server, settings, AFTER_WEEK)
+    )
     assert sorted(counts) == [0, 2]
     db: Database = mail_app.extensions["tracker.db"]
     assert _queued(db) == 2 and _runs(db) == 1

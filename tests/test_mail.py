@@ -4,7 +4,6 @@ backoff while the server is down, two senders sending each mail once, and
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from tests.concurrency import on_two_servers
 from tests.mailserver import PASSWORD, USER, SmtpServer
 from tracker.cli import cli
 from tracker.config import Settings
@@ -122,32 +122,24 @@ def test_retries_double_then_give_up_kept_as_failed(
 
 
 def test_two_senders_send_each_mail_once(
-    database_url: str, make_settings: Callable[..., Settings], smtp_server: SmtpServer
+    db: Database,
+    database_url: str,
+    make_settings: Callable[..., Settings],
+    smtp_server: SmtpServer,
 ) -> None:
     settings = make_settings(**smtp_server.settings())
-    first, second = Database(database_url), Database(database_url)
-    try:
-        ids = _queue(first, 30)
-        barrier = threading.Barrier(2)
+    ids = _queue(db, 30)
 
-        def send(db: Database) -> None:
-            barrier.wait()
-            while drain(db, settings).sent:
-                pass
+    def send(server: Database) -> None:
+        while drain(server, settings).sent:
+            pass
 
-        threads = [threading.Thread(target=send, args=(d,)) for d in (first, second)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        received = sorted(str(m["To"]) for m in smtp_server.inbox.messages)
-        assert received == sorted(f"ann{i}@example.com" for i in range(30))
-        with first.session() as session:
-            sent = session.scalars(select(OutboxMail.id).where(OutboxMail.sent_at.is_not(None)))
-            assert sorted(sent) == ids
-    finally:
-        first.dispose()
-        second.dispose()
+    on_two_servers(database_url, send)
+    received = sorted(str(m["To"]) for m in smtp_server.inbox.messages)
+    assert received == sorted(f"ann{i}@example.com" for i in range(30))
+    with db.session() as session:
+        sent = session.scalars(select(OutboxMail.id).where(OutboxMail.sent_at.is_not(None)))
+        assert sorted(sent) == ids
 
 
 def test_without_mail_settings_mails_wait(

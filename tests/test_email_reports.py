@@ -273,3 +273,28 @@ def test_mail_server_down_page_answers_and_shows_the_failure(
     assert "1 attempt, retried at" in page
     assert "administrator sets <code>base_url</code>" in page  # links in mails need it
     assert _queued(db) == 1  # kept for the retry
+
+
+def test_monthly_report_across_the_autumn_change(mail_app: Flask) -> None:
+    """October 2026 in Paris is 745 hours long (summer time ends on the 25th)."""
+    db: Database = mail_app.extensions["tracker.db"]
+    store_events(
+        mail_app,
+        [
+            # 1 October 00:30 in Paris (summer time) is 30 September 22:30 UTC: in October.
+            _visit("192.0.2.1", "2026-09-30T22:30:00Z"),
+            # 31 October 23:30 in Paris (winter time) is 22:30 UTC: in October.
+            _visit("192.0.2.2", "2026-10-31T22:30:00Z"),
+            # 1 November 00:30 in Paris is 31 October 23:30 UTC: November.
+            _visit("192.0.2.3", "2026-10-31T23:30:00Z"),
+            # 30 September 23:30 in Paris is 21:30 UTC: September.
+            _visit("192.0.2.4", "2026-09-30T21:30:00Z"),
+        ],
+        site=SITE,
+    )
+    october = last_complete_period("monthly", date(2026, 11, 1))
+    report = build_digest(db, _site(db), "monthly", *october, "https://stats.example")
+    assert october == (date(2026, 10, 1), date(2026, 10, 31))
+    assert report.totals["visitors"] == 2
+    assert report.totals["comparison"]["visitors"] == 1  # September's last half hour
+    assert report.period_text == "October 2026"

@@ -138,6 +138,14 @@ def test_timeseries_by_day_and_hour(api, traffic) -> None:
     assert months == {"results": [{"date": "2026-03-01", "visitors": 3}]}
 
 
+def test_breakdown_leaves_out_visits_without_an_optional_tag(api, traffic) -> None:
+    """As the page does: two of the three visits have no campaign."""
+    campaigns = api("breakdown", **PERIOD, property="visit:utm_campaign", metrics="visits")
+    assert campaigns.get_json() == {"results": [{"utm_campaign": "spring", "visits": 1}]}
+    total = api("aggregate", **PERIOD, metrics="visits").get_json()
+    assert total["results"]["visits"]["value"] == 3  # the totals count every visit
+
+
 def test_breakdown_and_pages(api, traffic) -> None:
     sources = api("breakdown", **PERIOD, property="visit:source", metrics="visitors,bounce_rate")
     assert sources.get_json() == {

@@ -73,6 +73,7 @@ from tracker.members import ADMIN, VIEWER
 from tracker.money import format_minor
 from tracker.sites import site_today
 from tracker.stats import Note, QueryError, current_visitors, first_day, funnel, run
+from tracker.stats.filters import tagged_only
 from tracker.web.access import BEARER_HELP, api_site, bearer_caller, bearer_key
 from tracker.web.context import get_db
 
@@ -192,6 +193,8 @@ def breakdown() -> ResponseReturnValue:
         **breakdown_paging(request.args),
     )
     key = property_key(prop)
+    # As on the page: no row for the visits without an optional tag (no campaign...).
+    query = dataclasses.replace(query, filters=(*query.filters, *tagged_only(query.dimensions)))
     rows = run(get_db(), query).rows
     return jsonify(results=[{key: row[prop], **{m: row[m] for m in query.metrics}} for row in rows])
 

@@ -20,6 +20,10 @@ class Dimension:
     column: str
     # Event kinds a row must have for an event dimension; () means any kind.
     kinds: tuple[str, ...] = ()
+    # A tag most visits lack (UTM values, referrer, location, an event's properties):
+    # breakdowns by it leave those visits out, on the page, in its CSV and in the Stats API alike (filters.tagged_only);
+    # totals count them.
+    optional: bool = False
 
     @property
     def scope(self) -> str:
@@ -44,16 +48,18 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("visit:entry_page", "entry_page", "Entry page", "entry_page"),
         Dimension("visit:exit_page", "exit_page", "Exit page", "exit_page"),
         Dimension("visit:source", "source", "Source", "source"),
-        Dimension("visit:referrer", "referrer", "Referrer", "referrer"),
+        Dimension("visit:referrer", "referrer", "Referrer", "referrer", optional=True),
         Dimension("visit:channel", "channel", "Channel", "channel"),
-        Dimension("visit:utm_source", "utm_source", "UTM source", "utm_source"),
-        Dimension("visit:utm_medium", "utm_medium", "UTM medium", "utm_medium"),
-        Dimension("visit:utm_campaign", "utm_campaign", "UTM campaign", "utm_campaign"),
-        Dimension("visit:utm_term", "utm_term", "UTM term", "utm_term"),
-        Dimension("visit:utm_content", "utm_content", "UTM content", "utm_content"),
-        Dimension("visit:country", "country", "Country", "country"),
-        Dimension("visit:region", "region", "Region", "region"),
-        Dimension("visit:city", "city", "City", "city"),
+        Dimension("visit:utm_source", "utm_source", "UTM source", "utm_source", optional=True),
+        Dimension("visit:utm_medium", "utm_medium", "UTM medium", "utm_medium", optional=True),
+        Dimension(
+            "visit:utm_campaign", "utm_campaign", "UTM campaign", "utm_campaign", optional=True
+        ),
+        Dimension("visit:utm_term", "utm_term", "UTM term", "utm_term", optional=True),
+        Dimension("visit:utm_content", "utm_content", "UTM content", "utm_content", optional=True),
+        Dimension("visit:country", "country", "Country", "country", optional=True),
+        Dimension("visit:region", "region", "Region", "region", optional=True),
+        Dimension("visit:city", "city", "City", "city", optional=True),
         Dimension("visit:browser", "browser", "Browser", "browser"),
         Dimension("visit:browser_version", "browser_version", "Browser version", "browser_version"),
         Dimension("visit:os", "os", "Operating system", "os"),
@@ -62,7 +68,7 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("event:name", "event", "Event", "name", _INTERACTIONS),
         Dimension("event:target", "target", "Link target", "target", ("click",)),
         # A custom event's properties: the stored JSON object as text, e.g. {"plan": "pro"}.
-        Dimension("event:props", "props", "Properties", "props", ("event",)),
+        Dimension("event:props", "props", "Properties", "props", ("event",), optional=True),
         Dimension("event:hostname", "hostname", "Hostname", "hostname", _PAGEVIEW),
         # A goal (tracker/stats/goals.py): a filter selects the visits that converted on it;
         # a breakdown gives one row per goal. Not a column: goals are read-time definitions.

@@ -76,6 +76,12 @@ class Filter:
         return DIMENSIONS[self.dimension].short, encode_values(self.op, self.values)
 
 
+def tagged_only(dimensions: tuple[str, ...]) -> tuple[Filter, ...]:
+    """The filters a breakdown by `dimensions` adds: no row for visits without an
+    optional tag (no campaign, no referrer, no known country)."""
+    return tuple(Filter(d, "is_not", ("",)) for d in dimensions if DIMENSIONS[d].optional)
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
 

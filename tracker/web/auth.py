@@ -36,6 +36,7 @@ from tracker.accounts import (
 )
 from tracker.db.models import User
 from tracker.ingest.client import client_ip, parse_networks
+from tracker.sites import list_sites
 from tracker.twofactor import check_code, is_enabled
 from tracker.web.context import get_db, get_settings
 from tracker.web.login_guard import LoginGuard, TooManyLogins
@@ -131,10 +132,15 @@ def setup():
             with get_db().session() as session:
                 user = create_user(session, form.email.data, form.password.data, is_admin=True)
                 login_user(LoggedInUser(user))
+                # `make run` may have made a demo site already: then "first site" is wrong.
+                sites = list_sites(session)
         except AccountError as exc:
             form.email.errors = [str(exc)]
         else:
-            flash("Welcome! Add your first site below.")
+            if sites:
+                flash(f"Welcome! Open {sites[0].domain} below to look around, or add your site.")
+            else:
+                flash("Welcome! Add your first site below.")
             return redirect(url_for("sites.index"))
     return render_template("setup.html", form=form), 400 if form.errors else 200
 

@@ -132,6 +132,11 @@ def _split_partial(
     return whole, segment
 
 
+def sparkline(values: Sequence[float]) -> str:
+    """A small trend line's path, in the chart's view box (VIEW_W x VIEW_H)."""
+    return _path(values, max(values, default=0) or 1)
+
+
 def _area(values: Sequence[float | None], top: float) -> str:
     known = [(i, v) for i, v in enumerate(values) if v is not None]
     if not known:

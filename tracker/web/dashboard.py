@@ -394,7 +394,7 @@ def table(view: View, report: Report, result: Result, sort_url: Callable[[str], 
         rows.append(
             Row(
                 label=" · ".join(
-                    display_value(d, v, report.empty_label or "")
+                    display_value(d, v, report.empty_label)
                     for d, v in zip(report.dimensions, values, strict=True)
                 ),
                 url=view.url(query) if known else None,

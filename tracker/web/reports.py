@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracker.stats import Filter
+from tracker.stats.filters import tagged_only
 
 # Click names the beacon sends (static/src/tracker.js) for links and downloads.
 OUTBOUND_LINK = "Outbound Link"
@@ -23,10 +24,11 @@ class Report:
     dimension: str
     metrics: tuple[str, ...]
     # Filters the report always adds (not shown as the page's filters): e.g. only
-    # downloads, or no empty UTM values.
+    # downloads. Visits without an optional tag (a campaign, a country) are left out by
+    # the stats layer's own rule (tagged_only), as in the Stats API.
     fixed: tuple[Filter, ...] = ()
-    # Label for an empty dimension value, or None to leave such rows out.
-    empty_label: str | None = "(none)"
+    # Label for an empty dimension value.
+    empty_label: str = "(none)"
     # A second dimension broken down within the first (an event's properties).
     detail: str | None = None
 
@@ -36,9 +38,7 @@ class Report:
 
     @property
     def query_filters(self) -> tuple[Filter, ...]:
-        if self.empty_label is None:
-            return (*self.fixed, *(Filter(d, "is_not", ("",)) for d in self.dimensions))
-        return self.fixed
+        return (*self.fixed, *tagged_only(self.dimensions))
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ CUSTOM = (Filter("event:name", "is_not", (OUTBOUND_LINK, FILE_DOWNLOAD)),)
 
 
 def _utm(key: str, tab: str, name: str) -> Report:
-    return Report(key, tab, f"visit:{name}", VISIT_METRICS, empty_label=None)
+    return Report(key, tab, f"visit:{name}", VISIT_METRICS)
 
 
 def _clicks(key: str, tab: str, name: str) -> Report:
@@ -99,7 +99,7 @@ PANELS: tuple[Panel, ...] = (
         (
             Report("sources", "Sources", "visit:source", VISIT_METRICS),
             Report("channels", "Channels", "visit:channel", VISIT_METRICS),
-            Report("referrers", "Referrers", "visit:referrer", VISIT_METRICS, empty_label=None),
+            Report("referrers", "Referrers", "visit:referrer", VISIT_METRICS),
             _utm("campaigns", "Campaigns", "utm_campaign"),
             _utm("utm_sources", "UTM sources", "utm_source"),
             _utm("utm_mediums", "Mediums", "utm_medium"),
@@ -135,9 +135,9 @@ PANELS: tuple[Panel, ...] = (
         "locations",
         "Locations",
         (
-            Report("countries", "Countries", "visit:country", VISIT_METRICS, empty_label=None),
-            Report("regions", "Regions", "visit:region", VISIT_METRICS, empty_label=None),
-            Report("cities", "Cities", "visit:city", VISIT_METRICS, empty_label=None),
+            Report("countries", "Countries", "visit:country", VISIT_METRICS),
+            Report("regions", "Regions", "visit:region", VISIT_METRICS),
+            Report("cities", "Cities", "visit:city", VISIT_METRICS),
         ),
     ),
     Panel(
@@ -163,14 +163,13 @@ PANELS: tuple[Panel, ...] = (
         "events",
         "Custom events",
         (
-            Report("events", "Events", "event:name", ("visitors", "events"), CUSTOM, None),
+            Report("events", "Events", "event:name", ("visitors", "events"), CUSTOM),
             Report(
                 "event_props",
                 "Properties",
                 "event:name",
                 ("visitors", "events"),
                 CUSTOM,
-                None,
                 detail="event:props",
             ),
         ),

@@ -17,6 +17,7 @@ from flask import (
     stream_with_context,
 )
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import NotFound
 
 from tracker.members import VIEWER
 from tracker.sites import has_events
@@ -41,6 +42,13 @@ from tracker.web.reports import PANELS, REPORTS
 from tracker.web.sites import script_base_url
 
 bp = Blueprint("stats", __name__)
+
+
+@bp.errorhandler(NotFound)
+def _not_found(error: NotFound) -> ResponseReturnValue:
+    """A page naming the site that is not there (or not the visitor's to see: the answer
+    is the same, so it tells nothing about other people's sites), with a way back."""
+    return render_template("not_found.html", domain=(request.view_args or {}).get("domain")), 404
 
 
 def _access(domain: str | None, token: str | None) -> SiteAccess:

@@ -1,5 +1,6 @@
-// The link builder's copy buttons. Every link is also in a readonly input, so it can be
-// selected and copied without this script (the buttons stay hidden then).
+// Copy buttons (templates/_copy.html): campaign links, script tags, share links. Every value
+// is also in a readonly field, so it can be selected and copied without this script (the
+// buttons stay hidden then).
 (function () {
   "use strict";
   var copied = function (button) {

@@ -126,7 +126,7 @@ def import_uploaded_logs_job(db: Database, settings: Settings) -> None:
 JOBS: list[Job] = [
     # Hourly rather than once at midnight, so a server that was down at midnight catches up.
     Job("rotate_salts", rotate_salts_job, "cron", {"minute": 0}, run_at_start=True),
-    # Each run rebuilds today (and any day late events touched): pages lag by up to a minute.
+    # Today and the days late events touched; one lookup of the newest ids when none came.
     Job("stats_rollups", stats_rollups_job, "interval", {"minutes": 1}, run_at_start=True),
     # A query when nothing changed; a day's parts once it closes, a month's when it does.
     Job("columnar_store", columnar_store_job, "interval", {"minutes": 1}, run_at_start=True),

@@ -79,7 +79,8 @@ def empty_postgres(postgres_url: str) -> Iterator[Callable[[], None]]:
 
     DELETE rather than TRUNCATE: TRUNCATE gives every table and index a new file, ten
     times slower on the nearly empty tables a test leaves; one round trip for all."""
-    engine = create_engine(postgres_url)
+    # Pinged: a test may end every connection to the database (an outage it plays).
+    engine = create_engine(postgres_url, pool_pre_ping=True)
     with engine.connect() as conn:
         sequences = conn.scalars(
             text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")

@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 # npm ci writes this file; the beacon's minifier (terser, pinned in package-lock.json).
 NODE_INSTALLED := node_modules/.package-lock.json
 
-.PHONY: install run test test-services lint bench beacon clean
+.PHONY: install run test test-fast test-services lint bench beacon clean
 
 install: $(INSTALLED)
 
@@ -51,8 +51,14 @@ beacon: static/tracker.js
 static/tracker.js: static/src/tracker.js static/terser.json $(NODE_INSTALLED)
 	npm run --silent build > $@.tmp && mv $@.tmp $@
 
+# The whole suite on every core (pytest-xdist: each worker has its own databases, browser and
+# ports); `make test-fast` runs what needs neither PostgreSQL, a browser nor a real server.
+TEST_WORKERS ?= auto
 test: $(TEST_INSTALLED) $(NODE_INSTALLED) test-services
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
+
+test-fast: $(TEST_INSTALLED)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not browser and not postgres"
 
 lint: $(TEST_INSTALLED)
 	$(BIN)/ruff check tracker tests bench migrations

@@ -110,22 +110,22 @@ def strip_port(host: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _days_since_epoch(year: int, month: int, day: int) -> int:
-    return date(year, month, day).toordinal() - _EPOCH_ORDINAL
+def _day_start(day: str, offset: str) -> int:
+    """Epoch seconds of 00:00 of `10/Oct/2000` at UTC offset `-0700` (a log repeats both)."""
+    sign = {"+": 1, "-": -1}[offset[0]]
+    days = date(int(day[7:11]), MONTHS[day[3:6]], int(day[0:2])).toordinal() - _EPOCH_ORDINAL
+    return days * 86_400 - sign * (int(offset[1:3]) * 3600 + int(offset[3:5]) * 60)
 
 
 def clf_time(text: str) -> int:
     """Epoch ms of `10/Oct/2000:13:55:36 -0700` (Apache's %t, nginx's $time_local)."""
     try:
-        if len(text) != 26 or text[2] != "/" or text[20] != " ":
+        if len(text) != 26 or text[2] != "/" or text[11] != ":" or text[20] != " ":
             raise ValueError
-        sign = {"+": 1, "-": -1}[text[21]]
-        days = _days_since_epoch(int(text[7:11]), MONTHS[text[3:6]], int(text[0:2]))
         seconds = int(text[12:14]) * 3600 + int(text[15:17]) * 60 + int(text[18:20])
-        offset = sign * (int(text[22:24]) * 3600 + int(text[24:26]) * 60)
+        return (_day_start(text[:11], text[21:]) + seconds) * 1000
     except (ValueError, KeyError):
         raise LineError(f"time: {text[:40]!r} is not like 10/Oct/2026:13:55:36 +0200") from None
-    return (days * 86_400 + seconds - offset) * 1000
 
 
 def iso_time(text: str, zone: tzinfo) -> int:

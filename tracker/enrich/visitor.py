@@ -106,7 +106,10 @@ class RunSalts(Salts):
         self._secrets: dict[date, bytes] = {}
 
     def for_day(self, day: date) -> bytes:
-        return self._secrets.setdefault(day, secrets.token_bytes(SALT_BYTES))
+        secret = self._secrets.get(day)
+        if secret is None:
+            secret = self._secrets[day] = secrets.token_bytes(SALT_BYTES)
+        return secret
 
     def existing(self, day: date) -> bytes | None:
         return self._secrets.get(day)

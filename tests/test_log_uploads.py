@@ -19,7 +19,7 @@ from tests.test_accesslog_load import LINES
 from tracker.accesslog import uploads
 from tracker.accesslog.uploads import ProgressFile, upload_dir
 from tracker.db import Database
-from tracker.db.models import LogUpload, Visit
+from tracker.db.models import LogUpload, Site, Visit
 from tracker.jobs import find_job
 from tracker.sites import add_site
 
@@ -179,3 +179,19 @@ def test_the_size_limit_is_a_setting(make_app: Callable[..., Flask]) -> None:
     with db.session() as session:
         assert session.scalars(select(LogUpload)).all() == []
     assert "Files up to 1 MB" in client.get(SETTINGS).get_data(as_text=True)
+
+
+def test_a_deleted_sites_waiting_file_is_deleted(
+    app: Flask, db: Database, owner_client: FlaskClient
+) -> None:
+    post_log(owner_client, b"".join(LINES))
+    data_dir = app.extensions["tracker.settings"].data_dir
+    [waiting] = list(upload_dir(data_dir).iterdir())
+    with db.session() as session:
+        session.delete(session.scalars(select(Site)).one())
+    run_job(app)
+    assert waiting.exists()  # written before its row is committed: only old files go
+    hour_ago = time.time() - uploads.ORPHAN_SECONDS - 5
+    os.utime(waiting, (hour_ago, hour_ago))
+    run_job(app)
+    assert list(upload_dir(data_dir).iterdir()) == []

@@ -6,7 +6,8 @@ Progress is a small file beside the upload (bytes read, lines read), replaced ev
 by the import and read by the page: on SQLite the import holds the write lock for its whole
 file, so it could not be written to the database meanwhile. A running import whose
 progress file has not changed for STALE_SECONDS died with its process: the next run takes
-the upload again (the file's transaction was rolled back, nothing of it is stored).
+the upload again (the file's transaction was rolled back, nothing of it is stored). The
+files of a deleted site's uploads are deleted by the next run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 WAITING, RUNNING, DONE, FAILED = "waiting", "running", "done", "failed"
 STALE_SECONDS = 600.0
+ORPHAN_SECONDS = 3600.0
 PROGRESS_SECONDS = 1.0
 SHOWN_UPLOADS = 10
 COPY_BYTES = 1 << 20
@@ -197,11 +199,27 @@ class ProgressFile:
 
 def import_uploads(db: Database, settings: Settings) -> int:
     """Import every waiting upload (and any whose import died), oldest first; how many."""
+    _delete_orphans(db, settings.data_dir)
     count = 0
     while (upload := _claim_next(db, settings.data_dir)) is not None:
         _run(db, settings, upload)
         count += 1
     return count
+
+
+def _delete_orphans(db: Database, data_dir: str) -> None:
+    """Delete the files of uploads whose row is gone (their site was deleted). Only files an
+    hour old: a file is written before its row is committed."""
+    folder = upload_dir(data_dir)
+    if not folder.is_dir():
+        return
+    with db.session() as session:
+        known = set(session.scalars(select(LogUpload.id)))
+    for path in folder.iterdir():
+        stem = path.name.partition(".")[0]
+        old = time.time() - path.stat().st_mtime > ORPHAN_SECONDS
+        if stem.isdigit() and int(stem) not in known and old:
+            path.unlink(missing_ok=True)
 
 
 def _claim_next(db: Database, data_dir: str) -> LogUpload | None:

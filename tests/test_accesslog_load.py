@@ -280,3 +280,31 @@ def test_reports_read_the_imported_history(database_url: str, tmp_path: Path) ->
         ("Google", 1),
         ("news", 1),
     ]
+
+
+def test_a_custom_nginx_format(database_url: str, tmp_path: Path) -> None:
+    db = setup_site(database_url)
+    path = tmp_path / "app.log"
+    path.write_bytes(
+        b"example.com|2026-03-02T10:00:00+01:00|198.51.100.1|GET /a?gclid=x HTTP/1.1|200|"
+        b"text/html|" + CHROME.encode() + b"\n"
+        b"example.com|2026-03-02T10:00:01+01:00|198.51.100.1|GET /a.js HTTP/1.1|200|"
+        b"application/javascript|" + CHROME.encode() + b"\n"
+        b"shop.example|2026-03-02T10:01:00+01:00|198.51.100.1|GET /b HTTP/1.1|200|"
+        b"text/html|" + CHROME.encode() + b"\n"
+    )
+    fmt = (
+        "$host|$time_iso8601|$remote_addr|$request|$status|$sent_http_content_type|$http_user_agent"
+    )
+    result = run(database_url, tmp_path, "--log-format", fmt, str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{path} (nginx): 3 lines read, 1 pages, 1 visits, "
+        "2026-03-02 09:00 to 2026-03-02 09:00 UTC",
+        "  skipped: asset 1, host 1",
+    ]
+    with db.session() as session:
+        visit = session.scalars(select(Visit)).one()
+        # A Google Ads click id in the logged URL: the channel, as for live traffic.
+        assert (visit.entry_page, visit.source, visit.channel) == ("/a", "Google", "Paid Search")
+    db.dispose()

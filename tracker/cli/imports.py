@@ -194,7 +194,7 @@ def _import_one(job: LogImport, name: str, dry_run: bool) -> FileReport:
     show_default=True,
     help="auto: recognised from each file's first lines.",
 )
-@click.option("--log-format", help="nginx's log_format text, for --format nginx.")
+@click.option("--log-format", help="nginx's log_format text (implies --format nginx).")
 @click.option(
     "--timezone",
     "zone",
@@ -222,6 +222,8 @@ def import_logs(
     Import the files covering a day in one run: visitor ids use salts of the run's own.
     Exits with status 1 when a file could not be imported (nothing of it is stored).
     """
+    if log_format and format_name == "auto":
+        format_name = "nginx"  # a log_format says which format it is
     try:
         fmt = None if format_name == "auto" else named_format(format_name, zone, log_format)
         job = LogImport.with_settings(ctx.db, ctx.settings, domain, zone=zone, log_format=fmt)

@@ -21,20 +21,12 @@ from flask import Flask
 
 from tests.helpers import DEFAULT_USER_AGENT
 from tests.served import SITE, event_body, free_port, post_event, stored_rows
+from tests.waiting import wait_until
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.sites import add_site
 from tracker.storage.drain import hold_writer_lock
 from tracker.storage.spool import spool_directory
-
-DEADLINE_SECONDS = 60
-
-
-def wait_for(check: Callable[[], object], what: str, seconds: float = DEADLINE_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.1)
 
 
 class Serve:
@@ -65,7 +57,7 @@ class Serve:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(lambda: self.health()[0] == 200, "tracker serve answers /healthz 200")
+        wait_until(lambda: self.health()[0] == 200, "tracker serve answers /healthz 200")
 
     def health(self) -> tuple[int, dict[str, str]]:
         try:
@@ -137,15 +129,15 @@ def test_a_killed_writer_is_replaced_and_nothing_is_lost(serve: Callable[..., Se
     server = serve()
     before = [f"/before/{i}" for i in range(20)]
     assert [server.post(path) for path in before] == [202] * len(before)
-    wait_for(lambda: set(before) <= server.stored_paths(), "the events before are stored")
+    wait_until(lambda: set(before) <= server.stored_paths(), "the events before are stored")
     [writer] = server.children(b"writer")
 
     os.kill(writer, signal.SIGKILL)
     after = [f"/after/{i}" for i in range(20)]
     assert [server.post(path) for path in after] == [202] * len(after)  # kept in the spool
 
-    wait_for(lambda: server.children(b"writer") not in ([], [writer]), "a new writer")
-    wait_for(lambda: set(after) <= server.stored_paths(), "the events after are stored")
+    wait_until(lambda: server.children(b"writer") not in ([], [writer]), "a new writer")
+    wait_until(lambda: set(after) <= server.stored_paths(), "the events after are stored")
     status, health = server.health()
     assert (status, health["writer"]) == (200, "ok")
     log = server.log.read_text()
@@ -160,14 +152,16 @@ def test_two_servers_on_one_data_dir_run_one_scheduler(serve: Callable[..., Serv
     [first_jobs] = first.children(b"jobs")
     [second_jobs] = second.children(b"jobs")
     lock = first.data_dir / "scheduler.lock"
-    wait_for(lambda: lock.exists() and lock_holders(lock) == [first_jobs], "the first's scheduler")
-    wait_for(lambda: "another process" in second.log.read_text(), "the second waits its turn")
+    wait_until(
+        lambda: lock.exists() and lock_holders(lock) == [first_jobs], "the first's scheduler"
+    )
+    wait_until(lambda: "another process" in second.log.read_text(), "the second waits its turn")
     time.sleep(6)  # the second tries again every 5 s (jobs.CLAIM_RETRY_SECONDS)
     assert lock_holders(lock) == [first_jobs]
     assert "running the jobs" not in second.log.read_text()
 
     first.stop()  # the second takes over
-    wait_for(lambda: lock_holders(lock) == [second_jobs], "the second's scheduler")
+    wait_until(lambda: lock_holders(lock) == [second_jobs], "the second's scheduler")
     assert second.log.read_text().count("running the jobs") == 1
 
 

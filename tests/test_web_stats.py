@@ -1,6 +1,7 @@
 """The stats page over a known day of traffic: exact numbers, filters, reports, CSV, limits."""
 
 import csv
+import html
 import io
 import re
 
@@ -169,11 +170,14 @@ def test_empty_state_turns_into_the_page(app, client, db):
 
         add_site(session, "new.example")
     empty = client.get("/sites/new.example").get_data(as_text=True)
-    assert 'data-site="new.example" src="http://localhost/tracker.js"' in empty
+    tag = 'data-site="new.example" src="http://localhost/tracker.js"'
+    assert tag in html.unescape(empty)
     assert "Waiting for the first pageview" in empty
-    assert client.get("/sites/new.example/status.json").get_json() == {"has_events": False}
+    waiting = {"has_events": False, "local_page": None}  # no page on localhost loaded it
+    assert client.get("/sites/new.example/status.json").get_json() == waiting
     store_events(app, [{"url": "https://new.example/"}], site="new.example")
-    assert client.get("/sites/new.example/status.json").get_json() == {"has_events": True}
+    started = {"has_events": True, "local_page": None}
+    assert client.get("/sites/new.example/status.json").get_json() == started
     assert "Waiting for the first pageview" not in client.get("/sites/new.example").get_data(
         as_text=True
     )
@@ -194,7 +198,7 @@ def test_page_weight_with_all_assets_is_under_60_kb(app, client, db):
     sizes = {"html": len(html.encode())}
     for path in re.findall(r'(?:src|href)="(/assets/[^"]+)"', html):
         sizes[path] = len(client.get(path).data)
-    assert set(sizes) == {"html", "/assets/stats.js", "/assets/app.css"}
+    assert set(sizes) == {"html", "/assets/stats.js", "/assets/app.css", "/assets/favicon.svg"}
     assert min(len(rows(card(html, key))) for key in ("sources", "pages")) == 9  # full cards
     assert sum(sizes.values()) <= 60 * 1024, sizes
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from netaddr import IPSet
 from sqlalchemy import select
 
 from tests.helpers import DEFAULT_USER_AGENT, store_events
+from tests.waiting import wait_until
 from tracker.db.models import Visit
 from tracker.enrich.geo import UNKNOWN, GeoIP, Place
 from tracker.sites import add_site
@@ -234,8 +234,7 @@ def test_the_app_reads_a_replaced_file(make_app, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.mmdb"
     write_mmdb(fresh, "GeoLite2-City", city_networks())
     os.replace(fresh, path)
-    deadline = time.monotonic() + 30  # checked every geo.CHECK_SECONDS
-    while client.get("/healthz").get_json()["geoip"] != "ok" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert client.get("/healthz").get_json()["geoip"] == "ok"
+    wait_until(  # checked every geo.CHECK_SECONDS
+        lambda: client.get("/healthz").get_json()["geoip"] == "ok", "the replaced database read"
+    )
     assert app.extensions["tracker.ingest"].geo.lookup(LONDON).country == "GB"

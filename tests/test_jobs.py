@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from tests.waiting import wait_until
 from tracker import jobs
 from tracker.app import create_app
 from tracker.cli import cli
@@ -55,9 +55,8 @@ def test_scheduler_starts_only_when_enabled(make_app, db: Database, caplog) -> N
     scheduler = busy.extensions["tracker.scheduler"]
     try:
         assert {job.id for job in scheduler.get_jobs()} == {job.name for job in JOBS}
-        deadline = time.monotonic() + 10
-        while not salt_days(db) and time.monotonic() < deadline:
-            time.sleep(0.05)  # rotate_salts runs at start, in the scheduler's thread
+        # rotate_salts runs at start, in the scheduler's thread
+        wait_until(lambda: salt_days(db), "the scheduler's first rotate_salts")
     finally:
         scheduler.shutdown(wait=True)
     assert salt_days(db) == [datetime.now(UTC).date()]
@@ -126,10 +125,8 @@ def test_run_scheduler_takes_over_when_the_holder_stops(make_app) -> None:
     try:
         assert "tracker.scheduler" not in second.extensions  # the first one runs the jobs
         stop_scheduler(first)
-        deadline = time.monotonic() + 60  # it tries every CLAIM_RETRY_SECONDS
-        while "tracker.scheduler" not in second.extensions and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "tracker.scheduler" in second.extensions
+        # It tries every CLAIM_RETRY_SECONDS.
+        wait_until(lambda: "tracker.scheduler" in second.extensions, "the second's scheduler")
     finally:
         stop.set()
         waiting.join(60)

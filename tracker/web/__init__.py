@@ -32,6 +32,7 @@ from tracker.web.email_reports import bp as email_reports_bp
 from tracker.web.email_reports import unsubscribe_now
 from tracker.web.log_imports import bp as log_imports_bp
 from tracker.web.security import init_security_headers
+from tracker.web.spreadsheet import init_spreadsheet
 from tracker.web.spend import bp as spend_bp
 from tracker.web.twofactor import init_twofactor
 
@@ -66,6 +67,7 @@ def init_web(app: Flask) -> None:
     init_twofactor(app)
     app.register_error_handler(Forbidden, _forbidden)
     init_beacon(app)
+    init_spreadsheet(app)
 
 
 def _forbidden(error: Forbidden) -> ResponseReturnValue:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,10 @@ def test_a_damaged_part_reads_the_database(db: Database, site: Site, tmp_path: P
     manifest = read_manifest(root, site.id)
     assert manifest is not None
     (site_dir(root, site.id) / manifest.parts[1].visits).write_bytes(b"not parquet")
+    args = {"metrics": VISIT_METRICS, "source": "!Google", "dimension": "visit:device"}
+    assert assert_same(db, site, args, WEEK) == "raw"
+    # Event reports read events alone (every visit column copied into them).
+    (site_dir(root, site.id) / manifest.parts[1].events).write_bytes(b"not parquet")
     args = {"metrics": ALL_METRICS, "source": "!Google", "dimension": "visit:device"}
     assert assert_same(db, site, args, WEEK) == "raw"
 
@@ -397,25 +402,25 @@ def test_statements_bind_every_text() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "joined"),
+    "args",
     [
-        ({"metrics": ALL_METRICS, "page": "/blog*"}, False),
-        ({"metrics": ALL_METRICS, "dimension": "event:page", "page": "~a"}, False),
-        ({"metrics": DIRECT_METRICS, "dimension": "event:page"}, False),
-        ({"metrics": DIRECT_METRICS, "dimension": "event:page", "source": "Google"}, True),
-        ({"metrics": ALL_METRICS, "dimension": "visit:source", "page": "/blog*"}, True),
+        {"metrics": ALL_METRICS, "page": "/blog*"},
+        {"metrics": ALL_METRICS, "dimension": "event:page", "page": "~a"},
+        {"metrics": DIRECT_METRICS, "dimension": "event:page"},
+        {"metrics": DIRECT_METRICS, "dimension": "event:page", "source": "Google"},
+        {"metrics": ALL_METRICS, "dimension": "visit:source", "page": "/blog*"},
+        {"metrics": VISIT_METRICS, "dimension": "event:page", "utm_campaign": "spring",
+         "country": "FR", "device": "Desktop", "entry_page": "/"},
     ],
-)
-def test_events_alone_unless_a_visit_column_is_not_copied(
-    args: dict[str, str], joined: bool
-) -> None:
-    """DuckDB reads an event report from events alone where the visit's columns it needs
-    are copied into them; a visit dimension or filter still joins the visits."""
+)  # fmt: skip
+def test_event_reports_read_events_alone(args: dict[str, str]) -> None:
+    """DuckDB reads every event report from events alone: each event carries its visit's
+    facts and every visit dimension (compiler.VISIT_COPIES), so no join to visits."""
     site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
     q = query(site, args)  # type: ignore[arg-type]
     plan = plan_for(q, parts_for(q.metrics))
     sql, _ = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
-    assert ("visits." in sql) == joined, sql
+    assert "visits." not in sql, sql
 
 
 def test_each_thread_its_own_connection_to_one_database_that_fetches_nothing() -> None:
@@ -425,14 +430,86 @@ def test_each_thread_its_own_connection_to_one_database_that_fetches_nothing() -
         duck = engine.connection()
         assert engine.connection() is duck
         found.append(duck)
-        names = "threads, autoinstall_known_extensions, autoload_known_extensions"
+        names = (
+            "threads, autoinstall_known_extensions, autoload_known_extensions,"
+            " allow_community_extensions, temp_directory"
+        )
         row = duck.execute(
             "SELECT " + ", ".join(f"current_setting('{n.strip()}')" for n in names.split(","))
         ).fetchone()
-        assert row == (engine.THREADS, False, False)
+        assert row == (engine.CONFIG["threads"], False, False, False, "")
 
     worker = threading.Thread(target=settings)
     worker.start()
     worker.join()
     settings()
     assert len(found) == 2 and found[0] is not found[1]
+
+
+# A statement that runs for minutes, and one that needs gigabytes.
+ENDLESS = "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b"
+GREEDY = (
+    "SELECT count(*) FROM (SELECT DISTINCT range::VARCHAR || repeat('x', 40) FROM range(30000000))"
+)
+
+
+@pytest.fixture
+def limits() -> Any:
+    """The reader's limits, set back after the test."""
+    before = dict(engine.CONFIG), engine.TIMEOUT_S
+    yield engine.configure
+    config, timeout = before
+    engine.configure(threads=config["threads"], memory_limit=config["memory_limit"],
+                     timeout_s=timeout)  # fmt: skip
+
+
+def _run_instead(monkeypatch: pytest.MonkeyPatch, statement: str) -> None:
+    """The store's statement replaced by `statement`, run as `sums` runs its own."""
+
+    def sums(*_: Any, **__: Any) -> list[Any]:
+        duck = engine.connection()
+        with engine._deadline(duck):
+            return duck.execute(statement).fetchall()
+
+    monkeypatch.setattr(engine, "sums", sums)
+
+
+def test_a_report_past_the_time_limit_stops_with_a_clear_error(
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: Any
+) -> None:
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    limits(threads=2, memory_limit="1GB", timeout_s=0.3)
+    _run_instead(monkeypatch, ENDLESS)
+    began = time.monotonic()
+    with pytest.raises(engine.StoreLimit, match="longer than 0.3 seconds"):
+        run(db, query(site, {"metrics": ALL_METRICS, "source": "!Google"}))
+    assert time.monotonic() - began < 10
+    # The connection answers the next report.
+    monkeypatch.undo()
+    assert_same(db, site, {"metrics": ALL_METRICS, "source": "!Google"}, WEEK)
+
+
+def test_a_report_past_the_memory_limit_stops_with_a_clear_error(
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: Any
+) -> None:
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    limits(threads=2, memory_limit="64MB", timeout_s=60)
+    assert engine.connection().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    _run_instead(monkeypatch, GREEDY)
+    with pytest.raises(engine.StoreLimit, match="more than 64MB of memory"):
+        run(db, query(site, {"metrics": ALL_METRICS, "source": "!Google"}))
+
+
+def test_the_limits_come_from_the_settings(limits: Any) -> None:
+    from tracker.app import configure_columnar
+    from tracker.config import load_settings
+
+    settings = load_settings(None, environ={
+        "TRACKER_COLUMNAR_THREADS": "1", "TRACKER_COLUMNAR_MEMORY_LIMIT": "300MB",
+        "TRACKER_COLUMNAR_TIMEOUT_SECONDS": "4",
+    })  # fmt: skip
+    configure_columnar(settings)
+    duck = engine.connection()
+    row = duck.execute("SELECT current_setting('threads'), current_setting('memory_limit')")
+    threads, memory = row.fetchone()
+    assert threads == 1 and memory.startswith("286") and engine.TIMEOUT_S == 4

@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from tracker.app import create_app
+from tracker.columnar.engine import StoreLimit
 from tracker.config import Settings
 
 DOWN_URL = "postgresql+psycopg://nobody@127.0.0.1:1/none"  # nothing listens there
@@ -82,3 +83,21 @@ def test_web_reads_have_a_statement_timeout_on_postgresql(pg_app: Flask) -> None
     with pg_app.extensions["tracker.db"].session() as session:
         assert session.scalar(text("SHOW statement_timeout")) == "0"
         session.execute(text("SELECT pg_sleep(1.5)"))
+
+
+def test_a_report_the_columnar_store_stopped_answers_503_saying_why(tmp_path: Path) -> None:
+    """Past columnar_timeout_seconds or columnar_memory_limit (tracker.columnar.engine)."""
+    app = app_on(tmp_path, f"sqlite:///{tmp_path / 'ok.db'}")
+    said = "This report took longer than 10 seconds and was stopped; try a shorter period."
+
+    @app.route("/api/v1/test/limit")
+    @app.route("/test/limit")
+    def limit() -> str:
+        raise StoreLimit(said)
+
+    client = app.test_client()
+    api = client.get("/api/v1/test/limit")
+    assert api.status_code == 503 and api.get_json() == {"error": said}
+    page = client.get("/test/limit")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 503 and said in text and "Report stopped" in text

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from tracker.columnar import engine as columnar_engine
 from tracker.columnar.layout import store_root
 from tracker.config import Settings, ensure_secret_key, load_settings
 from tracker.db import Database
@@ -56,7 +57,17 @@ def open_database(settings: Settings) -> Database:
     busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, settings.store_timeout_seconds * 500)
     db = Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
     db.columnar_root = store_root(settings.data_dir)
+    configure_columnar(settings)
     return db
+
+
+def configure_columnar(settings: Settings) -> None:
+    """The columnar store's reader takes its limits from the settings."""
+    columnar_engine.configure(
+        threads=settings.columnar_threads,
+        memory_limit=settings.columnar_memory_limit,
+        timeout_s=settings.columnar_timeout_seconds,
+    )
 
 
 def _setup_database(app: Flask, settings: Settings) -> None:

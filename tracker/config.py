@@ -123,6 +123,21 @@ class Settings:
         "a download (GET requests) may run; then it is cancelled and the request answers 503, "
         "so an abandoned export does not run on. 0: no limit. Writes, imports and jobs have none.",
     )
+    columnar_threads: int = _setting(
+        2,
+        "Threads DuckDB may use for one report read from the columnar store (per worker "
+        "process, shared by its requests).",
+    )
+    columnar_memory_limit: str = _setting(
+        "1GB",
+        "Most memory DuckDB may hold per worker process while reading the columnar store "
+        "(DuckDB's size syntax: 512MB, 2GB); a report needing more answers 503, saying so.",
+    )
+    columnar_timeout_seconds: int = _setting(
+        10,
+        "Longest one report may read the columnar store; then DuckDB is interrupted and "
+        "the request answers 503, saying so. 0: no limit.",
+    )
     scheduler_enabled: bool = _setting(
         True,
         "Run background jobs (salt rotation, rollups, spool replay) beside the server: `tracker "

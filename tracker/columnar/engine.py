@@ -22,7 +22,8 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,25 @@ from tracker.stats.rollups import bucket_source
 
 log = logging.getLogger(__name__)
 
-# DuckDB's threads per statement, for the whole process (docs/ARCHITECTURE.md, "Columnar
-# store: reading", has the measurements behind it).
-THREADS = 1
-# The name the database's rows are registered under on a DuckDB connection.
-LIVE = "live_buckets"
-# The database's settings, which every connection to it starts with.
+# The database's settings, which every connection to it starts with; `configure` sets
+# threads and memory from the settings (columnar_threads, columnar_memory_limit).
 CONFIG: dict[str, Any] = {
-    "threads": THREADS,
+    # Both cores of the 2-core target for one report (docs/ARCHITECTURE.md, "Columnar
+    # store: reading", has the measurements behind it).
+    "threads": 2,
+    "memory_limit": "1GB",
     # Nothing is ever loaded or downloaded at run time (air-gapped servers).
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    # Never spilled to disk (an in-memory database would write into the working
+    # directory): past memory_limit a report stops, and says so.
+    "temp_directory": "",
 }
+# Seconds a report may read the store (columnar_timeout_seconds); 0: no limit.
+TIMEOUT_S = 10.0
+# The name the database's rows are registered under on a DuckDB connection.
+LIVE = "live_buckets"
 # Parts are immutable: their footers are read once per process. (The Parquet reader's
 # option, known only once the database is open.)
 CACHE_FOOTERS = "SET GLOBAL parquet_metadata_cache = true"
@@ -172,6 +180,23 @@ def compiled(stmt: Select, record: str) -> tuple[str, list[Any]]:
     return str(comp), [comp.params[name] for name in comp.positiontup or ()]
 
 
+class StoreLimit(Exception):
+    """A report the columnar store stopped: past its time or memory limit. The request
+    answers 503 with this sentence (tracker.web.database); the database is not asked
+    instead, as a raw scan of the same days would take longer still."""
+
+
+def configure(*, threads: int, memory_limit: str, timeout_s: float) -> None:
+    """This process's limits, from the settings; a database already open takes them too."""
+    global TIMEOUT_S
+    CONFIG.update(threads=max(1, int(threads)), memory_limit=str(memory_limit))
+    TIMEOUT_S = float(timeout_s)
+    with _process_lock:
+        process = _process
+    if process is not None and process.pid == os.getpid():
+        process.apply_limits()
+
+
 class _Process:
     """This process's DuckDB database, and each thread's connection to it."""
 
@@ -180,6 +205,10 @@ class _Process:
         self.database = duckdb.connect(":memory:", config=CONFIG)
         self.database.execute(CACHE_FOOTERS)
         self.local = threading.local()
+
+    def apply_limits(self) -> None:
+        self.database.execute(f"SET GLOBAL threads = {int(CONFIG['threads'])}")
+        self.database.execute("SET GLOBAL memory_limit = ?", [CONFIG["memory_limit"]])
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         found = getattr(self.local, "connection", None)
@@ -265,6 +294,17 @@ def answer(
             return None
         try:
             return _answer(conn, root, manifest, query, plan, extra)
+        except duckdb.InterruptException:
+            raise StoreLimit(
+                f"This report took longer than {TIMEOUT_S:g} seconds and was stopped;"
+                " try a shorter period or fewer filters."
+            ) from None
+        except duckdb.OutOfMemoryException:
+            log.warning("columnar store of site %s: past memory_limit", query.site.id)
+            raise StoreLimit(
+                f"This report needed more than {CONFIG['memory_limit']} of memory and was"
+                " stopped; try a shorter period or fewer filters."
+            ) from None
         except duckdb.IOException:
             # A part replaced by the builder (and deleted) since the manifest was read.
             forget_manifest(root, query.site.id)
@@ -326,12 +366,42 @@ def _quoted(path: Path) -> str:
 
 
 def _views(duck: duckdb.DuckDBPyConnection, directory: Path, parts: Sequence[Part]) -> None:
-    """`visits` and `events` of this connection: the rows of exactly these parts."""
+    """`visits` and `events` of this connection: the rows of exactly these parts. Made
+    again only when the parts differ from the connection's last call (a page's cards ask
+    for the same period, and its views cost a few ms to make)."""
+    files = tuple(str(directory / getattr(p, name)) for name in ("visits", "events") for p in parts)
+    local = _thread_state()
+    if getattr(local, "views", None) == files:
+        return
+    local.views = None
     for name in ("visits", "events"):
-        files = ", ".join(_quoted(directory / getattr(p, name)) for p in parts)
+        named = ", ".join(_quoted(directory / getattr(p, name)) for p in parts)
         duck.execute(
-            f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM read_parquet([{files}])"
+            f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM read_parquet([{named}])"
         )
+    local.views = files
+
+
+def _thread_state() -> threading.local:
+    """The calling thread's state beside its connection (`connection` made both)."""
+    assert _process is not None
+    return _process.local
+
+
+@contextmanager
+def _deadline(duck: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Interrupts the connection's statement once TIMEOUT_S have passed (DuckDB then
+    raises InterruptException)."""
+    if TIMEOUT_S <= 0:
+        yield
+        return
+    timer = threading.Timer(TIMEOUT_S, duck.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def sums(
@@ -364,9 +434,11 @@ def sums(
     source: Select | CompoundSelect = sides[0] if len(sides) == 1 else union_all(*sides)
     sql, params = compiled(outer(query, plan, source), record)
     try:
-        cursor = duck.execute(sql, params)
-        names = [d[0] for d in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with _deadline(duck):
+            cursor = duck.execute(sql, params)
+            names = [d[0] for d in cursor.description or ()]
+            rows = cursor.fetchall()
+        return [dict(zip(names, row, strict=True)) for row in rows]
     finally:
         if live:
             duck.unregister(LIVE)

@@ -2,9 +2,11 @@
 unavailable, and a statement timeout for reads on PostgreSQL.
 
 Unavailable: a refused or lost connection, a lock not granted in time (SQLite), a full
-connection pool, or a statement cancelled by the timeout below. Pages answered 500 (the
-generic error page) for all of them; now 503 with Retry-After and a page saying the
-database is unavailable (JSON under /api/). The collector has its own answers
+connection pool, a statement cancelled by the timeout below, or a report the columnar
+store stopped at its time or memory limit (columnar_timeout_seconds and
+columnar_memory_limit; its sentence says which). Pages answered 500 (the generic error
+page) for all of them; now 503 with Retry-After and a page saying the database is
+unavailable, or the limit (JSON under /api/). The collector has its own answers
 (tracker.ingest.views). The page does not extend base.html: its header asks the database
 who is logged in.
 
@@ -22,6 +24,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from tracker.columnar.engine import StoreLimit
 from tracker.db.engine import statement_timeout_ms
 from tracker.web.context import get_db, get_settings
 
@@ -35,6 +38,7 @@ READS = ("GET", "HEAD")
 def init_database(app: Flask) -> None:
     app.register_error_handler(OperationalError, _unavailable)
     app.register_error_handler(PoolTimeout, _unavailable)
+    app.register_error_handler(StoreLimit, _unavailable)
     app.before_request(_start_timeout)
     app.teardown_request(_end_timeout)
 
@@ -52,7 +56,10 @@ def _end_timeout(_exc: BaseException | None) -> None:
 
 def _unavailable(exc: Exception) -> Response:
     cancelled = _cancelled(exc)
-    if cancelled:
+    title = ""
+    if isinstance(exc, StoreLimit):
+        title, message = "Report stopped", str(exc)
+    elif cancelled:
         seconds = get_settings().query_timeout_seconds
         message = f"This took longer than {seconds} seconds and was stopped; try a shorter period."
     else:
@@ -61,7 +68,7 @@ def _unavailable(exc: Exception) -> Response:
     if request.path.startswith("/api/"):
         response = jsonify(error=message)
     else:
-        response = Response(render_template("unavailable.html", message=message))
+        response = Response(render_template("unavailable.html", message=message, title=title))
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

@@ -12,6 +12,9 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 BENCH_ARGS ?=
 # npm ci writes this file; the beacon's minifier (terser, pinned in package-lock.json).
 NODE_INSTALLED := node_modules/.package-lock.json
+# setuptools' build backend prints a boxed "Editable installation" notice on every editable
+# install, even with --quiet; it says nothing to act on, so its warnings are silenced.
+EDITABLE := PYTHONWARNINGS=ignore $(PY) -m pip install --quiet
 
 .PHONY: install run test test-fast test-services lint bench beacon clean
 
@@ -20,11 +23,11 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(EDITABLE) -e .
 	touch $@
 
 $(TEST_INSTALLED): $(INSTALLED)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(EDITABLE) -e '.[test]'
 	touch $@
 
 # A database without any site gets a demo site first, so a newcomer sees a living page.
@@ -66,7 +69,7 @@ lint: $(TEST_INSTALLED)
 	$(BIN)/mypy
 
 $(BENCH_INSTALLED): $(TEST_INSTALLED)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(EDITABLE) -e '.[test,bench]'
 	touch $@
 
 # Benchmarks (not tests): one table, also written to bench/results/latest.json.

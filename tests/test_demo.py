@@ -76,6 +76,7 @@ def test_demo_command_fills_a_site_through_the_pipeline(database_url, tmp_path):
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 0, result.output
     assert "/sites/demo.example" in result.output
+    assert "make run" not in result.output  # it runs inside `make run`, which serves next
     accepted = int(result.output.split("accepted ")[1].split(" events")[0].replace(",", ""))
     db = Database(database_url)
     try:

@@ -142,17 +142,17 @@ def _insert_tag_days(conn: Connection, computed: Table, *where: ColumnElement[bo
         conn.execute(insert(tag_days_table).from_select(columns, rows))
 
 
-def first_day(conn: Connection, site: SiteRef, since: int) -> int | None:
-    """The first local day from `since` holding any of the site's hits (goal days and tag
+def first_day(conn: Connection, site: SiteRef, since: int | None = None) -> int | None:
+    """The first local day (from `since`) holding any of the site's hits (goal days and tag
     days are summed from them), None if none."""
     c = hits_table.c
-    return conn.scalar(select(func.min(c.day)).where(c.site_id == site.id, c.day >= since))
+    where = [c.site_id == site.id] if since is None else [c.site_id == site.id, c.day >= since]
+    return conn.scalar(select(func.min(c.day)).where(*where))
 
 
-def forget(conn: Connection, site: SiteRef) -> None:
-    """Drop a site's hits: its days are being cut anew (a rebuild from scratch)."""
-    for table in DERIVED:
-        conn.execute(delete(table).where(table.c.site_id == site.id))
+def unbuild(conn: Connection, site: SiteRef) -> None:
+    """Reports match the site's goals on raw events again: its days are being cut anew (a
+    rebuild from scratch), their hits replaced day by day."""
     conn.execute(
         update(goals_table).where(goals_table.c.site_id == site.id).values(hits_built=False)
     )

@@ -498,10 +498,10 @@ def _refresh_rollups(
         state = conn.execute(select(state_table).where(state_table.c.site_id == site.id)).first()
         fresh = full or state is None or state.timezone != site.timezone
         if fresh:
-            first_ms = first_visit_ms(conn, site)
-            if first_ms is None:
+            held = _first_day_held(conn, site)
+            if held is None:
                 return None, False
-            start, last_day, last_id = day_number(local_date(first_ms, site.tz)), None, 0
+            start, last_day, last_id = held, None, 0
             dirty: set[int] = set()
             new_from: int | None = start
         else:
@@ -523,10 +523,13 @@ def _refresh_rollups(
         days = sorted(d for d in dirty | busy if d <= today)
     bulk = new_from is not None and today - new_from + 1 >= ANALYZE_AFTER_DAYS
     if fresh:
+        # Reports read raw rows until the rebuild covers days again. The old rows are
+        # replaced day by day (every busy day from the first held is rebuilt): deleting
+        # them at once held SQLite's write lock for seconds.
         with db.engine.begin() as conn:
-            conn.execute(delete(rollup_table).where(rollup_table.c.site_id == site.id))
+            lock_site_writes(conn, site)
             conn.execute(delete(state_table).where(state_table.c.site_id == site.id))
-            hits.forget(conn, site)
+            hits.unbuild(conn, site)
     with db.engine.connect() as conn:
         goals = load_goals(conn, site)
         conn.rollback()
@@ -562,6 +565,20 @@ def _refresh_rollups(
             raise
     first = days[0] if days else today
     return (day_from_number(min(first, today)), day_from_number(today)), bulk
+
+
+def _first_day_held(conn: Connection, site: SiteRef) -> int | None:
+    """The first day with visits, rollup rows or goal hits: where a rebuild from scratch
+    starts (rows of a day whose visits are gone, or of another time zone, are replaced)."""
+    first_ms = first_visit_ms(conn, site)
+    c = rollup_table.c
+    rolled = conn.scalar(select(func.min(c.day)).where(c.site_id == site.id, c.dimension == ""))
+    held = [
+        None if first_ms is None else day_number(local_date(first_ms, site.tz)),
+        rolled,
+        hits.first_day(conn, site),
+    ]
+    return min((d for d in held if d is not None), default=None)
 
 
 def _stored_since(conn: Connection, site: SiteRef, after_id: int) -> bool:

@@ -452,21 +452,46 @@ def test_store_events_goes_through_the_pipeline(app: Flask, db: Database) -> Non
     assert drops(db) == {"bot": 1}
 
 
-def test_the_beacon_fast_path_answers_as_flask_does(app: Flask, site: str) -> None:
-    """POST /api/event is answered in front of Flask (tracker.ingest.views.BeaconFastPath);
-    its answer must be the one the Flask view gives."""
-    body = json.dumps({"site": site, "type": "pageview", "url": "https://example.com/"})
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        ({"type": "pageview", "url": "https://example.com/"}, CHROME, 202),
+        ({"type": "pageview", "url": "https://example.com/", "screen": "wide"}, CHROME, 400),
+        ({"type": "pageview", "url": "https://example.com/"}, {"Authorization": "Bearer no"}, 401),
+        ({"type": "pageview", "url": "https://elsewhere.org/"}, CHROME, 403),
+    ],
+    ids=["accepted", "malformed", "bad key", "refused"],
+)
+def test_the_beacon_endpoint_answers_as_the_flask_view_does(
+    app: Flask, site: str, body: dict[str, str], headers: dict[str, str], status: int
+) -> None:
+    """POST /api/event is answered in front of Flask (tracker.ingest.views.BeaconEndpoint),
+    refusals too; the Flask view, without it, gives the same answer."""
+    data = json.dumps({"site": site, **body})
     answers = []
     for wsgi_app in (app.wsgi_app, app.wsgi_app.flask):  # type: ignore[attr-defined]
         app.wsgi_app = wsgi_app  # type: ignore[method-assign]
         response = app.test_client().post(
-            "/api/event", data=body, content_type="text/plain", headers=CHROME
+            "/api/event", data=data, content_type="text/plain", headers=headers
         )
         answers.append((response.status_code, response.get_data(), sorted(response.headers)))
     assert answers[0] == answers[1]
-    assert answers[0][0] == 202
+    assert answers[0][0] == status
     assert ("Access-Control-Allow-Origin", "*") in answers[0][2]
-    assert count(app.extensions["tracker.db"], Event) == 2
+    assert count(app.extensions["tracker.db"], Event) == (2 if status == 202 else 0)
+
+
+def test_a_refused_beacon_takes_one_token_of_the_rate_limit(make_app) -> None:
+    """A beacon refused after the rate limit was taken (a page host the site does not allow)
+    is answered at once: it used to go on to Flask, which took a second token."""
+    app = make_app(ingest_rate_limit=2)
+    with app.extensions["tracker.db"].session() as session:
+        add_site(session, "example.com")
+    client = app.test_client()
+    refused = {"site": "example.com", "type": "pageview", "url": "https://elsewhere.org/"}
+    body = {"site": "example.com", "type": "pageview", "url": "https://example.com/"}
+    assert post(client, refused).status_code == 403
+    assert [post(client, body).status_code for _ in range(2)] == [202, 429]
 
 
 def test_one_address_over_the_rate_limit_gets_429(make_app) -> None:

@@ -222,7 +222,7 @@ def test_other_numbers_still_parse_as_before(client: FlaskClient, db: Database, 
     assert response.json == {"error": error}  # type: ignore[attr-defined]
 
 
-# --- the fast path and the Flask view ----------------------------------------------------
+# --- the beacon endpoint and the Flask view ----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -235,7 +235,7 @@ def test_other_numbers_still_parse_as_before(client: FlaskClient, db: Database, 
         ('{"amount": "1", "currency": "ZZZ"}', 400),
     ],
 )
-def test_the_fast_path_and_the_flask_view_agree(
+def test_the_beacon_endpoint_and_the_flask_view_agree(
     app: Flask, db: Database, site: int, revenue: str, status: int
 ) -> None:
     body = json.dumps(purchase("R")).replace('"R"', revenue)

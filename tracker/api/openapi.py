@@ -66,7 +66,8 @@ def _parameters() -> dict[str, Any]:
             "visit), and with a goal filter cpa (cost per conversion), each an object of "
             "decimal strings per currency, and roas (revenue / cost, a number), with no "
             "breakdown or one by visit:utm_source, utm_medium, utm_campaign, utm_term or "
-            "utm_content, and only tag or goal filters.",
+            "utm_content, and only tag or goal filters. exit_rate (percent of the exit "
+            "page's pageviews that ended a visit) needs a breakdown by visit:exit_page.",
             {"type": "string"},
         ),
         "filters": _param(

@@ -120,6 +120,8 @@ METRICS: dict[str, Metric] = {
         _later("cpc", "Cost per visit", higher_is_better=False),
         _later("cpa", "Cost per conversion", higher_is_better=False),
         _later("roas", "ROAS"),
+        # Exits over the page's pageviews (tracker/stats/exits.py), completed by `run`.
+        _later("exit_rate", "Exit rate", change="points", higher_is_better=False),
         Metric("bounces", "Bounces", ("bounces",), _count("bounces"), public=False),
         Metric(
             "revenue",
@@ -134,7 +136,7 @@ PUBLIC_METRICS = tuple(name for name, m in METRICS.items() if m.public)
 # Completed by `run` after the sums (see above); not sortable in SQL.
 CONVERSION_LATER = frozenset({"conversion_rate", "total_revenue", "average_revenue"})
 SPEND_METRICS = frozenset({"cost", "cpc", "cpa", "roas"})
-FILLED_LATER = CONVERSION_LATER | SPEND_METRICS
+FILLED_LATER = CONVERSION_LATER | SPEND_METRICS | {"exit_rate"}
 
 
 def parts_for(metrics: tuple[str, ...]) -> tuple[str, ...]:

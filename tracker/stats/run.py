@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.columnar import engine as columnar
 from tracker.db import Database
-from tracker.stats import conversions, spend
+from tracker.stats import conversions, exits, spend
 from tracker.stats.compiler import (
     Plan,
     dim_key,
@@ -164,7 +164,9 @@ def _answer_rows(
         ]
 
     # Spend is worked out from visits, conversions and revenue, asked or not.
-    widened = dataclasses.replace(query, metrics=(*query.metrics, *spend.needed(query)))
+    widened = dataclasses.replace(
+        query, metrics=(*query.metrics, *spend.needed(query), *exits.needed(query))
+    )
     executed = dataclasses.replace(
         widened,
         metrics=conversions.executed_metrics(widened),
@@ -182,6 +184,7 @@ def _answer_rows(
         result.query = query
     conversions.complete(widened, result.rows, runner, payer)
     spend.complete(conn, query, result.rows)
+    exits.complete(query, result.rows, runner)
     for row in result.rows:
         for extra in (set(executed.metrics) | set(widened.metrics)) - set(query.metrics):
             row.pop(extra, None)

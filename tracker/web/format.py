@@ -74,6 +74,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "time_on_page": duration,
     "conversions": compact,
     "conversion_rate": one_decimal_percent,
+    "exit_rate": one_decimal_percent,
     "total_revenue": money,
     "average_revenue": money,
 }
@@ -87,6 +88,6 @@ def metric_change(metric: str, change: Number) -> str:
     """ "+12%" for counts, "+3 pts" for rates (the stats layer's change units); "" if unknown."""
     if change is None:
         return ""
-    if metric in ("bounce_rate", "conversion_rate", "ctr"):
+    if metric in ("bounce_rate", "conversion_rate", "exit_rate", "ctr"):
         return f"{change:+.0f} pts".replace("+0 pts", "0 pts").replace("-0 pts", "0 pts")
     return f"{change:+.0f}%".replace("+0%", "0%").replace("-0%", "0%")

@@ -127,7 +127,7 @@ PANELS: tuple[Panel, ...] = (
                 "exit_pages",
                 "Exit pages",
                 "visit:exit_page",
-                ("visits", "pageviews", "time_on_page", "bounce_rate"),
+                ("visits", "exit_rate", "time_on_page", "bounce_rate"),
             ),
         ),
     ),

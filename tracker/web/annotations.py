@@ -52,7 +52,7 @@ class ActionForm(FlaskForm):
 
 
 def _back(domain: str, back: str) -> Response:
-    """The stats page with the view it was on (only its query string is taken from the
+    """The stats page with the state it was on (only its query string is taken from the
     form, so this never leaves the site), or the settings page's Annotations section."""
     if back == "settings":
         return redirect(url_for("site_settings.show", domain=domain) + "#annotations")

@@ -1,7 +1,7 @@
 """What the Campaigns tab shows, worked out from the stats layer's campaign report: cells
 as text, sort and drill-down links, the level and goal choices, and the CSV rows.
 
-The tab is the stats page's other view: same period, comparison and filters (`View`), its
+The tab is the stats page's other tab: same period, comparison and filters (`PageState`), its
 own display choices in the URL (`campaigns_level`, `campaigns_sort`), so it is bookmarked
 and shared like the overview.
 """
@@ -30,7 +30,7 @@ from tracker.stats.campaigns import (
 )
 from tracker.web.dashboard import CAMPAIGN_LEVEL as LEVEL_PARAM
 from tracker.web.dashboard import CAMPAIGN_SORT as SORT_PARAM
-from tracker.web.dashboard import Column, Link, View
+from tracker.web.dashboard import Column, Link, PageState
 from tracker.web.format import compact, decimal, metric_change, one_decimal_percent
 
 LEVEL_LABELS = {
@@ -94,58 +94,58 @@ class CampaignTab:
     csv_url: str
 
 
-def level_of(view: View) -> str:
-    chosen = view.ui.get(LEVEL_PARAM, "")
+def level_of(state: PageState) -> str:
+    chosen = state.ui.get(LEVEL_PARAM, "")
     return chosen if chosen in LEVELS else "campaign"
 
 
-def order_of(view: View) -> tuple[str, str]:
-    name, _, direction = view.ui.get(SORT_PARAM, "").partition(":")
+def order_of(state: PageState) -> tuple[str, str]:
+    name, _, direction = state.ui.get(SORT_PARAM, "").partition(":")
     if name not in COLUMNS:
         return ("cost", "desc")
     return (name, "asc" if direction == "asc" else "desc")
 
 
-def campaign_tab(db: Database, view: View) -> CampaignTab:
-    level = level_of(view)
-    report = campaign_report(db, view.query, level, order_of(view))
+def campaign_tab(db: Database, state: PageState) -> CampaignTab:
+    level = level_of(state)
+    report = campaign_report(db, state.query, level, order_of(state))
     currency = report.currency
     return CampaignTab(
         levels=[
-            Link(label, view.url(ui={LEVEL_PARAM: key}), key == level)
+            Link(label, state.url(ui={LEVEL_PARAM: key}), key == level)
             for key, label in LEVEL_LABELS.items()
         ],
-        goals=_goal_links(db, view),
-        columns=_columns(view, currency),
+        goals=_goal_links(db, state),
+        columns=_columns(state, currency),
         titles=[TITLES.get(c, "") for c in COLUMNS],
-        lines=[_line(view, level, row, currency) for row in report.rows],
-        totals=_line(view, level, report.totals, currency, label="Total"),
+        lines=[_line(state, level, row, currency) for row in report.rows],
+        totals=_line(state, level, report.totals, currency, label="Total"),
         unmatched=[(r.label, _money(r.values["cost"], currency)) for r in report.unmatched_cost],
         without_cost=report.without_cost if report.costed else [],
         report=report,
-        csv_url=view.endpoint("stats.campaigns_csv", view.params()),
+        csv_url=state.endpoint("stats.campaigns_csv", state.params()),
     )
 
 
-def _goal_links(db: Database, view: View) -> list[Link]:
+def _goal_links(db: Database, state: PageState) -> list[Link]:
     """Each goal (the first when the page names none), and any goal at all."""
-    goals = site_goals(db, view.access.site)
+    goals = site_goals(db, state.access.site)
     if not goals:
         return []
-    counted = goal_of(db, view.query)
+    counted = goal_of(db, state.query)
     links = []
     for goal in goals:
-        query = view.query.with_filter(Filter(GOAL, "is", (goal.name,)))
-        links.append(Link(goal.name, view.url(query), counted.values == (goal.name,)))
+        query = state.query.with_filter(Filter(GOAL, "is", (goal.name,)))
+        links.append(Link(goal.name, state.url(query), counted.values == (goal.name,)))
     if len(goals) > 1:
         every = tuple(g.name for g in goals)
-        query = view.query.with_filter(Filter(GOAL, "is", every))
-        links.append(Link("Any goal", view.url(query), set(counted.values) == set(every)))
+        query = state.query.with_filter(Filter(GOAL, "is", every))
+        links.append(Link("Any goal", state.url(query), set(counted.values) == set(every)))
     return links
 
 
-def _columns(view: View, currency: str) -> list[Column]:
-    name, direction = order_of(view)
+def _columns(state: PageState, currency: str) -> list[Column]:
+    name, direction = order_of(state)
     columns = []
     for column in COLUMNS:
         label = HEADINGS[column]
@@ -154,15 +154,15 @@ def _columns(view: View, currency: str) -> list[Column]:
         on = column == name
         again = f"{column}:asc" if on and direction == "desc" else column
         sorted_ = ({"desc": "descending", "asc": "ascending"}[direction]) if on else ""
-        columns.append(Column(label, view.url(ui={SORT_PARAM: again}), sorted_))
+        columns.append(Column(label, state.url(ui={SORT_PARAM: again}), sorted_))
     return columns
 
 
-def _line(view: View, level: str, row: CampaignRow, currency: str, label: str = "") -> Line:
+def _line(state: PageState, level: str, row: CampaignRow, currency: str, label: str = "") -> Line:
     url = None
     if not label and level in NEXT_LEVEL and row.spellings:
-        query = view.query.with_filter(Filter(LEVELS[level], "is", row.spellings))
-        url = view.url(query, ui={LEVEL_PARAM: NEXT_LEVEL[level]})
+        query = state.query.with_filter(Filter(LEVELS[level], "is", row.spellings))
+        url = state.url(query, ui={LEVEL_PARAM: NEXT_LEVEL[level]})
     cells = []
     for column in COLUMNS:
         change = row.change.get(column)

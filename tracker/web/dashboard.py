@@ -4,7 +4,7 @@ The view parses the URL once into a Query (`page_query`); everything here derive
 queries from it (a report is the page's query with one dimension and its metrics) and turns
 results into small display objects the template only prints. Every link keeps the period,
 the filters and the comparison (`Query.params`), plus this page's own display choices
-(chart metric, selected tabs), so any view can be bookmarked and shared.
+(chart metric, selected tabs), so any page state can be bookmarked and shared.
 """
 
 from __future__ import annotations
@@ -105,13 +105,13 @@ class Link:
 
 
 @dataclass(frozen=True)
-class View:
+class PageState:
     """The page's query, who is looking, and its display choices; builds every URL."""
 
     access: SiteAccess
     query: Query
     ui: Mapping[str, str]
-    # The endpoint this view's links lead to: the overview, or the Campaigns tab.
+    # The endpoint this state's links lead to: the overview, or the Campaigns tab.
     page: str = "stats.dashboard"
 
     @property
@@ -133,7 +133,7 @@ class View:
     def params(
         self, query: Query | None = None, ui: Mapping[str, str] | None = None
     ) -> dict[str, str]:
-        """URL parameters of this view, or of `query` with these display choices changed."""
+        """URL parameters of this state, or of `query` with these display choices changed."""
         query = query or self.query
         params = query.params()
         if query.compare is None:
@@ -178,8 +178,8 @@ class View:
 
 def page_query(
     db: Database, access: SiteAccess, args: Mapping[str, str], page: str = "stats.dashboard"
-) -> View:
-    """Parse the URL once (QueryError on bad input) into the page's View."""
+) -> PageState:
+    """Parse the URL once (QueryError on bad input) into the page's PageState."""
     site = access.site
     query = parse_query(
         site,
@@ -187,7 +187,7 @@ def page_query(
         first_day=first_day(db, site),
         compare=DEFAULT_COMPARE,
     )
-    return View(access, query, {k: args[k] for k in UI_PARAMS if args.get(k)}, page)
+    return PageState(access, query, {k: args[k] for k in UI_PARAMS if args.get(k)}, page)
 
 
 @dataclass(frozen=True)
@@ -206,11 +206,11 @@ def _trend(metric: str, change: float | None) -> str:
     return "good" if (change > 0) == METRICS[metric].higher_is_better else "bad"
 
 
-def kpis(db: Database, view: View) -> list[Kpi]:
-    query = dataclasses.replace(view.query, metrics=view.kpi_metrics, dimensions=())
+def kpis(db: Database, state: PageState) -> list[Kpi]:
+    query = dataclasses.replace(state.query, metrics=state.kpi_metrics, dimensions=())
     totals = run(db, query).totals
     out = []
-    for metric in view.kpi_metrics:
+    for metric in state.kpi_metrics:
         change = totals.get("change", {}).get(metric)
         previous = totals.get("comparison", {}).get(metric)
         out.append(
@@ -220,7 +220,9 @@ def kpis(db: Database, view: View) -> list[Kpi]:
                 change=metric_change(metric, change),
                 trend=_trend(metric, change),
                 link=Link(
-                    METRICS[metric].label, view.url(ui={"metric": metric}), on=metric == view.metric
+                    METRICS[metric].label,
+                    state.url(ui={"metric": metric}),
+                    on=metric == state.metric,
                 ),
                 previous=metric_value(metric, previous) if "comparison" in totals else "",
             )
@@ -264,12 +266,12 @@ def _labels(dim: str, label: str) -> tuple[str, str]:
     return f"{prefix}{day.strftime('%a %-d %b %Y')}", day.strftime("%-d %b")
 
 
-def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
+def chart(db: Database, state: PageState, now: datetime | None = None) -> Chart:
     """The chosen metric over the period, with the comparison period as a faint line."""
-    metric, dim = view.metric, interval(view.query)
-    result = run(db, dataclasses.replace(view.query, metrics=(metric,), dimensions=(dim,)))
+    metric, dim = state.metric, interval(state.query)
+    result = run(db, dataclasses.replace(state.query, metrics=(metric,), dimensions=(dim,)))
     now = now or datetime.now(UTC)
-    tz = view.query.site.tz
+    tz = state.query.site.tz
     today = now.astimezone(tz)
     values = []
     for row in result.rows:
@@ -277,14 +279,14 @@ def chart(db: Database, view: View, now: datetime | None = None) -> Chart:
         future = start > now if dim == "time:hour" else start.date() > today.date()
         values.append(None if future else row[metric])  # no line into the future
     texts = [_labels(dim, row[dim]) for row in result.rows]
-    period = view.query.period
+    period = state.query.period
     partial = None
     if period.start_ms <= now.timestamp() * 1000 < period.end_ms:
         partial = max(i for i, v in enumerate(values) if v is not None)
         tooltip, axis = texts[partial]
         texts[partial] = (f"{tooltip} (so far)", axis)
     compare = result.comparison.rows if result.comparison else None
-    buckets = series_notes(db, view.query, [row[dim] for row in result.rows])
+    buckets = series_notes(db, state.query, [row[dim] for row in result.rows])
     return line_chart(
         metric_label=METRICS[metric].label,
         labels=[t[0] for t in texts],
@@ -310,19 +312,19 @@ def _note_texts(dim: str, bucket: list[Note]) -> list[str]:
     return [note.text for note in bucket]
 
 
-def series_query(view: View) -> Query:
+def series_query(state: PageState) -> Query:
     """The chart's buckets with every headline number, for the chart's CSV."""
     return dataclasses.replace(
-        view.query,
-        metrics=view.kpi_metrics,
-        dimensions=(interval(view.query),),
+        state.query,
+        metrics=state.kpi_metrics,
+        dimensions=(interval(state.query),),
         compare=None,
         compare_period=None,
     )
 
 
-def chart_csv_url(view: View) -> str:
-    return view.endpoint("stats.chart_csv", view.params())
+def chart_csv_url(state: PageState) -> str:
+    return state.endpoint("stats.chart_csv", state.params())
 
 
 @dataclass(frozen=True)
@@ -379,15 +381,17 @@ def props_text(raw: str) -> str:
     return ", ".join(f"{key}: {value}" for key, value in props.items())
 
 
-def table(view: View, report: Report, result: Result, sort_url: Callable[[str], str]) -> Table:
+def table(
+    state: PageState, report: Report, result: Result, sort_url: Callable[[str], str]
+) -> Table:
     """Display rows; `sort_url(value)` links to this table sorted by `<panel>_sort=value`."""
-    metrics = view.report_metrics(report)
+    metrics = state.report_metrics(report)
     first = metrics[0]
     top = max((row[first] or 0 for row in result.rows), default=0) or 1
     rows = []
     for row in result.rows:
         values = [row[d] for d in report.dimensions]
-        query = view.query
+        query = state.query
         for dim, value in zip(report.dimensions, values, strict=True):
             query = query.with_filter(Filter(dim, "is", (value,)))
         known = all(v not in ("", None) for v in values)
@@ -397,18 +401,18 @@ def table(view: View, report: Report, result: Result, sort_url: Callable[[str], 
                     display_value(d, v, report.empty_label)
                     for d, v in zip(report.dimensions, values, strict=True)
                 ),
-                url=view.url(query) if known else None,
+                url=state.url(query) if known else None,
                 bar=round(100 * (row[first] or 0) / top, 1),
                 cells=[metric_value(m, row[m]) for m in metrics],
             )
         )
-    return Table(report, _columns(view, report, metrics, sort_url), rows, result.has_more)
+    return Table(report, _columns(state, report, metrics, sort_url), rows, result.has_more)
 
 
 def _columns(
-    view: View, report: Report, metrics: tuple[str, ...], sort_url: Callable[[str], str]
+    state: PageState, report: Report, metrics: tuple[str, ...], sort_url: Callable[[str], str]
 ) -> list[Column]:
-    order = dict(view.report_order(report) or ((metrics[0], "desc"),))
+    order = dict(state.report_order(report) or ((metrics[0], "desc"),))
     columns = []
     for metric in metrics:
         direction = order.get(metric, "")
@@ -435,10 +439,10 @@ class Card:
 DEFERRED = frozenset({"goals"})
 
 
-def cards(db: Database, view: View) -> list[Card | DeferredCard]:
+def cards(db: Database, state: PageState) -> list[Card | DeferredCard]:
     return [
-        DeferredCard(panel, deferred_url(view, panel.key)) if panel.key in DEFERRED
-        else card(db, view, panel)
+        DeferredCard(panel, deferred_url(state, panel.key)) if panel.key in DEFERRED
+        else card(db, state, panel)
         for panel in PANELS
     ]  # fmt: skip
 
@@ -452,42 +456,42 @@ class DeferredCard:
     url: str
 
 
-def deferred_url(view: View, key: str) -> str:
-    return view.endpoint("stats.card", view.params(), key=key)
+def deferred_url(state: PageState, key: str) -> str:
+    return state.endpoint("stats.card", state.params(), key=key)
 
 
-def card(db: Database, view: View, panel: Panel) -> Card:
-    report = panel.report(view.ui.get(panel.tab_param))
-    result = run(db, view.report_query(report, CARD_ROWS))
+def card(db: Database, state: PageState, panel: Panel) -> Card:
+    report = panel.report(state.ui.get(panel.tab_param))
+    result = run(db, state.report_query(report, CARD_ROWS))
 
     def sort_url(value: str) -> str:
-        return view.url(ui={panel.sort_param: value}) + f"#{panel.key}"
+        return state.url(ui={panel.sort_param: value}) + f"#{panel.key}"
 
     tabs = [
-        Link(r.tab, view.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
+        Link(r.tab, state.url(ui={panel.tab_param: r.key}) + f"#{panel.key}", r is report)
         for r in panel.reports
     ]
-    params = view.params()
-    no_goals = report.dimension == GOAL and not site_goals(db, view.access.site)
+    params = state.params()
+    no_goals = report.dimension == GOAL and not site_goals(db, state.access.site)
     return Card(
         panel=panel,
         tabs=tabs if len(tabs) > 1 else [],
-        table=table(view, report, result, sort_url),
-        more_url=view.endpoint("stats.report", params, key=report.key),
-        csv_url=view.endpoint("stats.report_csv", params, key=report.key),
-        empty=_no_goals(view) if no_goals else None,
+        table=table(state, report, result, sort_url),
+        more_url=state.endpoint("stats.report", params, key=report.key),
+        csv_url=state.endpoint("stats.report_csv", params, key=report.key),
+        empty=_no_goals(state) if no_goals else None,
     )
 
 
-def _no_goals(view: View) -> Link:
+def _no_goals(state: PageState) -> Link:
     text = "No goals yet. A goal counts sign-ups, purchases or downloads, past visits included"
-    if not view.access.can_manage:
+    if not state.access.can_manage:
         return Link(text + ".", "")
-    return Link(text + ": add one in the settings.", _settings_url(view, "goals"))
+    return Link(text + ": add one in the settings.", _settings_url(state, "goals"))
 
 
-def _settings_url(view: View, section: str) -> str:
-    return url_for("site_settings.show", domain=view.access.site.domain) + f"#{section}"
+def _settings_url(state: PageState, section: str) -> str:
+    return url_for("site_settings.show", domain=state.access.site.domain) + f"#{section}"
 
 
 @dataclass(frozen=True)
@@ -502,93 +506,93 @@ class FullList:
     csv_url: str
 
 
-def report_pages(db: Database, view: View, report: Report) -> Iterator[Result]:
+def report_pages(db: Database, state: PageState, report: Report) -> Iterator[Result]:
     """Every row of the report, CSV_PAGE_ROWS at a time: the query runs again per page
     (rows in a stable order: ties break on the labels), so memory stays flat at any
     length. The first page runs at the call, so a bad query is refused before anything
     is sent."""
-    first = run(db, view.report_query(report, CSV_PAGE_ROWS))
+    first = run(db, state.report_query(report, CSV_PAGE_ROWS))
 
     def pages() -> Iterator[Result]:
         result, offset = first, 0
         yield result
         while result.has_more:
             offset += CSV_PAGE_ROWS
-            result = run(db, view.report_query(report, CSV_PAGE_ROWS, offset))
+            result = run(db, state.report_query(report, CSV_PAGE_ROWS, offset))
             yield result
 
     return pages()
 
 
-def full_list(db: Database, view: View, report: Report, page: int) -> FullList:
-    result = run(db, view.report_query(report, LIST_ROWS, (page - 1) * LIST_ROWS))
-    params = view.params()
+def full_list(db: Database, state: PageState, report: Report, page: int) -> FullList:
+    result = run(db, state.report_query(report, LIST_ROWS, (page - 1) * LIST_ROWS))
+    params = state.params()
 
     def page_url(number: int) -> str:
-        return view.endpoint("stats.report", {**params, "p": str(number)}, key=report.key)
+        return state.endpoint("stats.report", {**params, "p": str(number)}, key=report.key)
 
     panel = panel_of(report)
 
     def sort_url(value: str) -> str:
-        return view.endpoint("stats.report", {**params, panel.sort_param: value}, key=report.key)
+        return state.endpoint("stats.report", {**params, panel.sort_param: value}, key=report.key)
 
     return FullList(
-        table=table(view, report, result, sort_url),
+        table=table(state, report, result, sort_url),
         page=page,
         prev_url=page_url(page - 1) if page > 1 else None,
         next_url=page_url(page + 1) if result.has_more else None,
-        back_url=view.url(ui={panel.tab_param: report.key}) + f"#{panel.key}",
-        csv_url=view.endpoint("stats.report_csv", params, key=report.key),
+        back_url=state.url(ui={panel.tab_param: report.key}) + f"#{panel.key}",
+        csv_url=state.endpoint("stats.report_csv", params, key=report.key),
     )
 
 
-def filter_links(view: View) -> list[Link]:
+def filter_links(state: PageState) -> list[Link]:
     """Active filters as sentences, each with the URL that removes it."""
     return [
-        Link(f.sentence(), view.url(view.query.without_filter(f.dimension)))
-        for f in view.query.filters
+        Link(f.sentence(), state.url(state.query.without_filter(f.dimension)))
+        for f in state.query.filters
     ]
 
 
-def page_links(view: View) -> list[Link]:
+def page_links(state: PageState) -> list[Link]:
     """The stats page's tabs, Overview and Campaigns, keeping the period and filters."""
-    params = view.params()
+    params = state.params()
     return [
-        Link(label, view.endpoint(page, params), page == view.page)
+        Link(label, state.endpoint(page, params), page == state.page)
         for page, label in (("stats.dashboard", "Overview"), ("stats.campaigns", "Campaigns"))
     ]
 
 
-def period_links(view: View) -> list[Link]:
-    current = view.query.period.kind
+def period_links(state: PageState) -> list[Link]:
+    current = state.query.period.kind
     links = []
     for kind, label in PERIOD_CHOICES:
-        params = view.params()
+        params = state.params()
         for key in ("from", "to", "date"):
             params.pop(key, None)
         params["period"] = kind
-        links.append(Link(label, view.endpoint(view.page, params), kind == current))
+        links.append(Link(label, state.endpoint(state.page, params), kind == current))
     return links
 
 
-def compare_links(view: View) -> list[Link]:
-    current = view.query.compare or "off"
+def compare_links(state: PageState) -> list[Link]:
+    current = state.query.compare or "off"
     links = []
     for mode, label in COMPARE_CHOICES:
-        params = {**view.params(), "compare": mode}
-        links.append(Link(label, view.endpoint(view.page, params), mode == current))
+        params = {**state.params(), "compare": mode}
+        links.append(Link(label, state.endpoint(state.page, params), mode == current))
     return links
 
 
-def hidden_fields(view: View, *drop: str) -> dict[str, str]:
-    """The current view as hidden form fields (for the custom-range form), minus `drop`."""
-    return {k: v for k, v in view.params().items() if k not in drop}
+def hidden_fields(state: PageState, *drop: str) -> dict[str, str]:
+    """The current state as hidden form fields (for the custom-range form), minus `drop`."""
+    return {k: v for k, v in state.params().items() if k not in drop}
 
 
-def csv_name(view: View, key: str) -> str:
+def csv_name(state: PageState, key: str) -> str:
     """`example.com-sources-2026-10-24-to-2026-11-22.csv`."""
-    period = view.query.period
-    return download_name(view.access.site.domain, key, period.start, period.end)
+    period = state.query.period
+    return download_name(state.access.site.domain, key, period.start, period.end)
 
 
 @dataclass(frozen=True)
@@ -613,19 +617,19 @@ class FunnelCard:
     csv_url: str
 
 
-def funnel_card(db: Database, view: View) -> FunnelCard | None:
+def funnel_card(db: Database, state: PageState) -> FunnelCard | None:
     """The chosen funnel (`?funnel=Name`, else the first by name) over the page's period
     and filters; None when the site has no funnel."""
-    names = funnel_names(db, view.access.site)
+    names = funnel_names(db, state.access.site)
     if not names:
         return None
-    chosen = view.ui.get("funnel", "")
+    chosen = state.ui.get("funnel", "")
     name = chosen if chosen in names else names[0]
-    tabs = [Link(n, view.url(ui={"funnel": n}) + "#funnels", n == name) for n in names]
-    fix_url = _settings_url(view, "funnels") if view.access.can_manage else ""
-    csv_url = view.endpoint("stats.funnel_csv", {**view.params(), "funnel": name})
+    tabs = [Link(n, state.url(ui={"funnel": n}) + "#funnels", n == name) for n in names]
+    fix_url = _settings_url(state, "funnels") if state.access.can_manage else ""
+    csv_url = state.endpoint("stats.funnel_csv", {**state.params(), "funnel": name})
     try:
-        result = funnel(db, view.query, name)
+        result = funnel(db, state.query, name)
     except QueryError as error:
         return FunnelCard(tabs, name, [], "", str(error), fix_url, csv_url)
     first = result.steps[0].visitors if result.steps else 0

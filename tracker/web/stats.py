@@ -55,19 +55,19 @@ def _access(domain: str | None, token: str | None) -> SiteAccess:
     return shared_site(token) if token is not None else site_access(domain or "", VIEWER)
 
 
-def _head(view: dash.View) -> dict[str, object]:
+def _head(state: dash.PageState) -> dict[str, object]:
     """What _stats_head.html needs: live count, periods, comparison, filters, custom range."""
     return {
-        "view": view,
-        "access": view.access,
-        "site": view.access.site,
-        "periods": dash.period_links(view),
-        "compare": dash.compare_links(view),
-        "filters": dash.filter_links(view),
-        "hidden": dash.hidden_fields(view, "period", "from", "to", "date"),
-        "live": current_visitors(get_db(), view.access.site),
+        "state": state,
+        "access": state.access,
+        "site": state.access.site,
+        "periods": dash.period_links(state),
+        "compare": dash.compare_links(state),
+        "filters": dash.filter_links(state),
+        "hidden": dash.hidden_fields(state, "period", "from", "to", "date"),
+        "live": current_visitors(get_db(), state.access.site),
         "period_text": dash.period_text,
-        "pages": dash.page_links(view),
+        "pages": dash.page_links(state),
     }
 
 
@@ -92,15 +92,15 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
             local_page=recent_local_page(get_settings().data_dir),
         )
     try:
-        view = dash.page_query(db, access, request.args)
+        state = dash.page_query(db, access, request.args)
         return render_template(
             "stats.html",
-            **_head(view),
-            kpis=dash.kpis(db, view),
-            chart=dash.chart(db, view),
-            chart_csv_url=dash.chart_csv_url(view),
-            cards=dash.cards(db, view),
-            funnel_url=dash.deferred_url(view, "funnels")
+            **_head(state),
+            kpis=dash.kpis(db, state),
+            chart=dash.chart(db, state),
+            chart_csv_url=dash.chart_csv_url(state),
+            cards=dash.cards(db, state),
+            funnel_url=dash.deferred_url(state, "funnels")
             if funnel_names(db, access.site)
             else None,
         )
@@ -119,11 +119,11 @@ def report(key: str, domain: str | None = None, token: str | None = None) -> Res
     number = int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
     db = get_db()
     try:
-        view = dash.page_query(db, access, request.args)
-        listing = dash.full_list(db, view, REPORTS[key], number)
+        state = dash.page_query(db, access, request.args)
+        listing = dash.full_list(db, state, REPORTS[key], number)
     except QueryError as error:
         return _bad_query(access, error)
-    return render_template("report.html", **_head(view), listing=listing)
+    return render_template("report.html", **_head(state), listing=listing)
 
 
 @bp.get("/sites/<domain>/reports/<key>.csv", endpoint="report_csv")
@@ -138,13 +138,15 @@ def report_csv_download(
         abort(404)
     db = get_db()
     try:
-        view = dash.page_query(db, access, request.args)
-        pages = dash.report_pages(db, view, REPORTS[key])
+        state = dash.page_query(db, access, request.args)
+        pages = dash.report_pages(db, state, REPORTS[key])
     except QueryError as error:
         return Response(f"{error}\n", status=400, mimetype="text/plain")
-    name = dash.csv_name(view, key)
+    name = dash.csv_name(state, key)
     # In the request's context while it streams: its statement timeout holds for every page.
-    chunks = stream_with_context(report_csv(REPORTS[key], view.report_metrics(REPORTS[key]), pages))
+    chunks = stream_with_context(
+        report_csv(REPORTS[key], state.report_metrics(REPORTS[key]), pages)
+    )
     return Response(
         chunks,
         mimetype="text/csv",
@@ -159,8 +161,8 @@ def chart_csv_download(domain: str | None = None, token: str | None = None) -> R
     access = _access(domain, token)
     db = get_db()
     try:
-        view = dash.page_query(db, access, request.args)
-        result = run(db, dash.series_query(view))
+        state = dash.page_query(db, access, request.args)
+        result = run(db, dash.series_query(state))
     except QueryError as error:
         return Response(f"{error}\n", status=400, mimetype="text/plain")
     dim = result.query.dimensions[0]
@@ -168,7 +170,7 @@ def chart_csv_download(domain: str | None = None, token: str | None = None) -> R
     return Response(
         timeseries_csv(result, notes),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(view, "chart")}"'},
+        headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(state, "chart")}"'},
     )
 
 
@@ -179,12 +181,12 @@ def campaigns_view(domain: str | None = None, token: str | None = None) -> Respo
     access = _access(domain, token)
     db = get_db()
     try:
-        view = dash.page_query(db, access, request.args, "stats.campaigns")
-        tab = campaign_tab(db, view)
+        state = dash.page_query(db, access, request.args, "stats.campaigns")
+        tab = campaign_tab(db, state)
     except QueryError as error:
         return _bad_query(access, error)
-    pacing = pacing_table(month_pacing(db, access.site, month=view.query.period.end))
-    return render_template("campaigns.html", **_head(view), tab=tab, pacing=pacing)
+    pacing = pacing_table(month_pacing(db, access.site, month=state.query.period.end))
+    return render_template("campaigns.html", **_head(state), tab=tab, pacing=pacing)
 
 
 @bp.get("/sites/<domain>/campaigns.csv", endpoint="campaigns_csv")
@@ -196,11 +198,11 @@ def campaigns_csv_download(
     access = _access(domain, token)
     db = get_db()
     try:
-        view = dash.page_query(db, access, request.args, "stats.campaigns")
-        tab = campaign_tab(db, view)
+        state = dash.page_query(db, access, request.args, "stats.campaigns")
+        tab = campaign_tab(db, state)
     except QueryError as error:
         return Response(f"{error}\n", status=400, mimetype="text/plain")
-    name = dash.csv_name(view, f"campaigns-by-{tab.report.level}")
+    name = dash.csv_name(state, f"campaigns-by-{tab.report.level}")
     return Response(
         campaign_csv(tab),
         mimetype="text/csv",
@@ -220,13 +222,13 @@ def card_fragment(
         abort(404)
     db = get_db()
     try:
-        view = dash.page_query(db, access, request.args)
+        state = dash.page_query(db, access, request.args)
         if key == "funnels":
-            found = dash.funnel_card(db, view)
+            found = dash.funnel_card(db, state)
             if found is None:
                 abort(404)
             return render_template("_funnel.html", funnel=found)
-        return render_template("_card.html", card=dash.card(db, view, panels[key]))
+        return render_template("_card.html", card=dash.card(db, state, panels[key]))
     except QueryError as error:
         return Response(f"{error}\n", status=400, mimetype="text/plain")
 
@@ -239,14 +241,14 @@ def funnel_csv_download(domain: str | None = None, token: str | None = None) -> 
     db = get_db()
     name = request.args.get("funnel", "")
     try:
-        view = dash.page_query(db, access, request.args)
-        result = funnel(db, view.query, name)
+        state = dash.page_query(db, access, request.args)
+        result = funnel(db, state.query, name)
     except QueryError as error:
         return Response(f"{error}\n", status=400, mimetype="text/plain")
     return Response(
         funnel_csv(result),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(view, "funnel")}"'},
+        headers={"Content-Disposition": f'attachment; filename="{dash.csv_name(state, "funnel")}"'},
     )
 
 

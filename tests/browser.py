@@ -87,6 +87,14 @@ class TestSite:
         return Response(page[0], mimetype=page[1])(environ, start_response)
 
 
+def log_in_page(page: Any, base: str, email: str, password: str) -> None:
+    """Log a browser page in through the login form of the server at `base`."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button:has-text('Log in')")
+
+
 def wait_for(probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
     """Poll until `probe()` is truthy (beacons arrive asynchronously); its last value. The
     deadline is generous: a loaded machine is slow, and a passing probe ends the wait."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.browser import log_in_page
 from tests.helpers import add_user, store_events
 
 pytestmark = [
@@ -35,10 +36,7 @@ FOCUSED = """() => {
 
 def _open(browser, live_server, size, scheme):
     page = browser.new_context(viewport=size, color_scheme=scheme).new_page()
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
+    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
     page.goto(f"{live_server.url}/sites/{SITE}?source=Google")
     return page
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import wait_for
+from tests.browser import log_in_page, wait_for
 from tests.helpers import add_user
 from tracker.db.models import Site
 from tracker.web.local_pages import recent_local_page
@@ -29,28 +29,19 @@ def _page_with(tag_attrs: str, collector: str) -> str:
     )
 
 
-def _log_in(page, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-
-
 def _inside(page, selector: str, width: int) -> bool:
     box = page.locator(selector).bounding_box()
     return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
 
 
-def test_local_page_is_explained_and_allow_local_records(
-    app, db, browser, live_server, test_site
-):
+def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_server, test_site):
     add_user(db, "owner@example.com", PASSWORD)
     with db.session() as session:
         session.add(Site(domain=SITE, timezone="UTC", allowed_hostnames=["127.0.0.1"]))
     data_dir = app.extensions["tracker.settings"].data_dir
     phone, desktop = (browser.new_context(viewport=size) for size in reversed(SIZES))
     waiting = phone.new_page()
-    _log_in(waiting, live_server.url)
+    log_in_page(waiting, live_server.url, "owner@example.com", PASSWORD)
     waiting.goto(f"{live_server.url}/sites/{SITE}")
     note = waiting.locator("[data-local-note]")
     assert not note.is_visible()  # no local page yet: nothing to explain
@@ -68,7 +59,7 @@ def test_local_page_is_explained_and_allow_local_records(
     assert _inside(waiting, "details[data-local] textarea", 390)
 
     page = desktop.new_page()
-    _log_in(page, live_server.url)
+    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
     page.goto(f"{live_server.url}/sites/{SITE}")  # rendered with the note, no poll needed
     assert page.locator("[data-local-note]").is_visible()
     assert test_site.url in page.locator("[data-local-note]").inner_text()
@@ -77,4 +68,3 @@ def test_local_page_is_explained_and_allow_local_records(
     tester.goto(test_site.page("/allowed", _page_with(" data-allow-local", live_server.url)))
     status = waiting.locator("[data-status-text]")
     status.filter(has_text="First pageview received").wait_for(timeout=10_000)
-

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.browser import log_in_page
 from tests.helpers import add_user, store_events
 
 pytestmark = [
@@ -62,10 +63,7 @@ def test_nothing_overlaps(app, db, browser, live_server, size):
     _traffic(app)
     add_user(db, "owner@example.com", PASSWORD)
     page = browser.new_context(viewport=size).new_page()
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
+    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
     page.goto(f"{live_server.url}/sites/{SITE}?period=30d")
     assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser import log_in_page
 from tests.helpers import add_user
 from tracker.sites import find_site
 from tracker.web.timezones import timezone_choices
@@ -31,10 +32,7 @@ def test_new_site_takes_the_browser_zone_from_one_searchable_list(
     add_user(db, "owner@example.com", PASSWORD)
     context = browser.new_context(viewport=size, timezone_id=zone)
     page = context.new_page()
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
+    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
     page.goto(f"{live_server.url}/sites")
     field = page.locator("input[name=timezone]")
     assert field.input_value() == zone
@@ -55,7 +53,7 @@ def test_new_site_takes_the_browser_zone_from_one_searchable_list(
         assert find_site(session, domain).timezone == zone
 
     page.goto(f"{live_server.url}/sites/{domain}/settings")
-    field = page.locator("input[name=timezone]")
+    field = page.locator("#general input[name=timezone]")
     assert field.input_value() == zone
     assert page.locator(f"datalist#{field.get_attribute('list')} option").count() == every_zone
     context.close()

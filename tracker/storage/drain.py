@@ -360,12 +360,7 @@ def writer_running(directory: Path) -> bool:
         return False
     try:
         with _probing(directory):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
+            return _locked(fd)
     finally:
         os.close(fd)
 

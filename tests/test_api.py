@@ -36,9 +36,7 @@ from tracker.stats.metrics import PUBLIC_METRICS, SPEND_METRICS
 PERIOD = {"site_id": EXPORT_SITE, "period": "custom", "date": "2026-03-02,2026-03-03"}
 # Every metric that needs no goal nor ad spend (tests/test_conversions.py has the goal ones,
 # tests/test_spend.py the spend ones), nor a breakdown by exit page (tests/test_stats_exits.py).
-TRAFFIC_METRICS = [
-    m for m in PUBLIC_METRICS if m not in GOAL_METRICS | SPEND_METRICS | {EXIT_RATE}
-]
+TRAFFIC_METRICS = [m for m in PUBLIC_METRICS if m not in GOAL_METRICS | SPEND_METRICS | {EXIT_RATE}]
 ALL_METRICS = ",".join(TRAFFIC_METRICS)
 
 

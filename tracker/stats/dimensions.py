@@ -21,8 +21,8 @@ class Dimension:
     # Event kinds a row must have for an event dimension; () means any kind.
     kinds: tuple[str, ...] = ()
     # A tag most visits lack (UTM values, referrer, location, an event's properties):
-    # breakdowns by it leave those visits out, on the page, in its CSV and in the Stats API alike (filters.tagged_only);
-    # totals count them.
+    # breakdowns by it leave those visits out, on the page, in its CSV and in the Stats
+    # API alike (filters.tagged_only); totals count them.
     optional: bool = False
 
     @property

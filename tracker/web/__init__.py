@@ -32,8 +32,8 @@ from tracker.web.email_reports import bp as email_reports_bp
 from tracker.web.email_reports import unsubscribe_now
 from tracker.web.log_imports import bp as log_imports_bp
 from tracker.web.security import init_security_headers
-from tracker.web.spreadsheet import init_spreadsheet
 from tracker.web.spend import bp as spend_bp
+from tracker.web.spreadsheet import init_spreadsheet
 from tracker.web.twofactor import init_twofactor
 
 csrf = CSRFProtect()

@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import DEFAULT_USER_AGENT
 from tests.served import event_body
 from tests.test_ingest_durability import Server
+from tests.waiting import connections_accepted, wait_until
 from tracker.api.views import MAX_COST_BODY
 from tracker.config import Settings
 from tracker.server_worker import (
@@ -226,7 +227,11 @@ def healthz(server: Server) -> int:
 def test_slow_clients_hold_no_thread_and_are_closed_after_their_timeout(server: Server) -> None:
     slow = SlowClients(server, SLOW_SOCKETS)
     try:
-        time.sleep(1.0)  # every slow socket accepted and trickling
+        # Every slow socket accepted and trickling (one closed already was accepted too).
+        wait_until(
+            lambda: slow.closed or connections_accepted(server.port) >= len(slow.sockets),
+            "every slow socket accepted",
+        )
         seconds, status = timed(lambda: healthz(server))
         assert status == 200 and seconds < ANSWER_SECONDS
         seconds, status = timed(lambda: server.post("/while-slow"))

@@ -227,25 +227,20 @@ def test_the_spool_writer_and_the_jobs_run_in_processes_of_their_own(tmp_path: P
     try:
         master = server.proc.pid
         children = Path(f"/proc/{master}/task/{master}/children")
-        deadline = time.monotonic() + 30
-        while len(children.read_text().split()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(children.read_text().split()) >= 3, "the server's three children")
         roles = {
             Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2]: int(pid)
             for pid in children.read_text().split()
         }
         assert set(roles) == {b"serve", b"writer", b"jobs"}  # one worker, and the two
         assert server.post("/seen") == 202
-        while "/seen" not in server.stored_paths() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "/seen" in server.stored_paths()  # stored by the writer process
-        salts = []
-        while not salts and time.monotonic() < deadline:  # rotate_salts runs at start
-            salts = (
+        wait_until(lambda: "/seen" in server.stored_paths(), "stored by the writer process")
+        wait_until(  # rotate_salts runs at start
+            lambda: (
                 sqlite3.connect(server.db_path).execute("SELECT day FROM daily_salts").fetchall()
-            )
-            time.sleep(0.1)
-        assert salts
+            ),
+            "the jobs process's first rotate_salts",
+        )
         os.kill(master, signal.SIGTERM)
         assert server.proc.wait(timeout=30) == 0
         for pid in (roles[b"writer"], roles[b"jobs"]):

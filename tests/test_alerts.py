@@ -138,14 +138,23 @@ def test_spike_fires_clears_and_cools_down(
     ]
     assert events[0].cleared_at is not None
     assert events[0].cleared_at.replace(tzinfo=UTC) == T0 + timedelta(minutes=10)
-    # Two notifications: mails to the alert recipient only, and two webhook posts.
-    assert drain(db, settings).sent == 2
-    assert len(smtp_server.inbox.to("ann@example.com")) == 2
+    # Fired, cleared, fired again: the quiet firing within the cool-down clears quietly.
+    # Mails to the alert recipient only, and the same three webhook posts.
+    assert drain(db, settings).sent == 3
     assert smtp_server.inbox.to("bob@example.com") == []
-    message = smtp_server.inbox.messages[0]
-    assert message["Subject"] == "[Alert] Traffic spike on shop.example"
-    assert message["List-Unsubscribe"].startswith("<https://stats.example/unsubscribe/")
-    assert len(hook.received) == 2
+    mails = smtp_server.inbox.to("ann@example.com")
+    assert [m["Subject"] for m in mails] == [
+        "[Alert] Traffic spike on shop.example",
+        "[Cleared] Traffic spike on shop.example",
+        "[Alert] Traffic spike on shop.example",
+    ]
+    assert mails[0]["List-Unsubscribe"].startswith("<https://stats.example/unsubscribe/")
+    cleared = (
+        "Cleared at 12:10 (UTC) after 10 min: 3 current visitors on shop.example (alert above 2)"
+    )
+    assert cleared in mails[1].get_body(("plain",)).get_content()
+    assert mails[1]["List-Unsubscribe"].startswith("<https://stats.example/unsubscribe/")
+    assert [json.loads(body)["event"] for _, body in hook.received] == ["fired", "cleared", "fired"]
     with db.session() as session:
         secret = session.get(AlertRule, rule.id).webhook_secret  # type: ignore[union-attr]
     headers, body = hook.received[0]
@@ -156,6 +165,21 @@ def test_spike_fires_clears_and_cools_down(
     assert payload["site"] == SITE and payload["alert"] == "spike"
     assert payload["message"] == "3 current visitors on shop.example (alert above 2)"
     assert payload["fired_at"] == T0.isoformat()
+    headers, body = hook.received[1]
+    assert (
+        headers[SIGNATURE_HEADER]
+        == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    )
+    assert json.loads(body) == {
+        "event": "cleared",
+        "site": SITE,
+        "alert": "spike",
+        "rule_id": rule.id,
+        "message": cleared,
+        "fired_at": T0.isoformat(),
+        "cleared_at": (T0 + timedelta(minutes=10)).isoformat(),
+        "link": "https://stats.example/sites/shop.example?period=today",
+    }
 
 
 def test_webhook_failure_is_recorded(alert_app: Flask, hook: Hook) -> None:
@@ -288,3 +312,23 @@ def test_two_checkers_fire_an_alert_once(alert_app: Flask, database_url: str, ho
     )
     assert sorted(fired) == [0, 1]
     assert len(_events(db)) == 1 and len(hook.received) == 1
+
+
+def test_two_checkers_clear_an_alert_once(
+    alert_app: Flask, database_url: str, smtp_server: SmtpServer, hook: Hook
+) -> None:
+    db: Database = alert_app.extensions["tracker.db"]
+    settings = _settings(alert_app)
+    _rule(db, kind=SPIKE, threshold=1, webhook_url=hook.url)
+    store_events(alert_app, _visitors(3, T0 - timedelta(minutes=1)), site=SITE)
+    check_alerts(db, settings, T0)
+    later = T0 + timedelta(minutes=10)  # nobody now: both checkers see the alert end
+    on_two_servers(database_url, lambda server: check_alerts(server, settings, later))
+    [event] = _events(db)
+    assert event.cleared_at is not None and event.cleared_at.replace(tzinfo=UTC) == later
+    assert [json.loads(body)["event"] for _, body in hook.received] == ["fired", "cleared"]
+    assert drain(db, settings).sent == 2
+    assert [m["Subject"] for m in smtp_server.inbox.to("ann@example.com")] == [
+        "[Alert] Traffic spike on shop.example",
+        "[Cleared] Traffic spike on shop.example",
+    ]

@@ -16,10 +16,12 @@ Numbers come from the stats layer (`run` on raw rows for exact bounds, `current_
 starts is recorded as an `AlertEvent` (fired_at), and recorded as cleared when it ends.
 A fired alert is mailed to the site's recipients of alerts and POSTed to the rule's webhook
 unless an earlier one of the rule was notified less than `cooldown_minutes` before (still
-recorded, not sent: no mail storm while a condition flaps). Two checkers (servers on one
-database) record and send an alert once: each holds the rule while it reads and writes its
-events. The webhook body is JSON,
-signed: `X-Tracker-Signature: sha256=<HMAC-SHA256 of the body with the rule's secret>`.
+recorded, not sent: no mail storm while a condition flaps). When it clears, whoever was told
+it fired gets a short "cleared" mail and webhook event; a quiet firing clears quietly. Two
+checkers (servers on one database) record and send each change once: each holds the rule
+while it reads and writes its events. The webhook body is JSON (`event`: "fired" or
+"cleared"), signed: `X-Tracker-Signature: sha256=<HMAC-SHA256 of the body with the rule's
+secret>`.
 """
 
 from __future__ import annotations
@@ -344,11 +346,55 @@ def _alert_html(message: str, link: str, unsubscribe: str) -> str:
     )
 
 
+def _link(settings: Settings, site: Site) -> str:
+    return f"{settings.base_url.rstrip('/')}/sites/{site.domain}?period=today"
+
+
+def _mail_alert(
+    session: Session, settings: Settings, site: Site, subject: str, message: str
+) -> None:
+    """Queue the mail to the site's alert recipients, in the transaction that records the
+    alert's change: it is queued exactly when that change is committed."""
+    if mail.is_configured(settings):
+        mail_recipients(
+            session,
+            settings,
+            recipients_of(session, site.id, ALERTS),
+            subject,
+            _alert_mail(message, _link(settings, site)),
+        )
+
+
+def _post(db: Database, rule: AlertRule, event_id: int, payload: dict[str, object]) -> None:
+    """POST to the rule's webhook after the change is committed; a failure is kept on the
+    event (the last one: firing or clearing) for the settings page."""
+    error = post_webhook(rule, payload)
+    if error:
+        with db.session() as session:
+            stored = session.get(AlertEvent, event_id)
+            if stored is not None:
+                stored.webhook_error = error[:500]
+
+
+def _payload(
+    settings: Settings, site: Site, rule: AlertRule, what: str, message: str, **times: datetime
+) -> dict[str, object]:
+    """The webhook's JSON: `event` is "fired" or "cleared"; times in ISO 8601 UTC."""
+    return {
+        "event": what,
+        "site": site.domain,
+        "alert": rule.kind,
+        "rule_id": rule.id,
+        "message": message,
+        **{name: moment.isoformat() for name, moment in times.items()},
+        "link": _link(settings, site),
+    }
+
+
 def _fire(
     db: Database, settings: Settings, site: Site, rule: AlertRule, check: Check, now: datetime
 ) -> AlertEvent | None:
     """Record the alert; notify unless cooling down. None if it was already on."""
-    link = f"{settings.base_url.rstrip('/')}/sites/{site.domain}?period=today"
     with db.session() as session:
         _lock(session, rule)
         if _open_event(session, rule) is not None:
@@ -363,39 +409,54 @@ def _fire(
         )
         session.add(event)
         session.flush()
-        if notify and mail.is_configured(settings):
+        if notify:
             subject = f"[Alert] {KINDS[rule.kind]} on {site.domain}"
-            mail_recipients(
-                session,
-                settings,
-                recipients_of(session, site.id, ALERTS),
-                subject,
-                _alert_mail(check.message, link),
-            )
+            _mail_alert(session, settings, site, subject, check.message)
     if notify and rule.webhook_url:
-        payload = {
-            "site": site.domain,
-            "alert": rule.kind,
-            "rule_id": rule.id,
-            "message": check.message,
-            "fired_at": now.isoformat(),
-            "link": link,
-        }
-        error = post_webhook(rule, payload)
-        if error:
-            with db.session() as session:
-                stored = session.get(AlertEvent, event.id)
-                if stored is not None:
-                    stored.webhook_error = error[:500]
+        payload = _payload(settings, site, rule, "fired", check.message, fired_at=now)
+        _post(db, rule, event.id, payload)
     return event
 
 
-def _clear(db: Database, rule: AlertRule, now: datetime) -> None:
+def _lasted(duration: timedelta) -> str:
+    minutes = int(duration.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // (24 * 60)} days"
+
+
+def _cleared_message(site: Site, event: AlertEvent, now: datetime) -> str:
+    local = now.astimezone(ZoneInfo(site.timezone))
+    lasted = _lasted(now - _as_utc(event.fired_at))
+    return f"Cleared at {local:%H:%M} ({site.timezone}) after {lasted}: {event.message}"
+
+
+def _clear(
+    db: Database, settings: Settings, site: Site, rule: AlertRule, now: datetime
+) -> AlertEvent | None:
+    """Record the end of the rule's alert, if one is on; recipients hear of it when they
+    heard of its firing (a firing kept quiet by the cool-down clears quietly too). Like
+    firing, once with two checkers: the rule is held before the open event is read again."""
     with db.session() as session:
+        if _open_event(session, rule) is None:
+            return None  # the usual case, read without taking the write lock
+    with db.session() as session:
+        _lock(session, rule)
         event = _open_event(session, rule)
-        if event is not None:
-            _lock(session, rule)
-            event.cleared_at = now
+        if event is None:
+            return None
+        event.cleared_at = now
+        message = _cleared_message(site, event, now)
+        if event.notified:
+            subject = f"[Cleared] {KINDS[rule.kind]} on {site.domain}"
+            _mail_alert(session, settings, site, subject, message)
+    if event.notified and rule.webhook_url:
+        fired_at = _as_utc(event.fired_at)
+        payload = _payload(
+            settings, site, rule, "cleared", message, fired_at=fired_at, cleared_at=now
+        )
+        _post(db, rule, event.id, payload)
+    return event
 
 
 def check_alerts(db: Database, settings: Settings, now: datetime | None = None) -> list[AlertEvent]:
@@ -416,5 +477,5 @@ def check_alerts(db: Database, settings: Settings, now: datetime | None = None) 
             if event is not None:
                 fired.append(event)
         else:
-            _clear(db, rule, now)
+            _clear(db, settings, site, rule, now)
     return fired

@@ -60,7 +60,7 @@ TEST_WORKERS ?= auto
 test: $(TEST_INSTALLED) $(NODE_INSTALLED) test-services
 	$(PY) -m pytest -n $(TEST_WORKERS)
 
-test-fast: $(TEST_INSTALLED)
+test-fast: $(TEST_INSTALLED) $(NODE_INSTALLED)
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not browser and not postgres"
 
 lint: $(TEST_INSTALLED)

@@ -14,8 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.helpers import add_user, csrf_token
-from tests.mailserver import SmtpServer
+from tests.helpers import add_user, csrf_token, log_in
+from tests.mailserver import USER, SmtpServer
 from tracker.db import Database
 from tracker.db.models import PasswordReset, User
 from tracker.mail import drain
@@ -146,3 +146,26 @@ def test_a_reset_leaves_two_factor_login_on(mailing_app: Flask, smtp_server: Smt
     [path] = _sent_links(app, smtp_server)
     _choose(client, path, "second password")
     assert _log_in(client, "second password").location.endswith("/login/code")
+
+
+def test_an_undelivered_reset_mail_is_shown_to_server_administrators(
+    make_app: Callable[..., Flask], smtp_server: SmtpServer
+) -> None:
+    app = make_app(**smtp_server.settings(base_url=BASE, smtp_user=USER, smtp_password="wrong"))
+    db: Database = app.extensions["tracker.db"]
+    ann = add_user(db, EMAIL, PASSWORD, admin=False)
+    admin = add_user(db, "root@example.com", "root password")
+    assert _forgot(app.test_client(), EMAIL).status_code == 200
+    assert drain(db, app.extensions["tracker.settings"]).failed == 1
+    client = app.test_client()
+    log_in(client, admin)
+    page = client.get("/account").get_data(as_text=True)
+    assert 'id="server-mail"' in page and "Reset your tracker password" in page
+    assert (
+        f"authentication refused by 127.0.0.1:{smtp_server.port} for user &#39;mailer&#39;: "
+        "535 5.7.8 Authentication credentials invalid"
+    ) in page
+    assert "1 attempt, retried at" in page
+    log_in(client, ann)  # not an administrator: not hers to see
+    page = client.get("/account").get_data(as_text=True)
+    assert 'id="server-mail"' not in page and "535 5.7.8" not in page

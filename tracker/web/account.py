@@ -1,5 +1,5 @@
 """The account page, /account: one's own email address, password, two-factor login, API
-keys and sessions.
+keys and sessions; for a server administrator, also the mail about no site that failed.
 
 Every change that could lock the owner out or hand the account to someone else asks for
 the current password first, checked behind the login guard (a wrong one counts toward the
@@ -24,7 +24,7 @@ from wtforms import EmailField, Field, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from tracker import audit
+from tracker import audit, mail
 from tracker.accounts import (
     MAX_KEY_NAME,
     MIN_PASSWORD_LENGTH,
@@ -127,6 +127,8 @@ def page(
     with get_db().session() as session:
         codes_left = recovery_codes_left(session, user)
         must_keep_2fa = required_for(session, user, get_settings())
+        # Mail about no site (password resets) has no settings page: its administrators see it.
+        server_mail = mail.problems(session, None) if user.is_admin else None
     html = render_template(
         "account.html",
         user=user,
@@ -135,6 +137,7 @@ def page(
         must_keep_2fa=must_keep_2fa,
         keys=_key_rows(user),
         new_key=new_key,
+        server_mail=server_mail,
         scopes=SCOPES,
         email_form=forms.get("email_form") or EmailForm(formdata=None),
         password_form=forms.get("password_form") or PasswordForm(formdata=None),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -15,11 +16,18 @@ from tracker.cli import cli
 
 ADMIN_COMMANDS = [
     [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
-    ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"], ["apikeys"],
-    ["apikeys", "create"], ["apikeys", "list"], ["demo"], ["reclassify"], ["goals"],
-    ["goals", "add"], ["goals", "list"], ["goals", "delete"], ["funnels"], ["funnels", "add"],
-    ["funnels", "list"], ["funnels", "delete"], ["annotations"], ["annotations", "add"],
-    ["annotations", "list"], ["annotations", "delete"], ["invite"],
+    ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"],
+    ["users", "password"], ["users", "disable-2fa"], ["apikeys"],
+    ["apikeys", "create"], ["apikeys", "list"], ["apikeys", "revoke"], ["demo"], ["reclassify"],
+    ["goals"], ["goals", "add"], ["goals", "list"], ["goals", "delete"], ["funnels"],
+    ["funnels", "add"], ["funnels", "list"], ["funnels", "delete"], ["annotations"],
+    ["annotations", "add"], ["annotations", "list"], ["annotations", "delete"], ["invite"],
+    ["budgets"], ["budgets", "set"], ["budgets", "list"], ["budgets", "delete"], ["costs"],
+    ["costs", "import"], ["costs", "list"], ["costs", "delete"], ["columnar"],
+    ["columnar", "rebuild"], ["columnar", "status"], ["email"], ["email", "test"], ["export"],
+    ["export", "events"], ["export", "visits"], ["import"], ["import", "events"],
+    ["import", "logs"], ["jobs"], ["jobs", "list"], ["jobs", "run"], ["spam"],
+    ["spam", "update"],
 ]  # fmt: skip
 
 
@@ -50,6 +58,21 @@ def test_every_command_has_help(args):
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
     assert len(result.stdout.splitlines()) >= 4
+
+
+def _command_paths(command: click.Command, path: list[str]) -> list[list[str]]:
+    subcommands = command.commands if isinstance(command, click.Group) else {}
+    return [path] + [
+        sub_path
+        for name, sub in subcommands.items()
+        if not sub.hidden
+        for sub_path in _command_paths(sub, [*path, name])
+    ]
+
+
+def test_every_command_has_a_help_row():
+    """A new command is added to ADMIN_COMMANDS, so its help is checked too."""
+    assert sorted(_command_paths(cli, [])) == sorted(ADMIN_COMMANDS)
 
 
 def test_site_user_and_key_lifecycle(env):

@@ -20,12 +20,15 @@ from tracker.accesslog.files import (
     text,
 )
 from tracker.accesslog.formats import (
+    _CLF,
     COMBINED,
     COMMON,
     LineError,
     LogFormatError,
     Request,
+    _split_combined,
     caddy_parser,
+    clf_time,
     detect,
     named_format,
     nginx_format,
@@ -127,6 +130,37 @@ def test_common_has_no_user_agent() -> None:
 def test_malformed_combined(line: str, message: str) -> None:
     with pytest.raises(LineError, match=re.escape(message)):
         parse_combined(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'203.0.113.9 - - [10/Oct/2026:13:55:36 -0700] "GET /a HTTP/1.1" 200 23 "-" "{UA}"',
+        f'h:80 203.0.113.9 - - [10/Oct/2026:13:55:36 -0700] "GET /a HTTP/1.1" 200 2 "-" "{UA}" "x"',
+        'a b c [d [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-" "-"',  # a "[" in a name
+        'a b c[ d [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-" "-"',
+        'a b c d e [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-" "-"',  # a name too many
+        'a\tb - - [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-" "-"',  # a tab
+        'a - - [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 2²00 5 "-" "-"',  # not a digit
+        'a - - [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-""-"',
+        'a - - [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200  5 "-" "-"',
+        'a - - [10/Oct"2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-" "-"',
+        'a - - [10/Oct/2026:13:55:36 -0700] "GET / HTTP/1.1" 200 5 "-" "\\"',
+    ],
+)
+def test_combined_plain_split_reads_what_the_pattern_reads(line: str) -> None:
+    """Plain lines are split without the regex: the same fields, or left to the regex."""
+    match = _CLF.match(line)
+    assert _split_combined(line) in (None, match.groups() if match else None)
+
+
+def test_clf_times_sharing_a_minute() -> None:
+    for moment in ("10/Oct/2026:13:55:36 -0700", "10/Oct/2026:13:55:07 -0700"):
+        expected = ms(f"2026-10-10T13:55:{moment[18:20]}-07:00")
+        assert clf_time(moment) == expected
+        assert clf_time(moment.replace("-0700", "+0100")) == expected - 8 * 3_600_000
+    with pytest.raises(LineError):
+        clf_time("10/Oct/2026:13:55:xx -0700")
 
 
 NGINX_MAIN = (

@@ -38,6 +38,8 @@ _CLF = re.compile(
     rf'"({_QUOTED})" (\d{{3}}) (\S+)(?: "({_QUOTED})" "({_QUOTED})")?'
 )
 _ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.)")
+MINUTES_KEPT = 4096
+_minutes: dict[str, int] = {}  # epoch ms of a CLF time's minute, by its text without seconds
 
 
 class LineError(ValueError):
@@ -119,13 +121,22 @@ def _day_start(day: str, offset: str) -> int:
 
 def clf_time(text: str) -> int:
     """Epoch ms of `10/Oct/2000:13:55:36 -0700` (Apache's %t, nginx's $time_local)."""
+    # A log's lines share their minute with their neighbours: that part is read once.
+    minute = _minutes.get(text[:17] + text[20:]) if len(text) == 26 else None
+    if minute is not None and text[18:20].isdecimal():
+        return minute + int(text[18:20]) * 1000
     try:
         if len(text) != 26 or text[2] != "/" or text[11] != ":" or text[20] != " ":
             raise ValueError
-        seconds = int(text[12:14]) * 3600 + int(text[15:17]) * 60 + int(text[18:20])
-        return (_day_start(text[:11], text[21:]) + seconds) * 1000
+        minute = (_day_start(text[:11], text[21:]) + int(text[12:14]) * 3600) * 1000
+        minute += int(text[15:17]) * 60_000
+        ms = minute + int(text[18:20]) * 1000
     except (ValueError, KeyError):
         raise LineError(f"time: {text[:40]!r} is not like 10/Oct/2026:13:55:36 +0200") from None
+    if len(_minutes) >= MINUTES_KEPT:
+        _minutes.clear()
+    _minutes[text[:17] + text[20:]] = minute
+    return ms
 
 
 def iso_time(text: str, zone: tzinfo) -> int:
@@ -154,10 +165,13 @@ def _status(text: str) -> int:
 
 
 def _clf(line: str, *, with_agent: bool) -> Request:
-    match = _CLF.match(line)
-    if match is None:
-        raise LineError("not a combined or common log line")
-    host, ip, time, request, status, _size, referrer, agent = match.groups()
+    fields = _split_combined(line) if with_agent else None
+    if fields is None:
+        match = _CLF.match(line)
+        if match is None:
+            raise LineError("not a combined or common log line")
+        fields = match.groups()
+    host, ip, time, request, status, _size, referrer, agent = fields
     if with_agent and agent is None:
         raise LineError("no referrer and user agent (a common-format line)")
     method, target = split_request(unescape(request))
@@ -171,6 +185,31 @@ def _clf(line: str, *, with_agent: bool) -> Request:
         user_agent=dash(unescape(agent)) if with_agent else None,
         host=strip_port(host) if host else "",
     )
+
+
+def _split_combined(line: str) -> tuple[str | Any, ...] | None:
+    """The fields `_CLF` would match in a plain combined line, found with `str.split` (several
+    times cheaper than the regex); None for anything less plain (escaped quotes, missing or
+    odd fields), which the regex then reads or refuses."""
+    if "\\" in line:
+        return None
+    parts = line.split('"', 6)
+    if len(parts) < 7 or parts[4] != " " or not parts[0].endswith("] "):
+        return None
+    head, bracket, time = parts[0][:-2].partition(" [")
+    names = head.split(" ")
+    if not bracket or "]" in time or "[" in time or not head.isprintable():
+        return None
+    middle = parts[2].split(" ")
+    if len(middle) != 4 or middle[0] or middle[3] or len(middle[1]) != 3:
+        return None
+    status, size = middle[1], middle[2]
+    if not status.isdecimal() or not size.isprintable() or not size:
+        return None
+    if not 3 <= len(names) <= 4 or not all(names):
+        return None
+    host = names[0] if len(names) == 4 else None
+    return host, names[-3], time, parts[1], status, size, parts[3], parts[5]
 
 
 def parse_combined(line: str) -> Request:

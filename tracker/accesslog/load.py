@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
@@ -41,7 +42,14 @@ from tracker.db import Database
 from tracker.db.models import EARLIEST_DAY
 from tracker.db.models import LogFile as LogFileRow
 from tracker.enrich.visitor import RunSalts
-from tracker.ingest.parse import FUTURE_SKEW_MS, EventError, IncomingEvent, parse_event
+from tracker.ingest.parse import (
+    FUTURE_SKEW_MS,
+    EventError,
+    IncomingEvent,
+    parse_event,
+    trusted_ip,
+    trusted_user_agent,
+)
 from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
 from tracker.ingest.spam import spam_hosts_path
 from tracker.storage.spool import spool_directory
@@ -50,6 +58,7 @@ from tracker.storage.visits import Hit
 
 CHUNK = 2000  # page requests per visit assignment (memory stays constant)
 SHOWN_MALFORMED = 5
+MEMO_SIZE = 65_536  # distinct pages, addresses, user agents remembered (constant memory)
 PROGRESS_LINES = 5000  # lines between progress reports
 EARLIEST_MS = int(datetime(EARLIEST_DAY.year, 1, 1, tzinfo=UTC).timestamp() * 1000)
 NO_CLIENT = Client(ip="", user_agent="")  # each line brings its own
@@ -161,6 +170,9 @@ class LogImport:
         self.timeout_ms = timeout_ms
         self.zone = zone
         self.log_format = log_format
+        self._page = lru_cache(maxsize=MEMO_SIZE)(self._parse_page)
+        self._ip = lru_cache(maxsize=MEMO_SIZE)(trusted_ip)
+        self._user_agent = lru_cache(maxsize=MEMO_SIZE)(trusted_user_agent)
 
     def run(
         self, log: LogFile, *, dry_run: bool = False, progress: Progress | None = None
@@ -245,7 +257,7 @@ class LogImport:
             report.skip(reason, number, f"request target {request.target[:80]!r} is not a path")
             return None
         try:
-            event = self._event(request, received)
+            event = self._event(request)
         except EventError as exc:
             report.skip(Skip.MALFORMED, number, str(exc))
             return None
@@ -262,23 +274,31 @@ class LogImport:
         report.page(request.timestamp_ms)
         return self.pipeline.enrich(event, site, NO_CLIENT, request.timestamp_ms)
 
-    def _event(self, request: Request, received: int) -> IncomingEvent:
-        """The request as the collector's pageview, validated by the collector's parser."""
-        target = request.target
+    def _event(self, request: Request) -> IncomingEvent:
+        """The request as the collector's pageview, validated by the collector's parser.
+
+        A log repeats its pages, referrers, addresses and user agents: each is validated
+        once (`_page`, `_ip`, `_user_agent` remember the last MEMO_SIZE), and events share
+        their page's payload, which nothing changes."""
+        page = self._page(request.host, request.target, request.referrer)
+        agent = request.user_agent
+        return IncomingEvent(
+            site=page.site,
+            url=page.url,
+            payload=page.payload,
+            referrer=page.referrer,
+            screen=page.screen,
+            timestamp_ms=request.timestamp_ms,
+            ip=self._ip(request.ip),
+            user_agent=None if agent is None else self._user_agent(agent),
+        )
+
+    def _parse_page(self, host: str, target: str, referrer: str) -> IncomingEvent:
+        """A pageview of this target and referrer, from no one in particular."""
         if target.startswith("/"):
-            target = f"https://{request.host or self.domain}{target}"
-        data = {
-            "site": self.domain,
-            "type": "pageview",
-            "url": target,
-            "referrer": request.referrer,
-            "ip": request.ip,
-        }
-        if request.user_agent is not None:
-            data["user_agent"] = request.user_agent
-        event = parse_event(data, trusted=True, now_ms=received)
-        event.timestamp_ms = request.timestamp_ms
-        return event
+            target = f"https://{host or self.domain}{target}"
+        data = {"site": self.domain, "type": "pageview", "url": target, "referrer": referrer}
+        return parse_event(data, trusted=False, now_ms=0)
 
     def _store(self, conn: Connection, hits: list[Hit]) -> int:
         """Store a chunk of hits inside the file's transaction; the visits they started."""

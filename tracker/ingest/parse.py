@@ -338,11 +338,22 @@ def parse_event(data: Any, *, trusted: bool, now_ms: int) -> IncomingEvent:
 
 def _with_trusted_fields(event: IncomingEvent, data: dict[str, Any], now_ms: int) -> IncomingEvent:
     timestamp_ms = parse_timestamp(data["timestamp"], now_ms) if "timestamp" in data else None
-    ip = _text(data, "ip", 45) or None
-    user_agent = _text(data, "user_agent", MAX_USER_AGENT) if "user_agent" in data else None
-    if ip is not None:
-        try:
-            ip = str(ipaddress.ip_address(ip))
-        except ValueError:
-            raise EventError("ip: not an IPv4 or IPv6 address") from None
+    ip = trusted_ip(data.get("ip"))
+    user_agent = trusted_user_agent(data["user_agent"]) if "user_agent" in data else None
     return replace(event, timestamp_ms=timestamp_ms, ip=ip, user_agent=user_agent)
+
+
+def trusted_ip(value: Any) -> str | None:
+    """A trusted sender's `ip` field, normalised (None when empty), or EventError."""
+    ip = _text({"ip": value}, "ip", 45)
+    if not ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        raise EventError("ip: not an IPv4 or IPv6 address") from None
+
+
+def trusted_user_agent(value: Any) -> str:
+    """A trusted sender's `user_agent` field as stored, or EventError."""
+    return _text({"user_agent": value}, "user_agent", MAX_USER_AGENT)

@@ -190,7 +190,7 @@ def test_the_server_can_require_it_of_administrators(make_app: Callable[..., Fla
     assert sent.status_code == 302 and sent.location.endswith("/account/2fa")
     assert client.get("/account").location.endswith("/account/2fa")
     page = client.get("/account/2fa").get_data(as_text=True)
-    assert "requires two-factor login for administrators" in page
+    assert "requires two-factor login of your account" in page
     secret = re.search(r'value="([A-Z2-7]{32})"', page)
     assert secret is not None
     token = csrf_token(client, "/account/2fa")
@@ -205,6 +205,58 @@ def test_the_server_can_require_it_of_administrators(make_app: Callable[..., Fla
     assert off.status_code == 403
     with db.session() as session:
         assert session.get(User, admin.id).totp_enabled_at is not None  # type: ignore[union-attr]
+
+
+def test_an_administrator_can_require_it_of_one_user(
+    app: Flask, db: Database, database_url: str
+) -> None:
+    add_user(db, EMAIL, PASSWORD, admin=False)
+    add_user(db, "bob@example.com", PASSWORD, admin=False)
+    env = {"TRACKER_DATABASE_URL": database_url, "TRACKER_CONFIG": None}
+    runner = CliRunner()
+    required = runner.invoke(cli, ["users", "require-2fa", "Ann@Example.com"], env=env)
+    assert required.exit_code == 0, required.output
+    assert "after their password they are sent to set it up" in required.output
+    assert re.search(
+        r"ann@example.com\s+no\s+off, required",
+        runner.invoke(cli, ["users", "list"], env=env).output,
+    )
+    with db.session() as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert entry is not None and entry.action == "account.2fa_required"
+        assert entry.detail == "Two-factor login required of ann@example.com"
+
+    bob = app.test_client()
+    assert _password_step(bob, "bob@example.com").location.endswith("/sites")
+    assert bob.get("/sites").status_code == 200  # required of Ann alone
+    client = app.test_client()
+    _password_step(client)
+    sent = client.get("/sites")
+    assert sent.status_code == 302 and sent.location.endswith("/account/2fa")
+    page = client.get("/account/2fa").get_data(as_text=True)
+    assert "This server requires two-factor login of your account: set it up to go on." in page
+    secret = re.search(r'value="([A-Z2-7]{32})"', page)
+    assert secret is not None
+    token = csrf_token(client, "/account/2fa")
+    code = pyotp.TOTP(secret[1]).now()
+    client.post("/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD})
+    assert client.get("/sites").status_code == 200
+    off = client.post(
+        "/account/2fa/disable",
+        data={"csrf_token": csrf_token(client, "/account"), "password": PASSWORD},
+    )
+    assert off.status_code == 403
+    assert "requires two-factor login of your account: it stays on." in off.get_data(as_text=True)
+
+    lifted = runner.invoke(cli, ["users", "require-2fa", EMAIL, "--off"], env=env)
+    assert lifted.exit_code == 0, lifted.output
+    off = client.post(
+        "/account/2fa/disable",
+        data={"csrf_token": csrf_token(client, "/account"), "password": PASSWORD},
+    )
+    assert off.status_code == 302
+    unknown = runner.invoke(cli, ["users", "require-2fa", "nobody@example.com"], env=env)
+    assert unknown.exit_code == 1 and "no user with email 'nobody@example.com'" in unknown.output
 
 
 def test_cli_turns_it_off_and_resets_a_password(

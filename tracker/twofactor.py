@@ -40,8 +40,11 @@ def is_enabled(user: User) -> bool:
 
 
 def required_for(session: Session, user: User, settings: Settings) -> bool:
-    """Whether the server makes this user use two-factor login (`require_2fa_for_admins`):
-    server administrators, and owners and admins of any site."""
+    """Whether the server makes this user use two-factor login: required of the user alone
+    (`User.require_2fa`), or by `require_2fa_for_admins` of server administrators and of
+    owners and admins of any site."""
+    if user.require_2fa:
+        return True
     if not settings.require_2fa_for_admins:
         return False
     if user.is_admin:

@@ -132,7 +132,7 @@ def users_list(ctx: CliContext) -> None:
             (
                 u.email,
                 "yes" if u.is_admin else "no",
-                "on" if is_enabled(u) else "off",
+                ("on" if is_enabled(u) else "off") + (", required" if u.require_2fa else ""),
                 u.created_at.strftime("%Y-%m-%d"),
             )
             for u in session.scalars(select(User).order_by(User.email))
@@ -178,6 +178,32 @@ def users_disable_2fa(ctx: CliContext, email: str) -> None:
         f"Two-factor login is off for {user.email}: the password alone logs in, and they can "
         "set it up again on their account page."
     )
+
+
+@users.command("require-2fa")
+@click.argument("email")
+@click.option("--off", is_flag=True, help="Lift the requirement (the server's rules still apply).")
+@pass_context
+def users_require_2fa(ctx: CliContext, email: str, off: bool) -> None:
+    """Require two-factor login of EMAIL: without it set up, they are sent to set it up
+    after the password, and cannot turn it off."""
+    with _session(ctx) as session:
+        user = _user_or_fail(session, email)
+        user.require_2fa = not off
+        state = "no longer required" if off else "required"
+        audit.record(
+            session, None, None, "account.2fa_required", f"Two-factor login {state} of {user.email}"
+        )
+        enabled = is_enabled(user)
+    if off:
+        click.echo(f"Two-factor login is no longer required of {user.email} by this setting.")
+    elif enabled:
+        click.echo(f"Two-factor login is required of {user.email} (it is on): it stays on.")
+    else:
+        click.echo(
+            f"Two-factor login is required of {user.email}: after their password they are sent "
+            "to set it up."
+        )
 
 
 @click.group()

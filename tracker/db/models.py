@@ -68,6 +68,9 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(32))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # A server administrator requires two-factor login of this user (`tracker users
+    # require-2fa`), whatever the server's rule for administrators says.
+    require_2fa: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiKey(Base):

@@ -6,8 +6,9 @@ no outside service) and the secret as text; a code from the app, with the passwo
 on and shows the recovery codes, once. Turning it off and getting new recovery codes ask for
 the password too.
 
-With `require_2fa_for_admins`, a user it applies to who has no second factor yet is sent to
-/account/2fa from every page until it is on (logging out still works).
+A user it is required of (`require_2fa_for_admins`, or a server administrator's
+`tracker users require-2fa`) who has no second factor yet is sent to /account/2fa from every
+page until it is on (logging out still works), and cannot turn it off.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from tracker.web.context import get_db, get_settings
 bp = Blueprint("twofactor", __name__)
 # Where a user who must set up two-factor login may still go.
 OPEN_DURING_ENROLMENT = {"twofactor.enrol", "twofactor.confirm_code", "auth.logout", "static"}
+REQUIRED = "This server requires two-factor login of your account"
 # Blueprints without login pages: the collector, the API, health checks, the beacon.
 NO_LOGIN = {"ingest", "api", "health", "beacon"}
 
@@ -58,8 +60,7 @@ def init_twofactor(app: Flask) -> None:
 
 def _send_to_enrolment() -> Response | None:
     if (
-        not get_settings().require_2fa_for_admins
-        or request.blueprint in NO_LOGIN
+        request.blueprint in NO_LOGIN
         or request.endpoint in OPEN_DURING_ENROLMENT
         or not current_user.is_authenticated
         or is_enabled(current_user.record)
@@ -69,7 +70,7 @@ def _send_to_enrolment() -> Response | None:
         required = required_for(session, current_user.record, get_settings())
     if not required:
         return None
-    flash("This server requires two-factor login for administrators: set it up to go on.")
+    flash(f"{REQUIRED}: set it up to go on.")
     return redirect(url_for("twofactor.enrol"))
 
 
@@ -129,9 +130,7 @@ def turn_off() -> ResponseReturnValue:
     with get_db().session() as session:
         user = _me(session)
         if required_for(session, user, get_settings()):
-            form.password.errors = [
-                "This server requires two-factor login for administrators: it stays on."
-            ]
+            form.password.errors = [f"{REQUIRED}: it stays on."]
             return page(403, confirm_form=form)
         disable(session, user)
         audit.record(session, user, None, "account.2fa_off", "Two-factor login turned off")

@@ -18,10 +18,13 @@ thread's connection.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -388,6 +391,51 @@ def _thread_state() -> threading.local:
     return _process.local
 
 
+class _Watchdog:
+    """One thread per process interrupting the statements past their deadline (a timer
+    thread per statement cost milliseconds to start on a busy machine)."""
+
+    def __init__(self) -> None:
+        self.due: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
+        self.changed = threading.Condition()
+        self.tokens = itertools.count()
+        self.pid = 0
+
+    def watch(self, duck: duckdb.DuckDBPyConnection, seconds: float) -> int:
+        with self.changed:
+            if self.pid != os.getpid():  # none yet, or the parent's before a fork
+                self.pid, self.due = os.getpid(), {}
+                threading.Thread(target=self._run, name="duckdb-watchdog", daemon=True).start()
+            token = next(self.tokens)
+            self.due[token] = (time.monotonic() + seconds, duck)
+            self.changed.notify()
+            return token
+
+    def done(self, token: int) -> None:
+        with self.changed:
+            self.due.pop(token, None)
+
+    def stop(self) -> None:
+        """Ends the thread (at exit: a thread still waiting then keeps DuckDB's objects)."""
+        with self.changed:
+            self.pid = -1
+            self.changed.notify()
+
+    def _run(self) -> None:
+        with self.changed:
+            while self.pid == os.getpid():
+                now = time.monotonic()
+                expired = [t for t, (deadline, _) in self.due.items() if deadline <= now]
+                for token in expired:
+                    self.due.pop(token)[1].interrupt()
+                nearest = min((d for d, _ in self.due.values()), default=None)
+                self.changed.wait(None if nearest is None else max(0.0, nearest - now))
+
+
+_watchdog = _Watchdog()
+atexit.register(_watchdog.stop)
+
+
 @contextmanager
 def _deadline(duck: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Interrupts the connection's statement once TIMEOUT_S have passed (DuckDB then
@@ -395,13 +443,11 @@ def _deadline(duck: duckdb.DuckDBPyConnection) -> Iterator[None]:
     if TIMEOUT_S <= 0:
         yield
         return
-    timer = threading.Timer(TIMEOUT_S, duck.interrupt)
-    timer.daemon = True
-    timer.start()
+    token = _watchdog.watch(duck, TIMEOUT_S)
     try:
         yield
     finally:
-        timer.cancel()
+        _watchdog.done(token)
 
 
 def sums(

@@ -101,7 +101,6 @@ def ad_spend_section(site: Site) -> dict[str, object]:
     return {
         "summary": summary,
         "form": UploadForm(formdata=None, data={"currency": site.currency}),
-        "delete_form": DeleteForm(formdata=None),
     }
 
 

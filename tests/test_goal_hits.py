@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tests.helpers import store_events
 from tests.test_conversions import DAY, GOALS, SITE, traffic
 from tracker.db import Database
 from tracker.db.models import Funnel, Goal, GoalHit, Site
-from tracker.stats import funnel, parse_query, run
+from tracker.stats import funnel, hits, parse_query, run
 from tracker.stats.goals import load_goals
 from tracker.stats.query import site_ref
 from tracker.stats.rollups import refresh_site
@@ -157,3 +157,47 @@ def db_site(db: Database, site_id: int) -> Site:
         found = session.get(Site, site_id)
         session.expunge(found)
         return found
+
+
+def _derived(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the goal hits and counts, ids left out, in one order."""
+    found = {}
+    with db.engine.connect() as conn:
+        for table in hits.DERIVED:
+            columns = [c for c in table.c if c.name != "id"]
+            found[table.name] = conn.execute(select(*columns).order_by(*columns)).all()
+    return found
+
+
+def test_a_days_hits_are_written_in_small_transactions(
+    db: Database, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refresh_site(db, site_ref(site))
+    whole = _derived(db)
+    assert whole["goal_hits"] and whole["goal_days"] and whole["goal_tag_days"]
+    inserted: list[int] = [0]  # hit rows inserted by each transaction, the last one open
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO GOAL_HITS"):
+            inserted[-1] += cursor.rowcount
+
+    def close(conn: Any) -> None:
+        inserted.append(0)
+
+    monkeypatch.setattr(hits, "WRITE_ROWS", 1)
+    event.listen(db.engine, "after_cursor_execute", count)
+    event.listen(db.engine, "commit", close)
+    try:
+        # Built goals, rewritten: marked unbuilt while their slices are written.
+        refresh_site(db, site_ref(site), rebuild_from=EARLIER)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", count)
+        event.remove(db.engine, "commit", close)
+    writes = [n for n in inserted if n]
+    # Signup: 3 events a day in 2 visits (one visit signed up twice).
+    assert sum(writes) == len(whole["goal_hits"])
+    # More transactions than goals' days: a day of Signup's is written in two.
+    assert len(writes) > len({(row.goal_id, row.day) for row in whole["goal_hits"]})
+    assert max(writes) <= 2
+    assert _derived(db) == whole
+    assert all(_built(db).values())

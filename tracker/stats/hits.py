@@ -4,8 +4,9 @@ each goal's daily counts summed from them (`goal_days`, and per UTM tags of the 
 
 Matching a wide goal (`/blog/*`) against a month of raw events takes seconds; the Goals
 card, conversion mode and funnels read these rows instead (`goals.goal_matches`). The
-rollup refresh computes a chunk's hits with its rollup rows and writes each day's in the
-same transaction, for the goals it loaded when it began. A goal added since has no hits
+rollup refresh computes a chunk's hits with its rollup rows, and their counts, then writes
+each goal's day in small transactions (`write_day`), for the goals it loaded when it
+began. A goal added since has no hits
 until `backfill` writes every covered day of it and marks it built; until then reports
 match it on raw events. Goal definitions never change (a goal is renamed, moved or
 deleted, not edited), so a built goal stays built.
@@ -14,8 +15,9 @@ deleted, not edited), so a built goal stays built.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     update,
 )
 
@@ -88,43 +91,138 @@ def compute(
         conn.execute(insert(into).from_select(COLUMNS, rows))
 
 
+# A table written and the temporary table of its computed rows, for one site.
+Target = tuple[SiteRef, Table, Table]
+# A range of a key's values: its columns, from (included), to (excluded); None: unbounded.
+Range = tuple[list[Column], tuple[Any, ...] | None, tuple[Any, ...] | None]
+# Rows copied per write transaction: SQLite's writer (ingest) waits at most that long.
+WRITE_ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class Computed:
+    """Computed hits (temporary table `hits`) and, summed from them, their daily and tag-day
+    counts (`days`, `tag_days`): every read, the join to visits included, is done before a
+    day is written, so write transactions only copy rows."""
+
+    hits: Table
+    days: Table
+    tag_days: Table
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (self.tag_days, self.days, self.hits)
+
+
+def summarize(conn: Connection, computed: Table) -> Computed:
+    """The counts of the hits in `computed` into new temporary tables (dropped by the
+    caller with `Computed.tables`), indexed for `write_day`'s slices."""
+    days, tags = (_like(conn, table, f"{computed.name}_{table.name}") for table in DERIVED[1:])
+    _insert_days(conn, computed, days)
+    _insert_tag_days(conn, computed, tags)
+    for table, key in ((computed, "visit_id"), (tags, "utm_source")):
+        Index(f"ix_{table.name}_slice", table.c.day, table.c.goal_id, table.c[key]).create(conn)
+    return Computed(computed, days, tags)
+
+
+def _like(conn: Connection, table: Table, name: str) -> Table:
+    """An empty temporary table with `table`'s columns but its id."""
+    columns = (Column(c.name, c.type) for c in table.c if c.name != "id")
+    temp = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
+    temp.create(conn)
+    return temp
+
+
 def write_day(
-    conn: Connection, site: SiteRef, goals: Sequence[GoalSpec], computed: Table, day: int
+    conn: Connection, site: SiteRef, goal: GoalSpec, computed: Computed, day: int
 ) -> None:
-    """Replace the day's hits of `goals` with the computed ones (in the caller's
-    transaction)."""
-    if not goals:
-        return
-    ids = [g.id for g in goals]
-    for table in DERIVED:
-        c = table.c
-        conn.execute(delete(table).where(c.site_id == site.id, c.day == day, c.goal_id.in_(ids)))
-    mine = (computed.c.day == day, computed.c.goal_id.in_(ids))
-    conn.execute(insert(hits_table).from_select(COLUMNS, select(computed).where(*mine)))
-    _insert_days(conn, computed, *mine)
+    """Replace the goal's hits and counts of `day` with the computed ones, in transactions
+    of about WRITE_ROWS rows (each replaces a range of keys, so two servers writing at once
+    still leave each row once). Reports meanwhile match a built goal on raw events: it is
+    marked unbuilt first and built again by the last transaction, with its daily counts."""
+    with conn.begin():
+        lock_site_writes(conn, site)
+        g = goals_table.c
+        hidden = conn.execute(
+            update(goals_table).where(g.id == goal.id, g.hits_built).values(hits_built=False)
+        )
+        was_built = hidden.rowcount > 0
+    _copy_slices(conn, (site, hits_table, computed.hits), goal, day, [hits_table.c.visit_id])
+    tag_key = [tag_days_table.c[name] for name in (*TAGS, "currency")]
+    _copy_slices(conn, (site, tag_days_table, computed.tag_days), goal, day, tag_key)
+    with conn.begin():
+        lock_site_writes(conn, site)
+        _replace(conn, (site, days_table, computed.days), goal, day, [])
+        if was_built:
+            mark_built(conn, [goal])
 
 
-def _insert_days(conn: Connection, computed: Table, *where: ColumnElement[bool]) -> None:
+def _copy_slices(
+    conn: Connection, target: Target, goal: GoalSpec, day: int, key: list[Column]
+) -> None:
+    """The goal's computed rows of the day copied over the table's, in one transaction per
+    range of `key` holding WRITE_ROWS computed rows or so."""
+    site, _, computed = target
+    c = computed.c
+    with conn.begin():
+        keys = conn.execute(
+            select(*(c[k.name] for k in key))
+            .where(c.day == day, c.goal_id == goal.id)
+            .order_by(*(c[k.name] for k in key))
+        ).all()
+    # Rows of one key (a visit's hits) stay in one slice.
+    bounds: list[Any] = [None, *dict.fromkeys(tuple(k) for k in keys[WRITE_ROWS::WRITE_ROWS]), None]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        with conn.begin():
+            lock_site_writes(conn, site)
+            _replace(conn, target, goal, day, [(key, lo, hi)])
+
+
+def _replace(
+    conn: Connection, target: Target, goal: GoalSpec, day: int, ranges: list[Range]
+) -> None:
+    """The goal's rows of `day` in `ranges` (all when none) replaced by the computed ones
+    (in the caller's transaction)."""
+    site, table, computed = target
+    kept = [table.c.site_id == site.id, table.c.day == day, table.c.goal_id == goal.id]
+    mine = [computed.c.day == day, computed.c.goal_id == goal.id]
+    for key, lo, hi in ranges:
+        kept += _within([table.c[k.name] for k in key], lo, hi)
+        mine += _within([computed.c[k.name] for k in key], lo, hi)
+    conn.execute(delete(table).where(*kept))
+    columns = [c.name for c in computed.c]
+    conn.execute(insert(table).from_select(columns, select(computed).where(*mine)))
+
+
+def _within(
+    columns: list[Column], lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
+) -> list[ColumnElement[bool]]:
+    """Rows whose `columns` lie from `lo` (included) to `hi` (excluded); None: unbounded."""
+    key = tuple_(*columns)
+    where = []
+    if lo is not None:
+        where.append(key >= tuple_(*(literal(v) for v in lo)))
+    if hi is not None:
+        where.append(key < tuple_(*(literal(v) for v in hi)))
+    return where
+
+
+def _insert_days(conn: Connection, computed: Table, into: Table) -> None:
     """The daily counts of the computed hits (a goal reached by nobody that day: no row)."""
     c = computed.c
-    counts = (
-        select(
-            c.goal_id,
-            c.day,
-            c.site_id,
-            func.count(c.visitor_id.distinct()),
-            func.count(c.visit_id.distinct()),
-            func.count(),
-        )
-        .where(*where)
-        .group_by(c.goal_id, c.day, c.site_id)
-    )
+    counts = select(
+        c.goal_id,
+        c.day,
+        c.site_id,
+        func.count(c.visitor_id.distinct()),
+        func.count(c.visit_id.distinct()),
+        func.count(),
+    ).group_by(c.goal_id, c.day, c.site_id)
     columns = ["goal_id", "day", "site_id", "visitors", "conversions", "events"]
-    conn.execute(insert(days_table).from_select(columns, counts))
-    _insert_tag_days(conn, computed, *where)
+    conn.execute(insert(into).from_select(columns, counts))
 
 
-def _insert_tag_days(conn: Connection, computed: Table, *where: ColumnElement[bool]) -> None:
+def _insert_tag_days(conn: Connection, computed: Table, into: Table) -> None:
     """The daily conversions of the computed hits in tagged visits, per tags: one row of
     every converting visit (currency ""), one per currency paid with its revenue."""
     c = computed.c
@@ -138,8 +236,8 @@ def _insert_tag_days(conn: Connection, computed: Table, *where: ColumnElement[bo
     ).where(c.revenue_minor.is_not(None), c.revenue_currency != "")
     columns = ["goal_id", "site_id", "day", *TAGS, "currency", "conversions", "revenue_minor"]
     for rows, grouped in ((every, keys), (paid, [*keys, c.revenue_currency])):
-        rows = rows.select_from(joined).where(tagged, *where).group_by(*grouped)
-        conn.execute(insert(tag_days_table).from_select(columns, rows))
+        rows = rows.select_from(joined).where(tagged).group_by(*grouped)
+        conn.execute(insert(into).from_select(columns, rows))
 
 
 def first_day(conn: Connection, site: SiteRef, since: int | None = None) -> int | None:
@@ -173,8 +271,9 @@ def _unbuilt(conn: Connection, site: SiteRef) -> list[GoalSpec]:
 def backfill(conn: Connection, site: SiteRef, last: date) -> int:
     """Write every hit of the site's goals not built yet, for visits started through day
     `last`, and mark them built; returns how many goals. Computed first into a temporary
-    table, then copied a goal and a day per transaction, so SQLite's write lock is held
-    only for that (reports match the goals on raw events until they are marked built)."""
+    table, then copied a goal and a day at a time in small transactions (`write_day`), so
+    SQLite's write lock is held only for those (reports match the goals on raw events
+    until they are marked built)."""
     with conn.begin():
         goals = _unbuilt(conn, site)
         first_ms = first_visit_ms(conn, site) if goals else None
@@ -196,10 +295,10 @@ def backfill(conn: Connection, site: SiteRef, last: date) -> int:
             .subquery("backfilled")
         )
         with conn.begin():
-            computed = new_table(conn, "goal_backfill")
-            compute(conn, site, goals, source, computed)
-            Index("ix_goal_backfill_day", computed.c.day, computed.c.goal_id).create(conn)
-            days = list(conn.scalars(select(computed.c.day).distinct().order_by(computed.c.day)))
+            table = new_table(conn, "goal_backfill")
+            compute(conn, site, goals, source, table)
+            computed = summarize(conn, table)
+            days = list(conn.scalars(select(table.c.day).distinct().order_by(table.c.day)))
     with conn.begin():
         lock_site_writes(conn, site)
         ids = [g.id for g in goals]
@@ -208,11 +307,9 @@ def backfill(conn: Connection, site: SiteRef, last: date) -> int:
     if computed is not None:
         for day in days:
             for goal in goals:
-                with conn.begin():
-                    lock_site_writes(conn, site)
-                    write_day(conn, site, [goal], computed, day)
+                write_day(conn, site, goal, computed, day)
     with conn.begin():
         mark_built(conn, goals)
-        if computed is not None:
-            computed.drop(conn)
+        for temp in computed.tables if computed is not None else ():
+            temp.drop(conn)
     return len(goals)

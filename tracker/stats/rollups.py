@@ -280,9 +280,10 @@ class _Build:
         )
         self.temps: list[Table] = []
         self.chunk = self._temp("rollup_visits", copied)
-        self.hits = hits.new_table(conn, "rollup_hits")
-        self.temps.append(self.hits)
-        hits.compute(conn, site, goals, self.chunk, self.hits)
+        computed = hits.new_table(conn, "rollup_hits")
+        hits.compute(conn, site, goals, self.chunk, computed)
+        self.hits = hits.summarize(conn, computed)
+        self.temps += self.hits.tables
         self.facts: dict[str, Table] = {}
         columns = [c for c in rollup_table.c if c.name != "id"]
         self.rows = Table(
@@ -298,10 +299,8 @@ class _Build:
         # Each write transaction copies one slice of a day: found by index, not by a scan
         # of the chunk's rows while SQLite's write lock is held.
         Index("ix_rollup_rows_slice", self.rows.c.day, self.rows.c.dimension, self.rows.c.value)
-        Index("ix_rollup_hits_day", self.hits.c.day, self.hits.c.goal_id)
-        for table in (self.rows, self.hits):
-            for index in table.indexes:
-                index.create(conn)
+        for index in self.rows.indexes:
+            index.create(conn)
 
     def _temp(self, name: str, stmt: Select) -> Table:
         table = _temp_table(self.conn, name, stmt)
@@ -349,7 +348,7 @@ class _Build:
     def write_day(self, day: int) -> None:
         """Replace the site's rollup rows and goal hits of `day` with the computed ones, in
         transactions of at most WRITE_ROWS rows: a few whole dimensions, or a range of one
-        dimension's values (their order is the database's); then one per goal."""
+        dimension's values (their order is the database's); then each goal's (`hits.write_day`)."""
         conn, r = self.conn, self.rows.c
         with conn.begin():
             counted = select(r.dimension, func.count()).where(r.day == day).group_by(r.dimension)
@@ -371,9 +370,7 @@ class _Build:
         if batch:
             self._replace(day, batch)
         for goal in self.goals:
-            with conn.begin():
-                lock_site_writes(conn, self.site)
-                hits.write_day(conn, self.site, [goal], self.hits, day)
+            hits.write_day(conn, self.site, goal, self.hits, day)
 
     def _slices(self, day: int, name: str) -> list[_Slice]:
         """The dimension's rows of the day in slices of WRITE_ROWS rows or so, by value."""

@@ -38,6 +38,14 @@ def add_user(
         return create_user(session, email, password, is_admin=admin)
 
 
+def add_owner(db: Database, domain: str, email: str = "owner@example.com") -> User:
+    """A user (not a server administrator) who owns a new site `domain`."""
+    user = add_user(db, email, admin=False)
+    with db.session() as session:
+        add_site(session, domain, owner=user)
+    return user
+
+
 def log_in(client: FlaskClient, user: User) -> None:
     """Log in by session, as Flask-Login stores it (the login form has its own tests)."""
     with client.session_transaction() as session:

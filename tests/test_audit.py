@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.helpers import add_user, csrf_token, log_in
+from tests.helpers import add_owner, add_user, csrf_token, log_in
 from tracker import audit
 from tracker.accounts import create_api_key
 from tracker.cli import cli
@@ -28,10 +28,7 @@ SETTINGS = f"/sites/{SITE}/settings"
 
 @pytest.fixture
 def owner(db: Database) -> User:
-    user = add_user(db, "owner@example.com", admin=False)
-    with db.session() as session:
-        add_site(session, SITE, owner=user)
-    return user
+    return add_owner(db, SITE)
 
 
 def _entries(db: Database) -> list[tuple[str, str, str, str]]:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from tests.helpers import add_user, csrf_token, log_in
+from tests.helpers import add_owner, add_user, csrf_token, log_in
 from tracker.accounts import create_api_key
 from tracker.costs import list_costs
 from tracker.db import Database
@@ -45,10 +45,7 @@ ROW = {
 
 @pytest.fixture
 def owner(db: Database) -> User:
-    user = add_user(db, "owner@example.com", admin=False)
-    with db.session() as session:
-        add_site(session, SITE, owner=user)
-    return user
+    return add_owner(db, SITE)
 
 
 def _count(db: Database) -> int:

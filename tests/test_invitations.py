@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.helpers import add_user, csrf_token, log_in
+from tests.helpers import add_owner, add_user, csrf_token, log_in
 from tests.mailserver import SmtpServer
 from tracker.cli import cli
 from tracker.db import Database
@@ -46,10 +46,7 @@ LINK_RE = re.compile(r'id="invite-link" aria-label="Invitation link" value="([^"
 
 @pytest.fixture
 def owner(db: Database) -> User:
-    user = add_user(db, "owner@example.com", admin=False)
-    with db.session() as session:
-        add_site(session, SITE, owner=user)
-    return user
+    return add_owner(db, SITE)
 
 
 def _invite(

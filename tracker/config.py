@@ -124,9 +124,10 @@ class Settings:
         "so an abandoned export does not run on. 0: no limit. Writes, imports and jobs have none.",
     )
     columnar_threads: int = _setting(
-        2,
+        1,
         "Threads DuckDB may use for one report read from the columnar store (per worker "
-        "process, shared by its requests).",
+        "process, shared by its requests). 2 answers one report alone sooner, and several at "
+        "once (a page's cards) later, on two cores.",
     )
     columnar_memory_limit: str = _setting(
         "1GB",

@@ -60,9 +60,9 @@ log = logging.getLogger(__name__)
 # The database's settings, which every connection to it starts with; `configure` sets
 # threads and memory from the settings (columnar_threads, columnar_memory_limit).
 CONFIG: dict[str, Any] = {
-    # Both cores of the 2-core target for one report (docs/ARCHITECTURE.md, "Columnar
-    # store: reading", has the measurements behind it).
-    "threads": 2,
+    # One thread per report: a page's cards are concurrent requests over two workers
+    # (docs/ARCHITECTURE.md, "Columnar store: reading", has the measurements behind it).
+    "threads": 1,
     "memory_limit": "1GB",
     # Nothing is ever loaded or downloaded at run time (air-gapped servers).
     "autoinstall_known_extensions": False,

@@ -37,6 +37,17 @@ def _code_step(client: FlaskClient, code: str):  # type: ignore[no-untyped-def]
     )
 
 
+def _enrol_on_the_page(client: FlaskClient) -> str:
+    """Set up two-factor login on /account/2fa as its user would; the page as first shown."""
+    page = client.get("/account/2fa").get_data(as_text=True)
+    secret = re.search(r'value="([A-Z2-7]{32})"', page)
+    assert secret is not None
+    token = csrf_token(client, "/account/2fa")
+    code = pyotp.TOTP(secret[1]).now()
+    client.post("/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD})
+    return page
+
+
 def _enrolled(db: Database, email: str = EMAIL) -> tuple[str, list[str]]:
     """The user's secret and recovery codes, enrolled as the page does it."""
     with db.session() as session:
@@ -189,13 +200,7 @@ def test_the_server_can_require_it_of_administrators(make_app: Callable[..., Fla
     sent = client.get("/sites/shop.example/settings")
     assert sent.status_code == 302 and sent.location.endswith("/account/2fa")
     assert client.get("/account").location.endswith("/account/2fa")
-    page = client.get("/account/2fa").get_data(as_text=True)
-    assert "requires two-factor login of your account" in page
-    secret = re.search(r'value="([A-Z2-7]{32})"', page)
-    assert secret is not None
-    token = csrf_token(client, "/account/2fa")
-    code = pyotp.TOTP(secret[1]).now()
-    client.post("/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD})
+    assert "requires two-factor login of your account" in _enrol_on_the_page(client)
     assert client.get("/sites/shop.example/settings").status_code == 200
     assert "it cannot be turned off" in client.get("/account").get_data(as_text=True)
     off = client.post(
@@ -233,13 +238,8 @@ def test_an_administrator_can_require_it_of_one_user(
     _password_step(client)
     sent = client.get("/sites")
     assert sent.status_code == 302 and sent.location.endswith("/account/2fa")
-    page = client.get("/account/2fa").get_data(as_text=True)
+    page = _enrol_on_the_page(client)
     assert "This server requires two-factor login of your account: set it up to go on." in page
-    secret = re.search(r'value="([A-Z2-7]{32})"', page)
-    assert secret is not None
-    token = csrf_token(client, "/account/2fa")
-    code = pyotp.TOTP(secret[1]).now()
-    client.post("/account/2fa", data={"csrf_token": token, "code": code, "password": PASSWORD})
     assert client.get("/sites").status_code == 200
     off = client.post(
         "/account/2fa/disable",

@@ -147,7 +147,10 @@ def write_day(
             update(goals_table).where(g.id == goal.id, g.hits_built).values(hits_built=False)
         )
         was_built = hidden.rowcount > 0
-    _copy_slices(conn, (site, hits_table, computed.hits), goal, day, [hits_table.c.visit_id])
+    hit_rows = (site, hits_table, computed.hits)
+    _copy_slices(
+        conn, hit_rows, goal, day, [hits_table.c.visit_id], _visits_span(conn, hit_rows, goal, day)
+    )
     tag_key = [tag_days_table.c[name] for name in (*TAGS, "currency")]
     _copy_slices(conn, (site, tag_days_table, computed.tag_days), goal, day, tag_key)
     with conn.begin():
@@ -157,11 +160,38 @@ def write_day(
             mark_built(conn, [goal])
 
 
+def _visits_span(conn: Connection, target: Target, goal: GoalSpec, day: int) -> list[Any]:
+    """The first visit id of the goal's hits of the day, stored or computed, and one past
+    the last: the outer bounds of its slices.
+
+    # TRICKY: unbounded, the first slice's DELETE would walk the goal's index of visits
+    from its very first hit (every earlier day) while holding the write lock."""
+    site, table, computed = target
+    with conn.begin():
+        spans = [
+            conn.execute(
+                select(func.min(t.c.visit_id), func.max(t.c.visit_id)).where(
+                    t.c.goal_id == goal.id, t.c.day == day, *where
+                )
+            ).one()
+            for t, where in ((table, [table.c.site_id == site.id]), (computed, []))
+        ]
+    firsts = [row[0] for row in spans if row[0] is not None]
+    lasts = [row[1] for row in spans if row[1] is not None]
+    return [(min(firsts),), (max(lasts) + 1,)] if firsts else [None, None]
+
+
 def _copy_slices(
-    conn: Connection, target: Target, goal: GoalSpec, day: int, key: list[Column]
+    conn: Connection,
+    target: Target,
+    goal: GoalSpec,
+    day: int,
+    key: list[Column],
+    span: list[Any] | None = None,
 ) -> None:
     """The goal's computed rows of the day copied over the table's, in one transaction per
-    range of `key` holding WRITE_ROWS computed rows or so."""
+    range of `key` holding WRITE_ROWS computed rows or so, within `span` (first key, one
+    past the last; unbounded by default)."""
     site, _, computed = target
     c = computed.c
     with conn.begin():
@@ -171,7 +201,8 @@ def _copy_slices(
             .order_by(*(c[k.name] for k in key))
         ).all()
     # Rows of one key (a visit's hits) stay in one slice.
-    bounds: list[Any] = [None, *dict.fromkeys(tuple(k) for k in keys[WRITE_ROWS::WRITE_ROWS]), None]
+    first, end = span or [None, None]
+    bounds = [first, *dict.fromkeys(tuple(k) for k in keys[WRITE_ROWS::WRITE_ROWS]), end]
     for lo, hi in zip(bounds, bounds[1:], strict=False):
         with conn.begin():
             lock_site_writes(conn, site)

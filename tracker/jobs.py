@@ -29,11 +29,11 @@ from tracker.db import Database
 from tracker.enrich.visitor import rotate_salts
 from tracker.ingest.spam import SpamListError, spam_hosts_path
 from tracker.ingest.spam import update as update_spam_hosts
-from tracker.storage.drain import replay
-from tracker.storage.spool import spool_directory
 from tracker.mail import drain as drain_outbox
 from tracker.report_schedule import send_due_reports
 from tracker.stats.rollups import refresh as refresh_rollups
+from tracker.storage.drain import replay
+from tracker.storage.spool import spool_directory
 
 log = logging.getLogger(__name__)
 CLAIM_RETRY_SECONDS = 5.0

@@ -55,6 +55,12 @@ def _access(domain: str | None, token: str | None) -> SiteAccess:
     return shared_site(token) if token is not None else site_access(domain or "", VIEWER)
 
 
+def _local_page(access: SiteAccess) -> str | None:
+    """The local page that loaded the script lately, for those who manage the site (the tag
+    to test locally is theirs): the note is the whole server's, not for a share link."""
+    return recent_local_page(get_settings().data_dir) if access.can_manage else None
+
+
 def _head(state: dash.PageState) -> dict[str, object]:
     """What _stats_head.html needs: live count, periods, comparison, filters, custom range."""
     return {
@@ -89,7 +95,7 @@ def dashboard(domain: str | None = None, token: str | None = None) -> ResponseRe
             access=access,
             site=access.site,
             base_url=script_base_url(),
-            local_page=recent_local_page(get_settings().data_dir),
+            local_page=_local_page(access),
         )
     try:
         state = dash.page_query(db, access, request.args)
@@ -260,8 +266,9 @@ def status(domain: str | None = None, token: str | None = None) -> ResponseRetur
     access = _access(domain, token)
     with get_db().session() as session:
         started = has_events(session, access.site)
-    local_page = None if started else recent_local_page(get_settings().data_dir)
-    return jsonify(has_events=started, local_page=local_page)
+    if started or not access.can_manage:
+        return jsonify(has_events=started)
+    return jsonify(has_events=False, local_page=_local_page(access))
 
 
 @bp.get("/sites/<domain>/live.json")

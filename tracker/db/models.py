@@ -686,6 +686,7 @@ class LogUpload(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+
 __all__ = [
     "AlertEvent",
     "AlertRule",

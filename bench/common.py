@@ -274,6 +274,11 @@ class Options:
     filter_datasets: tuple[str, ...] = ("default", "wide")
     # The matrix's slow queries run to their end instead of being stopped (bench/filters.py).
     filter_exact: bool = False
+    # The matrix's passes: "database" (rollups and raw rows) and/or "columnar" (the store).
+    filter_passes: tuple[str, ...] = ("database", "columnar")
+    # The matrix's columnar store kept beside the cached dataset and brought up to date
+    # (minutes saved per run), instead of built anew in the run's own directory.
+    filter_keep_store: bool = False
 
 
 def sqlite_url(path: Path) -> str:

@@ -79,6 +79,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="let the filter matrix's slow queries run to their end (default: stopped at 3x"
         " the target)",
     )
+    parser.add_argument(
+        "--filter-passes",
+        default="database,columnar",
+        help="the filter matrix's passes: database (rollups and raw rows), columnar (the store)",
+    )
+    parser.add_argument(
+        "--filter-keep-store",
+        action="store_true",
+        help="keep the filter matrix's columnar store beside the cached dataset and refresh it"
+        " (its build figure is then the refresh's)",
+    )
     parser.add_argument("--full", action="store_true", help="30 s ingest runs (README figures)")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
@@ -92,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.filter_datasets = "default,wide" if args.events <= 1_000_000 else "default"
     if set(args.filter_datasets.split(",")) - {"default", "wide"}:
         parser.error("--filter-datasets: use default, wide or both")
+    if not args.filter_passes or set(args.filter_passes.split(",")) - {"database", "columnar"}:
+        parser.error("--filter-passes: use database, columnar or both")
     if args.full:
         args.duration = 30.0
     if args.tiny:
@@ -174,6 +187,8 @@ def main(argv: list[str] | None = None) -> list[Figure]:
             databases=tuple(args.databases.split(",")),
             filter_datasets=tuple(args.filter_datasets.split(",")),
             filter_exact=args.filter_exact,
+            filter_passes=tuple(args.filter_passes.split(",")),
+            filter_keep_store=args.filter_keep_store,
         )
         for name in args.only.split(","):
             began = time.monotonic()

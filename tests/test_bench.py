@@ -238,6 +238,31 @@ def test_filter_matrix_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     assert "columnar store build" in names
 
 
+def test_filter_matrix_columnar_pass_alone_keeps_its_store(
+    tiny: datagen.Dataset, tmp_path: Path
+) -> None:
+    opts = Options(
+        workdir=tmp_path / "run",
+        results=tmp_path,
+        events=3000,
+        databases=("sqlite",),
+        filter_datasets=("default",),
+        stats_reps=1,
+        filter_passes=("columnar",),
+        filter_keep_store=True,
+    )
+    names = {f.metric for f in filters.run(opts)}
+    assert "columnar store build" in names
+    detail = (tmp_path / filters.DETAIL_FILE).read_text()
+    assert detail.count("warm-up ") == 240  # the columnar pass only
+    assert ", columnar: median ms" in detail and ", database only" not in detail
+    # Beside the cached dataset, so the next run refreshes it instead of building it.
+    kept = tiny.path.with_name(f"{tiny.path.stem}.filters-sqlite") / "columnar"
+    assert (kept / "site-1" / "manifest.json").exists()
+    names = {f.metric for f in filters.run(opts)}
+    assert "columnar store refresh" in names and "columnar store build" not in names
+
+
 def test_jobs_bench_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     from bench import jobs
 

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
+from tests import shortcuts
 from tracker.app import create_app
 from tracker.config import Settings
 from tracker.db import Database
@@ -34,6 +35,8 @@ PG_ADMIN_URL = os.environ.get(
 IN_CI = bool(os.environ.get("CI"))
 # Real-browser fixtures: `browser`, `live_server`, `test_site`; a real SMTP server: `smtp_server`.
 pytest_plugins = ["tests.browser", "tests.mailserver"]
+# URL builders compiled once per process, passwords hashed cheaply: tests/shortcuts.py.
+shortcuts.install()
 
 
 def _postgres_unavailable(reason: str) -> None:

@@ -32,11 +32,14 @@ from tracker.stats import parse_query, run
 from tracker.stats.exits import EXIT_RATE
 from tracker.stats.goals import GOAL_METRICS
 from tracker.stats.metrics import PUBLIC_METRICS, SPEND_METRICS
+from tracker.stats.scroll import SCROLL_DEPTH
 
 PERIOD = {"site_id": EXPORT_SITE, "period": "custom", "date": "2026-03-02,2026-03-03"}
 # Every metric that needs no goal nor ad spend (tests/test_conversions.py has the goal ones,
-# tests/test_spend.py the spend ones), nor a breakdown by exit page (tests/test_stats_exits.py).
-TRAFFIC_METRICS = [m for m in PUBLIC_METRICS if m not in GOAL_METRICS | SPEND_METRICS | {EXIT_RATE}]
+# tests/test_spend.py the spend ones), nor a breakdown by exit page (tests/test_stats_exits.py)
+# or a page (tests/test_stats_scroll.py).
+PAGE_ONLY = {EXIT_RATE, SCROLL_DEPTH}
+TRAFFIC_METRICS = [m for m in PUBLIC_METRICS if m not in GOAL_METRICS | SPEND_METRICS | PAGE_ONLY]
 ALL_METRICS = ",".join(TRAFFIC_METRICS)
 
 

@@ -46,6 +46,7 @@ ALL_METRICS = (
 )
 VISIT_METRICS = "visitors,visits,bounce_rate,visit_duration"
 DIRECT_METRICS = "visitors,pageviews,time_on_page,events"
+SCROLL_METRICS = "visitors,visits,pageviews,scroll_depth,bounce_rate"
 PAGES = ["/", "/blog/a", "/blog/b", "/pricing", "/Élan", "/élan", "/docs/x_y%z", "/BLOG/c"]
 REFERRERS = ["", "https://www.google.com/", "https://www.bing.com/", "https://facebook.com/"]
 CAMPAIGNS = [
@@ -83,8 +84,12 @@ def visit_events(rng: random.Random, ip: str, start: datetime, agent: str) -> li
             view["referrer"] = referrer
         events.append(view)
         if rng.random() < 0.5:
-            events.append({**page, "type": "engagement", "engaged_ms": rng.randint(1, 90) * 1000,
-                           "timestamp": (at + timedelta(seconds=50)).isoformat()})  # fmt: skip
+            seconds = rng.randint(1, 90)
+            engagement = {**page, "type": "engagement", "engaged_ms": seconds * 1000,
+                          "timestamp": (at + timedelta(seconds=50)).isoformat()}  # fmt: skip
+            if seconds % 5:  # most report a scroll depth too (no draw: the same traffic)
+                engagement["scroll"] = seconds * 7 % 101
+            events.append(engagement)
         if rng.random() < 0.2:
             events.append({**page, "type": "click", "name": "Outbound Link",
                            "target": rng.choice(["https://partner.example/", "https://x.example/a"]),
@@ -188,6 +193,13 @@ QUERIES: list[dict[str, str]] = [
     {"metrics": DIRECT_METRICS, "page": "~a", "dimension": "time:hour"},
     # Read from events alone, the visit's columns from their copies (compiler.events_alone).
     {"metrics": ALL_METRICS, "page": "~blog", "dimension": "event:page"},
+    # Scroll depth: a page breakdown, a page filter (alone, by day, by a visit dimension).
+    {"metrics": SCROLL_METRICS, "dimension": "event:page"},
+    {"metrics": SCROLL_METRICS, "dimension": "event:page", "source": "!Google", "limit": "3"},
+    {"metrics": SCROLL_METRICS, "page": "/blog*"},
+    {"metrics": SCROLL_METRICS, "page": "~a", "dimension": "time:day"},
+    {"metrics": SCROLL_METRICS, "page": "!/", "dimension": "visit:source"},
+    {"metrics": "scroll_depth", "dimension": "event:page", "order": "scroll_depth"},
     {"metrics": VISIT_METRICS, "page": "/blog*", "dimension": "time:day"},
     {"metrics": "visitors,events", "dimension": "event:name,event:props"},
     # Rows tied on the day, ordered by properties: NULL first on SQLite, last on PostgreSQL.
@@ -329,6 +341,11 @@ def test_rollups_answer_where_they_hold_every_closed_day(
     assert assert_same(db, site, {"metrics": ALL_METRICS, "dimension": "event:page"}, WEEK) == (
         "rollup"
     )
+    for args in (
+        {"metrics": SCROLL_METRICS, "dimension": "event:page"},
+        {"metrics": SCROLL_METRICS, "page": "/pricing", "dimension": "time:day"},
+    ):
+        assert assert_same(db, site, args, WEEK) == "rollup", args
     assert assert_same(db, site, {"metrics": ALL_METRICS, "source": "!Google"}, WEEK) == (
         "columnar+live"
     )

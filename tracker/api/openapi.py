@@ -67,7 +67,10 @@ def _parameters() -> dict[str, Any]:
             "decimal strings per currency, and roas (revenue / cost, a number), with no "
             "breakdown or one by visit:utm_source, utm_medium, utm_campaign, utm_term or "
             "utm_content, and only tag or goal filters. exit_rate (percent of the exit "
-            "page's pageviews that ended a visit) needs a breakdown by visit:exit_page.",
+            "page's pageviews that ended a visit) needs a breakdown by visit:exit_page. "
+            "scroll_depth (the average, in whole percent, of the deepest scroll each "
+            "pageview reached, over the pageviews that reported one; null when none did) "
+            "needs a breakdown by event:page or a filter on it.",
             {"type": "string"},
         ),
         "filters": _param(

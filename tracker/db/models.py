@@ -460,6 +460,9 @@ class StatsRollup(Base):
     duration_ms: Mapped[int] = mapped_column(BigInteger)
     time_on_page_ms: Mapped[int] = mapped_column(BigInteger)
     time_on_page_known: Mapped[int] = mapped_column(BigInteger)
+    # Scroll depth: the pageviews' deepest scroll (percent) summed, and how many reported one.
+    scroll_sum: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    scroll_known: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     # Reports read a dimension's days; the refresh replaces a day's values range by range.
     __table_args__ = (Index("ix_stats_rollups_key", "site_id", "dimension", "day", "value"),)

@@ -310,7 +310,8 @@ def event_kinds(query: Query) -> tuple[str, ...] | None:
 
 
 def _event_parts(query: Query) -> dict[str, ColumnElement]:
-    """Per event row: what it adds to pageviews, events, revenue and times on page."""
+    """Per event row: what it adds to pageviews, events, revenue, times on page and scroll
+    depths (a pageview's deepest reported scroll; NULL where it reported none)."""
     is_pageview = events.c.kind == "pageview"
     # Under a goal filter, `events` counts the goal's matching events (a visit may buy twice).
     counted = goal_events(query)
@@ -322,6 +323,7 @@ def _event_parts(query: Query) -> dict[str, ColumnElement]:
         "events": case((counted, 1), else_=0),
         "revenue": case((paid, events.c.revenue_minor)),
         "time_on_page_ms": case((is_pageview, events.c.time_on_page_ms)),
+        "scroll": case((is_pageview, events.c.scroll)),
     }
 
 
@@ -362,7 +364,8 @@ def event_facts(
 
 
 def _event_sums(query: Query) -> list[ColumnElement]:
-    """A visit's pageviews, events, revenue and times on page, over its matching events."""
+    """A visit's pageviews, events, revenue, times on page and scroll depths, over its
+    matching events."""
     added = _event_parts(query)
     return [
         func.sum(added["pageviews"]).label("pageviews"),
@@ -370,6 +373,8 @@ def _event_sums(query: Query) -> list[ColumnElement]:
         func.coalesce(func.sum(added["revenue"]), 0).label("revenue"),
         func.sum(added["time_on_page_ms"]).label("time_on_page_ms"),
         func.count(added["time_on_page_ms"]).label("time_on_page_known"),
+        func.sum(added["scroll"]).label("scroll_sum"),
+        func.count(added["scroll"]).label("scroll_known"),
     ]
 
 
@@ -414,7 +419,16 @@ def matched_visit_facts(
 # adds. Visits, bounces and durations are per visit: DuckDB counts them faster from
 # `event_facts`'s row per visit than as distinct ids beside the visitors.
 DIRECT_PARTS = frozenset(
-    {"visitors", "pageviews", "events", "time_on_page_ms", "time_on_page_known", "revenue_minor"}
+    {
+        "visitors",
+        "pageviews",
+        "events",
+        "time_on_page_ms",
+        "time_on_page_known",
+        "scroll_sum",
+        "scroll_known",
+        "revenue_minor",
+    }
 )
 
 
@@ -437,6 +451,8 @@ def event_buckets(
         "events": lambda: func.sum(added["events"]),
         "time_on_page_ms": lambda: func.sum(added["time_on_page_ms"]),
         "time_on_page_known": lambda: func.count(added["time_on_page_ms"]),
+        "scroll_sum": lambda: func.sum(added["scroll"]),
+        "scroll_known": lambda: func.count(added["scroll"]),
         "revenue_minor": lambda: func.sum(added["revenue"]),
     }
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), bucket.label("bucket")]
@@ -451,6 +467,7 @@ def event_buckets(
 # each part: visitors are those rows, the rest add up (an empty sum of times is 0).
 _VISITOR_SUMS: dict[str, Callable[[ColumnElement], ColumnElement]] = {
     "time_on_page_ms": lambda c: func.coalesce(func.sum(c), 0),
+    "scroll_sum": lambda c: func.coalesce(func.sum(c), 0),
     "revenue_minor": lambda c: func.coalesce(func.sum(c), 0),
 }
 
@@ -490,6 +507,8 @@ def group_facts(
         "duration_ms": lambda: func.sum(c.duration_ms),
         "time_on_page_ms": lambda: func.coalesce(func.sum(c.time_on_page_ms), 0),
         "time_on_page_known": lambda: func.sum(c.time_on_page_known),
+        "scroll_sum": lambda: func.coalesce(func.sum(c.scroll_sum), 0),
+        "scroll_known": lambda: func.sum(c.scroll_known),
         "revenue_minor": lambda: func.sum(c.revenue),
     }
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), c.bucket]
@@ -498,6 +517,8 @@ def group_facts(
         return stmt.group_by(*dims, c.bucket)
     if "time_on_page_ms" in parts:
         exprs["time_on_page_ms"] = lambda: func.sum(c.time_on_page_ms)
+    if "scroll_sum" in parts:
+        exprs["scroll_sum"] = lambda: func.sum(c.scroll_sum)
     sums = [exprs[p]().label(p) for p in parts if p != "visitors"]
     stmt = select(*keys, c.visitor_id, *sums).group_by(*dims, c.bucket, c.visitor_id)
     return per_visitor(stmt.subquery("per_visitor"), len(dims), parts)

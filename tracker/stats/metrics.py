@@ -23,6 +23,10 @@ PARTS = (
     "duration_ms",
     "time_on_page_ms",
     "time_on_page_known",
+    # Scroll depth: the maximum percent each pageview reported, summed, and how many
+    # pageviews reported one (those without a report are left out of the average).
+    "scroll_sum",
+    "scroll_known",
     # Revenue in minor units: under a goal filter, of the goal's matching events; summed
     # per currency (the query groups by event:revenue_currency), never across currencies.
     "revenue_minor",
@@ -30,7 +34,16 @@ PARTS = (
 # Parts kept in stats_rollups (revenue is always summed from raw events, per currency).
 ROLLUP_PARTS = tuple(p for p in PARTS if p != "revenue_minor")
 # Parts only event rows can give (the visits table has no per-page times or event kinds).
-EVENT_PARTS = frozenset({"events", "time_on_page_ms", "time_on_page_known", "revenue_minor"})
+EVENT_PARTS = frozenset(
+    {
+        "events",
+        "time_on_page_ms",
+        "time_on_page_known",
+        "scroll_sum",
+        "scroll_known",
+        "revenue_minor",
+    }
+)
 
 Value = int | float | None
 
@@ -40,6 +53,17 @@ def _ratio(num: str, den: str, scale: float, digits: int) -> Callable[[Mapping[s
         if not parts[den]:
             return None
         return round(parts[num] * scale / parts[den], digits)
+
+    return combine
+
+
+def _whole_percent(num: str, den: str) -> Callable[[Mapping[str, int]], Value]:
+    """The average num / den as a whole number, halves rounded up (in integers: exact)."""
+
+    def combine(parts: Mapping[str, int]) -> Value:
+        if not parts[den]:
+            return None
+        return (2 * parts[num] + parts[den]) // (2 * parts[den])
 
     return combine
 
@@ -60,6 +84,8 @@ class Metric:
     higher_is_better: bool = True
     # False: used inside the stats layer only (a sum that must not mix currencies).
     public: bool = True
+    # What the number means, where a label alone does not say (the column's tooltip).
+    definition: str = ""
 
     def sort_key(self, sums: Mapping[str, ColumnElement]) -> ColumnElement:
         """The metric as a SQL expression over summed parts, to ORDER BY before LIMIT."""
@@ -105,6 +131,17 @@ METRICS: dict[str, Metric] = {
             "Time on page",
             ("time_on_page_ms", "time_on_page_known"),
             _ratio("time_on_page_ms", "time_on_page_known", 0.001, 1),
+        ),
+        Metric(
+            "scroll_depth",
+            "Scroll depth",
+            ("scroll_sum", "scroll_known"),
+            _whole_percent("scroll_sum", "scroll_known"),
+            change="points",
+            definition=(
+                "Average of the deepest scroll each pageview reached, in percent of the "
+                "page; pageviews that never reported one are left out."
+            ),
         ),
         Metric("events", "Events", ("events",), _count("events")),
         # Goal metrics (tracker/stats/goals.py): a goal filter keeps converting visits, so

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, tuple_
 
 from tracker.columnar import engine as columnar
 from tracker.db import Database
-from tracker.stats import conversions, exits, spend
+from tracker.stats import conversions, exits, scroll, spend
 from tracker.stats.compiler import (
     Plan,
     dim_key,
@@ -72,6 +72,7 @@ def run(db: Database, query: Query, *, rollups: bool = True) -> Result:
     """Answer a query. `rollups=False` reads raw rows only, neither rollups nor the
     columnar store (tests compare the paths)."""
     spend.check(query)
+    scroll.check(query)
     store = db.columnar_root if rollups else None
     with db.engine.connect() as conn:
         query = with_goals(conn, query, hits=rollups)

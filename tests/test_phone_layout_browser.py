@@ -87,7 +87,8 @@ def test_nothing_overlaps(app, db, browser, live_server, size):
         assert box is not None
         outer = [box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]]
         headings = card.evaluate(
-            "c => [...c.querySelectorAll('table.rows th')].map(e => {"
+            "c => [...c.querySelectorAll('table.rows th')].filter(e => e.offsetParent)"
+            ".map(e => {"
             " const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
         )
         assert not _any_overlap(headings), card.get_attribute("id")
@@ -96,3 +97,8 @@ def test_nothing_overlaps(app, db, browser, live_server, size):
     sources = page.locator("#sources table.rows th")
     assert sources.last.inner_text().lower() == "bounce rate"
     assert sources.last.is_visible()
+    # The pages report keeps scroll depth and bounce rate; pageviews only on a wide screen.
+    shown = [h.inner_text().lower() for h in page.locator("#pages table.rows th").all()
+             if h.is_visible()]  # fmt: skip
+    assert "scroll depth" in shown and "bounce rate" in shown
+    assert ("pageviews" in shown) == (size["width"] > 640)

@@ -45,7 +45,8 @@ def test_reports_show_exact_rows(viewer):
         ("news", "1", "1", "0%"),
     ]
     pages = rows(card(html, "pages"))
-    assert pages[0] == ("/", "2", "2", "25s", pages[0][4])  # time on page: (30 s + 20 s) / 2
+    # Time on page: (30 s + 20 s) / 2; no scroll depth reported (tests/test_stats_scroll.py).
+    assert pages[0] == ("/", "2", "2", "25s", "—", pages[0][5])
     assert dict((r[0], r[1:4]) for r in pages) == {
         "/": ("2", "2", "25s"),
         "/pricing": ("1", "1", "1m 00s"),
@@ -74,7 +75,7 @@ def test_a_row_link_filters_the_page_and_the_filter_can_be_removed(viewer):
     filtered = viewer.get(google).get_data(as_text=True)
     assert "Source is Google" in filtered
     assert kpis(filtered)["Visitors"][0] == "1" and kpis(filtered)["Bounce rate"][0] == "100%"
-    assert rows(card(filtered, "pages")) == [("/blog", "1", "1", "—", "100%")]
+    assert rows(card(filtered, "pages")) == [("/blog", "1", "1", "—", "—", "100%")]
     remove = filtered.split('class="x" href="')[1].split('"')[0].replace("&amp;", "&")
     assert "source=" not in remove and "from=2026-03-02" in remove
     assert kpis(viewer.get(remove).get_data(as_text=True))["Visitors"][0] == "3"
@@ -93,7 +94,9 @@ def test_more_list_and_csv_hold_the_same_rows(viewer):
         in response.headers["Content-Disposition"]
     )
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert table[0] == ["event:page", "visitors", "pageviews", "time_on_page", "bounce_rate"]
+    assert table[0] == [
+        "event:page", "visitors", "pageviews", "time_on_page", "scroll_depth", "bounce_rate"
+    ]  # fmt: skip
     assert [r[0] for r in table[1:]] == [r[0] for r in listed]
     assert table[1][:4] == ["/", "2", "2", "25.0"]
     assert viewer.get(f"/sites/{SITE}/reports/nope?{DAY}").status_code == 404

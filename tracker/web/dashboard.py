@@ -342,6 +342,10 @@ class Column:
     label: str
     url: str
     sorted: str  # "descending", "ascending" or "" (the aria-sort value)
+    # What the metric means, where its label alone does not say (the heading's tooltip).
+    definition: str = ""
+    # Hidden on a phone, its cells too (Report.wide_only).
+    wide_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -418,7 +422,9 @@ def _columns(
         direction = order.get(metric, "")
         again = f"{metric}:asc" if direction == "desc" else metric
         sorted_ = {"desc": "descending", "asc": "ascending"}.get(direction, "")
-        columns.append(Column(METRICS[metric].label, sort_url(again), sorted_))
+        found = METRICS[metric]
+        wide_only = metric in report.wide_only
+        columns.append(Column(found.label, sort_url(again), sorted_, found.definition, wide_only))
     return columns
 
 

@@ -72,6 +72,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "bounce_rate": percent,
     "visit_duration": duration,
     "time_on_page": duration,
+    "scroll_depth": percent,
     "conversions": compact,
     "conversion_rate": one_decimal_percent,
     "exit_rate": one_decimal_percent,
@@ -88,6 +89,6 @@ def metric_change(metric: str, change: Number) -> str:
     """ "+12%" for counts, "+3 pts" for rates (the stats layer's change units); "" if unknown."""
     if change is None:
         return ""
-    if metric in ("bounce_rate", "conversion_rate", "exit_rate", "ctr"):
+    if metric in ("bounce_rate", "conversion_rate", "exit_rate", "scroll_depth", "ctr"):
         return f"{change:+.0f} pts".replace("+0 pts", "0 pts").replace("-0 pts", "0 pts")
     return f"{change:+.0f}%".replace("+0%", "0%").replace("-0%", "0%")

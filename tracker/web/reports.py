@@ -31,6 +31,9 @@ class Report:
     empty_label: str = "(none)"
     # A second dimension broken down within the first (an event's properties).
     detail: str | None = None
+    # Columns left out on a phone, where the report's columns would not fit its width (its
+    # CSV keeps them).
+    wide_only: tuple[str, ...] = ()
 
     @property
     def dimensions(self) -> tuple[str, ...]:
@@ -115,7 +118,9 @@ PANELS: tuple[Panel, ...] = (
                 "pages",
                 "Pages",
                 "event:page",
-                ("visitors", "pageviews", "time_on_page", "bounce_rate"),
+                ("visitors", "pageviews", "time_on_page", "scroll_depth", "bounce_rate"),
+                # Five columns beside a path overflow a 390 px phone; visitors say as much.
+                wide_only=("pageviews",),
             ),
             Report(
                 "entry_pages",

@@ -49,7 +49,7 @@ def add_owner(db: Database, domain: str, email: str = "owner@example.com") -> Us
 def log_in(client: FlaskClient, user: User) -> None:
     """Log in by session, as Flask-Login stores it (the login form has its own tests)."""
     with client.session_transaction() as session:
-        session["_user_id"] = str(user.id)
+        session["_user_id"] = f"{user.id}:{user.session_generation}"
         session["_fresh"] = True
 
 

@@ -4,7 +4,8 @@ page and API read, tried by each role on both databases.
 Roles: the site's owner, an admin, a viewer, a logged-in user who is not a member (and owns
 another site), and a server administrator. A member whose role is too low gets 403 and a
 non-member 404 (the answer for a site that does not exist), and nothing in the database
-changes; a role that may gets through and the change is made.
+changes; a role that may gets through and the change is made. The page of users
+(/admin/users) is the server administrators' alone: 403 for everyone else, as /audit.
 
 The routes are read from the app's url_map: a new route that changes something (POST,
 PUT, PATCH, DELETE) or a new site page without a row here fails `test_every_route_has_a_row`.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from tracker.sites import add_site, create_share_link
 from tracker.subscribers import set_recipient
 
 SITE = "shop.example"
+SERVER = "server administrator"  # a route's need: the page of users
 ROLES = ("owner", "admin", "viewer", "non-member", "server admin")
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that change something but are not a site's: each has its own tests.
@@ -104,6 +106,8 @@ def world(app: Flask, db: Database) -> World:
             "server admin": _user(session, "root@example.com", admin=True),
         }
         target = _user(session, "target@example.com")
+        # Two-factor login on, for the page of users to turn it off.
+        target.totp_secret, target.totp_enabled_at = "JBSWY3DPEHPK3PXP", datetime.now(UTC)
         site = add_site(session, SITE, owner=users["owner"])
         add_member(session, site, users["admin"], ADMIN)
         add_member(session, site, users["viewer"], VIEWER)
@@ -278,6 +282,15 @@ MUTATIONS = [
          _json(f"/api/v1/annotations/{{note}}?site_id={SITE}")),
     Case("api.cost_import", "POST", ADMIN,
          _json("/api/v1/costs", {"site_id": SITE, "rows": [{**COST_ROW, "cost": "20"}]})),
+    # The page of users: the target is a viewer of the site, with two-factor login on.
+    Case("users.add", "POST", SERVER, _form("/admin/users", email="new@example.com")),
+    Case("users.admin_rights", "POST", SERVER, _form("/admin/users/{target}/admin", on="yes")),
+    Case("users.require_two_factor", "POST", SERVER,
+         _form("/admin/users/{target}/require-2fa", on="yes")),
+    Case("users.disable_two_factor", "POST", SERVER, _form("/admin/users/{target}/disable-2fa")),
+    Case("users.password_link", "POST", SERVER, _form("/admin/users/{target}/password-link")),
+    Case("users.delete", "POST", SERVER,
+         _form("/admin/users/{target}/delete", confirm="target@example.com")),
 ]  # fmt: skip
 
 READ_ONLY = [
@@ -347,14 +360,17 @@ def snapshot(db: Database) -> dict[str, list[str]]:
 
 
 def _allowed(role: str, need: str | None) -> bool:
+    if need == SERVER:
+        return role == "server admin"
     return need is None or (role in RANK_OF and RANK_OF[role] >= ROLE_RANK[need])
 
 
 def _expected(role: str, need: str | None) -> int | None:
-    """None: allowed; else the refusal: 404 for a non-member, 403 for a member below."""
+    """None: allowed; else the refusal: 404 for a non-member, 403 for a member below (and
+    for anyone but a server administrator on the page of users)."""
     if _allowed(role, need):
         return None
-    return 404 if role == "non-member" else 403
+    return 404 if role == "non-member" and need != SERVER else 403
 
 
 def _client(app: Flask, world: World, role: str, api: bool) -> tuple[FlaskClient, dict[str, str]]:
@@ -402,6 +418,12 @@ def test_read_by_role(
     response = client.get(path, headers=headers)
     refused = _expected(role, need)
     assert response.status_code == (refused or 200), response.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_page_of_users_by_role(app: Flask, world: World, role: str) -> None:
+    client, _ = _client(app, world, role, api=False)
+    assert client.get("/admin/users").status_code == (200 if role == "server admin" else 403)
 
 
 def test_a_viewer_is_told_which_role_it_takes(app: Flask, world: World) -> None:

@@ -17,7 +17,8 @@ from tracker.cli import cli
 ADMIN_COMMANDS = [
     [], ["migrate"], ["serve"], ["sites"], ["sites", "add"], ["sites", "list"],
     ["sites", "delete"], ["users"], ["users", "add"], ["users", "list"],
-    ["users", "password"], ["users", "disable-2fa"], ["users", "require-2fa"], ["apikeys"],
+    ["users", "password"], ["users", "disable-2fa"], ["users", "require-2fa"],
+    ["users", "admin"], ["users", "delete"], ["apikeys"],
     ["apikeys", "create"], ["apikeys", "list"], ["apikeys", "revoke"], ["demo"], ["reclassify"],
     ["goals"], ["goals", "add"], ["goals", "list"], ["goals", "delete"], ["funnels"],
     ["funnels", "add"], ["funnels", "list"], ["funnels", "delete"], ["annotations"],

@@ -1,5 +1,7 @@
 """Users and API keys: creation, passwords and addresses, sessions, key verification and
-scopes. Used by the CLI and web."""
+scopes; what a server administrator does to accounts (the list of users, administrator
+rights, two-factor rules, deletion). Used by the CLI and web, so both refuse the same
+input with the same sentence."""
 
 from __future__ import annotations
 
@@ -9,13 +11,23 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from tracker.db.models import ApiKey, User
+from tracker.db.models import ApiKey, Site, SiteMember, User
+from tracker.members import OWNER, ROLES
+from tracker.twofactor import disable, is_enabled
 
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # with fullmatch
+MAX_EMAIL = 254
+# The password hash of an account whose user has not chosen a password yet (added by an
+# administrator, who sends a link to set one): no password matches it.
+NO_PASSWORD = "!"
+# New accounts start their session generation here, at random: SQLite gives a deleted
+# user's id to the next user when it was the largest, and a session cookie of the deleted
+# account ("<id>:<generation>") must not log in as the new one.
+GENERATION_START = 2**30
 MIN_PASSWORD_LENGTH = 8
 API_KEY_PREFIX = "trk_"
 # A key's last use is written when the stored one is older than this (lists show minutes):
@@ -37,7 +49,9 @@ class AccountError(ValueError):
 
 def normalize_email(email: str) -> str:
     email = email.strip().lower()
-    if not EMAIL_RE.fullmatch(email) or len(email) > 254:
+    if len(email) > MAX_EMAIL:
+        raise AccountError(f"an email address is at most {MAX_EMAIL} characters")
+    if not EMAIL_RE.fullmatch(email):
         raise AccountError(f"{email!r} is not a valid email address")
     return email
 
@@ -50,15 +64,30 @@ def find_user(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
-def create_user(session: Session, email: str, password: str, *, is_admin: bool = False) -> User:
+def create_user(
+    session: Session, email: str, password: str | None, *, is_admin: bool = False
+) -> User:
+    """A new account. `password` None: none yet, the user chooses one through a link
+    (tracker.password_reset.issue_reset) and cannot log in before."""
     email = normalize_email(email)
-    _checked_password(password)
+    password_hash = (
+        NO_PASSWORD if password is None else generate_password_hash(_checked_password(password))
+    )
     if find_user(session, email):
         raise AccountError(f"a user with email {email!r} already exists")
-    user = User(email=email, password_hash=generate_password_hash(password), is_admin=is_admin)
+    user = User(
+        email=email,
+        password_hash=password_hash,
+        is_admin=is_admin,
+        session_generation=secrets.randbelow(GENERATION_START),
+    )
     session.add(user)
     session.flush()
     return user
+
+
+def has_password(user: User) -> bool:
+    return user.password_hash != NO_PASSWORD
 
 
 def _checked_password(password: str) -> str:
@@ -96,9 +125,10 @@ def end_sessions(session: Session, user_id: int) -> None:
 
 def authenticate(session: Session, email: str, password: str) -> User | None:
     user = find_user(session, email)
-    if user and check_password_hash(user.password_hash, password):
+    if user and has_password(user) and check_password_hash(user.password_hash, password):
         return user
-    # Same work for unknown emails, so timing does not reveal which accounts exist.
+    # Same work for unknown emails (and accounts without a password yet), so timing does
+    # not reveal which accounts exist.
     check_password_hash(_DUMMY_HASH, password)
     return None
 
@@ -226,3 +256,156 @@ def revoke_api_key(session: Session, key: ApiKey) -> None:
     """Delete the key: the next request with it is refused (401), on every server."""
     session.delete(key)
     session.flush()
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as the list of users shows them (`tracker users list`, /admin/users)."""
+
+    id: int
+    email: str
+    is_admin: bool
+    two_factor: bool
+    require_2fa: bool
+    has_password: bool
+    created_at: datetime
+    roles: dict[str, int]  # sites they are a member of, by role (owner, admin, viewer)
+    api_keys: int
+
+    @property
+    def sites(self) -> int:
+        return sum(self.roles.values())
+
+
+def list_users(session: Session) -> list[UserSummary]:
+    """Every user by email, with their sites' roles counted: three queries, not one a user."""
+    roles: dict[int, dict[str, int]] = {}
+    by_role = select(SiteMember.user_id, SiteMember.role, func.count()).group_by(
+        SiteMember.user_id, SiteMember.role
+    )
+    for user_id, role, count in session.execute(by_role):
+        roles.setdefault(user_id, {})[role] = count
+    key_counts = select(ApiKey.user_id, func.count()).group_by(ApiKey.user_id)
+    keys = {user_id: count for user_id, count in session.execute(key_counts)}
+    return [
+        UserSummary(
+            id=user.id,
+            email=user.email,
+            is_admin=user.is_admin,
+            two_factor=is_enabled(user),
+            require_2fa=user.require_2fa,
+            has_password=has_password(user),
+            created_at=as_utc(user.created_at),
+            roles={role: roles.get(user.id, {}).get(role, 0) for role in ROLES},
+            api_keys=keys.get(user.id, 0),
+        )
+        for user in session.scalars(select(User).order_by(User.email))
+    ]
+
+
+def _keep_an_administrator(session: Session, user: User) -> None:
+    """Refuse a change that leaves the server without an administrator. The administrators'
+    rows are locked, so two administrators demoting each other at once cannot both pass."""
+    admins = session.scalars(select(User.id).where(User.is_admin).with_for_update())
+    if not set(admins) - {user.id}:
+        raise AccountError(
+            f"{user.email} is the last server administrator: make another user an "
+            "administrator first."
+        )
+
+
+def set_admin(session: Session, user: User, is_admin: bool, *, by: User | None) -> bool:
+    """Make the user a server administrator, or not; whether that changed anything.
+    AccountError for the last administrator, or an administrator (`by`; None: the command
+    line) taking their own rights away: another administrator does that. It counts from
+    the user's next request: sessions and API keys read the flag each time."""
+    if user.is_admin == is_admin:
+        return False
+    if not is_admin:
+        if by is not None and by.id == user.id:
+            raise AccountError(
+                "You cannot take away your own administrator rights: another administrator can."
+            )
+        _keep_an_administrator(session, user)
+    user.is_admin = is_admin
+    session.flush()
+    return True
+
+
+def require_2fa(session: Session, user: User, required: bool) -> None:
+    """Require two-factor login of the user, or lift that (the server's rule for
+    administrators still applies): without it set up, they are sent to set it up after
+    the password, and cannot turn it off."""
+    user.require_2fa = required
+    session.flush()
+
+
+def disable_2fa(session: Session, user: User) -> None:
+    """Two-factor login off for a locked-out user (a lost phone, no recovery code left):
+    the password alone logs in, and every session of the user ends."""
+    if not is_enabled(user):
+        raise AccountError(f"{user.email} has no two-factor login to turn off")
+    disable(session, user)
+    end_sessions(session, user.id)
+
+
+@dataclass(frozen=True)
+class DeletedUser:
+    email: str
+    sites: int  # memberships that went with the account
+    api_keys: int  # revoked
+
+    @property
+    def detail(self) -> str:
+        """What was deleted, as the audit log and the messages say it."""
+        return (
+            f"Deleted the account {self.email}: its membership of {self.sites} site(s) and "
+            f"its {self.api_keys} API key(s)"
+        )
+
+
+def delete_user(session: Session, user: User, *, by: User | None) -> DeletedUser:
+    """Delete the account: its memberships and API keys go, its sessions end (the row they
+    name is gone), its audit entries keep its address. AccountError, and nothing deleted,
+    for an administrator deleting themselves (`by`; None: the command line), the last
+    administrator, or the last owner of a site (named: they make someone else owner first)."""
+    if by is not None and by.id == user.id:
+        raise AccountError("You cannot delete your own account: another administrator can.")
+    if user.is_admin:
+        _keep_an_administrator(session, user)
+    owned = select(SiteMember.site_id).where(
+        SiteMember.user_id == user.id, SiteMember.role == OWNER
+    )
+    # Locked like a membership change (tracker.members), so no other owner leaves meanwhile.
+    sites = list(
+        session.scalars(
+            select(Site).where(Site.id.in_(owned)).order_by(Site.domain).with_for_update()
+        )
+    )
+    alone = [
+        site.domain
+        for site in sites
+        if session.scalar(
+            select(func.count())
+            .select_from(SiteMember)
+            .where(SiteMember.site_id == site.id, SiteMember.role == OWNER)
+        )
+        == 1
+    ]
+    if alone:
+        raise AccountError(
+            f"{user.email} is the last owner of {', '.join(alone)}: make another member an "
+            "owner first, or delete the site."
+        )
+    memberships = session.execute(delete(SiteMember).where(SiteMember.user_id == user.id))
+    keys = session.execute(delete(ApiKey).where(ApiKey.user_id == user.id))
+    deleted = DeletedUser(
+        email=user.email,
+        sites=memberships.rowcount,  # type: ignore[attr-defined]
+        api_keys=keys.rowcount,  # type: ignore[attr-defined]
+    )
+    # Recovery codes and reset links go with the row (ON DELETE CASCADE); invitations it
+    # sent and audit entries keep their rows without it (SET NULL).
+    session.delete(user)
+    session.flush()
+    return deleted

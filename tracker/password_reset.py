@@ -7,6 +7,11 @@ so the form does not tell who has one; a second request within RESEND_AFTER send
 more, so the form cannot flood someone's mailbox. A reset does not turn two-factor login
 off: the code is still asked for at the next login. Every function takes `now` so tests can
 move the clock.
+
+A server administrator gives links too (the page of users): to a new account, which has no
+password until its user chooses one through it (valid as long as an invitation), or to a
+user who forgot theirs. Mailed when the server sends mail and knows its address
+(`base_url`), shown to copy otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from tracker import mail
 from tracker.accounts import as_utc, find_user, hash_api_key, set_password
+from tracker.config import Settings
 from tracker.db.models import PasswordReset, User
 
 RESET_LIFETIME = timedelta(hours=1)
@@ -55,17 +62,68 @@ def request_reset(
     )
     if session.scalar(recent.limit(1)) is not None:
         return None
+    return user, issue_reset(session, user, now=now)
+
+
+def issue_reset(
+    session: Session,
+    user: User,
+    *,
+    lifetime: timedelta = RESET_LIFETIME,
+    now: datetime | None = None,
+) -> str:
+    """A new link's token for the user, whatever was sent before (a server administrator
+    asks, not a stranger at the form); links sent before keep working until used."""
+    moment = _utc(now)
     token = secrets.token_urlsafe(32)
     session.add(
         PasswordReset(
             user_id=user.id,
             token_hash=hash_api_key(token),
-            created_at=now,
-            expires_at=now + RESET_LIFETIME,
+            created_at=moment,
+            expires_at=moment + lifetime,
         )
     )
     session.flush()
-    return user, token
+    return token
+
+
+def can_mail_links(settings: Settings) -> bool:
+    """Whether links can be mailed: the server sends mail and knows its address. Links are
+    built on `base_url` only, never on a request's Host header, which whoever posts a form
+    chooses (the mail would carry the token to their server)."""
+    return mail.is_configured(settings) and bool(settings.base_url)
+
+
+def link_url(settings: Settings, token: str) -> str:
+    return settings.base_url.rstrip("/") + reset_path(token)
+
+
+def mail_reset(session: Session, settings: Settings, user: User, token: str) -> None:
+    """Queue the mail of a reset link, in the session's transaction (can_mail_links first)."""
+    minutes = int(RESET_LIFETIME.total_seconds() // 60)
+    text = (
+        f"Someone, hopefully you, asked to reset the password of the tracker account "
+        f"{user.email}.\n\n"
+        f"Open this link within {minutes} minutes to choose a new password (it works once):\n"
+        f"{link_url(settings, token)}\n\n"
+        "If it was not you, ignore this mail: your password stays as it is.\n"
+    )
+    mail.enqueue(session, to=user.email, subject="Reset your tracker password", text=text)
+
+
+def mail_welcome(
+    session: Session, settings: Settings, user: User, token: str, expires: datetime, by: User
+) -> None:
+    """Queue the mail of a new account's link to choose its password (can_mail_links first)."""
+    text = (
+        f"{by.email} made you an account on the web analytics server {settings.base_url}, "
+        f"to log in as {user.email}.\n\n"
+        f"Open this link to choose your password (it works once, until "
+        f"{as_utc(expires):%Y-%m-%d %H:%M} UTC):\n{link_url(settings, token)}\n\n"
+        "Not expecting this? Ignore this mail: nobody can log in before a password is chosen.\n"
+    )
+    mail.enqueue(session, to=user.email, subject="Your tracker account", text=text)
 
 
 def open_reset(session: Session, token: str, now: datetime | None = None) -> PasswordReset:
@@ -81,10 +139,9 @@ def open_reset(session: Session, token: str, now: datetime | None = None) -> Pas
     if reset.used_at is not None:
         raise ResetUnusable("This reset link was used already: ask for a new one if need be.")
     if as_utc(reset.expires_at) <= _utc(now):
-        hours = int(RESET_LIFETIME.total_seconds() // 3600)
-        raise ResetUnusable(
-            f"This reset link has expired (links work for {hours} hour): ask for a new one."
-        )
+        # Links last an hour, or longer when an administrator sent one to a new account.
+        when = as_utc(reset.expires_at).strftime("%Y-%m-%d %H:%M UTC")
+        raise ResetUnusable(f"This link has expired (on {when}): ask for a new one.")
     return reset
 
 

@@ -16,18 +16,22 @@ from tracker.accounts import (
     AccountError,
     create_api_key,
     create_user,
+    delete_user,
     describe_api_key,
-    end_sessions,
+    disable_2fa,
     find_api_key,
     find_user,
+    list_users,
+    require_2fa,
     revoke_api_key,
+    set_admin,
     set_password,
 )
 from tracker.cli.context import CliContext, pass_context, table
 from tracker.columnar.invalidate import forget
 from tracker.db.models import ApiKey, User
 from tracker.sites import SiteError, add_site, delete_site, find_site, list_sites
-from tracker.twofactor import disable, is_enabled
+from tracker.twofactor import is_enabled
 
 
 @contextmanager
@@ -105,7 +109,7 @@ def sites_delete(ctx: CliContext, domain: str, yes: bool) -> None:
 
 @click.group()
 def users() -> None:
-    """Add and list user accounts, reset a password, turn off two-factor login."""
+    """Add, list and delete user accounts, administrators, passwords, two-factor login."""
 
 
 @users.command("add")
@@ -132,10 +136,10 @@ def users_list(ctx: CliContext) -> None:
             (
                 u.email,
                 "yes" if u.is_admin else "no",
-                ("on" if is_enabled(u) else "off") + (", required" if u.require_2fa else ""),
+                ("on" if u.two_factor else "off") + (", required" if u.require_2fa else ""),
                 u.created_at.strftime("%Y-%m-%d"),
             )
-            for u in session.scalars(select(User).order_by(User.email))
+            for u in list_users(session)
         ]
     if not rows:
         click.echo("No users yet. Add one with: tracker users add you@example.com --admin")
@@ -167,10 +171,7 @@ def users_disable_2fa(ctx: CliContext, email: str) -> None:
     """Turn off two-factor login for EMAIL (a lost phone and no recovery code left)."""
     with _session(ctx) as session:
         user = _user_or_fail(session, email)
-        if not is_enabled(user):
-            raise click.ClickException(f"{user.email} has no two-factor login to turn off")
-        disable(session, user)
-        end_sessions(session, user.id)
+        disable_2fa(session, user)
         audit.record(
             session, None, None, "account.2fa_off", f"Two-factor login of {user.email} turned off"
         )
@@ -189,7 +190,7 @@ def users_require_2fa(ctx: CliContext, email: str, off: bool) -> None:
     after the password, and cannot turn it off."""
     with _session(ctx) as session:
         user = _user_or_fail(session, email)
-        user.require_2fa = not off
+        require_2fa(session, user, not off)
         state = "no longer required" if off else "required"
         audit.record(
             session, None, None, "account.2fa_required", f"Two-factor login {state} of {user.email}"
@@ -204,6 +205,43 @@ def users_require_2fa(ctx: CliContext, email: str, off: bool) -> None:
             f"Two-factor login is required of {user.email}: after their password they are sent "
             "to set it up."
         )
+
+
+@users.command("admin")
+@click.argument("email")
+@click.option("--off", is_flag=True, help="Take the administrator rights away instead.")
+@pass_context
+def users_admin(ctx: CliContext, email: str, off: bool) -> None:
+    """Make EMAIL a server administrator (every site, the users, the audit log); refused
+    for the last one with --off."""
+    with _session(ctx) as session:
+        user = _user_or_fail(session, email)
+        changed = set_admin(session, user, not off, by=None)
+        if changed:
+            state = "no longer a server administrator" if off else "a server administrator"
+            audit.record(session, None, None, "account.admin", f"{user.email} is {state}")
+    if not changed:
+        click.echo(f"{user.email} is {'not ' if off else ''}a server administrator already.")
+    elif off:
+        click.echo(f"{user.email} is no longer a server administrator.")
+    else:
+        click.echo(f"{user.email} is a server administrator.")
+
+
+@users.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def users_delete(ctx: CliContext, email: str, yes: bool) -> None:
+    """Delete the account EMAIL: its memberships and API keys go, its sessions end. Refused
+    for the last owner of a site and the last administrator."""
+    with _session(ctx) as session:
+        user = _user_or_fail(session, email)
+        if not yes:
+            click.confirm(f"Delete the account {user.email}?", abort=True)
+        deleted = delete_user(session, user, by=None)
+        audit.record(session, None, None, "account.delete", deleted.detail)
+    click.echo(f"{deleted.detail}; their sessions are logged out.")
 
 
 @click.group()

@@ -1,5 +1,6 @@
 """The web UI: first run, login, sites, stats pages, site settings, members and invitations,
-the audit log, one's account (password, two-factor login, API keys), and health. Views stay
+the audit log, one's account (password, two-factor login, API keys), the users (server
+administrators), and health. Views stay
 thin."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tracker.web import (
     settings,
     sites,
     stats,
+    users,
 )
 from tracker.web.alert_rules import bp as alerts_bp
 from tracker.web.annotations import bp as annotations_bp
@@ -64,6 +66,7 @@ def init_web(app: Flask) -> None:
     csrf.exempt(unsubscribe_now)
     app.register_blueprint(account.bp)
     app.register_blueprint(password_reset.bp)
+    app.register_blueprint(users.bp)
     init_twofactor(app)
     app.register_error_handler(Forbidden, _forbidden)
     init_beacon(app)

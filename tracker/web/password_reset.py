@@ -1,5 +1,6 @@
 """ "Forgot password?": /forgot mails a single-use reset link (tracker.password_reset), and
-/reset/<token> chooses the new password.
+/reset/<token> chooses the new password, or a new account's first one (the link a server
+administrator sends from the page of users, tracker/web/users.py).
 
 The link is built on the `base_url` setting, never on the request's Host header: anyone can
 post the form with a Host of their own, and the mail would then carry the token to their
@@ -15,14 +16,15 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from tracker import audit, mail
-from tracker.accounts import MIN_PASSWORD_LENGTH, AccountError
+from tracker import audit
+from tracker.accounts import MIN_PASSWORD_LENGTH, AccountError, has_password
+from tracker.db.models import User
 from tracker.password_reset import (
-    RESET_LIFETIME,
     ResetUnusable,
+    can_mail_links,
+    mail_reset,
     open_reset,
     request_reset,
-    reset_path,
     use_reset,
 )
 from tracker.web.context import get_db, get_settings
@@ -44,24 +46,9 @@ class NewPasswordForm(FlaskForm):
     )
 
 
-def _can_mail() -> bool:
-    settings = get_settings()
-    return mail.is_configured(settings) and bool(settings.base_url)
-
-
-def _reset_mail(email: str, link: str) -> str:
-    minutes = int(RESET_LIFETIME.total_seconds() // 60)
-    return (
-        f"Someone, hopefully you, asked to reset the password of the tracker account {email}.\n\n"
-        f"Open this link within {minutes} minutes to choose a new password (it works once):\n"
-        f"{link}\n\n"
-        "If it was not you, ignore this mail: your password stays as it is.\n"
-    )
-
-
 @bp.route("/forgot", methods=["GET", "POST"])
 def forgot() -> ResponseReturnValue:
-    if not _can_mail():
+    if not can_mail_links(get_settings()):
         return render_template("forgot.html", can_mail=False)
     form = ForgotForm()
     if not form.validate_on_submit():
@@ -71,13 +58,7 @@ def forgot() -> ResponseReturnValue:
         requested = request_reset(session, form.email.data or "")
         if requested is not None:
             user, token = requested
-            link = get_settings().base_url.rstrip("/") + reset_path(token)
-            mail.enqueue(
-                session,
-                to=user.email,
-                subject="Reset your tracker password",
-                text=_reset_mail(user.email, link),
-            )
+            mail_reset(session, get_settings(), user, token)
             audit.record(session, user, None, "account.reset_request", "Reset link mailed")
     # The same page either way: it does not tell whether an account uses the address.
     return render_template("forgot.html", can_mail=True, sent=True)
@@ -91,7 +72,10 @@ def _unusable(exc: ResetUnusable) -> ResponseReturnValue:
 def reset(token: str) -> ResponseReturnValue:
     try:
         with get_db().session() as session:
-            open_reset(session, token)
+            user = session.get(User, open_reset(session, token).user_id)
+            assert user is not None  # deleting a user deletes their links
+            # A new account's first password: the page says so, and whose account it is.
+            email, first = user.email, not has_password(user)
     except ResetUnusable as exc:
         return _unusable(exc)
     form = NewPasswordForm()
@@ -99,16 +83,20 @@ def reset(token: str) -> ResponseReturnValue:
         try:
             with get_db().session() as session:
                 user = use_reset(session, token, form.password.data or "")
-                audit.record(session, user, None, "account.password", "Password reset by link")
+                detail = "First password chosen by link" if first else "Password reset by link"
+                audit.record(session, user, None, "account.password", detail)
         except ResetUnusable as exc:
             return _unusable(exc)
         except AccountError as exc:
             form.password.errors = [str(exc)]
         else:
-            flash(
-                "Your new password is set, and every session of the account is logged out. "
-                "Log in with it."
-            )
+            if first:
+                flash(f"Your password is set. Log in as {email} with it.")
+            else:
+                flash(
+                    "Your new password is set, and every session of the account is logged "
+                    "out. Log in with it."
+                )
             return redirect(url_for("auth.login"))
     status = 400 if form.errors else 200
-    return render_template("reset.html", form=form), status
+    return render_template("reset.html", form=form, email=email, first=first), status

@@ -305,6 +305,13 @@ def test_adding_an_administrator_mails_the_link_when_mail_is_set_up(
     )
     user = _user(db, ANN)
     assert user is not None and user.is_admin
+    root = _user(db, ROOT)
+    assert root is not None
+    reset = _post(client, f"/admin/users/{root.id}/password-link")
+    assert reset.status_code == 201 and "It was mailed to them" in reset.get_data(as_text=True)
+    with db.session() as session:
+        mails = session.execute(select(OutboxMail.recipient, OutboxMail.subject)).all()
+    assert sorted(mails) == [(ANN, "Your tracker account"), (ROOT, "Reset your tracker password")]
     assert _audit(db, "account.create") == [
         (ROOT, "Account ann@example.com added as a server administrator; its password link mailed")
     ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from tracker.accesslog import load
 from tracker.cli import cli
 from tracker.db import Database
 from tracker.db.models import DailySalt, Event, LogFile, Visit
+from tracker.ingest.parse import EventError, trusted_ip
 from tracker.sites import add_site
 from tracker.stats import SiteRef, parse_query
 from tracker.stats import run as run_query
@@ -114,6 +117,67 @@ def test_import_counts_visits_as_live_traffic(database_url: str, tmp_path: Path)
     # Time on page from the next pageview; unknown for a visit's last page.
     assert times[:2] == [("/", 300_000), ("/pricing", None)]
     assert ("/caf\ufffd", 1_200_000) in times
+
+
+def test_memos_emptied_when_full_change_nothing(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages, addresses and user agents are validated once each, in memos emptied when
+    full: with room for two of each, the hand count is the same."""
+    monkeypatch.setattr(load, "MEMO_SIZE", 2)
+    db = setup_site(database_url)
+    path = tmp_path / "access.log"
+    path.write_bytes(b"".join(LINES))
+    result = run(database_url, tmp_path, str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith(
+        "13 lines read, 7 pages, 5 visits, 2026-03-02 09:00 to 2026-03-03 08:00 UTC"
+    )
+    assert visits(db) == [
+        ("/", 2, False, "news", "/pricing"),
+        ("/", 1, True, "Google", "/"),
+        ("/docs", 1, True, "Direct / None", "/docs"),
+        ("/caf\ufffd", 2, False, "Direct / None", "/next"),
+        ("/long", 1, True, "Direct / None", "/long"),
+    ]
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "198.51.100.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.0.01",
+        "256.1.1.1",
+        "1.2.3",
+        "1.2.3.4.5",
+        " 1.2.3.4",
+        "1.2.3.4 ",
+        "١.2.3.4",
+        "2001:DB8::1",
+        "::ffff:1.2.3.4",
+        "",
+        "1.2.3.4\x00",
+        "not an address",
+    ],
+)
+def test_plain_ipv4_addresses_are_checked_as_the_collector_checks_them(address: str) -> None:
+    """The shortcut for plain IPv4 addresses gives what the collector's check gives, and
+    takes the collector's path for anything else."""
+    try:
+        expected: str | None = trusted_ip(address)
+    except EventError:
+        with pytest.raises(EventError):
+            load.checked_ip(address)
+        return
+    assert load.checked_ip(address) == expected
+
+
+def test_plain_ipv4_addresses_take_the_shortcut() -> None:
+    address = "".join(["198.51.", "100.1"])  # a string of its own, as a parsed line's
+    assert load.checked_ip(address) is address  # the parser would return a copy
 
 
 def test_same_and_rotated_files_store_each_line_once(database_url: str, tmp_path: Path) -> None:

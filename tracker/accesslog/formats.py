@@ -213,7 +213,23 @@ def _split_combined(line: str) -> tuple[str | Any, ...] | None:
 
 
 def parse_combined(line: str) -> Request:
-    return _clf(line, with_agent=True)
+    fields = _split_combined(line)
+    if fields is None:
+        return _clf(line, with_agent=True)
+    # A plain line has no backslash, so no field has anything to unescape; and one call
+    # fewer per field counts at 100,000 lines a second.
+    host, ip, time, request, status, _size, referrer, agent = fields
+    method, target = split_request(request)
+    return Request(
+        ip,
+        clf_time(time),
+        method,
+        target,
+        int(status),
+        "" if referrer == "-" else referrer,
+        "" if agent == "-" else agent,
+        strip_port(host) if host else "",
+    )
 
 
 def parse_common(line: str) -> Request:

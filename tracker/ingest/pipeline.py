@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker.enrich.geo import GeoIP
-from tracker.enrich.source import attribute, clean_referrer, referrer_host, source_table
+from tracker.enrich.source import (
+    Attribution,
+    attribute,
+    clean_referrer,
+    referrer_host,
+    source_table,
+)
 from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.enrich.visitor import Salts, visitor_id
 from tracker.ingest.bots import is_bot_user_agent, is_prefetch
@@ -82,6 +88,15 @@ class Client:
             prefetch=is_prefetch(environ),
             opted_out=environ.get("HTTP_DNT") == "1" or environ.get("HTTP_SEC_GPC") == "1",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Landing:
+    """An event's source and stored referrer: functions of its page, its referrer and the
+    site, the same for every event that has them."""
+
+    attribution: Attribution
+    referrer: str  # "" when the referrer is the site itself
 
 
 @dataclass(frozen=True)
@@ -186,19 +201,38 @@ class Pipeline:
             return DropReason.SPAM
         return None
 
-    def enrich(self, event: IncomingEvent, site: SiteInfo, client: Client, ts: int) -> Hit:
+    def enrich(
+        self,
+        event: IncomingEvent,
+        site: SiteInfo,
+        client: Client,
+        ts: int,
+        landing: Landing | None = None,
+    ) -> Hit:
+        """The event's hit. `landing`, when given, is `self.landing(event, site)` computed
+        before (an access-log import keeps one per distinct page and referrer)."""
         ip = event.ip or client.ip
         user_agent = _user_agent(event, client)
-        same_site = _is_same_site(event, site)
+        if landing is None:
+            landing = self.landing(event, site)
         return Hit(
             site_id=site.id,
             visitor_ids=self.visitor_ids(site.id, ip, user_agent, utc_day(ts)),
             timestamp_ms=ts,
             payload=event.payload,
-            attribution=attribute(event.payload.query, event.referrer, same_site),
+            attribution=landing.attribution,
             device=parse_user_agent(user_agent),
             place=self.geo.lookup(ip),
             screen=screen_class(event.screen),
+            referrer=landing.referrer,
+        )
+
+    @staticmethod
+    def landing(event: IncomingEvent, site: SiteInfo) -> Landing:
+        """What enrichment finds from the event's page and referrer alone."""
+        same_site = _is_same_site(event, site)
+        return Landing(
+            attribution=attribute(event.payload.query, event.referrer, same_site),
             referrer="" if same_site else clean_referrer(event.referrer),
         )
 

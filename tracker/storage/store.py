@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any, cast
 
@@ -234,7 +235,7 @@ def _sqlite_value_lists(
         size = min(MAX_ROWS_PER_STATEMENT, 1 << (len(rows) - start).bit_length() - 1)
         chunk = rows[start : start + size]
         start += size
-        yield ", ".join([one_row] * size), [value for row in chunk for value in pick(row)]
+        yield ", ".join([one_row] * size), list(chain.from_iterable(map(pick, chunk)))
 
 
 def _bulk_insert(table: Table, columns: tuple[str, ...]) -> Bulk:

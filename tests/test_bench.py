@@ -7,6 +7,7 @@ time unrealistic queries: each visit's counters must agree with its own events.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -21,15 +22,43 @@ from tracker.db import Database
 from tracker.stats import SiteRef, parse_query, run
 
 
-@pytest.fixture
-def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datagen.Dataset:
+def _built_once(factory: pytest.TempPathFactory, events: int, *, wide: bool) -> Path:
+    """A cache folder holding the dataset, generated once per module and worker (2 CPU-s)."""
+    cache = factory.mktemp("bench-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datagen, "CACHE_DIR", cache)
+        datagen.dataset(events, log=False, wide=wide)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def tiny_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _built_once(tmp_path_factory, 3000, wide=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_wide_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _built_once(tmp_path_factory, 10_000, wide=True)
+
+
+def _own_copy(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's own cache folder, a copy of the built one: a harness run writes to its
+    dataset (rollups, a kept columnar store) and no test sees another's writes."""
+    shutil.copytree(built, tmp_path / "cache")
     monkeypatch.setattr(datagen, "CACHE_DIR", tmp_path / "cache")
+
+
+@pytest.fixture
+def tiny(tiny_built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datagen.Dataset:
+    _own_copy(tiny_built, tmp_path, monkeypatch)
     return datagen.dataset(3000, log=False)
 
 
 @pytest.fixture
-def tiny_wide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datagen.Dataset:
-    monkeypatch.setattr(datagen, "CACHE_DIR", tmp_path / "cache")
+def tiny_wide(
+    tiny_wide_built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> datagen.Dataset:
+    _own_copy(tiny_wide_built, tmp_path, monkeypatch)
     return datagen.dataset(10_000, log=False, wide=True)
 
 

@@ -36,13 +36,14 @@ from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy import text as text_sql
 
 from tracker.accesslog.files import HEAD_BYTES, LogFile, lines_with_head, recognise, sample, text
-from tracker.accesslog.formats import LineError, LogFormat
+from tracker.accesslog.formats import LineError, LogFormat, Request
 from tracker.accesslog.pages import Skip, skip_reason
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.db.models import EARLIEST_DAY
 from tracker.db.models import LogFile as LogFileRow
 from tracker.enrich.visitor import RunSalts
+from tracker.ingest.drops import DropReason
 from tracker.ingest.gate import SiteInfo
 from tracker.ingest.parse import (
     FUTURE_SKEW_MS,
@@ -213,13 +214,17 @@ class LogImport:
         log: LogFile,
         progress: Progress | None,
     ) -> tuple[int, str] | None:
-        """Store the file's new lines; (bytes read, their hash) or None if it has none."""
+        """Store the file's new lines; (bytes read, their hash) or None if it has none.
+
+        Most lines are not pages: they cost a parse and `skip_reason`, in this loop (a
+        call per line less). Page requests go on to `_page_hit`."""
         skip_until = known.bytes if known else 0
         digest = hashlib.blake2b(digest_size=16)
         offset = 0
         number = 0
         hits: list[Hit] = []
         latest = now_ms() + FUTURE_SKEW_MS
+        parse, skipped = fmt.parse, report.skipped
         for number, line in enumerate(lines, start=1):  # noqa: B007 - read after the loop
             if not line.endswith(b"\n"):
                 report.unfinished_line = True
@@ -236,7 +241,26 @@ class LogImport:
                 continue
             if offset - len(line) < skip_until:
                 _check_same(log.name, known, "")  # the old end falls inside a line
-            hit = self._hit(fmt, line, number, latest, report)
+            try:
+                request = parse(text(line))
+            except LineError as exc:
+                if line.strip():  # blank lines are no requests, and no format reads one
+                    report.skip(Skip.MALFORMED, number, str(exc))
+                continue
+            ms = request.timestamp_ms
+            if ms < EARLIEST_MS or ms > latest:
+                problem = f"before {EARLIEST_DAY.year}" if ms < EARLIEST_MS else "in the future"
+                report.skip(Skip.MALFORMED, number, f"time: {problem}")
+                continue
+            reason = skip_reason(request)
+            if reason is not None:
+                if reason is Skip.MALFORMED:
+                    message = f"request target {request.target[:80]!r} is not a path"
+                    report.skip(reason, number, message)
+                else:
+                    skipped[reason] += 1
+                continue
+            hit = self._page_hit(fmt, request, number, report)
             if hit is not None:
                 hits.append(hit)
                 if len(hits) >= CHUNK:
@@ -249,33 +273,15 @@ class LogImport:
             return None  # nothing new: the whole file was imported before
         return offset, digest.hexdigest()
 
-    def _hit(
-        self, fmt: LogFormat, line: bytes, number: int, latest: int, report: FileReport
+    def _page_hit(
+        self, fmt: LogFormat, request: Request, number: int, report: FileReport
     ) -> Hit | None:
-        """The enriched pageview of a line, or None with the reason counted.
+        """The enriched pageview of a page request, or None with the reason counted.
 
-        Most lines are not pages: they cost a parse and `skip_reason`. A page's request
-        goes through the collector's steps; what depends on its page and referrer alone
-        (validation, `gate`, the landing's source) is worked out once per distinct page
-        (`_page`), and addresses and user agents are validated once each."""
-        try:
-            request = fmt.parse(text(line))
-        except LineError as exc:
-            if line.strip():  # blank lines are no requests, and no format reads one
-                report.skip(Skip.MALFORMED, number, str(exc))
-            return None
+        It goes through the collector's steps; what depends on its page and referrer
+        alone (validation, `gate`, the landing's source) is worked out once per distinct
+        page (`_pages`), and addresses and user agents are validated once each."""
         ms = request.timestamp_ms
-        if ms < EARLIEST_MS or ms > latest:
-            problem = f"before {EARLIEST_DAY.year}" if ms < EARLIEST_MS else "in the future"
-            report.skip(Skip.MALFORMED, number, f"time: {problem}")
-            return None
-        reason = skip_reason(request)
-        if reason is not None:
-            if reason is Skip.MALFORMED:
-                report.skip(reason, number, f"request target {request.target[:80]!r} is not a path")
-            else:
-                report.skipped[reason] += 1
-            return None
         key = (request.host, request.target, request.referrer)
         agent = request.user_agent
         try:
@@ -307,7 +313,7 @@ class LogImport:
         if fmt.logs_user_agent:
             dropped = self.pipeline.drop_reason(event, NO_CLIENT, site)
             if dropped is not None:
-                report.skipped[Skip(dropped.value)] += 1
+                report.skipped[SKIP_OF_DROP[dropped]] += 1
                 return None
         report.page(ms)
         return self.pipeline.enrich(event, site, NO_CLIENT, ms, page.landing)
@@ -333,6 +339,10 @@ class LogImport:
         started = store_hits(conn, hits, self.timeout_ms, Counter(), lock_visitors=False)
         hits.clear()
         return started
+
+
+# The collector's verdicts as the summary's skip reasons (Skip takes their words).
+SKIP_OF_DROP = {reason: Skip(reason.value) for reason in DropReason}
 
 
 def _remember(memo: dict[K, V], key: K, value: V) -> V:

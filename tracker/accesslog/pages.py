@@ -9,6 +9,7 @@ Who sent a page request (bots, referrer spam) is judged later, by the collector'
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from tracker.accesslog.formats import Request
@@ -32,6 +33,7 @@ ENDPOINTS = frozenset(
     /api/pixel.gif""".split()
 )
 ENDPOINT_PREFIXES = ("/.well-known/",)
+TARGETS_REMEMBERED = 16_384
 
 
 class Skip(StrEnum):
@@ -69,19 +71,27 @@ def skip_reason(request: Request) -> Skip | None:
         return Skip.METHOD
     if request.status not in PAGE_STATUSES:
         return Skip.STATUS
-    path = page_path(request.target)
+    reason = target_reason(request.target)
+    if reason is None and request.content_type and not _is_html(request.content_type):
+        return Skip.ASSET
+    return reason
+
+
+@lru_cache(maxsize=TARGETS_REMEMBERED)
+def target_reason(target: str) -> Skip | None:
+    """What the request target alone says: not a path, an endpoint, an asset by its
+    extension, or None. A log repeats its targets (assets most): each is read once."""
+    path = page_path(target)
     if path is None:
         return Skip.MALFORMED
     if path in ENDPOINTS or path.startswith(ENDPOINT_PREFIXES):
         return Skip.ENDPOINT
-    if _is_asset(path, request.content_type):
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    if dot > 0 and name[dot + 1 :].lower() in ASSET_EXTENSIONS:
         return Skip.ASSET
     return None
 
 
-def _is_asset(path: str, content_type: str) -> bool:
-    if content_type and not content_type.lower().startswith(HTML_TYPES):
-        return True
-    name = path.rpartition("/")[2]
-    dot = name.rfind(".")
-    return dot > 0 and name[dot + 1 :].lower() in ASSET_EXTENSIONS
+def _is_html(content_type: str) -> bool:
+    return content_type.lower().startswith(HTML_TYPES)

@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from tests.helpers import store_events
-from tracker.columnar import engine
+from tracker.columnar import engine, export
 from tracker.columnar.build import CLOSE_AFTER_MS, refresh
 from tracker.columnar.layout import DAY_MS, read_manifest, site_dir
 from tracker.db import Database
@@ -288,6 +288,33 @@ PERIODS = [
     ({"period": "month"}, "columnar+live"),
     ({"period": "7d", "compare": "year_over_year"}, "columnar+live"),
 ]
+
+
+@pytest.mark.slow
+def test_event_filtered_visit_facts_across_row_groups_and_threads(
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visit's facts under an event filter come from its first matching event in the
+    scan's order (compiler.visit_ordered_buckets): still exact with visits cut across row
+    groups of a few rows, read by several DuckDB threads."""
+    monkeypatch.setattr(export, "ROW_GROUP_ROWS", 5)
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    threads = engine.CONFIG["threads"]
+    engine.configure(
+        threads=4, memory_limit=engine.CONFIG["memory_limit"], timeout_s=engine.TIMEOUT_S
+    )
+    try:
+        for args in (
+            {"metrics": ALL_METRICS, "page": "!/"},
+            {"metrics": ALL_METRICS, "page": "~a", "dimension": "time:day"},
+            {"metrics": VISIT_METRICS, "page": "/blog*", "dimension": "visit:source"},
+            {"metrics": ALL_METRICS, "page": "!/pricing", "device": "Desktop"},
+        ):
+            assert assert_same(db, site, args, WEEK) == "columnar+live", args
+    finally:
+        engine.configure(
+            threads=threads, memory_limit=engine.CONFIG["memory_limit"], timeout_s=engine.TIMEOUT_S
+        )
 
 
 @pytest.mark.slow

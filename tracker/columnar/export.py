@@ -8,7 +8,8 @@ its NULLs, and `props` as the JSON text `CAST(props AS TEXT)` gives on either da
 compiler.VISIT_COPIES, as `visit_<name>`, taken from the visits file just written
 (VisitCopies): DuckDB reads every event report without the join.
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
-then by id, so row group statistics let a reader skip by time.
+then by id, so row group statistics let a reader skip by time; a visit's events are together,
+which compiler.visit_ordered_buckets relies on (a visit's facts taken from its first event).
 
 On PostgreSQL the rows come as `COPY (...) TO STDOUT` CSV, parsed by pyarrow's CSV reader:
 half the CPU of fetching Python rows (server and client), the same table to the value.

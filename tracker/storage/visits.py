@@ -107,7 +107,7 @@ VISIT_MUTABLE = (
 )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one or two per event: slots are cheaper
 class VisitState:
     """A visit row being updated: `row` holds its columns; `id` is None until inserted."""
 
@@ -118,7 +118,7 @@ class VisitState:
     last_pageview_ms: int = -1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one or two per event: slots are cheaper
 class PageviewState:
     """A pageview row whose engagement and time on page may still change."""
 

@@ -12,6 +12,11 @@ Passwords: hashed with scrypt at 1/32 of werkzeug's default work factor (N=2**10
 2**15): a hash or a check costs 3 ms of CPU instead of 100, and tests create users and log
 in thousands of times. A check reads the factor from the stored hash, so logins stay real;
 the dummy hash that failed logins are checked against gets the same factor.
+
+Templates: each app has its own Jinja environment, which parsed and compiled every template
+it rendered (a tenth of a page test's CPU); the compiled code is kept per process in
+memory, Jinja's own bytecode cache, which checks the template's source against a checksum
+(a template edited meanwhile is compiled again).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from flask import Flask
+from jinja2 import BytecodeCache, Environment
+from jinja2.bccache import Bucket
 from werkzeug.routing import Rule
 from werkzeug.security import generate_password_hash
 
@@ -43,7 +51,31 @@ def _compile_builder_once(self: Rule, append_unknown: bool = True) -> Any:
     return builder
 
 
+class _MemoryBytecodeCache(BytecodeCache):
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_templates = _MemoryBytecodeCache()
+_create_jinja_environment = Flask.create_jinja_environment
+
+
+def _jinja_environment_sharing_code(self: Flask) -> Environment:
+    environment = _create_jinja_environment(self)
+    environment.bytecode_cache = _templates
+    return environment
+
+
 def install() -> None:
+    Flask.create_jinja_environment = _jinja_environment_sharing_code  # type: ignore[method-assign]
     Rule._compile_builder = _compile_builder_once  # type: ignore[method-assign]
     accounts.generate_password_hash = functools.partial(  # type: ignore[assignment]
         generate_password_hash, method=TEST_PASSWORD_HASH

@@ -3,6 +3,8 @@ shorten working: URL building shared between apps, and logins with cheaply hashe
 
 from __future__ import annotations
 
+import uuid
+
 from flask import url_for
 
 from tests.helpers import add_user, csrf_token
@@ -48,3 +50,26 @@ def test_users_get_the_cheap_password_hash_and_log_in_with_it(app, db):
             },
         )
         assert response.status_code == status
+
+
+def test_apps_share_compiled_templates(make_app, monkeypatch):
+    first, second = make_app(), make_app()
+    expected = first.test_client().get("/login", follow_redirects=True)
+    assert expected.status_code == 200
+    compiled: list[str | None] = []
+    compile_template = second.jinja_env.compile
+
+    def counting_compile(source, name=None, *args, **kwargs):
+        compiled.append(name)
+        return compile_template(source, name, *args, **kwargs)
+
+    monkeypatch.setattr(second.jinja_env, "compile", counting_compile)
+    page = second.test_client().get("/login", follow_redirects=True)
+    assert page.status_code == 200 and "<form" in page.get_data(as_text=True)
+    assert compiled == []  # the first app's code, loaded
+    # A template whose source differs from the cached code's is compiled again.
+    # (The source is new to this process: another test ran this one on another database.)
+    marker = uuid.uuid4().hex
+    second.jinja_env.loader.get_source = lambda env, name: (f"{{{{ 1 + 1 }}}} {marker}", None, None)
+    assert second.jinja_env.get_template("other.html").render() == f"2 {marker}"
+    assert compiled == ["other.html"]

@@ -124,6 +124,45 @@ def test_a_goal_added_after_the_build_is_backfilled(db: Database, site: Site) ->
     assert run(db, query).rows == [{"visits": 2, "conversion_rate": 25.0}]
 
 
+def test_hits_and_rollups_are_written_with_a_large_page_cache_then_the_default(
+    db: Database, site: Site
+) -> None:
+    """On SQLite the connection writing them holds a day's pages of the written tables and
+    their indexes (`hits.write_cache`): with the default 2 MB cache a slice's pages were
+    read and spilled again under the write lock. Its pooled connection goes back with the
+    default, through the rollups' build and a new goal's backfill alike."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's page cache")
+    seen: dict[str, set[int]] = {"goal_hits": set(), "stats_rollups": set()}
+    connections: list[Any] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        for table, sizes in seen.items():
+            if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
+                dbapi = cursor.connection
+                sizes.add(dbapi.execute("PRAGMA cache_size").fetchone()[0])
+                connections.append(dbapi)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        refresh_site(db, site_ref(site))
+        inserted_by_build = set(seen["goal_hits"])
+        with db.session() as session:
+            session.add(Goal(site_id=site.id, name="Pricing", kind="page", pattern="/pri*"))
+        seen["goal_hits"].clear()
+        refresh_site(db, site_ref(site))  # the new goal's backfill
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert _hits(db, "Pricing") == 2
+    large = -hits.WRITE_CACHE_KB
+    assert inserted_by_build == {large}
+    assert seen == {"goal_hits": {large}, "stats_rollups": {large}}
+    with db.engine.connect() as conn:
+        default = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    assert default != large
+    assert {dbapi.execute("PRAGMA cache_size").fetchone()[0] for dbapi in connections} == {default}
+
+
 def test_deleting_a_goal_deletes_its_hits(db: Database, site: Site) -> None:
     refresh_site(db, site_ref(site))
     with db.session() as session:

@@ -14,7 +14,8 @@ deleted, not edited), so a built goal stays built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -95,8 +96,35 @@ def compute(
 Target = tuple[SiteRef, Table, Table]
 # A range of a key's values: its columns, from (included), to (excluded); None: unbounded.
 Range = tuple[list[Column], tuple[Any, ...] | None, tuple[Any, ...] | None]
-# Rows copied per write transaction: SQLite's writer (ingest) waits at most that long.
-WRITE_ROWS = 5_000
+# Rows copied per write transaction (each replaces a stored one: deleted, then inserted,
+# three indexes each way): SQLite's writer (ingest) waits at most that long.
+WRITE_ROWS = 2_000
+# SQLite's page cache (KiB) of the connection writing the hits and rollups (`write_cache`).
+WRITE_CACHE_KB = 64 * 1024
+
+
+@contextmanager
+def write_cache(conn: Connection) -> Iterator[None]:
+    """On SQLite, a page cache of WRITE_CACHE_KB for the connection meanwhile, its own
+    restored after (the pooled connection goes back as it came).
+
+    # TRICKY: with SQLite's default (2 MB), a slice's pages of goal_hits and its three
+    indexes were read again and spilled mid-transaction: at 1M events a slice of 5,000
+    hits held the write lock 100-200 ms, a slice of 2,000 up to 96 ms; with the day's
+    pages cached, 2,000 take 20-40 ms (machine loaded) and the whole rebuild 40% less."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{WRITE_CACHE_KB}")
+    conn.commit()  # no write: the transaction the pragma began, ended
+    try:
+        yield
+    finally:
+        if not conn.invalidated:
+            conn.rollback()
+            conn.exec_driver_sql(f"PRAGMA cache_size = {before}")
+            conn.commit()
 
 
 @dataclass(frozen=True)
@@ -305,6 +333,11 @@ def backfill(conn: Connection, site: SiteRef, last: date) -> int:
     table, then copied a goal and a day at a time in small transactions (`write_day`), so
     SQLite's write lock is held only for those (reports match the goals on raw events
     until they are marked built)."""
+    with write_cache(conn):
+        return _backfill(conn, site, last)
+
+
+def _backfill(conn: Connection, site: SiteRef, last: date) -> int:
     with conn.begin():
         goals = _unbuilt(conn, site)
         first_ms = first_visit_ms(conn, site) if goals else None

@@ -85,8 +85,9 @@ visits = Visit.__table__
 
 # Days computed at once (temporary tables hold a chunk's visits and facts).
 CHUNK_DAYS = 7
-# Rows written per transaction: SQLite's writer (ingest) waits at most that long, ~10-30 ms.
-WRITE_ROWS = 5_000
+# Rows replaced per transaction (each deleted and inserted), the connection's page cache
+# enlarged meanwhile (`hits.write_cache`): SQLite's writer (ingest) waits at most that long.
+WRITE_ROWS = 2_000
 # A rollup row's dimension values, in the order of its key's dimensions.
 VALUE_COLUMNS = ("value", "value2")
 # Per process: when each site of each database may be rebuilt again (see `refresh`).
@@ -531,26 +532,27 @@ def _refresh_rollups(
         goals = load_goals(conn, site)
         conn.rollback()
         try:
-            for chunk in _chunks(days):
-                with conn.begin():
-                    build = _Build(
-                        conn,
-                        site,
-                        day_from_number(chunk[0]),
-                        day_from_number(chunk[-1]),
-                        goals,
-                    )
-                for day in chunk:
-                    build.write_day(day)
-                last_day = max(chunk[-1], -1 if last_day is None else last_day)
-                with conn.begin():
-                    build.drop()
-                    lock_site_writes(conn, site)
-                    # Every day through `last_day` is up to date; new events of those days
-                    # stored since `last_id` are rebuilt next time if the run stops here.
-                    _save_state(
-                        conn, site, last_day=last_day, last_event_id=last_id, built_ms=now_ms
-                    )
+            with hits.write_cache(conn):
+                for chunk in _chunks(days):
+                    with conn.begin():
+                        build = _Build(
+                            conn,
+                            site,
+                            day_from_number(chunk[0]),
+                            day_from_number(chunk[-1]),
+                            goals,
+                        )
+                    for day in chunk:
+                        build.write_day(day)
+                    last_day = max(chunk[-1], -1 if last_day is None else last_day)
+                    with conn.begin():
+                        build.drop()
+                        lock_site_writes(conn, site)
+                        # Every day through `last_day` is up to date; new events of those days
+                        # stored since `last_id` are rebuilt next time if the run stops here.
+                        _save_state(
+                            conn, site, last_day=last_day, last_event_id=last_id, built_ms=now_ms
+                        )
             with conn.begin():
                 lock_site_writes(conn, site)
                 _save_state(conn, site, last_day=today, last_event_id=max_id, built_ms=now_ms)

@@ -17,17 +17,27 @@ Templates: each app has its own Jinja environment, which parsed and compiled eve
 it rendered (a tenth of a page test's CPU); the compiled code is kept per process in
 memory, Jinja's own bytecode cache, which checks the template's source against a checksum
 (a template edited meanwhile is compiled again).
+
+SQL: SQLAlchemy keeps compiled statements per engine, keyed by the engine's dialect object,
+and every app opens a new engine: each test compiled again every statement it ran (a
+quarter of a web test's CPU). Here engines share one cache, keyed by what configures the
+dialect (its class, server version, paramstyle, ...) instead of the object, so a statement
+compiled for one test's SQLite file serves the next's.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from jinja2 import BytecodeCache, Environment
 from jinja2.bccache import Bucket
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.util import LRUCache
 from werkzeug.routing import Rule
 from werkzeug.security import generate_password_hash
 
@@ -74,7 +84,50 @@ def _jinja_environment_sharing_code(self: Flask) -> Environment:
     return environment
 
 
+_PLAIN = (str, int, float, bool, tuple, type(None), types.ModuleType)
+
+
+def _dialect_config(dialect: Dialect) -> tuple[object, ...]:
+    """What a dialect compiles by: its class and its public plain settings (server version,
+    paramstyle, default schema, ...; the DBAPI module by name). Left out: values memoized on
+    first use (a property of the class, such as insert_executemany_returning), which would
+    split one configuration in two, and private ones, derived from the settings (features
+    of the server's version)."""
+    cls = type(dialect)
+    values = [
+        (name, value.__name__ if isinstance(value, types.ModuleType) else value)
+        for name, value in vars(dialect).items()
+        if not name.startswith("_")
+        and isinstance(value, _PLAIN)
+        and not hasattr(inspect.getattr_static(cls, name, None), "__get__")
+    ]
+    return (cls, *sorted(values, key=lambda item: item[0]))
+
+
+class _SharedCompiledCache(LRUCache[Any, Any]):
+    """One LRU cache for every engine's compiled statements; keys are SQLAlchemy's, with
+    the dialect object replaced by its configuration."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get((_dialect_config(key[0]), *key[1:]), default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__((_dialect_config(key[0]), *key[1:]), value)
+
+
+_statements = _SharedCompiledCache(20_000)
+_engine_init = Engine.__init__
+
+
+@functools.wraps(_engine_init)
+def _engine_init_sharing_statements(self: Engine, *args: Any, **kwargs: Any) -> None:
+    _engine_init(self, *args, **kwargs)
+    if self._compiled_cache is not None:  # query_cache_size=0: none, as asked
+        self._compiled_cache = _statements
+
+
 def install() -> None:
+    Engine.__init__ = _engine_init_sharing_statements  # type: ignore[method-assign]
     Flask.create_jinja_environment = _jinja_environment_sharing_code  # type: ignore[method-assign]
     Rule._compile_builder = _compile_builder_once  # type: ignore[method-assign]
     accounts.generate_password_hash = functools.partial(  # type: ignore[assignment]

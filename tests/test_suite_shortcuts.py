@@ -1,15 +1,20 @@
-"""The test suite's own shortcuts (tests/shortcuts.py) keep what they
-shorten working: URL building shared between apps, and logins with cheaply hashed passwords."""
+"""The test suite's own shortcuts (tests/shortcuts.py) keep what they shorten working: URL
+building, compiled templates and SQL shared between apps, logins with cheaply hashed
+passwords."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 from flask import url_for
+from sqlalchemy import select
 
 from tests.helpers import add_user, csrf_token
 from tests.shortcuts import TEST_PASSWORD_HASH
 from tracker.accounts import find_user
+from tracker.db.models import Site
+from tracker.sites import add_site
 
 
 def test_apps_share_compiled_url_builders_and_build_their_own_urls(make_app):
@@ -73,3 +78,31 @@ def test_apps_share_compiled_templates(make_app, monkeypatch):
     second.jinja_env.loader.get_source = lambda env, name: (f"{{{{ 1 + 1 }}}} {marker}", None, None)
     assert second.jinja_env.get_template("other.html").render() == f"2 {marker}"
     assert compiled == ["other.html"]
+
+
+def test_engines_share_compiled_statements_and_read_their_own_database(
+    make_app, tmp_path, sqlite_template
+):
+    first = make_app().extensions["tracker.db"]
+    if first.is_sqlite:  # another file
+        shutil.copy(sqlite_template, tmp_path / "second.db")
+        second = make_app(database_url=f"sqlite:///{tmp_path / 'second.db'}")
+    else:  # the test's one database, through another engine
+        second = make_app()
+    second_db = second.extensions["tracker.db"]
+    for db, domain in ((first, "first.example"), (second_db, "second.example")):
+        with db.session() as session:
+            add_site(session, domain)
+    domains = select(Site.domain).order_by(Site.domain)
+    answers = []
+    for db in (first, second_db):
+        assert db.engine._compiled_cache is first.engine._compiled_cache
+        with db.engine.connect() as conn:
+            result = conn.execute(domains)
+            answers.append((result.scalars().all(), result.context.cache_hit))
+    # The second engine found the statement compiled, and each read its own database.
+    assert answers[1][1] == second_db.engine.dialect.CACHE_HIT
+    if first.is_sqlite:
+        assert [rows for rows, _ in answers] == [["first.example"], ["second.example"]]
+    else:
+        assert [rows for rows, _ in answers] == [["first.example", "second.example"]] * 2

@@ -22,7 +22,8 @@ SQL: SQLAlchemy keeps compiled statements per engine, keyed by the engine's dial
 and every app opens a new engine: each test compiled again every statement it ran (a
 quarter of a web test's CPU). Here engines share one cache, keyed by what configures the
 dialect (its class, server version, paramstyle, ...) instead of the object, so a statement
-compiled for one test's SQLite file serves the next's.
+compiled for one test's SQLite file serves the next's. The ORM's own statements (a
+flush's INSERT, UPDATE and DELETE, kept per mapper) share it too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from flask import Flask
 from jinja2 import BytecodeCache, Environment
 from jinja2.bccache import Bucket
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.orm import Mapper
 from sqlalchemy.util import LRUCache
 from werkzeug.routing import Rule
 from werkzeug.security import generate_password_hash
@@ -127,6 +129,7 @@ def _engine_init_sharing_statements(self: Engine, *args: Any, **kwargs: Any) -> 
 
 
 def install() -> None:
+    Mapper._compiled_cache = property(lambda _mapper: _statements)  # type: ignore[assignment,method-assign]
     Engine.__init__ = _engine_init_sharing_statements  # type: ignore[method-assign]
     Flask.create_jinja_environment = _jinja_environment_sharing_code  # type: ignore[method-assign]
     Rule._compile_builder = _compile_builder_once  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ import shutil
 import uuid
 
 from flask import url_for
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from tests.helpers import add_user, csrf_token
 from tests.shortcuts import TEST_PASSWORD_HASH
@@ -90,9 +90,20 @@ def test_engines_share_compiled_statements_and_read_their_own_database(
     else:  # the test's one database, through another engine
         second = make_app()
     second_db = second.extensions["tracker.db"]
+    hits = []
+
+    def note_hit(conn, cursor, statement, parameters, context, executemany):
+        hits.append((statement.split()[0], context.cache_hit))
+
     for db, domain in ((first, "first.example"), (second_db, "second.example")):
+        event.listen(db.engine, "after_cursor_execute", note_hit)
         with db.session() as session:
             add_site(session, domain)
+    # The ORM's statements too (its INSERT is kept per mapper): the second add_site finds
+    # what the first compiled.
+    second_half = hits[len(hits) // 2 :]
+    assert ("INSERT", second_db.engine.dialect.CACHE_HIT) in second_half
+    assert {hit for _, hit in second_half} == {second_db.engine.dialect.CACHE_HIT}
     domains = select(Site.domain).order_by(Site.domain)
     answers = []
     for db in (first, second_db):

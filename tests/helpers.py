@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from openapi_core import OpenAPI
 
 from tracker.accounts import create_api_key, create_user, find_user
 from tracker.db import Database
@@ -18,6 +20,20 @@ CSRF_RE = re.compile(
     r'name="csrf_token" type="hidden" value="([^"]+)"|'
     r'name="csrf_token" value="([^"]+)"'
 )
+
+
+_openapi_specs: dict[str, OpenAPI] = {}
+
+
+def openapi_spec(client: FlaskClient) -> OpenAPI:
+    """The app's OpenAPI document (/api/v1/openapi.json), checked and loaded once per test
+    process for each distinct document: checking one costs a second of CPU, and every test
+    that calls the API validates its answers against it."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    key = json.dumps(document, sort_keys=True)
+    if key not in _openapi_specs:
+        _openapi_specs[key] = OpenAPI.from_dict(document)
+    return _openapi_specs[key]
 
 
 def csrf_token(client: FlaskClient, path: str) -> str:

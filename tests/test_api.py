@@ -17,6 +17,7 @@ from helpers import (
     add_export_site,
     add_user,
     log_in,
+    openapi_spec,
     store_events,
     store_export_events,
 )
@@ -66,7 +67,7 @@ def key_for(app: Flask, user: User) -> str:
 def api(app: Flask, client: FlaskClient, owner: User):
     """GET an API path with the owner's key; every answer is checked against the OpenAPI."""
     headers = {"Authorization": f"Bearer {key_for(app, owner)}"}
-    spec = OpenAPI.from_dict(client.get("/api/v1/openapi.json").get_json())
+    spec = openapi_spec(client)
 
     def get(path: str, **params: Any) -> TestResponse:
         response = client.get(f"/api/v1/stats/{path}", query_string=params, headers=headers)

@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from tests.helpers import add_user, store_events
+from tests.helpers import add_user, openapi_spec, store_events
 from tests.test_conversions import DAY, GOALS, SITE, at, traffic
 from tracker.accounts import create_api_key
 from tracker.db import Database
@@ -58,7 +57,7 @@ def api(request: pytest.FixtureRequest, app: Flask, client: FlaskClient, db: Dat
     if request.param == "goal hits":
         refresh_site(db, site_ref(site))
     headers = {"Authorization": f"Bearer {key}"}
-    spec = OpenAPI.from_dict(client.get("/api/v1/openapi.json").get_json())
+    spec = openapi_spec(client)
 
     def get(path: str, **params: Any) -> TestResponse:
         response = client.get(f"/api/v1/stats/{path}", query_string=params, headers=headers)

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from sqlalchemy import func, select
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from tests.helpers import add_owner, add_user, csrf_token, log_in
+from tests.helpers import add_owner, add_user, csrf_token, log_in, openapi_spec
 from tracker.accounts import create_api_key
 from tracker.costs import list_costs
 from tracker.db import Database
@@ -63,7 +62,7 @@ def _key(db: Database, user: User) -> str:
 def api(client: FlaskClient, db: Database, owner: User):
     """Call the API with the owner's key; every answer is checked against the OpenAPI."""
     headers = {"Authorization": f"Bearer {_key(db, owner)}"}
-    spec = OpenAPI.from_dict(client.get("/api/v1/openapi.json").get_json())
+    spec = openapi_spec(client)
 
     def call(method: str, path: str = "costs", **kwargs: Any) -> TestResponse:
         args = {"path": f"/api/v1/{path}", "method": method, "headers": headers, **kwargs}

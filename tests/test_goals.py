@@ -10,13 +10,12 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from sqlalchemy import func, select
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from tests.helpers import add_user
+from tests.helpers import add_user, openapi_spec
 from tracker.accounts import create_api_key
 from tracker.cli import cli
 from tracker.db import Database
@@ -349,7 +348,7 @@ def api(app: Flask, client: FlaskClient, db: Database, owner: User):
     with db.session() as session:
         _, key = create_api_key(session, session.get(User, owner.id))
     headers = {"Authorization": f"Bearer {key}"}
-    spec = OpenAPI.from_dict(client.get("/api/v1/openapi.json").get_json())
+    spec = openapi_spec(client)
 
     def call(method: str, path: str, **kwargs: Any) -> TestResponse:
         kwargs.setdefault("query_string", {"site_id": SITE})

@@ -10,7 +10,7 @@ import uuid
 from flask import url_for
 from sqlalchemy import event, select
 
-from tests.helpers import add_user, csrf_token
+from tests.helpers import add_user, csrf_token, openapi_spec
 from tests.shortcuts import TEST_PASSWORD_HASH
 from tracker.accounts import find_user
 from tracker.db.models import Site
@@ -117,3 +117,9 @@ def test_engines_share_compiled_statements_and_read_their_own_database(
         assert [rows for rows, _ in answers] == [["first.example"], ["second.example"]]
     else:
         assert [rows for rows, _ in answers] == [["first.example", "second.example"]] * 2
+
+
+def test_the_openapi_document_is_loaded_once_per_process(client):
+    spec = openapi_spec(client)
+    assert openapi_spec(client) is spec
+    assert "/api/v1/stats/aggregate" in spec.spec / "paths"

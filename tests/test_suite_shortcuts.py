@@ -1,6 +1,6 @@
-"""The test suite's own shortcuts (tests/shortcuts.py) keep what they shorten working: URL
-building, compiled templates and SQL shared between apps, logins with cheaply hashed
-passwords."""
+"""The test suite's own shortcuts (tests/shortcuts.py, tests/helpers.openapi_spec) keep what
+they shorten working: URL building, compiled templates and SQL shared between apps, logins
+with cheaply hashed passwords, the OpenAPI document loaded once."""
 
 from __future__ import annotations
 

@@ -73,6 +73,7 @@ def test_bench_runs_tiny(tmp_path: Path) -> None:
         "combined: parse + page filter",
         "caddy JSON: parse + page filter",
         "combined: import into SQLite",
+        "combined: import into SQLite, per CPU second",
     ]
     assert all(f.value > 0 for f in figures)
     assert all(f.baseline == figures[0].value for f in figures[1:])

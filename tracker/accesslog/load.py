@@ -392,7 +392,12 @@ def _older_objects_set_aside() -> Iterator[None]:
     per page it stores set one off every few thousand pages: a fifth of an import's time.
     The objects that were there before are set aside (`gc.freeze`) while a file is read,
     and handed back to the collector after; the file's own objects are collected as
-    usual, so memory stays bounded."""
+    usual, so memory stays bounded. A process that froze its own long-lived objects
+    (tracker.server's workers) has them set aside already, and keeps them so: unfreezing
+    takes back every frozen object, not only the import's."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

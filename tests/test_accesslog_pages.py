@@ -54,6 +54,14 @@ def test_skip_reason(req: Request, reason: Skip | None) -> None:
     assert skip_reason(req) == reason
 
 
+def test_long_targets_are_sorted_as_short_ones() -> None:
+    """Targets' verdicts are remembered up to a length; longer ones are read each time."""
+    long = "/" + "a" * 300
+    assert skip_reason(request(long + ".css")) is Skip.ASSET
+    assert skip_reason(request(long + "?x=1")) is None
+    assert skip_reason(request("/healthz" + "?" + "a" * 300)) is Skip.ENDPOINT
+
+
 def test_page_path() -> None:
     assert page_path("/a/b?c=d") == "/a/b"
     assert page_path("https://example.com") == "/"

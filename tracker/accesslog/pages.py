@@ -34,6 +34,7 @@ ENDPOINTS = frozenset(
 )
 ENDPOINT_PREFIXES = ("/.well-known/",)
 TARGETS_REMEMBERED = 16_384
+LONGEST_REMEMBERED = 256
 
 
 class Skip(StrEnum):
@@ -71,16 +72,18 @@ def skip_reason(request: Request) -> Skip | None:
         return Skip.METHOD
     if request.status not in PAGE_STATUSES:
         return Skip.STATUS
-    reason = target_reason(request.target)
+    target = request.target
+    reason = (
+        _remembered_reason(target) if len(target) <= LONGEST_REMEMBERED else target_reason(target)
+    )
     if reason is None and request.content_type and not _is_html(request.content_type):
         return Skip.ASSET
     return reason
 
 
-@lru_cache(maxsize=TARGETS_REMEMBERED)
 def target_reason(target: str) -> Skip | None:
     """What the request target alone says: not a path, an endpoint, an asset by its
-    extension, or None. A log repeats its targets (assets most): each is read once."""
+    extension, or None."""
     path = page_path(target)
     if path is None:
         return Skip.MALFORMED
@@ -91,6 +94,11 @@ def target_reason(target: str) -> Skip | None:
     if dot > 0 and name[dot + 1 :].lower() in ASSET_EXTENSIONS:
         return Skip.ASSET
     return None
+
+
+# A log repeats its targets (assets most): each is read once, up to TARGETS_REMEMBERED of
+# them no longer than LONGEST_REMEMBERED characters (a few MB at most).
+_remembered_reason = lru_cache(maxsize=TARGETS_REMEMBERED)(target_reason)
 
 
 def _is_html(content_type: str) -> bool:

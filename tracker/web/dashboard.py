@@ -65,7 +65,10 @@ CONVERSION_KPIS = ("visitors", "conversions", "conversion_rate", "total_revenue"
 NOT_CHARTED = frozenset({"total_revenue", "average_revenue"})
 CARD_ROWS = 9
 LIST_ROWS = 100  # a page of a "more" list
-CSV_PAGE_ROWS = 10_000  # a report's CSV is read this many rows at a time (the largest limit)
+# A report's CSV is read this many rows at a time. Each page runs the report's aggregation
+# again: a 100,000-page site's Pages CSV at 10,000 rows a page took 10 runs (6.2 s of CPU,
+# 1M events); in one page, 1.5 s, for ~50 MB more memory while it streams.
+CSV_PAGE_ROWS = 100_000
 DEFAULT_COMPARE = "previous_period"
 PERIOD_CHOICES = (
     ("today", "Today"),

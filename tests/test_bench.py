@@ -267,6 +267,7 @@ def test_filter_matrix_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     assert "columnar store build" in names
 
 
+@pytest.mark.slow
 def test_filter_matrix_columnar_pass_alone_keeps_its_store(
     tiny: datagen.Dataset, tmp_path: Path
 ) -> None:
@@ -292,6 +293,7 @@ def test_filter_matrix_columnar_pass_alone_keeps_its_store(
     assert "columnar store refresh" in names and "columnar store build" not in names
 
 
+@pytest.mark.slow
 def test_jobs_bench_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     from bench import jobs
 

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import add_user, log_in, store_events
 from tests.stats_fixture import card, rows
 from tracker.sites import find_site
-from tracker.stats import QueryError, parse_query, run
+from tracker.stats import QueryError, exits, parse_query, run
 from tracker.stats.query import site_ref
 from tracker.stats.rollups import refresh_site
 
@@ -67,6 +67,33 @@ def test_exit_rate_is_exits_over_the_page_pageviews(db, site):
                "order": "exit_rate:asc"}, now=NOW,
     )  # fmt: skip
     assert [r["exit_rate"] for r in run(db, ordered).rows] == [50.0, 66.7, 100.0]
+
+
+@pytest.mark.parametrize("limit", [2, 3])
+def test_exit_rate_of_many_exit_pages_reads_every_page(db, site, monkeypatch, limit):
+    """Past MAX_FILTERED_PAGES exit pages (PostgreSQL binds at most 65,535 values, and a
+    100,000-page site's CSV or sort by exit rate has that many) their pageviews are read
+    without a filter listing them: the same rates, from rollups and raw rows."""
+    monkeypatch.setattr(exits, "MAX_FILTERED_PAGES", limit)
+    asked = []
+    completing = exits.complete
+
+    def spying(query, rows, runner):
+        def recording(viewed, keys):
+            asked.append(viewed)
+            return runner(viewed, keys)
+
+        completing(query, rows, recording)
+
+    monkeypatch.setattr(exits, "complete", spying)
+    assert refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000)) is not None
+    assert _rates(db, site) == _rates(db, site, rollups=False) == EXPECTED
+    # The three exit pages: listed in a filter up to the limit, not past it.
+    page_filters = [[f for f in q.filters if f.dimension == "event:page"] for q in asked]
+    if limit < len(EXPECTED):
+        assert page_filters == [[], []]
+    else:
+        assert [[f.values for f in fs] for fs in page_filters] == [[tuple(sorted(EXPECTED))]] * 2
 
 
 def test_exit_rate_needs_the_exit_page_dimension(db, site):

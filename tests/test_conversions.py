@@ -23,7 +23,7 @@ from sqlalchemy import select
 from tests.helpers import store_events
 from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site
-from tracker.stats import QueryError, funnel, parse_query, run
+from tracker.stats import QueryError, conversions, funnel, parse_query, run
 from tracker.stats.query import site_ref
 from tracker.stats.rollups import refresh_site
 
@@ -137,6 +137,30 @@ def test_conversion_rate_per_source(db: Database, site: Site) -> None:
         {"visit:source": "Facebook", "visits": 1, "conversions": 1, "conversion_rate": 100.0},
         {"visit:source": "Google", "visits": 1, "conversions": 1, "conversion_rate": 50.0},
     ]
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_conversion_rate_of_many_rows_reads_every_value(
+    db: Database, site: Site, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """Past MAX_RESTRICTED_ROWS rows (PostgreSQL binds at most 65,535 values, and a
+    100,000-page site's CSV has that many) the visits are read for every value, not
+    restricted to the rows': the same rates."""
+    monkeypatch.setattr(conversions, "MAX_RESTRICTED_ROWS", limit)
+    restricts: list[Any] = []
+    running = conversions._base_visits
+
+    def spying(query: Any, rows: Any, runner: Any) -> Any:
+        def recording(base: Any, restrict: Any) -> Any:
+            restricts.append(restrict)
+            return runner(base, restrict)
+
+        return running(query, rows, recording)
+
+    monkeypatch.setattr(conversions, "_base_visits", spying)
+    test_conversion_rate_per_source(db, site)
+    # The two sources: restricted to up to the limit, not past it.
+    assert restricts == ([None] if limit < 2 else [[("Facebook",), ("Google",)]])
 
 
 def test_raw_and_rollup_paths_agree_under_a_goal(db: Database, site: Site) -> None:

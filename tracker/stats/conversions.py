@@ -37,6 +37,11 @@ Counter = Callable[[Query], dict[str, Any] | None]
 # from the goal's matching events alone, or None: not enough.
 Payer = Callable[[Query, Sequence[str]], list[dict[str, Any]] | None]
 CURRENCY = "event:revenue_currency"
+# Past this many rows the conversion rate's visits are read for every value, not
+# restricted to the rows': a value per bound parameter, where PostgreSQL takes at most
+# 65,535 (the CSV, or a sort by conversion rate, of a 100,000-page site), and a list that
+# long cost more than the breakdown it narrows. A row's visits are the same either way.
+MAX_RESTRICTED_ROWS = 1_000
 
 
 def executed_metrics(query: Query) -> tuple[str, ...]:
@@ -124,7 +129,7 @@ def _base_visits(
     )
     plain = [d for d in dims if not DIMENSIONS[d].is_time]
     restrict = None
-    if plain and len(plain) == len(dims):
+    if plain and len(plain) == len(dims) and len(rows) <= MAX_RESTRICTED_ROWS:
         restrict = sorted({_key(r, plain) for r in rows})
     return {_key(r, dims): r["visits"] for r in runner(base, restrict)}
 

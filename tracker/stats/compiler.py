@@ -507,18 +507,7 @@ def matched_visit_facts(
 # Parts `event_buckets` sums straight from events: distinct visitors, and what each event
 # adds. Visits, bounces and durations are per visit: DuckDB counts them faster from
 # `event_facts`'s row per visit than as distinct ids beside the visitors.
-DIRECT_PARTS = frozenset(
-    {
-        "visitors",
-        "pageviews",
-        "events",
-        "time_on_page_ms",
-        "time_on_page_known",
-        "scroll_sum",
-        "scroll_known",
-        "revenue_minor",
-    }
-)
+DIRECT_PARTS = EVENT_PARTS | {"visitors", "pageviews"}
 
 
 def event_buckets(

@@ -100,6 +100,7 @@ def test_purchase_button_with_revenue_shows_in_the_goals_card(
     page.goto(f"{live_server.url}/sites/{SITE}")
     goals = page.locator("#goals")
     assert goals.locator("h2").text_content() == "Goals"
+    goals.locator("tbody tr").first.wait_for()  # the card loads after the page (stats.js)
     [row] = goals.locator("tbody tr").all()
     cells = [c.strip() for c in row.locator("td").all_text_contents()]
     # Goal, converting visitors, conversions, events, conversion rate, revenue.

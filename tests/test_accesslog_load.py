@@ -69,6 +69,16 @@ LINES = [
 ]
 
 
+# The visits LINES make, counted by hand: entry page, pageviews, bounce, source, exit page.
+LINES_VISITS = [
+    ("/", 2, False, "news", "/pricing"),
+    ("/", 1, True, "Google", "/"),
+    ("/docs", 1, True, "Direct / None", "/docs"),
+    ("/caf\ufffd", 2, False, "Direct / None", "/next"),
+    ("/long", 1, True, "Direct / None", "/long"),
+]
+
+
 def setup_site(database_url: str) -> Database:
     db = Database(database_url)
     with db.session() as session:
@@ -102,13 +112,7 @@ def test_import_counts_visits_as_live_traffic(database_url: str, tmp_path: Path)
         "  line 9: not a combined or common log line",
     ]
     assert "Importing" in result.stderr and "lines/s" in result.stderr
-    assert visits(db) == [
-        ("/", 2, False, "news", "/pricing"),
-        ("/", 1, True, "Google", "/"),
-        ("/docs", 1, True, "Direct / None", "/docs"),
-        ("/caf\ufffd", 2, False, "Direct / None", "/next"),
-        ("/long", 1, True, "Direct / None", "/long"),
-    ]
+    assert visits(db) == LINES_VISITS
     with db.session() as session:
         times = session.execute(
             select(Event.path, Event.time_on_page_ms).order_by(Event.timestamp_ms)
@@ -134,13 +138,7 @@ def test_memos_emptied_when_full_change_nothing(
     assert result.stdout.splitlines()[0].endswith(
         "13 lines read, 7 pages, 5 visits, 2026-03-02 09:00 to 2026-03-03 08:00 UTC"
     )
-    assert visits(db) == [
-        ("/", 2, False, "news", "/pricing"),
-        ("/", 1, True, "Google", "/"),
-        ("/docs", 1, True, "Direct / None", "/docs"),
-        ("/caf\ufffd", 2, False, "Direct / None", "/next"),
-        ("/long", 1, True, "Direct / None", "/long"),
-    ]
+    assert visits(db) == LINES_VISITS
     db.dispose()
 
 

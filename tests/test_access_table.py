@@ -14,24 +14,32 @@ PUT, PATCH, DELETE) or a new site page without a row here fails `test_every_rout
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
+from tests.conftest import PG_ADMIN_URL
 from tests.helpers import csrf_token, log_in
 from tracker.accounts import create_api_key
 from tracker.alerts import SPIKE, add_rule
 from tracker.annotations import add_annotation
+from tracker.app import create_app
 from tracker.budgets import set_budget
+from tracker.config import Settings
 from tracker.costs import parse_cost_json, store_costs
 from tracker.db import Database
+from tracker.db.migrate import upgrade
 from tracker.db.models import Base, User
 from tracker.goals import add_funnel, add_goal
 from tracker.invitations import create_invitation
@@ -95,8 +103,13 @@ def _user(session: Session, email: str, admin: bool = False) -> User:
 
 
 @pytest.fixture
-def world(app: Flask, db: Database) -> World:
+def world(db: Database) -> World:
     """The site with one of everything a route can change, its members and their keys."""
+    return build_world(db)
+
+
+def build_world(db: Database) -> World:
+    """The users, sites and everything else of `world`, stored in `db`."""
     with db.session() as session:
         users = {
             "owner": _user(session, "owner@example.com"),
@@ -409,20 +422,108 @@ def test_mutation_by_role(app: Flask, db: Database, world: World, case: Case, ro
         assert (after != before) == case.changes, "the allowed request did not change anything"
 
 
+@dataclass
+class SharedWorld:
+    """One app and world per module and database for the tests that change nothing, with a
+    logged-in client and an API key's headers for each role; `unchanged` is the database
+    as built, which each of those tests checks it left as it was."""
+
+    app: Flask
+    db: Database
+    world: World
+    web: dict[str, FlaskClient]
+    api: dict[str, tuple[FlaskClient, dict[str, str]]]
+    unchanged: dict[str, list[str]]
+
+    def client(self, role: str, api: bool) -> tuple[FlaskClient, dict[str, str]]:
+        return self.api[role] if api else (self.web[role], {})
+
+
+def _module_database(
+    request: pytest.FixtureRequest, data_dir: Path, sqlite_template: Path
+) -> Generator[str, None, None]:
+    """A database of its own for the shared world: a copy of the migrated SQLite file, or a
+    new PostgreSQL database (the session's is emptied before each test that uses it)."""
+    if request.param == "sqlite":
+        path = data_dir / "shared.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
+    name = f"tracker_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_access"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def shared(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+) -> Iterator[SharedWorld]:
+    """Building an app and a world costs more than the request a read test sends: the ~130
+    read tests of each database share one (each worker of xdist builds its own)."""
+    data_dir = tmp_path_factory.mktemp("access_shared")
+    databases = _module_database(request, data_dir, sqlite_template)
+    url = next(databases)
+    settings = Settings(
+        data_dir=str(data_dir / "data"),
+        database_url=url,
+        secret_key="test-secret",
+        scheduler_enabled=False,
+    )
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    db: Database = app.extensions["tracker.db"]
+    try:
+        world = build_world(db)
+        web = {}
+        for role in ROLES:
+            web[role] = app.test_client()
+            log_in(web[role], world.users[role])
+        api = {
+            role: (app.test_client(), {"Authorization": f"Bearer {world.keys[role]}"})
+            for role in ROLES
+        }
+        yield SharedWorld(app, db, world, web, api, snapshot(db))
+    finally:
+        app.extensions["tracker.ingest"].flush()
+        db.dispose()
+        databases.close()
+
+
+@pytest.fixture
+def reader(shared: SharedWorld) -> Iterator[SharedWorld]:
+    """The shared world, checked after the test to be as built: a test that changed it
+    would change what the next one reads."""
+    yield shared
+    assert snapshot(shared.db) == shared.unchanged, "a read-only test changed the database"
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("endpoint", "path", "need"), READ_ONLY, ids=[r[0] for r in READ_ONLY])
-def test_read_by_role(
-    app: Flask, world: World, endpoint: str, path: str, need: str, role: str
-) -> None:
-    client, headers = _client(app, world, role, endpoint.startswith("api."))
+def test_read_by_role(reader: SharedWorld, endpoint: str, path: str, need: str, role: str) -> None:
+    client, headers = reader.client(role, endpoint.startswith("api."))
     response = client.get(path, headers=headers)
     refused = _expected(role, need)
     assert response.status_code == (refused or 200), response.get_data(as_text=True)[:300]
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_the_page_of_users_by_role(app: Flask, world: World, role: str) -> None:
-    client, _ = _client(app, world, role, api=False)
+def test_the_page_of_users_by_role(reader: SharedWorld, role: str) -> None:
+    client, _ = reader.client(role, api=False)
     assert client.get("/admin/users").status_code == (200 if role == "server admin" else 403)
 
 
@@ -458,11 +559,11 @@ def test_viewer_key_may_not_send_events(app: Flask, world: World) -> None:
         assert client.post("/api/events", json=body, headers=headers).status_code == status, role
 
 
-def test_sites_list_shows_only_member_sites(app: Flask, world: World) -> None:
-    viewer, _ = _client(app, world, "viewer", api=False)
+def test_sites_list_shows_only_member_sites(reader: SharedWorld) -> None:
+    viewer, _ = reader.client("viewer", api=False)
     html = viewer.get("/sites").get_data(as_text=True)
     assert SITE in html and "other.example" not in html and "Your role: viewer" in html
     assert f'data-site="{SITE}"' not in html  # the script tag is for who can install it
-    root, _ = _client(app, world, "server admin", api=False)
+    root, _ = reader.client("server admin", api=False)
     html = root.get("/sites").get_data(as_text=True)
     assert SITE in html and "other.example" in html

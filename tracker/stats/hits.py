@@ -25,8 +25,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
-    Index,
-    MetaData,
     Table,
     delete,
     func,
@@ -39,6 +37,7 @@ from sqlalchemy import (
 )
 
 from tracker.db.models import Event, Goal, GoalDay, GoalHit, GoalTagDay, Visit
+from tracker.stats import temptables
 from tracker.stats.compiler import Plan, bucket_expr
 from tracker.stats.coverage import first_visit_ms, lock_site_writes
 from tracker.stats.goals import load_goals, matches
@@ -57,14 +56,10 @@ COLUMNS = [c.name for c in hits_table.c if c.name != "id"]
 
 
 def new_table(conn: Connection, name: str) -> Table:
-    """An empty temporary table of hit rows (dropped by the caller)."""
-    table = Table(
-        name,
-        MetaData(),
-        *(Column(c.name, c.type) for c in hits_table.c if c.name != "id"),
-        prefixes=["TEMPORARY"],
-    )
-    table.create(conn)
+    """An empty temporary table of hit rows (dropped by the caller), indexed for
+    `write_day`'s slices by `summarize`."""
+    table = _like(hits_table, name, index=("day", "goal_id", "visit_id"))
+    temptables.create(conn, table)
     return table
 
 
@@ -145,20 +140,26 @@ class Computed:
 def summarize(conn: Connection, computed: Table) -> Computed:
     """The counts of the hits in `computed` into new temporary tables (dropped by the
     caller with `Computed.tables`), indexed for `write_day`'s slices."""
-    days, tags = (_like(conn, table, f"{computed.name}_{table.name}") for table in DERIVED[1:])
+    days = _like(days_table, f"{computed.name}_{days_table.name}")
+    tags = _like(
+        tag_days_table,
+        f"{computed.name}_{tag_days_table.name}",
+        index=("day", "goal_id", "utm_source"),
+    )
+    for table in (days, tags):
+        temptables.create(conn, table)
     _insert_days(conn, computed, days)
     _insert_tag_days(conn, computed, tags)
-    for table, key in ((computed, "visit_id"), (tags, "utm_source")):
-        Index(f"ix_{table.name}_slice", table.c.day, table.c.goal_id, table.c[key]).create(conn)
+    for table in (computed, tags):
+        temptables.create_index(conn, table)
     return Computed(computed, days, tags)
 
 
-def _like(conn: Connection, table: Table, name: str) -> Table:
-    """An empty temporary table with `table`'s columns but its id."""
-    columns = (Column(c.name, c.type) for c in table.c if c.name != "id")
-    temp = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
-    temp.create(conn)
-    return temp
+def _like(table: Table, name: str, index: tuple[str, ...] = ()) -> Table:
+    """The temporary table `name` with `table`'s columns but its id (the definition shared
+    by every refresh, `temptables`), with an index on `index`."""
+    columns = [(c.name, c.type) for c in table.c if c.name != "id"]
+    return temptables.definition(name, columns, index)
 
 
 def write_day(

@@ -32,13 +32,10 @@ from typing import cast
 
 from sqlalchemy import (
     BigInteger,
-    Column,
     ColumnElement,
     CompoundSelect,
     Connection,
     FromClause,
-    Index,
-    MetaData,
     Select,
     Table,
     and_,
@@ -54,7 +51,7 @@ from sqlalchemy.types import NullType
 
 from tracker.db import Database, analyze
 from tracker.db.models import Event, Site, StatsRollup, Visit
-from tracker.stats import hits
+from tracker.stats import hits, temptables
 from tracker.stats.compiler import (
     Plan,
     bucket_expr,
@@ -211,15 +208,26 @@ def _next_busy_day(conn: Connection, site: SiteRef, day: int, today: int) -> int
 
 
 def _temp_table(conn: Connection, name: str, stmt: Select) -> Table:
-    """Materialize `stmt` into a temporary table (dropped by the caller)."""
-    columns = [
-        Column(c.key, BigInteger if isinstance(c.type, NullType) else c.type)
+    """Materialize `stmt` into a temporary table (dropped by the caller), of the shared
+    definition of its name and columns (`temptables`)."""
+    # Every column selected here is a table's or labelled: it has a key.
+    columns: list[temptables.ColumnSpec] = [
+        (cast(str, c.key), BigInteger() if isinstance(c.type, NullType) else c.type)
         for c in stmt.selected_columns
     ]
-    table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
-    table.create(conn)
-    conn.execute(insert(table).from_select([c.name for c in columns], stmt))
+    table = temptables.definition(name, columns)
+    temptables.create(conn, table)
+    conn.execute(insert(table).from_select([key for key, _ in columns], stmt))
     return table
+
+
+# The computed rollup rows of a chunk. Each write transaction copies one slice of a day:
+# found by index, not by a scan of the chunk's rows while SQLite's write lock is held.
+_ROWS = temptables.definition(
+    "rollup_rows",
+    [(c.name, c.type) for c in rollup_table.c if c.name != "id"],
+    index=("day", "dimension", "value"),
+)
 
 
 @dataclass(frozen=True)
@@ -286,22 +294,12 @@ class _Build:
         self.hits = hits.summarize(conn, computed)
         self.temps += self.hits.tables
         self.facts: dict[str, Table] = {}
-        columns = [c for c in rollup_table.c if c.name != "id"]
-        self.rows = Table(
-            "rollup_rows",
-            MetaData(),
-            *(Column(c.name, c.type) for c in columns),
-            prefixes=["TEMPORARY"],
-        )
-        self.rows.create(conn)
+        self.rows = _ROWS
+        temptables.create(conn, self.rows)
         self.temps.append(self.rows)
         for key in ROLLUP_KEYS:
             self._insert(key)
-        # Each write transaction copies one slice of a day: found by index, not by a scan
-        # of the chunk's rows while SQLite's write lock is held.
-        Index("ix_rollup_rows_slice", self.rows.c.day, self.rows.c.dimension, self.rows.c.value)
-        for index in self.rows.indexes:
-            index.create(conn)
+        temptables.create_index(conn, self.rows)
 
     def _temp(self, name: str, stmt: Select) -> Table:
         table = _temp_table(self.conn, name, stmt)

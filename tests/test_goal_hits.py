@@ -124,6 +124,7 @@ def test_a_goal_added_after_the_build_is_backfilled(db: Database, site: Site) ->
     assert run(db, query).rows == [{"visits": 2, "conversion_rate": 25.0}]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_hits_and_rollups_are_written_with_a_large_page_cache_then_the_default(
     db: Database, site: Site
 ) -> None:
@@ -131,8 +132,6 @@ def test_hits_and_rollups_are_written_with_a_large_page_cache_then_the_default(
     their indexes (`hits.write_cache`): with the default 2 MB cache a slice's pages were
     read and spilled again under the write lock. Its pooled connection goes back with the
     default, through the rollups' build and a new goal's backfill alike."""
-    if not db.is_sqlite:
-        pytest.skip("SQLite's page cache")
     seen: dict[str, set[int]] = {"goal_hits": set(), "stats_rollups": set()}
     connections: list[Any] = []
 

@@ -335,6 +335,22 @@ def test_a_bad_address_adds_nobody(
     assert _audit(db, "account.create") == []
 
 
+def test_an_address_added_meanwhile_by_another_request_is_refused_in_words(
+    admin_client: FlaskClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two administrators adding one address at once: the second's check ran before the
+    first's insert; the unique address then refuses it with the sentence, not a 500."""
+    import tracker.accounts
+
+    add_user(db, "twice@example.com", admin=False)
+    monkeypatch.setattr(tracker.accounts, "find_user", lambda session, email: None)
+    refused = _post(admin_client, "/admin/users", email="twice@example.com")
+    assert refused.status_code == 400
+    assert "already exists" in refused.get_data(as_text=True)
+    assert _count(db, User) == 2 and _count(db, PasswordReset) == 0
+    assert _audit(db, "account.create") == []
+
+
 def test_a_form_without_its_token_changes_nothing(
     admin_client: FlaskClient, db: Database, root: User
 ) -> None:

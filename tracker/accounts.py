@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -82,7 +83,10 @@ def create_user(
         session_generation=secrets.randbelow(GENERATION_START),
     )
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # added by another request since find_user: the unique email
+        raise AccountError(f"a user with email {email!r} already exists") from None
     return user
 
 

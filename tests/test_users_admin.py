@@ -238,10 +238,31 @@ def test_the_page_lists_users_escaped(admin_client: FlaskClient, db: Database) -
         re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", cell)).strip()
         for cell in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
     ]
-    assert cells[1:6] == ["no", "off, required", "1 (1 owner)", "0", cells[5]]
+    assert cells[1:7] == ["no", "off, required", "1 (1 owner)", "0", cells[5], "never"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", cells[5])
     mine = re.search(r'<tr id="user-\d+">\s*<td class="email">root@example.com', html)
     assert mine is not None and "(you)" in html
+
+
+def test_the_last_login_is_listed(
+    app: Flask, admin_client: FlaskClient, db: Database, database_url: str
+) -> None:
+    ann = add_user(db, ANN, "ann password", admin=False)
+    before = datetime.now(UTC).replace(microsecond=0)
+    browser = app.test_client()
+    token = csrf_token(browser, "/login")
+    form = {"csrf_token": token, "email": ANN, "password": "ann password"}
+    assert browser.post("/login", data=form).status_code == 302
+    with db.session() as session:
+        [summary] = [u for u in list_users(session) if u.id == ann.id]
+    assert summary.last_login_at is not None and summary.last_login_at >= before
+    html = admin_client.get("/admin/users").get_data(as_text=True)
+    row = re.search(rf'<tr id="user-{ann.id}">(.*?)</tr>', html, re.S)
+    assert row is not None
+    assert summary.last_login_at.strftime("%Y-%m-%d %H:%M UTC") in row.group(1)
+    env = {"TRACKER_DATABASE_URL": database_url, "TRACKER_CONFIG": None}
+    listed = CliRunner().invoke(cli, ["users", "list"], env=env)
+    assert summary.last_login_at.strftime("%Y-%m-%d %H:%M") in listed.output
 
 
 def test_an_administrator_adds_a_user_who_chooses_a_password(

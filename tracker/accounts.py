@@ -140,6 +140,11 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
+def note_login(session: Session, user_id: int, when: datetime) -> None:
+    """Remember when the user logged in last."""
+    session.execute(update(User).where(User.id == user_id).values(last_login_at=when))
+
+
 def bearer_token(header: str) -> str:
     """The key in an `Authorization: Bearer <key>` header value; ValueError for anything else."""
     scheme, _, key = header.partition(" ")
@@ -273,6 +278,7 @@ class UserSummary:
     require_2fa: bool
     has_password: bool
     created_at: datetime
+    last_login_at: datetime | None
     roles: dict[str, int]  # sites they are a member of, by role (owner, admin, viewer)
     api_keys: int
 
@@ -300,6 +306,7 @@ def list_users(session: Session) -> list[UserSummary]:
             require_2fa=user.require_2fa,
             has_password=has_password(user),
             created_at=as_utc(user.created_at),
+            last_login_at=as_utc(user.last_login_at) if user.last_login_at else None,
             roles={role: roles.get(user.id, {}).get(role, 0) for role in ROLES},
             api_keys=keys.get(user.id, 0),
         )

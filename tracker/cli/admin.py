@@ -138,13 +138,14 @@ def users_list(ctx: CliContext) -> None:
                 "yes" if u.is_admin else "no",
                 ("on" if u.two_factor else "off") + (", required" if u.require_2fa else ""),
                 u.created_at.strftime("%Y-%m-%d"),
+                u.last_login_at.strftime("%Y-%m-%d %H:%M") if u.last_login_at else "never",
             )
             for u in list_users(session)
         ]
     if not rows:
         click.echo("No users yet. Add one with: tracker users add you@example.com --admin")
         return
-    table(rows, ("EMAIL", "ADMIN", "2FA", "CREATED"))
+    table(rows, ("EMAIL", "ADMIN", "2FA", "CREATED", "LAST LOGIN (UTC)"))
 
 
 @users.command("password")

@@ -71,6 +71,8 @@ class User(Base):
     # A server administrator requires two-factor login of this user (`tracker users
     # require-2fa`), whatever the server's rule for administrators says.
     require_2fa: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the user last logged in (the list of users shows it to administrators).
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ApiKey(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ from tracker.accounts import (
     authenticate,
     create_user,
     end_sessions,
+    note_login,
     user_count,
 )
 from tracker.db.models import User
@@ -131,6 +133,7 @@ def setup():
         try:
             with get_db().session() as session:
                 user = create_user(session, form.email.data, form.password.data, is_admin=True)
+                note_login(session, user.id, datetime.now(UTC))
                 login_user(LoggedInUser(user))
                 # `make run` may have made a demo site already: then "first site" is wrong.
                 sites = list_sites(session)
@@ -161,10 +164,17 @@ def login():
         if user and is_enabled(user):
             return ask_for_code(user, _safe_next(request.args.get("next")))
         if user:
-            login_user(LoggedInUser(user))
+            _log_in(user)
             return redirect(_safe_next(request.args.get("next")))
         form.password.errors = ["Wrong email or password."]
     return render_template("login.html", form=form), 400 if form.errors else 200
+
+
+def _log_in(user: User) -> None:
+    """The browser's session starts, and the user's last login is now."""
+    with get_db().session() as session:
+        note_login(session, user.id, datetime.now(UTC))
+    login_user(LoggedInUser(user))
 
 
 def ask_for_code(user: User, next_path: str) -> ResponseReturnValue:
@@ -212,7 +222,7 @@ def login_code() -> ResponseReturnValue:
             return page, exc.status, {"Retry-After": str(exc.retry_after)}
         if user:
             cookie.pop(PENDING_KEY)
-            login_user(LoggedInUser(user))
+            _log_in(user)
             return redirect(_safe_next(pending["next"]))
         form.code.errors = ["That code is not right, or was used already."]
     return render_template("login_code.html", form=form), 400 if form.errors else 200

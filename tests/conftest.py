@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    name = f"tracker_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def migrated_postgres_database(suffix: str = "") -> Iterator[str]:
+    """A new PostgreSQL database, migrated, dropped afterwards: its URL. Skips (fails in CI)
+    when there is no server."""
+    name = f"tracker_test_{os.getpid()}_{uuid.uuid4().hex[:8]}{suffix}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -74,6 +77,12 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with migrated_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

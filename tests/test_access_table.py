@@ -14,9 +14,7 @@ PUT, PATCH, DELETE) or a new site page without a row here fails `test_every_rout
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,10 +24,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import migrated_postgres_database
 from tests.helpers import csrf_token, log_in
 from tracker.accounts import create_api_key
 from tracker.alerts import SPIKE, add_rule
@@ -39,7 +37,6 @@ from tracker.budgets import set_budget
 from tracker.config import Settings
 from tracker.costs import parse_cost_json, store_costs
 from tracker.db import Database
-from tracker.db.migrate import upgrade
 from tracker.db.models import Base, User
 from tracker.goals import add_funnel, add_goal
 from tracker.invitations import create_invitation
@@ -477,19 +474,8 @@ def _module_database(
         shutil.copy(sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
-    name = f"tracker_test_{os.getpid()}_{uuid.uuid4().hex[:8]}_access"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(url)
+    with migrated_postgres_database("_access") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(

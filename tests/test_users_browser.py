@@ -38,7 +38,7 @@ def test_an_administrator_adds_a_user_who_sets_a_password_and_logs_in(
     page = admins.new_page()
     log_in_page(page, base, ROOT, ROOT_PASSWORD)
     page.click("header a:has-text('Users')")
-    assert page.url == f"{base}/admin/users"
+    page.wait_for_url(f"{base}/admin/users")  # loaded, styles applied, before measuring
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.fill("#add-user-form input[name=email]", NEW)
     page.click("#add-user-form button")

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_core import OpenAPI
+from werkzeug.test import TestResponse
 
 from tracker.accounts import create_api_key, create_user, find_user
 from tracker.db import Database
@@ -41,6 +42,20 @@ def csrf_token(client: FlaskClient, path: str) -> str:
     match = CSRF_RE.search(html)
     assert match, f"no CSRF token on {path}"
     return match.group(1) or match.group(2)
+
+
+def choose_password(
+    client: FlaskClient, path: str, password: str, confirm_with: str | None = None
+) -> TestResponse:
+    """Post a password (and its confirmation) to a password link's page, `path`."""
+    return client.post(
+        path,
+        data={
+            "csrf_token": csrf_token(client, "/login"),
+            "password": password,
+            "confirm": confirm_with or password,
+        },
+    )
 
 
 def add_user(

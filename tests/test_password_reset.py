@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.helpers import add_user, csrf_token, log_in
+from tests.helpers import add_user, choose_password, csrf_token, log_in
 from tests.mailserver import USER, SmtpServer
 from tracker.db import Database
 from tracker.db.models import PasswordReset, User
@@ -37,17 +37,6 @@ def mailing_app(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> Flas
 def _forgot(client: FlaskClient, email: str):  # type: ignore[no-untyped-def]
     return client.post(
         "/forgot", data={"csrf_token": csrf_token(client, "/forgot"), "email": email}
-    )
-
-
-def _choose(client: FlaskClient, path: str, password: str, confirm_with: str | None = None):  # type: ignore[no-untyped-def]
-    return client.post(
-        path,
-        data={
-            "csrf_token": csrf_token(client, "/login"),
-            "password": password,
-            "confirm": confirm_with or password,
-        },
     )
 
 
@@ -107,15 +96,15 @@ def test_a_mailed_link_sets_a_new_password_once(
         stored = session.scalars(select(PasswordReset.token_hash)).one()
     assert path.rsplit("/", 1)[1] not in stored  # only a digest is kept
 
-    differ = _choose(client, path, "second password", "other")
+    differ = choose_password(client, path, "second password", "other")
     assert differ.status_code == 400 and "The passwords differ." in differ.get_data(as_text=True)
-    assert _choose(client, path, "second password").location.endswith("/login")
+    assert choose_password(client, path, "second password").location.endswith("/login")
     assert logged_in.get("/sites").status_code == 302  # its session ended
     assert _log_in(app.test_client(), PASSWORD).status_code == 400
     assert _log_in(app.test_client(), "second password").status_code == 302
     used = client.get(path)
     assert used.status_code == 410 and "was used already" in used.get_data(as_text=True)
-    assert _choose(client, path, "third password").status_code == 410
+    assert choose_password(client, path, "third password").status_code == 410
     assert _log_in(app.test_client(), "third password").status_code == 400
 
 
@@ -144,7 +133,7 @@ def test_a_reset_leaves_two_factor_login_on(mailing_app: Flask, smtp_server: Smt
     client = app.test_client()
     _forgot(client, EMAIL)
     [path] = _sent_links(app, smtp_server)
-    _choose(client, path, "second password")
+    choose_password(client, path, "second password")
     assert _log_in(client, "second password").location.endswith("/login/code")
 
 

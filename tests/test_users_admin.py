@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.helpers import add_user, csrf_token, log_in
+from tests.helpers import add_user, choose_password, csrf_token, log_in
 from tracker.accounts import (
     AccountError,
     authenticate,
@@ -284,14 +284,7 @@ def test_an_administrator_adds_a_user_who_chooses_a_password(
     path = link.group(1).removeprefix("http://localhost")
     page = stranger.get(path).get_data(as_text=True)
     assert "Choose your password" in page and "ann@example.com" in page
-    chosen = stranger.post(
-        path,
-        data={
-            "csrf_token": csrf_token(stranger, path),
-            "password": "ann's password",
-            "confirm": "ann's password",
-        },
-    )
+    chosen = choose_password(stranger, path, "ann's password")
     assert chosen.status_code == 302 and chosen.location.endswith("/login")
     login = stranger.post(
         "/login",
@@ -456,14 +449,7 @@ def test_a_password_link_resets_a_forgotten_password(
         reset = session.scalars(select(PasswordReset)).one()
         lifetime = reset.expires_at - reset.created_at
     assert lifetime.total_seconds() == 3600
-    chosen = client.post(
-        path,
-        data={
-            "csrf_token": csrf_token(client, path),
-            "password": "new one!",
-            "confirm": "new one!",
-        },
-    )
+    chosen = choose_password(client, path, "new one!")
     assert chosen.status_code == 302
     with db.session() as session:
         assert authenticate(session, ANN, "new one!") is not None

@@ -52,14 +52,13 @@ from tracker.password_reset import (
     reset_path,
 )
 from tracker.web.access import logged_in_user
+from tracker.web.account import NO_STORE  # the page shows a password link
 from tracker.web.context import get_db, get_settings
 from tracker.web.sites import script_base_url
 
 bp = Blueprint("users", __name__)
 T = TypeVar("T")
 EXPIRED = "The form expired; reload the page and try again."
-# The page that shows a password link: no copy of it in the browser's cache.
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 class AddUserForm(FlaskForm):

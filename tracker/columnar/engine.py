@@ -38,6 +38,7 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     Select,
+    String,
     Text,
     column,
     literal,
@@ -46,11 +47,12 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql.base import PGCompiler, PGDialect, PGTypeCompiler
+from sqlalchemy.ext.compiler import compiles
 
 from tracker.columnar.layout import MANIFEST, Manifest, Part, read_manifest, site_dir
 from tracker.files import FileVersion, file_version
 from tracker.stats.compiler import Plan, dim_key, outer, raw_buckets
-from tracker.stats.goals import goal_clause, goal_events
+from tracker.stats.goals import matched_on_events, prop_text
 from tracker.stats.periods import local_date, local_midnight_ms, make_period
 from tracker.stats.query import Query
 from tracker.stats.rollups import bucket_source
@@ -145,6 +147,16 @@ class SqliteDuckCompiler(DuckCompiler):
         escape = binary.modifiers.get("escape")
         tail = "" if escape is None else " ESCAPE " + self.render_literal_value(escape, Text())
         return f"{left} {op} {right}{tail}"
+
+
+@compiles(prop_text, "duckdb")
+def _prop_text_duckdb(element: prop_text, compiler: Any, **kw: Any) -> str:
+    """A property's text, as both databases read it (property values are always text).
+    The key always inside a quoted JSON path: DuckDB reads a bare key starting with `$`
+    or `/` as a path of its own."""
+    column, key = element.clauses
+    path = literal('$."', String) + key + literal('"', String)
+    return f"({compiler.process(column, **kw)} ->> ({compiler.process(path, **kw)}))"
 
 
 class DuckTypeCompiler(PGTypeCompiler):
@@ -285,11 +297,10 @@ def answer(
     extra: ColumnElement[bool] | None = None,
 ) -> tuple[list[dict[str, Any]], str] | None:
     """`outer`'s rows (k0.., parts) and which path answered ("columnar", "columnar+live"),
-    or None where the store cannot help: nothing built for the period's first day, a goal
-    (its matches are kept in goal_hits), rollups holding every closed day already, or
-    parts that cannot be read."""
+    or None where the store cannot help: nothing built for the period's first day, rollups
+    holding every closed day already, or parts that cannot be read."""
     # Parts hold whole days: a period cut at a time of day is answered by the database.
-    if goal_clause(query) is not None or goal_events(query) is not None or query.period.cut:
+    if query.period.cut:
         return None
     for attempt in range(2):
         manifest = current_manifest(root, query.site.id)
@@ -471,7 +482,11 @@ def sums(
     sides: list[Select] = []
     if parts:
         _views(duck, site_dir(root, manifest.site_id), parts)
-        sides.append(raw_buckets(query, plan, [(period.start_ms, end)], extra, direct=True))
+        # Goals are matched on the parts' events (goal_hits is the database's).
+        closed = raw_buckets(
+            matched_on_events(query), plan, [(period.start_ms, end)], extra, direct=True
+        )
+        sides.append(closed)
     if live:
         duck.register(LIVE, _live_table(live, plan))
         sides.append(_live_select(plan))

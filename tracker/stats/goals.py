@@ -119,6 +119,14 @@ def with_goals(conn: Connection, query: Query, *, always: bool = False, hits: bo
     return query
 
 
+def matched_on_events(query: Query) -> Query:
+    """The query matching its goals on the events it reads, never on `goal_hits`: for the
+    columnar store, whose parts hold a closed day's events (goal definitions never change,
+    so matching them there is exact for a goal added after the day was built)."""
+    goals = tuple(dataclasses.replace(g, hits_until_ms=None) for g in query.goals)
+    return dataclasses.replace(query, goals=goals)
+
+
 def selected_goals(query: Query, flt: Filter) -> list[GoalSpec]:
     if flt.op not in ("is", "is_not"):
         raise QueryError("goal: name goals exactly (goal=Signup, or goal=Signup|Purchase).")

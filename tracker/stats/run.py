@@ -138,15 +138,21 @@ def _answer_rows(
     rollups: bool,
     store: Path | None,
 ) -> Result:
-    """One period's rows: a plain report, or goal rows; goal metrics completed."""
+    """One period's rows: a plain report, or goal rows; goal metrics completed. Its meta's
+    `paths` says which path answered each of its sums, in order ("goal_matches": a goal's
+    own matches, in the database)."""
+    paths: list[str] = []
 
     def runner(q: Query, keys: Sequence[tuple[Any, ...]] | None) -> list[dict[str, Any]]:
-        return _run(conn, q, keys, rollups=rollups, store=store).rows
+        found = _run(conn, q, keys, rollups=rollups, store=store)
+        paths.append(found.meta["source"])
+        return found.rows
 
     def counter(q: Query) -> dict[str, Any] | None:
         stmt = goal_counts(q)
         if stmt is None:
             return None
+        paths.append("goal_matches")
         sums = conn.execute(stmt).one()._mapping
         return combine(q.metrics, {p: int(sums.get(p) or 0) for p in PARTS})
 
@@ -154,6 +160,7 @@ def _answer_rows(
         stmt = goal_revenue(q, keys)
         if stmt is None:
             return None
+        paths.append("goal_matches")
         return [
             {
                 **{k: row._mapping[dim_key(i)] for i, k in enumerate(keys)},
@@ -183,9 +190,11 @@ def _answer_rows(
     else:
         result = _run(conn, executed, restrict, rollups=rollups, store=store)
         result.query = query
+        paths.append(result.meta["source"])
     conversions.complete(widened, result.rows, runner, payer)
     spend.complete(conn, query, result.rows)
     exits.complete(query, result.rows, runner)
+    result.meta["paths"] = tuple(paths)
     for row in result.rows:
         for extra in (set(executed.metrics) | set(widened.metrics)) - set(query.metrics):
             row.pop(extra, None)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import shutil
 import uuid
 
+import pytest
 from flask import url_for
 from sqlalchemy import event, select
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter, Map, Rule
 
 from tests.helpers import add_user, csrf_token, openapi_spec
 from tests.shortcuts import TEST_PASSWORD_HASH
@@ -36,6 +39,31 @@ def test_apps_share_compiled_url_builders_and_build_their_own_urls(make_app):
             assert url_for(
                 "site_settings.move_goal_view", domain="x.example", goal_id=3, direction="up"
             ) == ("/sites/x.example/settings/goals/3/move/up")
+
+
+def test_apps_share_parsed_url_rules_and_match_with_their_own_converters(make_app):
+    first, second = make_app(), make_app()
+    parts = {(rule.rule, rule.endpoint): rule._parts for rule in first.url_map.iter_rules()}
+    for rule in second.url_map.iter_rules():
+        assert rule._parts == parts[rule.rule, rule.endpoint]
+        assert all(c.map is second.url_map for c in rule._converters.values())
+    for app in (first, second):
+        adapter = app.url_map.bind("localhost")
+        assert adapter.match("/sites/x.example/settings/goals/3/move/up", method="POST") == (
+            "site_settings.move_goal_view",
+            {"domain": "x.example", "goal_id": 3, "direction": "up"},
+        )
+
+
+def test_the_same_rule_text_under_other_converters_is_parsed_again():
+    class LowerCaseOnly(BaseConverter):
+        regex = "[a-z]+"  # a part of the parsed rule
+
+    plain = Map([Rule("/a/<name>", endpoint="a")])
+    lower = Map([Rule("/a/<name>", endpoint="a")], converters={"default": LowerCaseOnly})
+    assert plain.bind("localhost").match("/a/B") == ("a", {"name": "B"})
+    with pytest.raises(NotFound):
+        lower.bind("localhost").match("/a/B")
 
 
 def test_users_get_the_cheap_password_hash_and_log_in_with_it(app, db):

@@ -7,7 +7,10 @@ and wildcard (`==prefix*`). Dimensions: FILTERED, five of visits and the page. V
 picked from the dataset itself (pick_values): popular, the two with the most visits; rare,
 two with a handful of visits that were least often among a day's top 10 (the long tail,
 which a top-N rollup per day would not hold). Each (dimension, operator, popularity) is
-asked as each of SHAPES over the dataset's 30 days: 6 x 5 x 2 x 4 = 240 queries.
+asked as each of SHAPES over the dataset's 30 days: 6 x 5 x 2 x 4 = 240 queries. And goals
+(the bench site's, bench.datagen.GOALS), whose filter takes is, is not and any of: the two
+goals most and least converted on (goal_picks), asked as the same SHAPES (the page in
+conversion mode): 3 x 2 x 4 = 24 more, in groups of their own ("goal is, popular").
 
 Each query is timed in-process through tracker.stats.run (the call the stats page and the
 API make), after one warm-up, as the median of three. A slow query (its warm-up past
@@ -81,6 +84,9 @@ FILTERED = (
     "visit:browser",
     "event:page",
 )
+GOAL = "event:goal"
+# A goal filter names goals exactly: no contains, no wildcard (tracker.stats.goals).
+GOAL_OPERATORS = ("is", "is not", "any of")
 HEADLINE = "visitors,visits,pageviews,bounce_rate,visit_duration"
 # (in-process parameters, Stats API endpoint and its parameters) of each way of asking.
 SHAPES: dict[str, tuple[dict[str, str], str, dict[str, str]]] = {
@@ -194,6 +200,20 @@ def _picks(rows: Sequence[Any]) -> Picks:
     return Picks(popular=(popular[0], popular[1]), rare=(rare[0], rare[1]))
 
 
+def goal_picks(db: Database, data: datagen.Dataset) -> Picks:
+    """The bench site's goals by their conversions over the 30 days, from the daily counts
+    the dataset's rollup build wrote (goal_days, not the code timed): popular, the two most
+    converted on; rare, the two least (of a handful of conversions or more)."""
+    days = [_day_ms(data.first_day) // datagen.DAY_MS, _day_ms(data.last_day) // datagen.DAY_MS]
+    sql = (
+        "SELECT d.day, g.name, d.conversions FROM goal_days d JOIN goals g ON g.id = d.goal_id"
+        " WHERE d.site_id = 1 AND d.day >= :first AND d.day <= :last"
+    )
+    with db.engine.connect() as conn:
+        rows = conn.execute(text(sql), {"first": days[0], "last": days[1]}).all()
+    return _picks(rows)
+
+
 def _api_escape(value: str) -> str:
     """A literal value inside a `filters=` expression (README "Stats API")."""
     for char in ("\\", "|", ";", "*"):
@@ -220,7 +240,8 @@ class Case:
 
     @property
     def group(self) -> str:
-        return f"{self.operator}, {self.popularity}"
+        goal = "goal " if self.dimension == GOAL else ""
+        return f"{goal}{self.operator}, {self.popularity}"
 
     @property
     def _prefix(self) -> str:
@@ -258,11 +279,14 @@ class Case:
 
 
 def cases(picks: dict[str, Picks]) -> list[Case]:
-    """The matrix, group by group (operator, then popularity)."""
+    """The matrix, group by group (operator, then popularity); goals where `picks` has
+    them, with the operators a goal filter takes."""
     out = []
     for operator in OPERATORS:
         for popularity in POPULARITY:
-            for dimension in FILTERED:
+            for dimension in picks:
+                if dimension == GOAL and operator not in GOAL_OPERATORS:
+                    continue
                 pair = picks[dimension].of(popularity)
                 values = tuple(v.text for v in (pair if operator == "any of" else pair[:1]))
                 for shape in SHAPES:
@@ -503,7 +527,7 @@ def _measure(
     db = Database(url)
     try:
         floor = median([raw_distinct_visitors_ms(db, data) for _ in range(opts.stats_reps)])
-        picks = pick_values(db, data)
+        picks = {**pick_values(db, data), GOAL: goal_picks(db, data)}
         matrix = cases(picks)
         report += [f"# {bench}: floor (raw count(distinct visitor)) {floor:.0f} ms", "values:"]
         report += [
@@ -527,7 +551,7 @@ def _measure(
                     opts.stats_reps,
                     slow_ms,
                     exact=opts.filter_exact,
-                    progress=_log(bench + label),
+                    progress=_log(bench + label, len(matrix)),
                 )
             figures += _group_figures(bench + label, timings, floor, target, slow_ms)
             report += _detail(label or ", database only", timings)
@@ -563,9 +587,8 @@ def _build_figure(opts: Options, db: Database, bench: str, store: Path) -> Figur
     )
 
 
-def _log(bench: str) -> Callable[[int], None]:
+def _log(bench: str, total: int) -> Callable[[int], None]:
     began = time.monotonic()
-    total = len(OPERATORS) * len(POPULARITY) * len(FILTERED) * len(SHAPES)
 
     def progress(done: int) -> None:
         if done % 40 == 0 or done == total:

@@ -200,11 +200,17 @@ def test_filter_matrix_spells_each_filter_alike_for_page_and_api(
 ) -> None:
     db = Database(tiny.url)
     try:
-        picks = filters.pick_values(db, tiny)
+        picks = {**filters.pick_values(db, tiny), filters.GOAL: filters.goal_picks(db, tiny)}
     finally:
         db.dispose()
     matrix = filters.cases(picks)
-    assert len(matrix) == 240
+    # 6 dimensions x 5 operators x 2 popularities x 4 shapes, and goals: 3 operators.
+    assert len(matrix) == 240 + 24
+    assert {c.group for c in matrix if c.dimension == filters.GOAL} == {
+        f"goal {op}, {popularity}"
+        for op in filters.GOAL_OPERATORS
+        for popularity in filters.POPULARITY
+    }
     site = SiteRef(1, tiny.site, "UTC")
     for case in matrix:
         filters.page_query(site, tiny, case)  # asserts the page's and the API's filters agree
@@ -258,12 +264,13 @@ def test_filter_matrix_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     figures = filters.run(opts)
     names = {f.metric for f in figures}
     assert {"is, popular: median", "wildcard, rare: worst", "all filters: worst"} <= names
+    assert {"goal is, popular: median", "goal is not, rare: worst"} <= names
     assert {"API by day, is popular source", "API by page, slowest in-process"} <= names
     served = [f for f in figures if f.metric.startswith("API")]
     assert served and all(f.value > 0 for f in served)  # each answered 200
     # Every query, with the columnar store and without it.
     detail = (tmp_path / filters.DETAIL_FILE).read_text()
-    assert detail.count("warm-up ") == 2 * 240
+    assert detail.count("warm-up ") == 2 * 264
     assert "columnar store build" in names
 
 
@@ -284,7 +291,7 @@ def test_filter_matrix_columnar_pass_alone_keeps_its_store(
     names = {f.metric for f in filters.run(opts)}
     assert "columnar store build" in names
     detail = (tmp_path / filters.DETAIL_FILE).read_text()
-    assert detail.count("warm-up ") == 240  # the columnar pass only
+    assert detail.count("warm-up ") == 264  # the columnar pass only
     assert ", columnar: median ms" in detail and ", database only" not in detail
     # Beside the cached dataset, so the next run refreshes it instead of building it.
     kept = tiny.path.with_name(f"{tiny.path.stem}.filters-sqlite") / "columnar"

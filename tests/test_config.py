@@ -16,21 +16,16 @@ def _example_as_toml() -> str:
     return "\n".join(m.group(1) for line in lines if (m := re.match(r"^# (\w+ = .*)$", line)))
 
 
-def test_example_config_parses_and_lists_every_setting_with_its_default():
+def test_example_config_parses_and_lists_every_setting_with_its_default(tmp_path):
     data = tomllib.loads(_example_as_toml())
     assert set(data) == {f.name for f in setting_fields()}
-    settings = load_settings(_write(data), environ={})
+    settings = load_settings(_write(data, tmp_path / "example.toml"), environ={})
     assert settings == Settings()
 
 
-def _write(data: dict) -> str:
-    import tempfile
-
-    text = "\n".join(f"{k} = {_toml_value(v)}" for k, v in data.items())
-    fh = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    fh.write(text)
-    fh.close()
-    return fh.name
+def _write(data: dict, path: Path) -> Path:
+    path.write_text("\n".join(f"{k} = {_toml_value(v)}" for k, v in data.items()))
+    return path
 
 
 def _toml_value(value: object) -> str:

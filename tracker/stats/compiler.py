@@ -162,7 +162,8 @@ def raw_buckets(
     part is per visit (`event_buckets`)."""
     site: ColumnElement = visits.c.site_id
     started: ColumnElement = visits.c.started_ms
-    converted = goal_clause(query)
+    # DuckDB matches a goal on the store's events alone, without the join to visits.
+    converted = goal_clause(query, _events_alone_where_it_can if direct else None)
     if converted is not None and query.filter_for(GOAL).op == "is":  # type: ignore[union-attr]
         # TRICKY: without statistics, SQLite would scan every visit of the period and probe
         # the converting ids; out of its indexes' reach, it looks those visits up by id.
@@ -314,6 +315,11 @@ def events_alone(stmt: Select) -> Select | None:
 
     alone = replacement_traverse(stmt, {}, replaced)
     return None if missing else typed(Select, alone)
+
+
+def _events_alone_where_it_can(stmt: Select) -> Select:
+    alone = events_alone(stmt)
+    return stmt if alone is None else alone
 
 
 class unindexed(FunctionElement[Any]):  # noqa: N801 - a SQL construct

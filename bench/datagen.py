@@ -31,10 +31,12 @@ import json
 import os
 import random
 import sqlite3
+import subprocess
 import sys
 import time
 from bisect import bisect
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
@@ -67,6 +69,8 @@ DAYS = 30
 DAY_MS = 86_400_000
 VISIT_GAP_MS = 30 * 60_000
 SEED = 20251122
+# `python -m bench.datagen --prepare URL`: that database's rollups (`rollups_meanwhile`).
+PREPARE_FLAG = "--prepare"
 # SQLite's page cache while a dataset is written (KiB): its indexes are sorted in it.
 BUILD_CACHE_KB = 512 * 1024
 HOST = BENCH_SITE
@@ -455,9 +459,10 @@ def cache_path(events: int, *, wide: bool = False) -> Path:
     return CACHE_DIR / f"events-{events}-gen{GENERATOR_VERSION}{variant}.db"
 
 
-def dataset(events: int, *, log: bool = True, wide: bool = False) -> Dataset:
+def dataset(events: int, *, log: bool = True, wide: bool = False, rollups: bool = True) -> Dataset:
     """The cached dataset of `events` events (wide: the high-cardinality variant), built
-    first when missing."""
+    first when missing; its rollups brought up to date unless `rollups` is False (the
+    caller then has them built, `rollups_meanwhile`)."""
     path = cache_path(events, wide=wide)
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
@@ -468,7 +473,8 @@ def dataset(events: int, *, log: bool = True, wide: bool = False) -> Dataset:
     upgrade(data.url)
     add_goals(data.url)
     add_costs(data.url, data.first_day, data.last_day)
-    prepare(data.url, log=log)
+    if rollups:
+        prepare(data.url, log=log)
     return data
 
 
@@ -535,6 +541,24 @@ def prepare(url: str, *, log: bool = True) -> None:
         db.dispose()
     if log:
         print(f"[datagen] rollups ready in {time.monotonic() - began:.0f} s", file=sys.stderr)
+
+
+@contextmanager
+def rollups_meanwhile(url: str) -> Iterator[None]:
+    """`prepare` of the database at `url` run in another process while the block runs, on
+    the other core: a first build at 10M events takes minutes, and the block's work (the
+    columnar store's build) reads none of the tables it writes. Waited for when the block
+    ends (RuntimeError if it failed); stopped if the block raises (the next refresh redoes
+    the days it had not finished)."""
+    command = [sys.executable, "-m", "bench.datagen", PREPARE_FLAG, url]
+    with subprocess.Popen(command, cwd=BENCH_DIR.parent) as builder:
+        try:
+            yield
+        except BaseException:
+            builder.terminate()
+            raise
+    if builder.returncode != 0:
+        raise RuntimeError(f"the rollup build of {url} failed ({builder.returncode}, see above)")
 
 
 def build(path: Path, events: int, *, log: bool = True, wide: bool = False) -> None:
@@ -629,7 +653,9 @@ def accounts(url: str) -> tuple[int, str]:
     return site_id, plain
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:2] == [PREPARE_FLAG]:
+    prepare(sys.argv[2])
+elif __name__ == "__main__":
     sizes = [arg for arg in sys.argv[1:] if arg != "--wide"]
     for arg in sizes or ["1M"]:
         print(dataset(parse_count(arg), wide="--wide" in sys.argv[1:]).path)

@@ -71,6 +71,38 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
         assert conn.execute("SELECT count(*) FROM visits").fetchone() == (tiny.visits,)
 
 
+def test_rollups_built_by_another_process_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datagen, "CACHE_DIR", tmp_path)
+    data = datagen.dataset(2000, log=False, rollups=False)
+
+    def rollup_rows() -> int:
+        with sqlite3.connect(data.path) as conn:
+            return conn.execute("SELECT count(*) FROM stats_rollups").fetchone()[0]
+
+    assert rollup_rows() == 0
+    with datagen.rollups_meanwhile(data.url):
+        pass
+    # As `prepare` in-process: a total row per day, and the days' sources.
+    assert rollup_rows() > 2 * datagen.DAYS
+    db = Database(data.url)
+    try:
+        site = SiteRef(1, data.site, "UTC")
+        query = parse_query(site, {"period": "custom", "from": data.first_day, "to": data.last_day})
+        assert run(db, query).meta["source"] == "rollup"
+        assert run(db, query).totals == run(db, query, rollups=False).totals
+    finally:
+        db.dispose()
+    broken = tmp_path / "not-a-database.db"
+    broken.write_text("not SQLite")
+    with (
+        pytest.raises(RuntimeError, match="rollup build"),
+        datagen.rollups_meanwhile(f"sqlite:///{broken}"),
+    ):
+        pass
+
+
 @pytest.mark.parametrize("variant", ["tiny", "tiny_wide"])
 def test_visits_agree_with_their_events(variant: str, request: pytest.FixtureRequest) -> None:
     data: datagen.Dataset = request.getfixturevalue(variant)

@@ -33,8 +33,9 @@ from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
 from tracker.stats.compiler import outer, plan_for, raw_buckets
 from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.goals import matched_on_events
 from tracker.stats.metrics import parts_for
-from tracker.stats.query import Query, SiteRef, site_ref
+from tracker.stats.query import GoalSpec, Query, SiteRef, site_ref
 from tracker.stats.rollups import refresh_site
 
 SITE = "paris.example"
@@ -549,6 +550,34 @@ def test_event_reports_read_events_alone(args: dict[str, str]) -> None:
     plan = plan_for(q, parts_for(q.metrics))
     sql, _ = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
     assert "visits." not in sql, sql
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"metrics": VISIT_METRICS, "goal": "Blog|Signup"},
+        {"metrics": VISIT_METRICS, "goal": "!Blog", "dimension": "visit:source"},
+        {"metrics": ALL_METRICS, "goal": "Blog", "dimension": "event:page"},
+    ],
+)
+def test_goal_filters_match_on_events_alone(args: dict[str, str]) -> None:
+    """DuckDB finds the converting visits in one scan of the store's events, without the
+    join to visits, whatever the goals (a visit report then reads its visits by id)."""
+    site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
+    goals = (
+        GoalSpec(1, "Blog", "page", pattern="/blog*", hits_until_ms=DAY_MS),
+        GoalSpec(2, "Signup", "event", event_name="Signup"),
+    )
+    q = dataclasses.replace(query(site, {k: v for k, v in args.items() if k != "goal"}),
+                            goals=goals)  # fmt: skip
+    q = q.with_filter(parse_query(site, {"goal": args["goal"]}, now=NOW).filters[0])
+    q = matched_on_events(q)
+    plan = plan_for(q, parts_for(q.metrics))
+    sql, _ = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
+    assert "JOIN visits" not in sql and "goal_hits" not in sql, sql
+    # Once for the converting visits, and once more for an event report's own rows.
+    on_events = any(DIMENSIONS[d].is_event for d in plan.dims)
+    assert sql.count("FROM events") == (2 if on_events else 1), sql
 
 
 @pytest.mark.parametrize(

@@ -35,12 +35,13 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.sql import visitors
 
 from tracker.db.models import Event, Goal, GoalDay, GoalHit, GoalTagDay, Visit
 from tracker.stats import temptables
 from tracker.stats.compiler import Plan, bucket_expr
 from tracker.stats.coverage import first_visit_ms, lock_site_writes
-from tracker.stats.goals import load_goals, matches
+from tracker.stats.goals import any_matches, load_goals, matches
 from tracker.stats.periods import local_date, make_period
 from tracker.stats.query import GoalSpec, Query, SiteRef
 
@@ -63,28 +64,54 @@ def new_table(conn: Connection, name: str) -> Table:
     return table
 
 
+# The events any goal matches (`compute`): a hit's columns but its goal and site, and the
+# event columns goals match on (`matches`).
+_HIT_COLUMNS = [name for name in COLUMNS if name not in ("goal_id", "site_id")]
+_MATCHED = temptables.definition(
+    "goal_matched",
+    [(name, hits_table.c[name].type) for name in _HIT_COLUMNS]
+    + [(name, events.c[name].type) for name in ("kind", "path", "target", "name", "props")],
+)
+
+
 def compute(
     conn: Connection, site: SiteRef, goals: Sequence[GoalSpec], source: FromClause, into: Table
 ) -> None:
     """Insert into `into` the hits of `goals` in the visits of `source`, which has each
-    visit's id, visitor_id, started_ms and local day (`bucket`)."""
+    visit's id, visitor_id, started_ms and local day (`bucket`).
+
+    # TRICKY: the events of the visits are read once, those any goal matches copied to a
+    temporary table, and each goal's picked from that copy: a join per goal read every
+    event again (1M events, 6 goals: 0.79 -> 0.30 s of CPU a week)."""
+    if not goals:
+        return
+    of_visit = {
+        "visitor_id": source.c.visitor_id,
+        "started_ms": source.c.started_ms,
+        "day": source.c.bucket,
+    }
+    matched = (
+        select(*(of_visit[n] if n in of_visit else events.c[n] for n in _MATCHED.c.keys()))
+        .select_from(events.join(source, events.c.visit_id == source.c.id))
+        .where(any_matches(goals))
+    )
+    temptables.create(conn, _MATCHED)
+    conn.execute(insert(_MATCHED).from_select(_MATCHED.c.keys(), matched))
     for goal in goals:
-        rows = (
-            select(
-                literal(goal.id),
-                literal(site.id),
-                events.c.visit_id,
-                source.c.visitor_id,
-                source.c.started_ms,
-                source.c.bucket,
-                events.c.timestamp_ms,
-                events.c.revenue_minor,
-                events.c.revenue_currency,
-            )
-            .select_from(events.join(source, events.c.visit_id == source.c.id))
-            .where(matches(goal))
-        )
-        conn.execute(insert(into).from_select(COLUMNS, rows))
+        rows = select(literal(goal.id), literal(site.id), *(_MATCHED.c[n] for n in _HIT_COLUMNS))
+        conn.execute(insert(into).from_select(COLUMNS, rows.where(_on_matched(matches(goal)))))
+    _MATCHED.drop(conn)
+
+
+def _on_matched(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A condition on the events table, on the matched events' copy instead."""
+
+    def swap(element: Any, **_: Any) -> Any:
+        if isinstance(element, Column) and element.table is events:
+            return _MATCHED.c[element.name]
+        return None
+
+    return visitors.replacement_traverse(clause, {}, swap)
 
 
 # A table written and the temporary table of its computed rows, for one site.

@@ -53,6 +53,7 @@ from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.filters import Filter, compile_filters
 from tracker.stats.goals import (
     GOAL,
+    any_matches,
     daily_counts,
     goal_clause,
     goal_events,
@@ -175,6 +176,11 @@ def raw_buckets(
         where.append(extra)
     bucket = bucket_expr(visits.c.started_ms, plan, query)
     dims = [dimension_column(d) for d in plan.dims]
+    if direct and converted is not None and not needs_events(query, plan.parts):
+        unconverted = [w for w in where if w is not converted]
+        found = converting_visit_buckets(query, plan, bucket, dims, unconverted)
+        if found is not None:
+            return found
     if direct and needs_events(query, plan.parts):
         alone = events_alone(_event_rows(query, plan, bucket, dims, where, direct=True))
         if alone is not None:
@@ -272,15 +278,58 @@ def visit_ordered_buckets(
     return per_visitor(per_visitor_rows.subquery("per_visitor"), len(dims), parts)
 
 
+def converting_visit_buckets(
+    query: Query,
+    plan: Plan,
+    bucket: ColumnElement,
+    dims: Sequence[ColumnElement],
+    where: Sequence[ColumnElement[bool]],
+) -> Select | None:
+    """Per-bucket rows of a visit report under a goal filter (`is`), for DuckDB over the
+    columnar store's events: the converting visits' facts taken from each one's first
+    matching event (its copies of them), the one whose previous matching event (lag over
+    the scan) belongs to another visit; no lookup of their ids among every visit or event.
+    Exact as `visit_ordered_buckets` is (a visit's events together, in one part). `where`:
+    on the visit, the goal aside. None for `is not`, or without the copies."""
+    flt = query.filter_for(GOAL)
+    if flt is None or flt.op != "is":
+        return None
+    first = case(
+        (func.lag(events.c.visit_id).over().is_distinct_from(events.c.visit_id), 1), else_=0
+    )
+    on_visits = compile_filters(column_filters(query), dimension_column)
+    rows = (
+        visit_facts(visits, bucket, list(dims))
+        .add_columns(first.label("first"))
+        .select_from(_joined(visits))
+        .where(
+            *where,
+            *([] if on_visits is None else [on_visits]),
+            # As goals.goal_matches bounds them: a visit's events come at or after its start.
+            events.c.timestamp_ms >= query.period.start_ms,
+            any_matches(selected_goals(query, flt)),
+        )
+    )
+    alone = events_alone(rows)
+    if alone is None:
+        return None
+    matched = alone.subquery("matched")
+    facts = select(matched).where(matched.c.first == 1).subquery("facts")
+    keys = [facts.c[dim_key(i)] for i in range(len(dims))]
+    return group_facts(facts, keys, plan.parts, nested=True)
+
+
 # The visit's columns the columnar store's events carry as `visit_<name>`
 # (tracker.columnar.export): its facts and every visit dimension, so DuckDB reads every
 # event report from events alone, without the join to visits (the join was half the time
-# of a page-filtered report, and a visit filter on a page breakdown needed it).
+# of a page-filtered report, and a visit filter on a page breakdown needed it), and a visit
+# report under a goal from the goal's matching events (`converting_visit_buckets`).
 VISIT_COPIES = (
     "started_ms",
     "visitor_id",
     "is_bounce",
     "duration_ms",
+    "pageviews",
     *dict.fromkeys(d.column for d in DIMENSIONS.values() if d.scope == "visit"),
 )
 # The visit's columns as the columnar store's events name them: the visit's id and site
@@ -347,14 +396,15 @@ def _bounce(source: FromClause) -> ColumnElement:
 
 
 def visit_facts(source: FromClause, bucket: ColumnElement, dims: list[ColumnElement]) -> Select:
-    """One row per visit of `source` (visits, or a copy): its facts, bucket and dimensions."""
+    """One row per visit of `source` (visits, or a copy): its facts, bucket and dimensions
+    (named, so they keep their names read from the columnar store's copies)."""
     return select(
         *(d.label(dim_key(i)) for i, d in enumerate(dims)),
         bucket.label("bucket"),
-        source.c.visitor_id,
+        source.c.visitor_id.label("visitor_id"),
         _bounce(source).label("bounce"),
-        source.c.duration_ms,
-        source.c.pageviews,
+        source.c.duration_ms.label("duration_ms"),
+        source.c.pageviews.label("pageviews"),
     )
 
 

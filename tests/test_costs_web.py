@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from tests.helpers import add_owner, add_user, csrf_token, log_in, openapi_spec
+from tests.helpers import add_owner, add_user, csrf_token, log_in, openapi_spec, session_token
 from tracker.accounts import create_api_key
 from tracker.costs import list_costs
 from tracker.db import Database
@@ -213,7 +213,7 @@ def _section(page: str, anchor: str) -> str:
 
 
 def _upload(client: FlaskClient, data: bytes, name: str, **fields: str) -> TestResponse:
-    form = {"csrf_token": csrf_token(client, SETTINGS), **fields}
+    form = {"csrf_token": session_token(client), **fields}
     form["file"] = (io.BytesIO(data), name)  # type: ignore[assignment]
     return client.post(
         f"{SETTINGS}/ad-spend/preview", data=form, content_type="multipart/form-data"

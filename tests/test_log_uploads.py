@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.helpers import add_user, csrf_token, log_in
+from tests.helpers import add_user, log_in, session_token
 from tests.test_accesslog_load import LINES
 from tracker.accesslog import uploads
 from tracker.accesslog.uploads import ProgressFile, upload_dir
@@ -41,7 +41,7 @@ def post_log(
     client: FlaskClient, content: bytes, name: str = "access.log", **fields: str
 ) -> tuple[int, str]:
     data: dict[str, object] = {
-        "csrf_token": csrf_token(client, SETTINGS),
+        "csrf_token": session_token(client),
         "log_format": "auto",
         "timezone": "UTC",
         "file": (io.BytesIO(content), name),

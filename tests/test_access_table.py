@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.conftest import migrated_postgres_database
-from tests.helpers import csrf_token, log_in
+from tests.helpers import csrf_token, log_in, session_token
 from tracker.accounts import create_api_key
 from tracker.alerts import SPIKE, add_rule
 from tracker.annotations import add_annotation
@@ -392,10 +392,10 @@ def _client(app: Flask, world: World, role: str, api: bool) -> tuple[FlaskClient
 
 
 def _send(client: FlaskClient, case: Case, world: World, headers: dict[str, str]) -> Any:
-    """The case's request; a form carries a valid CSRF token (any page of the session's)."""
+    """The case's request; a form carries a valid CSRF token (the session's)."""
     request = case.request(world.ids)
     if "data" in request:
-        request["data"]["csrf_token"] = csrf_token(client, "/sites")
+        request["data"]["csrf_token"] = session_token(client)
     return client.open(method=case.method, headers=headers, **request)
 
 

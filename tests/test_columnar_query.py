@@ -204,6 +204,8 @@ QUERIES: list[dict[str, str]] = [
     {"metrics": SCROLL_METRICS, "page": "!/", "dimension": "visit:source"},
     {"metrics": "scroll_depth", "dimension": "event:page", "order": "scroll_depth"},
     {"metrics": VISIT_METRICS, "page": "/blog*", "dimension": "time:day"},
+    # Hours nest in UTC days: visitors from the parts' flags (compiler.visit_ordered_buckets).
+    {"metrics": VISIT_METRICS, "page": "~a", "dimension": "time:hour"},
     {"metrics": "visitors,events", "dimension": "event:name,event:props"},
     # Rows tied on the day, ordered by properties: NULL first on SQLite, last on PostgreSQL.
     {"metrics": "visitors,events", "dimension": "time:day,event:props"},
@@ -346,9 +348,10 @@ def test_a_visitor_across_utc_midnight_counts_once_on_its_local_day(
     assert split == int(datetime(2026, 10, 26, 23, tzinfo=UTC).timestamp() * 1000)
 
 
-# Page breakdowns whose visitors the store counts from its flags in a zone at UTC offset 0
-# (compiler.page_visitor_buckets): filters on the visit and the page only.
-PAGE_VISITORS: list[dict[str, str]] = [
+# Reports whose visitors the store counts from its flags in a zone at UTC offset 0: page
+# breakdowns (compiler.page_visitor_buckets), filters on the visit and the page only; visit
+# reports under an event filter (compiler.visit_ordered_buckets).
+FLAGGED_REPORTS: list[dict[str, str]] = [
     {"metrics": "visitors,pageviews", "dimension": "event:page"},
     {"metrics": "visitors,pageviews", "dimension": "event:page", "source": "!Google"},
     {"metrics": "visitors", "dimension": "event:page", "page": "~a", "device": "Desktop"},
@@ -356,6 +359,10 @@ PAGE_VISITORS: list[dict[str, str]] = [
     {"metrics": "visitors,pageviews", "dimension": "event:page", "limit": "3",
      "utm_campaign": "spring|autumn", "order": "visitors:asc"},
     {"metrics": "visitors,pageviews", "dimension": "event:page", "entry_page": "/blog*"},
+    {"metrics": ALL_METRICS, "page": "/blog*"},
+    {"metrics": VISIT_METRICS, "page": "~a", "dimension": "visit:source"},
+    {"metrics": SCROLL_METRICS, "page": "!/", "dimension": "time:day"},
+    {"metrics": ALL_METRICS, "page": "~blog", "dimension": "time:hour", "device": "!Mobile"},
 ]  # fmt: skip
 
 
@@ -370,12 +377,13 @@ def _in_utc(db: Database, site: Site) -> Site:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("until", [date(2026, 10, 25), date(2026, 10, 27)])
-def test_page_visitors_from_the_parts_flags_match_the_raw_path(
+def test_visitors_from_the_parts_flags_match_the_raw_path(
     db: Database, site: Site, tmp_path: Path, until: date, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In UTC a page breakdown's visitors are counted from the parts' flags (a visit's
-    first pageview of a page; its visitor's other visits that day): a visitor with several
-    visits a day and a visit viewing a page twice still count once, as the raw path says.
+    """In UTC a page breakdown's visitors, and a visit report's under an event filter, are
+    counted from the parts' flags (a visit's first pageview of a page; its visitor's other
+    visits that day): a visitor with several visits a day and a visit viewing a page twice
+    still count once, as the raw path says.
     The traffic has both (asserted: the test proves nothing without them). Rows are
     written a few at a time: a visit's events go on from one batch to the next."""
     monkeypatch.setattr(export, "BATCH_ROWS", 7)
@@ -391,10 +399,10 @@ def test_page_visitors_from_the_parts_flags_match_the_raw_path(
         twice = select(e.visit_id).where(*viewed).group_by(e.visit_id, e.path)
         assert conn.execute(twice.having(func.count() > 1).limit(1)).first() is not None
     build(db, tmp_path / "columnar", utc, until)
-    for args in PAGE_VISITORS:
+    for args in FLAGGED_REPORTS:
         q = query(utc, args)
         stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
-        assert "first_of_path" in engine.compiled(stmt, "sqlite")[0], args
+        assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0], args
         assert assert_same(db, utc, args, WEEK) == "columnar+live", args
 
 
@@ -410,15 +418,21 @@ def test_page_visitors_from_the_parts_flags_match_the_raw_path(
         ("UTC", {"metrics": "visitors", "dimension": "event:name"}, False),
         ("UTC", {"metrics": "visitors", "dimension": "event:page", "hostname": "a.example"},
          False),
+        # Visit reports under an event filter: any filter; hours nest in UTC days in Paris.
+        ("UTC", {"metrics": VISIT_METRICS, "hostname": "a.example"}, True),
+        ("Europe/Paris", {"metrics": VISIT_METRICS, "page": "~a"}, False),
+        ("Europe/Paris", {"metrics": VISIT_METRICS, "page": "~a", "dimension": "time:hour"},
+         True),
+        ("UTC", {"metrics": "visits,bounce_rate", "page": "~a"}, False),
     ],
 )  # fmt: skip
-def test_page_visitors_from_flags_only_where_exact(
+def test_visitors_from_flags_only_where_exact(
     timezone: str, args: dict[str, str], flags: bool
 ) -> None:
     site = SiteRef(id=1, domain=SITE, timezone=timezone)
     q = query(site, args)  # type: ignore[arg-type]
     stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
-    assert ("first_of_path" in engine.compiled(stmt, "sqlite")[0]) == flags
+    assert ("visitor_revisits" in engine.compiled(stmt, "sqlite")[0]) == flags
 
 
 def test_no_manifest_reads_the_database(db: Database, site: Site, tmp_path: Path) -> None:

@@ -192,4 +192,3 @@ def install() -> None:
     accounts.generate_password_hash = functools.partial(  # type: ignore[assignment]
         generate_password_hash, method=TEST_PASSWORD_HASH
     )
-    accounts._DUMMY_HASH = accounts.generate_password_hash("not-a-real-password")

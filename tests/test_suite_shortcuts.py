@@ -15,6 +15,7 @@ from werkzeug.routing import BaseConverter, Map, Rule
 
 from tests.helpers import add_user, csrf_token, openapi_spec
 from tests.shortcuts import TEST_PASSWORD_HASH
+from tracker import accounts
 from tracker.accounts import find_user
 from tracker.db.models import Site
 from tracker.sites import add_site
@@ -83,6 +84,8 @@ def test_users_get_the_cheap_password_hash_and_log_in_with_it(app, db):
             },
         )
         assert response.status_code == status
+    # An unknown address is checked against a hash of the same (cheap) work factor.
+    assert accounts._dummy_hash().startswith(TEST_PASSWORD_HASH + "$")
 
 
 def test_apps_share_compiled_templates(make_app, monkeypatch):

@@ -5,6 +5,7 @@ input with the same sentence."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -133,11 +134,15 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
         return user
     # Same work for unknown emails (and accounts without a password yet), so timing does
     # not reveal which accounts exist.
-    check_password_hash(_DUMMY_HASH, password)
+    check_password_hash(_dummy_hash(), password)
     return None
 
 
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+@functools.cache
+def _dummy_hash() -> str:
+    """Hashed at the first failed login, not at import: every process, each CLI command's
+    too, paid scrypt's tenth of a second of CPU as it started."""
+    return generate_password_hash("not-a-real-password")
 
 
 def note_login(session: Session, user_id: int, when: datetime) -> None:

@@ -366,6 +366,12 @@ FLAGGED_REPORTS: list[dict[str, str]] = [
 ]  # fmt: skip
 
 
+FLAGGED_GOAL_REPORTS: list[dict[str, str]] = [
+    {"metrics": "visitors,visits,conversions", "goal": "Signup|Blog", "dimension": "visit:source"},
+    {"metrics": f"{VISIT_METRICS},pageviews", "goal": "Blog", "dimension": "time:day"},
+]
+
+
 def _in_utc(db: Database, site: Site) -> Site:
     with db.session() as session:
         session.execute(update(Site).where(Site.id == site.id).values(timezone="UTC"))
@@ -404,6 +410,10 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
         assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0], args
         assert assert_same(db, utc, args, WEEK) == "columnar+live", args
+    # A visit report under a goal (`is`): the converting visits' visitors likewise.
+    add_goals(db, utc)
+    for args in FLAGGED_GOAL_REPORTS:
+        assert_store_answers(db, utc, args)
 
 
 @pytest.mark.parametrize(

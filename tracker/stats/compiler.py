@@ -368,7 +368,9 @@ def converting_visit_buckets(
     matching event (its copies of them), the one whose previous matching event (lag over
     the scan) belongs to another visit; no lookup of their ids among every visit or event.
     Exact as `visit_ordered_buckets` is (a visit's events together, in one part). `where`:
-    on the visit, the goal aside. None for `is not`, or without the copies."""
+    on the visit, the goal aside. None for `is not`, or without the copies. Visitors
+    without other visits in their part are counted without grouping by visitor, as in
+    `visit_ordered_buckets`."""
     flt = query.filter_for(GOAL)
     if flt is None or flt.op != "is":
         return None
@@ -376,9 +378,11 @@ def converting_visit_buckets(
         (func.lag(events.c.visit_id).over().is_distinct_from(events.c.visit_id), 1), else_=0
     )
     on_visits = compile_filters(column_filters(query), dimension_column)
+    revisits = "visitors" in plan.parts and _buckets_within_parts(query, plan)
     rows = (
         visit_facts(visits, bucket, list(dims))
         .add_columns(first.label("first"))
+        .add_columns(*([stored_events.c.visitor_revisits.label("revisits")] if revisits else []))
         .select_from(_joined(visits))
         .where(
             *where,
@@ -734,7 +738,8 @@ def group_facts(
     facts: FromClause, dims: Sequence[ColumnElement], parts: Sequence[str], *, nested: bool = False
 ) -> Select:
     """Per-visit facts summed per dimension values (columns of `facts`) and bucket.
-    `nested`: summed per visitor first (`per_visitor`), the form DuckDB runs faster."""
+    `nested`: summed per visitor first (`per_visitor`), the form DuckDB runs faster; where
+    `facts` carry `revisits` (the store's `visitor_revisits`), by visitor only for those."""
     c = facts.c
     exprs = {
         "visitors": lambda: func.count(c.visitor_id.distinct()),
@@ -758,7 +763,11 @@ def group_facts(
     if "scroll_sum" in parts:
         exprs["scroll_sum"] = lambda: func.sum(c.scroll_sum)
     sums = [exprs[p]().label(p) for p in parts if p != "visitors"]
-    stmt = select(*keys, c.visitor_id, *sums).group_by(*dims, c.bucket, c.visitor_id)
+    visitor: ColumnElement = c.visitor_id
+    if "revisits" in c:  # only visitors with other visits in their part grouped by visitor
+        visitor = case((c.revisits, c.visitor_id))
+        sums.append(func.sum(case((c.revisits, 0), else_=1)).label("once"))
+    stmt = select(*keys, visitor.label("visitor_id"), *sums).group_by(*dims, c.bucket, visitor)
     return per_visitor(stmt.subquery("per_visitor"), len(dims), parts)
 
 

@@ -71,6 +71,7 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
         assert conn.execute("SELECT count(*) FROM visits").fetchone() == (tiny.visits,)
 
 
+@pytest.mark.slow  # a process of its own builds a month of rollups
 def test_rollups_built_by_another_process_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,8 +7,10 @@ time unrealistic queries: each visit's counters must agree with its own events.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,19 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
 
 
 @pytest.mark.slow  # a process of its own builds a month of rollups
+def _child_running() -> bool:
+    """Whether a child of this process is alive (not exited; Linux's /proc)."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:  # ended meanwhile
+            continue
+        if parent == me and state != "Z":
+            return True
+    return False
+
+
 def test_rollups_built_by_another_process_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,10 +98,19 @@ def test_rollups_built_by_another_process_meanwhile(
             return conn.execute("SELECT count(*) FROM stats_rollups").fetchone()[0]
 
     assert rollup_rows() == 0
+    reader = sqlite3.connect(data.path, isolation_level=None)
     with datagen.rollups_meanwhile(data.url):
-        pass
+        # A read snapshot held through the whole build, as the store's build holds one.
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()
+        while _child_running():
+            time.sleep(0.05)
+        reader.execute("ROLLBACK")
     # As `prepare` in-process: a total row per day, and the days' sources.
     assert rollup_rows() > 2 * datagen.DAYS
+    # Its writes, kept in the log behind the snapshot, folded into the file.
+    assert data.path.with_name(data.path.name + "-wal").stat().st_size == 0
+    reader.close()
     db = Database(data.url)
     try:
         site = SiteRef(1, data.site, "UTC")

@@ -73,7 +73,6 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
         assert conn.execute("SELECT count(*) FROM visits").fetchone() == (tiny.visits,)
 
 
-@pytest.mark.slow  # a process of its own builds a month of rollups
 def _child_running() -> bool:
     """Whether a child of this process is alive (not exited; Linux's /proc)."""
     me = str(os.getpid())
@@ -87,6 +86,7 @@ def _child_running() -> bool:
     return False
 
 
+@pytest.mark.slow  # a process of its own builds a month of rollups
 def test_rollups_built_by_another_process_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -593,6 +593,26 @@ def event_facts(
     return _of_kinds(stmt.group_by(*event_keys, source.c.id), query)
 
 
+def summed_visit_facts(
+    query: Query, source: FromClause, bucket: ColumnElement, dims: Sequence[ColumnElement]
+) -> Select:
+    """`event_facts` without an event dimension, for a source of few visits copied apart
+    (the rollup build's chunk): the events summed per visit id first, then joined to their
+    visit, whose columns are read as they are, not as max() per visit (1M events, a week:
+    0.97 -> 0.61 s of SQLite's CPU with 18 visit dimensions)."""
+    sums = _event_sums(query)
+    per_visit = select(events.c.visit_id, *sums).select_from(_joined(source))
+    summed = _of_kinds(per_visit.group_by(events.c.visit_id), query).subquery("summed")
+    return select(
+        *(d.label(dim_key(i)) for i, d in enumerate(dims)),
+        bucket.label("bucket"),
+        source.c.visitor_id,
+        _bounce(source).label("bounce"),
+        source.c.duration_ms,
+        *(summed.c[s.name] for s in sums),
+    ).select_from(source.join(summed, summed.c.visit_id == source.c.id))
+
+
 def _event_sums(query: Query, wanted: set[str] | None = None) -> list[ColumnElement]:
     """A visit's pageviews, events, revenue, times on page and scroll depths, over its
     matching events (`wanted`: only those named)."""

@@ -59,6 +59,7 @@ from tracker.stats.compiler import (
     event_facts,
     group_facts,
     raw_buckets,
+    summed_visit_facts,
 )
 from tracker.stats.coverage import covered_until, first_visit_ms, lock_site_writes, state_table
 from tracker.stats.dimensions import DIMENSIONS, ROLLUP_KEYS
@@ -336,7 +337,8 @@ class _Build:
         if lead not in self.facts:
             lead_query = Query(site=self.site, period=self.period, dimensions=event_names)
             cols = [self._column(n) for n in order]
-            stmt = event_facts(lead_query, self.chunk, self.chunk.c.bucket, cols)
+            facts = event_facts if event_names else summed_visit_facts
+            stmt = facts(lead_query, self.chunk, self.chunk.c.bucket, cols)
             self.facts[lead] = self._temp(f"rollup_facts{len(self.facts)}", stmt)
         table = self.facts[lead]
         return table, [table.c[dim_key(order.index(n))] for n in names]

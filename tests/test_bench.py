@@ -73,15 +73,17 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
         assert conn.execute("SELECT count(*) FROM visits").fetchone() == (tiny.visits,)
 
 
-def _child_running() -> bool:
-    """Whether a child of this process is alive (not exited; Linux's /proc)."""
+def _builder_running() -> bool:
+    """Whether this process's rollup builder (`bench.datagen --prepare`) is alive, not
+    exited (Linux's /proc). Other children (a worker's browser driver) do not count."""
     me = str(os.getpid())
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            command = stat.with_name("cmdline").read_bytes().split(b"\0")
         except OSError:  # ended meanwhile
             continue
-        if parent == me and state != "Z":
+        if parent == me and state != "Z" and datagen.PREPARE_FLAG.encode() in command:
             return True
     return False
 
@@ -103,7 +105,7 @@ def test_rollups_built_by_another_process_meanwhile(
         # A read snapshot held through the whole build, as the store's build holds one.
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM events").fetchone()
-        while _child_running():
+        while _builder_running():
             time.sleep(0.05)
         reader.execute("ROLLBACK")
     # As `prepare` in-process: a total row per day, and the days' sources.

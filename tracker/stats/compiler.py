@@ -34,6 +34,7 @@ from sqlalchemy import (
     Join,
     MetaData,
     Select,
+    Subquery,
     Table,
     Text,
     UnaryExpression,
@@ -603,13 +604,21 @@ def summed_visit_facts(
     sums = _event_sums(query)
     per_visit = select(events.c.visit_id, *sums).select_from(_joined(source))
     summed = _of_kinds(per_visit.group_by(events.c.visit_id), query).subquery("summed")
+    return _beside_their_sums(source, summed, bucket, dims)
+
+
+def _beside_their_sums(
+    source: FromClause, summed: Subquery, bucket: ColumnElement, dims: Sequence[ColumnElement]
+) -> Select:
+    """A row per visit of `source` that has one in `summed` (its events' sums, by
+    visit_id): the visit's dimensions, bucket and facts beside those sums."""
     return select(
         *(d.label(dim_key(i)) for i, d in enumerate(dims)),
         bucket.label("bucket"),
         source.c.visitor_id,
         _bounce(source).label("bounce"),
         source.c.duration_ms,
-        *(summed.c[s.name] for s in sums),
+        *(c for c in summed.c if c.name != "visit_id"),
     ).select_from(source.join(summed, summed.c.visit_id == source.c.id))
 
 
@@ -656,14 +665,7 @@ def matched_visit_facts(
         .group_by(events.c.visit_id),
         query,
     ).subquery("matched")
-    return select(
-        *(d.label(dim_key(i)) for i, d in enumerate(dims)),
-        bucket.label("bucket"),
-        visits.c.visitor_id,
-        _bounce(visits).label("bounce"),
-        visits.c.duration_ms,
-        *(c for c in summed.c if c.name != "visit_id"),
-    ).select_from(visits.join(summed, summed.c.visit_id == visits.c.id))
+    return _beside_their_sums(visits, summed, bucket, dims)
 
 
 # Parts `event_buckets` sums straight from events: distinct visitors, and what each event

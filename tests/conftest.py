@@ -109,13 +109,20 @@ def empty_postgres(postgres_url: str) -> Iterator[Callable[[], None]]:
     engine.dispose()
 
 
+@pytest.fixture
+def sqlite_seed(sqlite_template: Path) -> Path:
+    """The file a SQLite test's database is a copy of: the migrated template, or what a
+    module seeds it with (rows each of its tests would otherwise store again)."""
+    return sqlite_template
+
+
 @pytest.fixture(
     params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
 )
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         path = tmp_path / "tracker.db"
-        shutil.copy(sqlite_template, path)
+        shutil.copy(request.getfixturevalue("sqlite_seed"), path)
         return f"sqlite:///{path}"
     request.getfixturevalue("empty_postgres")()
     url: str = request.getfixturevalue("postgres_url")

@@ -32,6 +32,7 @@ from sqlalchemy import (
     FromClause,
     FunctionElement,
     Join,
+    Label,
     MetaData,
     Select,
     Subquery,
@@ -226,7 +227,7 @@ def _event_rows(
     if set(plan.parts) <= DIRECT_PARTS:
         return event_buckets(query, visits, bucket, dims, plan.parts, where, nested=direct)
     if direct and not _on_events(plan):
-        revisits = "visitors" in plan.parts and _buckets_within_parts(query, plan)
+        revisits = _counts_revisitors(query, plan)
         return visit_ordered_buckets(query, bucket, dims, plan.parts, where, revisits=revisits)
     facts = event_facts(query, visits, bucket, dims, plan.parts).where(*where)
     sub = facts.subquery("facts")
@@ -288,8 +289,8 @@ def visit_ordered_buckets(
     sums = [exprs[p]().label(p) for p in parts if p != "visitors"]
     visitor: ColumnElement = c.visitor_id
     if revisits:
-        visitor = case((c.revisits, c.visitor_id))
-        sums.append(func.sum(case((c.revisits, 0), else_=c.first)).label("once"))
+        visitor, once = _revisitor_grouping(c.revisits, c.visitor_id, c.first)
+        sums.append(once)
     per_visitor_rows = select(*keys, c.bucket, visitor.label("visitor_id"), *sums)
     per_visitor_rows = per_visitor_rows.group_by(*keys, c.bucket, visitor)
     return per_visitor(per_visitor_rows.subquery("per_visitor"), len(dims), parts)
@@ -347,6 +348,23 @@ def page_visitor_buckets(
     return per_visitor(alone.subquery("per_visitor"), len(dims), plan.parts)
 
 
+def _counts_revisitors(query: Query, plan: Plan) -> bool:
+    """Whether a visit report over the store's events groups by visitor only the visitors
+    with other visits in their part (`_revisitor_grouping`): it counts visitors, and its
+    buckets lie within parts."""
+    return "visitors" in plan.parts and _buckets_within_parts(query, plan)
+
+
+def _revisitor_grouping(
+    revisits: ColumnElement, visitor_id: ColumnElement, first: ColumnElement | int
+) -> tuple[ColumnElement, Label[Any]]:
+    """The visitor to group by when only visitors with other visits in their part
+    (`revisits`) are grouped by id, the others falling in a NULL visitor's row; and the
+    `once` sum `per_visitor` counts those others by (`first`: 1 on a visit's one row)."""
+    once = func.sum(case((revisits, 0), else_=first)).label("once")
+    return case((revisits, visitor_id)), once
+
+
 def _buckets_within_parts(query: Query, plan: Plan) -> bool:
     """Whether every bucket of the query lies within one UTC day, so within one part of
     the columnar store (whole UTC days), whose flags (`visitor_revisits`) see only its
@@ -379,7 +397,7 @@ def converting_visit_buckets(
         (func.lag(events.c.visit_id).over().is_distinct_from(events.c.visit_id), 1), else_=0
     )
     on_visits = compile_filters(column_filters(query), dimension_column)
-    revisits = "visitors" in plan.parts and _buckets_within_parts(query, plan)
+    revisits = _counts_revisitors(query, plan)
     rows = (
         visit_facts(visits, bucket, list(dims))
         .add_columns(first.label("first"))
@@ -786,9 +804,9 @@ def group_facts(
         exprs["scroll_sum"] = lambda: func.sum(c.scroll_sum)
     sums = [exprs[p]().label(p) for p in parts if p != "visitors"]
     visitor: ColumnElement = c.visitor_id
-    if "revisits" in c:  # only visitors with other visits in their part grouped by visitor
-        visitor = case((c.revisits, c.visitor_id))
-        sums.append(func.sum(case((c.revisits, 0), else_=1)).label("once"))
+    if "revisits" in c:
+        visitor, once = _revisitor_grouping(c.revisits, c.visitor_id, 1)
+        sums.append(once)
     stmt = select(*keys, visitor.label("visitor_id"), *sums).group_by(*dims, c.bucket, visitor)
     return per_visitor(stmt.subquery("per_visitor"), len(dims), parts)
 

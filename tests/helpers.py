@@ -50,6 +50,13 @@ def session_token(client: FlaskClient) -> str:
     return csrf_token(client, "/account")
 
 
+def post_form(client: FlaskClient, path: str, **data: str) -> TestResponse:
+    """Post a form to `path` as the page would, with the session's CSRF token unless `data`
+    names one."""
+    data.setdefault("csrf_token", session_token(client))
+    return client.post(path, data=data)
+
+
 def choose_password(
     client: FlaskClient, path: str, password: str, confirm_with: str | None = None
 ) -> TestResponse:

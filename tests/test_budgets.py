@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tests.helpers import add_user, csrf_token, log_in, session_token
+from tests.helpers import add_user, csrf_token, log_in, post_form
 from tracker.budgets import (
     BudgetError,
     campaign_suggestions,
@@ -600,8 +600,7 @@ def _errors(html: str) -> list[str]:
 
 
 def _post(client, path: str, **data: str):
-    data.setdefault("csrf_token", session_token(client))
-    return client.post(SETTINGS + path, data=data)
+    return post_form(client, SETTINGS + path, **data)
 
 
 def test_settings_add_change_delete_and_pacing(owner_client, db) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import add_user, csrf_token, log_in, session_token, store_events
+from tests.helpers import add_user, csrf_token, log_in, post_form, store_events
 from tracker.db.models import Funnel
 from tracker.goals import add_funnel, add_goal, list_goals
 from tracker.sites import add_site, find_site
@@ -47,8 +47,7 @@ def _errors(html: str) -> list[str]:
 
 
 def _post(client, path: str, **data: str):
-    data.setdefault("csrf_token", session_token(client))
-    return client.post(SETTINGS + path, data=data)
+    return post_form(client, SETTINGS + path, **data)
 
 
 def test_add_goals_of_each_kind(owner_client, db) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from werkzeug.test import TestResponse
 
 from tests import shortcuts
@@ -86,27 +86,63 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def empty_postgres(postgres_url: str) -> Iterator[Callable[[], None]]:
-    """Empties this session's PostgreSQL database (rows deleted, ids from 1 again).
+def empty_postgres(postgres_url: str) -> Iterator[Callable[..., None]]:
+    """Empties this session's PostgreSQL database (rows deleted, ids from 1 again), then
+    fills it with a seed's rows when given one (`postgres_seed`).
 
     DELETE rather than TRUNCATE: TRUNCATE gives every table and index a new file, ten
     times slower on the nearly empty tables a test leaves; one round trip for all."""
     # Pinged: a test may end every connection to the database (an outage it plays).
     engine = create_engine(postgres_url, pool_pre_ping=True)
     with engine.connect() as conn:
-        sequences = conn.scalars(
-            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
-        ).all()
+        sequences = _sequences(conn)
     statements = [f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables)]
     statements += [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
-    emptying = text(";\n".join(statements))
+    emptying = ";\n".join(statements)
 
-    def empty() -> None:
+    def empty(seed: str | None = None) -> None:
         with engine.begin() as conn:
-            conn.execute(emptying)
+            conn.execute(text(emptying if seed is None else f"{emptying};\n{seed}"))
 
     yield empty
     engine.dispose()
+
+
+def _sequences(conn: Connection) -> list[str]:
+    return list(
+        conn.scalars(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+        )
+    )
+
+
+def save_postgres_seed(url: str, name: str) -> str:
+    """Keep the rows of the database at `url` as they are now, in the schema `name`: the
+    seed, the statements that copy them back and set each id sequence where it stood. A
+    module's `postgres_seed` fixture may give it: each of its PostgreSQL tests then starts on
+    a copy of those rows (a few ms) instead of storing them again."""
+    tables = [t.name for t in Base.metadata.sorted_tables]
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+            for table in tables:
+                conn.execute(text(f'CREATE TABLE "{name}"."{table}" AS TABLE "{table}"'))
+            positions = {
+                sequence: conn.execute(
+                    text(f'SELECT last_value, is_called FROM "{sequence}"')
+                ).one()
+                for sequence in _sequences(conn)
+            }
+    finally:
+        engine.dispose()
+    statements = [f'INSERT INTO "{t}" SELECT * FROM "{name}"."{t}"' for t in tables]
+    statements += [
+        f"SELECT setval('\"{sequence}\"', {value}, {str(called).lower()})"
+        for sequence, (value, called) in positions.items()
+    ]
+    return ";\n".join(statements)
 
 
 @pytest.fixture
@@ -114,6 +150,13 @@ def sqlite_seed(sqlite_template: Path) -> Path:
     """The file a SQLite test's database is a copy of: the migrated template, or what a
     module seeds it with (rows each of its tests would otherwise store again)."""
     return sqlite_template
+
+
+@pytest.fixture
+def postgres_seed() -> str | None:
+    """The seed (`save_postgres_seed`) a PostgreSQL test's database is filled from once
+    emptied: none unless a module gives one."""
+    return None
 
 
 @pytest.fixture(
@@ -124,7 +167,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "tracker.db"
         shutil.copy(request.getfixturevalue("sqlite_seed"), path)
         return f"sqlite:///{path}"
-    request.getfixturevalue("empty_postgres")()
+    request.getfixturevalue("empty_postgres")(request.getfixturevalue("postgres_seed"))
     url: str = request.getfixturevalue("postgres_url")
     return url
 

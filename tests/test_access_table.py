@@ -27,7 +27,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.conftest import migrated_postgres_database
+from tests.conftest import migrated_postgres_database, save_postgres_seed
 from tests.helpers import csrf_token, log_in, session_token
 from tracker.accounts import create_api_key
 from tracker.alerts import SPIKE, add_rule
@@ -46,6 +46,8 @@ from tracker.sites import add_site, create_share_link
 from tracker.subscribers import set_recipient
 
 SITE = "shop.example"
+# The schema of the session's PostgreSQL database the seeded world is kept in.
+POSTGRES_SEED = "seed_access_table"
 SERVER = "server administrator"  # a route's need: the page of users
 ROLES = ("owner", "admin", "viewer", "non-member", "server admin")
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -119,11 +121,35 @@ def sqlite_seed(seeded_world: tuple[Path, World]) -> Path:
     return seeded_world[0]
 
 
+@pytest.fixture(scope="module")
+def seeded_postgres_world(
+    postgres_url: str, empty_postgres: Callable[[], None]
+) -> tuple[str, World]:
+    """The world built once per module in this session's PostgreSQL database and kept as
+    the seed each PostgreSQL test's database is filled from (`postgres_seed`)."""
+    empty_postgres()
+    db = Database(postgres_url)
+    try:
+        world = build_world(db)
+    finally:
+        db.dispose()
+    return save_postgres_seed(postgres_url, POSTGRES_SEED), world
+
+
 @pytest.fixture
-def world(db: Database, seeded_world: tuple[Path, World]) -> World:
+def postgres_seed(seeded_postgres_world: tuple[str, World]) -> str:
+    return seeded_postgres_world[0]
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest, db: Database) -> World:
     """The site with one of everything a route can change, its members and their keys:
-    already in a SQLite test's database (a copy of the seeded world), built on PostgreSQL."""
-    return seeded_world[1] if db.is_sqlite else build_world(db)
+    already in the test's database, a copy of the seeded world."""
+    if db.is_sqlite:
+        seeded: tuple[Path, World] = request.getfixturevalue("seeded_world")
+        return seeded[1]
+    postgres: tuple[str, World] = request.getfixturevalue("seeded_postgres_world")
+    return postgres[1]
 
 
 def build_world(db: Database) -> World:

@@ -255,10 +255,10 @@ def test_an_unwritable_spool_gets_503(make_app: Callable[..., Flask]) -> None:
 
 
 @pytest.mark.slow
-def test_spooled_events_survive_kill_minus_9(tmp_path: Path) -> None:
+def test_spooled_events_survive_kill_minus_9(tmp_path: Path, sqlite_template: Path) -> None:
     """A real `tracker serve`: SQLite locked, events acknowledged from the spool, server
     killed, lock released, `tracker jobs run replay_spool` stores every one of them."""
-    server = Server(tmp_path, store_timeout_seconds=2, workers=1)
+    server = Server(tmp_path, sqlite_template, store_timeout_seconds=2, workers=1)
     try:
         assert server.post("/warm-up") == 202  # the site and today's salt, read and cached
         wait_until(lambda: server.stored_paths() == {"/warm-up"}, "the warm-up event stored")

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,10 +19,8 @@ import pytest
 from flask import Flask
 
 from tests.helpers import DEFAULT_USER_AGENT
-from tests.served import SITE, event_body, free_port, post_event, stored_rows
+from tests.served import SITE, event_body, free_port, post_event, prepare_data_dir, stored_rows
 from tests.waiting import wait_until
-from tracker.db import Database
-from tracker.db.migrate import upgrade
 from tracker.sites import add_site
 from tracker.storage.drain import hold_writer_lock
 from tracker.storage.spool import spool_directory
@@ -42,7 +39,7 @@ class Serve:
             "TRACKER_DATA_DIR": str(data_dir),
             "TRACKER_DATABASE_URL": "",
             "TRACKER_PORT": str(self.port),
-            "TRACKER_WORKERS": "2",
+            "TRACKER_WORKERS": "1",  # the processes beside the workers are what is tested
             "TRACKER_SECRET_KEY": "processes-test",
             "TRACKER_SCHEDULER_ENABLED": "false",
             "TRACKER_LOG_LEVEL": "INFO",
@@ -90,28 +87,26 @@ class Serve:
         return found
 
     def stop(self) -> None:
+        """As an operator stops it (SIGTERM to the arbiter): the workers, then the writer
+        and the jobs, wind down."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+                self.kill()
 
-
-def prepare(data_dir: Path) -> None:
-    url = f"sqlite:///{data_dir / 'tracker.db'}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(url)
-    db = Database(url)
-    with db.session() as session:
-        add_site(session, SITE)
-    db.dispose()
+    def kill(self) -> None:
+        """Every process of the server at once (its own process group); after a test that
+        no longer needs it, faster than a graceful stop (about 2 s)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
-    prepare(tmp_path / "data")
+def serve(tmp_path: Path, sqlite_template: Path) -> Iterator[Callable[..., Serve]]:
+    prepare_data_dir(tmp_path / "data", sqlite_template)
     servers: list[Serve] = []
 
     def start(name: str = "serve", **settings: object) -> Serve:
@@ -121,7 +116,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
 
     yield start
     for server in servers:
-        server.stop()
+        server.kill()
 
 
 @pytest.mark.slow
@@ -156,13 +151,21 @@ def test_two_servers_on_one_data_dir_run_one_scheduler(serve: Callable[..., Serv
         lambda: lock.exists() and lock_holders(lock) == [first_jobs], "the first's scheduler"
     )
     wait_until(lambda: "another process" in second.log.read_text(), "the second waits its turn")
-    time.sleep(3)  # the second tries again every second (jobs.CLAIM_RETRY_SECONDS)
+    for _ in range(2):
+        wait_for_a_claim(lock, "the second tries again (jobs.CLAIM_RETRY_SECONDS)")
     assert lock_holders(lock) == [first_jobs]
     assert "running the jobs" not in second.log.read_text()
 
     first.stop()  # the second takes over
     wait_until(lambda: lock_holders(lock) == [second_jobs], "the second's scheduler")
     assert second.log.read_text().count("running the jobs") == 1
+
+
+def wait_for_a_claim(lock: Path, what: str) -> None:
+    """Until a process tries to take the scheduler's lock: each try opens the file anew for
+    writing (jobs._claim_scheduler), which truncates it and so sets its modification time."""
+    before = lock.stat().st_mtime_ns
+    wait_until(lambda: lock.stat().st_mtime_ns != before, what)
 
 
 def lock_holders(path: Path) -> list[int]:

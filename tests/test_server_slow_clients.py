@@ -29,8 +29,10 @@ from tracker.server_worker import (
 )
 from tracker.web.spend import MAX_PAGE_BYTES
 
-HEADER_SECONDS = 3
-BODY_SECONDS = 5
+# Short, as the tests wait them out (their slow clients until closed, threads until their
+# writes give up), yet several times what the requests sent in pieces take (0.3 s a piece).
+HEADER_SECONDS = 2
+BODY_SECONDS = 3
 # Far below what the faults cost (2 s per silent connection in the event loop: 64 s for
 # SLOW_SOCKETS; threads held until the clients' timeouts, or forever), far above what a
 # healthy server takes on a loaded shared machine (up to 10 s seen at load 10).
@@ -135,9 +137,10 @@ def test_expect_100_continue_is_answered_once_by_the_reader() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Server]:
     srv = Server(
         tmp_path_factory.mktemp("slow"),
+        sqlite_template,
         header_timeout_seconds=HEADER_SECONDS,
         body_timeout_seconds=BODY_SECONDS,
     )
@@ -146,9 +149,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-def patient_server(tmp_path: Path) -> Iterator[Server]:
+def patient_server(tmp_path: Path, sqlite_template: Path) -> Iterator[Server]:
     srv = Server(
         tmp_path,
+        sqlite_template,
         header_timeout_seconds=PATIENT_SECONDS,
         body_timeout_seconds=PATIENT_SECONDS,
     )

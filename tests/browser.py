@@ -7,6 +7,10 @@ Fixtures (a pytest plugin, loaded by conftest.py):
 - `live_server`: the app from `make_app`, served over real HTTP in a thread.
 - `test_site`: a small site on another port (so another origin than the collector) whose
   pages tests define; it also records what pages post to its `/record`.
+
+A browser context costs chromium about a third of a CPU-second and a page load a fifth, so
+tests open one context where the subject allows and start logged in (`logged_in_context`)
+unless the login is what they test.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.helpers import DEFAULT_USER_AGENT
+from tests.helpers import DEFAULT_USER_AGENT, log_in
+from tracker.accounts import find_user
+from tracker.db import Database
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -45,6 +51,7 @@ class LiveServer:
     """A WSGI app on a free 127.0.0.1 port, served by a background thread."""
 
     def __init__(self, app: Any) -> None:
+        self.app = app
         self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         # A short poll makes shutdown() quick (tests start and stop several servers each).
@@ -93,6 +100,26 @@ def log_in_page(page: Any, base: str, email: str, password: str) -> None:
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("button:has-text('Log in')")
+
+
+def logged_in_context(browser: Any, server: LiveServer, email: str, **options: Any) -> Any:
+    """A new browser context (`options` as for `browser.new_context`) holding the session
+    cookie of `email`'s login on `server`, made by the app as its login form would: for tests
+    whose subject is not the login itself (the form costs two page loads)."""
+    app: Flask = server.app
+    db: Database = app.extensions["tracker.db"]
+    with db.session() as session:
+        user = find_user(session, email)
+    assert user is not None, f"no user {email}"
+    client = app.test_client()
+    log_in(client, user)
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    context = browser.new_context(**options)
+    context.add_cookies(
+        [{"name": cookie.key, "value": cookie.value, "url": server.url, "httpOnly": True}]
+    )
+    return context
 
 
 def wait_for(probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:

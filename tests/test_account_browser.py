@@ -17,7 +17,7 @@ import pyotp
 import pytest
 from flask import Flask
 
-from tests.browser import LiveServer
+from tests.browser import LiveServer, logged_in_context
 from tests.helpers import add_user
 from tests.mailserver import SmtpServer
 from tracker.db import Database
@@ -68,9 +68,9 @@ def test_an_api_key_is_created_used_and_revoked(
     with db.session() as session:
         add_site(session, SITE, owner=owner)
     base = live_server.url
-    context = browser.new_context()
+    context = logged_in_context(browser, live_server, EMAIL)
     page = context.new_page()
-    _log_in(page, base)
+    page.goto(f"{base}/sites")
     page.click(f"header a:has-text('{EMAIL}')")
     assert page.url == f"{base}/account"
     assert page.inner_text("#api-keys .empty") == "No API keys yet."
@@ -105,9 +105,8 @@ def test_two_factor_set_up_then_code_and_recovery_logins(
 ) -> None:
     add_user(db, EMAIL, PASSWORD, admin=False)
     base = live_server.url
-    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context = logged_in_context(browser, live_server, EMAIL, viewport={"width": 390, "height": 844})
     page = context.new_page()
-    _log_in(page, base)
     page.goto(f"{base}/account")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits a phone
     page.click("a:has-text('Set up two-factor login')")

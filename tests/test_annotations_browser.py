@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import logged_in_context
 from tests.helpers import add_user
 from tests.stats_fixture import SITE, store_fixture
 from tracker.annotations import add_annotation
@@ -32,12 +33,10 @@ def test_markers_read_their_notes_and_the_form_adds_one(app, db, browser, live_s
         site = find_site(session, SITE)
         add_annotation(session, site, "2026-03-02", "Launch")
         add_annotation(session, site, "2026-03-02", SCRIPT)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = logged_in_context(
+        browser, live_server, "owner@example.com", viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
     page.goto(f"{live_server.url}/sites/{SITE}?{WEEK}")
     # Two notes on Monday: one marker; hovering it shows the day and both notes.
     assert page.locator(".chart .note").count() == 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import LiveServer, log_in_page
+from tests.browser import LiveServer, logged_in_context
 from tests.helpers import add_user
 from tracker import audit
 from tracker.db import Database
@@ -48,8 +48,8 @@ def test_the_audit_log_fits_a_phone(db: Database, browser: Any, live_server: Liv
             "cost.import",
             "Imported 1,234 cost rows from google-ads-export-2026-11-spring_sale_final.csv",
         )
-    page = browser.new_context(viewport=PHONE).new_page()
-    log_in_page(page, live_server.url, OWNER, PASSWORD)
+    context = logged_in_context(browser, live_server, OWNER, viewport=PHONE)
+    page = context.new_page()
     page.goto(f"{live_server.url}/sites/{SITE}/settings")
     edges = page.evaluate(EDGES)
     assert len(edges) > 10
@@ -58,3 +58,4 @@ def test_the_audit_log_fits_a_phone(db: Database, browser: Any, live_server: Liv
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     text = page.inner_text("#audit table")
     assert OWNER in text and "google-ads-export-2026-11-spring_sale_final.csv" in text
+    context.close()

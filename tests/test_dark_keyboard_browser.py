@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.browser import log_in_page
+from tests.browser import logged_in_context
 from tests.helpers import add_user, store_events
 
 pytestmark = [
@@ -34,35 +34,34 @@ FOCUSED = """() => {
 }"""
 
 
-def _open(browser, live_server, size, scheme):
-    page = browser.new_context(viewport=size, color_scheme=scheme).new_page()
-    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
-    page.goto(f"{live_server.url}/sites/{SITE}?source=Google")
-    return page
-
-
 @pytest.mark.parametrize("size", SIZES, ids=["1440", "390"])
 def test_dark_mode_and_keyboard_path(app, db, browser, live_server, size):
     moment = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     store_events(app, [{"timestamp": moment, "referrer": "https://www.google.com/"}], site=SITE)
     add_user(db, "owner@example.com", PASSWORD)
 
-    light = _open(browser, live_server, size, "light")
-    assert light.evaluate(LUMINANCE, ["body", "backgroundColor"]) > 0.8
-    assert light.evaluate(LUMINANCE, [".card", "color"]) < 0.1
-    dark = _open(browser, live_server, size, "dark")
-    assert dark.evaluate(LUMINANCE, ["body", "backgroundColor"]) < 0.05
-    assert dark.evaluate(LUMINANCE, [".card", "backgroundColor"]) < 0.05
-    assert dark.evaluate(LUMINANCE, [".card", "color"]) > 0.6
-    assert dark.evaluate(LUMINANCE, ["input, textarea", "backgroundColor"]) < 0.05
+    context = logged_in_context(
+        browser, live_server, "owner@example.com", viewport=size, color_scheme="light"
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/sites/{SITE}?source=Google")
+    assert page.evaluate(LUMINANCE, ["body", "backgroundColor"]) > 0.8
+    assert page.evaluate(LUMINANCE, [".card", "color"]) < 0.1
+    # The system turns dark: the open page follows, with no reload.
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(LUMINANCE, ["body", "backgroundColor"]) < 0.05
+    assert page.evaluate(LUMINANCE, [".card", "backgroundColor"]) < 0.05
+    assert page.evaluate(LUMINANCE, [".card", "color"]) > 0.6
+    assert page.evaluate(LUMINANCE, ["input, textarea", "backgroundColor"]) < 0.05
 
     reached = []
     for _ in range(120):
-        dark.keyboard.press("Tab")
-        where, outline, width = dark.evaluate(FOCUSED)
+        page.keyboard.press("Tab")
+        where, outline, width = page.evaluate(FOCUSED)
         if where != "other":
             reached.append(where)
             assert outline != "none" and width >= 2, where  # the focus can be seen
         if "tab" in reached:
             break
     assert reached.index("period") < reached.index("filter") < reached.index("tab")
+    context.close()

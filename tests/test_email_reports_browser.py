@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.browser import LiveServer
+from tests.browser import LiveServer, logged_in_context
 from tests.helpers import add_user, store_events
 from tests.mailserver import SmtpServer
 from tracker.db import Database
@@ -60,14 +60,10 @@ def test_admin_sets_up_reports_and_alerts(
         add_site(session, SITE, owner=owner)
     store_events(app, [{"url": f"https://{SITE}/pricing", "timestamp": "2026-03-02T09:00:00Z"}],
                  site=SITE)  # fmt: skip
-    context = browser.new_context(viewport={"width": width, "height": 900})
+    context = logged_in_context(
+        browser, live_server, "owner@example.com", viewport={"width": width, "height": 900}
+    )
     page = context.new_page()
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-    page.wait_for_load_state()
-
     page.goto(f"{live_server.url}/sites/{SITE}/settings#email-reports")
     assert "Nobody receives reports yet." in page.inner_text("#email-reports")
     page.fill("#add-recipient input[name=email]", "team@example.com")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.browser import LiveServer, TestSite, wait_for
+from tests.browser import LiveServer, TestSite, logged_in_context, wait_for
 from tests.helpers import add_user
 from tracker.db import Database
 from tracker.db.models import Event, Site
@@ -88,15 +88,12 @@ def test_purchase_button_with_revenue_shows_in_the_goals_card(
             session, site, name="Purchase", kind="event", event_name="Purchase", currency="EUR"
         )
 
-    owner = browser.new_context(viewport={"width": 1280, "height": 900})
+    owner = logged_in_context(
+        browser, live_server, "owner@example.com", viewport={"width": 1280, "height": 900}
+    )
     page = owner.new_page()
     # Script errors only: the app has no /favicon.ico, a 404 chromium logs to the console.
     errors = watch(page, console=False)
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{live_server.url}/sites")
     page.goto(f"{live_server.url}/sites/{SITE}")
     goals = page.locator("#goals")
     assert goals.locator("h2").text_content() == "Goals"

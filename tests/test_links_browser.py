@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
-from tests.browser import LiveServer, TestSite, wait_for
+from tests.browser import LiveServer, TestSite, logged_in_context, wait_for
 from tests.helpers import add_user
 from tracker.db import Database
 from tracker.db.models import Site, Visit
@@ -73,15 +73,10 @@ def test_a_built_link_brings_a_visit_to_exactly_its_campaign(
         f"{script}</head><body><h1 id='pricing'>Prices</h1></body></html>",
     )
 
-    context = browser.new_context(viewport=PHONE)
+    context = logged_in_context(browser, live_server, "owner@example.com", viewport=PHONE)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
     errors = watch(page)
-    page.goto(f"{live_server.url}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{live_server.url}/sites")
     page.goto(f"{live_server.url}/sites/{SITE}/links")
     assert no_sideways_scroll(page)
 

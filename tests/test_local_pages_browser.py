@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import log_in_page, wait_for
+from tests.browser import logged_in_context, wait_for
 from tests.helpers import add_user
 from tracker.db.models import Site
 from tracker.web.local_pages import recent_local_page
@@ -39,14 +39,14 @@ def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_
     with db.session() as session:
         session.add(Site(domain=SITE, timezone="UTC", allowed_hostnames=["127.0.0.1"]))
     data_dir = app.extensions["tracker.settings"].data_dir
-    phone, desktop = (browser.new_context(viewport=size) for size in reversed(SIZES))
-    waiting = phone.new_page()
-    log_in_page(waiting, live_server.url, "owner@example.com", PASSWORD)
+    owner = logged_in_context(browser, live_server, "owner@example.com", viewport=SIZES[1])
+    waiting = owner.new_page()
     waiting.goto(f"{live_server.url}/sites/{SITE}")
     note = waiting.locator("[data-local-note]")
     assert not note.is_visible()  # no local page yet: nothing to explain
 
-    tester = browser.new_context().new_page()
+    visitor = browser.new_context()
+    tester = visitor.new_page()
     tester.goto(test_site.page("/plain", _page_with("", live_server.url)))
     assert wait_for(lambda: recent_local_page(data_dir)) == test_site.url
     # The open page's check learns it at its next poll, and says what to do.
@@ -58,8 +58,8 @@ def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_
     assert _inside(waiting, "[data-local-note]", 390)
     assert _inside(waiting, "details[data-local] textarea", 390)
 
-    page = desktop.new_page()
-    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
+    page = owner.new_page()
+    page.set_viewport_size(SIZES[0])
     page.goto(f"{live_server.url}/sites/{SITE}")  # rendered with the note, no poll needed
     assert page.locator("[data-local-note]").is_visible()
     assert test_site.url in page.locator("[data-local-note]").inner_text()
@@ -68,3 +68,5 @@ def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_
     tester.goto(test_site.page("/allowed", _page_with(" data-allow-local", live_server.url)))
     status = waiting.locator("[data-status-text]")
     status.filter(has_text="First pageview received").wait_for(timeout=10_000)
+    visitor.close()
+    owner.close()

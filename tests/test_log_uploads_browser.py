@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import wait_for
+from tests.browser import logged_in_context, wait_for
 from tests.helpers import add_user
 from tests.test_accesslog_load import LINES
 from tracker.jobs import find_job
@@ -22,13 +22,6 @@ PASSWORD = "correct horse"
 SITE = "example.com"
 
 
-def log_in(page, base):
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", "owner@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-
-
 @pytest.mark.parametrize(("width", "height"), [(390, 844), (1440, 900)])
 def test_upload_progress_and_summary(app, db, browser, live_server, tmp_path: Path, width, height):
     owner = add_user(db, "owner@example.com", PASSWORD)
@@ -36,9 +29,10 @@ def test_upload_progress_and_summary(app, db, browser, live_server, tmp_path: Pa
         add_site(session, SITE, owner=owner)
     log = tmp_path / "access.log"
     log.write_bytes(b"".join(LINES))
-    context = browser.new_context(viewport={"width": width, "height": height})
+    context = logged_in_context(
+        browser, live_server, "owner@example.com", viewport={"width": width, "height": height}
+    )
     page = context.new_page()
-    log_in(page, live_server.url)
     page.goto(f"{live_server.url}/sites/{SITE}/settings#import")
     assert page.locator("#import .empty").inner_text() == "No access log imported yet."
     page.set_input_files("#import-logs input[type=file]", str(log))

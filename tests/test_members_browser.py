@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import LiveServer
+from tests.browser import LiveServer, logged_in_context
 from tests.helpers import add_user, store_events
 from tracker.db import Database
 from tracker.sites import add_site
@@ -42,10 +42,8 @@ def test_owner_invites_a_viewer_who_sees_only_that_site(
     store_events(app, [{"url": f"https://{SITE}/pricing"}], site=SITE)
     base = live_server.url
 
-    owners = browser.new_context()
+    owners = logged_in_context(browser, live_server, "owner@example.com")
     page = owners.new_page()
-    page.goto(f"{base}/login")
-    _log_in(page, "owner@example.com", OWNER_PASSWORD)
     page.goto(f"{base}/sites/{SITE}/settings#members")
     page.fill("#invite input[name=email]", "viewer@example.com")
     page.select_option("#invite-role", "viewer")

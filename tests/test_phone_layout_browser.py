@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.browser import log_in_page
+from tests.browser import logged_in_context
 from tests.helpers import add_user, store_events
 
 pytestmark = [
@@ -62,8 +62,8 @@ def _inside(box: list[float], outer: list[float]) -> bool:
 def test_nothing_overlaps(app, db, browser, live_server, size):
     _traffic(app)
     add_user(db, "owner@example.com", PASSWORD)
-    page = browser.new_context(viewport=size).new_page()
-    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
+    context = logged_in_context(browser, live_server, "owner@example.com", viewport=size)
+    page = context.new_page()
     page.goto(f"{live_server.url}/sites/{SITE}?period=30d")
     assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
 
@@ -102,3 +102,4 @@ def test_nothing_overlaps(app, db, browser, live_server, size):
              if h.is_visible()]  # fmt: skip
     assert "scroll depth" in shown and "bounce rate" in shown
     assert ("pageviews" in shown) == (size["width"] > 640)
+    context.close()

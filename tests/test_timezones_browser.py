@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import log_in_page
+from tests.browser import logged_in_context
 from tests.helpers import add_user
 from tracker.sites import find_site
 from tracker.web.timezones import timezone_choices
@@ -30,9 +30,10 @@ def test_new_site_takes_the_browser_zone_from_one_searchable_list(
     app, db, browser, live_server, size, zone, domain
 ):
     add_user(db, "owner@example.com", PASSWORD)
-    context = browser.new_context(viewport=size, timezone_id=zone)
+    context = logged_in_context(
+        browser, live_server, "owner@example.com", viewport=size, timezone_id=zone
+    )
     page = context.new_page()
-    log_in_page(page, live_server.url, "owner@example.com", PASSWORD)
     page.goto(f"{live_server.url}/sites")
     field = page.locator("input[name=timezone]")
     assert field.input_value() == zone

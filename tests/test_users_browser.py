@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import LiveServer, log_in_page
+from tests.browser import LiveServer, log_in_page, logged_in_context
 from tests.helpers import add_user
 from tracker.accounts import find_user
 from tracker.db import Database
@@ -34,9 +34,9 @@ def test_an_administrator_adds_a_user_who_sets_a_password_and_logs_in(
     )
     base = live_server.url
 
-    admins = browser.new_context(viewport=PHONE)
+    admins = logged_in_context(browser, live_server, ROOT, viewport=PHONE)
     page = admins.new_page()
-    log_in_page(page, base, ROOT, ROOT_PASSWORD)
+    page.goto(f"{base}/sites")
     page.click("header a:has-text('Users')")
     page.wait_for_url(f"{base}/admin/users")  # loaded, styles applied, before measuring
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

@@ -6,6 +6,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from tests.browser import logged_in_context
 from tests.helpers import add_user, store_events
 from tests.stats_fixture import DAY, SITE, store_fixture
 
@@ -25,13 +26,6 @@ PAYLOADS = [
     "javascript:window.__xss='url'",
     "</title><img src=x onerror=window.__xss='img'>",
 ]
-
-
-def log_in(page, base, email="owner@example.com"):
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
 
 
 def _canary_events(site):
@@ -72,11 +66,10 @@ def _visit_everything(page, base, site):
 def test_xss_canary_never_runs(app, db, browser, live_server):
     add_user(db, "owner@example.com", PASSWORD)
     store_events(app, _canary_events("xss.example"), site="xss.example")
-    context = browser.new_context()
+    context = logged_in_context(browser, live_server, "owner@example.com")
     page = context.new_page()
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    log_in(page, live_server.url)
     seen = _visit_everything(page, live_server.url, "xss.example")
     assert len(seen) > 20
     # The payloads are shown as text, and filtering by one keeps them inert.
@@ -93,9 +86,10 @@ def test_clicking_a_source_filters_the_page(app, db, browser, live_server):
     add_user(db, "owner@example.com", PASSWORD)
     store_fixture(app)
     ARTIFACTS.mkdir(exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = logged_in_context(
+        browser, live_server, "owner@example.com", viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
-    log_in(page, live_server.url)
     page.goto(f"{live_server.url}/sites/{SITE}?{DAY}")
     assert page.locator(".kpis a").first.inner_text().split("\n")[:2] == ["VISITORS", "3"]
     page.locator("#sources tbody a", has_text="Google").click()
@@ -125,15 +119,15 @@ def test_phone_layout_and_screenshots(app, db, browser, live_server):
     for events in demo_days("demo.example", days=14, visits_per_day=60):
         store_events(app, events, site="demo.example")
     ARTIFACTS.mkdir(exist_ok=True)
+    context = logged_in_context(browser, live_server, "owner@example.com")
+    page = context.new_page()
     for name, width, height in (("desktop", 1280, 900), ("phone", 390, 844)):
-        context = browser.new_context(viewport={"width": width, "height": height})
-        page = context.new_page()
-        log_in(page, live_server.url)
+        page.set_viewport_size({"width": width, "height": height})
         page.goto(f"{live_server.url}/sites/demo.example?period=7d")
         # Nothing wider than the screen: no sideways scrolling on a phone.
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(ARTIFACTS / f"stats-{name}.png"), full_page=True)
-        context.close()
+    context.close()
 
 
 def test_empty_state_turns_green_by_itself(app, db, browser, live_server):
@@ -142,9 +136,8 @@ def test_empty_state_turns_green_by_itself(app, db, browser, live_server):
     add_user(db, "owner@example.com", PASSWORD)
     with db.session() as session:
         add_site(session, "new.example")
-    context = browser.new_context()
+    context = logged_in_context(browser, live_server, "owner@example.com")
     page = context.new_page()
-    log_in(page, live_server.url)
     page.goto(f"{live_server.url}/sites/new.example")
     assert page.locator("[data-status-text]").inner_text() == "Waiting for the first pageview…"
     store_events(app, [{"url": "https://new.example/"}], site="new.example")
@@ -163,10 +156,10 @@ def test_realtime_bars_stay_inside_their_box(app, db, browser, live_server):
         [{"url": f"https://{SITE}/p{i % 3}", "ip": f"203.0.113.{i}"} for i in range(7)],
         site=SITE,
     )
+    context = logged_in_context(browser, live_server, "owner@example.com")
+    page = context.new_page()
     for width, height in ((1440, 900), (390, 844)):
-        context = browser.new_context(viewport={"width": width, "height": height})
-        page = context.new_page()
-        log_in(page, live_server.url)
+        page.set_viewport_size({"width": width, "height": height})
         page.goto(f"{live_server.url}/sites/{SITE}/realtime")
         box = page.locator(".realtime .bars").bounding_box()
         bars = [b.bounding_box() for b in page.locator(".realtime .bars span").all()]
@@ -177,4 +170,4 @@ def test_realtime_bars_stay_inside_their_box(app, db, browser, live_server):
         assert max(bar["height"] for bar in bars) == pytest.approx(box["height"], abs=1)
         axis = page.locator(".realtime .axis").inner_text()
         assert "busiest minute: 7 pageviews" in axis
-        context.close()
+    context.close()

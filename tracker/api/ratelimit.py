@@ -11,12 +11,13 @@ the same table (tracker/web/login_guard.py), under keys no API key hash can equa
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, String, Table, bindparam, case, select, text
+from sqlalchemy import BigInteger, Insert, Select, String, Table, bindparam, case, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.db import Database
@@ -27,29 +28,37 @@ HOUR_SECONDS = 3600.0
 limits = cast(Table, ApiRateLimit.__table__)
 
 
+@functools.cache
+def _statements(dialect_name: str, per_hour: int) -> tuple[Insert, Select[Any]]:
+    """The upsert that takes a token and the bucket's read, for one dialect and allowance:
+    built once per process (building them cost more than running them, for every app)."""
+    key, now_ms = bindparam("key", type_=String), bindparam("now_ms", type_=BigInteger)
+    capacity, refill_per_ms = float(per_hour), per_hour / HOUR_SECONDS / 1000
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    full = limits.c.tokens + (now_ms - limits.c.updated_ms) * refill_per_ms
+    refilled = case((full > capacity, capacity), else_=full)
+    take = (
+        dialect.insert(limits)
+        .values(key_hash=key, tokens=capacity - 1, updated_ms=now_ms)
+        .on_conflict_do_update(
+            index_elements=[limits.c.key_hash],
+            set_={"tokens": refilled - 1, "updated_ms": now_ms},
+            where=refilled >= 1,  # no token: the row stays and nothing is returned
+        )
+        .returning(limits.c.tokens)
+    )
+    bucket = select(limits.c.tokens, limits.c.updated_ms).where(limits.c.key_hash == key)
+    return take, bucket
+
+
 class RateLimiter:
     def __init__(self, db: Database, per_hour: int, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.capacity = float(per_hour)
         self.refill_per_ms = per_hour / HOUR_SECONDS / 1000
         self.clock = clock  # wall-clock seconds: every process must read the same time
-        # Built once: statement construction would cost more than running it.
-        key, now_ms = bindparam("key", type_=String), bindparam("now_ms", type_=BigInteger)
         self.postgresql = db.engine.dialect.name == "postgresql"
-        dialect = postgresql if self.postgresql else sqlite
-        full = limits.c.tokens + (now_ms - limits.c.updated_ms) * self.refill_per_ms
-        refilled = case((full > self.capacity, self.capacity), else_=full)
-        self._take = (
-            dialect.insert(limits)
-            .values(key_hash=key, tokens=self.capacity - 1, updated_ms=now_ms)
-            .on_conflict_do_update(
-                index_elements=[limits.c.key_hash],
-                set_={"tokens": refilled - 1, "updated_ms": now_ms},
-                where=refilled >= 1,  # no token: the row stays and nothing is returned
-            )
-            .returning(limits.c.tokens)
-        )
-        self._bucket = select(limits.c.tokens, limits.c.updated_ms).where(limits.c.key_hash == key)
+        self._take, self._bucket = _statements(db.engine.dialect.name, per_hour)
 
     def wait(self, key: str) -> int:
         """Seconds until `key` may spend one request (0: now), spending nothing."""

@@ -57,7 +57,7 @@ _builders: dict[tuple[object, ...], Callable[..., tuple[str, str]]] = {}
 @functools.wraps(_compile_builder)
 def _compile_builder_once(self: Rule, append_unknown: bool = True) -> Any:
     defaults = self.defaults or {}
-    if any(is_dynamic and part in defaults for is_dynamic, part in self._trace):
+    if defaults and any(is_dynamic and part in defaults for is_dynamic, part in self._trace):
         return _compile_builder(self, append_unknown)
     key = (self.rule, append_unknown, tuple(self._trace), tuple(defaults))
     builder = _builders.get(key)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
+from tests.browser import LiveServer
 from tests.helpers import DEFAULT_USER_AGENT
 from tracker.db.models import Event
 from tracker.sites import add_site
@@ -37,11 +37,9 @@ window.results = Promise.all([
 
 @pytest.fixture
 def collector(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    server = LiveServer(app)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
@@ -59,9 +57,13 @@ def page_origin() -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll makes shutdown() quick (the default half second was each test's teardown).
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     yield f"http://localhost:{server.server_port}"
     server.shutdown()
+    server.server_close()
 
 
 def test_browser_posts_cross_origin(

@@ -5,10 +5,12 @@ which does record. Checked at 1440x900 and 390x844."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.browser import logged_in_context, wait_for
 from tests.helpers import add_user
-from tracker.db.models import Site
+from tracker.db import Database
+from tracker.db.models import Event, Site
 from tracker.web.local_pages import recent_local_page
 
 pytestmark = [
@@ -29,6 +31,11 @@ def _page_with(tag_attrs: str, collector: str) -> str:
     )
 
 
+def stored_events(db: Database) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(Event)) or 0
+
+
 def _inside(page, selector: str, width: int) -> bool:
     box = page.locator(selector).bounding_box()
     return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
@@ -41,6 +48,9 @@ def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_
     data_dir = app.extensions["tracker.settings"].data_dir
     owner = logged_in_context(browser, live_server, "owner@example.com", viewport=SIZES[1])
     waiting = owner.new_page()
+    # The page's clock is the test's to move on: its next poll of status.json comes when the
+    # test has made something to see, not up to 3 s later.
+    waiting.clock.install()
     waiting.goto(f"{live_server.url}/sites/{SITE}")
     note = waiting.locator("[data-local-note]")
     assert not note.is_visible()  # no local page yet: nothing to explain
@@ -50,6 +60,7 @@ def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_
     tester.goto(test_site.page("/plain", _page_with("", live_server.url)))
     assert wait_for(lambda: recent_local_page(data_dir)) == test_site.url
     # The open page's check learns it at its next poll, and says what to do.
+    waiting.clock.run_for(3000)
     note.wait_for(state="visible", timeout=10_000)
     assert test_site.url in note.inner_text()
     assert waiting.locator("details[data-local]").get_attribute("open") is not None
@@ -66,6 +77,8 @@ def test_local_page_is_explained_and_allow_local_records(app, db, browser, live_
     assert _inside(page, "details[data-local] textarea", 1440)
 
     tester.goto(test_site.page("/allowed", _page_with(" data-allow-local", live_server.url)))
+    assert wait_for(lambda: stored_events(db) >= 1), "the allowed local page was not recorded"
+    waiting.clock.run_for(3000)
     status = waiting.locator("[data-status-text]")
     status.filter(has_text="First pageview received").wait_for(timeout=10_000)
     visitor.close()

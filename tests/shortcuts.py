@@ -13,8 +13,9 @@ builds one app per process.
 
 Passwords: hashed with scrypt at 1/256 of werkzeug's default work factor (N=2**7, not
 2**15; the least OpenSSL computes within the memory werkzeug allows it): a hash or a check
-costs 0.4 ms of CPU instead of 100, and tests create users and log in thousands of times. A check reads the factor from the stored hash, so logins stay real;
-the dummy hash that failed logins are checked against gets the same factor.
+costs 0.4 ms of CPU instead of 100, and tests create users and log in thousands of times.
+A check reads the factor from the stored hash, so logins stay real; the dummy hash that
+failed logins are checked against gets the same factor.
 
 Templates: each app has its own Jinja environment, which parsed and compiled every template
 it rendered (a tenth of a page test's CPU); the compiled code is kept per process in

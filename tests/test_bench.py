@@ -23,6 +23,10 @@ from bench.run import main
 from tracker.db import Database
 from tracker.stats import SiteRef, parse_query, run
 
+# Slow, all of them: they build the bench's datasets (a few CPU-s per module and worker) or
+# run its harness; `make test` and CI run them, `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 
 def _built_once(factory: pytest.TempPathFactory, events: int, *, wide: bool) -> Path:
     """A cache folder holding the dataset, generated once per module and worker (2 CPU-s)."""
@@ -88,7 +92,6 @@ def _builder_running() -> bool:
     return False
 
 
-@pytest.mark.slow  # a process of its own builds a month of rollups
 def test_rollups_built_by_another_process_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,7 +210,6 @@ def test_profile_summary_charges_innermost_package() -> None:
     assert summary.ours == {"ingest (tracker/ingest.py)": 40}
 
 
-@pytest.mark.slow
 def test_harness_runs_tiny(
     tiny: datagen.Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -310,7 +312,6 @@ def test_filter_matrix_stops_a_slow_statement(tiny: datagen.Dataset) -> None:
         db.dispose()
 
 
-@pytest.mark.slow
 def test_filter_matrix_runs_tiny(
     tiny: datagen.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,7 +339,6 @@ def test_filter_matrix_runs_tiny(
     assert "columnar store build" in names
 
 
-@pytest.mark.slow
 def test_filter_matrix_columnar_pass_alone_keeps_its_store(
     tiny: datagen.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,7 +365,6 @@ def test_filter_matrix_columnar_pass_alone_keeps_its_store(
     assert "columnar store refresh" in names and "columnar store build" not in names
 
 
-@pytest.mark.slow
 def test_jobs_bench_runs_tiny(tiny: datagen.Dataset, tmp_path: Path) -> None:
     from bench import jobs
 

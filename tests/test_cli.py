@@ -139,6 +139,7 @@ def test_duplicates_are_refused(env):
     assert result.returncode == 1 and "already exists" in result.stderr
 
 
+@pytest.mark.slow  # a process of its own, importing the whole app (a second of CPU)
 def test_console_script_reports_unreachable_database_in_one_line():
     environ = dict(os.environ, TRACKER_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/x")
     # The console script sits beside the interpreter running the tests (the venv's bin/).

@@ -3,6 +3,7 @@
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -126,6 +127,7 @@ def test_demo_command_fills_a_site_through_the_pipeline(database_url, tmp_path):
         db.dispose()
 
 
+@pytest.mark.slow  # two weeks of demo traffic through the pipeline
 def test_demo_conversions_differ_by_source_and_carry_revenue(app, db):
     """Two weeks of demo traffic through the pipeline, with the demo's goals: the Goals
     report has conversions and EUR revenue, and conversion mode tells sources apart."""
@@ -207,6 +209,7 @@ def demo_spend_rows_expected() -> int:
     return SPEND_DAYS * always + (flight[1] - flight[0] + 1)
 
 
+@pytest.mark.slow  # 90 days of demo traffic generated
 def test_demo_history_grows_and_has_a_campaign_burst():
     """90 days, so the default view (30 days against the 30 before) has a change to show."""
     days = list(demo_days("demo.example", days=90, visits_per_day=150, now=NOW))

@@ -33,7 +33,7 @@ from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
 from tracker.stats.compiler import outer, plan_for, raw_buckets
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.goals import matched_on_events
+from tracker.stats.goals import matched_on_events, with_goals
 from tracker.stats.metrics import parts_for
 from tracker.stats.query import GoalSpec, Query, SiteRef, site_ref
 from tracker.stats.rollups import refresh_site
@@ -369,7 +369,13 @@ FLAGGED_REPORTS: list[dict[str, str]] = [
 FLAGGED_GOAL_REPORTS: list[dict[str, str]] = [
     {"metrics": "visitors,visits,conversions", "goal": "Signup|Blog", "dimension": "visit:source"},
     {"metrics": f"{VISIT_METRICS},pageviews", "goal": "Blog", "dimension": "time:day"},
-]
+    # A page breakdown: a goal filter keeps or drops whole visits, as a visit filter does.
+    {"metrics": "visitors,pageviews", "goal": "Blog", "dimension": "event:page"},
+    {"metrics": "visitors,pageviews", "goal": "!Signup", "dimension": "event:page"},
+    {"metrics": "visitors,pageviews", "goal": "Pricing|Partner", "dimension": "event:page",
+     "source": "!Google"},
+    {"metrics": "visitors", "goal": "Signup", "dimension": "event:page", "page": "~a"},
+]  # fmt: skip
 
 
 def _in_utc(db: Database, site: Site) -> Site:
@@ -410,9 +416,14 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
         assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0], args
         assert assert_same(db, utc, args, WEEK) == "columnar+live", args
-    # A visit report under a goal (`is`): the converting visits' visitors likewise.
+    # Under a goal: a visit report (`is`), a page breakdown (any goal filter) likewise.
     add_goals(db, utc)
     for args in FLAGGED_GOAL_REPORTS:
+        if args.get("dimension") == "event:page":
+            with db.engine.connect() as conn:
+                q = matched_on_events(with_goals(conn, query(utc, args)))
+            stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
+            assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0], args
         assert_store_answers(db, utc, args)
 
 
@@ -656,22 +667,29 @@ def test_event_reports_read_events_alone(args: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "looked_up"),
+    ("args", "form"),
     [
         # A visit report under `is`: each converting visit's first matching event.
-        ({"metrics": VISIT_METRICS, "goal": "Blog|Signup"}, False),
+        ({"metrics": VISIT_METRICS, "goal": "Blog|Signup"}, "first events"),
         ({"metrics": f"{VISIT_METRICS},pageviews", "goal": "Blog", "dimension": "time:day",
-          "source": "Google"}, False),
-        # `is not`, and event reports: the converting visits' ids, from one scan.
-        ({"metrics": VISIT_METRICS, "goal": "!Blog|Signup", "dimension": "visit:source"}, True),
-        ({"metrics": ALL_METRICS, "goal": "Blog|Signup", "dimension": "event:page"}, True),
+          "source": "Google"}, "first events"),
+        # Event reports under `is`: the events joined to the converting visits' ids.
+        ({"metrics": ALL_METRICS, "goal": "Blog|Signup", "dimension": "event:page"}, "joined"),
+        ({"metrics": "visitors,pageviews", "goal": "Blog", "dimension": "event:page"},
+         "joined"),
+        # `is not`: the converting visits' ids looked up.
+        ({"metrics": VISIT_METRICS, "goal": "!Blog|Signup", "dimension": "visit:source"},
+         "looked up"),
+        ({"metrics": "visitors,pageviews", "goal": "!Blog", "dimension": "event:page"},
+         "looked up"),
     ],
 )  # fmt: skip
-def test_goal_filters_read_events_alone(args: dict[str, str], looked_up: bool) -> None:
+def test_goal_filters_read_events_alone(args: dict[str, str], form: str) -> None:
     """DuckDB matches a goal filter's goals on the store's events alone, without the join
-    to visits or goal_hits, in one scan whatever the goals: a visit report under `is` takes
-    each converting visit's facts from its first matching event; other reports look the
-    converting visits' ids up."""
+    to visits or goal_hits, in one scan whatever the goals, and without reading the events'
+    times (the visits' bounds are the report's own): a visit report under `is` takes each
+    converting visit's facts from its first matching event; an event report under `is`
+    joins its events to the converting visits' ids; `is not` looks those ids up."""
     site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
     goals = (
         GoalSpec(1, "Blog", "page", pattern="/blog*", hits_until_ms=DAY_MS),
@@ -683,9 +701,10 @@ def test_goal_filters_read_events_alone(args: dict[str, str], looked_up: bool) -
     plan = plan_for(q, parts_for(q.metrics))
     sql, _ = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
     assert "JOIN visits" not in sql and "goal_hits" not in sql, sql
-    assert "UNION" not in sql, sql  # one scan matches every goal
-    assert sql.count(" IN (SELECT") == looked_up, sql
-    if not looked_up:
+    assert "UNION" not in sql and "timestamp_ms >=" not in sql, sql
+    assert sql.count(" IN (SELECT") == (form == "looked up"), sql
+    assert ("JOIN (SELECT" in sql) == (form == "joined"), sql
+    if form != "looked up":
         assert "FROM visits" not in sql and "visits." not in sql, sql
 
 

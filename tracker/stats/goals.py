@@ -183,15 +183,16 @@ def any_matches(goals: Sequence[GoalSpec]) -> ColumnElement[bool]:
 
 
 def goal_clause(
-    query: Query, written: Callable[[Select], Select] | None = None
+    query: Query, converting: Callable[[Query, Sequence[GoalSpec]], Select] | None = None
 ) -> ColumnElement[bool] | None:
     """The visits a goal filter keeps: those with a matching event (or none, for `is not`).
-    `written`: the converting ids' statement in the form its engine runs faster."""
+    `converting`: the statement of the ids of visits converting on some goals, in the form
+    its engine runs faster (`converting_visit_ids` by default)."""
     flt = query.filter_for(GOAL)
     if flt is None:
         return None
-    ids = converting_visit_ids(query, selected_goals(query, flt))
-    converted = visits.c.id.in_(ids if written is None else written(ids))
+    ids = (converting or converting_visit_ids)(query, selected_goals(query, flt))
+    converted = visits.c.id.in_(ids)
     return not_(converted) if flt.op == "is_not" else converted
 
 

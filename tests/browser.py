@@ -104,8 +104,9 @@ def log_in_page(page: Any, base: str, email: str, password: str) -> None:
 
 def logged_in_context(browser: Any, server: LiveServer, email: str, **options: Any) -> Any:
     """A new browser context (`options` as for `browser.new_context`) holding the session
-    cookie of `email`'s login on `server`, made by the app as its login form would: for tests
-    whose subject is not the login itself (the form costs two page loads)."""
+    cookie of `email`'s login on `server`, signed by the app with what the login form stores
+    in the session (helpers.log_in; the last-login time is not noted): for tests whose subject
+    is not the login itself (the form costs two page loads)."""
     app: Flask = server.app
     db: Database = app.extensions["tracker.db"]
     with db.session() as session:

@@ -23,7 +23,14 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 
 from tests.helpers import DEFAULT_USER_AGENT
-from tests.served import event_body, free_port, post_event, prepare_data_dir, stored_rows
+from tests.served import (
+    event_body,
+    free_port,
+    group_alive,
+    post_event,
+    prepare_data_dir,
+    stored_rows,
+)
 from tests.waiting import connections_accepted, signal_pending, wait_until
 from tracker.cli import cli
 from tracker.storage.spool import pending_segments
@@ -120,9 +127,12 @@ class Server:
         assert done.exit_code == 0, (done.output, done.exception)
 
     def stop(self) -> None:
+        """kill -9 of every process of the server (its own process group), once all are
+        gone: with them their locks on spool segments, which the replay would skip."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        self.proc.wait(timeout=30)
+        wait_until(lambda: not group_alive(self.proc.pid), "every process of the server gone")
 
 
 @pytest.fixture
@@ -174,7 +184,7 @@ def test_every_202_survives_kill_minus_9(server: Server) -> None:
     killer.start()
     send_many(server, paths, threads=16, statuses=statuses)
     killer.join()
-    server.proc.wait(timeout=30)
+    server.stop()  # once every killed process is gone
     accepted = {path for path, status in statuses.items() if status == 202}
     assert len(accepted) >= 100
     assert len(accepted) < len(paths)  # the kill really happened mid-stream

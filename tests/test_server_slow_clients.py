@@ -30,9 +30,11 @@ from tracker.server_worker import (
 from tracker.web.spend import MAX_PAGE_BYTES
 
 # Short, as the tests wait them out (their slow clients until closed, threads until their
-# writes give up), yet several times what the requests sent in pieces take (0.3 s a piece).
+# writes give up), yet five times what the requests sent in pieces take at most (a head in
+# two pieces, a body in three).
 HEADER_SECONDS = 2
 BODY_SECONDS = 3
+PIECE_SECONDS = 0.2  # between the pieces of a request
 # Far below what the faults cost (2 s per silent connection in the event loop: 64 s for
 # SLOW_SOCKETS; threads held until the clients' timeouts, or forever), far above what a
 # healthy server takes on a loaded shared machine (up to 10 s seen at load 10).
@@ -340,13 +342,13 @@ def test_clients_that_do_not_read_their_answers_do_not_hold_threads_for_ever(
 def test_requests_arriving_in_pieces_within_the_timeouts_are_served(server: Server) -> None:
     body = event_body("/pieces")
     head = beacon_head(len(body))
-    answer = raw_request(server, head[:20], head[20:], body[:5], body[5:], pause=0.3)
+    answer = raw_request(server, head[:20], head[20:], body[:5], body[5:], pause=PIECE_SECONDS)
     assert answer.startswith(b"HTTP/1.1 202 ")
 
     chunked = beacon_head(0).replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
     body = event_body("/chunked")
     chunks = [b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])]
-    answer = raw_request(server, chunked, *chunks, b"0\r\n\r\n", pause=0.3)
+    answer = raw_request(server, chunked, *chunks, b"0\r\n\r\n", pause=PIECE_SECONDS)
     assert answer.startswith(b"HTTP/1.1 202 ")
     assert_stored(server, "/pieces", "/chunked")
 
@@ -355,7 +357,7 @@ def test_requests_arriving_in_pieces_within_the_timeouts_are_served(server: Serv
 def test_keep_alive_pipelining_and_expect_100_continue(server: Server) -> None:
     get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     close = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    answer = raw_request(server, get + get[:10], get[10:] + close, pause=0.3)
+    answer = raw_request(server, get + get[:10], get[10:] + close, pause=PIECE_SECONDS)
     assert answer.count(b"HTTP/1.1 200 ") == 3
 
     body = event_body("/continue")

@@ -301,8 +301,10 @@ def test_event_filtered_visit_facts_across_row_groups_and_threads(
 ) -> None:
     """A visit's facts under an event filter, or a goal filter, come from its first
     matching event in the scan's order (compiler.visit_ordered_buckets,
-    converting_visit_buckets): still exact with visits cut across row groups of a few
-    rows, read by several DuckDB threads."""
+    converting_visit_buckets), and an event breakdown under a goal joins its events to
+    each converting visit's first matching event (compiler.stored_converting_ids): still
+    exact with visits cut across row groups of a few rows, read by several DuckDB
+    threads."""
     monkeypatch.setattr(export, "ROW_GROUP_ROWS", 5)
     build(db, tmp_path / "columnar", site, date(2026, 10, 27))
     add_goals(db, site)
@@ -318,6 +320,8 @@ def test_event_filtered_visit_facts_across_row_groups_and_threads(
             {"metrics": ALL_METRICS, "page": "!/pricing", "device": "Desktop"},
             {"metrics": f"{VISIT_METRICS},pageviews", "goal": "Blog|Signup"},
             {"metrics": VISIT_METRICS, "goal": "Partner", "dimension": "visit:source"},
+            {"metrics": ALL_METRICS, "goal": "Blog|Signup", "dimension": "event:page"},
+            {"metrics": "visitors,events", "goal": "Signup|Partner", "dimension": "event:name"},
         ):
             assert assert_same(db, site, args, WEEK) == "columnar+live", args
     finally:

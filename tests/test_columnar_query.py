@@ -691,7 +691,7 @@ def test_event_reports_read_events_alone(args: dict[str, str]) -> None:
 def test_goal_filters_read_events_alone(args: dict[str, str], form: str) -> None:
     """DuckDB matches a goal filter's goals on the store's events alone, without the join
     to visits or goal_hits, in one scan whatever the goals, and without reading the events'
-    times (the visits' bounds are the report's own): a visit report under `is` takes each
+    times (the visits' starts bound them): a visit report under `is` takes each
     converting visit's facts from its first matching event; an event report under `is`
     joins its events to the converting visits' ids; `is not` looks those ids up."""
     site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
@@ -708,6 +708,8 @@ def test_goal_filters_read_events_alone(args: dict[str, str], form: str) -> None
     assert "UNION" not in sql and "timestamp_ms >=" not in sql, sql
     assert sql.count(" IN (SELECT") == (form == "looked up"), sql
     assert ("JOIN (SELECT" in sql) == (form == "joined"), sql
+    # The converting visits' ids bounded by their start too: the parts' other days skipped.
+    assert sql.count("started_ms >=") == (1 if form == "first events" else 2), sql
     if form != "looked up":
         assert "FROM visits" not in sql and "visits." not in sql, sql
 

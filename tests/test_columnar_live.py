@@ -11,6 +11,7 @@ stay the raw path's: a visit's events come at or after its start.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +23,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from tests.helpers import store_events
+from tracker.columnar import engine
 from tracker.columnar.build import CLOSE_AFTER_MS, refresh
 from tracker.columnar.layout import read_manifest
 from tracker.db import Database
@@ -164,3 +166,38 @@ def test_open_days_of_a_visit_report_read_visits_alone(
     assert "columnar+live" in stored.meta["paths"], args
     assert stored.rows == raw.rows, args
     assert not any(re.search(r"\bevents\b", sql) for sql, _ in seen), args
+
+
+def test_postgresql_reads_the_open_days_while_duckdb_sums_the_parts(
+    db: Database, site_query: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the open days' statement runs in another thread while DuckDB sums the
+    closed days: the request waits for the longer of the two, not their sum. The read here
+    starts only once the parts' statement is being built on the request's thread (it would
+    wait in vain were the two one after the other); the rows are still the raw path's."""
+    if db.is_sqlite:
+        pytest.skip("SQLite reads the open days on the request's thread")
+    query, _ = site_query
+    request_thread = threading.current_thread()
+    parts_begun = threading.Event()
+    readers: list[tuple[threading.Thread, bool]] = []
+    build_statement, read_rows = engine.raw_buckets, engine._live_rows
+
+    def parts_statement(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is request_thread:
+            parts_begun.set()
+        return build_statement(*args, **kwargs)
+
+    def open_days(*args: Any) -> Any:
+        readers.append((threading.current_thread(), parts_begun.wait(timeout=5)))
+        return read_rows(*args)
+
+    monkeypatch.setattr(engine, "raw_buckets", parts_statement)
+    monkeypatch.setattr(engine, "_live_rows", open_days)
+    for args in (EVENT_REPORTS[0], VISIT_REPORTS[0]):
+        q = query(args)
+        stored = run(db, q)
+        assert stored.meta["paths"] == ("columnar+live",), args
+        assert stored.rows == run(db, q, rollups=False).rows, args
+    assert len(readers) == 2
+    assert all(thread is not request_thread and waited for thread, waited in readers)

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from tests.test_spend import DAY, SITE, add_costs, cost, shop
+from tests.seeds import seeded_variants
+from tests.test_spend import DAY, SHOP_VARIANTS, SITE, add_costs, cost, seeded_shop, shop
 from tracker.db import Database
 from tracker.db.models import Goal, GoalTagDay, Site
 from tracker.stats import parse_query
 from tracker.stats.campaigns import CampaignReport, campaign_report
 
-
-@pytest.fixture(params=["raw events", "rollups"])
-def site(request: pytest.FixtureRequest, app: Flask, db: Database) -> Site:
-    return shop(app, db, rollups=request.param == "rollups")
+# `site`: test_spend's shop, stored once per module on each database (tests/seeds.py).
+variant_seeds_sqlite, variant_seeds_postgres, variant, sqlite_seed, postgres_seed, site = (
+    seeded_variants("campaigns", SHOP_VARIANTS, seeded_shop)
+)
 
 
 def report(db: Database, site: Site, level: str = "campaign", **args: str) -> CampaignReport:

@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.helpers import store_events
+from tests.seeds import seeded_variants
 from tracker.db import Database
 from tracker.db.models import AdCost, Goal, Site
 from tracker.stats import QueryError, parse_query, run
@@ -90,11 +91,6 @@ def add_costs(db: Database, rows: list[AdCost], currency: str = "EUR") -> None:
             }))  # fmt: skip
 
 
-@pytest.fixture(params=["raw events", "rollups"])
-def site(request: pytest.FixtureRequest, app: Flask, db: Database) -> Site:
-    return shop(app, db, rollups=request.param == "rollups")
-
-
 def shop(app: Flask, db: Database, *, rollups: bool) -> Site:
     """The site with its traffic, a Purchase goal and COSTS; `rollups`: the rollup job ran."""
     store_events(app, traffic(), site=SITE)
@@ -106,6 +102,21 @@ def shop(app: Flask, db: Database, *, rollups: bool) -> Site:
     if rollups:
         refresh_site(db, site_ref(found))
     return found
+
+
+SHOP_VARIANTS = ("raw events", "rollups")
+
+
+def seeded_shop(app: Flask, variant: str) -> Site:
+    """`shop` on the app's database, its rollups built for the "rollups" variant."""
+    return shop(app, app.extensions["tracker.db"], rollups=variant == "rollups")
+
+
+# `site`: the shop, stored once per module on each database (tests/seeds.py), its rollups
+# built or not (`variant`).
+variant_seeds_sqlite, variant_seeds_postgres, variant, sqlite_seed, postgres_seed, site = (
+    seeded_variants("spend", SHOP_VARIANTS, seeded_shop)
+)
 
 
 def report(db: Database, site: Site, **args: str) -> list[dict[str, Any]]:

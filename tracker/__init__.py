@@ -1,5 +1,5 @@
-"""tracker: self-hosted, privacy-first web analytics."""
+"""tracker: self-hosted, privacy-first web analytics.
 
-from tracker.app import create_app
-
-__all__ = ["create_app"]
+The web app is `tracker.app.create_app`; the command is `tracker.cli`. Nothing is imported
+here: each process (the writer, the jobs, a CLI command) loads only what it uses.
+"""

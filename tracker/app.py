@@ -9,8 +9,7 @@ from flask import Flask
 from tracker.columnar import engine as columnar_engine
 from tracker.columnar.layout import store_root
 from tracker.config import Settings, ensure_secret_key, load_settings
-from tracker.db import Database
-from tracker.db.engine import SQLITE_BUSY_TIMEOUT_MS
+from tracker.db import Database, open_database
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -51,11 +50,9 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper())
 
 
-def open_database(settings: Settings) -> Database:
-    # A writer waits for the SQLite lock at most half of a waiting request's patience, then
-    # retries, so the request can still be answered within store_timeout_seconds.
-    busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, settings.store_timeout_seconds * 500)
-    db = Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
+def open_app_database(settings: Settings) -> Database:
+    """The database, with the columnar store its reports read."""
+    db = open_database(settings)
     db.columnar_root = store_root(settings.data_dir)
     configure_columnar(settings)
     return db
@@ -71,7 +68,7 @@ def configure_columnar(settings: Settings) -> None:
 
 
 def _setup_database(app: Flask, settings: Settings) -> None:
-    app.extensions["tracker.db"] = open_database(settings)
+    app.extensions["tracker.db"] = open_app_database(settings)
 
 
 def _setup_web(app: Flask) -> None:

@@ -123,7 +123,7 @@ def run_jobs(settings: Settings) -> None:
 def run_writer(settings: Settings) -> None:
     """The host's drain (tracker.storage.drain), holding the writer lock that /healthz
     looks for; once stopped, it stores what is left in the spool before it exits."""
-    from tracker.app import open_database
+    from tracker.db import open_database
     from tracker.storage.drain import PASS_SECONDS, Drain, hold_writer_lock
     from tracker.storage.spool import spool_directory
 

@@ -6,11 +6,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from tracker.config import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # The PostgreSQL statement timeout of transactions begun in this context (thread), in ms;
@@ -60,6 +63,14 @@ def _apply_statement_timeout(conn: Connection) -> None:
             cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         finally:
             cursor.close()
+
+
+def open_database(settings: Settings) -> Database:
+    """The database of `settings`. A writer waits for the SQLite lock at most half of a
+    waiting request's patience, then retries, so the request can still be answered within
+    store_timeout_seconds."""
+    busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, settings.store_timeout_seconds * 500)
+    return Database(settings.resolved_database_url(), busy_timeout_ms=busy_timeout_ms)
 
 
 class Database:

@@ -27,8 +27,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.conftest import migrated_postgres_database, save_postgres_seed
+from tests.conftest import migrated_postgres_database
 from tests.helpers import csrf_token, log_in, session_token
+from tests.seeds import seed_postgres, seed_sqlite
 from tracker.accounts import create_api_key
 from tracker.alerts import SPIKE, add_rule
 from tracker.annotations import add_annotation
@@ -101,55 +102,47 @@ def _user(session: Session, email: str, admin: bool = False) -> User:
     return user
 
 
+def seeded_world(app: Flask) -> World:
+    return build_world(app.extensions["tracker.db"])
+
+
+# The world is built once per module and worker on each database, each test's a copy of it
+# (tests/seeds.py): a build costs ~25 ms of CPU on SQLite, a copy well under one.
+
+
 @pytest.fixture(scope="module")
-def seeded_world(
+def sqlite_world(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> tuple[Path, World]:
-    """The world built once per module in a SQLite file that each SQLite test's database is
-    a copy of (`sqlite_seed`): a build costs ~25 ms of CPU, a copy well under one."""
-    path = tmp_path_factory.mktemp("world") / "world.db"
-    shutil.copy(sqlite_template, path)
-    db = Database(f"sqlite:///{path}")
-    try:
-        return path, build_world(db)
-    finally:
-        db.dispose()  # the last connection folds SQLite's log into the file
+    return seed_sqlite(sqlite_template, tmp_path_factory.mktemp("world"), seeded_world)
 
 
 @pytest.fixture
-def sqlite_seed(seeded_world: tuple[Path, World]) -> Path:
-    return seeded_world[0]
+def sqlite_seed(sqlite_world: tuple[Path, World]) -> Path:
+    return sqlite_world[0]
 
 
 @pytest.fixture(scope="module")
-def seeded_postgres_world(
-    postgres_url: str, empty_postgres: Callable[[], None]
+def postgres_world(
+    postgres_url: str, empty_postgres: Callable[[], None], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, World]:
-    """The world built once per module in this session's PostgreSQL database and kept as
-    the seed each PostgreSQL test's database is filled from (`postgres_seed`)."""
-    empty_postgres()
-    db = Database(postgres_url)
-    try:
-        world = build_world(db)
-    finally:
-        db.dispose()
-    return save_postgres_seed(postgres_url, POSTGRES_SEED), world
+    folder = tmp_path_factory.mktemp("world")
+    return seed_postgres(postgres_url, empty_postgres, POSTGRES_SEED, folder, seeded_world)
 
 
 @pytest.fixture
-def postgres_seed(seeded_postgres_world: tuple[str, World]) -> str:
-    return seeded_postgres_world[0]
+def postgres_seed(postgres_world: tuple[str, World]) -> str:
+    return postgres_world[0]
 
 
 @pytest.fixture
 def world(request: pytest.FixtureRequest, db: Database) -> World:
     """The site with one of everything a route can change, its members and their keys:
     already in the test's database, a copy of the seeded world."""
-    if db.is_sqlite:
-        seeded: tuple[Path, World] = request.getfixturevalue("seeded_world")
-        return seeded[1]
-    postgres: tuple[str, World] = request.getfixturevalue("seeded_postgres_world")
-    return postgres[1]
+    seeded: tuple[Any, World] = request.getfixturevalue(
+        "sqlite_world" if db.is_sqlite else "postgres_world"
+    )
+    return seeded[1]
 
 
 def build_world(db: Database) -> World:

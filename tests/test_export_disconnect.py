@@ -4,7 +4,6 @@ left running on PostgreSQL), through the test client and through a real socket."
 
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -17,8 +16,8 @@ from sqlalchemy import Engine, Table, insert, text
 from sqlalchemy.engine import make_url
 
 from tests.browser import LiveServer, wait_for
-from tests.conftest import save_postgres_seed
-from tracker.db import Database
+from tests.seeds import seed_postgres, seed_sqlite
+from tracker.db import Database, analyze
 from tracker.db.models import Event, Visit
 from tracker.export import TABLES, export_csv, row_count
 from tracker.sites import add_site, find_site
@@ -81,20 +80,22 @@ def store_big_site(db: Database) -> None:
     assert len(event_rows) > 3 * BATCH_ROWS
 
 
+def seeded_big_site(app: Flask) -> None:
+    db: Database = app.extensions["tracker.db"]
+    store_big_site(db)
+    # Statistics for PostgreSQL's planner, kept for the copies: without them, the export's
+    # first FETCH took 3 to 10 s (a plan for empty tables), with them 0.2 s.
+    analyze(db, [Visit.__table__, Event.__table__])
+
+
 # The big site is stored once per module and backend, and each test's database is a copy of
-# it (`sqlite_seed`, `postgres_seed`): storing its 16,000 events took each test ~1 s.
+# it (`sqlite_seed`, `postgres_seed`, tests/seeds.py): storing its 16,000 events took each
+# test ~1 s.
 
 
 @pytest.fixture(scope="module")
 def big_site_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
-    path = tmp_path_factory.mktemp("big") / "big.db"
-    shutil.copy(sqlite_template, path)
-    db = Database(f"sqlite:///{path}")
-    try:
-        store_big_site(db)
-    finally:
-        db.dispose()  # the last connection folds SQLite's log into the file
-    return path
+    return seed_sqlite(sqlite_template, tmp_path_factory.mktemp("big"), seeded_big_site)[0]
 
 
 @pytest.fixture
@@ -103,18 +104,11 @@ def sqlite_seed(big_site_sqlite: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def big_site_postgres(postgres_url: str, empty_postgres: Callable[[], None]) -> str:
-    empty_postgres()
-    db = Database(postgres_url)
-    try:
-        store_big_site(db)
-        # Statistics for the planner, kept for the copies: without them, the export's first
-        # FETCH took 3 to 10 s (a plan for empty tables), with them 0.2 s.
-        with db.engine.begin() as conn:
-            conn.execute(text("ANALYZE visits, events"))
-    finally:
-        db.dispose()
-    return save_postgres_seed(postgres_url, POSTGRES_SEED)
+def big_site_postgres(
+    postgres_url: str, empty_postgres: Callable[[], None], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    folder = tmp_path_factory.mktemp("big")
+    return seed_postgres(postgres_url, empty_postgres, POSTGRES_SEED, folder, seeded_big_site)[0]
 
 
 @pytest.fixture

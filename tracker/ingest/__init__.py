@@ -6,7 +6,10 @@ Writer.submit (tracker.ingest.pipeline); storage (tracker.storage) does the rest
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def init_ingest(app: Flask) -> None:

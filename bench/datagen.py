@@ -53,9 +53,10 @@ from tracker.costs import MAX_API_ROWS, parse_cost_json, store_costs
 from tracker.db import Database
 from tracker.db.migrate import upgrade
 from tracker.db.models import Base, Event, Site, Visit
+from tracker.enrich.device import DeviceInfo
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution, attribute, clean_referrer
-from tracker.enrich.useragent import DeviceInfo, parse_user_agent, screen_class
+from tracker.enrich.useragent import parse_user_agent, screen_class
 from tracker.goals import add_funnel, add_goal, find_funnel, list_goals
 from tracker.sites import add_site
 from tracker.stats.rollups import refresh as refresh_rollups

@@ -25,9 +25,9 @@ from tests.conftest import PG_ADMIN_URL
 from tests.served import SITE
 from tests.test_ingest_durability import Server, post, write_locked
 from tests.waiting import wait_until
+from tracker.enrich.device import DeviceInfo
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
-from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropReason
 from tracker.ingest.parse import Payload
 from tracker.sites import add_site

@@ -12,23 +12,14 @@ user agent and counts as Desktop: the user agent cannot tell them apart.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 import user_agents
 
+from tracker.enrich.device import DeviceInfo
+
 # Enough for the distinct user agents of a busy day; each entry is a few hundred bytes.
 CACHE_SIZE = 8192
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    browser: str
-    browser_version: str
-    os: str
-    os_version: str
-    device: str  # "Desktop", "Mobile", "Tablet", "TV", "Console" or "" when it does not say
-    is_bot: bool  # user-agents' own verdict; ingest.bots combines it with other checks
 
 
 _CONSOLE = re.compile(r"playstation|xbox|nintendo", re.IGNORECASE)

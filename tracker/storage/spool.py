@@ -38,9 +38,9 @@ from typing import Any, TypeVar, cast, get_type_hints
 from sqlalchemy import Connection, Table, select
 
 from tracker.db.models import SpoolOffset
+from tracker.enrich.device import DeviceInfo
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
-from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropKey, DropReason
 from tracker.ingest.parse import Payload
 from tracker.storage.store import upsert_into

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
+from tracker.enrich.device import DeviceInfo
 from tracker.enrich.geo import Place
 from tracker.enrich.source import Attribution
-from tracker.enrich.useragent import DeviceInfo
 from tracker.ingest.drops import DropReason
 from tracker.ingest.parse import Payload
 

@@ -1,11 +1,13 @@
 """The days the columnar store has not closed yet, read from the database (issue 16).
 
 A report over closed and open days reads the open ones' per-bucket rows from the database
-(tracker.columnar.engine._live_source). Raw events are bounded by their own time there, not
-only by their visit's start: on PostgreSQL, bounded by the visits alone, the read scanned
-every event of the site (1M events, two open days, `event:page!=/`: 1.1 s with two parallel
-workers; by the events' time, ix_events_site_time reads the open days' events). The rows
-stay the raw path's: a visit's events come at or after its start.
+(tracker.columnar.engine._live_source). On PostgreSQL raw events are bounded by their own
+time there, not only by their visit's start: bounded by the visits alone, the read scanned
+every event of the site (1M events, two open days, `event:page!=/`: 1.1 s with two
+parallel workers; by the events' time, ix_events_site_time reads the open days' events).
+SQLite reads them by the visits' index, unbounded (bounded, it read every open day's event
+under a rare visit filter). The rows stay the raw path's: a visit's events come at or after
+its start. And PostgreSQL reads while DuckDB sums the closed days.
 """
 
 from __future__ import annotations
@@ -134,9 +136,9 @@ def _paths(result: Any) -> set[str]:
 def test_open_days_read_events_from_their_own_time(
     db: Database, site_query: Any, args: dict[str, str]
 ) -> None:
-    """The rows are the raw path's; the open days' statement bounds the events by the
-    split (the database's statements over events from the split on: the closed days are
-    the store's)."""
+    """The rows are the raw path's; on PostgreSQL the open days' statement bounds the
+    events by the split, on SQLite by their visits alone (the database's statements over
+    events from the split on: the closed days are the store's)."""
     query, split = site_query
     q = query(args)
     raw = run(db, q, rollups=False)
@@ -151,7 +153,9 @@ def test_open_days_read_events_from_their_own_time(
     live = [sql for sql, params in seen if _reads_events(sql) and split in _values(params)]
     assert live, args
     for sql in live:
-        assert re.search(r"\bevents\.timestamp_ms >=", sql), (args, sql)
+        bounded = re.search(r"\bevents\.timestamp_ms >=", sql) is not None
+        # A goal's matches are bounded by the period's start on both (goals.goal_matches).
+        assert bounded == (not db.is_sqlite or "goal" in args), (args, sql)
 
 
 @pytest.mark.parametrize("args", VISIT_REPORTS)

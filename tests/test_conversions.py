@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.helpers import store_events
+from tests.seeds import seeded_variants
 from tracker.db import Database
 from tracker.db.models import Funnel, Goal, Site
 from tracker.stats import QueryError, conversions, funnel, parse_query, run
@@ -68,17 +69,24 @@ GOALS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(params=["raw events", "goal hits"])
-def site(request: pytest.FixtureRequest, app: Flask, db: Database) -> Site:
-    """The site, its goals matched on raw events, or on the hits the rollup job stores."""
+def seeded_site(app: Flask, variant: str) -> Site:
+    """The site with its traffic and GOALS, matched on raw events, or on the hits the
+    rollup job stores ("goal hits")."""
+    db: Database = app.extensions["tracker.db"]
     store_events(app, traffic(), site=SITE)
     with db.session() as session:
         found = session.scalars(select(Site).where(Site.domain == SITE)).one()
         for position, goal in enumerate(GOALS):
             session.add(Goal(site_id=found.id, position=position, **goal))
-    if request.param == "goal hits":
+    if variant == "goal hits":
         refresh_site(db, site_ref(found))
     return found
+
+
+# `site`: stored once per module on each database, in each variant (tests/seeds.py).
+variant_seeds_sqlite, variant_seeds_postgres, variant, sqlite_seed, postgres_seed, site = (
+    seeded_variants("conversions", ("raw events", "goal hits"), seeded_site)
+)
 
 
 def report(db: Database, site: Site, **args: str) -> list[dict[str, Any]]:

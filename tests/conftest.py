@@ -194,17 +194,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def app_settings(database_url: str, data_dir: Path, /, **overrides: object) -> Settings:
+    """A test app's settings: its database and data directory, no scheduler; `overrides`
+    (any setting, these two too) win."""
+    values: dict[str, object] = {
+        "data_dir": str(data_dir),
+        "database_url": database_url,
+        "secret_key": "test-secret",
+        "scheduler_enabled": False,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def factory(**overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "data_dir": str(tmp_path / "data"),
-            "database_url": database_url,
-            "secret_key": "test-secret",
-            "scheduler_enabled": False,
-        }
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
+        return app_settings(database_url, tmp_path / "data", **overrides)
 
     return factory
 

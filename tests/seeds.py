@@ -18,25 +18,20 @@ from typing import Any, TypeVar
 import pytest
 from flask import Flask
 
-from tests.conftest import save_postgres_seed
+from tests.conftest import app_settings, save_postgres_seed
 from tracker.app import create_app
-from tracker.config import Settings
 from tracker.db import Database
 
 T = TypeVar("T")
 
 
 @contextmanager
-def seeding_app(url: str, data_dir: Path) -> Iterator[Flask]:
-    """An app on the seed's database, its spool stored and its connections closed after (on
-    SQLite the last one folds the log into the file that is copied)."""
-    settings = Settings(
-        data_dir=str(data_dir),
-        database_url=url,
-        secret_key="test-secret",
-        scheduler_enabled=False,
-    )
-    app = create_app(settings)
+def module_app(url: str, data_dir: Path) -> Iterator[Flask]:
+    """A test app on a module's own database (a seed's, a module's shared one), its spool
+    stored and its connections closed after (on SQLite the last one folds the log into the
+    file, which may be copied next)."""
+    app = create_app(app_settings(url, data_dir))
+    app.config["TESTING"] = True
     try:
         yield app
     finally:
@@ -50,7 +45,7 @@ def seed_sqlite(template: Path, folder: Path, build: Callable[[Flask], T]) -> tu
     `build` returned."""
     path = folder / "seed.db"
     shutil.copy(template, path)
-    with seeding_app(f"sqlite:///{path}", folder / "data") as app:
+    with module_app(f"sqlite:///{path}", folder / "data") as app:
         built = build(app)
     return path, built
 
@@ -61,9 +56,15 @@ def seed_postgres(
     """The seed `name` (conftest.save_postgres_seed) of what `build` stores in the emptied
     session database at `url`, and what `build` returned."""
     empty()
-    with seeding_app(url, folder / "data") as app:
+    with module_app(url, folder / "data") as app:
         built = build(app)
     return save_postgres_seed(url, name), built
+
+
+def seeded_world(name: str, build: Callable[[Flask], Any]) -> Any:
+    """`seeded_variants` of one world, stored by `build(app)`: `variant` is not
+    parametrized."""
+    return seeded_variants(name, ("world",), lambda app, _variant: build(app))
 
 
 def seeded_variants(name: str, variants: Sequence[str], build: Callable[[Flask, str], Any]) -> Any:
@@ -73,8 +74,9 @@ def seeded_variants(name: str, variants: Sequence[str], build: Callable[[Flask, 
         variant_seeds_sqlite, variant_seeds_postgres, variant, sqlite_seed, postgres_seed,
         world = seeded_variants(...)
 
-    `variant` is parametrized over `variants`; `world` is what `build` returned for the
-    test's variant on the test's database."""
+    `variant` is parametrized over `variants` (when there are several); `world` is what
+    `build` returned for the test's variant on the test's database, and the tests that ask
+    for it start on its copy. `name` names the PostgreSQL seeds' schemas: one per module."""
 
     @pytest.fixture(scope="module")
     def sqlite_worlds(
@@ -106,9 +108,9 @@ def seeded_variants(name: str, variants: Sequence[str], build: Callable[[Flask, 
             for index, v in enumerate(variants)
         }
 
-    @pytest.fixture(params=variants)
+    @pytest.fixture(params=variants if len(variants) > 1 else None)
     def variant(request: pytest.FixtureRequest) -> str:
-        chosen: str = request.param
+        chosen: str = getattr(request, "param", variants[0])
         return chosen
 
     # A test of the module that asks for no world starts on an empty database, as elsewhere.

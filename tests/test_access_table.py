@@ -29,13 +29,11 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import migrated_postgres_database
 from tests.helpers import csrf_token, log_in, session_token
-from tests.seeds import seed_postgres, seed_sqlite
+from tests.seeds import module_app, seeded_world
 from tracker.accounts import create_api_key
 from tracker.alerts import SPIKE, add_rule
 from tracker.annotations import add_annotation
-from tracker.app import create_app
 from tracker.budgets import set_budget
-from tracker.config import Settings
 from tracker.costs import parse_cost_json, store_costs
 from tracker.db import Database
 from tracker.db.models import Base, User
@@ -47,8 +45,6 @@ from tracker.sites import add_site, create_share_link
 from tracker.subscribers import set_recipient
 
 SITE = "shop.example"
-# The schema of the session's PostgreSQL database the seeded world is kept in.
-POSTGRES_SEED = "seed_access_table"
 SERVER = "server administrator"  # a route's need: the page of users
 ROLES = ("owner", "admin", "viewer", "non-member", "server admin")
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
@@ -102,47 +98,12 @@ def _user(session: Session, email: str, admin: bool = False) -> User:
     return user
 
 
-def seeded_world(app: Flask) -> World:
-    return build_world(app.extensions["tracker.db"])
-
-
-# The world is built once per module and worker on each database, each test's a copy of it
-# (tests/seeds.py): a build costs ~25 ms of CPU on SQLite, a copy well under one.
-
-
-@pytest.fixture(scope="module")
-def sqlite_world(
-    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
-) -> tuple[Path, World]:
-    return seed_sqlite(sqlite_template, tmp_path_factory.mktemp("world"), seeded_world)
-
-
-@pytest.fixture
-def sqlite_seed(sqlite_world: tuple[Path, World]) -> Path:
-    return sqlite_world[0]
-
-
-@pytest.fixture(scope="module")
-def postgres_world(
-    postgres_url: str, empty_postgres: Callable[[], None], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, World]:
-    folder = tmp_path_factory.mktemp("world")
-    return seed_postgres(postgres_url, empty_postgres, POSTGRES_SEED, folder, seeded_world)
-
-
-@pytest.fixture
-def postgres_seed(postgres_world: tuple[str, World]) -> str:
-    return postgres_world[0]
-
-
-@pytest.fixture
-def world(request: pytest.FixtureRequest, db: Database) -> World:
-    """The site with one of everything a route can change, its members and their keys:
-    already in the test's database, a copy of the seeded world."""
-    seeded: tuple[Any, World] = request.getfixturevalue(
-        "sqlite_world" if db.is_sqlite else "postgres_world"
-    )
-    return seeded[1]
+# `world`: the site with one of everything a route can change, its members and their keys,
+# built once per module and worker on each database, each test that asks for it starting on
+# a copy (tests/seeds.py): a build costs ~25 ms of CPU on SQLite, a copy well under one.
+variant_seeds_sqlite, variant_seeds_postgres, variant, sqlite_seed, postgres_seed, world = (
+    seeded_world("access_table", lambda app: build_world(app.extensions["tracker.db"]))
+)
 
 
 def build_world(db: Database) -> World:
@@ -536,30 +497,20 @@ def shared(
     read tests of each database share one (each worker of xdist builds its own)."""
     data_dir = tmp_path_factory.mktemp("access_shared")
     databases = _module_database(request, data_dir, sqlite_template)
-    url = next(databases)
-    settings = Settings(
-        data_dir=str(data_dir / "data"),
-        database_url=url,
-        secret_key="test-secret",
-        scheduler_enabled=False,
-    )
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    db: Database = app.extensions["tracker.db"]
     try:
-        world = build_world(db)
-        web = {}
-        for role in ROLES:
-            web[role] = app.test_client()
-            log_in(web[role], world.users[role])
-        api = {
-            role: (app.test_client(), {"Authorization": f"Bearer {world.keys[role]}"})
-            for role in ROLES
-        }
-        yield SharedWorld(app, db, world, web, api, snapshot(db))
+        with module_app(next(databases), data_dir / "data") as app:
+            db: Database = app.extensions["tracker.db"]
+            world = build_world(db)
+            web = {}
+            for role in ROLES:
+                web[role] = app.test_client()
+                log_in(web[role], world.users[role])
+            api = {
+                role: (app.test_client(), {"Authorization": f"Bearer {world.keys[role]}"})
+                for role in ROLES
+            }
+            yield SharedWorld(app, db, world, web, api, snapshot(db))
     finally:
-        app.extensions["tracker.ingest"].flush()
-        db.dispose()
         databases.close()
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -16,7 +15,7 @@ from sqlalchemy import Engine, Table, insert, text
 from sqlalchemy.engine import make_url
 
 from tests.browser import LiveServer, wait_for
-from tests.seeds import seed_postgres, seed_sqlite
+from tests.seeds import seeded_world
 from tracker.db import Database, analyze
 from tracker.db.models import Event, Visit
 from tracker.export import TABLES, export_csv, row_count
@@ -33,10 +32,6 @@ VISITS = 1_000
 EVENTS_PER_VISIT = 16  # 16,000 events: four batches, megabytes of CSV
 EVENTS_URL = f"/sites/{SITE}/export/events.csv?from=2026-03-02&to=2026-03-03"
 TITLE = "A page title long enough that the CSV runs to megabytes " * 4
-
-
-# The schema of the session's PostgreSQL database the big site is kept in.
-POSTGRES_SEED = "seed_export_disconnect"
 
 
 def store_big_site(db: Database) -> None:
@@ -88,36 +83,15 @@ def seeded_big_site(app: Flask) -> None:
     analyze(db, [Visit.__table__, Event.__table__])
 
 
-# The big site is stored once per module and backend, and each test's database is a copy of
-# it (`sqlite_seed`, `postgres_seed`, tests/seeds.py): storing its 16,000 events took each
-# test ~1 s.
-
-
-@pytest.fixture(scope="module")
-def big_site_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
-    return seed_sqlite(sqlite_template, tmp_path_factory.mktemp("big"), seeded_big_site)[0]
+# The big site is stored once per module and worker on each database, each test's database
+# a copy of it (tests/seeds.py): storing its 16,000 events took each test ~1 s.
+variant_seeds_sqlite, variant_seeds_postgres, variant, sqlite_seed, postgres_seed, stored = (
+    seeded_world("export_disconnect", seeded_big_site)
+)
 
 
 @pytest.fixture
-def sqlite_seed(big_site_sqlite: Path) -> Path:
-    return big_site_sqlite
-
-
-@pytest.fixture(scope="module")
-def big_site_postgres(
-    postgres_url: str, empty_postgres: Callable[[], None], tmp_path_factory: pytest.TempPathFactory
-) -> str:
-    folder = tmp_path_factory.mktemp("big")
-    return seed_postgres(postgres_url, empty_postgres, POSTGRES_SEED, folder, seeded_big_site)[0]
-
-
-@pytest.fixture
-def postgres_seed(big_site_postgres: str) -> str:
-    return big_site_postgres
-
-
-@pytest.fixture
-def big_site(app: Flask) -> Database:
+def big_site(app: Flask, stored: None) -> Database:
     """The test's database, holding the big site."""
     db: Database = app.extensions["tracker.db"]
     return db

@@ -29,11 +29,12 @@ limits = cast(Table, ApiRateLimit.__table__)
 
 
 @functools.cache
-def _statements(dialect_name: str, per_hour: int) -> tuple[Insert, Select[Any]]:
+def _statements(
+    dialect_name: str, capacity: float, refill_per_ms: float
+) -> tuple[Insert, Select[Any]]:
     """The upsert that takes a token and the bucket's read, for one dialect and allowance:
     built once per process (building them cost more than running them, for every app)."""
     key, now_ms = bindparam("key", type_=String), bindparam("now_ms", type_=BigInteger)
-    capacity, refill_per_ms = float(per_hour), per_hour / HOUR_SECONDS / 1000
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     full = limits.c.tokens + (now_ms - limits.c.updated_ms) * refill_per_ms
     refilled = case((full > capacity, capacity), else_=full)
@@ -58,7 +59,9 @@ class RateLimiter:
         self.refill_per_ms = per_hour / HOUR_SECONDS / 1000
         self.clock = clock  # wall-clock seconds: every process must read the same time
         self.postgresql = db.engine.dialect.name == "postgresql"
-        self._take, self._bucket = _statements(db.engine.dialect.name, per_hour)
+        self._take, self._bucket = _statements(
+            db.engine.dialect.name, self.capacity, self.refill_per_ms
+        )
 
     def wait(self, key: str) -> int:
         """Seconds until `key` may spend one request (0: now), spending nothing."""

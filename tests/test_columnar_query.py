@@ -834,14 +834,13 @@ def test_a_report_past_the_memory_limit_stops_with_a_clear_error(
 
 
 def test_the_limits_come_from_the_settings(limits: Any) -> None:
-    from tracker.app import configure_columnar
     from tracker.config import load_settings
 
     settings = load_settings(None, environ={
         "TRACKER_COLUMNAR_THREADS": "1", "TRACKER_COLUMNAR_MEMORY_LIMIT": "300MB",
         "TRACKER_COLUMNAR_TIMEOUT_SECONDS": "4",
     })  # fmt: skip
-    configure_columnar(settings)
+    engine.configure_from(settings)
     duck = engine.connection()
     row = duck.execute("SELECT current_setting('threads'), current_setting('memory_limit')")
     threads, memory = row.fetchone()

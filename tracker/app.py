@@ -7,9 +7,8 @@ import logging
 from flask import Flask
 
 from tracker.columnar import engine as columnar_engine
-from tracker.columnar.layout import store_root
 from tracker.config import Settings, ensure_secret_key, load_settings
-from tracker.db import Database, open_database
+from tracker.db import open_database
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -50,25 +49,8 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper())
 
 
-def open_app_database(settings: Settings) -> Database:
-    """The database, with the columnar store its reports read."""
-    db = open_database(settings)
-    db.columnar_root = store_root(settings.data_dir)
-    configure_columnar(settings)
-    return db
-
-
-def configure_columnar(settings: Settings) -> None:
-    """The columnar store's reader takes its limits from the settings."""
-    columnar_engine.configure(
-        threads=settings.columnar_threads,
-        memory_limit=settings.columnar_memory_limit,
-        timeout_s=settings.columnar_timeout_seconds,
-    )
-
-
 def _setup_database(app: Flask, settings: Settings) -> None:
-    app.extensions["tracker.db"] = open_app_database(settings)
+    app.extensions["tracker.db"] = columnar_engine.attach(open_database(settings), settings)
 
 
 def _setup_web(app: Flask) -> None:

@@ -11,7 +11,6 @@ import click
 from sqlalchemy.orm import Session
 
 from tracker.columnar import engine as columnar_engine
-from tracker.columnar.layout import store_root
 from tracker.config import Settings, load_settings
 from tracker.db import Database
 from tracker.db.models import Site
@@ -28,14 +27,9 @@ class CliContext:
 
     @cached_property
     def db(self) -> Database:
-        db = Database(self.settings.resolved_database_url())
-        db.columnar_root = store_root(self.settings.data_dir)
-        columnar_engine.configure(
-            threads=self.settings.columnar_threads,
-            memory_limit=self.settings.columnar_memory_limit,
-            timeout_s=self.settings.columnar_timeout_seconds,
+        return columnar_engine.attach(
+            Database(self.settings.resolved_database_url()), self.settings
         )
-        return db
 
 
 pass_context = click.make_pass_decorator(CliContext)

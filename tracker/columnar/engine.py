@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -52,13 +52,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql.base import PGCompiler, PGDialect, PGTypeCompiler
 from sqlalchemy.ext.compiler import compiles
 
-from tracker.columnar.layout import MANIFEST, Manifest, Part, read_manifest, site_dir
+from tracker.columnar.layout import (
+    MANIFEST,
+    Manifest,
+    Part,
+    read_manifest,
+    site_dir,
+    store_root,
+)
 from tracker.files import FileVersion, file_version
 from tracker.stats.compiler import Plan, dim_key, events, needs_events, outer, raw_buckets
 from tracker.stats.goals import matched_on_events, prop_text
 from tracker.stats.periods import local_date, local_midnight_ms, make_period
 from tracker.stats.query import Query
 from tracker.stats.rollups import bucket_source
+
+if TYPE_CHECKING:
+    from tracker.config import Settings
+    from tracker.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +238,23 @@ def configure(*, threads: int, memory_limit: str, timeout_s: float) -> None:
         process = _process
     if process is not None and process.pid == os.getpid():
         process.apply_limits()
+
+
+def configure_from(settings: Settings) -> None:
+    """`configure` with the settings' limits."""
+    configure(
+        threads=settings.columnar_threads,
+        memory_limit=settings.columnar_memory_limit,
+        timeout_s=settings.columnar_timeout_seconds,
+    )
+
+
+def attach(db: Database, settings: Settings) -> Database:
+    """`db`, its reports reading the settings' data directory's store, with their limits
+    (the app's database, a CLI command's)."""
+    db.columnar_root = store_root(settings.data_dir)
+    configure_from(settings)
+    return db
 
 
 class _Process:

@@ -19,8 +19,9 @@ from sqlalchemy import Text, cast, delete, insert, select, update
 
 from tests.helpers import store_events
 from tracker.cli import cli
-from tracker.columnar import build
+from tracker.columnar import build, export
 from tracker.columnar.build import ID_MARGIN, refresh
+from tracker.columnar.export import part_goals
 from tracker.columnar.invalidate import invalidate
 from tracker.columnar.layout import (
     DAY_MS,
@@ -33,11 +34,14 @@ from tracker.columnar.layout import (
 )
 from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
+from tracker.goals import add_goal
 from tracker.jobs import find_job
 from tracker.reclassify import reclassify
 from tracker.sites import find_site
 from tracker.stats import parse_query, run, site_ref
 from tracker.stats.compiler import VISIT_COPIES
+from tracker.stats.goals import goal_key, goals_of_site
+from tracker.stats.query import GoalSpec
 
 SITE = "example.com"
 BASE = f"https://{SITE}"
@@ -104,7 +108,8 @@ def _as_text(table: Any) -> list[Any]:
 
 
 def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dict], list[dict]]:
-    """The visits that started on those days and their events, as the tables hold them."""
+    """The visits that started on those days and their events, as the tables hold them
+    (the site has no goals: no visit's goal bit is set)."""
     started = (Visit.started_ms >= first_day * DAY_MS) & (
         Visit.started_ms < (last_day + 1) * DAY_MS
     )
@@ -120,8 +125,9 @@ def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dic
             .where(started)
             .order_by(Event.id)
         ).all()
-    visit_rows = [dict(r._mapping) for r in visits]
-    return visit_rows, with_flags(visit_rows, [dict(r._mapping) for r in events])
+    visit_rows = [{**r._mapping, "goals": 0} for r in visits]
+    event_rows = [{**r._mapping, "visit_goals": 0} for r in events]
+    return visit_rows, with_flags(visit_rows, event_rows)
 
 
 def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
@@ -184,6 +190,56 @@ def test_closed_days_get_parts_holding_the_rows_as_stored(
     signup = next(e for e in events if e["kind"] == "event")
     assert signup["props"] == '{"plan": "pro, annual", "\\u00e9": "\\u00fc"}'
     assert (signup["revenue_minor"], signup["revenue_currency"]) == (4250, "EUR")
+
+
+# The site's goals when the parts are built: each visit keeps the ones it converts on as
+# bits, in this order ("Pro" matches no event: the plan is "pro, annual").
+BUILT_GOALS: dict[str, dict[str, str]] = {
+    "Pricing": {"kind": "page", "pattern": "/pricing"},
+    "Blog": {"kind": "page", "pattern": "/blog/*"},
+    "Pro": {"kind": "event", "event_name": "Signup", "prop_key": "plan", "prop_value": "pro"},
+    "Checkout": {"kind": "click", "pattern": "https://pay.example.net/*"},
+    "Signup": {"kind": "event", "event_name": "Signup"},
+}
+
+
+def test_visits_keep_their_goals_as_bits(app: Flask, db: Database, root: Path) -> None:
+    store_events(app, TRAFFIC, site=SITE)
+    with db.session() as session:
+        owner = session.get(Site, site_id(db))
+        assert owner is not None
+        for name, fields in BUILT_GOALS.items():
+            add_goal(session, owner, name=name, **fields)
+    with db.engine.connect() as conn:
+        keys = tuple(goal_key(g) for g in goals_of_site(conn, site_id(db)))
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    found = []
+    for part in manifest(root, db).parts:
+        assert part.goals == keys
+        visits, events = part_rows(root, db, part)
+        found += [v["goals"] for v in visits]
+        by_id = {v["id"]: v["goals"] for v in visits}
+        assert all(e["visit_goals"] == by_id[e["visit_id"]] for e in events)
+    # Visit by visit: Pricing and Checkout; Blog; Blog and Signup.
+    assert found == [1 | 8, 2, 2 | 16]
+
+
+def test_a_new_part_keeps_each_goal_at_its_bit() -> None:
+    a, b, c, d = (goal_key(GoalSpec(i, f"G{i}", "page", pattern=f"/{i}")) for i in range(4))
+    spec = {k: GoalSpec(i, f"G{i}", "page", pattern=f"/{i}") for i, k in enumerate((a, b, c, d))}
+    assert part_goals((), [spec[a], spec[b]]) == (a, b)
+    # A deleted goal leaves its bit empty; a new one comes after; none trails empty.
+    assert part_goals((a, b), [spec[b], spec[c]]) == ("", b, c)
+    assert part_goals((a, b, c), [spec[a]]) == (a,)
+    assert part_goals(("", b), [spec[c], spec[b]]) == ("", b, c)
+
+
+def test_past_the_bits_a_part_has_empty_places_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "MAX_STORED_GOALS", 3)
+    a, b, c, d = (GoalSpec(i, f"G{i}", "page", pattern=f"/{i}") for i in range(4))
+    ka, kb, kc, kd = map(goal_key, (a, b, c, d))
+    assert part_goals((ka, kb, kc), [a, c, d]) == (ka, kc, kd)
+    assert part_goals((ka, kb, kc), [a, b, c, d]) == (ka, kb, kc)
 
 
 def test_parquet_types_are_what_queries_need(app: Flask, db: Database, root: Path) -> None:

@@ -33,7 +33,7 @@ from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, run
 from tracker.stats.compiler import outer, plan_for, raw_buckets
 from tracker.stats.dimensions import DIMENSIONS
-from tracker.stats.goals import matched_on_events, with_goals
+from tracker.stats.goals import goal_key, matched_on_events, with_goals
 from tracker.stats.metrics import parts_for
 from tracker.stats.query import GoalSpec, Query, SiteRef, site_ref
 from tracker.stats.rollups import refresh_site
@@ -550,9 +550,16 @@ def assert_store_answers(
 def test_goal_reports_read_the_store_goals_added_after_the_build(
     db: Database, site: Site, tmp_path: Path
 ) -> None:
-    """Goals added after the days were built: matched on the parts' events, exact."""
-    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    """Goals added after the first days were built: the parts built since keep their
+    bits, the earlier ones do not, so the week's reports match them on the parts' events;
+    exact."""
+    build(db, tmp_path / "columnar", site, date(2026, 10, 25))
     add_goals(db, site)
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    built = read_manifest(tmp_path / "columnar", site.id)
+    assert built is not None
+    goals = [p.goals for p in built.parts]
+    assert not goals[0] and len(goals[-1]) == len(GOALS), goals
     for args in GOAL_QUERIES:
         assert_store_answers(db, site, args)
     for name in GOALS:
@@ -566,11 +573,14 @@ def test_goal_reports_read_the_store_beside_goal_hits(
 ) -> None:
     """Goals whose hits the rollup job wrote: the store still answers (rollups hold no
     goal; the conversion rate's visits without the goal are theirs), the database's hits
-    for the live days; same numbers."""
+    for the live days; same numbers. The goals were there when the parts were built: the
+    parts' visits keep them as bits, which the reports read."""
     add_goals(db, site)
     build(db, tmp_path / "columnar", site, date(2026, 10, 25))
     refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000))
-    for args in [a for a in GOAL_QUERIES if "goal" in a][::2]:  # reports under a goal
+    under_goal = [a for a in GOAL_QUERIES if "goal" in a]
+    # Half the reports under a goal, and every one under `is not`.
+    for args in [a for i, a in enumerate(under_goal) if i % 2 == 0 or a["goal"][0] == "!"]:
         assert_store_answers(db, site, args, besides=frozenset({"rollup"}))
 
 
@@ -723,6 +733,64 @@ def test_goal_filters_read_events_alone(args: dict[str, str], form: str) -> None
     assert sql.count("started_ms >=") == (1 if form == "first events" else 2), sql
     if form != "looked up":
         assert "FROM visits" not in sql and "visits." not in sql, sql
+
+
+@pytest.mark.parametrize(
+    ("args", "read"),
+    [
+        # Visit reports read the parts' visits, event reports their events' copies.
+        ({"metrics": VISIT_METRICS, "goal": "Blog|Signup"}, "visits.goals & 5 != 0"),
+        ({"metrics": VISIT_METRICS, "goal": "!Blog", "dimension": "visit:source"},
+         "visits.goals & 1 = 0"),
+        ({"metrics": "visitors,pageviews,time_on_page", "goal": "Signup",
+          "dimension": "event:page"}, "events.visit_goals & 4 != 0"),
+        ({"metrics": "visitors,pageviews", "goal": "!Blog|Signup", "dimension": "event:page"},
+         "events.visit_goals & 5 = 0"),
+        ({"metrics": VISIT_METRICS, "goal": "Blog", "page": "~a"},
+         "events.visit_goals & 1 != 0"),
+        # A goal at another bit in one part: matched on the events.
+        ({"metrics": VISIT_METRICS, "goal": "Blog|Pricing"}, None),
+    ],
+)  # fmt: skip
+def test_goal_filters_read_the_visits_stored_goals(args: dict[str, str], read: str | None) -> None:
+    """A goal at the same bit of every part read is read from the visits' stored goals
+    (the builder matched it): no goal matched, no converting ids looked up or joined."""
+    site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
+    goals = (
+        GoalSpec(1, "Blog", "page", pattern="/blog*"),
+        GoalSpec(2, "Signup", "event", event_name="Signup"),
+        GoalSpec(3, "Pricing", "page", pattern="/pricing"),
+    )
+    blog, signup, pricing = (goal_key(g) for g in goals)
+    stored = [(blog, pricing, signup), (blog, "", signup, pricing)]
+    q = dataclasses.replace(query(site, {k: v for k, v in args.items() if k != "goal"}),
+                            goals=goals)  # fmt: skip
+    q = q.with_filter(parse_query(site, {"goal": args["goal"]}).filters[0])
+    q = matched_on_events(q, stored)
+    plan = plan_for(q, parts_for(q.metrics))
+    sql, params = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
+    sql = sql.replace("CAST(", "").replace(" AS BIGINT)", "")
+    if read is None:
+        assert "goals" not in sql and "/blog%" in params, sql
+        return
+    assert read in sql, sql
+    assert " IN (SELECT" not in sql and "JOIN (SELECT" not in sql, sql
+    if "page" not in args:  # an event filter's visit report takes a visit's first event
+        assert "lag(" not in sql, sql
+        assert not {"/blog%", "Signup", "/pricing"} & set(params), params
+
+
+def test_a_goal_reads_its_bit_only_where_every_part_has_it_there() -> None:
+    site = SiteRef(id=1, domain=SITE, timezone="UTC")
+    goals = tuple(GoalSpec(i, f"G{i}", "page", pattern=f"/{i}") for i in range(3))
+    first, second, third = (goal_key(g) for g in goals)
+    q = dataclasses.replace(query(site, {"metrics": "visitors"}), goals=goals)  # type: ignore[arg-type]
+    bits = [
+        g.stored_bit for g in matched_on_events(q, [(first, second), (first, "", second)]).goals
+    ]
+    assert bits == [0, None, None]
+    assert [g.stored_bit for g in matched_on_events(q).goals] == [None, None, None]
+    assert [g.stored_bit for g in matched_on_events(q, [(third, first)]).goals] == [1, None, 0]
 
 
 @pytest.mark.parametrize(

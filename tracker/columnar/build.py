@@ -179,7 +179,9 @@ class _Build:
 
     def write(self, unit: Unit) -> None:
         """The unit's part written anew; it replaces every part it overlaps."""
-        part = write_part(self.db, self.directory, self.site_id, *unit, self.built_ms)
+        part = write_part(
+            self.db, self.directory, self.site_id, *unit, self.built_ms, self.last_goals()
+        )
         if unit[0] <= self.complete_day <= unit[1]:  # a closed month written as a whole
             self.complete_day = unit[1] + 1
         for key in [k for k in self.parts if k[0] <= unit[1] and unit[0] <= k[1]]:
@@ -187,6 +189,13 @@ class _Build:
         if part is not None:
             self.written += [part.visits, part.events]
             self.parts[unit] = part
+
+    def last_goals(self) -> tuple[str, ...]:
+        """The goals the latest part keeps as bits: a new part keeps them at the same
+        bits, so a period over both reads them."""
+        if not self.parts:
+            return ()
+        return max(self.parts.values(), key=lambda p: p.first_day).goals
 
     def stale(self, days: Iterable[int]) -> set[Unit]:
         """The parts to write again for late days (those not complete yet are written

@@ -593,10 +593,10 @@ def sums(
     try:
         if parts:
             _views(duck, site_dir(root, manifest.site_id), parts)
-            # Goals are matched on the parts' events (goal_hits is the database's).
-            closed = raw_buckets(
-                matched_on_events(query), plan, [(period.start_ms, end)], extra, direct=True
-            )
+            # Goals are read from the visits' bits, or matched on the parts' events where
+            # a part has no bit for one (goal_hits is the database's).
+            goals_read = matched_on_events(query, [p.goals for p in parts])
+            closed = raw_buckets(goals_read, plan, [(period.start_ms, end)], extra, direct=True)
             if pending:
                 sql, params = compiled(closed, record)
                 with _deadline(duck):

@@ -9,7 +9,9 @@ compiler.VISIT_COPIES, as `visit_<name>`, taken from the visits file just writte
 (VisitCopies): DuckDB reads every event report without the join. And two flags
 (STORED_FLAGS) for counting a page's visitors without grouping by visitor
 (compiler.page_visitor_buckets): `first_of_path`, the visit's first pageview of its path,
-and `visitor_revisits`, the visit's visitor has other visits in the part.
+and `visitor_revisits`, the visit's visitor has other visits in the part. Visits keep the
+site's goals they convert on as bits (`goals`, copied to events as `visit_goals`; which
+goal each bit is: `Part.goals`), matched by the database in the part's snapshot.
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
 then by id, so row group statistics let a reader skip by time; a visit's events are together,
 which compiler.visit_ordered_buckets relies on (a visit's facts taken from its first event).
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import io
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -44,6 +46,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
+    func,
+    literal,
     select,
 )
 from sqlalchemy import cast as sql_cast
@@ -51,7 +56,9 @@ from sqlalchemy import cast as sql_cast
 from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
 from tracker.db.models import Event, Visit
-from tracker.stats.compiler import STORED_FLAGS, VISIT_COPIES
+from tracker.stats.compiler import STORED_FLAGS, STORED_GOALS, VISIT_COPIES
+from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
+from tracker.stats.query import GoalSpec
 
 visits = cast(Table, Visit.__table__)
 events = cast(Table, Event.__table__)
@@ -85,12 +92,20 @@ def arrow_schema(table: Table) -> pa.Schema:
     return pa.schema([pa.field(c.name, arrow_type(c)) for c in table.c])
 
 
-VISITS_SCHEMA = arrow_schema(visits)
-COPY_FIELDS = [pa.field(f"visit_{n}", arrow_type(visits.c[n])) for n in VISIT_COPIES]
+# Visits as the database gives them, and as the part keeps them: with their goals.
+FETCHED_VISITS_SCHEMA = arrow_schema(visits)
+VISITS_SCHEMA = pa.schema([*FETCHED_VISITS_SCHEMA, pa.field(STORED_GOALS, pa.int64())])
+COPY_FIELDS = [
+    *(pa.field(f"visit_{n}", arrow_type(visits.c[n])) for n in VISIT_COPIES),
+    pa.field(f"visit_{STORED_GOALS}", pa.int64()),
+]
 FLAG_FIELDS = [pa.field(name, pa.bool_()) for name in STORED_FLAGS]
 # Events as the database gives them (their own columns), and as the part keeps them.
 FETCHED_SCHEMA = arrow_schema(events)
 EVENTS_SCHEMA = pa.schema([*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS])
+# Goals a part keeps as bits of its visits' `goals` (a BIGINT, its sign bit left alone);
+# the others are matched on its events when asked.
+MAX_STORED_GOALS = 63
 
 
 def _selected(table: Table) -> list[ColumnElement[Any]]:
@@ -221,11 +236,10 @@ class VisitCopies:
     looked up among the next visits of the file, all of them only if one is not there."""
 
     def __init__(self, visits_path: Path) -> None:
-        strings = [
-            n for n, f in zip(VISIT_COPIES, COPY_FIELDS, strict=True) if f.type == pa.string()
-        ]
+        copied = [*VISIT_COPIES, STORED_GOALS]
+        strings = [n for n, f in zip(copied, COPY_FIELDS, strict=True) if f.type == pa.string()]
         # Dictionary-encoded as read: a month's visits take little memory.
-        table = pq.read_table(visits_path, columns=["id", *VISIT_COPIES], read_dictionary=strings)
+        table = pq.read_table(visits_path, columns=["id", *copied], read_dictionary=strings)
         self.ids = table.column("id").combine_chunks()
         self.table = table.drop_columns(["id"])
         counts = pc.value_counts(table.column("visitor_id"))
@@ -249,7 +263,7 @@ class VisitCopies:
         self.start = pc.max(rows).as_py()
         copies = self.table.take(rows)
         arrays = [*fetched.columns]
-        for name, field in zip(VISIT_COPIES, COPY_FIELDS, strict=True):
+        for name, field in zip([*VISIT_COPIES, STORED_GOALS], COPY_FIELDS, strict=True):
             column = copies.column(name)
             arrays.append(column.cast(field.type) if column.type != field.type else column)
         arrays += [self._first_of_path(fetched), self.revisits.take(rows)]
@@ -282,6 +296,64 @@ class VisitCopies:
         return first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
 
 
+class VisitGoals:
+    """Each visit's goals as bits (STORED_GOALS): bit i set when one of its events matches
+    the part's i-th goal. Matched by the database itself (the raw path's own matching, as
+    `goals.matches` says), once per part, in the part's read snapshot."""
+
+    def __init__(self, conn: Connection, stmt: Select[Any] | None) -> None:
+        rows = [] if stmt is None else conn.execute(stmt).all()
+        self.ids = pa.array([r[0] for r in rows], pa.int64())
+        self.masks = pa.array([int(r[1]) for r in rows], pa.int64())
+
+    def added(self, fetched: pa.Table) -> pa.Table:
+        """`fetched` (visits' own columns) with their goals after them (0: none)."""
+        found = pc.index_in(fetched.column("id"), value_set=self.ids)
+        goals = pc.fill_null(self.masks.take(found), 0)
+        return pa.Table.from_arrays([*fetched.columns, goals], schema=VISITS_SCHEMA)
+
+
+def part_goals(previous: Sequence[str], goals: Sequence[GoalSpec]) -> tuple[str, ...]:
+    """The goal keys (`goals.goal_key`) a new part keeps as bits, bit i the i-th: the
+    site's goals, each where the last part built keeps it (`previous`), so the parts of a
+    period agree and its queries read the bits; a goal no longer there leaves its place
+    empty (""), new ones are added after. Past MAX_STORED_GOALS the empty places go."""
+    current = {goal_key(g) for g in goals}
+    keys = [k if k in current else "" for k in previous]
+    keys += [k for k in dict.fromkeys(goal_key(g) for g in goals) if k not in keys]
+    if len(keys) > MAX_STORED_GOALS:
+        keys = [k for k in keys if k]
+    while keys and not keys[-1]:
+        keys.pop()
+    return tuple(keys[:MAX_STORED_GOALS])
+
+
+def goals_query(
+    site_id: int, start_ms: int, end_ms: int, keys: Sequence[str], goals: Sequence[GoalSpec]
+) -> Select[Any] | None:
+    """Per visit of the part with a goal among `keys`: its id and bits (bit i: the i-th
+    key's goal); None without goals."""
+    by_key = {goal_key(g): g for g in goals}
+    kept = [(bit, by_key[k]) for bit, k in enumerate(keys) if k]
+    if not kept:
+        return None
+    bits = [
+        func.max(case((matches(g), literal(1 << bit, BigInteger)), else_=literal(0, BigInteger)))
+        for bit, g in kept
+    ]
+    return (
+        select(events.c.visit_id, sum(bits[1:], bits[0]).label(STORED_GOALS))
+        .select_from(events.join(visits, visits.c.id == events.c.visit_id))
+        .where(
+            visits.c.site_id == site_id,
+            visits.c.started_ms >= start_ms,
+            visits.c.started_ms < end_ms,
+            any_matches([g for _, g in kept]),
+        )
+        .group_by(events.c.visit_id)
+    )
+
+
 def write_rows(
     conn: Connection,
     stmt: Select[Any],
@@ -289,19 +361,18 @@ def write_rows(
     path: Path,
     *,
     empty: bool,
-    copies: VisitCopies | None = None,
+    added: VisitCopies | VisitGoals,
 ) -> int:
-    """Stream the statement's rows into a Parquet file; returns how many. No file is made
-    for no rows unless `empty`. With `copies`, the rows are events and their visit's
-    copies are added to them."""
+    """Stream the statement's rows (`schema`) into a Parquet file, with the columns `added`
+    adds to them; returns how many. No file is made for no rows unless `empty`."""
     postgresql = conn.dialect.name == "postgresql"
     batches = _copied(conn, stmt, schema) if postgresql else _fetched(conn, stmt, schema)
-    out = schema if copies is None else EVENTS_SCHEMA
+    out = EVENTS_SCHEMA if isinstance(added, VisitCopies) else VISITS_SCHEMA
     written = 0
     writer: pq.ParquetWriter | None = None
     try:
         for fetched in _row_groups(batches, schema):
-            table = fetched if copies is None else copies.added(fetched)
+            table = added.added(fetched)
             if writer is None:
                 writer = pq.ParquetWriter(path, out, compression=COMPRESSION)
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -323,18 +394,35 @@ def file_names(first_day: int, last_day: int, built_ms: int) -> tuple[str, str]:
 
 
 def write_part(
-    db: Database, directory: Path, site_id: int, first_day: int, last_day: int, built_ms: int
+    db: Database,
+    directory: Path,
+    site_id: int,
+    first_day: int,
+    last_day: int,
+    built_ms: int,
+    previous_goals: Sequence[str] = (),
 ) -> Part | None:
     """The part of the site's visits that started on days first_day..last_day (UTC day
-    numbers), written into `directory`; None when there were no visits."""
+    numbers), written into `directory`; None when there were no visits. Its visits carry
+    the site's goals as bits, where the part built last (`previous_goals`) has them."""
     start_ms, end_ms = first_day * DAY_MS, (last_day + 1) * DAY_MS
     visits_name, events_name = file_names(first_day, last_day, built_ms)
     directory.mkdir(parents=True, exist_ok=True)
     with snapshot(db) as conn:
+        goals = goals_of_site(conn, site_id)
+        keys = part_goals(previous_goals, goals)
+        found = VisitGoals(conn, goals_query(site_id, start_ms, end_ms, keys, goals))
         stmt = visits_query(site_id, start_ms, end_ms)
-        if not write_rows(conn, stmt, VISITS_SCHEMA, directory / visits_name, empty=False):
+        path = directory / visits_name
+        if not write_rows(conn, stmt, FETCHED_VISITS_SCHEMA, path, empty=False, added=found):
             return None
         stmt = events_query(site_id, start_ms, end_ms)
         copies = VisitCopies(directory / visits_name)
-        write_rows(conn, stmt, FETCHED_SCHEMA, directory / events_name, empty=True, copies=copies)
-    return Part(first_day=first_day, last_day=last_day, visits=visits_name, events=events_name)
+        write_rows(conn, stmt, FETCHED_SCHEMA, directory / events_name, empty=True, added=copies)
+    return Part(
+        first_day=first_day,
+        last_day=last_day,
+        visits=visits_name,
+        events=events_name,
+        goals=keys,
+    )

@@ -25,7 +25,7 @@ DAY_MS = 86_400_000
 MANIFEST = "manifest.json"
 # Bumped when the parts' columns change: a manifest of another version reads as none, so
 # the builder writes every part again.
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 RETIRED_AFTER_S = 600
 TABLES = ("visits", "events")
 
@@ -39,6 +39,9 @@ class Part:
     last_day: int
     visits: str
     events: str
+    # The goals its visits' `goals` bits hold, bit i the i-th (tracker.stats.goals.goal_key;
+    # "": none at that bit): a goal added later is matched on its events.
+    goals: tuple[str, ...] = ()
 
     @property
     def start_ms(self) -> int:
@@ -86,7 +89,9 @@ def read_manifest(root: Path, site_id: int) -> Manifest | None:
         return None
     if data.get("version") != FORMAT_VERSION:
         return None
-    parts = tuple(Part(**part) for part in data.pop("parts", ()))
+    parts = tuple(
+        Part(**{**part, "goals": tuple(part.get("goals", ()))}) for part in data.pop("parts", ())
+    )
     return Manifest(**{**data, "parts": parts})
 
 

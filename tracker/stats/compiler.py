@@ -164,10 +164,32 @@ def raw_buckets(
     else, with event filters but no event dimension, events summed per visit id before the join
     (`matched_visit_facts`); with an event dimension, events summed per bucket where no
     part is per visit (`event_buckets`)."""
+    stored = stored_goal_clause(query) if direct else None
+    if stored is not None:
+        # The visits' goals as the parts store them: no goal matched, no ids looked up.
+        found = _raw_buckets(query, plan, ranges, extra, stored, direct=True, matched=False)
+        return on_stored_visits(found)
+    converted = goal_clause(query, stored_converting_ids if direct else None)
+    matched = converted is not None
+    return _raw_buckets(query, plan, ranges, extra, converted, direct=direct, matched=matched)
+
+
+def _raw_buckets(
+    query: Query,
+    plan: Plan,
+    ranges: Sequence[tuple[int, int]],
+    extra: ColumnElement[bool] | None,
+    converted: ColumnElement[bool] | None,
+    *,
+    direct: bool,
+    matched: bool,
+) -> Select:
+    """`raw_buckets`, the visits a goal filter keeps being those meeting `converted`:
+    `matched`, its goals matched on events in the statement; else read from the visits'
+    stored goals (`stored_goal_clause`)."""
     site: ColumnElement = visits.c.site_id
     started: ColumnElement = visits.c.started_ms
-    converted = goal_clause(query, stored_converting_ids if direct else None)
-    if converted is not None and query.filter_for(GOAL).op == "is":  # type: ignore[union-attr]
+    if matched and query.filter_for(GOAL).op == "is":  # type: ignore[union-attr]
         # TRICKY: without statistics, SQLite would scan every visit of the period and probe
         # the converting ids; out of its indexes' reach, it looks those visits up by id.
         site, started = unindexed(site), unindexed(started)
@@ -178,12 +200,12 @@ def raw_buckets(
         where.append(extra)
     bucket = bucket_expr(visits.c.started_ms, plan, query)
     dims = [dimension_column(d) for d in plan.dims]
-    if direct and converted is not None and not needs_events(query, plan.parts):
+    if direct and matched and not needs_events(query, plan.parts):
         unconverted = [w for w in where if w is not converted]
         found = converting_visit_buckets(query, plan, bucket, dims, unconverted)
         if found is not None:
             return found
-    within = _converting_join(query, plan) if direct else None
+    within = _converting_join(query, plan) if direct and matched else None
     # The goal's IN clause, where the events are joined to the converting visits instead.
     kept = where if within is None else [w for w in where if w is not converted]
     if direct and extra is None:
@@ -453,19 +475,64 @@ VISIT_COPIES = (
     "pageviews",
     *dict.fromkeys(d.column for d in DIMENSIONS.values() if d.scope == "visit"),
 )
+# The column of the columnar store's visits (and, as `visit_goals`, of their events) whose
+# bit i says the visit converts on its part's i-th goal (tracker.columnar.layout.Part.goals),
+# matched by the builder on the database (tracker.columnar.export).
+STORED_GOALS = "goals"
 # The visit's columns as the columnar store's events name them: the visit's id and site
 # are the event's own.
-_COPY_NAMES = {"id": "visit_id", "site_id": "site_id", **{n: f"visit_{n}" for n in VISIT_COPIES}}
+_COPY_NAMES = {
+    "id": "visit_id",
+    "site_id": "site_id",
+    **{n: f"visit_{n}" for n in (*VISIT_COPIES, STORED_GOALS)},
+}
 # The columns the columnar store's events carry besides their own and their visit's copies
 # (tracker.columnar.export), read by `page_visitor_buckets`.
 STORED_FLAGS = ("first_of_path", "visitor_revisits")
+stored_visits = Table(
+    "visits",
+    MetaData(),
+    *(Column(c.name, c.type) for c in visits.c),
+    Column(STORED_GOALS, BigInteger),
+)
 stored_events = Table(
     "events",
     MetaData(),
     *(Column(c.name, c.type) for c in events.c),
     *(Column(f"visit_{n}", visits.c[n].type) for n in VISIT_COPIES),
     *(Column(name, Boolean) for name in STORED_FLAGS),
+    Column(_COPY_NAMES[STORED_GOALS], BigInteger),
 )
+
+
+def stored_goal_clause(query: Query) -> ColumnElement[bool] | None:
+    """The visits a goal filter keeps, by the goals the columnar store's visits carry
+    (`stored_visits`): those with a bit of the filter's goals set (`is`), or none
+    (`is not`). None without a goal filter, or when one of its goals has no bit the same
+    in every part read (`GoalSpec.stored_bit`): those are matched on the events."""
+    flt = query.filter_for(GOAL)
+    if flt is None:
+        return None
+    bits = [g.stored_bit for g in selected_goals(query, flt)]
+    if None in bits:
+        return None
+    mask = sum(1 << typed(int, bit) for bit in set(bits))
+    converts = stored_visits.c[STORED_GOALS].bitwise_and(literal(mask, BigInteger)) != 0
+    return converts if flt.op == "is" else ~converts
+
+
+def on_stored_visits(stmt: Select) -> Select:
+    """`stmt` reading the columnar store's visits (`stored_visits`, which carry their goals)
+    where it reads the database's visits table."""
+
+    def replaced(element: Any, **_: Any) -> Any:
+        if element is visits:
+            return stored_visits
+        if isinstance(element, Column) and element.table is visits:
+            return stored_visits.c[element.name]
+        return None
+
+    return typed(Select, replacement_traverse(stmt, {}, replaced))
 
 
 def events_alone(stmt: Select, within: Subquery | None = None) -> Select | None:
@@ -486,7 +553,7 @@ def events_alone(stmt: Select, within: Subquery | None = None) -> Select | None:
             return stored_events
         if isinstance(element, Column) and element.table is events:
             return stored_events.c[element.name]
-        if isinstance(element, Column) and element.table is visits:
+        if isinstance(element, Column) and any(element.table is t for t in (visits, stored_visits)):
             name = _COPY_NAMES.get(element.name)
             missing = missing or name is None
             return None if name is None else stored_events.c[name]

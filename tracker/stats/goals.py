@@ -18,6 +18,7 @@ goal added since the job last ran.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -58,6 +59,23 @@ GOAL_METRICS = frozenset({"conversions", "conversion_rate", "total_revenue", "av
 def load_goals(conn: Connection, site: SiteRef, *, hits: bool = False) -> tuple[GoalSpec, ...]:
     """A site's goals in their order; with `hits`, each says up to when `goal_hits` holds
     its matches (the end of the last day the rollups cover, once the goal's are built)."""
+    last = covered_until(conn, site) if hits else None
+    until = None
+    if last is not None:
+        until = local_midnight_ms(day_from_number(last) + timedelta(days=1), site.tz)
+    return tuple(
+        dataclasses.replace(g, hits_until_ms=until if built else None)
+        for g, built in _goal_rows(conn, site.id)
+    )
+
+
+def goals_of_site(conn: Connection, site_id: int) -> tuple[GoalSpec, ...]:
+    """A site's goals in their order, matched on raw events (the columnar store's builder)."""
+    return tuple(g for g, _ in _goal_rows(conn, site_id))
+
+
+def _goal_rows(conn: Connection, site_id: int) -> list[tuple[GoalSpec, bool]]:
+    """Each goal of the site, in order, and whether `goal_hits` holds its matches."""
     g = Goal.__table__.c
     rows = conn.execute(
         select(
@@ -71,18 +89,14 @@ def load_goals(conn: Connection, site: SiteRef, *, hits: bool = False) -> tuple[
             g.currency,
             g.hits_built,
         )
-        .where(g.site_id == site.id)
+        .where(g.site_id == site_id)
         .order_by(g.position, g.id)
     )
-    last = covered_until(conn, site) if hits else None
-    until = None
-    if last is not None:
-        until = local_midnight_ms(day_from_number(last) + timedelta(days=1), site.tz)
-    specs = []
+    found = []
     for row in rows:
         fields = {k: v for k, v in row._mapping.items() if k != "hits_built"}
-        specs.append(GoalSpec(**fields, hits_until_ms=until if row.hits_built else None))
-    return tuple(specs)
+        found.append((GoalSpec(**fields), bool(row.hits_built)))
+    return found
 
 
 def site_goals(db: Database, site: SiteLike) -> tuple[GoalSpec, ...]:
@@ -119,12 +133,29 @@ def with_goals(conn: Connection, query: Query, *, always: bool = False, hits: bo
     return query
 
 
-def matched_on_events(query: Query) -> Query:
+def matched_on_events(query: Query, stored: Sequence[Sequence[str]] = ()) -> Query:
     """The query matching its goals on the events it reads, never on `goal_hits`: for the
     columnar store, whose parts hold a closed day's events (goal definitions never change,
-    so matching them there is exact for a goal added after the day was built)."""
-    goals = tuple(dataclasses.replace(g, hits_until_ms=None) for g in query.goals)
+    so matching them there is exact for a goal added after the day was built). `stored`:
+    each part's goals as its visits' bits hold them (`layout.Part.goals`, by `goal_key`);
+    a goal at the same bit in every one reads that bit (`stored_bit`) instead."""
+    goals = tuple(
+        dataclasses.replace(g, hits_until_ms=None, stored_bit=_stored_bit(g, stored))
+        for g in query.goals
+    )
     return dataclasses.replace(query, goals=goals)
+
+
+def goal_key(goal: GoalSpec) -> str:
+    """What a goal matches (its definition, never changed; not its id or name): the key
+    the columnar store's parts name their visits' goal bits by."""
+    return json.dumps([goal.kind, goal.pattern, goal.event_name, goal.prop_key, goal.prop_value])
+
+
+def _stored_bit(goal: GoalSpec, stored: Sequence[Sequence[str]]) -> int | None:
+    key = goal_key(goal)
+    bits = {list(keys).index(key) if key in keys else None for keys in stored}
+    return bits.pop() if len(bits) == 1 else None
 
 
 def selected_goals(query: Query, flt: Filter) -> list[GoalSpec]:

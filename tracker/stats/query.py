@@ -82,6 +82,9 @@ class GoalSpec:
     # Visits started before this moment (UTC ms) have their matches in `goal_hits`; later
     # ones are matched on raw events. None: match raw events only.
     hits_until_ms: int | None = None
+    # The bit of the columnar store's visit goals (`goals`, `visit_goals`) saying a visit
+    # converts on it, the same in every part a query reads; None: matched on the events.
+    stored_bit: int | None = None
 
 
 @dataclass(frozen=True)

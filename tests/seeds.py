@@ -3,7 +3,7 @@
 A module whose tests all need the same rows (a site with its traffic, goals and costs; users
 with their roles) stores them once on each database: in a SQLite file each test's database
 is a copy of (`sqlite_seed`), and in a schema of the session's PostgreSQL database each
-test's is filled from (`postgres_seed`, conftest.save_postgres_seed). A copy costs a
+test's is filled from (`postgres_seed`, fixtures.save_postgres_seed). A copy costs a
 millisecond or a few; storing the rows again through the collector cost each test tens.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from flask import Flask
 
-from tests.conftest import app_settings, save_postgres_seed
+from tests.fixtures import app_settings, save_postgres_seed
 from tracker.app import create_app
 from tracker.db import Database
 
@@ -53,7 +53,7 @@ def seed_sqlite(template: Path, folder: Path, build: Callable[[Flask], T]) -> tu
 def seed_postgres(
     url: str, empty: Callable[[], None], name: str, folder: Path, build: Callable[[Flask], T]
 ) -> tuple[str, T]:
-    """The seed `name` (conftest.save_postgres_seed) of what `build` stores in the emptied
+    """The seed `name` (fixtures.save_postgres_seed) of what `build` stores in the emptied
     session database at `url`, and what `build` returned."""
     empty()
     with module_app(url, folder / "data") as app:

@@ -27,7 +27,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.conftest import migrated_postgres_database
+from tests.fixtures import migrated_postgres_database
 from tests.helpers import csrf_token, log_in, session_token
 from tests.seeds import module_app, seeded_world
 from tracker.accounts import create_api_key

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_ADMIN_URL
+from tests.fixtures import PG_ADMIN_URL
 from tests.served import SITE
 from tests.test_ingest_durability import Server, post, write_locked
 from tests.waiting import wait_until

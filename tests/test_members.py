@@ -14,7 +14,7 @@ from alembic import command
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
 
-from tests.conftest import PG_ADMIN_URL
+from tests.fixtures import PG_ADMIN_URL
 from tests.helpers import add_user, csrf_token, log_in
 from tracker.db import Database
 from tracker.db.migrate import alembic_config, upgrade

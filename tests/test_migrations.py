@@ -15,7 +15,7 @@ def test_single_head():
 
 
 def test_upgrade_head_matches_models(database_url):
-    # database_url is a freshly migrated database (conftest runs `upgrade head`).
+    # database_url is a freshly migrated database (tests/fixtures.py runs `upgrade head`).
     engine = create_engine(database_url)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})

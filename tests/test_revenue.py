@@ -3,7 +3,7 @@ before the answer, kept as exact integer minor units of its ISO 4217 currency, a
 through the spool to the event row.
 
 Every accepted beacon goes through the spool: the app's writer stores what the collector
-appended (tests/conftest.py's client waits for it), so the POST tests are spool round
+appended (tests/fixtures.py's client waits for it), so the POST tests are spool round
 trips too; the replay tests below write segments by hand, old lines included.
 """
 

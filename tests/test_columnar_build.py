@@ -132,18 +132,26 @@ def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dic
 
 def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
     """The events (by id) with the flags a part adds (compiler.STORED_FLAGS): a pageview
-    the first of its path in its visit, a visitor with other visits among `visits`."""
+    the first of its path in its visit; a visitor with other visits among `visits`; a
+    pageview the first of its path among its visitor's on its visit's UTC day."""
     visits_of = Counter(v["visitor_id"] for v in visits)
     seen: set[tuple[int, str | None]] = set()
-    flagged = []
-    for event in events:
+    seen_that_day: set[tuple[int, int, str | None]] = set()
+    flagged = {}
+    for event in sorted(events, key=lambda e: (e["visit_started_ms"], e["visit_id"], e["id"])):
+        viewed = event["kind"] == "pageview"
         key = (event["visit_id"], event["path"])
-        first = event["kind"] == "pageview" and key not in seen
-        if event["kind"] == "pageview":
+        day_key = (event["visit_started_ms"] // DAY_MS, event["visit_visitor_id"], event["path"])
+        flagged[event["id"]] = {
+            **event,
+            "first_of_path": viewed and key not in seen,
+            "visitor_revisits": visits_of[event["visit_visitor_id"]] > 1,
+            "visitor_first_of_path": viewed and day_key not in seen_that_day,
+        }
+        if viewed:
             seen.add(key)
-        revisits = visits_of[event["visit_visitor_id"]] > 1
-        flagged.append({**event, "first_of_path": first, "visitor_revisits": revisits})
-    return flagged
+            seen_that_day.add(day_key)
+    return [flagged[e["id"]] for e in events]
 
 
 def part_rows(root: Path, db: Database, part: Part) -> tuple[list[dict], list[dict]]:

@@ -426,11 +426,25 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         twice = select(e.visit_id).where(*viewed).group_by(e.visit_id, e.path)
         assert conn.execute(twice.having(func.count() > 1).limit(1)).first() is not None
     build(db, tmp_path / "columnar", utc, until)
+    built = read_manifest(tmp_path / "columnar", utc.id)
+    assert built is not None
+    constant = set.intersection(*(set(p.visitor_constant) for p in built.parts))
+    # A returning visitor came from elsewhere, on the same device.
+    assert "device" in constant and "source" not in constant, constant
+    whole_days = []
+    whole = FLAGGED_REPORTS[0]  # whole visitor days with no filter, whatever the parts
     for args in FLAGGED_REPORTS:
         q = query(utc, args)
-        stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
-        assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0], args
+        plan = plan_for(q, parts_for(q.metrics))
+        stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True)
+        assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0] or args is whole, args
+        stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant=constant)
+        if "visitor_first_of_path" in engine.compiled(stmt, "sqlite")[0]:
+            whole_days.append(args)
         assert assert_same(db, utc, args, WEEK) == "columnar+live", args
+    # Page breakdowns unfiltered, and under the page and the device (whole visitor days):
+    # each visitor counted by its first pageview of the page that day.
+    assert whole_days == FLAGGED_REPORTS[:1] + FLAGGED_REPORTS[2:3], whole_days
     # Under a goal: a visit report (`is`), a page breakdown (any goal filter) likewise.
     add_goals(db, utc)
     for args in FLAGGED_GOAL_REPORTS:
@@ -468,7 +482,52 @@ def test_visitors_from_flags_only_where_exact(
     site = SiteRef(id=1, domain=SITE, timezone=timezone)
     q = query(site, args)  # type: ignore[arg-type]
     stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
-    assert ("visitor_revisits" in engine.compiled(stmt, "sqlite")[0]) == flags
+    sql = engine.compiled(stmt, "sqlite")[0]
+    assert ("visitor_revisits" in sql or "visitor_first_of_path" in sql) == flags
+
+
+@pytest.mark.parametrize(
+    ("timezone", "args", "whole_days"),
+    [
+        ("UTC", {"metrics": "visitors,pageviews", "dimension": "event:page"}, True),
+        ("UTC", {"metrics": "pageviews,visitors", "dimension": "event:page", "country": "!JP",
+                 "page": "~a"}, True),
+        ("UTC", {"metrics": "visitors", "dimension": "event:page,visit:country"}, True),
+        ("UTC", {"metrics": "visitors,pageviews", "dimension": "time:day,event:page",
+                 "country": "FR|DE"}, True),
+        # A column a visitor's visits of a day may differ in, a goal (whole visits, not
+        # visitors), hourly buckets, a local day of two UTC days.
+        ("UTC", {"metrics": "visitors", "dimension": "event:page", "source": "Google"}, False),
+        ("UTC", {"metrics": "visitors", "dimension": "event:page,visit:source"}, False),
+        ("UTC", {"metrics": "visitors", "dimension": "time:hour,event:page"}, False),
+        ("Europe/Paris", {"metrics": "visitors", "dimension": "event:page"}, False),
+    ],
+)  # fmt: skip
+def test_page_visitors_by_their_first_view_of_the_day_only_where_exact(
+    timezone: str, args: dict[str, str], whole_days: bool
+) -> None:
+    """A page breakdown keeping or dropping all of a visitor's pageviews of a page on a UTC
+    day together counts each visitor by its first (`visitor_first_of_path`), without
+    grouping by visitor; the others group the visitors that came back (`visitor_revisits`)."""
+    site = SiteRef(id=1, domain=SITE, timezone=timezone)
+    q = query(site, args)  # type: ignore[arg-type]
+    plan = plan_for(q, parts_for(q.metrics))
+    stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant={"country", "device"})
+    sql = engine.compiled(stmt, "sqlite")[0]
+    assert ("visitor_first_of_path" in sql) == whole_days, sql
+    assert ("visitor_revisits" in sql) == (not whole_days and timezone == "UTC"), sql
+    assert sql.count("GROUP BY") == (1 if whole_days else 2), sql
+
+
+def test_a_goal_keeps_whole_visits_not_visitor_days() -> None:
+    site = SiteRef(id=1, domain=SITE, timezone="UTC")
+    goals = (GoalSpec(1, "Blog", "page", pattern="/blog*"),)
+    q = dataclasses.replace(query(site, {"metrics": "visitors", "dimension": "event:page"}),  # type: ignore[arg-type]
+                            goals=goals)  # fmt: skip
+    q = matched_on_events(q.with_filter(parse_query(site, {"goal": "Blog"}).filters[0]))
+    plan = plan_for(q, parts_for(q.metrics))
+    stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant={"country"})
+    assert "visitor_first_of_path" not in engine.compiled(stmt, "sqlite")[0]
 
 
 def test_no_manifest_reads_the_database(db: Database, site: Site, tmp_path: Path) -> None:

@@ -596,7 +596,10 @@ def sums(
             # Goals are read from the visits' bits, or matched on the parts' events where
             # a part has no bit for one (goal_hits is the database's).
             goals_read = matched_on_events(query, [p.goals for p in parts])
-            closed = raw_buckets(goals_read, plan, [(period.start_ms, end)], extra, direct=True)
+            constant = set.intersection(*(set(p.visitor_constant) for p in parts))
+            closed = raw_buckets(
+                goals_read, plan, [(period.start_ms, end)], extra, direct=True, constant=constant
+            )
             if pending:
                 sql, params = compiled(closed, record)
                 with _deadline(duck):

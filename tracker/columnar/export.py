@@ -9,7 +9,10 @@ compiler.VISIT_COPIES, as `visit_<name>`, taken from the visits file just writte
 (VisitCopies): DuckDB reads every event report without the join. And two flags
 (STORED_FLAGS) for counting a page's visitors without grouping by visitor
 (compiler.page_visitor_buckets): `first_of_path`, the visit's first pageview of its path,
-and `visitor_revisits`, the visit's visitor has other visits in the part. Visits keep the
+and `visitor_revisits`, the visit's visitor has other visits in the part; and a third,
+`visitor_first_of_path`, the visitor's first pageview of its path on its visit's UTC day
+(with `Part.visitor_constant`, the visit columns the same for all of a visitor's visits of
+a day). Visits keep the
 site's goals they convert on as bits (`goals`, copied to events as `visit_goals`; which
 goal each bit is: `Part.goals`), matched by the database in the part's snapshot.
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
@@ -57,6 +60,7 @@ from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
 from tracker.db.models import Event, Visit
 from tracker.stats.compiler import STORED_FLAGS, STORED_GOALS, VISIT_COPIES
+from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
 from tracker.stats.query import GoalSpec
 
@@ -103,6 +107,7 @@ FLAG_FIELDS = [pa.field(name, pa.bool_()) for name in STORED_FLAGS]
 # Events as the database gives them (their own columns), and as the part keeps them.
 FETCHED_SCHEMA = arrow_schema(events)
 EVENTS_SCHEMA = pa.schema([*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS])
+_VISIT_DIMENSION_COLUMNS = frozenset(d.column for d in DIMENSIONS.values() if d.scope == "visit")
 # Goals a part keeps as bits of its visits' `goals` (a BIGINT, its sign bit left alone);
 # the others are matched on its events when asked.
 MAX_STORED_GOALS = 63
@@ -250,6 +255,12 @@ class VisitCopies:
         # go on in the next rows.
         self.last_visit: int | None = None
         self.last_paths = pa.array([], pa.string())
+        # The (day, visitor, path) of the pageviews seen on the last UTC day of the rows so
+        # far: that day's visits may go on in the next rows.
+        none = pa.array([], pa.int64())
+        self.seen_today = _visitor_paths(none, none, pa.array([], pa.string()), none).select(
+            _VISITOR_PATH
+        )
 
     def added(self, fetched: pa.Table) -> pa.Table:
         """`fetched` (events' own columns) with their visit's copies after them."""
@@ -266,8 +277,33 @@ class VisitCopies:
         for name, field in zip([*VISIT_COPIES, STORED_GOALS], COPY_FIELDS, strict=True):
             column = copies.column(name)
             arrays.append(column.cast(field.type) if column.type != field.type else column)
-        arrays += [self._first_of_path(fetched), self.revisits.take(rows)]
+        arrays += [
+            self._first_of_path(fetched),
+            self.revisits.take(rows),
+            self._visitor_first_of_path(fetched, copies),
+        ]
         return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
+
+    def _visitor_first_of_path(self, fetched: pa.Table, copies: pa.Table) -> pa.Array:
+        """Per event: a pageview that is the first of its path (a NULL path counts as one
+        path) among its visitor's pageviews in the visits started on its visit's UTC day,
+        here or in the rows before (visits come in their start's order, so only the last
+        day's may go on in the next rows)."""
+        rows = pa.array(range(len(fetched)), pa.int64())
+        day = pc.divide(copies.column("started_ms"), DAY_MS).cast(pa.int64())
+        visitor = copies.column("visitor_id").cast(pa.int64())
+        pageviews = _visitor_paths(day, visitor, fetched.column("path"), rows).filter(
+            pc.equal(fetched.column("kind"), "pageview")
+        )
+        firsts = pageviews.group_by(_VISITOR_PATH, use_threads=False).aggregate([("row", "min")])
+        if self.seen_today.num_rows:
+            firsts = firsts.join(
+                self.seen_today, keys=_VISITOR_PATH, join_type="left anti", use_threads=False
+            )
+        flagged = pc.is_in(rows, value_set=firsts.column("row_min"))
+        seen = pa.concat_tables([self.seen_today, firsts.select(_VISITOR_PATH)])
+        self.seen_today = seen.filter(pc.equal(seen.column("day"), pc.max(day)))
+        return flagged.combine_chunks() if isinstance(flagged, pa.ChunkedArray) else flagged
 
     def _first_of_path(self, fetched: pa.Table) -> pa.Array:
         """Per event: a pageview whose visit has no earlier pageview of its path (a NULL
@@ -296,6 +332,18 @@ class VisitCopies:
         return first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
 
 
+# A pageview's key among its visitor's pageviews of a day (`_visitor_first_of_path`). The
+# path comes with whether it is NULL (then ""): Acero's joins match no NULL keys.
+_VISITOR_PATH = ["day", "visitor", "path", "no_path"]
+
+
+def _visitor_paths(day: pa.Array, visitor: pa.Array, path: pa.Array, row: pa.Array) -> pa.Table:
+    return pa.table(
+        {"day": day, "visitor": visitor, "path": pc.fill_null(path, ""),
+         "no_path": pc.is_null(path), "row": row}
+    )  # fmt: skip
+
+
 class VisitGoals:
     """Each visit's goals as bits (STORED_GOALS): bit i set when one of its events matches
     the part's i-th goal. Matched by the database itself (the raw path's own matching, as
@@ -311,6 +359,20 @@ class VisitGoals:
         found = pc.index_in(fetched.column("id"), value_set=self.ids)
         goals = pc.fill_null(self.masks.take(found), 0)
         return pa.Table.from_arrays([*fetched.columns, goals], schema=VISITS_SCHEMA)
+
+
+def visitor_constant(visits_path: Path) -> tuple[str, ...]:
+    """The visit dimensions' columns (compiler.VISIT_COPIES) whose value (NULL counting as
+    one) is the same for all of a visitor's visits of a UTC day in the part's visits file."""
+    columns = [c for c in VISIT_COPIES if c in _VISIT_DIMENSION_COLUMNS]
+    table = pq.read_table(visits_path, columns=["started_ms", "visitor_id", *columns])
+    day = pc.divide(table.column("started_ms"), DAY_MS)
+    keyed = table.drop_columns(["started_ms"]).append_column("day", day)
+    every = pc.CountOptions(mode="all")
+    counts = keyed.group_by(["day", "visitor_id"], use_threads=False).aggregate(
+        [(c, "count_distinct", every) for c in columns]
+    )
+    return tuple(c for c in columns if pc.max(counts.column(f"{c}_count_distinct")).as_py() == 1)
 
 
 def part_goals(previous: Sequence[str], goals: Sequence[GoalSpec]) -> tuple[str, ...]:
@@ -425,4 +487,5 @@ def write_part(
         visits=visits_name,
         events=events_name,
         goals=keys,
+        visitor_constant=visitor_constant(directory / visits_name),
     )

@@ -25,9 +25,11 @@ DAY_MS = 86_400_000
 MANIFEST = "manifest.json"
 # Bumped when the parts' columns change: a manifest of another version reads as none, so
 # the builder writes every part again.
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 RETIRED_AFTER_S = 600
 TABLES = ("visits", "events")
+# A part's fields kept as lists in the manifest's JSON.
+_TUPLES = ("goals", "visitor_constant")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Part:
     # The goals its visits' `goals` bits hold, bit i the i-th (tracker.stats.goals.goal_key;
     # "": none at that bit): a goal added later is matched on its events.
     goals: tuple[str, ...] = ()
+    # The visit columns the same for all of a visitor's visits of a UTC day in the part
+    # (tracker.columnar.export.visitor_constant).
+    visitor_constant: tuple[str, ...] = ()
 
     @property
     def start_ms(self) -> int:
@@ -90,7 +95,8 @@ def read_manifest(root: Path, site_id: int) -> Manifest | None:
     if data.get("version") != FORMAT_VERSION:
         return None
     parts = tuple(
-        Part(**{**part, "goals": tuple(part.get("goals", ()))}) for part in data.pop("parts", ())
+        Part(**{**part, **{k: tuple(part.get(k, ())) for k in _TUPLES}})
+        for part in data.pop("parts", ())
     )
     return Manifest(**{**data, "parts": parts})
 

@@ -16,7 +16,7 @@ ids rotate daily, so the sum is the definition, and it adds across rollups and r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -156,6 +156,7 @@ def raw_buckets(
     extra: ColumnElement[bool] | None = None,
     *,
     direct: bool = False,
+    constant: Collection[str] = (),
 ) -> Select:
     """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms).
 
@@ -163,15 +164,20 @@ def raw_buckets(
     from events alone where the visit's columns read are copied into them (`events_alone`);
     else, with event filters but no event dimension, events summed per visit id before the join
     (`matched_visit_facts`); with an event dimension, events summed per bucket where no
-    part is per visit (`event_buckets`)."""
+    part is per visit (`event_buckets`). `constant`: with `direct`, the visit columns the
+    same for all of a visitor's visits of a UTC day in every part read (`page_visitor_buckets`)."""
     stored = stored_goal_clause(query) if direct else None
     if stored is not None:
         # The visits' goals as the parts store them: no goal matched, no ids looked up.
-        found = _raw_buckets(query, plan, ranges, extra, stored, direct=True, matched=False)
+        found = _raw_buckets(
+            query, plan, ranges, extra, stored, direct=True, matched=False, constant=constant
+        )
         return on_stored_visits(found)
     converted = goal_clause(query, stored_converting_ids if direct else None)
     matched = converted is not None
-    return _raw_buckets(query, plan, ranges, extra, converted, direct=direct, matched=matched)
+    return _raw_buckets(
+        query, plan, ranges, extra, converted, direct=direct, matched=matched, constant=constant
+    )
 
 
 def _raw_buckets(
@@ -183,6 +189,7 @@ def _raw_buckets(
     *,
     direct: bool,
     matched: bool,
+    constant: Collection[str],
 ) -> Select:
     """`raw_buckets`, the visits a goal filter keeps being those meeting `converted`:
     `matched`, its goals matched on events in the statement; else read from the visits'
@@ -209,7 +216,7 @@ def _raw_buckets(
     # The goal's IN clause, where the events are joined to the converting visits instead.
     kept = where if within is None else [w for w in where if w is not converted]
     if direct and extra is None:
-        found = page_visitor_buckets(query, plan, bucket, dims, kept, within)
+        found = page_visitor_buckets(query, plan, bucket, dims, kept, within, constant)
         if found is not None:
             return found
     if direct and needs_events(query, plan.parts):
@@ -348,11 +355,18 @@ def page_visitor_buckets(
     dims: Sequence[ColumnElement],
     where: Sequence[ColumnElement[bool]],
     within: Subquery | None = None,
+    constant: Collection[str] = (),
 ) -> Select | None:
     """Per-bucket visitors and pageviews of a page breakdown, for DuckDB over the columnar
     store's events, counting a page's visitors without grouping its pageviews by visitor
     (two thirds of a page breakdown under a broad visit filter: 810k groups of 841k rows).
-    `within`: the only visits read (`events_alone`).
+    `within`: the only visits read (`events_alone`). `constant`: the visit columns the
+    same for all of a visitor's visits of a UTC day in every part read.
+
+    Where the report keeps or drops all of a visitor's pageviews of a path on a UTC day
+    together (`_keeps_whole_visitor_days`), a page's visitors are its pageviews flagged
+    the first of the path among their visitor's that day (`visitor_first_of_path`): no
+    grouping by visitor at all.
 
     A visitor with one visit in the part is counted by its visit's first pageview of the
     path (`first_of_path`); only the pageviews of visitors with several visits in the part
@@ -375,6 +389,8 @@ def page_visitor_buckets(
     flt = compile_filters(column_filters(query), dimension_column)
     where = [*where, *([] if flt is None else [flt])]
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), bucket.label("bucket")]
+    if within is None and _keeps_whole_visitor_days(query, plan, named, constant):
+        return _visitor_page_buckets(query, plan, keys, [*dims, bucket], where)
     # Grouped by visitor only where the visitor revisits: the others' rows fall in one
     # group per dimension values and bucket (a NULL visitor), and count by the flag.
     revisitor = case((stored_events.c.visitor_revisits, visits.c.visitor_id))
@@ -390,6 +406,37 @@ def page_visitor_buckets(
     if alone is None:
         return None
     return per_visitor(alone.subquery("per_visitor"), len(dims), plan.parts)
+
+
+def _keeps_whole_visitor_days(
+    query: Query, plan: Plan, named: Sequence[str], constant: Collection[str]
+) -> bool:
+    """Whether a page breakdown keeps or drops all of a visitor's pageviews of a path on
+    a UTC day together, and its buckets are those days: no goal filter (it keeps whole
+    visits, not visitors), its dimensions and filters on the page or on visit columns the
+    same for all of a visitor's visits of a day (`constant`); daily buckets in a zone at
+    UTC offset 0."""
+    if query.filter_for(GOAL) is not None or plan.bucket != "day":
+        return False
+    return all(
+        n == "event:page" or (DIMENSIONS[n].scope == "visit" and DIMENSIONS[n].column in constant)
+        for n in named
+    )
+
+
+def _visitor_page_buckets(
+    query: Query,
+    plan: Plan,
+    keys: Sequence[ColumnElement],
+    group: Sequence[ColumnElement],
+    where: Sequence[ColumnElement[bool]],
+) -> Select | None:
+    """`page_visitor_buckets` counting each visitor by its first pageview of the path that
+    UTC day (`visitor_first_of_path`), grouped by `keys` alone."""
+    first = case((stored_events.c.visitor_first_of_path, 1), else_=0)
+    sums = {"visitors": func.sum(first), "pageviews": func.count()}
+    rows = select(*keys, *(sums[p].label(p) for p in plan.parts)).select_from(_joined(visits))
+    return events_alone(_of_kinds(rows.where(*where).group_by(*group), query))
 
 
 def _counts_revisitors(query: Query, plan: Plan) -> bool:
@@ -488,7 +535,7 @@ _COPY_NAMES = {
 }
 # The columns the columnar store's events carry besides their own and their visit's copies
 # (tracker.columnar.export), read by `page_visitor_buckets`.
-STORED_FLAGS = ("first_of_path", "visitor_revisits")
+STORED_FLAGS = ("first_of_path", "visitor_revisits", "visitor_first_of_path")
 stored_visits = Table(
     "visits",
     MetaData(),

@@ -7,7 +7,7 @@ every event of the site (1M events, two open days, `event:page!=/`: 1.1 s with t
 parallel workers; by the events' time, ix_events_site_time reads the open days' events).
 SQLite reads them by the visits' index, unbounded (bounded, it read every open day's event
 under a rare visit filter). The rows stay the raw path's: a visit's events come at or after
-its start. And PostgreSQL reads while DuckDB sums the closed days.
+its start. And PostgreSQL reads while DuckDB sums the closed days, without parallel workers.
 """
 
 from __future__ import annotations
@@ -153,6 +153,12 @@ def test_open_days_read_events_from_their_own_time(
     assert any(row[q.metrics[0]] for row in stored.rows), args
     live = [sql for sql, params in seen if _reads_events(sql) and split in _values(params)]
     assert live, args
+    # PostgreSQL reads them without parallel workers (engine.SERIAL_READ, said first).
+    said = [sql for sql, _ in seen]
+    if db.is_sqlite:
+        assert engine.SERIAL_READ not in said, args
+    else:
+        assert said.index(engine.SERIAL_READ) < said.index(live[0]), args
     for sql in live:
         bounded = re.search(r"\bevents\.timestamp_ms >=", sql) is not None
         # A goal's matches are bounded by the period's start on both (goals.goal_matches).

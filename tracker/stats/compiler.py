@@ -277,7 +277,10 @@ def _event_rows(
     if direct and not _on_events(plan):
         revisits = _counts_revisitors(query, plan)
         return visit_ordered_buckets(query, bucket, dims, plan.parts, where, revisits=revisits)
-    facts = event_facts(query, visits, bucket, dims, plan.parts).where(*where)
+    if _on_events(plan):
+        facts = event_facts(query, visits, bucket, dims, plan.parts).where(*where)
+    else:
+        facts = visit_sums_joined(query, bucket, dims, where, plan.parts)
     sub = facts.subquery("facts")
     keys = [sub.c[dim_key(i)] for i in range(len(dims))]
     return group_facts(sub, keys, plan.parts, nested=direct)
@@ -769,6 +772,35 @@ def event_facts(
     ]
     stmt = select(*once, *_event_sums(query, wanted)).select_from(_joined(source))
     return _of_kinds(stmt.group_by(*event_keys, source.c.id), query)
+
+
+def visit_sums_joined(
+    query: Query,
+    bucket: ColumnElement,
+    dims: Sequence[ColumnElement],
+    where: Sequence[ColumnElement[bool]],
+    parts: Sequence[str],
+) -> Select:
+    """`event_facts` without an event dimension, as the databases run it faster: the
+    matching events (`where`, on them and their visit) summed per visit id first, then
+    joined to their visit for its facts, read as they are rather than as max() over its
+    events (SQLite, a day of the bench's 1M dataset, `event:page!=/` headline: 39 -> 24 ms
+    of CPU). Only the columns `parts` are summed from, as `event_facts`."""
+    wanted = _fact_columns(parts)
+    per_visit = select(events.c.visit_id, *_event_sums(query, wanted)).select_from(_joined(visits))
+    per_visit = _of_kinds(per_visit.where(*where).group_by(events.c.visit_id), query)
+    summed = per_visit.subquery("summed")
+    facts = {
+        "visitor_id": visits.c.visitor_id,
+        "bounce": _bounce(visits),
+        "duration_ms": visits.c.duration_ms,
+    }
+    return select(
+        *(d.label(dim_key(i)) for i, d in enumerate(dims)),
+        bucket.label("bucket"),
+        *(v.label(k) for k, v in facts.items() if wanted is None or k in wanted),
+        *(c for c in summed.c if c.name != "visit_id"),
+    ).select_from(visits.join(summed, summed.c.visit_id == visits.c.id))
 
 
 def summed_visit_facts(

@@ -517,6 +517,9 @@ def test_page_visitors_by_their_first_view_of_the_day_only_where_exact(
     assert ("visitor_first_of_path" in sql) == whole_days, sql
     assert ("visitor_revisits" in sql) == (not whole_days and timezone == "UTC"), sql
     assert sql.count("GROUP BY") == (1 if whole_days else 2), sql
+    # Without a time dimension the days are summed here already: one row per page.
+    across = "time:" not in args["dimension"] and timezone == "UTC"
+    assert (", CAST(0 AS BIGINT) AS bucket" in sql) == across, sql
 
 
 def test_a_goal_keeps_whole_visits_not_visitor_days() -> None:

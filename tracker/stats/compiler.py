@@ -392,8 +392,11 @@ def page_visitor_buckets(
     flt = compile_filters(column_filters(query), dimension_column)
     where = [*where, *([] if flt is None else [flt])]
     keys = [*(d.label(dim_key(i)) for i, d in enumerate(dims)), bucket.label("bucket")]
+    across = query.time_dimension is None
     if within is None and _keeps_whole_visitor_days(query, plan, named, constant):
-        return _visitor_page_buckets(query, plan, keys, [*dims, bucket], where)
+        keys[-1] = _bucket_or_all(bucket, across).label("bucket")
+        group = [*dims, *([] if across else [bucket])]
+        return _visitor_page_buckets(query, plan, keys, group, where)
     # Grouped by visitor only where the visitor revisits: the others' rows fall in one
     # group per dimension values and bucket (a NULL visitor), and count by the flag.
     revisitor = case((stored_events.c.visitor_revisits, visits.c.visitor_id))
@@ -408,7 +411,7 @@ def page_visitor_buckets(
     alone = events_alone(rows, within)
     if alone is None:
         return None
-    return per_visitor(alone.subquery("per_visitor"), len(dims), plan.parts)
+    return per_visitor(alone.subquery("per_visitor"), len(dims), plan.parts, across_buckets=across)
 
 
 def _keeps_whole_visitor_days(
@@ -942,12 +945,15 @@ _VISITOR_SUMS: dict[str, Callable[[ColumnElement], ColumnElement]] = {
 }
 
 
-def per_visitor(rows: FromClause, n_dims: int, parts: Sequence[str]) -> Select:
+def per_visitor(
+    rows: FromClause, n_dims: int, parts: Sequence[str], *, across_buckets: bool = False
+) -> Select:
     """Per-bucket rows from `rows`, already summed per dimension values (d0..), bucket
     and visitor_id: distinct visitors are the rows with a visitor, the other parts sums.
     The same numbers as count(DISTINCT visitor_id) beside sums, in one aggregate less.
     Rows may carry `once`: visitors counted without their id, in rows of a NULL visitor
-    (those with no other visit in their part, `visitor_revisits`)."""
+    (those with no other visit in their part, `visitor_revisits`). `across_buckets`: the
+    buckets summed here already (`_bucket_or_all`)."""
     c = rows.c
     dims = [c[dim_key(i)] for i in range(n_dims)]
 
@@ -957,8 +963,17 @@ def per_visitor(rows: FromClause, n_dims: int, parts: Sequence[str]) -> Select:
             return counted + func.sum(c.once) if "once" in c else counted
         return _VISITOR_SUMS.get(name, func.sum)(c[name])
 
-    stmt = select(*dims, c.bucket, *(part(p).label(p) for p in parts))
-    return stmt.group_by(*dims, c.bucket)
+    bucket = _bucket_or_all(c.bucket, across_buckets)
+    stmt = select(*dims, bucket.label("bucket"), *(part(p).label(p) for p in parts))
+    return stmt.group_by(*dims, *([] if across_buckets else [bucket]))
+
+
+def _bucket_or_all(bucket: ColumnElement, across: bool) -> ColumnElement:
+    """The bucket rows are summed per; with `across`, one for all (0), for a report
+    without a time dimension: `outer` sums its rows per dimension values whatever their
+    bucket, so per-bucket rows only made a larger grouping (the wide dataset's page
+    breakdowns: a row per page and day)."""
+    return literal(0, BigInteger) if across else bucket
 
 
 def _is_event_column(column: ColumnElement) -> bool:

@@ -6,15 +6,15 @@ Every column of the two tables is copied, as the database holds it: integers as 
 its NULLs, and `props` as the JSON text `CAST(props AS TEXT)` gives on either database
 (what the compiler reads). Each event also carries its visit's columns in
 compiler.VISIT_COPIES, as `visit_<name>`, taken from the visits file just written
-(VisitCopies): DuckDB reads every event report without the join. And two flags
+(VisitCopies): DuckDB reads every event report without the join. And flags
 (STORED_FLAGS) for counting a page's visitors without grouping by visitor
 (compiler.page_visitor_buckets): `first_of_path`, the visit's first pageview of its path,
 and `visitor_revisits`, the visit's visitor has other visits in the part; and a third,
 `visitor_first_of_path`, the visitor's first pageview of its path on its visit's UTC day
 (with `Part.visitor_constant`, the visit columns the same for all of a visitor's visits of
-a day). Visits keep the
-site's goals they convert on as bits (`goals`, copied to events as `visit_goals`; which
-goal each bit is: `Part.goals`), matched by the database in the part's snapshot.
+a day). Visits keep the site's goals they convert on as bits (`goals`, copied to events as
+`visit_goals`; which goal each bit is: `Part.goals`), matched by the database in the
+part's snapshot.
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
 then by id, so row group statistics let a reader skip by time; a visit's events are together,
 which compiler.visit_ordered_buckets relies on (a visit's facts taken from its first event).

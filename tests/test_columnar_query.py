@@ -520,6 +520,9 @@ def test_page_visitors_by_their_first_view_of_the_day_only_where_exact(
     # Without a time dimension the days are summed here already: one row per page.
     across = "time:" not in args["dimension"] and timezone == "UTC"
     assert (", CAST(0 AS BIGINT) AS bucket" in sql) == across, sql
+    # And only the visitors who came back keep their day in the first grouping.
+    by_day = "CASE WHEN events.visitor_revisits THEN ((events.visit_started_ms"
+    assert (by_day in sql) == (across and not whole_days), sql
 
 
 def test_a_goal_keeps_whole_visits_not_visitor_days() -> None:

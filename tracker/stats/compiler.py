@@ -398,16 +398,20 @@ def page_visitor_buckets(
         group = [*dims, *([] if across else [bucket])]
         return _visitor_page_buckets(query, plan, keys, group, where)
     # Grouped by visitor only where the visitor revisits: the others' rows fall in one
-    # group per dimension values and bucket (a NULL visitor), and count by the flag.
-    revisitor = case((stored_events.c.visitor_revisits, visits.c.visitor_id))
-    once = and_(stored_events.c.first_of_path, ~stored_events.c.visitor_revisits)
+    # group per dimension values and bucket (a NULL visitor), and count by the flag;
+    # across buckets, in one group per dimension values (their bucket NULL too).
+    revisits = stored_events.c.visitor_revisits
+    revisitor = case((revisits, visits.c.visitor_id))
+    day = case((revisits, bucket)) if across else bucket
+    once = and_(stored_events.c.first_of_path, ~revisits)
     rows = select(
-        *keys,
+        *keys[:-1],
+        day.label("bucket"),
         revisitor.label("visitor_id"),
         func.sum(case((once, 1), else_=0)).label("once"),
         func.count().label("pageviews"),
     ).select_from(_joined(visits))
-    rows = _of_kinds(rows.where(*where).group_by(*dims, bucket, revisitor), query)
+    rows = _of_kinds(rows.where(*where).group_by(*dims, day, revisitor), query)
     alone = events_alone(rows, within)
     if alone is None:
         return None

@@ -116,7 +116,10 @@ def test_a_scheduler_keeps_its_lock_when_its_app_is_dropped(make_settings) -> No
         jobs._held_locks.pop(Path(settings.data_dir).resolve() / "scheduler.lock").close()
 
 
-def test_run_scheduler_takes_over_when_the_holder_stops(make_app) -> None:
+def test_run_scheduler_takes_over_when_the_holder_stops(
+    make_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "CLAIM_RETRY_SECONDS", 0.05)  # not a second of the test's
     first = make_app(scheduler_enabled=True)
     second = make_app()
     stop = threading.Event()

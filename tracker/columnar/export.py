@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -452,26 +454,45 @@ def write_rows(
             written += table.num_rows
             yield from table.to_batches()
 
-    _write_parquet(pa.RecordBatchReader.from_batches(out, counted()), path)
+    # Groups come whole but the last: a first group short of one is the file's only one.
+    rows = ROW_GROUP_ROWS if first is None else min(first.num_rows, ROW_GROUP_ROWS)
+    _write_parquet(pa.RecordBatchReader.from_batches(out, counted()), path, max(rows, 1))
     return written
 
 
-def _write_parquet(rows: pa.RecordBatchReader, path: Path) -> None:
+def _write_parquet(rows: pa.RecordBatchReader, path: Path, dictionary_limit: int) -> None:
     """The rows into a Parquet file, in their order, written by DuckDB, which reads its own
     files faster than pyarrow's with the same compression: the bench's 1M dataset, DuckDB
     CPU alone, an `event:page!=/` headline 110 -> 96 ms, page breakdowns 5-20 % less.
     A column is dictionary-encoded up to a row group's worth of values (DuckDB's default
-    stops at 1 %: the wide dataset's 100k paths were then read 7 % slower than pyarrow's)."""
-    duck = duckdb.connect(":memory:", config=_WRITER_CONFIG)
+    stops at 1 %: the wide dataset's 100k paths were then read 7 % slower than pyarrow's),
+    or up to the file's rows when it has fewer (`dictionary_limit`): the same file, as no
+    dictionary holds more values than there are rows, but DuckDB sizes each column's
+    dictionary by the limit: a 200-row file of 60 columns took 58 ms of CPU, 5 this way."""
+    duck = _writer()
+    duck.register("part_rows", rows)
     try:
-        duck.register("part_rows", rows)
         target = "'" + str(path).replace("'", "''") + "'"
         duck.execute(
             f"COPY part_rows TO {target} (FORMAT parquet, COMPRESSION {COMPRESSION},"
-            f" ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT {ROW_GROUP_ROWS})"
+            f" ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT {dictionary_limit})"
         )
     finally:
-        duck.close()
+        duck.unregister("part_rows")
+
+
+_writers = threading.local()
+
+
+def _writer() -> duckdb.DuckDBPyConnection:
+    """This thread's DuckDB for writing files, made once per thread and process: a new
+    in-memory database costs ~15 ms of CPU, ten times what writing a small part's file
+    does (a build writes two files a part; the test suite thousands)."""
+    if getattr(_writers, "pid", None) != os.getpid():  # not one a forked parent made
+        _writers.connection = duckdb.connect(":memory:", config=_WRITER_CONFIG)
+        _writers.pid = os.getpid()
+    connection: duckdb.DuckDBPyConnection = _writers.connection
+    return connection
 
 
 def file_names(first_day: int, last_day: int, built_ms: int) -> tuple[str, str]:

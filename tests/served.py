@@ -20,8 +20,8 @@ SITE = "example.com"
 
 def prepare_data_dir(data_dir: Path, sqlite_template: Path) -> Path:
     """A data directory for `tracker serve` whose SQLite database knows SITE: a copy of the
-    migrated template (tests/fixtures.py's `sqlite_template`), not migrated again (~0.35 s of CPU per
-    server). Returns the database's path."""
+    migrated template (tests/fixtures.py's `sqlite_template`), not migrated again (~0.35 s
+    of CPU per server). Returns the database's path."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db_path = data_dir / "tracker.db"
     shutil.copy(sqlite_template, db_path)

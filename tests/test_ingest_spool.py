@@ -5,6 +5,7 @@ make."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections import Counter
@@ -238,6 +239,18 @@ def test_a_dead_process_segment_is_replayed_once_from_its_stored_offset(
     kept.rename(segment)  # a crash between the replay's commit and its unlink
     assert replay(db, directory, 30 * 60_000) == 0
     assert stored_paths(database_url) == ["/p1", "/p2"]
+    assert _open_files(f"{db.engine.url.database}.writer-lock") == 0  # closed with its drain
+
+
+def _open_files(path: str) -> int:
+    """This process's file descriptors open on `path`."""
+    targets = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # the directory's own descriptor, closed by now
+            continue
+    return targets.count(path)
 
 
 def test_an_unwritable_spool_gets_503(make_app: Callable[..., Flask]) -> None:

@@ -181,7 +181,7 @@ class Drain:
         for reading in self.readings.values():
             os.close(reading.fd)
         self.readings.clear()
-        self.chunks.disconnect()
+        self.chunks.close()
 
 
 def replay(db: Database, directory: Path, timeout_ms: int) -> int:
@@ -290,6 +290,12 @@ class ChunkStore:
                         hits, drops = [], Counter()  # record the offset past the line alone
             start = end
         return True
+
+    def close(self) -> None:
+        """The connection and the writers' lock file: a drain thread ends when idle and the
+        replay job makes a drain each run, so a lock left open was a file descriptor lost."""
+        self.disconnect()
+        self.lock.close()
 
     def disconnect(self, failed: bool = False) -> None:
         if self.conn is not None:

@@ -118,14 +118,9 @@ def empty_postgres(postgres_url: str) -> Iterator[Callable[..., None]]:
     # Pinged: a test may end every connection to the database (an outage it plays).
     engine = create_engine(postgres_url, pool_pre_ping=True)
     with engine.connect() as conn:
-        starts = conn.execute(
-            text(
-                "SELECT sequencename, start_value FROM pg_sequences"
-                " WHERE schemaname = current_schema()"
-            )
-        ).all()
+        starts = _sequences(conn)
     statements = [f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables)]
-    statements += [f"SELECT setval('\"{name}\"', {start}, false)" for name, start in starts]
+    statements += [_setval(name, start, called=False) for name, start in starts.items()]
     emptying = ";\n".join(statements)
 
     def empty(seed: str | None = None) -> None:
@@ -136,12 +131,19 @@ def empty_postgres(postgres_url: str) -> Iterator[Callable[..., None]]:
     engine.dispose()
 
 
-def _sequences(conn: Connection) -> list[str]:
-    return list(
-        conn.scalars(
-            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+def _sequences(conn: Connection) -> dict[str, int]:
+    """The schema's id sequences and the value each starts at."""
+    rows = conn.execute(
+        text(
+            "SELECT sequencename, start_value FROM pg_sequences WHERE schemaname = current_schema()"
         )
     )
+    return {name: start for name, start in rows}
+
+
+def _setval(sequence: str, value: int, *, called: bool) -> str:
+    """The statement that sets `sequence` where nextval gives `value` (called: after it)."""
+    return f"SELECT setval('\"{sequence}\"', {value}, {str(called).lower()})"
 
 
 def save_postgres_seed(url: str, name: str) -> str:
@@ -167,8 +169,7 @@ def save_postgres_seed(url: str, name: str) -> str:
         engine.dispose()
     statements = [f'INSERT INTO "{t}" SELECT * FROM "{name}"."{t}"' for t in tables]
     statements += [
-        f"SELECT setval('\"{sequence}\"', {value}, {str(called).lower()})"
-        for sequence, (value, called) in positions.items()
+        _setval(sequence, value, called=called) for sequence, (value, called) in positions.items()
     ]
     return ";\n".join(statements)
 

@@ -61,20 +61,6 @@ def post_event(port: int, path: str) -> int:
         return 0
 
 
-def group_alive(group: int) -> bool:
-    """Whether a process of process group `group` still runs (a zombie has closed its files,
-    and so let go of its locks)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # After the name in parentheses: the state, the parent, the process group.
-            state, _parent, process_group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # it ended meanwhile
-        if state != "Z" and int(process_group) == group:
-            return True
-    return False
-
-
 def stored_rows(db_path: Path) -> list[str]:
     """The path of each stored event."""
     conn = sqlite3.connect(db_path)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from bench import datagen, filters, profile
 from bench.common import Options, parse_count
 from bench.run import main
+from tests.waiting import processes
 from tracker.db import Database
 from tracker.stats import SiteRef, parse_query, run
 
@@ -80,14 +81,15 @@ def test_dataset_is_cached_and_sized(tiny: datagen.Dataset) -> None:
 def _builder_running() -> bool:
     """Whether this process's rollup builder (`bench.datagen --prepare`) is alive, not
     exited (Linux's /proc). Other children (a worker's browser driver) do not count."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    me = os.getpid()
+    for folder, state, parent, _group in processes():
+        if parent != me or state == "Z":
+            continue
         try:
-            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
-            command = stat.with_name("cmdline").read_bytes().split(b"\0")
+            command = (folder / "cmdline").read_bytes().split(b"\0")
         except OSError:  # ended meanwhile
             continue
-        if parent == me and state != "Z" and datagen.PREPARE_FLAG.encode() in command:
+        if datagen.PREPARE_FLAG.encode() in command:
             return True
     return False
 

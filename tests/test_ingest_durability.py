@@ -26,12 +26,11 @@ from tests.helpers import DEFAULT_USER_AGENT
 from tests.served import (
     event_body,
     free_port,
-    group_alive,
     post_event,
     prepare_data_dir,
     stored_rows,
 )
-from tests.waiting import connections_accepted, signal_pending, wait_until
+from tests.waiting import connections_accepted, group_alive, signal_pending, wait_until
 from tracker.cli import cli
 from tracker.storage.spool import pending_segments
 

@@ -43,16 +43,33 @@ def connections_accepted(port: int) -> int:
     return sum(state == _ESTABLISHED for state, _ in sockets)
 
 
+def processes() -> Iterator[tuple[Path, str, int, int]]:
+    """Each process's /proc folder, state, parent and process group (one that ends while
+    they are read is left out)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the name in parentheses: the state, the parent, the process group.
+            state, parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:
+            continue
+        yield stat.parent, state, int(parent), int(group)
+
+
+def group_alive(group: int) -> bool:
+    """Whether a process of process group `group` still runs (a zombie has closed its files,
+    and so let go of its locks)."""
+    return any(state != "Z" and of == group for _, state, _, of in processes())
+
+
 def signal_pending(group: int, signum: int) -> bool:
     """Whether a process of process group `group` has not yet taken signal `signum`."""
     bit = 1 << (signum - 1)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for folder, _state, _parent, of in processes():
+        if of != group:
+            continue
         try:
-            # The process group is the 5th field, after the name in parentheses.
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != group:
-                continue
-            status = (stat.parent / "status").read_text().splitlines()
-        except (FileNotFoundError, ProcessLookupError):
+            status = (folder / "status").read_text().splitlines()
+        except OSError:
             continue  # it ended meanwhile
         masks = (line.split()[1] for line in status if line.startswith(("SigPnd", "ShdPnd")))
         if any(int(mask, 16) & bit for mask in masks):

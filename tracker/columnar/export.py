@@ -373,13 +373,13 @@ class VisitGoals:
         return pa.Table.from_arrays([*fetched.columns, goals], schema=VISITS_SCHEMA)
 
 
-def visitor_constant(visits_path: Path) -> tuple[str, ...]:
+def visitor_constant(visits: pa.Table) -> tuple[str, ...]:
     """The visit dimensions' columns (compiler.VISIT_COPIES) whose value (NULL counting as
-    one) is the same for all of a visitor's visits of a UTC day in the part's visits file."""
+    one) is the same for all of a visitor's visits of a UTC day among the part's `visits`
+    (VisitCopies.table: its columns as read from the visits file)."""
     columns = [c for c in VISIT_COPIES if c in _VISIT_DIMENSION_COLUMNS]
-    table = pq.read_table(visits_path, columns=["started_ms", "visitor_id", *columns])
-    day = pc.divide(table.column("started_ms"), DAY_MS)
-    keyed = table.drop_columns(["started_ms"]).append_column("day", day)
+    day = pc.divide(visits.column("started_ms"), DAY_MS)
+    keyed = visits.select(["visitor_id", *columns]).unify_dictionaries().append_column("day", day)
     every = pc.CountOptions(mode="all")
     counts = keyed.group_by(["day", "visitor_id"], use_threads=False).aggregate(
         [(c, "count_distinct", every) for c in columns]
@@ -535,5 +535,5 @@ def write_part(
         visits=visits_name,
         events=events_name,
         goals=keys,
-        visitor_constant=visitor_constant(directory / visits_name),
+        visitor_constant=visitor_constant(copies.table),
     )

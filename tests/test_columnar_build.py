@@ -5,6 +5,7 @@ parts, invalidation, retired files, the job and the command line. Clocks are fix
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.helpers import store_events
 from tracker.cli import cli
 from tracker.columnar import build, export
 from tracker.columnar.build import ID_MARGIN, refresh
+from tracker.columnar.engine import NO_EXTENSIONS
 from tracker.columnar.export import part_goals
 from tracker.columnar.invalidate import invalidate
 from tracker.columnar.layout import (
@@ -598,3 +600,23 @@ def test_a_migration_invalidates_every_store(
     assert (found.parts, found.complete_until_ms) == ((), 0)
     refresh(db, root, now_ms=ms("2026-03-06T03:01:00"))
     assert spans(manifest(root, db)) == spans(before)
+
+
+def test_the_parts_writer_is_one_duckdb_per_thread_that_fetches_nothing() -> None:
+    found: list[Any] = []
+
+    def settings() -> None:
+        writer = export._writer()
+        assert export._writer() is writer
+        found.append(writer)
+        names = [*NO_EXTENSIONS, "threads", "preserve_insertion_order"]
+        row = writer.execute(
+            "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
+        ).fetchone()
+        assert row == (False, False, False, 1, True)
+
+    worker = threading.Thread(target=settings)
+    worker.start()
+    worker.join()
+    settings()
+    assert len(found) == 2 and found[0] is not found[1]

@@ -75,15 +75,19 @@ log = logging.getLogger(__name__)
 
 # The database's settings, which every connection to it starts with; `configure` sets
 # threads and memory from the settings (columnar_threads, columnar_memory_limit).
+# Nothing is ever loaded or downloaded at run time (air-gapped servers): every DuckDB of
+# the project, the readers' here and the parts' writer (tracker.columnar.export).
+NO_EXTENSIONS: dict[str, Any] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
 CONFIG: dict[str, Any] = {
     # One thread per report: a page's cards are concurrent requests over two workers
     # (docs/ARCHITECTURE.md, "Columnar store: reading", has the measurements behind it).
     "threads": 1,
     "memory_limit": "1GB",
-    # Nothing is ever loaded or downloaded at run time (air-gapped servers).
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "allow_community_extensions": False,
+    **NO_EXTENSIONS,
     # Never spilled to disk (an in-memory database would write into the working
     # directory): past memory_limit a report stops, and says so.
     "temp_directory": "",

@@ -60,6 +60,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 
+from tracker.columnar.engine import NO_EXTENSIONS
 from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
 from tracker.db.models import Event, Visit
@@ -81,12 +82,7 @@ ROW_GROUP_ROWS = 122_880
 COMPRESSION = "zstd"
 # The writer's DuckDB (`_write_parquet`): one thread keeps the rows' order (and the job's
 # share of the cores); nothing loaded at run time, as the reader's.
-_WRITER_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "threads": 1,
-    "preserve_insertion_order": True,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-}
+_WRITER_CONFIG: dict[str, Any] = {"threads": 1, "preserve_insertion_order": True, **NO_EXTENSIONS}
 EPOCH = date(1970, 1, 1)
 
 

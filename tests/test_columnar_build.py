@@ -610,10 +610,11 @@ def test_the_parts_writer_is_one_duckdb_per_thread_that_fetches_nothing() -> Non
         assert export._writer() is writer
         found.append(writer)
         names = [*NO_EXTENSIONS, "threads", "preserve_insertion_order"]
-        row = writer.execute(
+        # Fetched to the end: the writer goes on writing this process's parts afterwards.
+        rows = writer.execute(
             "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
-        ).fetchone()
-        assert row == (False, False, False, 1, True)
+        ).fetchall()
+        assert rows == [(False, False, False, 1, True)]
 
     worker = threading.Thread(target=settings)
     worker.start()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -995,3 +997,22 @@ def test_the_limits_come_from_the_settings(limits: Any) -> None:
     row = duck.execute("SELECT current_setting('threads'), current_setting('memory_limit')")
     threads, memory = row.fetchone()
     assert threads == 1 and memory.startswith("286") and engine.TIMEOUT_S == 4
+
+
+def test_a_process_that_read_the_store_exits_without_leak_reports() -> None:
+    """DuckDB's bindings report each of their objects still alive at the interpreter's end
+    as a leak (about forty lines on stderr, from every process that had read the store
+    with its statements watched, as `sums` runs them): the process's database is let go of
+    before (engine._release)."""
+    code = (
+        "from tracker.columnar import engine\n"
+        "duck = engine.connection()\n"
+        "with engine._deadline(duck):\n"
+        "    duck.execute('SELECT 1').fetchall()\n"
+        "print('read')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "read\n"), done.stderr
+    assert "leaked" not in done.stderr

@@ -294,6 +294,18 @@ _process_lock = threading.Lock()
 _inherited: list[_Process] = []
 
 
+@atexit.register
+def _release() -> None:
+    """Lets go of this process's database (and every thread's connection to it) before
+    the interpreter ends: DuckDB's bindings report each of their objects still alive then
+    as a leak, about forty lines on stderr from a process that had read the store (the
+    jobs' reports, a command, the bench). A forked parent's copy is kept (`_inherited`)."""
+    global _process
+    with _process_lock:
+        if _process is not None and _process.pid == os.getpid():
+            _process = None
+
+
 def connection() -> duckdb.DuckDBPyConnection:
     """The calling thread's DuckDB connection; a forked child makes its own database."""
     global _process

@@ -234,15 +234,17 @@ def test_outbound_and_download_clicks_let_navigation_happen(
     with page.expect_download() as download:
         page.click("#pdf")
     assert download.value.url == test_site.url + "/files/price-list.pdf"
+    # Each new tab went to the partner: its navigation committed (a tab opened in the
+    # background may put off its load event, and once did past 30 s in a loaded full run).
     with visitor.context.expect_page() as popup:
         page.click("#blank")
-    popup.value.wait_for_url(partner)
+    popup.value.wait_for_url(partner, wait_until="commit")
     with visitor.context.expect_page() as popup:
         page.click("#out", button="middle")
-    popup.value.wait_for_url(partner)
+    popup.value.wait_for_url(partner, wait_until="commit")
     with visitor.context.expect_page() as popup:
         page.click("#out", modifiers=["Control"])
-    popup.value.wait_for_url(partner)
+    popup.value.wait_for_url(partner, wait_until="commit")
     page.click("#prevented")  # the page's own handler decides: it stays here
     page.click("#mail")
     assert page.url == url

@@ -183,7 +183,8 @@ def test_a_client_that_leaves_mid_download_stops_the_export(app: Flask, big_site
         pool = big_site.engine.pool
         wait_for(lambda: pool.checkedout() == 1)  # type: ignore[attr-defined]
         if not big_site.is_sqlite:
-            assert streaming(big_site)
+            # The header leaves before the rows' cursor is declared: wait for the cursor.
+            assert wait_for(lambda: streaming(big_site))
         # Gone: the connection reset (SO_LINGER 0), as a closed browser tab or a killed curl.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -217,3 +219,28 @@ def store_export_events(app: Flask) -> None:
         ],
         site=EXPORT_SITE,
     )  # fmt: skip
+
+
+def duckdb_settings_per_thread(
+    connect: Callable[[], Any], names: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The settings `names` of `connect()`'s DuckDB as read back in another thread, then in
+    this one: each thread's is made once (asked twice, the same) and is not another
+    thread's. Fetched to the end: the connection goes on serving its thread afterwards (an
+    unfinished result broke every later statement of a writer)."""
+    found: list[Any] = []
+    rows: list[tuple[Any, ...]] = []
+
+    def read() -> None:
+        duck = connect()
+        assert connect() is duck
+        found.append(duck)
+        sql = "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
+        rows.extend(duck.execute(sql).fetchall())
+
+    worker = threading.Thread(target=read)
+    worker.start()
+    worker.join()
+    read()
+    assert len(found) == 2 and found[0] is not found[1]
+    return rows

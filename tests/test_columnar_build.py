@@ -5,7 +5,6 @@ parts, invalidation, retired files, the job and the command line. Clocks are fix
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import Text, cast, delete, insert, select, update
 
-from tests.helpers import store_events
+from tests.helpers import duckdb_settings_per_thread, store_events
 from tracker.cli import cli
 from tracker.columnar import build, export
 from tracker.columnar.build import ID_MARGIN, refresh
@@ -603,21 +602,6 @@ def test_a_migration_invalidates_every_store(
 
 
 def test_the_parts_writer_is_one_duckdb_per_thread_that_fetches_nothing() -> None:
-    found: list[Any] = []
-
-    def settings() -> None:
-        writer = export._writer()
-        assert export._writer() is writer
-        found.append(writer)
-        names = [*NO_EXTENSIONS, "threads", "preserve_insertion_order"]
-        # Fetched to the end: the writer goes on writing this process's parts afterwards.
-        rows = writer.execute(
-            "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
-        ).fetchall()
-        assert rows == [(False, False, False, 1, True)]
-
-    worker = threading.Thread(target=settings)
-    worker.start()
-    worker.join()
-    settings()
-    assert len(found) == 2 and found[0] is not found[1]
+    names = [*NO_EXTENSIONS, "threads", "preserve_insertion_order"]
+    rows = duckdb_settings_per_thread(export._writer, names)
+    assert rows == [(False, False, False, 1, True)] * 2

@@ -14,7 +14,6 @@ import dataclasses
 import random
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from tests.helpers import store_events
+from tests.helpers import duckdb_settings_per_thread, store_events
 from tracker.columnar import engine, export
 from tracker.columnar.build import CLOSE_AFTER_MS, refresh
 from tracker.columnar.layout import DAY_MS, read_manifest, site_dir
@@ -909,26 +908,9 @@ def test_database_sums_a_visits_matching_events_before_joining_it(args: dict[str
 
 
 def test_each_thread_its_own_connection_to_one_database_that_fetches_nothing() -> None:
-    found: list[Any] = []
-
-    def settings() -> None:
-        duck = engine.connection()
-        assert engine.connection() is duck
-        found.append(duck)
-        names = (
-            "threads, autoinstall_known_extensions, autoload_known_extensions,"
-            " allow_community_extensions, temp_directory"
-        )
-        row = duck.execute(
-            "SELECT " + ", ".join(f"current_setting('{n.strip()}')" for n in names.split(","))
-        ).fetchone()
-        assert row == (engine.CONFIG["threads"], False, False, False, "")
-
-    worker = threading.Thread(target=settings)
-    worker.start()
-    worker.join()
-    settings()
-    assert len(found) == 2 and found[0] is not found[1]
+    names = ["threads", *engine.NO_EXTENSIONS, "temp_directory"]
+    rows = duckdb_settings_per_thread(engine.connection, names)
+    assert rows == [(engine.CONFIG["threads"], False, False, False, "")] * 2
 
 
 # A statement that runs for minutes, and one that needs gigabytes.

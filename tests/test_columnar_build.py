@@ -438,8 +438,8 @@ def test_a_build_that_read_before_an_invalidation_is_not_published(
     store_events(app, TRAFFIC, site=SITE)
     write_part = build.write_part
 
-    def reclassified_meanwhile(*args: Any) -> Part | None:
-        part = write_part(*args)
+    def reclassified_meanwhile(*args: Any, **kwargs: Any) -> Part | None:
+        part = write_part(*args, **kwargs)
         invalidate(root, site_id(db))
         return part
 

@@ -32,6 +32,7 @@ from tracker.ingest.spam import update as update_spam_hosts
 from tracker.mail import drain as drain_outbox
 from tracker.report_schedule import send_due_reports
 from tracker.stats.rollups import refresh as refresh_rollups
+from tracker.storage.changes import prune as prune_visit_changes
 from tracker.storage.drain import replay
 from tracker.storage.spool import spool_directory
 
@@ -77,6 +78,11 @@ def replay_spool_job(db: Database, settings: Settings) -> None:
 def rotate_salts_job(db: Database, settings: Settings) -> None:
     """Today's visitor-id salt exists; salts older than yesterday are gone."""
     rotate_salts(db, datetime.now(UTC).date())
+
+
+def prune_visit_changes_job(db: Database, settings: Settings) -> None:
+    """Changes to past days' visits no reader can need any more are gone (a week old)."""
+    prune_visit_changes(db)
 
 
 def update_spam_list_job(db: Database, settings: Settings) -> None:
@@ -132,6 +138,8 @@ JOBS: list[Job] = [
     Job("stats_rollups", stats_rollups_job, "interval", {"minutes": 1}, run_at_start=True),
     # A query when nothing changed; a day's parts once it closes, a month's when it does.
     Job("columnar_store", columnar_store_job, "interval", {"minutes": 1}, run_at_start=True),
+    # A few rows a day; hourly, so a server down at some hour catches up.
+    Job("prune_visit_changes", prune_visit_changes_job, "cron", {"minute": 41}),
     # Cheap when the spool is empty (one directory listing); a retry every few seconds else.
     Job("replay_spool", replay_spool_job, "interval", {"seconds": 5}, run_at_start=True),
     # Daily, fetching only when the file is a week old: a server down at that hour, a

@@ -55,6 +55,7 @@ from tracker.columnar.layout import (
 )
 from tracker.db import Database
 from tracker.db.models import Site
+from tracker.storage import changes
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,18 @@ class SiteKey:
 def closed_until_ms(now_ms: int) -> int:
     """The end of the last closed UTC day at `now_ms`."""
     return (now_ms - CLOSE_AFTER_MS) // DAY_MS * DAY_MS
+
+
+def provisional_days(now_ms: int, closed_day: int) -> range:
+    """The days after the closed ones that get provisional parts at `now_ms`: ended
+    COMMIT_WITHIN_MS ago (no transaction of theirs still open) and recorded by the writer
+    when changed (tracker.storage.changes), by the writer's clock; none when a day between
+    would be neither (a build far behind, a clock set back)."""
+    clock = changes.now_ms()
+    end = (min(now_ms, clock) - changes.COMMIT_WITHIN_MS) // DAY_MS
+    if changes.recorded_from_ms(clock) // DAY_MS > closed_day:
+        return range(closed_day, closed_day)
+    return range(closed_day, max(closed_day, end))
 
 
 def month_of(day: int) -> Unit:
@@ -174,15 +187,24 @@ class _Build:
     closed_day: int
     built_ms: int
     complete_day: int = 0
+    provisional_day: int = 0  # the days from complete_day to it are in provisional parts
+    provisional: range = range(0)  # the days to have provisional parts
+    changes_since_ms: int = 0  # before the first snapshot of those parts (writer's clock)
     parts: dict[Unit, Part] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
 
-    def write(self, unit: Unit) -> None:
+    def write(self, unit: Unit, *, provisional: bool = False) -> None:
         """The unit's part written anew; it replaces every part it overlaps."""
         part = write_part(
-            self.db, self.directory, self.site_id, *unit, self.built_ms, self.last_goals()
+            self.db,
+            self.directory,
+            self.site_id,
+            *unit,
+            self.built_ms,
+            self.last_goals(),
+            provisional=provisional,
         )
-        if unit[0] <= self.complete_day <= unit[1]:  # a closed month written as a whole
+        if not provisional and unit[0] <= self.complete_day <= unit[1]:  # a closed month
             self.complete_day = unit[1] + 1
         for key in [k for k in self.parts if k[0] <= unit[1] and unit[0] <= k[1]]:
             del self.parts[key]
@@ -233,12 +255,34 @@ class _Build:
                 started = True
             reached(self.complete_day)
 
+    def provide(self) -> None:
+        """Provisional parts for the days ended since the last build, once every closed
+        day is written (they follow on from complete_day)."""
+        if self.complete_day < self.closed_day or not self.provisional:
+            self.provisional_day = self.complete_day
+        else:
+            first = max(self.complete_day, self.provisional_day)
+            if first < self.provisional.stop:
+                # Taken before the snapshots: a change they miss is stamped after it, less
+                # a transaction's length (tracker.storage.changes).
+                started = changes.now_ms()
+                kept = self.changes_since_ms if self.complete_day < first else started
+                self.changes_since_ms = min(kept or started, started)
+            for day in range(first, self.provisional.stop):
+                self.write((day, day), provisional=True)
+            self.provisional_day = self.provisional.stop
+        if self.provisional_day <= self.complete_day:
+            self.changes_since_ms = 0
+        for key in [k for k in self.parts if k[0] >= self.provisional_day]:
+            del self.parts[key]  # past a clock set back, or beyond closed days not written
+
     def needed(self, news: Watch) -> bool:
         return bool(
             news.save
             or self.stale(news.late_days)
             or self.complete_day < self.closed_day
             or self.unmerged()
+            or self.provisional_day < self.provisional.stop
         )
 
     def run(self, late_days: Iterable[int], budget: Budget, reached: Reached) -> None:
@@ -251,6 +295,7 @@ class _Build:
             self.write(unit)
             started = True
         self.advance(budget, reached, started)
+        self.provide()
 
     def manifest(self, seen: Watch) -> Manifest:
         return Manifest(
@@ -260,6 +305,8 @@ class _Build:
             built_ms=self.built_ms,
             parts=tuple(self.parts[k] for k in sorted(self.parts)),
             recent_events=seen.recent_events,
+            provisional_until_ms=max(self.provisional_day, self.complete_day) * DAY_MS,
+            changes_since_ms=self.changes_since_ms,
         )
 
     def discard(self) -> None:
@@ -317,9 +364,12 @@ def refresh_site(
     build = _Build(db, site_dir(root, site.id), site.id, closed_until_ms(now_ms) // DAY_MS, now_ms)
     if base is not None:
         build.complete_day = base.complete_until_ms // DAY_MS
+        build.provisional_day = base.provisional_until_ms // DAY_MS
+        build.changes_since_ms = base.changes_since_ms
         build.parts = {(p.first_day, p.last_day): p for p in base.parts}
         # A clock set back must not cut a month part into days (the others would be lost).
         build.closed_day = max(build.closed_day, build.complete_day)
+    build.provisional = provisional_days(now_ms, build.closed_day)
     if not build.needed(news):
         return None
     try:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from tracker.columnar.layout import (
     MANIFEST,
+    TABLES,
     Manifest,
     Part,
     read_manifest,
@@ -61,11 +63,20 @@ from tracker.columnar.layout import (
     store_root,
 )
 from tracker.files import FileVersion, file_version
-from tracker.stats.compiler import Plan, dim_key, events, needs_events, outer, raw_buckets
+from tracker.stats.compiler import (
+    Plan,
+    dim_key,
+    events,
+    needs_events,
+    outer,
+    raw_buckets,
+    visits,
+)
 from tracker.stats.goals import matched_on_events, prop_text
 from tracker.stats.periods import local_date, local_midnight_ms, make_period
 from tracker.stats.query import Query
 from tracker.stats.rollups import bucket_source
+from tracker.storage.changes import COMMIT_WITHIN_MS, changed_visitors
 
 if TYPE_CHECKING:
     from tracker.config import Settings
@@ -98,6 +109,12 @@ TIMEOUT_S = 10.0
 LIVE = "live_buckets"
 # The temporary table of the parts' per-bucket rows, summed while the database reads.
 CLOSED = "closed_buckets"
+# The name the visitors changed since their provisional parts' snapshot are registered
+# under: those parts' rows of them are left out, the database reads them instead.
+CHANGED = "changed_visitors"
+# At most this many changed visitors are read from the database beside provisional parts;
+# past it (an import into yesterday, say) the database reads those days whole.
+MAX_CHANGED = 5_000
 # Threads per process reading the days not closed yet while DuckDB scans the parts.
 LIVE_READERS = 4
 # PostgreSQL reads the open days (a few days' rows, beside DuckDB's sums) without parallel
@@ -341,11 +358,37 @@ def forget_manifest(root: Path, site_id: int) -> None:
     _manifests.pop(site_dir(root, site_id) / MANIFEST, None)
 
 
-def split_ms(manifest: Manifest, query: Query) -> int:
-    """The last local midnight at or before `complete_until_ms`: the visits started before
-    it are in the parts, in whole local days."""
+@dataclass(frozen=True)
+class Held:
+    """What a site's parts answer for: the visits started before `until_ms`, but for the
+    `changed` visitors' visits started from `provisional_ms` on (in provisional parts, and
+    changed since their snapshot: tracker.storage.changes), read from the database."""
+
+    until_ms: int
+    provisional_ms: int
+    changed: tuple[int, ...] = ()
+
+
+def held(conn: Connection, manifest: Manifest) -> Held:
+    """The manifest's closed days, and its provisional ones unless the writer changed more
+    than MAX_CHANGED of their visitors since (then the database reads those days)."""
+    complete = manifest.complete_until_ms
+    closed_only = Held(complete, complete)
+    if manifest.provisional_until_ms <= complete:
+        return closed_only
+    since = manifest.changes_since_ms - COMMIT_WITHIN_MS
+    started = (complete, manifest.provisional_until_ms)
+    changed = changed_visitors(conn, manifest.site_id, since, started)
+    if len(changed) > MAX_CHANGED:
+        return closed_only
+    return Held(manifest.provisional_until_ms, complete, tuple(changed))
+
+
+def split_ms(until_ms: int, query: Query) -> int:
+    """The last local midnight at or before `until_ms`: the visits started before it are
+    in the parts, in whole local days."""
     tz = query.site.tz
-    return local_midnight_ms(local_date(manifest.complete_until_ms, tz), tz)
+    return local_midnight_ms(local_date(until_ms, tz), tz)
 
 
 def _days(query: Query, start_ms: int, end_ms: int) -> Query:
@@ -407,16 +450,22 @@ def _answer(
     extra: ColumnElement[bool] | None,
 ) -> tuple[list[dict[str, Any]], str] | None:
     period = query.period
-    split = split_ms(manifest, query)
+    holding = held(conn, manifest)
+    split = split_ms(holding.until_ms, query)
     if split <= period.start_ms:
         return None
-    closed = _days(query, period.start_ms, min(split, period.end_ms))
+    end = min(split, period.end_ms)
+    closed = _days(query, period.start_ms, end)
     if bucket_source(conn, closed, plan, extra)[1] == "rollup":
         return None
     record = conn.dialect.name
-    if split >= period.end_ms:
-        return sums(root, manifest, query, plan, split, None, extra, record=record), "columnar"
-    open_days = _days(query, split, period.end_ms)
+    reads = Reads(
+        open_days=_days(query, split, period.end_ms) if split < period.end_ms else None,
+        changed=_changed_read(closed, holding, extra, end),
+    )
+    if reads.open_days is None and reads.changed is None:
+        rows = sums(root, manifest, query, plan, split, None, extra, record=record)
+        return rows, "columnar"
     live: Future[Sequence[Any]] | Sequence[Any]
     if record == "postgresql":
         # The server reads the open days while DuckDB sums the parts (it lets go of the
@@ -426,28 +475,57 @@ def _answer(
             contextvars.copy_context().run,  # the request's statement timeout
             _live_rows,
             conn,
-            open_days,
+            reads,
             plan,
             extra,
         )
     else:
         # SQLite reads in this process: overlapped with DuckDB it saved no time on two
         # busy cores and cost 5 % more CPU (1M bench dataset, load ~9).
-        live = _live_rows(conn, open_days, plan, extra)
+        live = _live_rows(conn, reads, plan, extra)
     try:
-        rows = sums(root, manifest, query, plan, split, live, extra, record=record)
+        rows = sums(
+            root, manifest, query, plan, split, live, extra, record=record, changed=holding.changed
+        )
     finally:
         if isinstance(live, Future):
             wait([live])
     return rows, "columnar+live"
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What the database reads beside the parts: the days after the split (`open_days`),
+    and the changed visitors' visits of provisional parts (`changed`: the query over the
+    parts' days, the visits' start ranges and the clause keeping those visitors)."""
+
+    open_days: Query | None
+    changed: tuple[Query, list[tuple[int, int]], ColumnElement[bool]] | None
+
+
+def _changed_read(
+    closed: Query, holding: Held, extra: ColumnElement[bool] | None, end: int
+) -> tuple[Query, list[tuple[int, int]], ColumnElement[bool]] | None:
+    """The read of the changed visitors' visits within `closed` (the parts' days, to
+    `end`), or None when there are none there."""
+    start = max(closed.period.start_ms, holding.provisional_ms)
+    if not holding.changed or start >= end:
+        return None
+    kept = visits.c.visitor_id.in_(holding.changed)
+    return closed, [(start, end)], kept if extra is None else and_(extra, kept)
+
+
 def _live_rows(
-    conn: Connection, query: Query, plan: Plan, extra: ColumnElement[bool] | None
+    conn: Connection, reads: Reads, plan: Plan, extra: ColumnElement[bool] | None
 ) -> Sequence[Any]:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(SERIAL_READ)
-    return conn.execute(_live_source(conn, query, plan, extra)).all()
+    rows: list[Any] = []
+    if reads.open_days is not None:
+        rows += conn.execute(_live_source(conn, reads.open_days, plan, extra)).all()
+    if reads.changed is not None:
+        rows += conn.execute(raw_buckets(reads.changed[0], plan, *reads.changed[1:])).all()
+    return rows
 
 
 _readers: tuple[int, ThreadPoolExecutor] | None = None
@@ -510,21 +588,36 @@ def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _views(duck: duckdb.DuckDBPyConnection, directory: Path, parts: Sequence[Part]) -> None:
-    """`visits` and `events` of this connection: the rows of exactly these parts. Made
-    again only when the parts differ from the connection's last call (a page's cards ask
-    for the same period, and its views cost a few ms to make)."""
-    files = tuple(str(directory / getattr(p, name)) for name in ("visits", "events") for p in parts)
+def _views(
+    duck: duckdb.DuckDBPyConnection, directory: Path, parts: Sequence[Part], changed: bool
+) -> None:
+    """`visits` and `events` of this connection: the rows of exactly these parts, `changed`:
+    but those of the visitors in CHANGED from provisional parts. Made again only when
+    these differ from the connection's last call (a page's cards ask for the same period,
+    and its views cost a few ms to make).
+
+    TRICKY: the provisional parts' rows come after the others', each part's in its order
+    (DuckDB keeps the order of a UNION ALL's sides where it matters), and a visitor's
+    visits are left out whole, so a visit's events stay together (`visit_ordered_buckets`)
+    and the parts' per-visitor flags hold for the visitors kept."""
+    files = (changed, *(str(directory / getattr(p, n)) for n in TABLES for p in parts))
     local = _thread_state()
     if getattr(local, "views", None) == files:
         return
     local.views = None
-    for name in ("visits", "events"):
-        named = ", ".join(_quoted(directory / getattr(p, name)) for p in parts)
-        duck.execute(
-            f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM read_parquet([{named}])"
-        )
+    kept = [p for p in parts if not (changed and p.provisional)]
+    left = [p for p in parts if changed and p.provisional]
+    for name in TABLES:
+        sides = [_scan(directory, some, name) for some in (kept, left) if some]
+        if left:
+            sides[-1] += f" WHERE visitor_id NOT IN (SELECT visitor_id FROM {CHANGED})"
+        duck.execute(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {' UNION ALL '.join(sides)}")
     local.views = files
+
+
+def _scan(directory: Path, parts: Sequence[Part], table_name: str) -> str:
+    named = ", ".join(_quoted(directory / getattr(p, table_name)) for p in parts)
+    return f"SELECT * FROM read_parquet([{named}])"
 
 
 def _thread_state() -> threading.local:
@@ -602,11 +695,13 @@ def sums(
     extra: ColumnElement[bool] | None = None,
     *,
     record: str,
+    changed: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """`outer`'s rows over the parts' visits started from the period's start to `split`
-    and the database's per-bucket `live` rows; duckdb.IOException when a part is gone.
-    `live` being read still (a Future): the parts' rows are summed per bucket meanwhile,
-    into a temporary table, then both sides once the database has answered."""
+    (but the `changed` visitors' of provisional parts) and the database's per-bucket
+    `live` rows; duckdb.IOException when a part is gone. `live` being read still (a
+    Future): the parts' rows are summed per bucket meanwhile, into a temporary table, then
+    both sides once the database has answered."""
     period = query.period
     end = min(split, period.end_ms)
     parts = manifest.covering(period.start_ms, end)
@@ -616,7 +711,9 @@ def sums(
     sides: list[Select] = []
     try:
         if parts:
-            _views(duck, site_dir(root, manifest.site_id), parts)
+            if changed:
+                duck.register(CHANGED, pa.table({"visitor_id": pa.array(changed, pa.int64())}))
+            _views(duck, site_dir(root, manifest.site_id), parts, bool(changed))
             # Goals are read from the visits' bits, or matched on the parts' events where
             # a part has no bit for one (goal_hits is the database's).
             goals_read = matched_on_events(query, [p.goals for p in parts])
@@ -645,5 +742,6 @@ def sums(
         return [dict(zip(names, row, strict=True)) for row in found]
     finally:
         duck.unregister(LIVE)
+        duck.unregister(CHANGED)
         if pending and parts:
             duck.execute(f"DROP TABLE IF EXISTS {CLOSED}")

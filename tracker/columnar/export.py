@@ -519,10 +519,13 @@ def write_part(
     last_day: int,
     built_ms: int,
     previous_goals: Sequence[str] = (),
+    *,
+    provisional: bool = False,
 ) -> Part | None:
     """The part of the site's visits that started on days first_day..last_day (UTC day
     numbers), written into `directory`; None when there were no visits. Its visits carry
-    the site's goals as bits, where the part built last (`previous_goals`) has them."""
+    the site's goals as bits, where the part built last (`previous_goals`) has them.
+    `provisional`: days whose visits may still change (`Part.provisional`)."""
     start_ms, end_ms = first_day * DAY_MS, (last_day + 1) * DAY_MS
     visits_name, events_name = file_names(first_day, last_day, built_ms)
     directory.mkdir(parents=True, exist_ok=True)
@@ -544,4 +547,5 @@ def write_part(
         events=events_name,
         goals=keys,
         visitor_constant=visitor_constant(copies.table),
+        provisional=provisional,
     )

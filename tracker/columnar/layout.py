@@ -10,6 +10,8 @@ is done with them.
 
 `complete_until_ms` is the promise readers rely on: every visit that started before it is
 in the parts, with all its events as the database held them when the part was written.
+Visits from then on to `provisional_until_ms` are in provisional parts, as they were at the
+part's snapshot; those changed since are listed by the writer (tracker.storage.changes).
 Visits from then on are read from the database of record.
 """
 
@@ -47,6 +49,9 @@ class Part:
     # The visit columns the same for all of a visitor's visits of a UTC day in the part
     # (tracker.columnar.export.visitor_constant).
     visitor_constant: tuple[str, ...] = ()
+    # Written before its days were closed: its visits changed since its snapshot are read
+    # from the database (Manifest.changes_since_ms, tracker.storage.changes).
+    provisional: bool = False
 
     @property
     def start_ms(self) -> int:
@@ -71,6 +76,11 @@ class Manifest:
     # Builder bookkeeping: how many of the site's events had ids in the ID_MARGIN ids up
     # to `event_id` (tracker.columnar.build): one more later is an event committed late.
     recent_events: int = 0
+    # Visits started from `complete_until_ms` to this are in provisional parts as their
+    # snapshots saw them (0, or complete_until_ms: none), but for those the writer changed
+    # from `changes_since_ms` on (its clock, before the first of those snapshots).
+    provisional_until_ms: int = 0
+    changes_since_ms: int = 0
 
     def covering(self, start_ms: int, end_ms: int) -> list[Part]:
         """The parts holding visits that started in [start_ms, end_ms)."""

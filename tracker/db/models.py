@@ -401,6 +401,23 @@ class Visit(Base):
     )
 
 
+class VisitChange(Base):
+    """A visit of a past UTC day that the writer changed: a late event, an engagement
+    beacon, a visit going on past midnight. The columnar store's provisional parts hold
+    yesterday as it was when written; readers take these visits' visitors from the database
+    instead (tracker.columnar.engine). `changed_ms` is the writer's clock at the change."""
+
+    __tablename__ = "visit_changes"
+
+    visit_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    visitor_id: Mapped[int] = mapped_column(BigInteger)
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    changed_ms: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_visit_changes_site_changed", "site_id", "changed_ms"),)
+
+
 class Event(Base):
     """One stored event. Pageview rows also carry their resolved time on page.
 

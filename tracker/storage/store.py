@@ -39,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tracker.db import Database
 from tracker.db.models import DropCount, Event, Visit
 from tracker.ingest.drops import DAY_MS, DropKey, drop_key
+from tracker.storage.changes import change_rows, changes_t, now_ms
 from tracker.storage.visits import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
 
 # How far back a visitor's visits are loaded: the visit timeout, or a day for engagement
@@ -266,9 +267,21 @@ def _visit_upsert(dialect_name: str) -> Any:
     )
 
 
+def _change_upsert(dialect_name: str) -> Any:
+    """visit_changes rows in, each visit's `changed_ms` moved to its latest change."""
+    stmt = upsert_into(changes_t, dialect_name).values(
+        {c.name: bindparam(c.name) for c in changes_t.columns}
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[changes_t.c.visit_id],
+        set_={name: stmt.excluded[name] for name in ("started_ms", "changed_ms")},
+    )
+
+
 _VISIT_COLUMNS = tuple(c.name for c in visits_t.columns)
 _EVENT_COLUMNS = tuple(c.name for c in events_t.columns if c.name != "id")
 UPSERT_VISITS = Bulk(_visit_upsert)
+UPSERT_CHANGES = Bulk(_change_upsert)
 INSERT_EVENTS = _bulk_insert(events_t, _EVENT_COLUMNS)
 UPDATE_PAGEVIEWS = PageviewUpdate()
 
@@ -368,10 +381,12 @@ def _write(dbapi: Dbapi, assigner: VisitAssigner, new_ids: list[int]) -> None:
         visit.id = new_id
         visit.row["id"] = new_id
     visits = assigner.new_visits + assigner.changed_visits()
+    changed_pageviews = assigner.changed_pageviews()
     pageviews = [
         {"event_id": p.row["id"], **{n: p.row[n] for n in PageviewUpdate.COLUMNS}}
-        for p in assigner.changed_pageviews()
+        for p in changed_pageviews
     ]
+    changes = change_rows(_touched(visits, changed_pageviews), now_ms())
     events: list[dict[str, Any]] = []
     for visit, event in assigner.new_events:
         event["visit_id"] = visit.id
@@ -385,6 +400,17 @@ def _write(dbapi: Dbapi, assigner: VisitAssigner, new_ids: list[int]) -> None:
             UPDATE_PAGEVIEWS.run(dbapi, pageviews)
         if events:
             INSERT_EVENTS.run(dbapi, events)
+        if changes:
+            UPSERT_CHANGES.run(dbapi, changes)
+
+
+def _touched(visits: list[VisitState], pageviews: list[PageviewState]) -> list[VisitState]:
+    """The visits written and those of the pageviews written, once each (a scroll beacon
+    changes a pageview only)."""
+    found = {id(v): v for v in visits}
+    for pageview in pageviews:
+        found.setdefault(id(pageview.visit), pageview.visit)
+    return list(found.values())
 
 
 def _count_drops(conn: Connection, drops: Counter[DropKey]) -> None:

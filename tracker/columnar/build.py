@@ -12,6 +12,12 @@ See docs/ARCHITECTURE.md, "Columnar store". In short:
   whole becomes one month part (day parts merged by writing the month again), so years
   of data stay ~12 parts a year. `complete_until_ms` moves to the end of the last closed
   day, across days without visits (they get no part).
+- Provisional parts. Once every closed day is written, each day after them that ended
+  COMMIT_WITHIN_MS ago (yesterday, from 00:10) becomes a provisional day part, and
+  `provisional_until_ms` moves to its end. Its visits may still change: the writer records
+  those it changes (tracker.storage.changes) and readers take them from the database
+  (tracker.columnar.engine), so the part is never written again before its day closes,
+  and is then replaced by the day's part for good.
 - Late events. The manifest keeps `event_id`, the largest event id the parts account for.
   An event with a larger id dated before `complete_until_ms` + a day makes its day and the
   day before stale (the parts holding them are written again, a month part as a month):

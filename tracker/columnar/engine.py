@@ -1,9 +1,11 @@
 """Reading the columnar store: the compiler's own statements, run by DuckDB over the parts.
 
 A query's visits are cut at the split, the last local midnight (site time zone) at or before
-the manifest's `complete_until_ms`: those started before it are read from the Parquet parts,
-those from it on from the database of record (today, yesterday, at most the day before: few
-rows, through `bucket_source`, so rollups answer them where they can). Visitors are counted
+the end of the manifest's provisional parts (`held`): those started before it are read from
+the Parquet parts, those from it on from the database of record (today: few rows, through
+`bucket_source`, so rollups answer them where they can). Provisional parts hold yesterday as
+it was when written; the visitors the writer changed since (tracker.storage.changes) are
+left out of them and read from the database too. Visitors are counted
 distinct per local day (or hour), so a local day is never cut in two: a visitor with visits
 on both sides would count twice. The database's per-bucket rows are handed to DuckDB as an
 Arrow table and both sides are summed by the compiler's `outer` statement there, so ordering

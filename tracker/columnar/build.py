@@ -270,10 +270,11 @@ class _Build:
             first = max(self.complete_day, self.provisional_day)
             if first < self.provisional.stop:
                 # Taken before the snapshots: a change they miss is stamped after it, less
-                # a transaction's length (tracker.storage.changes).
+                # a transaction's length (tracker.storage.changes). Provisional parts kept
+                # from an earlier build (complete_day to first) were taken after theirs.
                 started = changes.now_ms()
-                kept = self.changes_since_ms if self.complete_day < first else started
-                self.changes_since_ms = min(kept or started, started)
+                earlier = self.complete_day < first
+                self.changes_since_ms = min(self.changes_since_ms, started) if earlier else started
             for day in range(first, self.provisional.stop):
                 self.write((day, day), provisional=True)
             self.provisional_day = self.provisional.stop

@@ -164,7 +164,9 @@ def test_reports_over_a_provisional_day_changed_since_match_the_raw_path(
     start = ms(datetime.now(UTC))
     store_events(app, changes(d), site=SITE)
     with db.engine.connect() as conn:
-        holding = engine.held(conn, read_manifest(root, site.id))  # type: ignore[arg-type]
+        manifest = read_manifest(root, site.id)
+        assert manifest is not None
+        holding = engine.held(conn, manifest, manifest.provisional_until_ms)
         changed = set(
             conn.scalars(select(VisitChange.visitor_id).where(VisitChange.changed_ms >= start))
         )
@@ -214,7 +216,9 @@ def test_too_many_changed_visitors_leave_the_provisional_days_to_the_database(
     store_events(app, changes(d), site=SITE)
     monkeypatch.setattr(engine, "MAX_CHANGED", 3)
     with db.engine.connect() as conn:
-        holding = engine.held(conn, read_manifest(root, site.id))  # type: ignore[arg-type]
+        manifest = read_manifest(root, site.id)
+        assert manifest is not None
+        holding = engine.held(conn, manifest, manifest.provisional_until_ms)
     assert holding.changed == () and holding.until_ms == holding.provisional_ms
     for args in REPORTS[:4]:
         q = query(args)

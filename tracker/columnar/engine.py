@@ -371,12 +371,13 @@ class Held:
     changed: tuple[int, ...] = ()
 
 
-def held(conn: Connection, manifest: Manifest) -> Held:
+def held(conn: Connection, manifest: Manifest, end_ms: int) -> Held:
     """The manifest's closed days, and its provisional ones unless the writer changed more
-    than MAX_CHANGED of their visitors since (then the database reads those days)."""
+    than MAX_CHANGED of their visitors since (then the database reads those days), for a
+    period ending at `end_ms` (a local midnight)."""
     complete = manifest.complete_until_ms
     closed_only = Held(complete, complete)
-    if manifest.provisional_until_ms <= complete:
+    if manifest.provisional_until_ms <= complete or end_ms <= complete:
         return closed_only
     since = manifest.changes_since_ms - COMMIT_WITHIN_MS
     started = (complete, manifest.provisional_until_ms)
@@ -452,7 +453,7 @@ def _answer(
     extra: ColumnElement[bool] | None,
 ) -> tuple[list[dict[str, Any]], str] | None:
     period = query.period
-    holding = held(conn, manifest)
+    holding = held(conn, manifest, period.end_ms)
     split = split_ms(holding.until_ms, query)
     if split <= period.start_ms:
         return None

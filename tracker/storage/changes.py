@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, delete, distinct, select
+from sqlalchemy import Connection, Table, delete, select
 
 from tracker.db.models import VisitChange
 from tracker.ingest.drops import DAY_MS
@@ -74,7 +74,9 @@ def changed_visitors(
     """The visitors with a visit started in `started` (UTC ms, from, to) changed at or after
     `since_ms` by the writer's clock."""
     rows = conn.execute(
-        select(distinct(changes_t.c.visitor_id)).where(
+        select(changes_t.c.visitor_id)
+        .distinct()
+        .where(
             changes_t.c.site_id == site_id,
             changes_t.c.changed_ms >= since_ms,
             changes_t.c.started_ms >= started[0],

@@ -164,6 +164,7 @@ class Watch:
     recent_events: int  # the site's events among the ID_MARGIN ids up to it
     late_days: frozenset[int]  # days whose parts may miss an event or its change
     save: bool  # the manifest must be written even when no part changes
+    dated: frozenset[int] = frozenset()  # the days those events are dated on
 
 
 def watch(recent: Recent, site_id: int, old: Manifest | None) -> Watch:
@@ -178,9 +179,10 @@ def watch(recent: Recent, site_id: int, old: Manifest | None) -> Watch:
     window = sum(1 for event_id, _ in rows if mark - ID_MARGIN < event_id <= mark)
     moved = window != old.recent_events or mark > recent.top  # SQLite reuses freed ids
     lower = recent.floor if moved else mark
-    days = {ts // DAY_MS + d for event_id, ts in rows if event_id > lower for d in (-1, 0)}
+    dated = {ts // DAY_MS for event_id, ts in rows if event_id > lower}
+    days = dated | {day - 1 for day in dated}
     save = moved or recent.top - mark >= WATERMARK_LAG
-    return Watch(recent.top, count, frozenset(days), save)
+    return Watch(recent.top, count, frozenset(days), save, frozenset(dated))
 
 
 @dataclass
@@ -195,7 +197,6 @@ class _Build:
     complete_day: int = 0
     provisional_day: int = 0  # the days from complete_day to it are in provisional parts
     provisional: range = range(0)  # the days to have provisional parts
-    changes_since_ms: int = 0  # before the first snapshot of those parts (writer's clock)
     parts: dict[Unit, Part] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
 
@@ -261,25 +262,26 @@ class _Build:
                 started = True
             reached(self.complete_day)
 
-    def provide(self) -> None:
-        """Provisional parts for the days ended since the last build, once every closed
-        day is written (they follow on from complete_day)."""
+    def late_provisional(self, dated: Iterable[int]) -> set[int]:
+        """The provisional days late events are dated on (an import, a writer behind):
+        written again, so that reports do not read those events' visitors from the
+        database until the day closes. (A visit of the day going on the next is not: the
+        writer records it, and the next day is its events' date.)"""
+        first = max(self.complete_day, self.provisional_day)
+        return {d for d in dated if self.complete_day <= d < min(first, self.provisional.stop)}
+
+    def provide(self, dated: Iterable[int]) -> None:
+        """Provisional parts for the days ended since the last build and those late events
+        reached, once every closed day is written (they follow on from complete_day)."""
         if self.complete_day < self.closed_day or not self.provisional:
             self.provisional_day = self.complete_day
         else:
             first = max(self.complete_day, self.provisional_day)
-            if first < self.provisional.stop:
-                # Taken before the snapshots: a change they miss is stamped after it, less
-                # a transaction's length (tracker.storage.changes). Provisional parts kept
-                # from an earlier build (complete_day to first) were taken after theirs.
-                started = changes.now_ms()
-                earlier = self.complete_day < first
-                self.changes_since_ms = min(self.changes_since_ms, started) if earlier else started
-            for day in range(first, self.provisional.stop):
+            for day in sorted(
+                {*self.late_provisional(dated), *range(first, self.provisional.stop)}
+            ):
                 self.write((day, day), provisional=True)
             self.provisional_day = self.provisional.stop
-        if self.provisional_day <= self.complete_day:
-            self.changes_since_ms = 0
         for key in [k for k in self.parts if k[0] >= self.provisional_day]:
             del self.parts[key]  # past a clock set back, or beyond closed days not written
 
@@ -290,10 +292,11 @@ class _Build:
             or self.complete_day < self.closed_day
             or self.unmerged()
             or self.provisional_day < self.provisional.stop
+            or self.late_provisional(news.dated)
         )
 
-    def run(self, late_days: Iterable[int], budget: Budget, reached: Reached) -> None:
-        for unit in sorted(self.stale(late_days)):
+    def run(self, news: Watch, budget: Budget, reached: Reached) -> None:
+        for unit in sorted(self.stale(news.late_days)):
             self.write(unit)
         started = False
         for unit in sorted(self.unmerged()):
@@ -302,7 +305,7 @@ class _Build:
             self.write(unit)
             started = True
         self.advance(budget, reached, started)
-        self.provide()
+        self.provide(news.dated)
 
     def manifest(self, seen: Watch) -> Manifest:
         return Manifest(
@@ -313,7 +316,6 @@ class _Build:
             parts=tuple(self.parts[k] for k in sorted(self.parts)),
             recent_events=seen.recent_events,
             provisional_until_ms=max(self.provisional_day, self.complete_day) * DAY_MS,
-            changes_since_ms=self.changes_since_ms,
         )
 
     def discard(self) -> None:
@@ -372,7 +374,6 @@ def refresh_site(
     if base is not None:
         build.complete_day = base.complete_until_ms // DAY_MS
         build.provisional_day = base.provisional_until_ms // DAY_MS
-        build.changes_since_ms = base.changes_since_ms
         build.parts = {(p.first_day, p.last_day): p for p in base.parts}
         # A clock set back must not cut a month part into days (the others would be lost).
         build.closed_day = max(build.closed_day, build.complete_day)
@@ -380,7 +381,7 @@ def refresh_site(
     if not build.needed(news):
         return None
     try:
-        build.run(news.late_days, budget, reached)
+        build.run(news, budget, reached)
         manifest = build.manifest(news)
         if _publish(db, root, site, seen, manifest, _file_names(current)):
             return manifest

@@ -56,6 +56,7 @@ from sqlalchemy.dialects.postgresql.base import PGCompiler, PGDialect, PGTypeCom
 from sqlalchemy.ext.compiler import compiles
 
 from tracker.columnar.layout import (
+    DAY_MS,
     MANIFEST,
     TABLES,
     Manifest,
@@ -379,9 +380,14 @@ def held(conn: Connection, manifest: Manifest, end_ms: int) -> Held:
     closed_only = Held(complete, complete)
     if manifest.provisional_until_ms <= complete or end_ms <= complete:
         return closed_only
-    since = manifest.changes_since_ms - COMMIT_WITHIN_MS
-    started = (complete, manifest.provisional_until_ms)
-    changed = changed_visitors(conn, manifest.site_id, since, started)
+    snapshots = {p.first_day: p.snapshot_ms for p in manifest.parts if p.provisional}
+    # Per day, the changes from its part's snapshot on, less a transaction's length (all
+    # of a day without a part: it had no visits then).
+    days = [
+        (day * DAY_MS, (day + 1) * DAY_MS, max(0, snapshots.get(day, 0) - COMMIT_WITHIN_MS))
+        for day in range(complete // DAY_MS, manifest.provisional_until_ms // DAY_MS)
+    ]
+    changed = changed_visitors(conn, manifest.site_id, days)
     if len(changed) > MAX_CHANGED:
         return closed_only
     return Held(manifest.provisional_until_ms, complete, tuple(changed))

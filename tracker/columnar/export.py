@@ -68,6 +68,7 @@ from tracker.stats.compiler import STORED_FLAGS, STORED_GOALS, VISIT_COPIES
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
 from tracker.stats.query import GoalSpec
+from tracker.storage.changes import now_ms
 
 visits = cast(Table, Visit.__table__)
 events = cast(Table, Event.__table__)
@@ -525,10 +526,13 @@ def write_part(
     """The part of the site's visits that started on days first_day..last_day (UTC day
     numbers), written into `directory`; None when there were no visits. Its visits carry
     the site's goals as bits, where the part built last (`previous_goals`) has them.
-    `provisional`: days whose visits may still change (`Part.provisional`)."""
+    `provisional`: days whose visits may still change (`Part.snapshot_ms`)."""
     start_ms, end_ms = first_day * DAY_MS, (last_day + 1) * DAY_MS
     visits_name, events_name = file_names(first_day, last_day, built_ms)
     directory.mkdir(parents=True, exist_ok=True)
+    # Before the snapshot: a change it misses is stamped after this, less a transaction's
+    # length (tracker.storage.changes).
+    snapshot_ms = now_ms() if provisional else 0
     with snapshot(db) as conn:
         goals = goals_of_site(conn, site_id)
         keys = part_goals(previous_goals, goals)
@@ -547,5 +551,5 @@ def write_part(
         events=events_name,
         goals=keys,
         visitor_constant=visitor_constant(copies.table),
-        provisional=provisional,
+        snapshot_ms=snapshot_ms,
     )

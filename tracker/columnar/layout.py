@@ -49,9 +49,14 @@ class Part:
     # The visit columns the same for all of a visitor's visits of a UTC day in the part
     # (tracker.columnar.export.visitor_constant).
     visitor_constant: tuple[str, ...] = ()
-    # Written before its days were closed: its visits changed since its snapshot are read
-    # from the database (Manifest.changes_since_ms, tracker.storage.changes).
-    provisional: bool = False
+    # A provisional part's time (writer's clock, ms), taken before its snapshot: its day
+    # was not closed, and its visits changed since are read from the database
+    # (tracker.storage.changes). 0: a part of closed days, which never change.
+    snapshot_ms: int = 0
+
+    @property
+    def provisional(self) -> bool:
+        return self.snapshot_ms > 0
 
     @property
     def start_ms(self) -> int:
@@ -76,11 +81,10 @@ class Manifest:
     # Builder bookkeeping: how many of the site's events had ids in the ID_MARGIN ids up
     # to `event_id` (tracker.columnar.build): one more later is an event committed late.
     recent_events: int = 0
-    # Visits started from `complete_until_ms` to this are in provisional parts as their
+    # Visits started from `complete_until_ms` to this are in provisional day parts as their
     # snapshots saw them (0, or complete_until_ms: none), but for those the writer changed
-    # from `changes_since_ms` on (its clock, before the first of those snapshots).
+    # since (a day without a part had no visits then).
     provisional_until_ms: int = 0
-    changes_since_ms: int = 0
 
     def covering(self, start_ms: int, end_ms: int) -> list[Part]:
         """The parts holding visits that started in [start_ms, end_ms)."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, and_, delete, or_, select
 
 from tracker.db.models import VisitChange
 from tracker.ingest.drops import DAY_MS
@@ -69,18 +69,28 @@ def change_rows(visits: Iterable[VisitState], at_ms: int) -> list[dict[str, Any]
 
 
 def changed_visitors(
-    conn: Connection, site_id: int, since_ms: int, started: tuple[int, int]
+    conn: Connection, site_id: int, days: Sequence[tuple[int, int, int]]
 ) -> Sequence[int]:
-    """The visitors with a visit started in `started` (UTC ms, from, to) changed at or after
-    `since_ms` by the writer's clock."""
+    """The visitors with a visit started in one of `days` (from, to, UTC ms) and changed at
+    or after that day's time (the third, by the writer's clock)."""
+    if not days:
+        return []
     rows = conn.execute(
         select(changes_t.c.visitor_id)
         .distinct()
         .where(
             changes_t.c.site_id == site_id,
-            changes_t.c.changed_ms >= since_ms,
-            changes_t.c.started_ms >= started[0],
-            changes_t.c.started_ms < started[1],
+            changes_t.c.changed_ms >= min(since for _, _, since in days),
+            or_(
+                *(
+                    and_(
+                        changes_t.c.started_ms >= start,
+                        changes_t.c.started_ms < end,
+                        changes_t.c.changed_ms >= since,
+                    )
+                    for start, end, since in days
+                )
+            ),
         )
     )
     return [int(visitor_id) for (visitor_id,) in rows]

@@ -470,7 +470,7 @@ def _answer(
     record = conn.dialect.name
     reads = Reads(
         open_days=_days(query, split, period.end_ms) if split < period.end_ms else None,
-        changed=_changed_read(closed, holding, extra, end),
+        changed=_changed_read(closed, plan, holding, extra, end),
     )
     if reads.open_days is None and reads.changed is None:
         rows = sums(root, manifest, query, plan, split, None, extra, record=record)
@@ -505,23 +505,22 @@ def _answer(
 @dataclass(frozen=True)
 class Reads:
     """What the database reads beside the parts: the days after the split (`open_days`),
-    and the changed visitors' visits of provisional parts (`changed`: the query over the
-    parts' days, the visits' start ranges and the clause keeping those visitors)."""
+    and the per-bucket rows of the changed visitors' visits of provisional parts."""
 
     open_days: Query | None
-    changed: tuple[Query, list[tuple[int, int]], ColumnElement[bool]] | None
+    changed: Select | None
 
 
 def _changed_read(
-    closed: Query, holding: Held, extra: ColumnElement[bool] | None, end: int
-) -> tuple[Query, list[tuple[int, int]], ColumnElement[bool]] | None:
-    """The read of the changed visitors' visits within `closed` (the parts' days, to
-    `end`), or None when there are none there."""
+    closed: Query, plan: Plan, holding: Held, extra: ColumnElement[bool] | None, end: int
+) -> Select | None:
+    """The changed visitors' visits within `closed` (the parts' days, to `end`), or None
+    when there are none there."""
     start = max(closed.period.start_ms, holding.provisional_ms)
     if not holding.changed or start >= end:
         return None
     kept = visits.c.visitor_id.in_(holding.changed)
-    return closed, [(start, end)], kept if extra is None else and_(extra, kept)
+    return raw_buckets(closed, plan, [(start, end)], kept if extra is None else and_(extra, kept))
 
 
 def _live_rows(
@@ -533,7 +532,7 @@ def _live_rows(
     if reads.open_days is not None:
         rows += conn.execute(_live_source(conn, reads.open_days, plan, extra)).all()
     if reads.changed is not None:
-        rows += conn.execute(raw_buckets(reads.changed[0], plan, *reads.changed[1:])).all()
+        rows += conn.execute(reads.changed).all()
     return rows
 
 

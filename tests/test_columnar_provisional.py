@@ -22,6 +22,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from tests.helpers import store_events
+from tests.test_columnar_build import cli_env, run_cli
 from tracker.columnar import engine
 from tracker.columnar.build import refresh
 from tracker.columnar.layout import DAY_MS, read_manifest
@@ -154,6 +155,19 @@ def test_the_day_after_the_closed_ones_is_a_provisional_part(db: Database, built
     assert all(p.snapshot_ms > 0 for p in provisional)
     assert [(p.first_day, p.last_day) for p in provisional] == [(d_start // DAY_MS,) * 2]
     assert all(p.last_day < d_start // DAY_MS for p in manifest.parts if not p.provisional)
+
+
+def test_status_says_until_when_parts_are_provisional(
+    db: Database, built: Any, database_url: str
+) -> None:
+    d, root, _, _ = built
+    status = run_cli(cli_env(database_url, root), "columnar", "status")
+    header, line = (
+        status.splitlines()[0],
+        next(row for row in status.splitlines() if row.startswith(SITE)),
+    )
+    assert "complete until" in header and "provisional until" in header
+    assert f"{d} 00:00 UTC  {d + timedelta(days=1)} 00:00 UTC" in line
 
 
 def test_reports_over_a_provisional_day_changed_since_match_the_raw_path(

@@ -16,7 +16,7 @@ from tracker.columnar.build import (
     rebuild,
     store_status,
 )
-from tracker.columnar.layout import DAY_MS
+from tracker.columnar.layout import DAY_MS, Manifest
 from tracker.db.models import Site
 from tracker.sites import find_site, list_sites
 
@@ -59,7 +59,9 @@ def _size(size_bytes: int) -> str:
 @pass_context
 def status_command(ctx: CliContext, domain: str | None) -> None:
     """Per site: parts (month parts among them), days covered, complete until (visits that
-    started before it are read from the store), rows, size on disk."""
+    started before it are read from the store), provisional until (the days after it that
+    provisional parts hold, as they were written: visits changed since are read from the
+    database), rows, size on disk."""
     root = _root(ctx)
     rows = []
     for site in _sites(ctx, domain):
@@ -73,12 +75,21 @@ def status_command(ctx: CliContext, domain: str | None) -> None:
                 f"{len(parts)} ({status.month_parts} months)",
                 days,
                 _moment(manifest.complete_until_ms if manifest else 0),
+                _moment(_provisional_until(manifest)),
                 f"{status.visits:,}",
                 f"{status.events:,}",
                 _size(status.size_bytes),
             )
         )
-    table(rows, ("site", "parts", "days", "complete until", "visits", "events", "size"))
+    headers = ("site", "parts", "days", "complete until", "provisional until")
+    table(rows, (*headers, "visits", "events", "size"))
+
+
+def _provisional_until(manifest: Manifest | None) -> int:
+    """The end of the manifest's provisional days, 0 without any."""
+    if manifest is None or manifest.provisional_until_ms <= manifest.complete_until_ms:
+        return 0
+    return manifest.provisional_until_ms
 
 
 @columnar.command("rebuild")

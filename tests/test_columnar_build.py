@@ -5,6 +5,7 @@ parts, invalidation, retired files, the job and the command line. Clocks are fix
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,6 +292,26 @@ def test_nothing_changed_nothing_written(app: Flask, db: Database, root: Path) -
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert parquet_files(root, db) == files
+
+
+@pytest.mark.parametrize("where", ["manifest", "part"])
+def test_a_manifest_with_fields_this_version_does_not_know_is_built_again(
+    app: Flask, db: Database, root: Path, where: str
+) -> None:
+    """Written by a newer release, then read by this one (a downgrade): no store, so the
+    builder writes every part again, rather than every report and build failing."""
+    store_events(app, TRAFFIC, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    path = site_dir(root, site_id(db)) / MANIFEST
+    data = json.loads(path.read_text())
+    if where == "manifest":
+        data["from_the_future"] = 1
+    else:
+        data["parts"][0]["from_the_future"] = 1
+    path.write_text(json.dumps(data))
+    assert read_manifest(root, site_id(db)) is None
+    assert refresh(db, root, now_ms=ms("2026-03-06T03:00:00")) == 1
+    assert manifest(root, db).parts
 
 
 def test_days_without_visits_move_complete_until_only(app: Flask, db: Database, root: Path) -> None:

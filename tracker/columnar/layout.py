@@ -101,18 +101,23 @@ def site_dir(root: Path, site_id: int) -> Path:
 
 
 def read_manifest(root: Path, site_id: int) -> Manifest | None:
-    """The site's manifest, or None when nothing was built (or the format is older)."""
+    """The site's manifest, or None when nothing was built, or it was in a format this
+    version does not read (another version number, or fields it does not know: written by
+    a newer release): then the builder writes every part again."""
     try:
         data: dict[str, Any] = json.loads((site_dir(root, site_id) / MANIFEST).read_text())
     except (FileNotFoundError, ValueError):
         return None
     if data.get("version") != FORMAT_VERSION:
         return None
-    parts = tuple(
-        Part(**{**part, **{k: tuple(part.get(k, ())) for k in _TUPLES}})
-        for part in data.pop("parts", ())
-    )
-    return Manifest(**{**data, "parts": parts})
+    try:
+        parts = tuple(
+            Part(**{**part, **{k: tuple(part.get(k, ())) for k in _TUPLES}})
+            for part in data.pop("parts", ())
+        )
+        return Manifest(**{**data, "parts": parts})
+    except TypeError:
+        return None
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:

@@ -18,4 +18,6 @@ direction:
   anything that may be stored moments later goes through `Writer.submit`, in batches of
   at most a thousand events (`tracker import events` does so with `wait_seconds`).
 - `visits.py`: `Hit` (an enriched, accepted event) and `VisitAssigner`, the visit rules.
+- `changes.py`: the visits of the last past days that `store_hits` changes, recorded in
+  the same transaction for the columnar store's provisional parts (tracker.columnar).
 """

@@ -29,12 +29,13 @@ from sqlalchemy.orm import Session
 
 from tracker.annotations import add_annotation
 from tracker.budgets import set_budget
+from tracker.clock import now_ms
 from tracker.costs import MAX_API_ROWS, parse_cost_json, store_costs
 from tracker.db.models import Site
 from tracker.enrich.geo import Place
 from tracker.goals import GoalError, add_funnel, add_goal, find_funnel, find_goal
 from tracker.ingest.parse import parse_event
-from tracker.ingest.pipeline import Client, now_ms
+from tracker.ingest.pipeline import Client
 
 Event = dict[str, Any]
 BATCH = 1000  # events per pipeline call, as the batch endpoint takes them

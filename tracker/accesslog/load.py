@@ -38,6 +38,7 @@ from sqlalchemy import text as text_sql
 from tracker.accesslog.files import HEAD_BYTES, LogFile, lines_with_head, recognise, sample, text
 from tracker.accesslog.formats import LineError, LogFormat, Request
 from tracker.accesslog.pages import Skip, skip_reason
+from tracker.clock import now_ms
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.db.models import EARLIEST_DAY
@@ -53,7 +54,7 @@ from tracker.ingest.parse import (
     trusted_ip,
     trusted_user_agent,
 )
-from tracker.ingest.pipeline import Client, Landing, Pipeline, Rejected, now_ms
+from tracker.ingest.pipeline import Client, Landing, Pipeline, Rejected
 from tracker.ingest.spam import spam_hosts_path
 from tracker.storage.spool import spool_directory
 from tracker.storage.store import WriterFileLock, store_hits

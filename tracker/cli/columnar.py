@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from tracker.cli.context import CliContext, pass_context, table
+from tracker.clock import now_ms as clock_now_ms
 from tracker.columnar.build import (
     closed_until_ms,
     day_date,
@@ -100,7 +100,7 @@ def rebuild_command(ctx: CliContext, domain: str | None) -> None:
     on reading the old parts until the new ones replace them."""
     root = _root(ctx)
     for site in _sites(ctx, domain):
-        now_ms = int(time.time() * 1000)
+        now_ms = clock_now_ms()
         first = first_visit_day(ctx.db, site.id)
         closed = closed_until_ms(now_ms) // DAY_MS
         position = closed if first is None else min(first, closed)

@@ -24,9 +24,10 @@ from tracker.accesslog.files import LogFileError, open_log
 from tracker.accesslog.formats import NAMES, LogFormatError, named_format
 from tracker.accesslog.load import FileReport, LogImport, LogImportError
 from tracker.cli.context import CliContext, pass_context
+from tracker.clock import now_ms
 from tracker.db import analyze
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
-from tracker.ingest.pipeline import Client, Pipeline, Rejected, now_ms
+from tracker.ingest.pipeline import Client, Pipeline, Rejected
 from tracker.ingest.spam import spam_hosts_path
 from tracker.storage.spool import spool_directory
 from tracker.storage.store import STORED_TABLES

@@ -48,6 +48,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
 
+from tracker.clock import now_ms as clock_now_ms
 from tracker.columnar.export import EPOCH, events, visits, write_part
 from tracker.columnar.invalidate import build_lock, forget, identity, manifest_lock, retire
 from tracker.columnar.layout import (
@@ -96,7 +97,7 @@ def provisional_days(now_ms: int, closed_day: int) -> range:
     COMMIT_WITHIN_MS ago (no transaction of theirs still open) and recorded by the writer
     when changed (tracker.storage.changes), by the writer's clock; none when a day between
     would be neither (a build far behind, a clock set back)."""
-    clock = changes.now_ms()
+    clock = clock_now_ms()
     end = (min(now_ms, clock) - changes.COMMIT_WITHIN_MS) // DAY_MS
     if changes.recorded_from_ms(clock) // DAY_MS > closed_day:
         return range(closed_day, closed_day)
@@ -427,7 +428,7 @@ def refresh(
 ) -> int:
     """Bring every site's parts up to date; returns how many manifests were written.
     Does nothing while another process builds this store (`tracker columnar rebuild`)."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock_now_ms() if now_ms is None else now_ms
     with build_lock(root, wait=False) as held:
         if not held:
             return 0
@@ -458,7 +459,7 @@ def rebuild(
     """Write all the site's parts again (waiting for a refresh running elsewhere); the old
     parts serve readers until the new manifest replaces them. None: the site is gone, or
     its store was invalidated meanwhile (run again)."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock_now_ms() if now_ms is None else now_ms
     with build_lock(root, wait=True):
         site = next((s for s in _sites(db) if s.id == site_id), None)
         if site is None:

@@ -60,6 +60,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 
+from tracker.clock import now_ms
 from tracker.columnar.engine import NO_EXTENSIONS
 from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
@@ -68,7 +69,6 @@ from tracker.stats.compiler import STORED_FLAGS, STORED_GOALS, VISIT_COPIES
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
 from tracker.stats.query import GoalSpec
-from tracker.storage.changes import now_ms
 
 visits = cast(Table, Visit.__table__)
 events = cast(Table, Event.__table__)

@@ -21,7 +21,6 @@ steps, each a function of the event and what the steps before it found:
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracker.clock import now_ms
 from tracker.enrich.geo import GeoIP
 from tracker.enrich.source import (
     Attribution,
@@ -104,10 +104,6 @@ class Outcome:
     accepted: int
     dropped: Counter[DropReason]
     stored: bool  # in the database already (else in the spool, stored moments later)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Pipeline:

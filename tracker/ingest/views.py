@@ -22,9 +22,10 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from tracker.accounts import READ_ONLY_KEY, api_key_caller, bearer_token
+from tracker.clock import now_ms
 from tracker.db.models import User
 from tracker.ingest.parse import EventError, IncomingEvent, decode_json, parse_event
-from tracker.ingest.pipeline import Client, Outcome, Pipeline, Rejected, now_ms
+from tracker.ingest.pipeline import Client, Outcome, Pipeline, Rejected
 from tracker.storage.writer import StoreUnavailable
 from tracker.web.security import EVERY_RESPONSE
 

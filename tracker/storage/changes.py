@@ -16,12 +16,12 @@ stamped at most a transaction's length before it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, or_, select
 
+from tracker.clock import now_ms
 from tracker.db.models import VisitChange
 from tracker.ingest.drops import DAY_MS
 
@@ -39,10 +39,6 @@ RECORDED_DAYS = 2
 COMMIT_WITHIN_MS = 10 * 60_000
 # Kept for a while after they can matter, then deleted by the jobs process.
 KEPT_MS = 7 * DAY_MS
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def recorded_from_ms(at_ms: int) -> int:

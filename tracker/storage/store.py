@@ -36,10 +36,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tracker.clock import now_ms
 from tracker.db import Database
 from tracker.db.models import DropCount, Event, Visit
 from tracker.ingest.drops import DAY_MS, DropKey, drop_key
-from tracker.storage.changes import change_rows, changes_t, now_ms
+from tracker.storage.changes import change_rows, changes_t
 from tracker.storage.visits import VISIT_MUTABLE, Hit, PageviewState, VisitAssigner, VisitState
 
 # How far back a visitor's visits are loaded: the visit timeout, or a day for engagement

@@ -87,9 +87,7 @@ def status_command(ctx: CliContext, domain: str | None) -> None:
 
 def _provisional_until(manifest: Manifest | None) -> int:
     """The end of the manifest's provisional days, 0 without any."""
-    if manifest is None or manifest.provisional_until_ms <= manifest.complete_until_ms:
-        return 0
-    return manifest.provisional_until_ms
+    return manifest.provisional_until_ms if manifest and manifest.has_provisional else 0
 
 
 @columnar.command("rebuild")

@@ -16,8 +16,8 @@ See docs/ARCHITECTURE.md, "Columnar store". In short:
   COMMIT_WITHIN_MS ago (yesterday, from 00:10) becomes a provisional day part, and
   `provisional_until_ms` moves to its end. Its visits may still change: the writer records
   those it changes (tracker.storage.changes) and readers take them from the database
-  (tracker.columnar.engine), so the part is never written again before its day closes,
-  and is then replaced by the day's part for good.
+  (tracker.columnar.engine). It is written again only when events dated on its day come
+  after it (`late_provisional`), and is replaced by the day's part for good once closed.
 - Late events. The manifest keeps `event_id`, the largest event id the parts account for.
   An event with a larger id dated before `complete_until_ms` + a day makes its day and the
   day before stale (the parts holding them are written again, a month part as a month):

@@ -378,7 +378,7 @@ def held(conn: Connection, manifest: Manifest, end_ms: int) -> Held:
     period ending at `end_ms` (a local midnight)."""
     complete = manifest.complete_until_ms
     closed_only = Held(complete, complete)
-    if manifest.provisional_until_ms <= complete or end_ms <= complete:
+    if not manifest.has_provisional or end_ms <= complete:
         return closed_only
     snapshots = {p.first_day: p.snapshot_ms for p in manifest.parts if p.provisional}
     # Per day, the changes from its part's snapshot on, less a transaction's length (all

@@ -86,6 +86,11 @@ class Manifest:
     # since (a day without a part had no visits then).
     provisional_until_ms: int = 0
 
+    @property
+    def has_provisional(self) -> bool:
+        """Whether provisional parts hold days after the closed ones."""
+        return self.provisional_until_ms > self.complete_until_ms
+
     def covering(self, start_ms: int, end_ms: int) -> list[Part]:
         """The parts holding visits that started in [start_ms, end_ms)."""
         return [p for p in self.parts if p.start_ms < end_ms and start_ms < p.end_ms]

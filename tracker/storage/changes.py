@@ -76,6 +76,7 @@ def changed_visitors(
         .distinct()
         .where(
             changes_t.c.site_id == site_id,
+            # Implied by the days' own bounds: the index's range (site_id, changed_ms).
             changes_t.c.changed_ms >= min(since for _, _, since in days),
             or_(
                 *(

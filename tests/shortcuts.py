@@ -155,9 +155,12 @@ def _dialect_config(dialect: Dialect) -> tuple[object, ...]:
     split one configuration in two, and private ones, derived from the settings (features
     of the server's version)."""
     cls = type(dialect)
+    # A copy (one step under the GIL): a server thread may memoize a value on the dialect
+    # while another thread's statement is being looked up here.
+    settings = vars(dialect).copy()
     values = [
         (name, value.__name__ if isinstance(value, types.ModuleType) else value)
-        for name, value in vars(dialect).items()
+        for name, value in settings.items()
         if not name.startswith("_") and isinstance(value, _PLAIN) and _set_on_instance(cls, name)
     ]
     return (cls, *sorted(values, key=lambda item: item[0]))

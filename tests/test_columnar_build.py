@@ -127,16 +127,20 @@ def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dic
             .where(started)
             .order_by(Event.id)
         ).all()
-    visit_rows = [{**r._mapping, "goals": 0} for r in visits]
+    visits_of = Counter(r.visitor_id for r in visits)
+    visit_rows = [
+        {**r._mapping, "goals": 0, "visitor_revisits": visits_of[r.visitor_id] > 1} for r in visits
+    ]
     event_rows = [{**r._mapping, "visit_goals": 0} for r in events]
     return visit_rows, with_flags(visit_rows, event_rows)
 
 
 def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
     """The events (by id) with the flags a part adds (compiler.STORED_FLAGS): a pageview
-    the first of its path in its visit; a visitor with other visits among `visits`; a
-    pageview the first of its path among its visitor's on its visit's UTC day."""
-    visits_of = Counter(v["visitor_id"] for v in visits)
+    the first of its path in its visit; its visit's visitor with other visits (as `visits`
+    are flagged); a pageview the first of its path among its visitor's on its visit's UTC
+    day."""
+    revisits = {v["id"]: v["visitor_revisits"] for v in visits}
     seen: set[tuple[int, str | None]] = set()
     seen_that_day: set[tuple[int, int, str | None]] = set()
     flagged = {}
@@ -147,7 +151,7 @@ def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
         flagged[event["id"]] = {
             **event,
             "first_of_path": viewed and key not in seen,
-            "visitor_revisits": visits_of[event["visit_visitor_id"]] > 1,
+            "visitor_revisits": revisits[event["visit_id"]],
             "visitor_first_of_path": viewed and day_key not in seen_that_day,
         }
         if viewed:

@@ -379,6 +379,10 @@ FLAGGED_REPORTS: list[dict[str, str]] = [
     {"metrics": VISIT_METRICS, "page": "~a", "dimension": "visit:source"},
     {"metrics": SCROLL_METRICS, "page": "!/", "dimension": "time:day"},
     {"metrics": ALL_METRICS, "page": "~blog", "dimension": "time:hour", "device": "!Mobile"},
+    # Visit reports read from the visits' own flags.
+    {"metrics": VISIT_METRICS, "source": "!Google"},
+    {"metrics": VISIT_METRICS, "dimension": "visit:device", "country": "!JP"},
+    {"metrics": f"{VISIT_METRICS},pageviews", "dimension": "time:hour", "source": "!Google"},
 ]  # fmt: skip
 
 
@@ -475,6 +479,13 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         ("Europe/Paris", {"metrics": VISIT_METRICS, "page": "~a", "dimension": "time:hour"},
          True),
         ("UTC", {"metrics": "visits,bounce_rate", "page": "~a"}, False),
+        # Visit reports without event filters: from the visits' own flags, likewise.
+        ("UTC", {"metrics": VISIT_METRICS, "source": "!Google"}, True),
+        ("UTC", {"metrics": VISIT_METRICS, "dimension": "visit:source", "country": "!JP"}, True),
+        ("Europe/Paris", {"metrics": VISIT_METRICS, "source": "!Google"}, False),
+        ("Europe/Paris", {"metrics": VISIT_METRICS, "source": "!Google",
+                          "dimension": "time:hour"}, True),
+        ("UTC", {"metrics": "visits,bounce_rate", "source": "!Google"}, False),
     ],
 )  # fmt: skip
 def test_visitors_from_flags_only_where_exact(

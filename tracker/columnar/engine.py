@@ -592,7 +592,8 @@ def _bucket_rows(name: str, plan: Plan) -> Select:
     return select(table(name, *dims, column("bucket", BigInteger), *sums))
 
 
-def _quoted(path: Path) -> str:
+def quoted_path(path: Path) -> str:
+    """A file's path as a DuckDB string literal."""
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -624,7 +625,7 @@ def _views(
 
 
 def _scan(directory: Path, parts: Sequence[Part], table_name: str) -> str:
-    named = ", ".join(_quoted(directory / getattr(p, table_name)) for p in parts)
+    named = ", ".join(quoted_path(directory / getattr(p, table_name)) for p in parts)
     return f"SELECT * FROM read_parquet([{named}])"
 
 

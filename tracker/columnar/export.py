@@ -14,7 +14,8 @@ and `visitor_revisits`, the visit's visitor has other visits in the part; and a 
 (with `Part.visitor_constant`, the visit columns the same for all of a visitor's visits of
 a day). Visits keep the site's goals they convert on as bits (`goals`, copied to events as
 `visit_goals`; which goal each bit is: `Part.goals`), matched by the database in the
-part's snapshot.
+part's snapshot, and their own `visitor_revisits` (REVISITS), for visit reports to group by
+visitor only the visitors with other visits (compiler.group_facts).
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
 then by id, so row group statistics let a reader skip by time; a visit's events are together,
 which compiler.visit_ordered_buckets relies on (a visit's facts taken from its first event).
@@ -61,11 +62,11 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 
 from tracker.clock import now_ms
-from tracker.columnar.engine import NO_EXTENSIONS
+from tracker.columnar.engine import NO_EXTENSIONS, quoted_path
 from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
 from tracker.db.models import Event, Visit
-from tracker.stats.compiler import STORED_FLAGS, STORED_GOALS, VISIT_COPIES
+from tracker.stats.compiler import REVISITS, STORED_FLAGS, STORED_GOALS, VISIT_COPIES
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
 from tracker.stats.query import GoalSpec
@@ -105,7 +106,8 @@ def arrow_schema(table: Table) -> pa.Schema:
     return pa.schema([pa.field(c.name, arrow_type(c)) for c in table.c])
 
 
-# Visits as the database gives them, and as the part keeps them: with their goals.
+# Visits as the database gives them, and as they are streamed: with their goals (the part
+# keeps them flagged as well, `_flagged`).
 FETCHED_VISITS_SCHEMA = arrow_schema(visits)
 VISITS_SCHEMA = pa.schema([*FETCHED_VISITS_SCHEMA, pa.field(STORED_GOALS, pa.int64())])
 COPY_FIELDS = [
@@ -265,12 +267,11 @@ class VisitCopies:
         copied = [*VISIT_COPIES, STORED_GOALS]
         strings = [n for n, f in zip(copied, COPY_FIELDS, strict=True) if f.type == pa.string()]
         # Dictionary-encoded as read: a month's visits take little memory.
-        table = pq.read_table(visits_path, columns=["id", *copied], read_dictionary=strings)
+        columns = ["id", *copied, REVISITS]
+        table = pq.read_table(visits_path, columns=columns, read_dictionary=strings)
         self.ids = table.column("id").combine_chunks()
-        self.table = table.drop_columns(["id"])
-        counts = pc.value_counts(table.column("visitor_id"))
-        returning = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-        self.revisits = pc.is_in(table.column("visitor_id"), value_set=returning)
+        self.revisits = table.column(REVISITS)
+        self.table = table.drop_columns(["id", REVISITS])
         self.start = 0  # the row of the last visit looked up: its events may go on
         # The last visit of the rows seen so far and its pageviews' paths: its events may
         # go on in the next rows.
@@ -481,13 +482,41 @@ def _write_parquet(rows: pa.RecordBatchReader, path: Path, dictionary_limit: int
     duck = _writer()
     duck.register("part_rows", rows)
     try:
-        target = "'" + str(path).replace("'", "''") + "'"
-        duck.execute(
-            f"COPY part_rows TO {target} (FORMAT parquet, COMPRESSION {COMPRESSION},"
-            f" ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT {dictionary_limit})"
-        )
+        _copy(duck, "part_rows", path, dictionary_limit)
     finally:
         duck.unregister("part_rows")
+
+
+def _copy(duck: duckdb.DuckDBPyConnection, rows: str, path: Path, dictionary_limit: int) -> None:
+    """`rows` (a table's name, or a query in parentheses) into the Parquet file `path`."""
+    duck.execute(
+        f"COPY {rows} TO {quoted_path(path)} (FORMAT parquet, COMPRESSION {COMPRESSION},"
+        f" ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT {dictionary_limit})"
+    )
+
+
+def _write_visits(conn: Connection, stmt: Select[Any], path: Path, goals: VisitGoals) -> bool:
+    """The visits file of a part, with their goals and flags; False for no visits (no file)."""
+    # A .parquet the manifest never names: swept if a crash leaves it (build.sweep).
+    streamed = path.with_name(f".streamed-{path.name}")
+    try:
+        written = write_rows(conn, stmt, FETCHED_VISITS_SCHEMA, streamed, empty=False, added=goals)
+        if written:
+            _flagged(streamed, path, written)
+        return written > 0
+    finally:
+        streamed.unlink(missing_ok=True)
+
+
+def _flagged(streamed: Path, path: Path, rows: int) -> None:
+    """The visits file `streamed` written again as `path`, in the same order, each visit
+    with REVISITS: whether its visitor has other visits in the part. Known only once all of
+    them are (a visitor's visits of a day may lie in two row groups); flagged in DuckDB,
+    which streams the file, where Arrow would hold a month's visits in memory."""
+    source = quoted_path(streamed)
+    returning = f"SELECT visitor_id FROM {source} GROUP BY visitor_id HAVING count(*) > 1"
+    flagged = f"(SELECT *, visitor_id IN ({returning}) AS {REVISITS} FROM {source})"
+    _copy(_writer(), flagged, path, min(rows, ROW_GROUP_ROWS))
 
 
 _writers = threading.local()
@@ -537,9 +566,9 @@ def write_part(
         goals = goals_of_site(conn, site_id)
         keys = part_goals(previous_goals, goals)
         found = VisitGoals(conn, goals_query(site_id, start_ms, end_ms, keys, goals))
-        stmt = visits_query(site_id, start_ms, end_ms)
-        path = directory / visits_name
-        if not write_rows(conn, stmt, FETCHED_VISITS_SCHEMA, path, empty=False, added=found):
+        if not _write_visits(
+            conn, visits_query(site_id, start_ms, end_ms), directory / visits_name, found
+        ):
             return None
         stmt = events_query(site_id, start_ms, end_ms)
         copies = VisitCopies(directory / visits_name)

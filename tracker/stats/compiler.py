@@ -233,6 +233,8 @@ def _raw_buckets(
         return _event_rows(query, plan, bucket, dims, where, direct=direct)
     flt = compile_filters(column_filters(query), dimension_column)
     facts = visit_facts(visits, bucket, dims).where(*where, *([] if flt is None else [flt]))
+    if direct and _counts_revisitors(query, plan):
+        facts = on_stored_visits(facts).add_columns(stored_visits.c[REVISITS].label("revisits"))
     sub = facts.subquery("facts")
     keys = [sub.c[dim_key(i)] for i in range(len(dims))]
     return group_facts(sub, keys, plan.parts, nested=direct)
@@ -545,12 +547,16 @@ _COPY_NAMES = {
 }
 # The columns the columnar store's events carry besides their own and their visit's copies
 # (tracker.columnar.export), read by `page_visitor_buckets`.
-STORED_FLAGS = ("first_of_path", "visitor_revisits", "visitor_first_of_path")
+# The flag of a visit whose visitor has other visits in its part, which the columnar
+# store's visits and events carry (`_revisitor_grouping`).
+REVISITS = "visitor_revisits"
+STORED_FLAGS = ("first_of_path", REVISITS, "visitor_first_of_path")
 stored_visits = Table(
     "visits",
     MetaData(),
     *(Column(c.name, c.type) for c in visits.c),
     Column(STORED_GOALS, BigInteger),
+    Column(REVISITS, Boolean),
 )
 stored_events = Table(
     "events",

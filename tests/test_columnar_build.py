@@ -41,7 +41,7 @@ from tracker.jobs import find_job
 from tracker.reclassify import reclassify
 from tracker.sites import find_site
 from tracker.stats import parse_query, run, site_ref
-from tracker.stats.compiler import VARYING, VISIT_COPIES
+from tracker.stats.compiler import VISIT_COPIES
 from tracker.stats.goals import goal_key, goals_of_site
 from tracker.stats.query import GoalSpec
 
@@ -129,30 +129,10 @@ def database_rows(db: Database, first_day: int, last_day: int) -> tuple[list[dic
         ).all()
     visits_of = Counter(r.visitor_id for r in visits)
     visit_rows = [
-        {
-            **r._mapping,
-            "goals": 0,
-            "visitor_revisits": visits_of[r.visitor_id] > 1,
-            "visitor_varies": varies(visits, r),
-        }
-        for r in visits
+        {**r._mapping, "goals": 0, "visitor_revisits": visits_of[r.visitor_id] > 1} for r in visits
     ]
     event_rows = [{**r._mapping, "visit_goals": 0} for r in events]
     return visit_rows, with_flags(visit_rows, event_rows)
-
-
-def varies(visits: list[Any], visit: Any) -> int:
-    """The bits of the columns (compiler.VARYING) the visit's visitor's visits of its UTC
-    day differ in."""
-    day = visit.started_ms // DAY_MS
-    same_day = [
-        v for v in visits if (v.visitor_id, v.started_ms // DAY_MS) == (visit.visitor_id, day)
-    ]
-    return sum(
-        1 << bit
-        for bit, column in enumerate(VARYING)
-        if len({getattr(v, column) for v in same_day}) > 1
-    )
 
 
 def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
@@ -160,7 +140,7 @@ def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
     the first of its path in its visit; its visit's visitor with other visits (as `visits`
     are flagged); a pageview the first of its path among its visitor's on its visit's UTC
     day."""
-    flags_of = {v["id"]: v for v in visits}
+    revisits = {v["id"]: v["visitor_revisits"] for v in visits}
     seen: set[tuple[int, str | None]] = set()
     seen_that_day: set[tuple[int, int, str | None]] = set()
     flagged = {}
@@ -171,9 +151,8 @@ def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
         flagged[event["id"]] = {
             **event,
             "first_of_path": viewed and key not in seen,
-            "visitor_revisits": flags_of[event["visit_id"]]["visitor_revisits"],
+            "visitor_revisits": revisits[event["visit_id"]],
             "visitor_first_of_path": viewed and day_key not in seen_that_day,
-            "visitor_varies": flags_of[event["visit_id"]]["visitor_varies"],
         }
         if viewed:
             seen.add(key)
@@ -651,43 +630,3 @@ def test_the_parts_writer_is_one_duckdb_per_thread_that_fetches_nothing() -> Non
     names = [*NO_EXTENSIONS, "threads", "preserve_insertion_order"]
     rows = duckdb_settings_per_thread(export._writer, names)
     assert rows == [(False, False, False, 1, True)] * 2
-
-
-def test_visits_are_flagged_in_their_order(tmp_path: Path) -> None:
-    """The visits file written again with its flags keeps its rows' order (row groups
-    hold runs of time) across DuckDB's chunks, and flags each visit as its visitor's
-    visits say: other visits in the part; the columns its visits of that day differ in
-    (a NULL beside a value differs)."""
-    returning, count = 27_000, 30_000  # 9,000 visitors come three times, 3,000 once
-
-    def source(i: int) -> str | None:
-        visitor, time = i % 9_000, i // 9_000
-        if visitor < 3_000:
-            return "same"
-        return f"s{time}" if visitor < 6_000 else (None if time == 0 else "same")
-
-    visitors = [i % 9_000 if i < returning else i for i in range(count)]
-    table = pa.table(
-        {
-            **{c: pa.nulls(count, pa.string()) for c in VARYING},
-            "id": pa.array(range(count, 0, -1), pa.int64()),
-            "visitor_id": pa.array(visitors, pa.int64()),
-            "started_ms": pa.array([i * 1_000 for i in range(count)], pa.int64()),
-            "source": pa.array([source(i) for i in range(count)], pa.string()),
-            "device": pa.array(["Desktop"] * count, pa.string()),
-        }
-    )
-    streamed, flagged = tmp_path / "streamed.parquet", tmp_path / "visits.parquet"
-    pq.write_table(table, streamed, row_group_size=4_096)
-    export._flagged(streamed, flagged, count)
-
-    rows = pq.read_table(flagged).to_pylist()
-    assert [r["id"] for r in rows] == list(range(count, 0, -1))
-    source_bit = 1 << VARYING.index("source")
-    flags = [(r["visitor_revisits"], r["visitor_varies"]) for r in rows]
-    assert flags == [
-        (True, 0 if i % 9_000 < 3_000 else source_bit) if i < returning else (False, 0)
-        for i in range(count)
-    ]
-    constant = export.visitor_constant(flagged)
-    assert "source" not in constant and "device" in constant

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import subprocess
 import sys
 import time
@@ -437,7 +436,7 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
     constant = set.intersection(*(set(p.visitor_constant) for p in built.parts))
     # A returning visitor came from elsewhere, on the same device.
     assert "device" in constant and "source" not in constant, constant
-    whole_days, varying = [], []
+    whole_days = []
     whole = FLAGGED_REPORTS[0]  # whole visitor days with no filter, whatever the parts
     for args in FLAGGED_REPORTS:
         q = query(utc, args)
@@ -445,15 +444,12 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True)
         assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0] or args is whole, args
         stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant=constant)
-        sql = engine.compiled(stmt, "sqlite")[0]
-        if "visitor_first_of_path" in sql:
-            (varying if "visitor_varies" in sql else whole_days).append(args)
+        if "visitor_first_of_path" in engine.compiled(stmt, "sqlite")[0]:
+            whole_days.append(args)
         assert assert_same(db, utc, args, WEEK) == "columnar+live", args
     # Page breakdowns unfiltered, and under the page and the device (whole visitor days):
-    # each visitor counted by its first pageview of the page that day; under the source, a
-    # campaign, the entry page: those whose visits that day differ there grouped.
+    # each visitor counted by its first pageview of the page that day.
     assert whole_days == FLAGGED_REPORTS[:1] + FLAGGED_REPORTS[2:3], whole_days
-    assert varying == [FLAGGED_REPORTS[i] for i in (1, 3, 4, 5)], varying
     # Under a goal: a visit report (`is`), a page breakdown (any goal filter) likewise.
     add_goals(db, utc)
     for args in FLAGGED_GOAL_REPORTS:
@@ -503,63 +499,53 @@ def test_visitors_from_flags_only_where_exact(
 
 
 @pytest.mark.parametrize(
-    ("timezone", "args", "counted"),
+    ("timezone", "args", "whole_days"),
     [
-        ("UTC", {"metrics": "visitors,pageviews", "dimension": "event:page"}, "whole days"),
+        ("UTC", {"metrics": "visitors,pageviews", "dimension": "event:page"}, True),
         ("UTC", {"metrics": "pageviews,visitors", "dimension": "event:page", "country": "!JP",
-                 "page": "~a"}, "whole days"),
-        ("UTC", {"metrics": "visitors", "dimension": "event:page,visit:country"}, "whole days"),
+                 "page": "~a"}, True),
+        ("UTC", {"metrics": "visitors", "dimension": "event:page,visit:country"}, True),
         ("UTC", {"metrics": "visitors,pageviews", "dimension": "time:day,event:page",
-                 "country": "FR|DE"}, "whole days"),
-        # A column a visitor's visits of a day may differ in: only those whose visits do
-        # are grouped.
-        ("UTC", {"metrics": "visitors", "dimension": "event:page", "source": "Google"},
-         "varying"),
-        ("UTC", {"metrics": "visitors", "dimension": "event:page,visit:source"}, "varying"),
-        # Hourly buckets: the visitors who came back are grouped (a goal filter likewise,
-        # below); a local day of two UTC days: every visitor.
-        ("UTC", {"metrics": "visitors", "dimension": "time:hour,event:page"}, "returning"),
-        ("Europe/Paris", {"metrics": "visitors", "dimension": "event:page"}, "every visitor"),
+                 "country": "FR|DE"}, True),
+        # A column a visitor's visits of a day may differ in, a goal (whole visits, not
+        # visitors), hourly buckets, a local day of two UTC days.
+        ("UTC", {"metrics": "visitors", "dimension": "event:page", "source": "Google"}, False),
+        ("UTC", {"metrics": "visitors", "dimension": "event:page,visit:source"}, False),
+        ("UTC", {"metrics": "visitors", "dimension": "time:hour,event:page"}, False),
+        ("Europe/Paris", {"metrics": "visitors", "dimension": "event:page"}, False),
     ],
 )  # fmt: skip
 def test_page_visitors_by_their_first_view_of_the_day_only_where_exact(
-    timezone: str, args: dict[str, str], counted: str
+    timezone: str, args: dict[str, str], whole_days: bool
 ) -> None:
     """A page breakdown keeping or dropping all of a visitor's pageviews of a page on a UTC
     day together counts each visitor by its first (`visitor_first_of_path`), without
-    grouping by visitor; one that would if every visitor's visits that day agreed on the
-    visit columns it names groups those whose visits differ (`visitor_varies`); the others
-    group the visitors that came back (`visitor_revisits`)."""
+    grouping by visitor; the others group the visitors that came back (`visitor_revisits`)."""
     site = SiteRef(id=1, domain=SITE, timezone=timezone)
     q = query(site, args)  # type: ignore[arg-type]
     plan = plan_for(q, parts_for(q.metrics))
     stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant={"country", "device"})
     sql = engine.compiled(stmt, "sqlite")[0]
-    by_first = counted in ("whole days", "varying")
-    assert ("visitor_first_of_path" in sql) == by_first, sql
-    assert ("visitor_varies" in sql) == (counted == "varying"), sql
-    assert ("visitor_revisits" in sql) == (counted in ("varying", "returning")), sql
-    assert sql.count("GROUP BY") == (1 if counted == "whole days" else 2), sql
-    whole_days = counted == "whole days"
+    assert ("visitor_first_of_path" in sql) == whole_days, sql
+    assert ("visitor_revisits" in sql) == (not whole_days and timezone == "UTC"), sql
+    assert sql.count("GROUP BY") == (1 if whole_days else 2), sql
     # Without a time dimension the days are summed here already: one row per page.
     across = "time:" not in args["dimension"] and timezone == "UTC"
     assert (", CAST(0 AS BIGINT) AS bucket" in sql) == across, sql
     # And only the visitors who came back keep their day in the first grouping.
-    by_day = r"CASE WHEN \(?events\.visitor_revisits.{0,80}? THEN \(\(events\.visit_started_ms"
-    assert bool(re.search(by_day, sql)) == (across and not whole_days), sql
+    by_day = "CASE WHEN events.visitor_revisits THEN ((events.visit_started_ms"
+    assert (by_day in sql) == (across and not whole_days), sql
 
 
 def test_a_goal_keeps_whole_visits_not_visitor_days() -> None:
     site = SiteRef(id=1, domain=SITE, timezone="UTC")
     goals = (GoalSpec(1, "Blog", "page", pattern="/blog*"),)
-    for args in ({}, {"source": "Google"}):
-        q = dataclasses.replace(query(site, {"metrics": "visitors", "dimension": "event:page",  # type: ignore[arg-type]
-                                             **args}), goals=goals)  # fmt: skip
-        q = matched_on_events(q.with_filter(parse_query(site, {"goal": "Blog"}).filters[0]))
-        plan = plan_for(q, parts_for(q.metrics))
-        stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant={"country"})
-        sql = engine.compiled(stmt, "sqlite")[0]
-        assert "visitor_first_of_path" not in sql and "visitor_varies" not in sql, args
+    q = dataclasses.replace(query(site, {"metrics": "visitors", "dimension": "event:page"}),  # type: ignore[arg-type]
+                            goals=goals)  # fmt: skip
+    q = matched_on_events(q.with_filter(parse_query(site, {"goal": "Blog"}).filters[0]))
+    plan = plan_for(q, parts_for(q.metrics))
+    stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant={"country"})
+    assert "visitor_first_of_path" not in engine.compiled(stmt, "sqlite")[0]
 
 
 def test_no_manifest_reads_the_database(db: Database, site: Site, tmp_path: Path) -> None:

@@ -66,14 +66,8 @@ from tracker.columnar.engine import NO_EXTENSIONS, quoted_path
 from tracker.columnar.layout import DAY_MS, Part
 from tracker.db import Database
 from tracker.db.models import Event, Visit
-from tracker.stats.compiler import (
-    REVISITS,
-    STORED_FLAGS,
-    STORED_GOALS,
-    VARIES,
-    VARYING,
-    VISIT_COPIES,
-)
+from tracker.stats.compiler import REVISITS, STORED_FLAGS, STORED_GOALS, VISIT_COPIES
+from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
 from tracker.stats.query import GoalSpec
 
@@ -123,9 +117,8 @@ COPY_FIELDS = [
 FLAG_FIELDS = [pa.field(name, pa.bool_()) for name in STORED_FLAGS]
 # Events as the database gives them (their own columns), and as the part keeps them.
 FETCHED_SCHEMA = arrow_schema(events)
-EVENTS_SCHEMA = pa.schema(
-    [*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS, pa.field(VARIES, pa.int64())]
-)
+EVENTS_SCHEMA = pa.schema([*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS])
+_VISIT_DIMENSION_COLUMNS = frozenset(d.column for d in DIMENSIONS.values() if d.scope == "visit")
 # Goals a part keeps as bits of its visits' `goals` (a BIGINT, its sign bit left alone);
 # the others are matched on its events when asked.
 MAX_STORED_GOALS = 63
@@ -274,12 +267,11 @@ class VisitCopies:
         copied = [*VISIT_COPIES, STORED_GOALS]
         strings = [n for n, f in zip(copied, COPY_FIELDS, strict=True) if f.type == pa.string()]
         # Dictionary-encoded as read: a month's visits take little memory.
-        columns = ["id", *copied, REVISITS, VARIES]
+        columns = ["id", *copied, REVISITS]
         table = pq.read_table(visits_path, columns=columns, read_dictionary=strings)
         self.ids = table.column("id").combine_chunks()
         self.revisits = table.column(REVISITS)
-        self.varies = table.column(VARIES)
-        self.table = table.drop_columns(["id", REVISITS, VARIES])
+        self.table = table.drop_columns(["id", REVISITS])
         self.start = 0  # the row of the last visit looked up: its events may go on
         # The last visit of the rows seen so far and its pageviews' paths: its events may
         # go on in the next rows.
@@ -311,7 +303,6 @@ class VisitCopies:
             self._first_of_path(fetched),
             self.revisits.take(rows),
             self._visitor_first_of_path(fetched, copies),
-            self.varies.take(rows),
         ]
         return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
@@ -390,6 +381,20 @@ class VisitGoals:
         found = pc.index_in(fetched.column("id"), value_set=self.ids)
         goals = pc.fill_null(self.masks.take(found), 0)
         return pa.Table.from_arrays([*fetched.columns, goals], schema=VISITS_SCHEMA)
+
+
+def visitor_constant(visits: pa.Table) -> tuple[str, ...]:
+    """The visit dimensions' columns (compiler.VISIT_COPIES) whose value (NULL counting as
+    one) is the same for all of a visitor's visits of a UTC day among the part's `visits`
+    (VisitCopies.table: its columns as read from the visits file)."""
+    columns = [c for c in VISIT_COPIES if c in _VISIT_DIMENSION_COLUMNS]
+    day = pc.divide(visits.column("started_ms"), DAY_MS)
+    keyed = visits.select(["visitor_id", *columns]).unify_dictionaries().append_column("day", day)
+    every = pc.CountOptions(mode="all")
+    counts = keyed.group_by(["day", "visitor_id"], use_threads=False).aggregate(
+        [(c, "count_distinct", every) for c in columns]
+    )
+    return tuple(c for c in columns if pc.max(counts.column(f"{c}_count_distinct")).as_py() == 1)
 
 
 def part_goals(previous: Sequence[str], goals: Sequence[GoalSpec]) -> tuple[str, ...]:
@@ -505,36 +510,13 @@ def _write_visits(conn: Connection, stmt: Select[Any], path: Path, goals: VisitG
 
 def _flagged(streamed: Path, path: Path, rows: int) -> None:
     """The visits file `streamed` written again as `path`, in the same order, each visit
-    with REVISITS, whether its visitor has other visits in the part, and VARIES, the bits
-    of the VARYING columns its visitor's visits of its UTC day differ in (a NULL counting
-    as a value). Known only once all of them are (a visitor's visits of a day may lie in
-    two row groups); in DuckDB, which streams the file, where Arrow would hold a month's
-    visits in memory. The file's visits stay the probe side of the joins: their order."""
+    with REVISITS: whether its visitor has other visits in the part. Known only once all of
+    them are (a visitor's visits of a day may lie in two row groups); flagged in DuckDB,
+    which streams the file, where Arrow would hold a month's visits in memory."""
     source = quoted_path(streamed)
     returning = f"SELECT visitor_id FROM {source} GROUP BY visitor_id HAVING count(*) > 1"
-    differs = " | ".join(
-        f'CASE WHEN min("{c}") IS DISTINCT FROM max("{c}") OR count("{c}") NOT IN (0, count(*))'
-        f" THEN {1 << bit} ELSE 0 END"
-        for bit, c in enumerate(VARYING)
-    )
-    varying = (
-        f"SELECT visitor_id, started_ms // {DAY_MS} AS day, ({differs})::BIGINT AS varies"
-        f" FROM {source} GROUP BY ALL HAVING count(*) > 1"
-    )
-    flagged = (
-        f"(SELECT v.*, v.visitor_id IN ({returning}) AS {REVISITS},"
-        f" coalesce(d.varies, 0) AS {VARIES} FROM {source} AS v LEFT JOIN ({varying}) AS d"
-        f" ON d.visitor_id = v.visitor_id AND d.day = v.started_ms // {DAY_MS})"
-    )
+    flagged = f"(SELECT *, visitor_id IN ({returning}) AS {REVISITS} FROM {source})"
     _copy(_writer(), flagged, path, min(rows, ROW_GROUP_ROWS))
-
-
-def visitor_constant(path: Path) -> tuple[str, ...]:
-    """The VARYING columns no visitor's visits of a UTC day differ in, among the visits
-    file's (`Part.visitor_constant`)."""
-    [(found,)] = _writer().execute(f"SELECT bit_or({VARIES}) FROM {quoted_path(path)}").fetchall()
-    varies = int(found or 0)
-    return tuple(c for bit, c in enumerate(VARYING) if not varies >> bit & 1)
 
 
 _writers = threading.local()
@@ -597,6 +579,6 @@ def write_part(
         visits=visits_name,
         events=events_name,
         goals=keys,
-        visitor_constant=visitor_constant(directory / visits_name),
+        visitor_constant=visitor_constant(copies.table),
         snapshot_ms=snapshot_ms,
     )

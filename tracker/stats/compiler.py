@@ -402,10 +402,10 @@ def page_visitor_buckets(
     # Grouped by visitor only where the visitor revisits: the others' rows fall in one
     # group per dimension values and bucket (a NULL visitor), and count by the flag;
     # across buckets, in one group per dimension values (their bucket NULL too).
-    revisits, first = _page_revisitors(query, plan, named, within)
+    revisits = stored_events.c.visitor_revisits
     revisitor = case((revisits, visits.c.visitor_id))
     day = case((revisits, bucket)) if across else bucket
-    once = and_(first, ~revisits)
+    once = and_(stored_events.c.first_of_path, ~revisits)
     rows = select(
         *keys[:-1],
         day.label("bucket"),
@@ -418,25 +418,6 @@ def page_visitor_buckets(
     if alone is None:
         return None
     return per_visitor(alone.subquery("per_visitor"), len(dims), plan.parts, across_buckets=across)
-
-
-def _page_revisitors(
-    query: Query, plan: Plan, named: Sequence[str], within: Subquery | None
-) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """For `page_visitor_buckets`: which pageviews are grouped by visitor, and the flag the
-    others are counted by. Those of visitors with other visits in the part, counted by the
-    visit's first pageview of the path; or, where the report would keep all of a
-    visitor's pageviews of a path on a UTC day together if its visits that day agreed on
-    the visit columns it names (`_keeps_whole_visitor_days` for every visitor), only
-    those of visitors whose visits differ in one of them (VARIES: the source, a campaign;
-    a few at most), the others counted by their first pageview of the path that day."""
-    revisits = stored_events.c[REVISITS]
-    columns = {DIMENSIONS[n].column for n in named if n != "event:page"}
-    if within is not None or not _keeps_whole_visitor_days(query, plan, named, columns):
-        return revisits, stored_events.c.first_of_path
-    mask = sum(1 << VARYING.index(c) for c in columns)
-    varies = stored_events.c[VARIES].bitwise_and(literal(mask, BigInteger)) != 0
-    return and_(revisits, varies), stored_events.c.visitor_first_of_path
 
 
 def _keeps_whole_visitor_days(
@@ -540,11 +521,6 @@ def converting_visit_buckets(
     return group_facts(facts, keys, plan.parts, nested=True)
 
 
-# The visit dimensions' columns: those a visitor's visits of a UTC day may differ in, and
-# the bits of the columnar store's VARIES saying in which they do for a visit's visitor
-# (bit i: VARYING[i]; `page_visitor_buckets`).
-VARYING = tuple(dict.fromkeys(d.column for d in DIMENSIONS.values() if d.scope == "visit"))
-VARIES = "visitor_varies"
 # The visit's columns the columnar store's events carry as `visit_<name>`
 # (tracker.columnar.export): its facts and every visit dimension, so DuckDB reads every
 # event report from events alone, without the join to visits (the join was half the time
@@ -556,7 +532,7 @@ VISIT_COPIES = (
     "is_bounce",
     "duration_ms",
     "pageviews",
-    *VARYING,
+    *dict.fromkeys(d.column for d in DIMENSIONS.values() if d.scope == "visit"),
 )
 # The column of the columnar store's visits (and, as `visit_goals`, of their events) whose
 # bit i says the visit converts on its part's i-th goal (tracker.columnar.layout.Part.goals),
@@ -581,7 +557,6 @@ stored_visits = Table(
     *(Column(c.name, c.type) for c in visits.c),
     Column(STORED_GOALS, BigInteger),
     Column(REVISITS, Boolean),
-    Column(VARIES, BigInteger),
 )
 stored_events = Table(
     "events",
@@ -590,7 +565,6 @@ stored_events = Table(
     *(Column(f"visit_{n}", visits.c[n].type) for n in VISIT_COPIES),
     *(Column(name, Boolean) for name in STORED_FLAGS),
     Column(_COPY_NAMES[STORED_GOALS], BigInteger),
-    Column(VARIES, BigInteger),
 )
 
 

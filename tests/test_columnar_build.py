@@ -630,3 +630,25 @@ def test_the_parts_writer_is_one_duckdb_per_thread_that_fetches_nothing() -> Non
     names = [*NO_EXTENSIONS, "threads", "preserve_insertion_order"]
     rows = duckdb_settings_per_thread(export._writer, names)
     assert rows == [(False, False, False, 1, True)] * 2
+
+
+def test_visits_are_flagged_in_their_order(tmp_path: Path) -> None:
+    """The visits file written again with its flag keeps its rows' order (row groups hold
+    runs of time) across DuckDB's chunks, and flags the visits of visitors with other
+    visits in the part."""
+    returning, count = 27_000, 30_000  # 9,000 visitors come three times, 3,000 once
+    visitors = [i % 9_000 if i < returning else i for i in range(count)]
+    table = pa.table(
+        {
+            "id": pa.array(range(count, 0, -1), pa.int64()),
+            "visitor_id": pa.array(visitors, pa.int64()),
+            "started_ms": pa.array([i * 1_000 for i in range(count)], pa.int64()),
+        }
+    )
+    streamed, flagged = tmp_path / "streamed.parquet", tmp_path / "visits.parquet"
+    pq.write_table(table, streamed, row_group_size=4_096)
+    export._flagged(streamed, flagged, count)
+
+    rows = pq.read_table(flagged).to_pylist()
+    assert [r["id"] for r in rows] == list(range(count, 0, -1))
+    assert [r["visitor_revisits"] for r in rows] == [i < returning for i in range(count)]

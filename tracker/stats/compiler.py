@@ -452,9 +452,9 @@ def _visitor_page_buckets(
 
 
 def _counts_revisitors(query: Query, plan: Plan) -> bool:
-    """Whether a visit report over the store's events groups by visitor only the visitors
-    with other visits in their part (`_revisitor_grouping`): it counts visitors, and its
-    buckets lie within parts."""
+    """Whether a visit report over the store's visits or events groups by visitor only the
+    visitors with other visits in their part (`_revisitor_grouping`): it counts visitors,
+    and its buckets lie within parts."""
     return "visitors" in plan.parts and _buckets_within_parts(query, plan)
 
 

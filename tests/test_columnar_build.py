@@ -20,7 +20,7 @@ from sqlalchemy import Text, cast, delete, insert, select, update
 
 from tests.helpers import duckdb_settings_per_thread, store_events
 from tracker.cli import cli
-from tracker.columnar import build, export
+from tracker.columnar import build, engine, export
 from tracker.columnar.build import ID_MARGIN, refresh
 from tracker.columnar.engine import NO_EXTENSIONS
 from tracker.columnar.export import part_goals
@@ -41,8 +41,9 @@ from tracker.jobs import find_job
 from tracker.reclassify import reclassify
 from tracker.sites import find_site
 from tracker.stats import parse_query, run, site_ref
-from tracker.stats.compiler import VISIT_COPIES
+from tracker.stats.compiler import VISIT_COPIES, plan_for, raw_buckets
 from tracker.stats.goals import goal_key, goals_of_site
+from tracker.stats.metrics import parts_for
 from tracker.stats.query import GoalSpec
 
 SITE = "example.com"
@@ -652,3 +653,49 @@ def test_visits_are_flagged_in_their_order(tmp_path: Path) -> None:
     rows = pq.read_table(flagged).to_pylist()
     assert [r["id"] for r in rows] == list(range(count, 0, -1))
     assert [r["visitor_revisits"] for r in rows] == [i < returning for i in range(count)]
+
+
+RUN_VISITS = [
+    # Three visits of 2026-03-02 from three visitors: the scan starts with a run of two
+    # matching pageviews and ends with another, after a pageview that does not match.
+    ("198.51.100.7", "09:00", ["/pricing", "/plans", "/"]),
+    ("198.51.100.8", "10:00", ["/plans"]),
+    ("198.51.100.9", "11:00", ["/", "/pricing", "/plans"]),
+]
+
+
+def test_visit_reports_under_a_page_filter_count_each_visits_run_of_pageviews(
+    app: Flask, db: Database, root: Path
+) -> None:
+    """Under a page filter, a visit report counts a visit's matching pageviews as the
+    length of its run of matching rows in the scan (compiler._visit_runs), the first run
+    starting with the scan: the same numbers as the database's."""
+    hits = [
+        {"url": f"{BASE}{path}", "ip": ip, "timestamp": f"2026-03-02T{start}:{i:02d}Z"}
+        for ip, start, paths in RUN_VISITS
+        for i, path in enumerate(paths)
+    ]
+    store_events(app, hits, site=SITE)
+    refresh(db, root, now_ms=ms("2026-03-06T03:00:00"))
+    with db.session() as session:
+        site = find_site(session, SITE)
+        assert site is not None
+    period = {"period": "custom", "from": "2026-03-02", "to": "2026-03-02"}
+    metrics = "visitors,visits,pageviews,bounce_rate,visit_duration"
+    for args in (
+        {"metrics": metrics, "page": "~p"},
+        {"metrics": metrics, "page": "!/", "dimension": "time:day"},
+        {"metrics": metrics, "page": "/plans", "dimension": "visit:source"},
+    ):
+        q = parse_query(site, {**period, **args}, now=datetime(2026, 3, 6, 3, tzinfo=UTC))
+        sql = engine.compiled(
+            raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, 1)], direct=True), "sqlite"
+        )[0]
+        assert "row_number() OVER ()" in sql, args
+        stored, raw = run(db, q), run(db, q, rollups=False)
+        assert stored.meta["source"].startswith("columnar"), args
+        assert stored.rows == raw.rows, args
+    q = parse_query(
+        site, {**period, "metrics": metrics, "page": "~p"}, now=datetime(2026, 3, 6, 3, tzinfo=UTC)
+    )
+    assert [(r["visits"], r["pageviews"]) for r in run(db, q).rows] == [(3, 5)]

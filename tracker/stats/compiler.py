@@ -309,6 +309,8 @@ def visit_ordered_buckets(
     visit, tracker.columnar.export), a visit is in one part, and DuckDB streams a window
     with an empty OVER () in the scan's order (order preserved, whatever its threads).
     Grouping 870k matching events by visit was two thirds of an event-filtered headline."""
+    if set(parts) <= _RUN_PARTS and event_kinds(query) == ("pageview",):
+        return _visit_runs(query, bucket, dims, parts, where, revisits=revisits)
     first = case(
         (func.lag(events.c.visit_id).over().is_distinct_from(events.c.visit_id), 1), else_=0
     )
@@ -347,6 +349,58 @@ def visit_ordered_buckets(
     per_visitor_rows = select(*keys, c.bucket, visitor.label("visitor_id"), *sums)
     per_visitor_rows = per_visitor_rows.group_by(*keys, c.bucket, visitor)
     return per_visitor(per_visitor_rows.subquery("per_visitor"), len(dims), parts)
+
+
+# Parts `_visit_runs` counts: the visit's own facts, and its matching pageviews.
+_RUN_PARTS = {"visitors", "visits", "bounces", "pageviews", "duration_ms"}
+
+
+def _visit_runs(
+    query: Query,
+    bucket: ColumnElement,
+    dims: Sequence[ColumnElement],
+    parts: Sequence[str],
+    where: Sequence[ColumnElement[bool]],
+    *,
+    revisits: bool,
+) -> Select:
+    """`visit_ordered_buckets` where every matching event is a pageview and only the
+    visits' facts and pageviews are counted: one row per matching visit is grouped, not one
+    per matching pageview. A visit's facts come from its last matching row (the next
+    one's visit is another, or there is none), its pageviews are the length of its run of
+    matching rows: that row's number less the previous visit's last row's, both streamed in
+    the scan's order. At 10M, a broad page filter's headline: 8.9M rows grouped become 4M
+    (DuckDB alone 1,070-1,210 -> 950-1,000 ms)."""
+    visit_id = events.c.visit_id
+    rows = select(
+        *(d.label(dim_key(i)) for i, d in enumerate(dims)),
+        bucket.label("bucket"),
+        visits.c.visitor_id.label("visitor_id"),
+        func.lead(visit_id).over().is_distinct_from(visit_id).label("last"),
+        func.row_number().over().label("row"),
+        _bounce(visits).label("bounce"),
+        visits.c.duration_ms.label("duration_ms"),
+        *([stored_events.c.visitor_revisits.label("revisits")] if revisits else []),
+    ).select_from(_joined(visits))
+    r = _of_kinds(rows.where(*where), query).subquery("event_rows").c
+    ends = select(*r).where(r.last).subquery("run_ends").c
+    length = ends.row - func.coalesce(func.lag(ends.row).over(), 0)
+    runs = select(*ends, length.label("pageviews")).subquery("runs").c
+    sums = {
+        "visits": func.count(),
+        "bounces": func.sum(runs.bounce),
+        "duration_ms": func.sum(runs.duration_ms),
+        "pageviews": func.sum(runs.pageviews),
+    }
+    keys = [runs[dim_key(i)] for i in range(len(dims))]
+    summed = [sums[p].label(p) for p in parts if p != "visitors"]
+    visitor: ColumnElement = runs.visitor_id
+    if revisits:
+        visitor, once = _revisitor_grouping(runs.revisits, runs.visitor_id, 1)
+        summed.append(once)
+    per_visit = select(*keys, runs.bucket, visitor.label("visitor_id"), *summed)
+    per_visit = per_visit.group_by(*keys, runs.bucket, visitor)
+    return per_visitor(per_visit.subquery("per_visitor"), len(dims), parts)
 
 
 # Parts `page_visitor_buckets` counts.

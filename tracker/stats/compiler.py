@@ -303,7 +303,8 @@ def visit_ordered_buckets(
     the scan) belongs to another visit. `revisits` (`_buckets_within_parts`): only the
     visitors with other visits in their part are grouped by visitor, the others counted
     by their visit's first matching event (the headline under a broad page filter at 1M,
-    870k events: DuckDB CPU 110 -> 88 ms).
+    870k events: DuckDB CPU 110 -> 88 ms). Pageviews and visits' facts alone under
+    pageview filters: one row per visit (`_visit_runs`).
 
     TRICKY: exact only because each part keeps a visit's events together (ordered by
     visit, tracker.columnar.export), a visit is in one part, and DuckDB streams a window

@@ -328,7 +328,8 @@ def visit_ordered_buckets(
         added["scroll"].label("scroll"),
         *([stored_events.c.visitor_revisits.label("revisits")] if revisits else []),
     ).select_from(_joined(visits))
-    c = _of_kinds(rows.where(*where), query).subquery("event_rows").c
+    event_rows = _of_kinds(rows.where(*where), query).subquery("event_rows")
+    c = event_rows.c
     exprs = {
         "visits": lambda: func.sum(c.first),
         "bounces": lambda: func.sum(c.first * c.bounce),
@@ -341,15 +342,29 @@ def visit_ordered_buckets(
         "scroll_sum": lambda: func.sum(c.scroll),
         "scroll_known": lambda: func.count(c.scroll),
     }
-    keys = [c[dim_key(i)] for i in range(len(dims))]
     sums = [exprs[p]().label(p) for p in parts if p != "visitors"]
+    return _summed_per_visitor(event_rows, len(dims), parts, sums, c.first if revisits else None)
+
+
+def _summed_per_visitor(
+    source: FromClause,
+    n_dims: int,
+    parts: Sequence[str],
+    sums: list[Label[Any]],
+    first: ColumnElement | int | None,
+) -> Select:
+    """`per_visitor` over `source`'s rows summed (`sums`) per dimension values, bucket and
+    visitor; with `first` (1 on a visit's one row), by visitor only for the visitors with
+    other visits in their part (its `revisits`, `_revisitor_grouping`)."""
+    c = source.c
+    keys = [c[dim_key(i)] for i in range(n_dims)]
     visitor: ColumnElement = c.visitor_id
-    if revisits:
-        visitor, once = _revisitor_grouping(c.revisits, c.visitor_id, c.first)
-        sums.append(once)
-    per_visitor_rows = select(*keys, c.bucket, visitor.label("visitor_id"), *sums)
-    per_visitor_rows = per_visitor_rows.group_by(*keys, c.bucket, visitor)
-    return per_visitor(per_visitor_rows.subquery("per_visitor"), len(dims), parts)
+    if first is not None:
+        visitor, once = _revisitor_grouping(c.revisits, c.visitor_id, first)
+        sums = [*sums, once]
+    rows = select(*keys, c.bucket, visitor.label("visitor_id"), *sums)
+    rows = rows.group_by(*keys, c.bucket, visitor)
+    return per_visitor(rows.subquery("per_visitor"), n_dims, parts)
 
 
 # Parts `_visit_runs` counts: the visit's own facts, and its matching pageviews.
@@ -386,22 +401,16 @@ def _visit_runs(
     r = _of_kinds(rows.where(*where), query).subquery("event_rows").c
     ends = select(*r).where(r.last).subquery("run_ends").c
     length = ends.row - func.coalesce(func.lag(ends.row).over(), 0)
-    runs = select(*ends, length.label("pageviews")).subquery("runs").c
+    runs_rows = select(*ends, length.label("pageviews")).subquery("runs")
+    runs = runs_rows.c
     sums = {
         "visits": func.count(),
         "bounces": func.sum(runs.bounce),
         "duration_ms": func.sum(runs.duration_ms),
         "pageviews": func.sum(runs.pageviews),
     }
-    keys = [runs[dim_key(i)] for i in range(len(dims))]
     summed = [sums[p].label(p) for p in parts if p != "visitors"]
-    visitor: ColumnElement = runs.visitor_id
-    if revisits:
-        visitor, once = _revisitor_grouping(runs.revisits, runs.visitor_id, 1)
-        summed.append(once)
-    per_visit = select(*keys, runs.bucket, visitor.label("visitor_id"), *summed)
-    per_visit = per_visit.group_by(*keys, runs.bucket, visitor)
-    return per_visitor(per_visit.subquery("per_visitor"), len(dims), parts)
+    return _summed_per_visitor(runs_rows, len(dims), parts, summed, 1 if revisits else None)
 
 
 # Parts `page_visitor_buckets` counts.
@@ -600,11 +609,11 @@ _COPY_NAMES = {
     "site_id": "site_id",
     **{n: f"visit_{n}" for n in (*VISIT_COPIES, STORED_GOALS)},
 }
-# The columns the columnar store's events carry besides their own and their visit's copies
-# (tracker.columnar.export), read by `page_visitor_buckets`.
 # The flag of a visit whose visitor has other visits in its part, which the columnar
 # store's visits and events carry (`_revisitor_grouping`).
 REVISITS = "visitor_revisits"
+# The columns the columnar store's events carry besides their own and their visit's copies
+# (tracker.columnar.export), read by `page_visitor_buckets`.
 STORED_FLAGS = ("first_of_path", REVISITS, "visitor_first_of_path")
 stored_visits = Table(
     "visits",
@@ -1049,8 +1058,9 @@ def group_facts(
     facts: FromClause, dims: Sequence[ColumnElement], parts: Sequence[str], *, nested: bool = False
 ) -> Select:
     """Per-visit facts summed per dimension values (columns of `facts`) and bucket.
-    `nested`: summed per visitor first (`per_visitor`), the form DuckDB runs faster; where
-    `facts` carry `revisits` (the store's `visitor_revisits`), by visitor only for those."""
+    `nested`: summed per visitor first (`per_visitor`), the form DuckDB runs faster, `dims`
+    being `facts`' d0.. columns; where `facts` carry `revisits` (the store's
+    `visitor_revisits`), by visitor only for those."""
     c = facts.c
     exprs = {
         "visitors": lambda: func.count(c.visitor_id.distinct()),
@@ -1074,12 +1084,8 @@ def group_facts(
     if "scroll_sum" in parts:
         exprs["scroll_sum"] = lambda: func.sum(c.scroll_sum)
     sums = [exprs[p]().label(p) for p in parts if p != "visitors"]
-    visitor: ColumnElement = c.visitor_id
-    if "revisits" in c:
-        visitor, once = _revisitor_grouping(c.revisits, c.visitor_id, 1)
-        sums.append(once)
-    stmt = select(*keys, visitor.label("visitor_id"), *sums).group_by(*dims, c.bucket, visitor)
-    return per_visitor(stmt.subquery("per_visitor"), len(dims), parts)
+    first = 1 if "revisits" in c else None  # a row per visit
+    return _summed_per_visitor(facts, len(dims), parts, sums, first)
 
 
 def _time_key(query: Query, bucket: ColumnElement) -> ColumnElement:

@@ -47,6 +47,9 @@ def test_upload_progress_and_summary(app, db, browser, live_server, tmp_path: Pa
     page.clock.run_for(2000)
     summary = wait_for(lambda: page.locator("#import pre.summary").count(), timeout=20)
     assert summary == 1
+    # The summary is there once the reloaded page is parsed, its stylesheet maybe not yet:
+    # measured before, the unwrapped summary ran 912 px wide on a phone (CI, once).
+    page.wait_for_load_state("load")
     text = page.locator("#import pre.summary").inner_text()
     assert text.startswith("access.log (combined): 13 lines read, 7 pages, 5 visits")
     # Nothing of the section wider than the screen: the summary wraps, the form fits.

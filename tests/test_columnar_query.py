@@ -679,6 +679,29 @@ def test_rollups_answer_where_they_hold_every_closed_day(
     )
 
 
+@pytest.mark.parametrize("timezone", ["UTC", "Europe/Paris"])
+def test_rows_compared_to_the_period_only_where_it_cuts_a_part(
+    db: Database, site: Site, tmp_path: Path, timezone: str
+) -> None:
+    """The store's views hold the period's visits, so the statement compares no row's
+    start or site; the views do, only where the period cuts a part: UTC days are whole
+    day parts, a Paris day starts at 22:00 or 23:00 UTC the day before."""
+    if timezone == "UTC":
+        site = _in_utc(db, site)
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    period = {"period": "custom", "from": "2026-10-23", "to": "2026-10-25"}
+    args = {"metrics": ALL_METRICS, "page": "!/pricing", "dimension": "visit:source"}
+    assert assert_same(db, site, args, period) == "columnar"
+    made = engine.connection().execute("SELECT view_name, sql FROM duckdb_views() WHERE temporary")
+    views = dict(made.fetchall())
+    for name, started in (("events", "visit_started_ms"), ("visits", "started_ms")):
+        assert views[name].count("read_parquet") == 1, views[name]
+        assert (started in views[name]) == (timezone != "UTC"), views[name]
+    q = query(site, args, period)
+    sql, _ = engine.compiled(raw_buckets(q, plan_for(q, parts_for(q.metrics)), None), "sqlite")
+    assert "started_ms >=" not in sql and "site_id =" not in sql, sql
+
+
 def test_a_part_deleted_under_the_reader(db: Database, site: Site, tmp_path: Path) -> None:
     root = tmp_path / "columnar"
     build(db, root, site, date(2026, 10, 27))
@@ -789,9 +812,10 @@ def test_event_reports_read_events_alone(args: dict[str, str]) -> None:
 def test_goal_filters_read_events_alone(args: dict[str, str], form: str) -> None:
     """DuckDB matches a goal filter's goals on the store's events alone, without the join
     to visits or goal_hits, in one scan whatever the goals, and without reading the events'
-    times (the visits' starts bound them): a visit report under `is` takes each
-    converting visit's facts from its first matching event; an event report under `is`
-    joins its events to the converting visits' ids; `is not` looks those ids up."""
+    times or the visits' starts (the store's views hold the period's visits): a visit
+    report under `is` takes each converting visit's facts from its first matching event;
+    an event report under `is` joins its events to the converting visits' ids; `is not`
+    looks those ids up."""
     site = SiteRef(id=1, domain=SITE, timezone="Europe/Paris")
     goals = (
         GoalSpec(1, "Blog", "page", pattern="/blog*", hits_until_ms=DAY_MS),
@@ -801,13 +825,12 @@ def test_goal_filters_read_events_alone(args: dict[str, str], form: str) -> None
                             goals=goals)  # fmt: skip
     q = matched_on_events(q.with_filter(parse_query(site, {"goal": args["goal"]}).filters[0]))
     plan = plan_for(q, parts_for(q.metrics))
-    sql, _ = engine.compiled(raw_buckets(q, plan, [(0, DAY_MS)], direct=True), "sqlite")
+    sql, _ = engine.compiled(raw_buckets(q, plan, None, direct=True), "sqlite")
     assert "JOIN visits" not in sql and "goal_hits" not in sql, sql
     assert "UNION" not in sql and "timestamp_ms >=" not in sql, sql
     assert sql.count(" IN (SELECT") == (form == "looked up"), sql
     assert ("JOIN (SELECT" in sql) == (form == "joined"), sql
-    # The converting visits' ids bounded by their start too: the parts' other days skipped.
-    assert sql.count("started_ms >=") == (1 if form == "first events" else 2), sql
+    assert "started_ms >=" not in sql and "site_id =" not in sql, sql
     if form != "looked up":
         assert "FROM visits" not in sql and "visits." not in sql, sql
 

@@ -152,13 +152,15 @@ def _ranges_clause(ts: ColumnElement, ranges: Sequence[tuple[int, int]]) -> Colu
 def raw_buckets(
     query: Query,
     plan: Plan,
-    ranges: Sequence[tuple[int, int]],
+    ranges: Sequence[tuple[int, int]] | None,
     extra: ColumnElement[bool] | None = None,
     *,
     direct: bool = False,
     constant: Collection[str] = (),
 ) -> Select:
-    """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms).
+    """Per-bucket rows from raw visits/events whose visit started in one of `ranges` (UTC ms);
+    None: every row read is the site's and in the period already (the columnar store's
+    views, tracker.columnar.engine), so nothing is compared per row.
 
     `direct`: the same rows in the forms DuckDB (the columnar store's engine) runs faster:
     from events alone where the visit's columns read are copied into them (`events_alone`);
@@ -183,7 +185,7 @@ def raw_buckets(
 def _raw_buckets(
     query: Query,
     plan: Plan,
-    ranges: Sequence[tuple[int, int]],
+    ranges: Sequence[tuple[int, int]] | None,
     extra: ColumnElement[bool] | None,
     converted: ColumnElement[bool] | None,
     *,
@@ -200,7 +202,9 @@ def _raw_buckets(
         # TRICKY: without statistics, SQLite would scan every visit of the period and probe
         # the converting ids; out of its indexes' reach, it looks those visits up by id.
         site, started = unindexed(site), unindexed(started)
-    where = [site == query.site.id, _ranges_clause(started, ranges)]
+    where: list[ColumnElement[bool]] = []
+    if ranges is not None:
+        where += [site == query.site.id, _ranges_clause(started, ranges)]
     if converted is not None:
         where.append(converted)
     if extra is not None:
@@ -694,20 +698,14 @@ def stored_converting_ids(query: Query, goals: Sequence[GoalSpec]) -> Select:
     """Ids of the period's visits converting on `goals` among the columnar store's events,
     for DuckDB: the goals matched on events alone (no join to visits, no goal_hits), one
     row per visit (its first matching event, as `visit_ordered_buckets` finds it: a smaller
-    set to look ids up in), bounded by the visit's start only: parts are ordered by it, so
-    its bounds skip the row groups of other days (a day's report over a month's part: 56 ->
-    17 ms CPU at 1M), where the events' times cost a column more to read. As a set of ids,
-    exact whatever the scan's order (each run of a visit's matching events has a first
+    set to look ids up in); the store's views hold the period's visits only. As a set of
+    ids, exact whatever the scan's order (each run of a visit's matching events has a first
     row); each id once where a visit's events are read together (`_converting_join`)."""
     first = func.lag(events.c.visit_id).over().is_distinct_from(events.c.visit_id)
     rows = (
         select(events.c.visit_id, first.label("first"))
         .select_from(_joined(visits))
-        .where(
-            visits.c.started_ms >= query.period.start_ms,
-            visits.c.started_ms < query.period.end_ms,
-            any_matches(goals),
-        )
+        .where(any_matches(goals))
     )
     alone = events_alone(rows)
     assert alone is not None  # the visit's start is copied into its events

@@ -648,11 +648,42 @@ def test_visits_are_flagged_in_their_order(tmp_path: Path) -> None:
     )
     streamed, flagged = tmp_path / "streamed.parquet", tmp_path / "visits.parquet"
     pq.write_table(table, streamed, row_group_size=4_096)
-    export._flagged(streamed, flagged, count)
+    export._flagged(streamed, flagged)
 
     rows = pq.read_table(flagged).to_pylist()
     assert [r["id"] for r in rows] == list(range(count, 0, -1))
     assert [r["visitor_revisits"] for r in rows] == [i < returning for i in range(count)]
+
+
+@pytest.mark.parametrize(("paths", "texts_fit"), [(40, True), (400, False)])
+def test_texts_in_a_dictionary_ids_delta_encoded_where_texts_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paths: int, texts_fit: bool
+) -> None:
+    """Columns are dictionary-encoded up to SMALL_DICTIONARY values where every text of the
+    first row group has no more, or more than half its rows (an id): the visit ids (334 in
+    a group) then delta-encoded; where a text has more (a site of many pages), every
+    column up to the group's rows, the paths kept in a dictionary."""
+    monkeypatch.setattr(export, "SMALL_DICTIONARY", 100)
+    monkeypatch.setattr(export, "ROW_GROUP_ROWS", 1_000)
+    count = 3_000
+    table = pa.table(
+        {
+            "visit_id": pa.array([i // 3 for i in range(count)], pa.int64()),
+            "path": pa.array([f"/p/{i % paths}" for i in range(count)], pa.string()),
+            "pageview_id": pa.array([f"pv-{i}" for i in range(count)], pa.string()),
+            "kind": pa.array(["pageview"] * count, pa.string()),
+        }
+    )
+    limit = export.dictionary_limit(table.slice(0, 1_000))
+    assert limit == (100 if texts_fit else 1_000)
+    written = tmp_path / "events.parquet"
+    export._write_parquet(pa.RecordBatchReader.from_batches(table.schema, table.to_batches()),
+                          written, limit)  # fmt: skip
+    group = pq.ParquetFile(written).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(4)}
+    assert ("DELTA_BINARY_PACKED" in encodings["visit_id"]) == texts_fit, encodings
+    assert "RLE_DICTIONARY" in encodings["path"] and "RLE_DICTIONARY" in encodings["kind"]
+    assert pq.read_table(written).equals(table)
 
 
 RUN_VISITS = [

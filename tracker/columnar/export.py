@@ -82,6 +82,9 @@ CSV_BLOCK = 2 << 20
 COPY_BUFFER = 1 << 20
 ROW_GROUP_ROWS = 122_880
 COMPRESSION = "zstd"
+# Values per row group a file's columns are dictionary-encoded up to where its texts fit
+# (`dictionary_limit`): more than a report's pages or campaigns, fewer than its ids or times.
+SMALL_DICTIONARY = 10_000
 # The writer's DuckDB (`_write_parquet`): one thread keeps the rows' order (and the job's
 # share of the cores); nothing loaded at run time, as the reader's.
 _WRITER_CONFIG: dict[str, Any] = {"threads": 1, "preserve_insertion_order": True, **NO_EXTENSIONS}
@@ -256,6 +259,18 @@ def _row_groups(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterato
         yield pa.Table.from_batches(pending, schema)
 
 
+def _dictionary_encoded(file: pq.ParquetFile, names: Sequence[str]) -> list[str]:
+    """Those of the columns `names` every row group of `file` keeps in a dictionary."""
+    meta = file.metadata
+    plain = set()
+    for group in range(meta.num_row_groups):
+        for index in range(meta.num_columns):
+            chunk = meta.row_group(group).column(index)
+            if not {"RLE_DICTIONARY", "PLAIN_DICTIONARY"} & set(chunk.encodings):
+                plain.add(chunk.path_in_schema)
+    return [name for name in names if name not in plain]
+
+
 class VisitCopies:
     """Each event's copies of its visit's columns (VISIT_COPIES), taken from the part's
     visits file: Arrow takes them by row position in C, where fetching them with every
@@ -266,9 +281,11 @@ class VisitCopies:
     def __init__(self, visits_path: Path) -> None:
         copied = [*VISIT_COPIES, STORED_GOALS]
         strings = [n for n, f in zip(copied, COPY_FIELDS, strict=True) if f.type == pa.string()]
-        # Dictionary-encoded as read: a month's visits take little memory.
+        # Dictionary-encoded as read where the file has them so: a month's visits take
+        # little memory (Arrow cannot read a text stored plain into a dictionary).
         columns = ["id", *copied, REVISITS]
-        table = pq.read_table(visits_path, columns=columns, read_dictionary=strings)
+        read_dictionary = _dictionary_encoded(pq.ParquetFile(visits_path), strings)
+        table = pq.read_table(visits_path, columns=columns, read_dictionary=read_dictionary)
         self.ids = table.column("id").combine_chunks()
         self.revisits = table.column(REVISITS)
         self.table = table.drop_columns(["id", REVISITS])
@@ -464,21 +481,36 @@ def write_rows(
             written += table.num_rows
             yield from table.to_batches()
 
-    # Groups come whole but the last: a first group short of one is the file's only one.
-    rows = ROW_GROUP_ROWS if first is None else min(first.num_rows, ROW_GROUP_ROWS)
-    _write_parquet(pa.RecordBatchReader.from_batches(out, counted()), path, max(rows, 1))
+    limit = ROW_GROUP_ROWS if first is None else dictionary_limit(first)
+    _write_parquet(pa.RecordBatchReader.from_batches(out, counted()), path, limit)
     return written
+
+
+def dictionary_limit(group: pa.Table) -> int:
+    """The most values a column of a file whose first row group is `group` is
+    dictionary-encoded with (`_write_parquet`). Its texts are read faster from a dictionary
+    (the wide dataset's 100k paths stored plain: 7 % slower), its ids, times and durations
+    from a delta encoding: so SMALL_DICTIONARY where the texts fit (ids, a text with more
+    values than half the rows, are never grouped by), else the row group's rows, all texts
+    in a dictionary (DuckDB's choice is per file, not per column). Groups come whole but
+    the last: a first group short of one is the file's only one; DuckDB sizes each
+    column's dictionary by the limit (a 200-row file of 60 columns: 58 ms of CPU at a row
+    group's worth, 5 at its own rows)."""
+    rows = max(1, min(group.num_rows, ROW_GROUP_ROWS))
+    texts = [f.name for f in group.schema if pa.types.is_string(f.type)]
+    counts = [pc.count_distinct(group[name]).as_py() for name in texts]
+    if all(n <= SMALL_DICTIONARY or n > rows // 2 for n in counts):
+        return min(rows, SMALL_DICTIONARY)
+    return rows
 
 
 def _write_parquet(rows: pa.RecordBatchReader, path: Path, dictionary_limit: int) -> None:
     """The rows into a Parquet file, in their order, written by DuckDB, which reads its own
     files faster than pyarrow's with the same compression: the bench's 1M dataset, DuckDB
     CPU alone, an `event:page!=/` headline 110 -> 96 ms, page breakdowns 5-20 % less.
-    A column is dictionary-encoded up to a row group's worth of values (DuckDB's default
-    stops at 1 %: the wide dataset's 100k paths were then read 7 % slower than pyarrow's),
-    or up to the file's rows when it has fewer (`dictionary_limit`): the same file, as no
-    dictionary holds more values than there are rows, but DuckDB sizes each column's
-    dictionary by the limit: a 200-row file of 60 columns took 58 ms of CPU, 5 this way."""
+    Parquet's version 2 encodings: integers past the dictionary (`dictionary_limit`) are
+    delta-encoded, which DuckDB decodes in about half the time of a large dictionary's
+    (10M events: visit ids 89 -> 51 ms, visit starts 90 -> 48)."""
     duck = _writer()
     duck.register("part_rows", rows)
     try:
@@ -491,7 +523,8 @@ def _copy(duck: duckdb.DuckDBPyConnection, rows: str, path: Path, dictionary_lim
     """`rows` (a table's name, or a query in parentheses) into the Parquet file `path`."""
     duck.execute(
         f"COPY {rows} TO {quoted_path(path)} (FORMAT parquet, COMPRESSION {COMPRESSION},"
-        f" ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT {dictionary_limit})"
+        f" ROW_GROUP_SIZE {ROW_GROUP_ROWS}, DICTIONARY_SIZE_LIMIT {dictionary_limit},"
+        " PARQUET_VERSION V2)"
     )
 
 
@@ -502,13 +535,13 @@ def _write_visits(conn: Connection, stmt: Select[Any], path: Path, goals: VisitG
     try:
         written = write_rows(conn, stmt, FETCHED_VISITS_SCHEMA, streamed, empty=False, added=goals)
         if written:
-            _flagged(streamed, path, written)
+            _flagged(streamed, path)
         return written > 0
     finally:
         streamed.unlink(missing_ok=True)
 
 
-def _flagged(streamed: Path, path: Path, rows: int) -> None:
+def _flagged(streamed: Path, path: Path) -> None:
     """The visits file `streamed` written again as `path`, in the same order, each visit
     with REVISITS: whether its visitor has other visits in the part. Known only once all of
     them are (a visitor's visits of a day may lie in two row groups); flagged in DuckDB,
@@ -516,7 +549,8 @@ def _flagged(streamed: Path, path: Path, rows: int) -> None:
     source = quoted_path(streamed)
     returning = f"SELECT visitor_id FROM {source} GROUP BY visitor_id HAVING count(*) > 1"
     flagged = f"(SELECT *, visitor_id IN ({returning}) AS {REVISITS} FROM {source})"
-    _copy(_writer(), flagged, path, min(rows, ROW_GROUP_ROWS))
+    first = pq.ParquetFile(streamed).read_row_group(0)
+    _copy(_writer(), flagged, path, dictionary_limit(first))
 
 
 _writers = threading.local()

@@ -31,7 +31,7 @@ from tracker.db import Database
 from tracker.db.models import Event, Site, Visit
 from tracker.goals import add_goal
 from tracker.sites import add_site, find_site
-from tracker.stats import parse_query, run
+from tracker.stats import parse_query, rollups, run
 from tracker.stats.compiler import outer, plan_for, raw_buckets
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import goal_key, matched_on_events, with_goals
@@ -700,6 +700,26 @@ def test_rows_compared_to_the_period_only_where_it_cuts_a_part(
     q = query(site, args, period)
     sql, _ = engine.compiled(raw_buckets(q, plan_for(q, parts_for(q.metrics)), None), "sqlite")
     assert "started_ms >=" not in sql and "site_id =" not in sql, sql
+
+
+def test_the_store_answers_where_rollups_outweigh_the_pageviews(
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports read their rollups while those hold fewer rows than the days' pageviews
+    times ROLLUP_ROWS_PER_PAGEVIEW (and ROLLUP_ROWS_AT_LEAST, which this small site
+    never reaches), the store past it (a site of many pages), but for a report keeping
+    one value of the key's dimension, whose rows are sought."""
+    monkeypatch.setattr(rollups, "ROLLUP_ROWS_AT_LEAST", 1)
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    refresh_site(db, site_ref(site), now_ms=int(NOW.timestamp() * 1000))
+    pages = {"metrics": "visitors,pageviews", "dimension": "event:page"}
+    others = {"metrics": VISIT_METRICS, "dimension": "event:page", "page": "!/pricing"}
+    one = {"metrics": "visitors,pageviews", "dimension": "time:day", "page": "/pricing"}
+    for per_pageview, read in ((1_000.0, "rollup"), (1e-9, "columnar+live")):
+        monkeypatch.setattr(rollups, "ROLLUP_ROWS_PER_PAGEVIEW", per_pageview)
+        assert assert_same(db, site, pages, WEEK) == read
+        assert assert_same(db, site, others, WEEK) == read
+        assert assert_same(db, site, one, WEEK) == "rollup"
 
 
 def test_a_part_deleted_under_the_reader(db: Database, site: Site, tmp_path: Path) -> None:

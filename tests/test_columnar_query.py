@@ -198,6 +198,10 @@ QUERIES: list[dict[str, str]] = [
     {"metrics": DIRECT_METRICS, "page": "~a", "dimension": "time:hour"},
     # Read from events alone, the visit's columns from their copies (compiler.events_alone).
     {"metrics": ALL_METRICS, "page": "~blog", "dimension": "event:page"},
+    # No letter to fold: one LIKE (the pattern's % escaped).
+    {"metrics": ALL_METRICS, "page": "~%", "dimension": "event:page"},
+    {"metrics": VISIT_METRICS, "page": "~/", "dimension": "visit:source"},
+    {"metrics": DIRECT_METRICS, "page": "~É", "dimension": "event:page"},
     # Scroll depth: a page breakdown, a page filter (alone, by day, by a visit dimension).
     {"metrics": SCROLL_METRICS, "dimension": "event:page"},
     {"metrics": SCROLL_METRICS, "dimension": "event:page", "source": "!Google", "limit": "3"},
@@ -772,6 +776,23 @@ def test_a_part_replaced_between_manifest_and_read(
     monkeypatch.setattr(engine, "current_manifest", lambda *_: next(reads))
     args = {"metrics": ALL_METRICS, "source": "!Google", "dimension": "time:day"}
     assert assert_same(db, site, args, WEEK) == "columnar+live"
+
+
+@pytest.mark.parametrize(
+    ("contains", "folded"),
+    [("/", False), ("%_/", False), ("/É", False), ("/a", True), ("/Éa", True)],
+)
+def test_contains_folds_letters_only_where_the_pattern_has_some(
+    contains: str, folded: bool
+) -> None:
+    """SQLite folds ASCII letters only: a pattern without one (`É` matches `É` only) is
+    compared as it is, in one LIKE DuckDB runs in the scan."""
+    site = SiteRef(id=1, domain=SITE, timezone="UTC")
+    q = query(site, {"metrics": "visits", "page": f"~{contains}"})
+    plan = plan_for(q, parts_for(q.metrics))
+    sql, params = engine.compiled(raw_buckets(q, plan, None, direct=True), "sqlite")
+    assert ("CASE WHEN strlen(events.path)" in sql) == folded, sql
+    assert ("events.path LIKE ?" in sql) == (not folded), sql
 
 
 def test_statements_bind_every_text() -> None:

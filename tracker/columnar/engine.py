@@ -162,6 +162,7 @@ class DuckCompiler(PGCompiler):
 
 
 _ASCII_FOLD = str.maketrans(_UPPER, _UPPER.lower())
+_ASCII_LETTERS = frozenset(_UPPER + _UPPER.lower())
 
 
 def _ascii_lower(sql: str) -> str:
@@ -194,6 +195,10 @@ class SqliteDuckCompiler(DuckCompiler):
         right = self.process(literal(pattern, Text()), **kw)
         escape = binary.modifiers.get("escape")
         tail = "" if escape is None else " ESCAPE " + self.render_literal_value(escape, Text())
+        if not _ASCII_LETTERS.intersection(pattern):
+            # Nothing to fold: one LIKE, which DuckDB runs in the scan (1M events, 100k
+            # paths: `event:page~/` by source 154 -> 119 ms).
+            return f"{text} {op} {right}{tail}"
         if not pattern.isascii():
             return f"{_ascii_lower(text)} {op} {right}{tail}"
         # An ASCII pattern and ASCII text: DuckDB's ILIKE folds both as SQLite does, without

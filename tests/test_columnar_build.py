@@ -700,7 +700,8 @@ def test_visit_reports_under_a_page_filter_count_each_visits_run_of_pageviews(
 ) -> None:
     """Under a page filter, a visit report counts a visit's matching pageviews as the
     length of its run of matching rows in the scan (compiler._visit_runs), the first run
-    starting with the scan: the same numbers as the database's."""
+    starting with the scan: the same numbers as the database's. So does a series of
+    visitors and pageviews, in UTC (returning visitors grouped by id alone)."""
     hits = [
         {"url": f"{BASE}{path}", "ip": ip, "timestamp": f"2026-03-02T{start}:{i:02d}Z"}
         for ip, start, paths in RUN_VISITS
@@ -717,6 +718,8 @@ def test_visit_reports_under_a_page_filter_count_each_visits_run_of_pageviews(
         {"metrics": metrics, "page": "~p"},
         {"metrics": metrics, "page": "!/", "dimension": "time:day"},
         {"metrics": metrics, "page": "/plans", "dimension": "visit:source"},
+        {"metrics": "visitors,pageviews", "page": "!/", "dimension": "time:day"},
+        {"metrics": "visitors,pageviews", "page": "~p", "dimension": "time:hour"},
     ):
         q = parse_query(site, {**period, **args}, now=datetime(2026, 3, 6, 3, tzinfo=UTC))
         sql = engine.compiled(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,9 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import Column, MetaData, Table, Text, func, select, update
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from tests.helpers import duckdb_settings_per_thread, store_events
 from tracker.columnar import engine, export
@@ -34,6 +37,7 @@ from tracker.sites import add_site, find_site
 from tracker.stats import parse_query, rollups, run
 from tracker.stats.compiler import outer, plan_for, raw_buckets
 from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.filters import like_pattern
 from tracker.stats.goals import goal_key, matched_on_events, with_goals
 from tracker.stats.metrics import parts_for
 from tracker.stats.query import GoalSpec, Query, SiteRef, site_ref
@@ -793,6 +797,35 @@ def test_contains_folds_letters_only_where_the_pattern_has_some(
     sql, params = engine.compiled(raw_buckets(q, plan, None, direct=True), "sqlite")
     assert ("CASE WHEN strlen(events.path)" in sql) == folded, sql
     assert ("events.path LIKE ?" in sql) == (not folded), sql
+    # Folded, on the rows DuckDB's own ILIKE keeps in the scan.
+    assert ("(events.path ILIKE ?" in sql) == folded, sql
+
+
+# Texts whose letters SQLite and DuckDB fold differently: the Kelvin sign lowers to `k` in
+# DuckDB only, `İ` and `ß` are left alone by SQLite, `ǅ` is a title case letter.
+TRICKY_TEXTS = ["/Élan", "/élan", "/BLOG/c", "/KELVIN", "/\u212aelvin", "/İstanbul",
+                "/istanbul", "/STRASSE", "/straße", "/x_y%z", "/ǅungla", "/ǆUNGLA"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value", ["kelvin", "élan", "Élan", "istanbul", "strasse", "straße", "blog/C", "x_y%", "ǆ"]
+)
+def test_contains_matches_what_sqlite_matches(value: str) -> None:
+    """DuckDB's statement for a contains filter keeps exactly the texts SQLite's LIKE
+    keeps (ASCII letters folded, no other), whatever its ILIKE does with other letters."""
+    texts = Table("texts", MetaData(), Column("t", Text))
+    stmt = select(texts.c.t).where(texts.c.t.ilike(like_pattern(value), escape="\\"))
+    with sqlite3.connect(":memory:") as lite:
+        lite.execute("CREATE TABLE texts (t TEXT)")
+        lite.executemany("INSERT INTO texts VALUES (?)", [(t,) for t in TRICKY_TEXTS])
+        compiled = stmt.compile(dialect=sqlite_dialect())
+        params = [compiled.params[name] for name in compiled.positiontup or ()]
+        expected = {row[0] for row in lite.execute(str(compiled), params)}
+    duck = duckdb.connect()
+    duck.execute("CREATE TABLE texts (t VARCHAR)")
+    duck.executemany("INSERT INTO texts VALUES (?)", [(t,) for t in TRICKY_TEXTS])
+    sql, params = engine.compiled(stmt, "sqlite")
+    assert {row[0] for row in duck.execute(sql, params).fetchall()} == expected, sql
 
 
 def test_statements_bind_every_text() -> None:

@@ -78,7 +78,7 @@ from tracker.stats.compiler import (
 from tracker.stats.goals import matched_on_events, prop_text
 from tracker.stats.periods import local_date, local_midnight_ms, make_period
 from tracker.stats.query import Query
-from tracker.stats.rollups import bucket_source, rollups_outweigh_pageviews
+from tracker.stats.rollups import bucket_source, rollups_hold
 from tracker.storage.changes import COMMIT_WITHIN_MS, changed_visitors
 
 if TYPE_CHECKING:
@@ -478,8 +478,7 @@ def _answer(
         return None
     end = min(split, period.end_ms)
     closed = _days(query, period.start_ms, end)
-    rolled = bucket_source(conn, closed, plan, extra)[1] == "rollup"
-    if rolled and not rollups_outweigh_pageviews(conn, closed, plan):
+    if rollups_hold(conn, closed, plan, extra):
         return None
     record = conn.dialect.name
     reads = Reads(

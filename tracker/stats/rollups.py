@@ -101,7 +101,7 @@ ANALYZE_AFTER_DAYS = CHUNK_DAYS
 
 RollupKey = tuple[str, ...]
 # Rollup rows per pageview of a report's days past which the columnar store answers
-# instead (`rollups_outweigh_pageviews`): SQLite sums a rollup row in about the time
+# instead (`rollups_hold`): SQLite sums a rollup row in about the time
 # DuckDB takes for four pageviews (wide bench dataset, 1M events: a page breakdown's 421k
 # rows in 186-323 ms; the store's scan of its 890k pageviews in 91-184 ms).
 ROLLUP_ROWS_PER_PAGEVIEW = 0.25
@@ -167,16 +167,24 @@ def _rolled_days(conn: Connection, query: Query, plan: Plan) -> tuple[RollupKey,
     return None if key is None or lo > hi else (key, lo, hi)
 
 
-def rollups_outweigh_pageviews(conn: Connection, query: Query, plan: Plan) -> bool:
+def rollups_hold(
+    conn: Connection, query: Query, plan: Plan, extra: ColumnElement[bool] | None = None
+) -> bool:
+    """Whether rollups alone answer for every day of the query (`bucket_source` reads
+    them only), and hold too few rows for a scan of its pageviews to answer sooner."""
+    days = _rolled_days(conn, query, plan) if extra is None else None
+    if days is None or days[2] < day_number(query.period.end):
+        return False
+    return not _outweigh_pageviews(conn, query, days)
+
+
+def _outweigh_pageviews(conn: Connection, query: Query, days: tuple[RollupKey, int, int]) -> bool:
     """Whether the rollup rows a report would read for its days outnumber their pageviews
     times ROLLUP_ROWS_PER_PAGEVIEW, and ROLLUP_ROWS_AT_LEAST: a site of many pages, where
     a scan of its pageviews (the columnar store's) answers sooner. Judged on the last of
     the days, whose rows are counted no further than that bound along the key's index
     (counting a month's 220k rows took PostgreSQL 50-80 ms); a report keeping one value of
     the key's first dimension seeks its rows there."""
-    days = _rolled_days(conn, query, plan)
-    if days is None:
-        return False
     key, lo, hi = days
     if any(f.op == "is" and len(f.values) == 1 and f.dimension == key[0] for f in query.filters):
         return False

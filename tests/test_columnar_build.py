@@ -648,7 +648,7 @@ def test_visits_are_flagged_in_their_order(tmp_path: Path) -> None:
     )
     streamed, flagged = tmp_path / "streamed.parquet", tmp_path / "visits.parquet"
     pq.write_table(table, streamed, row_group_size=4_096)
-    export._flagged(streamed, flagged)
+    export._flagged(streamed, flagged, export.dictionary_limit(table))
 
     rows = pq.read_table(flagged).to_pylist()
     assert [r["id"] for r in rows] == list(range(count, 0, -1))

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import duckdb
 import pyarrow as pa
@@ -463,16 +463,17 @@ def write_rows(
     *,
     empty: bool,
     added: VisitCopies | VisitGoals,
-) -> int:
+) -> Written:
     """Stream the statement's rows (`schema`) into a Parquet file, with the columns `added`
-    adds to them; returns how many. No file is made for no rows unless `empty`."""
+    adds to them; says how many, and the file's `dictionary_limit`. No file is made for no
+    rows unless `empty`."""
     postgresql = conn.dialect.name == "postgresql"
     batches = _copied(conn, stmt, schema) if postgresql else _fetched(conn, stmt, schema)
     out = EVENTS_SCHEMA if isinstance(added, VisitCopies) else VISITS_SCHEMA
     tables = (added.added(fetched) for fetched in _row_groups(batches, schema))
     first = next(tables, None)
     if first is None and not empty:
-        return 0
+        return Written(0, 0)
     written = 0
 
     def counted() -> Iterator[pa.RecordBatch]:
@@ -483,7 +484,14 @@ def write_rows(
 
     limit = ROW_GROUP_ROWS if first is None else dictionary_limit(first)
     _write_parquet(pa.RecordBatchReader.from_batches(out, counted()), path, limit)
-    return written
+    return Written(written, limit)
+
+
+class Written(NamedTuple):
+    """A file `write_rows` wrote: its rows, and the dictionary limit it was written with."""
+
+    rows: int
+    dictionary_limit: int
 
 
 def dictionary_limit(group: pa.Table) -> int:
@@ -534,23 +542,23 @@ def _write_visits(conn: Connection, stmt: Select[Any], path: Path, goals: VisitG
     streamed = path.with_name(f".streamed-{path.name}")
     try:
         written = write_rows(conn, stmt, FETCHED_VISITS_SCHEMA, streamed, empty=False, added=goals)
-        if written:
-            _flagged(streamed, path)
-        return written > 0
+        if written.rows:
+            _flagged(streamed, path, written.dictionary_limit)
+        return written.rows > 0
     finally:
         streamed.unlink(missing_ok=True)
 
 
-def _flagged(streamed: Path, path: Path) -> None:
-    """The visits file `streamed` written again as `path`, in the same order, each visit
-    with REVISITS: whether its visitor has other visits in the part. Known only once all of
-    them are (a visitor's visits of a day may lie in two row groups); flagged in DuckDB,
-    which streams the file, where Arrow would hold a month's visits in memory."""
+def _flagged(streamed: Path, path: Path, dictionary_limit: int) -> None:
+    """The visits file `streamed` (written with `dictionary_limit`) written again as
+    `path`, in the same order, each visit with REVISITS: whether its visitor has other
+    visits in the part. Known only once all of them are (a visitor's visits of a day may
+    lie in two row groups); flagged in DuckDB, which streams the file, where Arrow would
+    hold a month's visits in memory."""
     source = quoted_path(streamed)
     returning = f"SELECT visitor_id FROM {source} GROUP BY visitor_id HAVING count(*) > 1"
     flagged = f"(SELECT *, visitor_id IN ({returning}) AS {REVISITS} FROM {source})"
-    first = pq.ParquetFile(streamed).read_row_group(0)
-    _copy(_writer(), flagged, path, dictionary_limit(first))
+    _copy(_writer(), flagged, path, dictionary_limit)
 
 
 _writers = threading.local()

@@ -278,17 +278,13 @@ def _event_rows(
     query's column filters."""
     flt = compile_filters(column_filters(query), dimension_column)
     where = [*where, *([] if flt is None else [flt])]
-    runs = (
-        direct
-        and not _on_events(plan)
-        and _counts_revisitors(query, plan)
-        and _runs_per_visit(query, plan.parts)
-    )
-    if set(plan.parts) <= DIRECT_PARTS and not runs:
-        return event_buckets(query, visits, bucket, dims, plan.parts, where, nested=direct)
+    direct_parts = set(plan.parts) <= DIRECT_PARTS
     if direct and not _on_events(plan):
         revisits = _counts_revisitors(query, plan)
-        return visit_ordered_buckets(query, bucket, dims, plan.parts, where, revisits=revisits)
+        if not direct_parts or (revisits and _runs_per_visit(query, plan.parts)):
+            return visit_ordered_buckets(query, bucket, dims, plan.parts, where, revisits=revisits)
+    if direct_parts:
+        return event_buckets(query, visits, bucket, dims, plan.parts, where, nested=direct)
     if _on_events(plan):
         facts = event_facts(query, visits, bucket, dims, plan.parts).where(*where)
     else:

@@ -821,11 +821,11 @@ def test_contains_matches_what_sqlite_matches(value: str) -> None:
         compiled = stmt.compile(dialect=sqlite_dialect())
         params = [compiled.params[name] for name in compiled.positiontup or ()]
         expected = {row[0] for row in lite.execute(str(compiled), params)}
-    duck = duckdb.connect()
-    duck.execute("CREATE TABLE texts (t VARCHAR)")
-    duck.executemany("INSERT INTO texts VALUES (?)", [(t,) for t in TRICKY_TEXTS])
     sql, params = engine.compiled(stmt, "sqlite")
-    assert {row[0] for row in duck.execute(sql, params).fetchall()} == expected, sql
+    with duckdb.connect() as duck:
+        duck.execute("CREATE TABLE texts (t VARCHAR)")
+        duck.executemany("INSERT INTO texts VALUES (?)", [(t,) for t in TRICKY_TEXTS])
+        assert {row[0] for row in duck.execute(sql, params).fetchall()} == expected, sql
 
 
 def test_statements_bind_every_text() -> None:

@@ -41,7 +41,7 @@ from tracker.jobs import find_job
 from tracker.reclassify import reclassify
 from tracker.sites import find_site
 from tracker.stats import parse_query, run, site_ref
-from tracker.stats.compiler import VISIT_COPIES, plan_for, raw_buckets
+from tracker.stats.compiler import PATH_ID, VISIT_COPIES, plan_for, raw_buckets
 from tracker.stats.goals import goal_key, goals_of_site
 from tracker.stats.metrics import parts_for
 from tracker.stats.query import GoalSpec
@@ -162,10 +162,24 @@ def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
 
 
 def part_rows(root: Path, db: Database, part: Part) -> tuple[list[dict], list[dict]]:
+    """The part's rows by id; each event's path number checked against the site's path
+    dictionary (compiler.PATH_ID) and left out."""
     directory = site_dir(root, site_id(db))
     visits = sorted(pq.read_table(directory / part.visits).to_pylist(), key=lambda r: r["id"])
     events = sorted(pq.read_table(directory / part.events).to_pylist(), key=lambda r: r["id"])
+    paths = dictionary(root, db)
+    for event in events:
+        number = event.pop(PATH_ID)
+        assert (None if number is None else paths[number]) == event["path"]
     return visits, events
+
+
+def dictionary(root: Path, db: Database) -> list[str]:
+    """The site's path dictionary as its manifest names it, checked numbered by row."""
+    name = manifest(root, db).paths
+    rows = pq.read_table(site_dir(root, site_id(db)) / name).to_pylist()
+    assert [r[PATH_ID] for r in rows] == list(range(len(rows)))
+    return [r["path"] for r in rows]
 
 
 def parquet_files(root: Path, db: Database) -> set[str]:
@@ -514,17 +528,25 @@ def test_retired_files_are_deleted_after_the_delay(app: Flask, db: Database, roo
     store_events(app, TRAFFIC, site=SITE)
     now = ms("2026-03-06T03:00:00")
     refresh(db, root, now_ms=now)
-    old = manifest(root, db).parts[0]
-    store_events(app, [{"ip": "203.0.113.99", "timestamp": "2026-03-02T15:00:00Z"}], site=SITE)
+    before = manifest(root, db)
+    old = {before.parts[0].visits, before.parts[0].events, before.paths}
+    numbered = dictionary(root, db)
+    # A late event of a new path: its part and the path dictionary are written again.
+    late = {"url": f"{BASE}/late", "ip": "203.0.113.99", "timestamp": "2026-03-02T15:00:00Z"}
+    store_events(app, [late], site=SITE)
     retired_at = now + 60_000
     refresh(db, root, now_ms=retired_at)
-    assert {old.visits, old.events} <= parquet_files(root, db)
+    assert manifest(root, db).paths != before.paths
+    assert old <= parquet_files(root, db)
     refresh(db, root, now_ms=retired_at + (RETIRED_AFTER_S - 1) * 1000)
-    assert {old.visits, old.events} <= parquet_files(root, db)
+    assert old <= parquet_files(root, db)
     refresh(db, root, now_ms=retired_at + (RETIRED_AFTER_S + 1) * 1000)
-    assert not {old.visits, old.events} & parquet_files(root, db)
-    named = {n for p in manifest(root, db).parts for n in (p.visits, p.events)}
-    assert parquet_files(root, db) == named
+    assert not old & parquet_files(root, db)
+    after = manifest(root, db)
+    named = {n for p in after.parts for n in (p.visits, p.events)}
+    assert parquet_files(root, db) == named | {after.paths}
+    # The paths numbered before keep their numbers; the new one comes after them.
+    assert dictionary(root, db) == [*numbered, "/late"]
 
 
 def test_a_budget_spreads_a_first_build_over_runs(app: Flask, db: Database, root: Path) -> None:

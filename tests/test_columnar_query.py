@@ -843,6 +843,31 @@ def test_statements_bind_every_text() -> None:
             assert any(isinstance(p, str) and "or '1'='1" in p.lower() for p in params), value
 
 
+def test_pages_numbered_by_two_builds_are_named_as_the_raw_path_says(
+    app: Flask, db: Database, site: Site, tmp_path: Path
+) -> None:
+    """A page breakdown groups the parts' pageviews by path number and names the pages
+    from the site's path dictionary (tracker.columnar.paths): paths a later build met
+    first are numbered after the others, and every page keeps its name across parts."""
+    utc = _in_utc(db, site)
+    root = tmp_path / "columnar"
+    build(db, root, utc, date(2026, 10, 25))
+    first = read_manifest(root, utc.id)
+    assert first is not None
+    new = [{"ip": "198.51.100.200", "url": f"https://{SITE}{path}", "timestamp": at}
+           for path, at in [("/new", "2026-10-25T10:00:00Z"), ("/", "2026-10-25T10:01:00Z"),
+                            ("/newer", "2026-10-26T09:00:00Z")]]  # fmt: skip
+    store_events(app, new, site=SITE)
+    build(db, root, utc, date(2026, 10, 27))
+    second = read_manifest(root, utc.id)
+    assert second is not None and second.paths != first.paths
+    for args in FLAGGED_REPORTS[:2]:
+        q = query(utc, args)
+        stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), None, direct=True)
+        assert "GROUP BY events.path_id" in engine.compiled(stmt, "sqlite")[0], args
+        assert assert_same(db, utc, args, WEEK) == "columnar+live", args
+
+
 @pytest.mark.parametrize(
     "args",
     [

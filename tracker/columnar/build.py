@@ -60,6 +60,7 @@ from tracker.columnar.layout import (
     site_dir,
     write_manifest,
 )
+from tracker.columnar.paths import PathDictionary
 from tracker.db import Database
 from tracker.db.models import Site
 from tracker.storage import changes
@@ -200,15 +201,20 @@ class _Build:
     provisional: range = range(0)  # the days to have provisional parts
     parts: dict[Unit, Part] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    paths_file: str = ""  # the path dictionary's file the parts' path numbers are in
+    paths: PathDictionary | None = None  # read when the first part is written
 
     def write(self, unit: Unit, *, provisional: bool = False) -> None:
         """The unit's part written anew; it replaces every part it overlaps."""
+        if self.paths is None:
+            self.paths = PathDictionary.read(self.directory, self.paths_file)
         part = write_part(
             self.db,
             self.directory,
             self.site_id,
             *unit,
             self.built_ms,
+            self.paths,
             self.last_goals(),
             provisional=provisional,
         )
@@ -308,6 +314,12 @@ class _Build:
         self.advance(budget, reached, started)
         self.provide(news.dated)
 
+    def save_paths(self) -> None:
+        """The path dictionary written again if the parts written numbered new paths."""
+        if self.paths is not None and (self.paths.grown or not self.paths_file):
+            self.paths_file = self.paths.write(self.directory, self.built_ms)
+            self.written.append(self.paths_file)
+
     def manifest(self, seen: Watch) -> Manifest:
         return Manifest(
             site_id=self.site_id,
@@ -317,6 +329,7 @@ class _Build:
             parts=tuple(self.parts[k] for k in sorted(self.parts)),
             recent_events=seen.recent_events,
             provisional_until_ms=max(self.provisional_day, self.complete_day) * DAY_MS,
+            paths=self.paths_file,
         )
 
     def discard(self) -> None:
@@ -327,7 +340,8 @@ class _Build:
 def _file_names(manifest: Manifest | None) -> set[str]:
     if manifest is None:
         return set()
-    return {name for p in manifest.parts for name in (p.visits, p.events)}
+    parts = {name for p in manifest.parts for name in (p.visits, p.events)}
+    return parts | ({manifest.paths} if manifest.paths else set())
 
 
 def _publish(
@@ -376,6 +390,7 @@ def refresh_site(
         build.complete_day = base.complete_until_ms // DAY_MS
         build.provisional_day = base.provisional_until_ms // DAY_MS
         build.parts = {(p.first_day, p.last_day): p for p in base.parts}
+        build.paths_file = base.paths
         # A clock set back must not cut a month part into days (the others would be lost).
         build.closed_day = max(build.closed_day, build.complete_day)
     build.provisional = provisional_days(now_ms, build.closed_day)
@@ -383,6 +398,7 @@ def refresh_site(
         return None
     try:
         build.run(news, budget, reached)
+        build.save_paths()
         manifest = build.manifest(news)
         if _publish(db, root, site, seen, manifest, _file_names(current)):
             return manifest

@@ -73,6 +73,7 @@ from tracker.stats.compiler import (
     needs_events,
     outer,
     raw_buckets,
+    stored_paths,
     visits,
 )
 from tracker.stats.goals import matched_on_events, prop_text
@@ -617,6 +618,7 @@ _STARTED = {"visits": "started_ms", "events": "visit_started_ms"}
 def _views(
     duck: duckdb.DuckDBPyConnection,
     directory: Path,
+    manifest: Manifest,
     parts: Sequence[Part],
     changed: bool,
     span: tuple[int, int],
@@ -624,8 +626,9 @@ def _views(
     """`visits` and `events` of this connection: the rows of exactly these parts whose
     visit started within `span` (UTC ms), so statements compare no row's site or start
     (`raw_buckets` without ranges); `changed`: but those of the visitors in CHANGED from
-    provisional parts. Made again only when these differ from the connection's last call
-    (a page's cards ask for the same period, and its views cost a few ms to make).
+    provisional parts. And `paths`, the site's path dictionary (compiler.stored_paths).
+    Made again only when these differ from the connection's last call (a page's cards ask
+    for the same period, and its views cost a few ms to make).
 
     Rows are compared to `span` only when it cuts a part: DuckDB reads and compares every
     row of a filtered column even where the row group's bounds make it true (10M events,
@@ -637,7 +640,8 @@ def _views(
     (DuckDB keeps the order of a UNION ALL's sides where it matters), and a visitor's
     visits are left out whole, so a visit's events stay together (`visit_ordered_buckets`)
     and the parts' per-visitor flags hold for the visitors kept."""
-    files = (changed, span, *(str(directory / getattr(p, n)) for n in TABLES for p in parts))
+    named = (manifest.paths, *(getattr(p, n) for n in TABLES for p in parts))
+    files = (changed, span, directory, *named)
     local = _thread_state()
     if getattr(local, "views", None) == files:
         return
@@ -654,6 +658,10 @@ def _views(
             unchanged = f"visitor_id NOT IN (SELECT visitor_id FROM {CHANGED})"
             sides.append(_scan(directory, left, name, [*within, unchanged]))
         duck.execute(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {' UNION ALL '.join(sides)}")
+    dictionary = quoted_path(directory / manifest.paths)
+    duck.execute(
+        f"CREATE OR REPLACE TEMPORARY VIEW {stored_paths.name} AS FROM read_parquet({dictionary})"
+    )
     local.views = files
 
 
@@ -757,7 +765,8 @@ def sums(
             if changed:
                 duck.register(CHANGED, pa.table({"visitor_id": pa.array(changed, pa.int64())}))
             span = (period.start_ms, end)
-            _views(duck, site_dir(root, manifest.site_id), parts, bool(changed), span)
+            directory = site_dir(root, manifest.site_id)
+            _views(duck, directory, manifest, parts, bool(changed), span)
             # Goals are read from the visits' bits, or matched on the parts' events where
             # a part has no bit for one (goal_hits is the database's).
             goals_read = matched_on_events(query, [p.goals for p in parts])

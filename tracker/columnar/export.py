@@ -12,10 +12,11 @@ compiler.VISIT_COPIES, as `visit_<name>`, taken from the visits file just writte
 and `visitor_revisits`, the visit's visitor has other visits in the part; and a third,
 `visitor_first_of_path`, the visitor's first pageview of its path on its visit's UTC day
 (with `Part.visitor_constant`, the visit columns the same for all of a visitor's visits of
-a day). Visits keep the site's goals they convert on as bits (`goals`, copied to events as
-`visit_goals`; which goal each bit is: `Part.goals`), matched by the database in the
-part's snapshot, and their own `visitor_revisits` (REVISITS), for visit reports to group by
-visitor only the visitors with other visits (compiler.group_facts).
+a day); and `path_id`, the path's number in the site's path dictionary
+(tracker.columnar.paths). Visits keep the site's goals they convert on as bits (`goals`,
+copied to events as `visit_goals`; which goal each bit is: `Part.goals`), matched by the
+database in the part's snapshot, and their own `visitor_revisits` (REVISITS), for visit
+reports to group by visitor only the visitors with other visits (compiler.group_facts).
 Visits are in (started_ms, id) order, events in their visit's (started_ms, visit_id) order
 then by id, so row group statistics let a reader skip by time; a visit's events are together,
 which compiler.visit_ordered_buckets relies on (a visit's facts taken from its first event).
@@ -64,9 +65,10 @@ from sqlalchemy import cast as sql_cast
 from tracker.clock import now_ms
 from tracker.columnar.engine import NO_EXTENSIONS, quoted_path
 from tracker.columnar.layout import DAY_MS, Part
+from tracker.columnar.paths import PathDictionary
 from tracker.db import Database
 from tracker.db.models import Event, Visit
-from tracker.stats.compiler import REVISITS, STORED_FLAGS, STORED_GOALS, VISIT_COPIES
+from tracker.stats.compiler import PATH_ID, REVISITS, STORED_FLAGS, STORED_GOALS, VISIT_COPIES
 from tracker.stats.dimensions import DIMENSIONS
 from tracker.stats.goals import any_matches, goal_key, goals_of_site, matches
 from tracker.stats.query import GoalSpec
@@ -120,7 +122,9 @@ COPY_FIELDS = [
 FLAG_FIELDS = [pa.field(name, pa.bool_()) for name in STORED_FLAGS]
 # Events as the database gives them (their own columns), and as the part keeps them.
 FETCHED_SCHEMA = arrow_schema(events)
-EVENTS_SCHEMA = pa.schema([*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS])
+EVENTS_SCHEMA = pa.schema(
+    [*FETCHED_SCHEMA, *COPY_FIELDS, *FLAG_FIELDS, pa.field(PATH_ID, pa.int64())]
+)
 _VISIT_DIMENSION_COLUMNS = frozenset(d.column for d in DIMENSIONS.values() if d.scope == "visit")
 # Goals a part keeps as bits of its visits' `goals` (a BIGINT, its sign bit left alone);
 # the others are matched on its events when asked.
@@ -276,9 +280,11 @@ class VisitCopies:
     visits file: Arrow takes them by row position in C, where fetching them with every
     event cost the builder a third more time (two dozen more values per event, as Python
     objects on SQLite). Events come in their visits' order, so a row group's visits are
-    looked up among the next visits of the file, all of them only if one is not there."""
+    looked up among the next visits of the file, all of them only if one is not there.
+    Then the flags (STORED_FLAGS), and the path's number in the site's `paths`."""
 
-    def __init__(self, visits_path: Path) -> None:
+    def __init__(self, visits_path: Path, paths: PathDictionary) -> None:
+        self.paths = paths
         copied = [*VISIT_COPIES, STORED_GOALS]
         strings = [n for n, f in zip(copied, COPY_FIELDS, strict=True) if f.type == pa.string()]
         # Dictionary-encoded as read where the file has them so: a month's visits take
@@ -320,6 +326,7 @@ class VisitCopies:
             self._first_of_path(fetched),
             self.revisits.take(rows),
             self._visitor_first_of_path(fetched, copies),
+            self.paths.numbered(fetched.column("path")),
         ]
         return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
@@ -590,13 +597,15 @@ def write_part(
     first_day: int,
     last_day: int,
     built_ms: int,
+    paths: PathDictionary,
     previous_goals: Sequence[str] = (),
     *,
     provisional: bool = False,
 ) -> Part | None:
     """The part of the site's visits that started on days first_day..last_day (UTC day
     numbers), written into `directory`; None when there were no visits. Its visits carry
-    the site's goals as bits, where the part built last (`previous_goals`) has them.
+    the site's goals as bits, where the part built last (`previous_goals`) has them; its
+    events their path's number in `paths` (new paths numbered there).
     `provisional`: days whose visits may still change (`Part.snapshot_ms`)."""
     start_ms, end_ms = first_day * DAY_MS, (last_day + 1) * DAY_MS
     visits_name, events_name = file_names(first_day, last_day, built_ms)
@@ -613,7 +622,7 @@ def write_part(
         ):
             return None
         stmt = events_query(site_id, start_ms, end_ms)
-        copies = VisitCopies(directory / visits_name)
+        copies = VisitCopies(directory / visits_name, paths)
         write_rows(conn, stmt, FETCHED_SCHEMA, directory / events_name, empty=True, added=copies)
     return Part(
         first_day=first_day,

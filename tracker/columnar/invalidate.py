@@ -106,6 +106,7 @@ def invalidate(root: Path | None, site_id: int, from_ms: int = 0) -> None:
                 built_ms=old.built_ms,
                 parts=kept,
                 recent_events=old.recent_events,
+                paths=old.paths,
             ),
         )
 

@@ -27,7 +27,7 @@ DAY_MS = 86_400_000
 MANIFEST = "manifest.json"
 # Bumped when the parts' columns change: a manifest of another version reads as none, so
 # the builder writes every part again.
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 RETIRED_AFTER_S = 600
 TABLES = ("visits", "events")
 # A part's fields kept as lists in the manifest's JSON.
@@ -85,6 +85,9 @@ class Manifest:
     # snapshots saw them (0, or complete_until_ms: none), but for those the writer changed
     # since (a day without a part had no visits then).
     provisional_until_ms: int = 0
+    # The file of the site's path dictionary, numbering every path of the parts' events
+    # (tracker.columnar.paths); "" before any part.
+    paths: str = ""
 
     @property
     def has_provisional(self) -> bool:

@@ -869,6 +869,71 @@ def test_pages_numbered_by_two_builds_are_named_as_the_raw_path_says(
 
 
 @pytest.mark.parametrize(
+    ("page", "inline", "compared"),
+    [
+        ("~/", 100, None),  # every path kept: nothing compared
+        ("/nowhere", 100, "false"),  # none
+        ("/blog*", 100, "events.path_id IN (CAST("),  # a few
+        ("/blog*", 0, "events.path_id IN (SELECT page_numbers_0.path_id"),
+        ("!/", 100, "events.path_id NOT IN (CAST("),  # most: the others
+        ("!/", 0, "events.path_id NOT IN (SELECT page_numbers_0.path_id"),
+        ("~É", 0, "events.path_id IN (SELECT page_numbers_0.path_id"),  # folded as SQLite
+    ],
+)  # fmt: skip
+def test_page_filters_compare_path_numbers(
+    db: Database,
+    site: Site,
+    tmp_path: Path,
+    page: str,
+    inline: int,
+    compared: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store answers a page filter by path number, matched once on the site's path
+    dictionary: no event's path is read (in UTC page breakdowns group by path number
+    too), and the numbers are the fewer of the paths kept and those dropped, written into
+    the statement up to `inline` of them; the same rows as the raw path."""
+    monkeypatch.setattr(engine, "INLINE_NUMBERS", inline)
+    monkeypatch.setattr(engine, "NUMBERED_FILTERS_FROM", 0)  # the traffic has a few paths
+    site = _in_utc(db, site)
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    statements: list[str] = []
+    original = engine.compiled
+
+    def recorded(stmt: Any, record: str) -> tuple[str, list[Any]]:
+        sql, params = original(stmt, record)
+        statements.append(sql)
+        return sql, params
+
+    monkeypatch.setattr(engine, "compiled", recorded)
+    for args in ({"metrics": ALL_METRICS}, {"metrics": "visitors", "dimension": "event:page"}):
+        assert assert_same(db, site, {**args, "page": page}, WEEK) == "columnar+live"
+        closed = next(sql for sql in statements if "FROM events" in sql)
+        assert "events.path " not in closed and "events.path)" not in closed, closed
+        assert compared is None or compared in closed, closed
+        statements.clear()
+
+
+def test_a_site_with_few_paths_filters_its_events_paths(
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to NUMBERED_FILTERS_FROM paths, a page filter reads the events' paths (read as
+    fast from small dictionaries): no lookup of the numbers first."""
+    build(db, tmp_path / "columnar", site, date(2026, 10, 27))
+    statements: list[str] = []
+    original = engine.compiled
+
+    def recorded(stmt: Any, record: str) -> tuple[str, list[Any]]:
+        statements.append(original(stmt, record)[0])
+        return original(stmt, record)
+
+    monkeypatch.setattr(engine, "compiled", recorded)
+    assert assert_same(db, site, {"metrics": ALL_METRICS, "page": "/blog*"}, WEEK) != "raw"
+    assert not any("paths" in sql for sql in statements), statements
+    assert any("events.path LIKE" in sql for sql in statements), statements
+
+
+@pytest.mark.parametrize(
     "args",
     [
         {"metrics": ALL_METRICS, "page": "/blog*"},

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, String, and_, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from tracker.enrich.source import canonical_source
@@ -230,9 +231,32 @@ def compile_filter(flt: Filter, column: Callable[[str], ColumnElement]) -> Colum
     return not_(clause) if flt.op == "is_not" else clause
 
 
+class FilterClause(ColumnElement[bool]):
+    """One filter's WHERE clause (`clause`), marked with the filter it says (`filter`), so
+    that a reader may answer the filter another way: the columnar store answers a page
+    filter by the path numbers it keeps (tracker.columnar.engine). The SQL is the clause's."""
+
+    type = Boolean()
+    inherit_cache = True
+    _traverse_internals = [
+        ("clause", InternalTraversal.dp_clauseelement),
+        ("filter", InternalTraversal.dp_plain_obj),
+    ]
+
+    def __init__(self, flt: Filter, clause: ColumnElement[bool]) -> None:
+        self.filter = flt
+        self.clause = clause
+
+
+@compiles(FilterClause)
+def _filter_clause(element: FilterClause, compiler: Any, **kw: Any) -> str:
+    # Parenthesized as a term of AND needs (an OR of values), as where it stood unmarked.
+    return str(compiler.process(element.clause.self_group(against=operators.and_), **kw))
+
+
 def compile_filters(
     filters: tuple[Filter, ...], column: Callable[[str], ColumnElement]
 ) -> ColumnElement[bool] | None:
     if not filters:
         return None
-    return and_(*(compile_filter(f, column) for f in filters))
+    return and_(*(FilterClause(f, compile_filter(f, column)) for f in filters))

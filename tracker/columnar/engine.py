@@ -73,7 +73,6 @@ from tracker.columnar.layout import (
 )
 from tracker.files import FileVersion, file_version
 from tracker.stats.compiler import (
-    PAGE,
     PATH_ID,
     Plan,
     dim_key,
@@ -85,6 +84,7 @@ from tracker.stats.compiler import (
     stored_paths,
     visits,
 )
+from tracker.stats.dimensions import PAGE
 from tracker.stats.filters import Filter, FilterClause, compile_filter
 from tracker.stats.goals import matched_on_events, prop_text
 from tracker.stats.periods import local_date, local_midnight_ms, make_period

@@ -52,7 +52,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from tracker.db.models import Event, Visit
-from tracker.stats.dimensions import DIMENSIONS
+from tracker.stats.dimensions import DIMENSIONS, PAGE
 from tracker.stats.filters import Filter, compile_filters
 from tracker.stats.goals import (
     GOAL,
@@ -69,7 +69,6 @@ from tracker.stats.query import GoalSpec, Query
 
 visits = Visit.__table__
 events = Event.__table__
-PAGE = "event:page"
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,12 @@ class Dimension:
 
 _PAGEVIEW = ("pageview",)
 _INTERACTIONS = ("click", "event")
+PAGE = "event:page"
 
 DIMENSIONS: dict[str, Dimension] = {
     d.name: d
     for d in (
-        Dimension("event:page", "page", "Page", "path", _PAGEVIEW),
+        Dimension(PAGE, "page", "Page", "path", _PAGEVIEW),
         Dimension("visit:entry_page", "entry_page", "Entry page", "entry_page"),
         Dimension("visit:exit_page", "exit_page", "Exit page", "exit_page"),
         Dimension("visit:source", "source", "Source", "source"),

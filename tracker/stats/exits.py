@@ -12,12 +12,12 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tracker.stats.dimensions import PAGE
 from tracker.stats.filters import Filter
 from tracker.stats.query import Query, QueryError
 
 EXIT_RATE = "exit_rate"
 EXIT_PAGE = "visit:exit_page"
-PAGE = "event:page"
 
 Runner = Callable[[Query, Sequence[tuple[Any, ...]] | None], list[dict[str, Any]]]
 # Past this many exit pages their pageviews are read for every page, not under a filter

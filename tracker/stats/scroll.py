@@ -12,10 +12,10 @@ the metric needs the page: a breakdown by it, or a filter on it.
 
 from __future__ import annotations
 
+from tracker.stats.dimensions import PAGE
 from tracker.stats.query import Query, QueryError
 
 SCROLL_DEPTH = "scroll_depth"
-PAGE = "event:page"
 
 
 def check(query: Query) -> None:

@@ -140,8 +140,13 @@ def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
     """The events (by id) with the flags a part adds (compiler.STORED_FLAGS): a pageview
     the first of its path in its visit; its visit's visitor with other visits (as `visits`
     are flagged); a pageview the first of its path among its visitor's on its visit's UTC
-    day."""
+    day; a pageview of a path its visitor viewed in another of its visits."""
     revisits = {v["id"]: v["visitor_revisits"] for v in visits}
+    viewed_in: dict[tuple[int, str], set[int]] = {}
+    for event in events:
+        if event["kind"] == "pageview":
+            pair = (event["visit_visitor_id"], event["path"])
+            viewed_in.setdefault(pair, set()).add(event["visit_id"])
     seen: set[tuple[int, str | None]] = set()
     seen_that_day: set[tuple[int, int, str | None]] = set()
     flagged = {}
@@ -154,6 +159,8 @@ def with_flags(visits: list[dict], events: list[dict]) -> list[dict]:
             "first_of_path": viewed and key not in seen,
             "visitor_revisits": revisits[event["visit_id"]],
             "visitor_first_of_path": viewed and day_key not in seen_that_day,
+            "visitor_repeats_path": viewed
+            and len(viewed_in[(event["visit_visitor_id"], event["path"])]) > 1,
         }
         if viewed:
             seen.add(key)

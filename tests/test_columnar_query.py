@@ -422,9 +422,10 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
 ) -> None:
     """In UTC a page breakdown's visitors, and a visit report's under an event filter, are
     counted from the parts' flags (a visit's first pageview of a page; its visitor's other
-    visits that day): a visitor with several visits a day and a visit viewing a page twice
-    still count once, as the raw path says.
-    The traffic has both (asserted: the test proves nothing without them). Rows are
+    visits that day): a visitor with several visits a day, a visit viewing a page twice,
+    and a visitor viewing a page in two of its visits (or in one only) still count once,
+    as the raw path says.
+    The traffic has all (asserted: the test proves nothing without them). Rows are
     written a few at a time: a visit's events go on from one batch to the next."""
     monkeypatch.setattr(export, "BATCH_ROWS", 7)
     monkeypatch.setattr(export, "CSV_BLOCK", 4096)
@@ -438,6 +439,15 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         viewed = (e.kind == "pageview", e.path != "")
         twice = select(e.visit_id).where(*viewed).group_by(e.visit_id, e.path)
         assert conn.execute(twice.having(func.count() > 1).limit(1)).first() is not None
+        visits_viewing = (
+            select(func.count(e.visit_id.distinct()).label("n"))
+            .select_from(Event.__table__.join(Visit.__table__, v.id == e.visit_id))
+            .where(*viewed, v.visitor_id.in_(revisits))
+            .group_by(v.visitor_id, day, e.path)
+            .subquery()
+        )
+        counts = set(conn.scalars(select(visits_viewing.c.n).distinct()))
+        assert {1, 2} <= counts, counts
     build(db, tmp_path / "columnar", utc, until)
     built = read_manifest(tmp_path / "columnar", utc.id)
     assert built is not None
@@ -450,7 +460,9 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
         q = query(utc, args)
         plan = plan_for(q, parts_for(q.metrics))
         stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True)
-        assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0] or args is whole, args
+        sql = engine.compiled(stmt, "sqlite")[0]
+        grouped = "visitor_repeats_path" if "event:page" in args.get("dimension", "") else ""
+        assert (grouped or "visitor_revisits") in sql or args is whole, args
         stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant=constant)
         if "visitor_first_of_path" in engine.compiled(stmt, "sqlite")[0]:
             whole_days.append(args)
@@ -465,7 +477,7 @@ def test_visitors_from_the_parts_flags_match_the_raw_path(
             with db.engine.connect() as conn:
                 q = matched_on_events(with_goals(conn, query(utc, args)))
             stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
-            assert "visitor_revisits" in engine.compiled(stmt, "sqlite")[0], args
+            assert "visitor_repeats_path" in engine.compiled(stmt, "sqlite")[0], args
         assert_store_answers(db, utc, args)
 
 
@@ -503,7 +515,8 @@ def test_visitors_from_flags_only_where_exact(
     q = query(site, args)  # type: ignore[arg-type]
     stmt = raw_buckets(q, plan_for(q, parts_for(q.metrics)), [(0, DAY_MS)], direct=True)
     sql = engine.compiled(stmt, "sqlite")[0]
-    assert ("visitor_revisits" in sql or "visitor_first_of_path" in sql) == flags
+    flagged = ("visitor_revisits", "visitor_first_of_path", "visitor_repeats_path")
+    assert any(flag in sql for flag in flagged) == flags
 
 
 @pytest.mark.parametrize(
@@ -528,20 +541,21 @@ def test_page_visitors_by_their_first_view_of_the_day_only_where_exact(
 ) -> None:
     """A page breakdown keeping or dropping all of a visitor's pageviews of a page on a UTC
     day together counts each visitor by its first (`visitor_first_of_path`), without
-    grouping by visitor; the others group the visitors that came back (`visitor_revisits`)."""
+    grouping by visitor; the others group by visitor the pageviews of a page their visitor
+    viewed in other visits too (`visitor_repeats_path`)."""
     site = SiteRef(id=1, domain=SITE, timezone=timezone)
     q = query(site, args)  # type: ignore[arg-type]
     plan = plan_for(q, parts_for(q.metrics))
     stmt = raw_buckets(q, plan, [(0, DAY_MS)], direct=True, constant={"country", "device"})
     sql = engine.compiled(stmt, "sqlite")[0]
     assert ("visitor_first_of_path" in sql) == whole_days, sql
-    assert ("visitor_revisits" in sql) == (not whole_days and timezone == "UTC"), sql
+    assert ("visitor_repeats_path" in sql) == (not whole_days and timezone == "UTC"), sql
     assert sql.count("GROUP BY") == (1 if whole_days else 2), sql
     # Without a time dimension the days are summed here already: one row per page.
     across = "time:" not in args["dimension"] and timezone == "UTC"
     assert (", CAST(0 AS BIGINT) AS bucket" in sql) == across, sql
-    # And only the visitors who came back keep their day in the first grouping.
-    by_day = "CASE WHEN events.visitor_revisits THEN ((events.visit_started_ms"
+    # And only the pageviews of a page viewed in several visits keep their day there.
+    by_day = "CASE WHEN events.visitor_repeats_path THEN ((events.visit_started_ms"
     assert (by_day in sql) == (across and not whole_days), sql
 
 

@@ -27,7 +27,7 @@ DAY_MS = 86_400_000
 MANIFEST = "manifest.json"
 # Bumped when the parts' columns change: a manifest of another version reads as none, so
 # the builder writes every part again.
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 RETIRED_AFTER_S = 600
 TABLES = ("visits", "events")
 # A part's fields kept as lists in the manifest's JSON.

@@ -453,9 +453,9 @@ def page_visitor_buckets(
     the first of the path among their visitor's that day (`visitor_first_of_path`): no
     grouping by visitor at all.
 
-    A visitor with one visit in the part is counted by its visit's first pageview of the
-    path (`first_of_path`); only the pageviews of visitors with several visits in the part
-    (`visitor_revisits`, a fifth of them at 1M) are grouped by visitor. Exact when every
+    A visitor who viewed the path in one visit of the part is counted by that visit's
+    first pageview of the path (`first_of_path`); only the pageviews of a path viewed in
+    several of its visitor's visits (REPEATS_PATH) are grouped by visitor. Exact when every
     row of a (visit, path) is kept or dropped together: filters on the visit (a goal
     filter keeps or drops whole visits) and on the page only, pageviews only; and when a
     bucket never holds two parts' visits (parts are whole UTC days): a zone at UTC offset
@@ -491,17 +491,20 @@ def _revisitor_page_buckets(
     where: Sequence[ColumnElement[bool]],
     within: Subquery | None,
 ) -> Select | None:
-    """`page_visitor_buckets` grouping by visitor the pageviews of the visitors with other
-    visits in their part, counting the others by their visit's first pageview of the path
-    (`first_of_path`)."""
-    # Grouped by visitor only where the visitor revisits: the others' rows fall in one
-    # group per dimension values and bucket (a NULL visitor), and count by the flag;
-    # across buckets, in one group per dimension values (their bucket NULL too).
+    """`page_visitor_buckets` grouping by visitor only the pageviews of a path their
+    visitor viewed in another of its visits in their part (REPEATS_PATH), counting the
+    others by their visit's first pageview of the path (`first_of_path`): such a visitor
+    counts for the path if and only if that one visit is kept. On the wide bench dataset
+    3,700 of the 188,000 pageviews of returning visitors (DuckDB alone, `utm_campaign!=`
+    by page, 111-136 -> 83-94 ms)."""
+    # The others' rows fall in one group per dimension values and bucket (a NULL
+    # visitor), and count by the flag; across buckets, in one group per dimension values
+    # (their bucket NULL too).
     across = query.time_dimension is None
-    revisits = stored_events.c.visitor_revisits
-    revisitor = case((revisits, visits.c.visitor_id))
-    day = case((revisits, bucket)) if across else bucket
-    once = and_(stored_events.c.first_of_path, ~revisits)
+    repeats = stored_events.c[REPEATS_PATH]
+    revisitor = case((repeats, visits.c.visitor_id))
+    day = case((repeats, bucket)) if across else bucket
+    once = and_(stored_events.c.first_of_path, ~repeats)
     rows = select(
         *(d.label(dim_key(i)) for i, d in enumerate(dims)),
         day.label("bucket"),
@@ -668,7 +671,8 @@ _COPY_NAMES = {
 REVISITS = "visitor_revisits"
 # The columns the columnar store's events carry besides their own and their visit's copies
 # (tracker.columnar.export), read by `page_visitor_buckets`.
-STORED_FLAGS = ("first_of_path", REVISITS, "visitor_first_of_path")
+REPEATS_PATH = "visitor_repeats_path"
+STORED_FLAGS = ("first_of_path", REVISITS, "visitor_first_of_path", REPEATS_PATH)
 # The column of the columnar store's events holding their path's number in the site's
 # path dictionary, `stored_paths` (tracker.columnar.paths): page breakdowns group by it.
 PATH_ID = "path_id"

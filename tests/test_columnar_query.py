@@ -882,32 +882,26 @@ def test_pages_numbered_by_two_builds_are_named_as_the_raw_path_says(
         assert assert_same(db, utc, args, WEEK) == "columnar+live", args
 
 
-@pytest.mark.parametrize(
-    ("page", "inline", "compared"),
-    [
-        ("~/", 100, None),  # every path kept: nothing compared
-        ("/nowhere", 100, "false"),  # none
-        ("/blog*", 100, "events.path_id IN (CAST("),  # a few
-        ("/blog*", 0, "events.path_id IN (SELECT page_numbers_0.path_id"),
-        ("!/", 100, "events.path_id NOT IN (CAST("),  # most: the others
-        ("!/", 0, "events.path_id NOT IN (SELECT page_numbers_0.path_id"),
-        ("~É", 0, "events.path_id IN (SELECT page_numbers_0.path_id"),  # folded as SQLite
-    ],
-)  # fmt: skip
+# A page filter, the most path numbers written into a statement, and how the statement
+# reading the parts then compares the events' path numbers (None: it does not).
+NUMBERED_FILTERS = [
+    ("~/", 100, None),  # every path kept: nothing compared
+    ("/nowhere", 100, "false"),  # none
+    ("/blog*", 100, "events.path_id IN (CAST("),  # a few
+    ("/blog*", 0, "events.path_id IN (SELECT page_numbers_0.path_id"),
+    ("!/", 100, "events.path_id NOT IN (CAST("),  # most: the others
+    ("!/", 0, "events.path_id NOT IN (SELECT page_numbers_0.path_id"),
+    ("~É", 0, "events.path_id IN (SELECT page_numbers_0.path_id"),  # folded as SQLite
+]
+
+
 def test_page_filters_compare_path_numbers(
-    db: Database,
-    site: Site,
-    tmp_path: Path,
-    page: str,
-    inline: int,
-    compared: str | None,
-    monkeypatch: pytest.MonkeyPatch,
+    db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store answers a page filter by path number, matched once on the site's path
     dictionary: no event's path is read (in UTC page breakdowns group by path number
     too), and the numbers are the fewer of the paths kept and those dropped, written into
-    the statement up to `inline` of them; the same rows as the raw path."""
-    monkeypatch.setattr(engine, "INLINE_NUMBERS", inline)
+    the statement up to INLINE_NUMBERS of them; the same rows as the raw path."""
     monkeypatch.setattr(engine, "NUMBERED_FILTERS_FROM", 0)  # the traffic has a few paths
     site = _in_utc(db, site)
     build(db, tmp_path / "columnar", site, date(2026, 10, 27))
@@ -920,12 +914,15 @@ def test_page_filters_compare_path_numbers(
         return sql, params
 
     monkeypatch.setattr(engine, "compiled", recorded)
-    for args in ({"metrics": ALL_METRICS}, {"metrics": "visitors", "dimension": "event:page"}):
-        assert assert_same(db, site, {**args, "page": page}, WEEK) == "columnar+live"
-        closed = next(sql for sql in statements if "FROM events" in sql)
-        assert "events.path " not in closed and "events.path)" not in closed, closed
-        assert compared is None or compared in closed, closed
-        statements.clear()
+    for page, inline, compared in NUMBERED_FILTERS:
+        monkeypatch.setattr(engine, "INLINE_NUMBERS", inline)
+        for args in ({"metrics": ALL_METRICS}, {"metrics": "visitors", "dimension": "event:page"}):
+            asked = {**args, "page": page}
+            statements.clear()
+            assert assert_same(db, site, asked, WEEK) == "columnar+live", asked
+            closed = next(sql for sql in statements if "FROM events" in sql)
+            assert "events.path " not in closed and "events.path)" not in closed, (asked, closed)
+            assert compared is None or compared in closed, (asked, inline, closed)
 
 
 def test_a_site_with_few_paths_filters_its_events_paths(

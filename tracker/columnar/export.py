@@ -327,58 +327,59 @@ class VisitCopies:
         for name, field in zip([*VISIT_COPIES, STORED_GOALS], COPY_FIELDS, strict=True):
             column = copies.column(name)
             arrays.append(column.cast(field.type) if column.type != field.type else column)
+        group = _Flagged(
+            fetched,
+            copies,
+            pa.array(range(len(fetched)), pa.int64()),
+            pc.equal(fetched.column("kind"), "pageview"),
+            copies.column("visitor_id").cast(pa.int64()),
+        )
         arrays += [
-            self._first_of_path(fetched),
+            self._first_of_path(group),
             self.revisits.take(rows),
-            self._visitor_first_of_path(fetched, copies),
-            self._repeats_path(fetched, copies),
+            self._visitor_first_of_path(group),
+            self._repeats_path(group),
             self.paths.numbered(fetched.column("path")),
         ]
         return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
 
-    def _repeats_path(self, fetched: pa.Table, copies: pa.Table) -> pa.Array:
+    def _repeats_path(self, group: _Flagged) -> pa.Array:
         """Per event: a pageview whose visitor viewed its path in another of its visits in
         the part (REPEATS_PATH)."""
-        rows = pa.array(range(len(fetched)), pa.int64())
         pageviews = pa.table(
-            {"visitor": copies.column("visitor_id").cast(pa.int64()),
-             "path": fetched.column("path"), "row": rows}
-        ).filter(pc.equal(fetched.column("kind"), "pageview"))  # fmt: skip
+            {"visitor": group.visitor, "path": group.fetched.column("path"), "row": group.rows}
+        ).filter(group.pageview)
         found = pageviews.join(
             self.repeated, keys=["visitor", "path"], join_type="left semi", use_threads=False
         )
-        flagged = pc.is_in(rows, value_set=found.column("row"))
-        return flagged.combine_chunks() if isinstance(flagged, pa.ChunkedArray) else flagged
+        return _flat(pc.is_in(group.rows, value_set=found.column("row")))
 
-    def _visitor_first_of_path(self, fetched: pa.Table, copies: pa.Table) -> pa.Array:
+    def _visitor_first_of_path(self, group: _Flagged) -> pa.Array:
         """Per event: a pageview that is the first of its path (a NULL path counts as one
         path) among its visitor's pageviews in the visits started on its visit's UTC day,
         here or in the rows before (visits come in their start's order, so only the last
         day's may go on in the next rows)."""
-        rows = pa.array(range(len(fetched)), pa.int64())
-        day = pc.divide(copies.column("started_ms"), DAY_MS).cast(pa.int64())
-        visitor = copies.column("visitor_id").cast(pa.int64())
-        pageviews = _visitor_paths(day, visitor, fetched.column("path"), rows).filter(
-            pc.equal(fetched.column("kind"), "pageview")
-        )
+        day = pc.divide(group.copies.column("started_ms"), DAY_MS).cast(pa.int64())
+        path = group.fetched.column("path")
+        pageviews = _visitor_paths(day, group.visitor, path, group.rows).filter(group.pageview)
         firsts = pageviews.group_by(_VISITOR_PATH, use_threads=False).aggregate([("row", "min")])
         if self.seen_today.num_rows:
             firsts = firsts.join(
                 self.seen_today, keys=_VISITOR_PATH, join_type="left anti", use_threads=False
             )
-        flagged = pc.is_in(rows, value_set=firsts.column("row_min"))
+        flagged = pc.is_in(group.rows, value_set=firsts.column("row_min"))
         seen = pa.concat_tables([self.seen_today, firsts.select(_VISITOR_PATH)])
         self.seen_today = seen.filter(pc.equal(seen.column("day"), pc.max(day)))
-        return flagged.combine_chunks() if isinstance(flagged, pa.ChunkedArray) else flagged
+        return _flat(flagged)
 
-    def _first_of_path(self, fetched: pa.Table) -> pa.Array:
+    def _first_of_path(self, group: _Flagged) -> pa.Array:
         """Per event: a pageview whose visit has no earlier pageview of its path (a NULL
         path counts as one path), here or in the rows before (a visit's events come
         together, by id)."""
-        rows = pa.array(range(len(fetched)), pa.int64())
+        fetched, rows = group.fetched, group.rows
         pageviews = pa.table(
             {"visit_id": fetched.column("visit_id"), "path": fetched.column("path"), "row": rows}
-        ).filter(pc.equal(fetched.column("kind"), "pageview"))
+        ).filter(group.pageview)
         firsts = pageviews.group_by(["visit_id", "path"], use_threads=False).aggregate(
             [("row", "min")]
         )
@@ -395,7 +396,21 @@ class VisitCopies:
         if last == self.last_visit:
             paths = pa.concat_arrays([self.last_paths, paths])
         self.last_visit, self.last_paths = last, paths
-        return first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first
+        return _flat(first)
+
+
+class _Flagged(NamedTuple):
+    """A row group of events as VisitCopies flags it: what every flag reads, made once."""
+
+    fetched: pa.Table  # the events' own columns
+    copies: pa.Table  # their visit's columns
+    rows: pa.Array  # each event's row in the group
+    pageview: pa.Array  # whether it is a pageview
+    visitor: pa.Array  # its visit's visitor id, as int64
+
+
+def _flat(flags: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return flags.combine_chunks() if isinstance(flags, pa.ChunkedArray) else flags
 
 
 # A pageview's key among its visitor's pageviews of a day (`_visitor_first_of_path`). The

@@ -895,6 +895,20 @@ NUMBERED_FILTERS = [
 ]
 
 
+def recorded_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of every statement the store's engine compiles from now on, as it goes."""
+    statements: list[str] = []
+    original = engine.compiled
+
+    def recorded(stmt: Any, record: str) -> tuple[str, list[Any]]:
+        sql, params = original(stmt, record)
+        statements.append(sql)
+        return sql, params
+
+    monkeypatch.setattr(engine, "compiled", recorded)
+    return statements
+
+
 def test_page_filters_compare_path_numbers(
     db: Database, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -905,15 +919,7 @@ def test_page_filters_compare_path_numbers(
     monkeypatch.setattr(engine, "NUMBERED_FILTERS_FROM", 0)  # the traffic has a few paths
     site = _in_utc(db, site)
     build(db, tmp_path / "columnar", site, date(2026, 10, 27))
-    statements: list[str] = []
-    original = engine.compiled
-
-    def recorded(stmt: Any, record: str) -> tuple[str, list[Any]]:
-        sql, params = original(stmt, record)
-        statements.append(sql)
-        return sql, params
-
-    monkeypatch.setattr(engine, "compiled", recorded)
+    statements = recorded_statements(monkeypatch)
     for page, inline, compared in NUMBERED_FILTERS:
         monkeypatch.setattr(engine, "INLINE_NUMBERS", inline)
         for args in ({"metrics": ALL_METRICS}, {"metrics": "visitors", "dimension": "event:page"}):
@@ -931,14 +937,7 @@ def test_a_site_with_few_paths_filters_its_events_paths(
     """Up to NUMBERED_FILTERS_FROM paths, a page filter reads the events' paths (read as
     fast from small dictionaries): no lookup of the numbers first."""
     build(db, tmp_path / "columnar", site, date(2026, 10, 27))
-    statements: list[str] = []
-    original = engine.compiled
-
-    def recorded(stmt: Any, record: str) -> tuple[str, list[Any]]:
-        statements.append(original(stmt, record)[0])
-        return original(stmt, record)
-
-    monkeypatch.setattr(engine, "compiled", recorded)
+    statements = recorded_statements(monkeypatch)
     assert assert_same(db, site, {"metrics": ALL_METRICS, "page": "/blog*"}, WEEK) != "raw"
     assert not any("paths" in sql for sql in statements), statements
     assert any("events.path LIKE" in sql for sql in statements), statements
